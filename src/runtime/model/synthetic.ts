@@ -1,0 +1,75 @@
+import { expectedWeightShapes, type LayerSpec, type ModelSpec } from './spec.ts';
+import { numel, type Weights } from './tensor.ts';
+
+/** The shape of a LLaMA-style model to fill with random weights (speed work, tests). */
+export interface SyntheticShape {
+  vocabSize: number;
+  hidden: number;
+  /** Uniform layers, or explicit per-layer dimensions (a pruned shape). */
+  layers: number | LayerSpec[];
+  heads?: number;
+  kvHeads?: number;
+  ffn?: number;
+  maxContext?: number;
+  tiedEmbeddings?: boolean;
+}
+
+/** Named realistic shapes. ~100M follows LLaMA proportions (GQA 4:1, ffn ≈ 2.7 × hidden). */
+export const syntheticPresets = {
+  tiny: { vocabSize: 256, hidden: 64, layers: 4, heads: 4, kvHeads: 2, ffn: 160, maxContext: 256 },
+  '100m': { vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 2048, maxContext: 2048 },
+  '1b': { vocabSize: 32000, hidden: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 5632, maxContext: 4096 },
+} satisfies Record<string, SyntheticShape>;
+
+export function syntheticSpec(shape: SyntheticShape): ModelSpec {
+  const heads = shape.heads ?? 4;
+  const layers: LayerSpec[] =
+    typeof shape.layers === 'number'
+      ? Array.from({ length: shape.layers }, () => ({ heads, kvHeads: shape.kvHeads ?? heads, headDim: shape.hidden / heads, ffn: shape.ffn ?? 4 * shape.hidden }))
+      : shape.layers;
+  return {
+    architecture: 'llama',
+    vocabSize: shape.vocabSize,
+    hidden: shape.hidden,
+    layers,
+    normEps: 1e-5,
+    rope: { theta: 10000 },
+    tiedEmbeddings: shape.tiedEmbeddings ?? false,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    maxContext: shape.maxContext ?? 2048,
+  };
+}
+
+/**
+ * Random weights (seeded, normal with std 1/sqrt(fan-in) so activations stay O(1) through depth;
+ * norm gains near 1) for a spec.
+ */
+export function syntheticWeights(spec: ModelSpec, seed = 1): Weights {
+  const rand = gaussian(seed);
+  const weights: Weights = new Map();
+  for (const [name, shape] of expectedWeightShapes(spec)) {
+    const data = new Float32Array(numel(shape));
+    if (shape.length === 1) for (let i = 0; i < data.length; i++) data[i] = 1 + 0.1 * rand();
+    else {
+      const std = name.includes('embed') ? 1 : 1 / Math.sqrt(shape[1]!);
+      for (let i = 0; i < data.length; i++) data[i] = std * rand();
+    }
+    weights.set(name, { shape, data });
+  }
+  return weights;
+}
+
+/** Box-Muller over a small xorshift: fast and reproducible, quality is irrelevant here. */
+function gaussian(seed: number): () => number {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  const uniform = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return (s + 0.5) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+}

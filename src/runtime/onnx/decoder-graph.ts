@@ -1,0 +1,197 @@
+import { type ModelSpec, weightName } from '../model/spec.ts';
+import type { Tensor, Weights } from '../model/tensor.ts';
+import { DataType, OnnxGraphBuilder } from './onnx-model.ts';
+import { ropeCosSin } from './rope-cache.ts';
+
+/**
+ * ModelSpec + weights → an ONNX decoder graph with a KV cache, built from ONNX Runtime's LLM
+ * operators: GroupQueryAttention (fused RoPE, causal attention over a cache that is updated in
+ * place), SimplifiedLayerNormalization (RMSNorm). Every layer is built from its own LayerSpec, so a
+ * pruned model needs no special case: a layer without heads has no attention, one without ffn no MLP.
+ *
+ * Inputs:  input_ids int64 [B,S]; seqlens_k int32 [B] (tokens in cache after this step, minus 1);
+ *          total_sequence_length int32 scalar (max over the batch of seqlens_k + 1);
+ *          past_key_i / past_value_i float [B, kvHeads_i, maxContext, cacheHeadDim_i] per attention layer.
+ * Outputs: logits float [B, S or 1, vocab]; present_key_i / present_value_i (same shape as past).
+ * Bind present_* to the very buffers given as past_*: GQA then writes only the new positions
+ * instead of copying the cache (its "past-present share buffer" mode).
+ */
+export interface DecoderGraphOptions {
+  /** KV cache length per sequence (prompt + generated tokens); RoPE tables cover it. */
+  maxContext: number;
+  /** 'last': logits of the final position only (serving); 'all': every position (evaluation). */
+  logits: 'last' | 'all';
+}
+
+/** One attention layer's cache: names of its graph inputs/outputs and its buffer geometry. */
+export interface KvCacheLayout {
+  layer: number;
+  kvHeads: number;
+  /** Head width in the cache: headDim rounded up to GQA's multiple of 16 on CPU. */
+  cacheHeadDim: number;
+  pastKey: string;
+  pastValue: string;
+  presentKey: string;
+  presentValue: string;
+}
+
+export interface DecoderGraph {
+  model: Uint8Array;
+  kvLayers: KvCacheLayout[];
+  maxContext: number;
+  logits: 'last' | 'all';
+}
+
+/** ONNX Runtime's CPU GroupQueryAttention only accepts head sizes that are multiples of 16. */
+const GQA_HEAD_MULTIPLE = 16;
+
+export function paddedHeadDim(headDim: number): number {
+  return Math.ceil(headDim / GQA_HEAD_MULTIPLE) * GQA_HEAD_MULTIPLE;
+}
+
+export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: DecoderGraphOptions): DecoderGraph {
+  const g = new OnnxGraphBuilder('decoder');
+  const w = (name: string): Tensor => {
+    const t = weights.get(name);
+    if (!t) throw new Error(`weight '${name}' missing while building the graph`);
+    return t;
+  };
+  const M = options.maxContext;
+
+  let h = g.op('Gather', [g.floatInitializer('embed', w(weightName.embed).shape, w(weightName.embed).data), g.input('input_ids', DataType.int64, ['batch', 'seq'])], { axis: { i: 0 } });
+  const seqlensK = g.input('seqlens_k', DataType.int32, ['batch']);
+  const totalLen = g.input('total_sequence_length', DataType.int32, []);
+
+  const rmsNorm = (x: string, gammaName: string, initName: string): string =>
+    g.op('SimplifiedLayerNormalization', [x, g.floatInitializer(initName, [spec.hidden], w(gammaName).data)], {
+      axis: { i: -1 },
+      epsilon: { f: spec.normEps },
+      stash_type: { i: 1 },
+    });
+
+  const ropeTables = new Map<string, [string, string]>();
+  const kvLayers: KvCacheLayout[] = [];
+
+  spec.layers.forEach((layer, i) => {
+    if (layer.heads > 0) {
+      const D = layer.headDim;
+      const Dp = paddedHeadDim(D);
+      const key = `${D}_${Dp}`;
+      if (!ropeTables.has(key)) {
+        const { cos, sin } = ropeCosSin(spec.rope, D, Dp, M);
+        ropeTables.set(key, [g.floatInitializer(`rope_cos_${key}`, [M, Dp / 2], cos), g.floatInitializer(`rope_sin_${key}`, [M, Dp / 2], sin)]);
+      }
+      const [cos, sin] = ropeTables.get(key)!;
+      const x = rmsNorm(h, weightName.attnNorm(i), `l${i}.attn_norm`);
+      const qkvT = packQkvTransposed(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
+      const qkv = g.op('MatMul', [x, g.floatInitializer(`l${i}.qkv`, [spec.hidden, (layer.heads + 2 * layer.kvHeads) * Dp], qkvT)]);
+      const cache: KvCacheLayout = {
+        layer: i,
+        kvHeads: layer.kvHeads,
+        cacheHeadDim: Dp,
+        pastKey: `past_key_${i}`,
+        pastValue: `past_value_${i}`,
+        presentKey: `present_key_${i}`,
+        presentValue: `present_value_${i}`,
+      };
+      kvLayers.push(cache);
+      const cacheDims = ['batch', layer.kvHeads, M, Dp];
+      g.input(cache.pastKey, DataType.float, cacheDims);
+      g.input(cache.pastValue, DataType.float, cacheDims);
+      const [attn] = g.node(
+        'GroupQueryAttention',
+        [qkv, '', '', cache.pastKey, cache.pastValue, seqlensK, totalLen, cos, sin],
+        [`l${i}.attn`, cache.presentKey, cache.presentValue],
+        {
+          num_heads: { i: layer.heads },
+          kv_num_heads: { i: layer.kvHeads },
+          scale: { f: 1 / Math.sqrt(D) },
+          do_rotary: { i: 1 },
+          rotary_interleaved: { i: 0 },
+        },
+        'com.microsoft',
+      );
+      g.output(cache.presentKey, DataType.float, cacheDims);
+      g.output(cache.presentValue, DataType.float, cacheDims);
+      const oT = padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
+      const attnOut = g.op('MatMul', [attn!, g.floatInitializer(`l${i}.o`, [layer.heads * Dp, spec.hidden], oT)]);
+      h = g.op('Add', [h, attnOut]);
+    }
+    if (layer.ffn > 0) {
+      const x = rmsNorm(h, weightName.mlpNorm(i), `l${i}.mlp_norm`);
+      const gate = g.op('MatMul', [x, g.floatInitializer(`l${i}.gate`, [spec.hidden, layer.ffn], transpose(w(weightName.gate(i))))]);
+      const up = g.op('MatMul', [x, g.floatInitializer(`l${i}.up`, [spec.hidden, layer.ffn], transpose(w(weightName.up(i))))]);
+      const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+      const down = g.op('MatMul', [act, g.floatInitializer(`l${i}.down`, [layer.ffn, spec.hidden], transpose(w(weightName.down(i))))]);
+      h = g.op('Add', [h, down]);
+    }
+  });
+
+  if (options.logits === 'last') {
+    // Only the final position's logits are needed to sample: skip the vocab projection elsewhere.
+    h = g.op('Slice', [h, g.int64Initializer('last_start', [-1]), g.int64Initializer('last_end', [2 ** 62]), g.int64Initializer('seq_axis', [1])]);
+  }
+  h = rmsNorm(h, weightName.finalNorm, 'final_norm');
+  const head = spec.tiedEmbeddings ? w(weightName.embed) : w(weightName.lmHead);
+  g.node('MatMul', [h, g.floatInitializer('lm_head', [spec.hidden, spec.vocabSize], transpose(head))], ['logits']);
+  g.output('logits', DataType.float, ['batch', options.logits === 'last' ? 1 : 'seq', spec.vocabSize]);
+
+  return {
+    model: g.toModel({ '': 21, 'com.microsoft': 1 }),
+    kvLayers,
+    maxContext: M,
+    logits: options.logits,
+  };
+}
+
+/** [rows, cols] → [cols, rows]: ONNX MatMul multiplies activations by W^T. */
+function transpose(t: Tensor): Float32Array {
+  const [rows, cols] = t.shape as [number, number];
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = t.data[r * cols + c]!;
+  return out;
+}
+
+/**
+ * Where dimension d of a head lands in a head padded from D to Dp: the two rotate-half halves go
+ * to [0, D/2) and [Dp/2, Dp/2 + D/2), so GQA's rotate-half over Dp pairs the right dimensions and
+ * the zero padding never mixes in.
+ */
+function paddedIndex(d: number, D: number, Dp: number): number {
+  return d < D / 2 ? d : Dp / 2 + (d - D / 2);
+}
+
+/** Q, K, V ([heads*D, hidden] each) → one transposed, head-padded [hidden, (H + 2KV) * Dp] matrix. */
+function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
+  const hidden = q.shape[1]!;
+  const cols = (heads + 2 * kvHeads) * Dp;
+  const out = new Float32Array(hidden * cols);
+  const place = (src: Tensor, nHeads: number, colBase: number) => {
+    for (let hd = 0; hd < nHeads; hd++) {
+      for (let d = 0; d < D; d++) {
+        const row = hd * D + d;
+        const col = colBase + hd * Dp + paddedIndex(d, D, Dp);
+        for (let j = 0; j < hidden; j++) out[j * cols + col] = src.data[row * hidden + j]!;
+      }
+    }
+  };
+  place(q, heads, 0);
+  place(k, kvHeads, heads * Dp);
+  place(v, kvHeads, (heads + kvHeads) * Dp);
+  return out;
+}
+
+/** W_O [hidden, heads*D] → transposed and head-padded [heads*Dp, hidden]; padded rows are zero. */
+function padRowsTransposedO(o: Tensor, heads: number, D: number, Dp: number): Float32Array {
+  const hidden = o.shape[0]!;
+  const inner = heads * D;
+  const out = new Float32Array(heads * Dp * hidden);
+  for (let hd = 0; hd < heads; hd++) {
+    for (let d = 0; d < D; d++) {
+      const srcCol = hd * D + d;
+      const dstRow = hd * Dp + paddedIndex(d, D, Dp);
+      for (let j = 0; j < hidden; j++) out[dstRow * hidden + j] = o.data[j * inner + srcCol]!;
+    }
+  }
+  return out;
+}
