@@ -79,7 +79,7 @@ export class ModelSession {
    * Append `tokens` to the slot's sequence. Returns logits of the last position ([vocab]), or of
    * every new position ([tokens * vocab]) when the graph was built with logits 'all'.
    */
-  prefill(slot: number, tokens: readonly number[]): Promise<Float32Array> {
+  async prefill(slot: number, tokens: readonly number[]): Promise<Float32Array> {
     this.checkSlot(slot);
     if (tokens.length === 0) throw new RangeError('prefill needs at least one token');
     const start = this.length(slot);
@@ -115,8 +115,8 @@ export class ModelSession {
    * The batch covers rows [0, highest slot]; rows not in `entries` ride along writing a scratch
    * position past their end that their next real step overwrites. Returns logits per entry.
    */
-  decode(entries: readonly DecodeEntry[]): Promise<Float32Array[]> {
-    if (entries.length === 0) return Promise.resolve([]);
+  async decode(entries: readonly DecodeEntry[]): Promise<Float32Array[]> {
+    if (entries.length === 0) return [];
     const rows = Math.max(...entries.map((e) => e.slot)) + 1;
     const ids = new BigInt64Array(rows);
     const seqlensK = new Int32Array(rows);

@@ -17,7 +17,7 @@ export interface SyntheticShape {
 /** Named realistic shapes. ~100M follows LLaMA proportions (GQA 4:1, ffn ≈ 2.7 × hidden). */
 export const syntheticPresets = {
   tiny: { vocabSize: 256, hidden: 64, layers: 4, heads: 4, kvHeads: 2, ffn: 160, maxContext: 256 },
-  '100m': { vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 2048, maxContext: 2048 },
+  '100m': { vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 2048, maxContext: 2048, tiedEmbeddings: true },
   '1b': { vocabSize: 32000, hidden: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 5632, maxContext: 4096 },
 } satisfies Record<string, SyntheticShape>;
 
@@ -42,11 +42,12 @@ export function syntheticSpec(shape: SyntheticShape): ModelSpec {
 }
 
 /**
- * Random weights (seeded, normal with std 1/sqrt(fan-in) so activations stay O(1) through depth;
- * norm gains near 1) for a spec.
+ * Random weights (seeded, uniform with std 1/sqrt(fan-in) so activations stay O(1) through depth;
+ * norm gains near 1) for a spec. Uniform rather than normal: ~10x faster to draw for 1B parameters,
+ * and speed work does not care about the distribution.
  */
 export function syntheticWeights(spec: ModelSpec, seed = 1): Weights {
-  const rand = gaussian(seed);
+  const rand = unitUniform(seed);
   const weights: Weights = new Map();
   for (const [name, shape] of expectedWeightShapes(spec)) {
     const data = new Float32Array(numel(shape));
@@ -60,16 +61,16 @@ export function syntheticWeights(spec: ModelSpec, seed = 1): Weights {
   return weights;
 }
 
-/** Box-Muller over a small xorshift: fast and reproducible, quality is irrelevant here. */
-function gaussian(seed: number): () => number {
+/** Zero-mean, unit-variance uniform noise from a xorshift32 stream: fast and reproducible. */
+function unitUniform(seed: number): () => number {
   let s = (seed * 2654435761) >>> 0 || 1;
-  const uniform = () => {
+  const scale = (2 * Math.sqrt(3)) / 4294967296;
+  return () => {
     s ^= s << 13;
     s >>>= 0;
     s ^= s >>> 17;
     s ^= s << 5;
     s >>>= 0;
-    return (s + 0.5) / 4294967296;
+    return s * scale - Math.sqrt(3);
   };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
 }

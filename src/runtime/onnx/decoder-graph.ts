@@ -144,11 +144,19 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
   };
 }
 
-/** [rows, cols] → [cols, rows]: ONNX MatMul multiplies activations by W^T. */
-function transpose(t: Tensor): Float32Array {
+/** [rows, cols] → [cols, rows] (ONNX MatMul multiplies activations by W^T), in cache-friendly tiles. */
+export function transpose(t: Tensor): Float32Array {
   const [rows, cols] = t.shape as [number, number];
+  const src = t.data;
   const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = t.data[r * cols + c]!;
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(r0 + B, rows);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(c0 + B, cols);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c]!;
+    }
+  }
   return out;
 }
 
@@ -161,37 +169,32 @@ function paddedIndex(d: number, D: number, Dp: number): number {
   return d < D / 2 ? d : Dp / 2 + (d - D / 2);
 }
 
+/** Rows grouped in heads of D ([nHeads*D, width]) → heads of Dp rows, padding rows left zero. */
+function padHeadRows(src: Float32Array, nHeads: number, width: number, D: number, Dp: number): Float32Array {
+  if (D === Dp) return src;
+  const out = new Float32Array(nHeads * Dp * width);
+  for (let h = 0; h < nHeads; h++) {
+    for (let d = 0; d < D; d++) {
+      const from = (h * D + d) * width;
+      out.set(src.subarray(from, from + width), (h * Dp + paddedIndex(d, D, Dp)) * width);
+    }
+  }
+  return out;
+}
+
 /** Q, K, V ([heads*D, hidden] each) → one transposed, head-padded [hidden, (H + 2KV) * Dp] matrix. */
 function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
   const hidden = q.shape[1]!;
-  const cols = (heads + 2 * kvHeads) * Dp;
-  const out = new Float32Array(hidden * cols);
-  const place = (src: Tensor, nHeads: number, colBase: number) => {
-    for (let hd = 0; hd < nHeads; hd++) {
-      for (let d = 0; d < D; d++) {
-        const row = hd * D + d;
-        const col = colBase + hd * Dp + paddedIndex(d, D, Dp);
-        for (let j = 0; j < hidden; j++) out[j * cols + col] = src.data[row * hidden + j]!;
-      }
-    }
-  };
-  place(q, heads, 0);
-  place(k, kvHeads, heads * Dp);
-  place(v, kvHeads, (heads + kvHeads) * Dp);
-  return out;
+  const rows = (heads + 2 * kvHeads) * Dp;
+  const packed = new Float32Array(rows * hidden);
+  packed.set(padHeadRows(q.data, heads, hidden, D, Dp), 0);
+  packed.set(padHeadRows(k.data, kvHeads, hidden, D, Dp), heads * Dp * hidden);
+  packed.set(padHeadRows(v.data, kvHeads, hidden, D, Dp), (heads + kvHeads) * Dp * hidden);
+  return transpose({ shape: [rows, hidden], data: packed });
 }
 
 /** W_O [hidden, heads*D] → transposed and head-padded [heads*Dp, hidden]; padded rows are zero. */
 function padRowsTransposedO(o: Tensor, heads: number, D: number, Dp: number): Float32Array {
   const hidden = o.shape[0]!;
-  const inner = heads * D;
-  const out = new Float32Array(heads * Dp * hidden);
-  for (let hd = 0; hd < heads; hd++) {
-    for (let d = 0; d < D; d++) {
-      const srcCol = hd * D + d;
-      const dstRow = hd * Dp + paddedIndex(d, D, Dp);
-      for (let j = 0; j < hidden; j++) out[dstRow * hidden + j] = o.data[j * inner + srcCol]!;
-    }
-  }
-  return out;
+  return padHeadRows(transpose(o), heads, hidden, D, Dp);
 }
