@@ -52,6 +52,9 @@ export class ModelSession {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
+      // Idle pool threads must not spin: on a small machine they steal the cores that the next
+      // run (or another session, or the event loop) needs.
+      extra: { session: { intra_op: { allow_spinning: process.env.MOP_ORT_SPIN === '1' ? '1' : '0' }, inter_op: { allow_spinning: '0' } } },
     });
     const cache = new KvCache(graph.kvLayers, options.maxBatch, maxContext);
     return new ModelSession(spec, session, graph, cache, options.prefillChunk ?? 512);

@@ -1,0 +1,49 @@
+import { loadModel, defaultModelPath } from '../model/load.ts';
+import type { LoadedModel } from '../model/loaded-model.ts';
+import { parameterCounts } from '../model/spec.ts';
+import { checkTokenizerMatchesModel, createTokenizer } from '../tokenizer/create.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
+import type { Device } from './device.ts';
+import { ModelSession } from './model-session.ts';
+
+export interface OpenModelOptions {
+  /** Checkpoint file or directory; default: the bundled stories260K. */
+  modelPath?: string;
+  tokenizerPath?: string;
+  device?: Device;
+  /** Concurrent sequences (KV slots). Default 1. */
+  maxBatch?: number;
+  /** Context per sequence; default and ceiling: the model's own. */
+  maxContext?: number;
+  threads?: number;
+}
+
+/** A model ready to generate: its checkpoint, tokenizer and an execution session. */
+export interface OpenedModel {
+  model: LoadedModel;
+  tokenizer: Tokenizer;
+  session: ModelSession;
+}
+
+/** Read a checkpoint, build its tokenizer and compile its graph into a session. */
+export async function openModel(options: OpenModelOptions = {}): Promise<OpenedModel> {
+  const model = await loadModel(options.modelPath ?? defaultModelPath(), options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {});
+  const tokenizer = createTokenizer(model.tokenizer);
+  checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
+  const session = await ModelSession.create(model.spec, model.weights, {
+    maxBatch: options.maxBatch ?? 1,
+    maxContext: options.maxContext ?? model.spec.maxContext,
+    ...(options.threads !== undefined && { threads: options.threads }),
+  });
+  return { model, tokenizer, session };
+}
+
+/** One line that says what was loaded, for start-up logs. */
+export function describeModel(m: OpenedModel): string {
+  const { spec } = m.model;
+  const p = parameterCounts(spec);
+  const l0 = spec.layers[0]!;
+  const uniform = spec.layers.every((l) => l.heads === l0.heads && l.kvHeads === l0.kvHeads && l.ffn === l0.ffn && l.headDim === l0.headDim);
+  const shape = uniform ? `${spec.layers.length} layers × (heads ${l0.heads}, kv ${l0.kvHeads}, headDim ${l0.headDim}, ffn ${l0.ffn})` : `${spec.layers.length} layers (per-layer shapes)`;
+  return `${m.model.path} [${m.model.format}]: ${shape}, hidden ${spec.hidden}, vocab ${spec.vocabSize}, ${(p.total / 1e6).toFixed(2)}M params, context ${m.session.maxContext}`;
+}

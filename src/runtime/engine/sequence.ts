@@ -1,0 +1,103 @@
+import type { StreamDecoder, Tokenizer } from '../tokenizer/types.ts';
+import { Sampler, TokenHistory, type TopLogprob } from './sampler.ts';
+import type { SamplingParams } from './sampling-params.ts';
+import { StopMatcher } from './stop-matcher.ts';
+
+/** What a caller asks of one generation. */
+export interface GenerationRequest {
+  /** Prompt token ids, BOS included when the model wants one. */
+  promptTokens: readonly number[];
+  /** Most tokens to generate. */
+  maxTokens: number;
+  sampling: SamplingParams;
+  /** Stop strings; generation ends before the first occurrence, which is not emitted. */
+  stop?: readonly string[];
+  /** Generate past EOS (benchmarks). */
+  ignoreEos?: boolean;
+  /** Aborting ends generation with finish reason 'abort' at the next step. */
+  signal?: AbortSignal;
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+/** One generated token and the text it completes (text may be '' while a character is split). */
+export interface TokenEvent {
+  type: 'token';
+  token: number;
+  text: string;
+  logprob: number;
+  top?: TopLogprob[];
+}
+
+export interface FinishEvent {
+  type: 'finish';
+  reason: FinishReason;
+  /** Text released at the end (held back for a possible stop string or a split character). */
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export type GenerationEvent = TokenEvent | FinishEvent;
+
+/**
+ * The per-request side of generation: sampling, detokenising, stop detection and finish rules.
+ * It sees logits and returns events; which batch slot or session produced the logits is the
+ * driver's business (a single-request loop or a batching scheduler).
+ */
+export class Sequence {
+  private readonly sampler: Sampler;
+  private readonly history: TokenHistory;
+  private readonly decoder: StreamDecoder;
+  private readonly stops: StopMatcher;
+  private readonly eos: ReadonlySet<number>;
+  finished: FinishEvent | undefined;
+
+  constructor(
+    readonly request: GenerationRequest,
+    tokenizer: Tokenizer,
+    vocabSize: number,
+  ) {
+    this.sampler = new Sampler(request.sampling, vocabSize);
+    this.history = new TokenHistory(request.promptTokens);
+    this.decoder = tokenizer.createDecoder(request.promptTokens[request.promptTokens.length - 1]);
+    this.stops = new StopMatcher([...(request.stop ?? [])]);
+    this.eos = new Set(request.ignoreEos ? [] : tokenizer.eosTokenIds);
+  }
+
+  get generatedTokens(): readonly number[] {
+    return this.history.generated;
+  }
+
+  /** Sample from this step's logits; returns the token event and, if it ended the sequence, the finish event. */
+  step(logits: Float32Array): GenerationEvent[] {
+    if (this.finished) throw new Error('step() on a finished sequence');
+    const s = this.sampler.sample(logits, this.history);
+    this.history.push(s.token);
+    const events: GenerationEvent[] = [];
+    if (this.eos.has(s.token)) {
+      events.push({ type: 'token', token: s.token, text: '', logprob: s.logprob, ...(s.top && { top: s.top }) });
+      events.push(this.finish('stop'));
+      return events;
+    }
+    const pushed = this.stops.push(this.decoder.push(s.token));
+    events.push({ type: 'token', token: s.token, text: pushed.emit, logprob: s.logprob, ...(s.top && { top: s.top }) });
+    if (pushed.stopped) events.push(this.finish('stop', false));
+    else if (this.history.generated.length >= this.request.maxTokens) events.push(this.finish('length'));
+    return events;
+  }
+
+  /** End early (abort, timeout, context full); releases held text unless a stop string matched. */
+  finish(reason: FinishReason, release = true): FinishEvent {
+    let text = '';
+    if (release) text = this.stops.push(this.decoder.flush()).emit + this.stops.flush();
+    this.finished = {
+      type: 'finish',
+      reason,
+      text,
+      promptTokens: this.request.promptTokens.length,
+      completionTokens: this.history.generated.length,
+    };
+    return this.finished;
+  }
+}
