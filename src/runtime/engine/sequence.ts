@@ -18,7 +18,7 @@ export interface GenerationRequest {
   signal?: AbortSignal;
 }
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'abort' | 'timeout';
 
 /** One generated token and the text it completes (text may be '' while a character is split). */
 export interface TokenEvent {
