@@ -165,12 +165,12 @@ export function transpose(t: Tensor): Float32Array {
  * to [0, D/2) and [Dp/2, Dp/2 + D/2), so GQA's rotate-half over Dp pairs the right dimensions and
  * the zero padding never mixes in.
  */
-function paddedIndex(d: number, D: number, Dp: number): number {
+export function paddedIndex(d: number, D: number, Dp: number): number {
   return d < D / 2 ? d : Dp / 2 + (d - D / 2);
 }
 
 /** Rows grouped in heads of D ([nHeads*D, width]) → heads of Dp rows, padding rows left zero. */
-function padHeadRows(src: Float32Array, nHeads: number, width: number, D: number, Dp: number): Float32Array {
+export function padHeadRows(src: Float32Array, nHeads: number, width: number, D: number, Dp: number): Float32Array {
   if (D === Dp) return src;
   const out = new Float32Array(nHeads * Dp * width);
   for (let h = 0; h < nHeads; h++) {
@@ -183,7 +183,7 @@ function padHeadRows(src: Float32Array, nHeads: number, width: number, D: number
 }
 
 /** Q, K, V ([heads*D, hidden] each) → one transposed, head-padded [hidden, (H + 2KV) * Dp] matrix. */
-function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
+export function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
   const hidden = q.shape[1]!;
   const rows = (heads + 2 * kvHeads) * Dp;
   const packed = new Float32Array(rows * hidden);
@@ -194,7 +194,7 @@ function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHea
 }
 
 /** W_O [hidden, heads*D] → transposed and head-padded [heads*Dp, hidden]; padded rows are zero. */
-function padRowsTransposedO(o: Tensor, heads: number, D: number, Dp: number): Float32Array {
+export function padRowsTransposedO(o: Tensor, heads: number, D: number, Dp: number): Float32Array {
   const hidden = o.shape[0]!;
   return padHeadRows(transpose(o), heads, hidden, D, Dp);
 }
