@@ -10,7 +10,8 @@ import type { ScoredVocabSource } from '../../../src/runtime/tokenizer/types.ts'
 
 export const TOK512_BIN = fileURLToPath(new URL('../../../models/stories260K/tok512.bin', import.meta.url));
 export const TOK512_MODEL = fileURLToPath(new URL('../../../models/stories260K/tok512.model', import.meta.url));
-export const TINYSTORIES = '/work/shared/data/tinystories-valid-part1.txt';
+/** The bundled TinyStories slices (data/README.md): calibration then held-out, 250 KB in all. */
+export const TINYSTORIES_FILES = ['tinystories-calibration.txt', 'tinystories-heldout.txt'].map((f) => fileURLToPath(new URL(`../../../data/${f}`, import.meta.url)));
 
 /** Parses llama2.c's tokenizer.bin into a ScoredVocabSource, as the model reader would. */
 export function readTok512Bin(path = TOK512_BIN): ScoredVocabSource {
@@ -153,7 +154,7 @@ export function llama2cEncodeReference(src: ScoredVocabSource, text: string, bos
 
 /** The TinyStories text (stories separated by blank lines). */
 export function readTinyStories(): string {
-  return readFileSync(TINYSTORIES, 'utf8');
+  return TINYSTORIES_FILES.map((f) => readFileSync(f, 'utf8')).join('\n\n');
 }
 
 /** Strings beyond TinyStories' alphabet: byte fallback for everything not in the 512-piece vocab. */
