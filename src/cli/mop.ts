@@ -7,6 +7,7 @@ import { loadModel, defaultModelPath } from '../runtime/model/load.ts';
 import { parameterCounts } from '../runtime/model/spec.ts';
 import { createTokenizer } from '../runtime/tokenizer/create.ts';
 import { collect, envOption, parseFloatArg, parseIntArg } from './options.ts';
+import { serveCommand } from './serve.ts';
 import { reportCliError } from './report-error.ts';
 
 const program = new Command('mop')
@@ -104,5 +105,8 @@ program
     ];
     process.stdout.write(lines.join('\n') + '\n');
   });
+
+program.addCommand(serveCommand());
+
 
 program.parseAsync(process.argv).catch((err) => process.exit(reportCliError(err)));

@@ -52,7 +52,10 @@ export class BatchScheduler implements Scheduler {
       throw new ContextLengthError(`the prompt has ${promptLength} tokens; the context holds ${this.session.maxContext} (prompt + at least one generated token)`);
     }
     if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
-    if (this.waiting.length >= this.options.maxQueue) throw new QueueFullError(`the request queue is full (${this.options.maxQueue} waiting)`);
+    // Requests that a free slot will take at the next step are not waiting in the queue.
+    if (this.waiting.length - this.freeSlots.length >= this.options.maxQueue) {
+      throw new QueueFullError(`the request queue is full (${this.options.maxQueue} waiting)`);
+    }
     // Built now so invalid sampling parameters fail the submission, not the batch.
     const sequence = new Sequence(request, this.tokenizer, this.session.spec.vocabSize);
     const entry: Entry = {
@@ -77,7 +80,7 @@ export class BatchScheduler implements Scheduler {
     for (const e of this.running) if (e.slot !== undefined) used += this.session.length(e.slot);
     return {
       running: this.running.size,
-      waiting: this.waiting.length,
+      waiting: Math.max(0, this.waiting.length - this.freeSlots.length),
       lastBatchSize: this.lastBatch,
       kvTokensUsed: used,
       kvTokensCapacity: this.session.maxBatch * this.session.maxContext,

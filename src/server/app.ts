@@ -1,0 +1,162 @@
+/**
+ * The HTTP surface as a hono app, independent of how it is served (node-server in production,
+ * `app.request()` in a test): routes, body limits, JSON decoding, and the one place where thrown
+ * errors become OpenAI-shaped responses.
+ */
+import { Hono } from 'hono';
+import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { handleChatCompletion } from './chat.ts';
+import { handleCompletion } from './completions.ts';
+import type { EndpointContext, EndpointLimits } from './endpoint.ts';
+import { ApiError, bodyTooLarge, internalError, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
+import type { RequestOutcome, ServerMetrics } from './metrics.ts';
+import type { ModelCard, ModelList } from './protocol.ts';
+import type { ModelRegistry, ServedVariant } from './registry.ts';
+
+/** Lifecycle flags the app reports on /ready and honours on generation routes. */
+export interface ServerState {
+  /** A model is loaded and the start-up probe generation succeeded. */
+  ready: boolean;
+  /** Shutdown began: no new generations, /ready answers 503. */
+  draining: boolean;
+}
+
+export interface AppDeps {
+  registry: ModelRegistry;
+  metrics: ServerMetrics;
+  limits: EndpointLimits;
+  maxBodyBytes: number;
+  state: ServerState;
+  /** Where unexpected errors are logged (default: stderr). */
+  log?: (line: string) => void;
+}
+
+type Env = { Variables: { clientSignal: AbortSignal } };
+
+type Handler = (json: unknown, ctx: EndpointContext) => Promise<Response>;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export function createApp(deps: AppDeps): Hono<Env> {
+  const log = deps.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const app = new Hono<Env>();
+
+  // Captured before bodyLimit may swap the Request object: aborts when the client disconnects.
+  app.use('*', async (c, next) => {
+    c.set('clientSignal', c.req.raw.signal);
+    await next();
+  });
+
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: () => {
+        countFailure(deps, undefined, 'too_large');
+        return bodyTooLarge(deps.maxBodyBytes).toResponse();
+      },
+    }),
+  );
+
+  const generation = (handler: Handler) => async (c: Context<Env>) => {
+    let json: unknown;
+    try {
+      if (deps.state.draining) throw unavailable('The server is shutting down and takes no new requests.');
+      json = await readJson(c);
+      return await handler(json, { registry: deps.registry, metrics: deps.metrics, limits: deps.limits, signal: c.get('clientSignal') });
+    } catch (e) {
+      const model = (json as { model?: unknown } | undefined)?.model;
+      const variant = typeof model === 'string' || model === undefined || model === null ? deps.registry.resolve(model) : undefined;
+      const err = toApiError(e, log);
+      countFailure(deps, variant, outcomeOf(err));
+      return err.toResponse();
+    }
+  };
+
+  app.post('/v1/completions', generation(handleCompletion));
+  app.post('/v1/chat/completions', generation(handleChatCompletion));
+
+  app.get('/v1/models', (c) => {
+    const list: ModelList = { object: 'list', data: deps.registry.list().map(modelCard) };
+    return c.json(list);
+  });
+  app.get('/v1/models/:id{.+}', (c) => {
+    const variant = deps.registry.resolve(c.req.param('id'));
+    if (!variant) return modelNotFound(c.req.param('id')).toResponse();
+    return c.json(modelCard(variant));
+  });
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+  app.get('/ready', (c) => {
+    const active = deps.registry.active;
+    if (deps.state.draining) return unavailable('draining: the server is shutting down').toResponse();
+    if (!deps.state.ready || !active) return unavailable('not ready: no model has answered a probe generation yet').toResponse();
+    return c.json({ status: 'ready', model: active.id });
+  });
+
+  app.get('/metrics', async (c) => {
+    const { contentType, body } = await deps.metrics.render();
+    return c.body(body, 200, { 'content-type': contentType });
+  });
+
+  app.notFound((c) => notFound(`${c.req.method} ${c.req.path}`).toResponse());
+  app.onError((e) => toApiError(e, log).toResponse());
+  return app;
+}
+
+/** The body as JSON: it must be UTF-8 (decoded strictly, no silent U+FFFD) and parse. */
+async function readJson(c: Context<Env>): Promise<unknown> {
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw invalidRequest('The request body is not valid UTF-8.');
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw invalidRequest(`We could not parse the JSON body of your request: ${(e as Error).message}`);
+  }
+}
+
+function toApiError(e: unknown, log: (line: string) => void): ApiError {
+  if (e instanceof ApiError) return e;
+  log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  return internalError();
+}
+
+function outcomeOf(err: ApiError): RequestOutcome {
+  switch (err.status) {
+    case 400:
+      return 'invalid';
+    case 404:
+      return 'not_found';
+    case 413:
+      return 'too_large';
+    case 429:
+      return 'rejected';
+    case 503:
+      return 'unavailable';
+    default:
+      return 'error';
+  }
+}
+
+/** Failed requests are counted under the variant they named, or "unknown" (bounded label values). */
+function countFailure(deps: AppDeps, variant: ServedVariant | undefined, outcome: RequestOutcome): void {
+  deps.metrics.countRequest(variant?.id ?? 'unknown', outcome);
+}
+
+function modelCard(v: ServedVariant): ModelCard {
+  return {
+    id: v.id,
+    object: 'model',
+    created: v.created,
+    owned_by: 'mop-serve',
+    parameters: v.parameters,
+    compression_ratio: v.compressionRatio,
+    max_model_len: v.session.maxContext,
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * POST /v1/completions: prompts (string, strings, token ids, token-id arrays) × n choices, each a
+ * scheduler generation; choice index = prompt index × n + j, as OpenAI numbers them. Answers with
+ * one JSON object or, with `stream: true`, SSE chunks of the same shape.
+ */
+import type { GenerationEvent, GenerationRequest, TokenEvent } from '../runtime/engine/sequence.ts';
+import type { Tokenizer } from '../runtime/tokenizer/types.ts';
+import type { EndpointContext } from './endpoint.ts';
+import { parseBody } from './endpoint.ts';
+import { invalidRequest, modelNotFound } from './errors.ts';
+import { Fanout } from './fanout.ts';
+import { type PreparedPrompt, preparePrompts, resolveMaxTokens } from './prompt.ts';
+import {
+  type CompletionChoice,
+  type CompletionLogprobs,
+  type CompletionRequest,
+  type CompletionResponse,
+  completionRequestSchema,
+  type FinishReasonWire,
+  responseId,
+  unixNow,
+  usage,
+} from './protocol.ts';
+import { samplingParams, stopList } from './sampling.ts';
+import { sseResponse } from './sse.ts';
+
+export async function handleCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
+  const body: CompletionRequest = parseBody(completionRequestSchema(ctx.limits), json);
+  const variant = ctx.registry.resolve(body.model);
+  if (!variant) throw modelNotFound(body.model!);
+  rejectUnsupported(body);
+
+  const { tokenizer } = variant;
+  const context = variant.session.maxContext;
+  const prompts = preparePrompts(body.prompt, tokenizer);
+  const n = body.n ?? 1;
+  if (prompts.length * n > ctx.limits.maxChoices) {
+    throw invalidRequest(`${prompts.length} prompts × n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, prompts.length > 1 ? 'prompt' : 'n');
+  }
+  const logprobs = body.logprobs ?? undefined;
+  const stop = stopList(body.stop);
+  const requests: GenerationRequest[] = [];
+  prompts.forEach((p, i) => {
+    const maxTokens = resolveMaxTokens(p.tokens.length, body.max_tokens, ctx.limits.maxTokensDefault, context, prompts.length > 1 ? `prompt[${i}]` : 'prompt', 'max_tokens');
+    for (let j = 0; j < n; j++) {
+      requests.push({ promptTokens: p.tokens, maxTokens, sampling: samplingParams(body, logprobs, j), stop, ignoreEos: body.ignore_eos ?? false });
+    }
+  });
+
+  const fanout = new Fanout(variant, ctx.metrics, requests, ctx.signal);
+  const shape = new CompletionShape(responseId('cmpl'), variant.id, tokenizer, prompts, n, body.echo ?? false, logprobs !== undefined);
+  if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false));
+  const events = await fanout.collect();
+  return Response.json(shape.response(events));
+}
+
+/** Fields OpenAI defines that this server cannot honour: refused, never silently ignored. */
+function rejectUnsupported(body: CompletionRequest): void {
+  if (body.suffix) throw invalidRequest('suffix is not supported.', 'suffix');
+  if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw invalidRequest('logit_bias is not supported.', 'logit_bias');
+  if (body.best_of !== null && body.best_of !== undefined && body.best_of !== (body.n ?? 1)) throw invalidRequest('best_of other than n is not supported.', 'best_of');
+}
+
+/** Builds response objects and stream chunks for one request. */
+class CompletionShape {
+  private readonly created = unixNow();
+
+  constructor(
+    private readonly id: string,
+    private readonly model: string,
+    private readonly tokenizer: Tokenizer,
+    private readonly prompts: readonly PreparedPrompt[],
+    private readonly n: number,
+    private readonly echo: boolean,
+    private readonly logprobs: boolean,
+  ) {}
+
+  private prompt(index: number): PreparedPrompt {
+    return this.prompts[Math.floor(index / this.n)]!;
+  }
+
+  response(events: GenerationEvent[][]): CompletionResponse {
+    let completionTokens = 0;
+    const choices = events.map((evs, index): CompletionChoice => {
+      const lp = this.logprobs ? new LogprobsBuilder(this.tokenizer) : undefined;
+      let text = '';
+      if (this.echo) {
+        text = this.prompt(index).text;
+        lp?.addPrompt(this.prompt(index).tokens);
+      }
+      let finish: FinishReasonWire | null = null;
+      for (const e of evs) {
+        if (e.type === 'token') lp?.addToken(e);
+        else {
+          finish = e.reason;
+          completionTokens += e.completionTokens;
+          lp?.addText(e.text);
+        }
+        text += e.text;
+      }
+      return { text, index, logprobs: lp?.take() ?? null, finish_reason: finish };
+    });
+    return { ...this.envelope(), choices, usage: usage(this.promptTokens(), completionTokens) };
+  }
+
+  async *chunks(fanout: Fanout, includeUsage: boolean): AsyncGenerator<CompletionResponse> {
+    const builders = new Map<number, LogprobsBuilder>();
+    const builder = (index: number) => {
+      let b = builders.get(index);
+      if (!b) builders.set(index, (b = new LogprobsBuilder(this.tokenizer)));
+      return b;
+    };
+    const extra = includeUsage ? { usage: null } : {};
+    const chunk = (choice: CompletionChoice): CompletionResponse => ({ ...this.envelope(), choices: [choice], ...extra });
+    let completionTokens = 0;
+    try {
+      if (this.echo) {
+        for (let index = 0; index < this.prompts.length * this.n; index++) {
+          const p = this.prompt(index);
+          if (this.logprobs) builder(index).addPrompt(p.tokens);
+          yield chunk({ text: p.text, index, logprobs: this.logprobs ? builder(index).take() : null, finish_reason: null });
+        }
+      }
+      for await (const { index, event } of fanout.events()) {
+        if (event.type === 'token') {
+          // A token that completes no character yet is worth a chunk only for its logprob.
+          if (!event.text && !this.logprobs) continue;
+          if (this.logprobs) builder(index).addToken(event);
+          yield chunk({ text: event.text, index, logprobs: this.logprobs ? builder(index).take() : null, finish_reason: null });
+        } else {
+          completionTokens += event.completionTokens;
+          if (this.logprobs) builder(index).addText(event.text);
+          yield chunk({ text: event.text, index, logprobs: this.logprobs ? builder(index).take() : null, finish_reason: event.reason });
+        }
+      }
+      if (includeUsage) yield { ...this.envelope(), choices: [], usage: usage(this.promptTokens(), completionTokens) };
+    } finally {
+      // Cancelled before or between events: nothing may keep generating for a gone client.
+      fanout.abort();
+    }
+  }
+
+  /** Each prompt counts once, however many choices it has (as OpenAI bills it). */
+  private promptTokens(): number {
+    return this.prompts.reduce((a, p) => a + p.tokens.length, 0);
+  }
+
+  private envelope() {
+    return { id: this.id, object: 'text_completion' as const, created: this.created, model: this.model, system_fingerprint: null };
+  }
+}
+
+/**
+ * Legacy logprobs as parallel arrays. `text_offset` is each token's character offset in the
+ * choice's text (echoed prompt included), counted over the text actually returned. Prompt tokens
+ * (echo) carry null logprobs: the engine computes log-probabilities of generated tokens only.
+ */
+class LogprobsBuilder {
+  private offset = 0;
+  private pending: CompletionLogprobs = empty();
+
+  constructor(private readonly tokenizer: Tokenizer) {}
+
+  addPrompt(tokens: readonly number[]): void {
+    const decoder = this.tokenizer.createDecoder();
+    for (const t of tokens) {
+      this.push(t, null, null);
+      this.offset += decoder.push(t).length;
+    }
+    this.offset += decoder.flush().length;
+  }
+
+  addToken(e: TokenEvent): void {
+    const top: Record<string, number> = {};
+    for (const alt of e.top ?? []) top[this.tokenizer.tokenText(alt.token)] = alt.logprob;
+    // As vLLM: the sampled token is always among the top entries.
+    top[this.tokenizer.tokenText(e.token)] = e.logprob;
+    this.push(e.token, e.logprob, top);
+    this.offset += e.text.length;
+  }
+
+  /** Text released without a token (held-back text at the end). */
+  addText(text: string): void {
+    this.offset += text.length;
+  }
+
+  /** The entries since the last take (the whole choice when not streaming). */
+  take(): CompletionLogprobs {
+    const out = this.pending;
+    this.pending = empty();
+    return out;
+  }
+
+  private push(token: number, logprob: number | null, top: Record<string, number> | null): void {
+    this.pending.tokens.push(this.tokenizer.tokenText(token));
+    this.pending.token_logprobs.push(logprob);
+    this.pending.top_logprobs.push(top);
+    this.pending.text_offset.push(this.offset);
+  }
+}
+
+function empty(): CompletionLogprobs {
+  return { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+}

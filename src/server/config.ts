@@ -1,0 +1,158 @@
+/**
+ * Server configuration: every knob is a CLI flag and an environment variable. `PORT` and `HOST`
+ * keep their conventional names (container platforms set them); everything else is `MOP_*`.
+ * Values arrive as strings (from argv or env) and are parsed and range-checked here, so a bad value
+ * fails at start-up with one line naming both the flag and the variable.
+ */
+import { basename, extname } from 'node:path';
+
+export interface ServerConfig {
+  /** TCP port; 0 picks a free one (tests). */
+  port: number;
+  host: string;
+  /** Checkpoint path; undefined = the bundled stories260K. */
+  model: string | undefined;
+  /** Tokenizer file for llama2.c checkpoints; undefined = beside the model. */
+  tokenizer: string | undefined;
+  /** Concurrent sequences in the running batch (KV slots). */
+  maxBatch: number;
+  /** Requests waiting for a slot before new ones get 429. */
+  maxQueue: number;
+  /** Context per sequence; undefined = the model's own. */
+  context: number | undefined;
+  /** Prompt tokens prefilled per scheduling step (bounds how long a long prompt stalls decodes). */
+  prefillChunk: number;
+  /** Per-request deadline from submission; 0 = none. */
+  requestTimeoutMs: number;
+  /** `max_tokens` of a /v1/completions request that omits it (OpenAI's default is 16). */
+  maxTokensDefault: number;
+  /** Largest accepted request body; larger ones get 413. */
+  maxBodyBytes: number;
+  /** On SIGTERM, how long in-flight requests may run before they are aborted. */
+  shutdownGraceMs: number;
+  /** Bearer token for /admin/* (the MoP admin API); undefined = admin API disabled. */
+  adminToken: string | undefined;
+  /** The `model` id clients use; undefined = derived from the checkpoint's file name. */
+  servedModelName: string | undefined;
+  /** ONNX Runtime intra-op threads; undefined = all cores. */
+  threads: number | undefined;
+  /** Jinja chat template (a file path, or the template itself); overrides the checkpoint's. */
+  chatTemplate: string | undefined;
+  /** Largest `n` (choices per prompt) a request may ask for. */
+  maxN: number;
+}
+
+export const defaultServerConfig: Readonly<ServerConfig> = {
+  port: 8000,
+  host: '0.0.0.0',
+  model: undefined,
+  tokenizer: undefined,
+  maxBatch: 8,
+  maxQueue: 64,
+  context: undefined,
+  prefillChunk: 256,
+  requestTimeoutMs: 600_000,
+  maxTokensDefault: 16,
+  maxBodyBytes: 4 * 1024 * 1024,
+  shutdownGraceMs: 30_000,
+  adminToken: undefined,
+  servedModelName: undefined,
+  threads: undefined,
+  chatTemplate: undefined,
+  maxN: 16,
+};
+
+/** A bad flag or environment value; the message names both and says what is expected. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** One knob: its config key, CLI flag (commander syntax), environment variable and parser. */
+export interface ConfigKnob {
+  key: keyof ServerConfig;
+  /** Commander flag spec; its long name camel-cased is `key` (e.g. --max-batch → maxBatch). */
+  flag: string;
+  env: string;
+  description: string;
+  /** Throws a plain Error with what was expected; the caller adds flag and env names. */
+  parse(raw: string): unknown;
+  /** Never printed in full (secrets). */
+  secret?: boolean;
+}
+
+const int =
+  (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  (raw: string): number => {
+    const n = Number(raw.trim());
+    if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new Error(`expected an integer in [${min}, ${max}], got '${raw}'`);
+    return n;
+  };
+
+const text = (raw: string): string => {
+  if (raw === '') throw new Error('expected a non-empty value');
+  return raw;
+};
+
+export const configKnobs: readonly ConfigKnob[] = [
+  { key: 'port', flag: '--port <n>', env: 'PORT', description: 'TCP port to listen on', parse: int(0, 65535) },
+  { key: 'host', flag: '--host <address>', env: 'HOST', description: 'address to listen on', parse: text },
+  { key: 'model', flag: '-m, --model <path>', env: 'MOP_MODEL', description: 'checkpoint: llama2.c .bin, GGUF file or Hugging Face directory (default: bundled stories260K)', parse: text },
+  { key: 'tokenizer', flag: '--tokenizer <path>', env: 'MOP_TOKENIZER', description: 'tokenizer file for llama2.c checkpoints (default: beside the model)', parse: text },
+  { key: 'maxBatch', flag: '--max-batch <n>', env: 'MOP_MAX_BATCH', description: 'concurrent sequences in the running batch', parse: int(1, 1024) },
+  { key: 'maxQueue', flag: '--max-queue <n>', env: 'MOP_MAX_QUEUE', description: 'requests waiting for a slot before 429', parse: int(1) },
+  { key: 'context', flag: '--context <n>', env: 'MOP_CONTEXT', description: "context length per sequence (default: the model's)", parse: int(2) },
+  { key: 'prefillChunk', flag: '--prefill-chunk <n>', env: 'MOP_PREFILL_CHUNK', description: 'prompt tokens prefilled per scheduling step', parse: int(1) },
+  { key: 'requestTimeoutMs', flag: '--request-timeout-ms <ms>', env: 'MOP_REQUEST_TIMEOUT_MS', description: 'per-request deadline (0 = none)', parse: int(0) },
+  { key: 'maxTokensDefault', flag: '--max-tokens-default <n>', env: 'MOP_MAX_TOKENS_DEFAULT', description: 'max_tokens when a completions request omits it', parse: int(1) },
+  { key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'MOP_MAX_BODY_BYTES', description: 'largest request body (413 beyond)', parse: int(1) },
+  { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'MOP_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, time in-flight requests get to finish', parse: int(0) },
+  { key: 'adminToken', flag: '--admin-token <token>', env: 'MOP_ADMIN_TOKEN', description: 'bearer token for /admin/* (unset = admin API off)', parse: text, secret: true },
+  { key: 'servedModelName', flag: '--served-model-name <id>', env: 'MOP_SERVED_MODEL_NAME', description: "model id clients use (default: the checkpoint's file name)", parse: text },
+  { key: 'threads', flag: '--threads <n>', env: 'MOP_THREADS', description: 'ONNX Runtime intra-op threads (default: all cores)', parse: int(1, 1024) },
+  { key: 'chatTemplate', flag: '--chat-template <file>', env: 'MOP_CHAT_TEMPLATE', description: "Jinja chat template file (default: the checkpoint's, else a plain 'role: content' transcript)", parse: text },
+  { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },
+];
+
+/**
+ * Build a config from raw strings keyed by config key (what commander collects from flags and
+ * their env fallbacks); absent keys keep their defaults.
+ */
+export function resolveConfig(raw: Partial<Record<keyof ServerConfig, string | undefined>>): ServerConfig {
+  const config: Record<string, unknown> = { ...defaultServerConfig };
+  for (const knob of configKnobs) {
+    const value = raw[knob.key];
+    if (value === undefined) continue;
+    try {
+      config[knob.key] = knob.parse(value);
+    } catch (e) {
+      throw new ConfigError(`${knob.flag.replace(/^-\w, /, '').split(' ')[0]} / ${knob.env}: ${(e as Error).message}`);
+    }
+  }
+  return config as unknown as ServerConfig;
+}
+
+/** Config from environment variables alone (scripts that start the server without argv). */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const raw: Partial<Record<keyof ServerConfig, string>> = {};
+  for (const knob of configKnobs) {
+    const v = env[knob.env];
+    if (v !== undefined) raw[knob.key] = v;
+  }
+  return resolveConfig(raw);
+}
+
+/** The model id derived from a checkpoint path: its file (or directory) name without extension. */
+export function modelNameFromPath(path: string): string {
+  const base = basename(path.replace(/[/\\]+$/, ''));
+  const ext = extname(base);
+  return ext === '.bin' || ext === '.gguf' ? base.slice(0, -ext.length) : base;
+}
+
+/** The start-up log block: every knob with its value and where to set it; secrets redacted. */
+export function formatConfig(config: ServerConfig): string[] {
+  return configKnobs.map((k) => {
+    const v = config[k.key];
+    const shown = v === undefined ? '(default)' : k.secret ? '<redacted>' : JSON.stringify(v);
+    return `  ${k.env.padEnd(24)} ${shown}`;
+  });
+}

@@ -1,0 +1,32 @@
+/**
+ * What a generation endpoint handler gets from the app: the served variants, metrics, limits
+ * from the configuration, and the client connection's abort signal.
+ */
+import { fromZodError } from './errors.ts';
+import type { ServerMetrics } from './metrics.ts';
+import type { ModelRegistry } from './registry.ts';
+import type { z } from 'zod';
+
+export interface EndpointLimits {
+  /** max_tokens of a completions request that omits it. */
+  maxTokensDefault: number;
+  /** Largest n. */
+  maxN: number;
+  /** Most generations (prompts × n) one request may start: more could never be admitted. */
+  maxChoices: number;
+}
+
+export interface EndpointContext {
+  registry: ModelRegistry;
+  metrics: ServerMetrics;
+  limits: EndpointLimits;
+  /** Aborted when the client disconnects. */
+  signal: AbortSignal;
+}
+
+/** Validate a parsed JSON body against a schema; the first violation becomes a 400 naming the field. */
+export function parseBody<S extends z.ZodType>(schema: S, json: unknown): z.infer<S> {
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw fromZodError(parsed.error);
+  return parsed.data;
+}

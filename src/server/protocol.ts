@@ -1,0 +1,229 @@
+/**
+ * The wire format: request schemas (zod) and response/chunk types for /v1/completions and
+ * /v1/chat/completions, field for field as OpenAI documents them, plus the vLLM sampling
+ * extensions (top_k, min_p, repetition_penalty, ignore_eos). Unknown fields are ignored, as vLLM
+ * does, so clients written for newer API versions still work; fields we cannot honour (suffix,
+ * logit_bias, tools) are rejected rather than silently dropped.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+
+/** OpenAI's limits. */
+export const MAX_STOP_SEQUENCES = 4;
+export const MAX_COMPLETION_LOGPROBS = 5;
+export const MAX_CHAT_TOP_LOGPROBS = 20;
+
+/** Limits that come from the server's configuration. */
+export interface ProtocolLimits {
+  maxN: number;
+}
+
+// Range (0..vocab-1) is checked against the variant's tokenizer in prompt.ts.
+const tokenId = z.number().int();
+const safeInt = z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER);
+
+/** Fields the two endpoints share: sampling, stopping, streaming. */
+function commonFields(limits: ProtocolLimits) {
+  return {
+    model: z.string().nullish(),
+    max_tokens: z.number().int().min(1, 'must be at least 1').nullish(),
+    temperature: z.number().min(0, 'must be in [0, 2]').max(2, 'must be in [0, 2]').nullish(),
+    top_p: z.number().gt(0, 'must be in (0, 1]').max(1, 'must be in (0, 1]').nullish(),
+    n: z
+      .number()
+      .int()
+      .min(1, 'must be at least 1')
+      .max(limits.maxN, `must be at most ${limits.maxN} on this server (MOP_MAX_N)`)
+      .nullish(),
+    stream: z.boolean().nullish(),
+    stream_options: z
+      .object({
+        include_usage: z.boolean().nullish(),
+      })
+      .nullish(),
+    stop: z
+      .union([z.string(), z.array(z.string()).max(MAX_STOP_SEQUENCES, `at most ${MAX_STOP_SEQUENCES} stop sequences`)], {
+        error: `must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings`,
+      })
+      .nullish(),
+    seed: safeInt.nullish(),
+    presence_penalty: z.number().min(-2, 'must be in [-2, 2]').max(2, 'must be in [-2, 2]').nullish(),
+    frequency_penalty: z.number().min(-2, 'must be in [-2, 2]').max(2, 'must be in [-2, 2]').nullish(),
+    user: z.string().nullish(),
+    logit_bias: z.record(z.string(), z.number()).nullish(),
+    // vLLM extensions.
+    top_k: z.number().int().min(-1, 'must be -1 or 0 (off) or a positive integer').nullish(),
+    min_p: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').nullish(),
+    repetition_penalty: z.number().gt(0, 'must be > 0 (1 = off)').max(100).nullish(),
+    ignore_eos: z.boolean().nullish(),
+  };
+}
+
+/** `prompt`: a string, several strings, a token array or several token arrays (each a choice group). */
+export const promptSchema = z.union([z.string(), z.array(z.string()), z.array(tokenId), z.array(z.array(tokenId))], {
+  error: 'must be a string, an array of strings, an array of token ids or an array of token-id arrays',
+});
+
+export function completionRequestSchema(limits: ProtocolLimits) {
+  return z.object({
+    ...commonFields(limits),
+    prompt: promptSchema,
+    logprobs: z
+      .number()
+      .int()
+      .min(0, `must be in [0, ${MAX_COMPLETION_LOGPROBS}]`)
+      .max(MAX_COMPLETION_LOGPROBS, `must be in [0, ${MAX_COMPLETION_LOGPROBS}]`)
+      .nullish(),
+    echo: z.boolean().nullish(),
+    suffix: z.string().nullish(),
+    best_of: z.number().int().min(1).nullish(),
+  });
+}
+export type CompletionRequest = z.infer<ReturnType<typeof completionRequestSchema>>;
+
+const textPart = z.object({ type: z.literal('text'), text: z.string() });
+
+const chatMessage = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: z.union([z.string(), z.array(textPart), z.null()], { error: 'must be a string or an array of text parts' }).optional(),
+  name: z.string().optional(),
+});
+export type ChatMessage = z.infer<typeof chatMessage>;
+
+export function chatRequestSchema(limits: ProtocolLimits) {
+  return z.object({
+    ...commonFields(limits),
+    messages: z.array(chatMessage).min(1, 'must contain at least one message'),
+    max_completion_tokens: z.number().int().min(1, 'must be at least 1').nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z
+      .number()
+      .int()
+      .min(0, `must be in [0, ${MAX_CHAT_TOP_LOGPROBS}]`)
+      .max(MAX_CHAT_TOP_LOGPROBS, `must be in [0, ${MAX_CHAT_TOP_LOGPROBS}]`)
+      .nullish(),
+    tools: z.array(z.unknown()).nullish(),
+    response_format: z.object({ type: z.string() }).nullish(),
+  });
+}
+export type ChatRequest = z.infer<ReturnType<typeof chatRequestSchema>>;
+
+/**
+ * Why a choice ended. 'stop' and 'length' are OpenAI's; 'abort' (the server aborted it while
+ * shutting down) and 'timeout' (MOP_REQUEST_TIMEOUT_MS passed) are ours, so a truncated answer is
+ * never mistaken for one that hit max_tokens.
+ */
+export type FinishReasonWire = 'stop' | 'length' | 'abort' | 'timeout';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** Legacy completions logprobs: parallel arrays, one entry per token. */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+
+export interface CompletionChoice {
+  text: string;
+  index: number;
+  logprobs: CompletionLogprobs | null;
+  finish_reason: FinishReasonWire | null;
+}
+
+/** Both the JSON response and each SSE chunk (OpenAI uses one shape for both). */
+export interface CompletionResponse {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: CompletionChoice[];
+  usage?: Usage | null;
+}
+
+export interface ChatTopLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+}
+
+export interface ChatTokenLogprob extends ChatTopLogprob {
+  top_logprobs: ChatTopLogprob[];
+}
+
+export interface ChatLogprobs {
+  content: ChatTokenLogprob[] | null;
+  refusal: null;
+}
+
+export interface ChatCompletionChoice {
+  index: number;
+  message: { role: 'assistant'; content: string; refusal: null };
+  logprobs: ChatLogprobs | null;
+  finish_reason: FinishReasonWire | null;
+}
+
+export interface ChatCompletionResponse {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: ChatCompletionChoice[];
+  usage: Usage;
+}
+
+export interface ChatCompletionChunkChoice {
+  index: number;
+  delta: { role?: 'assistant'; content?: string };
+  logprobs: ChatLogprobs | null;
+  finish_reason: FinishReasonWire | null;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: ChatCompletionChunkChoice[];
+  usage?: Usage | null;
+}
+
+export interface ModelCard {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+  /** Ours: total parameters of this variant. */
+  parameters: number;
+  /** Ours: fraction of the dense model's block parameters removed (0 = dense). */
+  compression_ratio: number;
+  /** Ours: the context length the variant is served with. */
+  max_model_len: number;
+}
+
+export interface ModelList {
+  object: 'list';
+  data: ModelCard[];
+}
+
+/** Response ids: OpenAI's prefix plus 32 hex digits. */
+export function responseId(prefix: 'cmpl' | 'chatcmpl'): string {
+  return `${prefix}-${randomUUID().replaceAll('-', '')}`;
+}
+
+/** Unix seconds, OpenAI's `created`. */
+export function unixNow(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+export function usage(promptTokens: number, completionTokens: number): Usage {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}

@@ -1,0 +1,62 @@
+/**
+ * The served model variants (dense, and later MoP-pruned ones added by the admin API) and which
+ * one is active. A request resolves its variant once, at arrival, and keeps it to the end, so
+ * switching the active variant never disturbs requests in flight.
+ */
+import type { ModelSession } from '../runtime/engine/model-session.ts';
+import type { Scheduler } from '../runtime/engine/scheduler-types.ts';
+import type { LoadedModel } from '../runtime/model/loaded-model.ts';
+import type { Tokenizer } from '../runtime/tokenizer/types.ts';
+import type { ChatTemplate } from './chat-template.ts';
+
+/** One model ready to serve: everything a request needs, and what /v1/models and metrics report. */
+export interface ServedVariant {
+  /** The `model` id clients send, and the `model` label of every metric series. */
+  id: string;
+  scheduler: Scheduler;
+  tokenizer: Tokenizer;
+  model: LoadedModel;
+  session: ModelSession;
+  chatTemplate: ChatTemplate;
+  /** Total parameters (embeddings included). */
+  parameters: number;
+  /** Fraction of the dense model's block parameters removed by pruning: 0 for the dense model. */
+  compressionRatio: number;
+  /** Unix seconds when it started serving (/v1/models `created`). */
+  created: number;
+}
+
+/** What a request's `model` field may say besides a variant id: "use the active one". */
+export const DEFAULT_MODEL_ALIAS = 'default';
+
+export class ModelRegistry {
+  private readonly variants = new Map<string, ServedVariant>();
+  private activeId: string | undefined;
+
+  /** Adds a variant; the first one added becomes active. */
+  add(variant: ServedVariant): void {
+    if (this.variants.has(variant.id)) throw new Error(`model variant '${variant.id}' is already registered`);
+    this.variants.set(variant.id, variant);
+    this.activeId ??= variant.id;
+  }
+
+  /** Make `id` the variant that requests without a specific model (or "default") get. */
+  setActive(id: string): void {
+    if (!this.variants.has(id)) throw new Error(`no model variant '${id}'`);
+    this.activeId = id;
+  }
+
+  get active(): ServedVariant | undefined {
+    return this.activeId === undefined ? undefined : this.variants.get(this.activeId);
+  }
+
+  /** The variant a request's `model` field names; omitted or "default" = the active one. */
+  resolve(model: string | null | undefined): ServedVariant | undefined {
+    if (model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS) return this.active;
+    return this.variants.get(model);
+  }
+
+  list(): ServedVariant[] {
+    return [...this.variants.values()];
+  }
+}

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { ConfigError, configFromEnv, configKnobs, defaultServerConfig, formatConfig, modelNameFromPath, resolveConfig } from '../../src/server/config.ts';
+
+const MOP = fileURLToPath(new URL('../../src/cli/mop.ts', import.meta.url));
+
+describe('server configuration', () => {
+  it('has the documented defaults', () => {
+    assert.equal(defaultServerConfig.port, 8000);
+    assert.equal(defaultServerConfig.host, '0.0.0.0');
+    assert.equal(defaultServerConfig.maxBatch, 8);
+    assert.equal(defaultServerConfig.maxQueue, 64);
+    assert.equal(defaultServerConfig.maxTokensDefault, 16);
+    assert.deepEqual(resolveConfig({}), defaultServerConfig);
+  });
+
+  it('reads PORT and HOST, and MOP_* for everything else', () => {
+    const envs = configKnobs.map((k) => k.env);
+    assert.ok(envs.includes('PORT') && envs.includes('HOST'));
+    assert.ok(envs.filter((e) => e !== 'PORT' && e !== 'HOST').every((e) => e.startsWith('MOP_')));
+    const c = configFromEnv({ PORT: '9001', HOST: '127.0.0.1', MOP_MAX_BATCH: '4', MOP_CONTEXT: '256', MOP_SERVED_MODEL_NAME: 'tiny', MOP_ADMIN_TOKEN: 's3cret' });
+    assert.equal(c.port, 9001);
+    assert.equal(c.host, '127.0.0.1');
+    assert.equal(c.maxBatch, 4);
+    assert.equal(c.context, 256);
+    assert.equal(c.servedModelName, 'tiny');
+    assert.equal(c.adminToken, 's3cret');
+  });
+
+  it('maps every flag to its config key the way commander camel-cases it', () => {
+    for (const k of configKnobs) {
+      const long = /--([a-z-]+)/.exec(k.flag)![1]!;
+      assert.equal(long.replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase()), k.key);
+    }
+  });
+
+  it('rejects a bad value with one line naming the flag and the variable', () => {
+    assert.throws(() => configFromEnv({ MOP_MAX_BATCH: 'lots' }), (e: Error) => e instanceof ConfigError && e.message === "--max-batch / MOP_MAX_BATCH: expected an integer in [1, 1024], got 'lots'");
+    assert.throws(() => resolveConfig({ port: '70000' }), /--port \/ PORT/);
+    assert.throws(() => resolveConfig({ maxQueue: '0' }), /--max-queue \/ MOP_MAX_QUEUE/);
+    assert.throws(() => resolveConfig({ model: '' }), /--model \/ MOP_MODEL/);
+  });
+
+  it('redacts the admin token when printing the configuration', () => {
+    const lines = formatConfig(resolveConfig({ adminToken: 's3cret', port: '1234' })).join('\n');
+    assert.ok(!lines.includes('s3cret'));
+    assert.match(lines, /MOP_ADMIN_TOKEN\s+<redacted>/);
+    assert.match(lines, /PORT\s+1234/);
+  });
+
+  it('derives the served model name from the checkpoint file name', () => {
+    assert.equal(modelNameFromPath('/x/models/stories260K/stories260K.bin'), 'stories260K');
+    assert.equal(modelNameFromPath('/x/llama-3.2-1b.gguf'), 'llama-3.2-1b');
+    assert.equal(modelNameFromPath('/x/TinyLlama-1.1B/'), 'TinyLlama-1.1B');
+  });
+});
+
+describe('mop serve', () => {
+  it('exits 2 with one line naming the flag and variable for a bad environment value', async () => {
+    const { code, stderr } = await run(['serve'], { MOP_MAX_QUEUE: '-3' });
+    assert.equal(code, 2);
+    assert.equal(stderr.trim(), "mop serve: error: --max-queue / MOP_MAX_QUEUE: expected an integer in [1, 9007199254740991], got '-3'");
+  });
+
+  it('starts, answers, and exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', MOP, 'serve', '--host', '127.0.0.1', '--port', '0', '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no 'ready' line in time:\n${log}`)), 30_000);
+      child.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
+        if (m && log.includes('ready: probe generation succeeded')) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+      child.once('exit', () => reject(new Error(`exited early:\n${log}`)));
+    });
+    assert.match(log, /MOP_MAX_BATCH\s+8/);
+    assert.match(log, /loaded .*stories260K\.bin/);
+    assert.match(log, /chat template: the checkpoint has none/);
+    const res = await fetch(url + '/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 4, temperature: 0 }) });
+    assert.equal(res.status, 200);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.match(log, /shut down/);
+  });
+});
+
+function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', MOP, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('exit', (code) => resolve({ code, stderr }));
+  });
+}
