@@ -1,12 +1,94 @@
-# Minimal CPU image; the deployment work (multi-stage, CUDA variant, healthcheck) builds on this.
-FROM node:20.20-bookworm-slim
+# syntax=docker/dockerfile:1
+#
+# mop-serve images. Two final targets share the build stages:
+#
+#   docker build -t mop-serve:0.1.0 .                          # CPU (default: the last stage)
+#   docker build --target cuda -t mop-serve:0.1.0-cuda .       # NVIDIA GPU, CUDA 12 + cuDNN 9
+#
+# Base images are pinned to exact version tags. Pin the digests too once you can pull them:
+#   docker buildx imagetools inspect node:20.20.2-bookworm-slim   (then FROM node:...@sha256:<digest>)
+# Every server setting is an environment variable (PORT, HOST, MOP_*; see docs/deploying.md).
+# The bundled stories260K model is inside the image; mount bigger checkpoints at /models and set
+# MOP_MODEL=/models/<file>.
+
+# --- build: compile TypeScript to dist/ (dev dependencies live only here) ---------------------
+FROM node:20.20.2-bookworm-slim AS build
 WORKDIR /app
-ENV NODE_ENV=production
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json ./
-COPY bin ./bin
+COPY package.json package-lock.json .npmrc ./
+# --ignore-scripts: tsc needs no native binaries, and `prepare` would run before src/ is here.
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+RUN npm run build
+
+# --- deps: production node_modules for the CPU image ------------------------------------------
+FROM node:20.20.2-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# onnxruntime-node's only install step downloads the CUDA provider; .npmrc skips it for CPU.
+# Then drop the ONNX Runtime binaries of other platforms (~250 MB: macOS, Windows, other arch).
+RUN npm ci --no-audit --no-fund --omit=dev --ignore-scripts \
+ && arch="$(node -p process.arch)" \
+ && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 1 -maxdepth 1 ! -name linux -exec rm -rf {} + \
+ && find node_modules/onnxruntime-node/bin/napi-v6/linux -mindepth 1 -maxdepth 1 ! -name "$arch" -exec rm -rf {} + \
+ && npm cache clean --force
+
+# --- deps-cuda: the same, plus ONNX Runtime's CUDA 12 execution provider -----------------------
+FROM deps AS deps-cuda
+# ONNXRUNTIME_NODE_INSTALL wins over the `onnxruntime-node-install=skip` in .npmrc. The rebuild
+# runs onnxruntime-node's install script, which downloads libonnxruntime_providers_cuda.so (from
+# the Microsoft.ML.OnnxRuntime.Gpu.Linux NuGet package of the same version); the build needs
+# network here. The test fails the build if the provider did not arrive.
+ENV ONNXRUNTIME_NODE_INSTALL=cuda12
+RUN npm rebuild onnxruntime-node \
+ && test -f "node_modules/onnxruntime-node/bin/napi-v6/linux/$(node -p process.arch)/libonnxruntime_providers_cuda.so" \
+ && npm cache clean --force
+
+# --- cuda: NVIDIA CUDA 12 runtime + cuDNN 9 (what ORT's CUDA 12 packages need), Node 20 --------
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 AS cuda
+# Node from the same pinned image as the CPU build (official binaries need glibc >= 2.28;
+# Ubuntu 22.04 has 2.35), so both images run the same Node release. npm is not needed at run time.
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+RUN groupadd --gid 1000 mop \
+ && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin mop
+WORKDIR /app
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    MOP_DEVICE=cuda
+COPY --from=deps-cuda /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
 COPY models ./models
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev
-USER node
+COPY data ./data
+USER 1000:1000
+EXPOSE 8000
+# Node, not curl: the image has no curl. Start-up (loading, pruning with MOP_PRUNE_TARGET) can take
+# minutes on big models, hence the generous start period; Kubernetes uses its own probes instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "bin/mop.js"]
-CMD ["generate"]
+# --device cuda selects ONNX Runtime's CUDA execution provider; it needs this image (the CPU
+# image has no CUDA provider) and a GPU passed to the container (docker run --gpus all).
+CMD ["serve", "--device", "cuda"]
+
+# --- runtime (default): the CPU image ----------------------------------------------------------
+FROM node:20.20.2-bookworm-slim AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8000
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY models ./models
+COPY data ./data
+# uid 1000 is the image's `node` user; numeric so Kubernetes' runAsNonRoot can verify it.
+USER 1000:1000
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["node", "bin/mop.js"]
+CMD ["serve"]
