@@ -6,7 +6,9 @@ import { defaultSamplingParams, validateSamplingParams } from '../runtime/engine
 import { loadModel, defaultModelPath } from '../runtime/model/load.ts';
 import { parameterCounts } from '../runtime/model/spec.ts';
 import { createTokenizer } from '../runtime/tokenizer/create.ts';
+import { registerEvalCommand } from './eval.ts';
 import { collect, envOption, parseFloatArg, parseIntArg } from './options.ts';
+import { registerPruneCommand } from './prune.ts';
 import { serveCommand } from './serve.ts';
 import { reportCliError } from './report-error.ts';
 
@@ -108,5 +110,7 @@ program
 
 program.addCommand(serveCommand());
 
+registerPruneCommand(program);
+registerEvalCommand(program);
 
 program.parseAsync(process.argv).catch((err) => process.exit(reportCliError(err)));

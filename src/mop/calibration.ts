@@ -1,0 +1,116 @@
+import { promises as fs } from 'node:fs';
+import { resolve } from 'node:path';
+import { packageRoot } from '../runtime/model/load.ts';
+import { Xoshiro128ss } from '../runtime/engine/rng.ts';
+import type { Tokenizer } from '../runtime/tokenizer/types.ts';
+import { MopInputError } from './errors.ts';
+
+/**
+ * Calibration data: N sequences of T tokens of real text, drawn with a seed. The text is tokenized
+ * as one stream and cut into non-overlapping pieces of T−1 tokens; N of them are drawn and each
+ * gets BOS in front, the context the model saw at the start of every training document.
+ * Held-out evaluation text is a different file (data/tinystories-heldout.txt for the bundled
+ * model), never a slice of this set.
+ */
+export interface CalibrationSet {
+  /** N sequences of exactly seqLen token ids, each starting with BOS. */
+  sequences: Int32Array[];
+  seqLen: number;
+  /** Where the text came from and how it was cut, for reports. */
+  description: CalibrationDescription;
+}
+
+export interface CalibrationDescription {
+  source: string;
+  samples: number;
+  seqLen: number;
+  seed: number;
+  /** Tokens in the whole text. */
+  textTokens: number;
+}
+
+export interface CalibrationOptions {
+  /** Text file; default: the bundled TinyStories calibration slice. */
+  path?: string;
+  samples: number;
+  seqLen: number;
+  seed: number;
+}
+
+/** The bundled default calibration text (first ~150 KB of TinyStories validation, see data/README.md). */
+export function defaultCalibrationPath(): string {
+  return resolve(packageRoot(), 'data/tinystories-calibration.txt');
+}
+
+/** The bundled held-out text (last ~100 KB, disjoint from the calibration slice). */
+export function defaultHeldoutPath(): string {
+  return resolve(packageRoot(), 'data/tinystories-heldout.txt');
+}
+
+/** Read a text file with errors a user can act on: missing, not a file, empty. */
+export async function readTextFile(path: string, what: string): Promise<string> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ENOENT') throw new MopInputError(`${what} file not found: ${path}`);
+    if (code === 'EISDIR') throw new MopInputError(`${what} path is a directory, expected a text file: ${path}`);
+    throw e;
+  }
+  if (text.trim() === '') throw new MopInputError(`${what} file is empty: ${path}`);
+  return text;
+}
+
+/** Text → one token stream, without BOS (windows add their own). */
+export function tokenizeText(tokenizer: Tokenizer, text: string): number[] {
+  return tokenizer.encode(text, { addBos: false });
+}
+
+export function checkSamplingShape(samples: number, seqLen: number): void {
+  if (!Number.isInteger(samples) || samples < 1) throw new MopInputError(`samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(seqLen) || seqLen < 2) throw new MopInputError(`sequence length must be an integer of at least 2, got ${seqLen}`);
+}
+
+/** Draw N sequences of T tokens from `text` (see CalibrationSet). */
+export function calibrationFromText(tokenizer: Tokenizer, text: string, options: Omit<CalibrationOptions, 'path'> & { source: string }): CalibrationSet {
+  const { samples, seqLen, seed, source } = options;
+  checkSamplingShape(samples, seqLen);
+  const bos = tokenizer.bosTokenId;
+  if (bos === undefined) throw new MopInputError(`the tokenizer has no BOS token; calibration sequences start with one`);
+  const stream = tokenizeText(tokenizer, text);
+  const piece = seqLen - 1;
+  const pieces = Math.floor(stream.length / piece);
+  if (pieces < samples) {
+    throw new MopInputError(
+      `calibration text ${source} is too short: it has ${stream.length} tokens, ${samples} samples of ${seqLen} tokens need ${samples * piece} (${samples} × ${piece} plus BOS each); use a longer text or fewer/shorter samples`,
+    );
+  }
+  const chosen = drawDistinct(pieces, samples, seed).sort((a, b) => a - b);
+  const sequences = chosen.map((k) => {
+    const s = new Int32Array(seqLen);
+    s[0] = bos;
+    for (let t = 1; t < seqLen; t++) s[t] = stream[k * piece + t - 1]!;
+    return s;
+  });
+  return { sequences, seqLen, description: { source, samples, seqLen, seed, textTokens: stream.length } };
+}
+
+/** Load and cut calibration text from a file (or the bundled default). */
+export async function loadCalibration(tokenizer: Tokenizer, options: CalibrationOptions): Promise<CalibrationSet> {
+  checkSamplingShape(options.samples, options.seqLen);
+  const path = options.path ?? defaultCalibrationPath();
+  const text = await readTextFile(path, 'calibration');
+  return calibrationFromText(tokenizer, text, { ...options, source: options.path ?? 'bundled:data/tinystories-calibration.txt' });
+}
+
+/** `count` distinct integers from [0, n), chosen by a seeded partial Fisher–Yates shuffle. */
+function drawDistinct(n: number, count: number, seed: number): number[] {
+  const rng = new Xoshiro128ss(seed);
+  const idx = Array.from({ length: n }, (_, i) => i);
+  for (let i = 0; i < count; i++) {
+    const j = i + Math.floor(rng.nextFloat() * (n - i));
+    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+  }
+  return idx.slice(0, count);
+}

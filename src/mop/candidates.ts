@@ -1,0 +1,202 @@
+import type { ModelSpec } from '../runtime/model/spec.ts';
+import {
+  clonePlan,
+  kvGroupParams,
+  layerIsEmpty,
+  layerParams,
+  neuronParams,
+  plannedBlockParams,
+  plannedLayer,
+  type PruningPlan,
+  survivingLayers,
+} from './pruning-plan.ts';
+
+/**
+ * The two branches of a MoP step: from the current plan, the least important layer(s) (depth) or
+ * the least important KV groups and neurons (width) worth about a parameter budget.
+ */
+export interface Candidate {
+  branch: 'depth' | 'width';
+  plan: PruningPlan;
+  /** Block parameters this candidate removes from its parent. */
+  removedParams: number;
+  /** What it removes, in base-model indices. */
+  removed: RemovedStructures;
+}
+
+export interface RemovedStructures {
+  layers?: number[];
+  subBlocks?: { layer: number; part: 'attention' | 'mlp' }[];
+  kvGroups?: { layer: number; groups: number[] }[];
+  neurons?: { layer: number; count: number }[];
+}
+
+/**
+ * Depth granularity: whole layers (default), or single sub-blocks (a layer's attention or its
+ * MLP, scored by the similarity across that sub-block) — finer steps on small models, where one
+ * layer is a large share of the parameters.
+ */
+export type DepthUnit = 'layer' | 'sublayer';
+
+/** Depth importance per layer, and per sub-block for the 'sublayer' unit (lower = more removable). */
+export interface DepthScores {
+  layer: Float64Array;
+  attention: Float64Array;
+  mlp: Float64Array;
+}
+
+interface DepthPart {
+  layer: number;
+  part: 'layer' | 'attention' | 'mlp';
+  cost: number;
+  score: number;
+}
+
+/**
+ * Depth: layers (or sub-blocks) in order of increasing importance. The first that fits under `cap`
+ * (what is left to reach the target, so the step never overshoots it), then more while the total
+ * stays within `budget`. The last surviving layer (sub-block) is never removed. Null when nothing fits.
+ */
+export function depthCandidate(base: ModelSpec, plan: PruningPlan, scores: DepthScores, budget: number, cap: number, unit: DepthUnit = 'layer'): Candidate | null {
+  const parts: DepthPart[] = [];
+  for (const i of survivingLayers(plan)) {
+    const p = layerParams(base.hidden, plannedLayer(base, plan, i));
+    if (unit === 'layer') parts.push({ layer: i, part: 'layer', cost: p.attention + p.mlp, score: scores.layer[i]! });
+    else {
+      if (p.attention > 0) parts.push({ layer: i, part: 'attention', cost: p.attention, score: scores.attention[i]! });
+      if (p.mlp > 0) parts.push({ layer: i, part: 'mlp', cost: p.mlp, score: scores.mlp[i]! });
+    }
+  }
+  const order = [...parts].sort((a, b) => a.score - b.score || a.layer - b.layer || a.part.localeCompare(b.part));
+  const chosen: DepthPart[] = [];
+  let total = 0;
+  for (const d of order) {
+    if (parts.length - chosen.length <= 1) break;
+    const limit = chosen.length === 0 ? cap : Math.min(cap, budget);
+    if (total + d.cost > limit) continue;
+    chosen.push(d);
+    total += d.cost;
+  }
+  if (chosen.length === 0) return null;
+  const next = clonePlan(plan);
+  for (const d of chosen) {
+    if (d.part !== 'mlp') next.layers[d.layer]!.attention = false;
+    if (d.part !== 'attention') next.layers[d.layer]!.mlp = false;
+  }
+  const removed: RemovedStructures =
+    unit === 'layer'
+      ? { layers: chosen.map((d) => d.layer).sort((a, b) => a - b) }
+      : { subBlocks: chosen.map((d) => ({ layer: d.layer, part: d.part as 'attention' | 'mlp' })).sort((a, b) => a.layer - b.layer || a.part.localeCompare(b.part)) };
+  return { branch: 'depth', plan: next, removedParams: plannedBlockParams(base, plan) - plannedBlockParams(base, next), removed };
+}
+
+/**
+ * How the width budget is shared:
+ *   'param-share': attention gets budget × (its share of the remaining block parameters), the MLP
+ *                  the rest; each type is ranked on its own scale;
+ *   'global':      one ranking of every group and neuron by score per parameter.
+ * Score normalisation: 'layer' divides each score by the mean score of its type in its layer (so
+ * layers with large activations do not shield each other), 'none' uses raw scores.
+ */
+export interface WidthPolicy {
+  split: 'param-share' | 'global';
+  normalize: 'layer' | 'none';
+}
+
+interface Unit {
+  kind: 'kv' | 'neuron';
+  layer: number;
+  index: number;
+  cost: number;
+  score: number;
+}
+
+export function widthCandidate(
+  base: ModelSpec,
+  plan: PruningPlan,
+  kvScores: readonly (Float64Array | null)[],
+  neuronScores: readonly (Float64Array | null)[],
+  budget: number,
+  policy: WidthPolicy,
+): Candidate | null {
+  const kvUnits: Unit[] = [];
+  const neuronUnits: Unit[] = [];
+  plan.layers.forEach((l, i) => {
+    if (layerIsEmpty(plan, i)) return;
+    const ks = kvScores[i];
+    if (l.attention && ks) kvUnits.push(...normalized('kv', i, l.kvGroups, ks, kvGroupParams(base, i), policy.normalize));
+    const ns = neuronScores[i];
+    if (l.mlp && ns) neuronUnits.push(...normalized('neuron', i, l.neurons, ns, neuronParams(base), policy.normalize));
+  });
+  const byScore = (a: Unit, b: Unit) => a.score - b.score || a.layer - b.layer || a.index - b.index;
+
+  const taken = new Set<Unit>();
+  /** Take units in order while each one brings the total closer to `want`; returns what was taken. */
+  const fill = (units: Unit[], want: number): number => {
+    let got = 0;
+    for (const u of units) {
+      if (taken.has(u)) continue;
+      if (got + u.cost / 2 > want) continue;
+      taken.add(u);
+      got += u.cost;
+    }
+    return got;
+  };
+
+  if (policy.split === 'global') {
+    const all = [...kvUnits, ...neuronUnits].sort((a, b) => a.score / a.cost - b.score / b.cost || byScore(a, b));
+    fill(all, budget);
+  } else {
+    const attn = kvUnits.reduce((s, u) => s + u.cost, 0);
+    const mlp = neuronUnits.reduce((s, u) => s + u.cost, 0);
+    if (attn + mlp === 0) return null;
+    kvUnits.sort(byScore);
+    neuronUnits.sort(byScore);
+    const gotAttn = fill(kvUnits, (budget * attn) / (attn + mlp));
+    const gotMlp = fill(neuronUnits, budget - gotAttn);
+    // One type ran out (or rounded short): let the other make up the rest.
+    const rest = budget - gotAttn - gotMlp;
+    if (rest > 0) fill(kvUnits, rest);
+  }
+  if (taken.size === 0) return null;
+
+  const next = clonePlan(plan);
+  const groups = new Map<number, number[]>();
+  const neurons = new Map<number, number>();
+  for (const u of taken) {
+    if (u.kind === 'kv') {
+      next.layers[u.layer]!.kvGroups[u.index] = 0;
+      groups.set(u.layer, [...(groups.get(u.layer) ?? []), u.index]);
+    } else {
+      next.layers[u.layer]!.neurons[u.index] = 0;
+      neurons.set(u.layer, (neurons.get(u.layer) ?? 0) + 1);
+    }
+  }
+  const removed: RemovedStructures = {};
+  if (groups.size) removed.kvGroups = [...groups].sort((a, b) => a[0] - b[0]).map(([layer, g]) => ({ layer, groups: g.sort((a, b) => a - b) }));
+  if (neurons.size) removed.neurons = [...neurons].sort((a, b) => a[0] - b[0]).map(([layer, count]) => ({ layer, count }));
+  return { branch: 'width', plan: next, removedParams: plannedBlockParams(base, plan) - plannedBlockParams(base, next), removed };
+}
+
+function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores: Float64Array, cost: number, mode: WidthPolicy['normalize']): Unit[] {
+  const units: Unit[] = [];
+  let sum = 0;
+  kept.forEach((k, index) => {
+    if (!k) return;
+    units.push({ kind, layer, index, cost, score: scores[index]! });
+    sum += scores[index]!;
+  });
+  const mean = sum / Math.max(units.length, 1);
+  if (mode === 'layer' && mean > 0) for (const u of units) u.score /= mean;
+  return units;
+}
+
+/** The smallest structure still in the plan (how close to a target any step can land). */
+export function smallestUnitParams(base: ModelSpec, plan: PruningPlan): number {
+  let best = Infinity;
+  plan.layers.forEach((l, i) => {
+    if (l.mlp && l.neurons.some((n) => n)) best = Math.min(best, neuronParams(base));
+    if (l.attention && l.kvGroups.some((g) => g)) best = Math.min(best, kvGroupParams(base, i));
+  });
+  return best;
+}

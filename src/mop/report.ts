@@ -1,0 +1,116 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { LayerSpec } from '../runtime/model/spec.ts';
+import type { CalibrationDescription } from './calibration.ts';
+import type { RemovedStructures } from './candidates.ts';
+import type { SelectionCriterion } from './selection.ts';
+
+/**
+ * The JSON record of one pruning run: the settings, every step's candidates with their scores and
+ * the choice, and the final per-layer shape. Written as report.json beside the pruned checkpoint.
+ * Ratios are 1 − blocks / reference blocks (transformer-block parameters; embeddings, final norm
+ * and LM head are reported separately and never pruned).
+ */
+export const REPORT_FILE = 'report.json';
+
+export type Strategy = 'mop' | 'depth' | 'width';
+
+export interface ParamCounts {
+  blocks: number;
+  embeddings: number;
+  total: number;
+}
+
+export interface CandidateRecord {
+  branch: 'depth' | 'width';
+  /** Block parameters it removes from the parent. */
+  removedParams: number;
+  blocks: number;
+  ratio: number;
+  /** Selection-criterion score on the calibration set (lower is better). */
+  score: number;
+  /** (score − parent score) per 1000 removed parameters: what selection compares. */
+  costPer1kParams: number;
+  removed: RemovedStructures;
+}
+
+export interface StepRecord {
+  step: number;
+  /** The step's parameter budget (the candidates are compared at the depth candidate's size). */
+  budget: number;
+  parent: { blocks: number; ratio: number; score: number };
+  /** One candidate per branch tried (MoP: depth and width; baselines: their own branch). */
+  candidates: CandidateRecord[];
+  chosen: 'depth' | 'width';
+  /**
+   * Block parameters the step removed: the chosen candidate's, or less when a width branch won a
+   * comparison larger than the step budget and committed only the budget.
+   */
+  committedParams: number;
+  /** After the step. */
+  blocks: number;
+  ratio: number;
+  wallMs: number;
+}
+
+export interface PruneReport {
+  version: 1;
+  strategy: Strategy;
+  criterion: SelectionCriterion;
+  importance: string;
+  target: number;
+  seed: number;
+  options: { stepLayers: number; depthUnit: string; widthSplit: string; widthNormalize: string };
+  calibration: CalibrationDescription;
+  model: { path?: string; layers: LayerSpec[]; params: ParamCounts };
+  /** Block parameters the ratio is measured against (the dense model's, also when pruning a pruned model). */
+  referenceBlocks: number;
+  steps: StepRecord[];
+  result: {
+    layers: LayerSpec[];
+    /** For each output layer, the input model's layer it came from. */
+    sourceLayers: number[];
+    /** Kept structures per input layer, in input-model indices. */
+    kept: { layer: number; kvGroups: number[]; neurons: number[] }[];
+    params: ParamCounts;
+    ratio: number;
+    steps: { depth: number; width: number };
+    /** Calibration score of the final model under the selection criterion. */
+    finalScore: number;
+  };
+  wallMs: number;
+}
+
+export async function writeReport(dir: string, report: PruneReport): Promise<string> {
+  const path = join(dir, REPORT_FILE);
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(path, JSON.stringify(report, null, 2) + '\n');
+  return path;
+}
+
+/** The reference block count stored in a pruned directory's report.json, if there is one. */
+export async function readReferenceBlocks(dir: string): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(join(dir, REPORT_FILE), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const r = JSON.parse(text) as { referenceBlocks?: unknown };
+    return typeof r.referenceBlocks === 'number' && r.referenceBlocks > 0 ? r.referenceBlocks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One line for logs. */
+export function summarizeReport(r: PruneReport): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  return (
+    `${r.strategy} pruning to ${pct(r.target)}: reached ${pct(r.result.ratio)} ` +
+    `(block params ${r.referenceBlocks.toLocaleString('en-US')} → ${r.result.params.blocks.toLocaleString('en-US')}; ` +
+    `${r.result.layers.length} layers) in ${r.steps.length} steps (${r.result.steps.depth} depth, ${r.result.steps.width} width), ` +
+    `calibration ${r.criterion} ${r.result.finalScore.toFixed(4)}, ${(r.wallMs / 1000).toFixed(1)} s`
+  );
+}

@@ -1,0 +1,91 @@
+import { batchCosine, batchKl, batchNll } from './evaluate.ts';
+import type { ForwardTaps, MaskedForward, TokenBatch } from './masked-forward.ts';
+import type { PruningPlan } from './pruning-plan.ts';
+
+/**
+ * Selection criteria: how MoP compares its two candidates on the calibration set. Lower is better
+ * for all of them.
+ *   ppl:    perplexity of the candidate on the calibration sequences (default);
+ *   kl:     mean KL(dense ‖ candidate) of next-token distributions;
+ *   cosine: 1 − mean cosine of the candidate's final hidden states to its parent's (the rule of
+ *           the authors' CNN predecessor: the candidate most similar to its parent wins).
+ */
+export const selectionCriteria = ['ppl', 'kl', 'cosine'] as const;
+export type SelectionCriterion = (typeof selectionCriteria)[number];
+
+export function isSelectionCriterion(x: string): x is SelectionCriterion {
+  return (selectionCriteria as readonly string[]).includes(x);
+}
+
+export interface PassResult {
+  score: number;
+  taps?: ForwardTaps;
+}
+
+/**
+ * Runs calibration passes for one criterion. It keeps what the criterion compares against: the
+ * dense model's logits (kl, computed once) or the parent's final hidden states (cosine, refreshed
+ * by every parent pass).
+ */
+export class CandidateScorer {
+  private denseLogits: Float32Array[] | undefined;
+  private parentHidden: Float32Array[] | undefined;
+
+  constructor(
+    private readonly forward: MaskedForward,
+    private readonly batches: readonly TokenBatch[],
+    readonly criterion: SelectionCriterion,
+  ) {}
+
+  /** Remember the dense model's outputs (call once, with the starting plan). */
+  async init(densePlan: PruningPlan): Promise<void> {
+    if (this.criterion !== 'kl') return;
+    this.denseLogits = [];
+    for (const b of this.batches) this.denseLogits.push((await this.forward.run(b, densePlan, { logits: true })).logits!.slice());
+  }
+
+  /** The current model: its taps (for importance scores) and its own score. */
+  async parent(plan: PruningPlan, signal?: AbortSignal): Promise<Required<PassResult>> {
+    const taps = this.forward.emptyTaps();
+    const hidden: Float32Array[] = [];
+    const score = await this.pass(plan, signal, taps, hidden);
+    if (this.criterion === 'cosine') this.parentHidden = hidden;
+    return { score, taps };
+  }
+
+  /** A candidate's score. */
+  async candidate(plan: PruningPlan, signal?: AbortSignal): Promise<number> {
+    return this.pass(plan, signal);
+  }
+
+  private async pass(plan: PruningPlan, signal: AbortSignal | undefined, taps?: ForwardTaps, keepHidden?: Float32Array[]): Promise<number> {
+    const spec = this.forward.spec;
+    const needLogits = this.criterion !== 'cosine';
+    const needHidden = this.criterion === 'cosine';
+    let sum = 0;
+    let count = 0;
+    for (const [k, batch] of this.batches.entries()) {
+      signal?.throwIfAborted();
+      const out = await this.forward.run(batch, plan, { logits: needLogits, hidden: needHidden }, taps);
+      const positions = batch.rows * batch.seqLen;
+      if (this.criterion === 'ppl') {
+        const r = batchNll(out.logits!, batch, spec.vocabSize);
+        sum += r.sum;
+        count += r.count;
+      } else if (this.criterion === 'kl') {
+        sum += batchKl(this.denseLogits![k]!, out.logits!, positions, spec.vocabSize);
+        count += positions;
+      } else {
+        if (keepHidden) keepHidden.push(out.hidden!.slice());
+        // A parent pass compares against itself (score 0); it becomes the next reference.
+        const ref = keepHidden ? undefined : this.parentHidden?.[k];
+        sum += ref ? batchCosine(ref, out.hidden!, positions, spec.hidden) : positions;
+        count += positions;
+      }
+    }
+    const mean = sum / count;
+    if (this.criterion === 'ppl') return Math.exp(mean);
+    if (this.criterion === 'kl') return mean;
+    return 1 - mean;
+  }
+}

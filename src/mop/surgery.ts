@@ -1,0 +1,117 @@
+import { checkModel } from '../runtime/model/checkpoint-io.ts';
+import { type ModelSpec, weightName } from '../runtime/model/spec.ts';
+import type { Tensor, Weights } from '../runtime/model/tensor.ts';
+import { clonePlan, fullPlan, plannedSpec, type PruningPlan, survivingLayers } from './pruning-plan.ts';
+
+/**
+ * Weight surgery: cut the structures a plan drops out of the tensors and the ModelSpec, exactly.
+ *   KV group g of layer i: rows of W_Q for its query heads, rows g of W_K and W_V (one KV head),
+ *                          and the W_O columns of those query heads;
+ *   neuron j:              row j of W_gate and W_up, column j of W_down;
+ *   layer:                 the whole block; a layer left with neither sub-block is dropped from
+ *                          the list (it is the identity), one left with one sub-block keeps it.
+ * Cost is one copy of what is kept of each cut tensor; tensors nothing is cut from (embeddings,
+ * norms, untouched layers) are shared with the input, not copied.
+ */
+export interface ModelWeights {
+  spec: ModelSpec;
+  weights: Weights;
+}
+
+export function applyPlan(model: ModelWeights, plan: PruningPlan): ModelWeights {
+  const { spec: base, weights: src } = model;
+  if (plan.layers.length !== base.layers.length) throw new Error(`plan has ${plan.layers.length} layers, model ${base.layers.length}`);
+  const get = (name: string): Tensor => {
+    const t = src.get(name);
+    if (!t) throw new Error(`weight '${name}' missing`);
+    return t;
+  };
+  const spec = plannedSpec(base, plan);
+  const weights: Weights = new Map();
+  weights.set(weightName.embed, get(weightName.embed));
+  weights.set(weightName.finalNorm, get(weightName.finalNorm));
+  if (!base.tiedEmbeddings) weights.set(weightName.lmHead, get(weightName.lmHead));
+
+  survivingLayers(plan).forEach((from, to) => {
+    const l = base.layers[from]!;
+    const p = plan.layers[from]!;
+    const out = spec.layers[to]!;
+    if (out.heads > 0) {
+      const D = l.headDim;
+      const group = l.heads / l.kvHeads;
+      const groups = indicesOf(p.kvGroups);
+      const qHeads = groups.flatMap((g) => Array.from({ length: group }, (_, k) => g * group + k));
+      weights.set(weightName.attnNorm(to), get(weightName.attnNorm(from)));
+      weights.set(weightName.q(to), keepRowBlocks(get(weightName.q(from)), qHeads, D));
+      weights.set(weightName.k(to), keepRowBlocks(get(weightName.k(from)), groups, D));
+      weights.set(weightName.v(to), keepRowBlocks(get(weightName.v(from)), groups, D));
+      weights.set(weightName.o(to), keepColumnBlocks(get(weightName.o(from)), qHeads, D));
+    }
+    if (out.ffn > 0) {
+      const neurons = indicesOf(p.neurons);
+      weights.set(weightName.mlpNorm(to), get(weightName.mlpNorm(from)));
+      weights.set(weightName.gate(to), keepRowBlocks(get(weightName.gate(from)), neurons, 1));
+      weights.set(weightName.up(to), keepRowBlocks(get(weightName.up(from)), neurons, 1));
+      weights.set(weightName.down(to), keepColumnBlocks(get(weightName.down(from)), neurons, 1));
+    }
+  });
+  checkModel(spec, weights, 'pruned model');
+  return { spec, weights };
+}
+
+/** Remove KV groups (indices of layer `layer`'s groups) from a model. */
+export function removeKvGroups(model: ModelWeights, layer: number, groups: readonly number[]): ModelWeights {
+  const plan = fullPlan(model.spec);
+  for (const g of groups) plan.layers[layer]!.kvGroups[g] = 0;
+  return applyPlan(model, plan);
+}
+
+/** Remove MLP neurons of layer `layer` from a model. */
+export function removeNeurons(model: ModelWeights, layer: number, neurons: readonly number[]): ModelWeights {
+  const plan = fullPlan(model.spec);
+  for (const j of neurons) plan.layers[layer]!.neurons[j] = 0;
+  return applyPlan(model, plan);
+}
+
+/** Remove a whole transformer block; the layers after it move up by one. */
+export function removeLayer(model: ModelWeights, layer: number): ModelWeights {
+  return applyPlan(model, withLayerRemoved(fullPlan(model.spec), layer));
+}
+
+/** A copy of the plan without layer i (both sub-blocks). */
+export function withLayerRemoved(plan: PruningPlan, i: number): PruningPlan {
+  const next = clonePlan(plan);
+  next.layers[i]!.attention = false;
+  next.layers[i]!.mlp = false;
+  return next;
+}
+
+function indicesOf(mask: Uint8Array): number[] {
+  const out: number[] = [];
+  mask.forEach((m, i) => {
+    if (m) out.push(i);
+  });
+  return out;
+}
+
+/** Keep row blocks `blocks` (each `size` rows) of a [rows, cols] matrix, in order. */
+function keepRowBlocks(t: Tensor, blocks: readonly number[], size: number): Tensor {
+  if (blocks.length * size === t.shape[0]) return t; // nothing cut: share, do not copy
+  const cols = t.shape[1]!;
+  const data = new Float32Array(blocks.length * size * cols);
+  blocks.forEach((b, k) => data.set(t.data.subarray(b * size * cols, (b + 1) * size * cols), k * size * cols));
+  return { shape: [blocks.length * size, cols], data };
+}
+
+/** Keep column blocks `blocks` (each `size` columns) of a [rows, cols] matrix, in order. */
+function keepColumnBlocks(t: Tensor, blocks: readonly number[], size: number): Tensor {
+  const [rows, cols] = t.shape as [number, number];
+  if (blocks.length * size === cols) return t;
+  const outCols = blocks.length * size;
+  const data = new Float32Array(rows * outCols);
+  for (let r = 0; r < rows; r++) {
+    const row = t.data.subarray(r * cols, (r + 1) * cols);
+    blocks.forEach((b, k) => data.set(row.subarray(b * size, (b + 1) * size), r * outCols + k * size));
+  }
+  return { shape: [rows, outCols], data };
+}
