@@ -30,6 +30,8 @@ export interface AppDeps {
   state: ServerState;
   /** Where unexpected errors are logged (default: stderr). */
   log?: (line: string) => void;
+  /** The /admin routes (prune jobs, variants), mounted when given. */
+  admin?: Hono;
 }
 
 type Env = { Variables: { clientSignal: AbortSignal } };
@@ -86,6 +88,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!variant) return modelNotFound(c.req.param('id')).toResponse();
     return c.json(modelCard(variant));
   });
+
+  if (deps.admin) app.route('/admin', deps.admin);
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
   app.get('/ready', (c) => {

@@ -5,6 +5,7 @@
  * fails at start-up with one line naming both the flag and the variable.
  */
 import { basename, extname } from 'node:path';
+import { type Device, parseDevice } from '../runtime/engine/device.ts';
 
 export interface ServerConfig {
   /** TCP port; 0 picks a free one (tests). */
@@ -36,10 +37,20 @@ export interface ServerConfig {
   servedModelName: string | undefined;
   /** ONNX Runtime intra-op threads; undefined = all cores. */
   threads: number | undefined;
+  /** Execution device (`auto` or `cpu` today). */
+  device: Device;
   /** Jinja chat template (a file path, or the template itself); overrides the checkpoint's. */
   chatTemplate: string | undefined;
   /** Largest `n` (choices per prompt) a request may ask for. */
   maxN: number;
+  /** Prune the loaded model to this ratio at start-up (served dense until the pruned one is ready); undefined = no. */
+  pruneTarget: number | undefined;
+  pruneStrategy: string;
+  pruneCriterion: string;
+  /** Calibration text for start-up and admin prunes that name none; undefined = bundled TinyStories slice. */
+  pruneCalibration: string | undefined;
+  pruneSamples: number;
+  pruneSeqLen: number;
 }
 
 export const defaultServerConfig: Readonly<ServerConfig> = {
@@ -58,8 +69,15 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   adminToken: undefined,
   servedModelName: undefined,
   threads: undefined,
+  device: 'cpu',
   chatTemplate: undefined,
   maxN: 16,
+  pruneTarget: undefined,
+  pruneStrategy: 'mop',
+  pruneCriterion: 'ppl',
+  pruneCalibration: undefined,
+  pruneSamples: 32,
+  pruneSeqLen: 128,
 };
 
 /** A bad flag or environment value; the message names both and says what is expected. */
@@ -88,6 +106,19 @@ const int =
     return n;
   };
 
+const fraction = (raw: string): number => {
+  const n = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 0.9) throw new Error(`expected a fraction in (0, 0.9], got '${raw}'`);
+  return n;
+};
+
+const oneOf =
+  (...choices: string[]) =>
+  (raw: string): string => {
+    if (!choices.includes(raw)) throw new Error(`expected one of ${choices.join(', ')}, got '${raw}'`);
+    return raw;
+  };
+
 const text = (raw: string): string => {
   if (raw === '') throw new Error('expected a non-empty value');
   return raw;
@@ -108,9 +139,16 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'MOP_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, time in-flight requests get to finish', parse: int(0) },
   { key: 'adminToken', flag: '--admin-token <token>', env: 'MOP_ADMIN_TOKEN', description: 'bearer token for /admin/* (unset = admin API off)', parse: text, secret: true },
   { key: 'servedModelName', flag: '--served-model-name <id>', env: 'MOP_SERVED_MODEL_NAME', description: "model id clients use (default: the checkpoint's file name)", parse: text },
+  { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto or cpu', parse: parseDevice },
   { key: 'threads', flag: '--threads <n>', env: 'MOP_THREADS', description: 'ONNX Runtime intra-op threads (default: all cores)', parse: int(1, 1024) },
   { key: 'chatTemplate', flag: '--chat-template <file>', env: 'MOP_CHAT_TEMPLATE', description: "Jinja chat template file (default: the checkpoint's, else a plain 'role: content' transcript)", parse: text },
   { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },
+  { key: 'pruneTarget', flag: '--prune-target <ratio>', env: 'MOP_PRUNE_TARGET', description: 'prune to this ratio at start-up; the dense model serves until the pruned one takes over', parse: fraction },
+  { key: 'pruneStrategy', flag: '--prune-strategy <name>', env: 'MOP_PRUNE_STRATEGY', description: 'start-up prune strategy: mop, depth or width', parse: oneOf('mop', 'depth', 'width') },
+  { key: 'pruneCriterion', flag: '--prune-criterion <name>', env: 'MOP_PRUNE_CRITERION', description: 'candidate selection: ppl, kl or cosine', parse: oneOf('ppl', 'kl', 'cosine') },
+  { key: 'pruneCalibration', flag: '--prune-calibration <file>', env: 'MOP_PRUNE_CALIBRATION', description: 'calibration text for prunes (default: bundled TinyStories slice)', parse: text },
+  { key: 'pruneSamples', flag: '--prune-samples <n>', env: 'MOP_PRUNE_SAMPLES', description: 'calibration sequences per prune', parse: int(1, 4096) },
+  { key: 'pruneSeqLen', flag: '--prune-seq-len <n>', env: 'MOP_PRUNE_SEQ_LEN', description: 'tokens per calibration sequence', parse: int(2, 8192) },
 ];
 
 /**

@@ -14,7 +14,7 @@ export interface OpenAIErrorBody {
   };
 }
 
-export type ErrorStatus = 400 | 401 | 404 | 413 | 429 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 404 | 409 | 413 | 429 | 500 | 503;
 
 /** An error meant for the client: status, OpenAI type/code, the offending request field. */
 export class ApiError extends Error {
@@ -59,6 +59,17 @@ export const queueFull = (retryAfterSeconds: number): ApiError =>
   new ApiError(429, 'The server is at capacity (request queue full); retry later.', 'rate_limit_error', null, 'queue_full', {
     'retry-after': String(retryAfterSeconds),
   });
+
+/** The request clashes with the server's state (a prune already running, a finished job, the active model). */
+export const conflict = (message: string, code: string): ApiError => new ApiError(409, message, 'invalid_request_error', null, code);
+
+export const unauthorized = (): ApiError =>
+  new ApiError(401, 'Missing or wrong admin token: send Authorization: Bearer <MOP_ADMIN_TOKEN>.', 'authentication_error', null, 'invalid_api_key', {
+    'www-authenticate': 'Bearer',
+  });
+
+export const adminDisabled = (): ApiError =>
+  new ApiError(404, 'The admin API is off: start the server with --admin-token / MOP_ADMIN_TOKEN to enable it.', 'invalid_request_error', null, 'admin_disabled');
 
 export const unavailable = (why: string): ApiError => new ApiError(503, why, 'server_error', null, 'service_unavailable', { 'retry-after': '1' });
 

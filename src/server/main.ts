@@ -8,13 +8,15 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { describeModel, type OpenedModel, openModel } from '../runtime/engine/open-model.ts';
 import { defaultSamplingParams } from '../runtime/engine/sampling-params.ts';
-import { BatchScheduler } from '../runtime/engine/scheduler.ts';
-import { parameterCounts } from '../runtime/model/spec.ts';
+import { AdminEvents, attachAdminEventSocket } from './admin-events.ts';
+import { adminRoutes } from './admin-routes.ts';
 import { createApp, type ServerState } from './app.ts';
 import { loadChatTemplate } from './chat-template.ts';
 import { formatConfig, modelNameFromPath, type ServerConfig } from './config.ts';
 import { ServerMetrics } from './metrics.ts';
+import { PruneJobs } from './prune-jobs.ts';
 import { ModelRegistry, type ServedVariant } from './registry.ts';
+import { createVariant } from './variant.ts';
 
 export interface StartOptions {
   /** A model opened by the caller (benchmarks with synthetic weights); default: openModel(config). */
@@ -30,6 +32,8 @@ export interface RunningServer {
   registry: ModelRegistry;
   metrics: ServerMetrics;
   state: ServerState;
+  /** Prune jobs (admin API and start-up prune). */
+  jobs: PruneJobs;
   /** Graceful shutdown: 503 for new work, in-flight requests finish (up to the grace period), socket closed. */
   close(): Promise<void>;
 }
@@ -55,27 +59,33 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);
 
-  const scheduler = new BatchScheduler(opened.session, opened.tokenizer, {
-    maxQueue: config.maxQueue,
-    prefillChunk: config.prefillChunk,
-    requestTimeoutMs: config.requestTimeoutMs,
-  });
-  const variant: ServedVariant = {
-    id: config.servedModelName ?? modelNameFromPath(opened.model.path),
-    scheduler,
-    tokenizer: opened.tokenizer,
-    model: opened.model,
-    session: opened.session,
-    chatTemplate,
-    parameters: parameterCounts(opened.model.spec).total,
-    compressionRatio: 0,
-    created: Math.floor(Date.now() / 1000),
-  };
+  const variant = createVariant(
+    {
+      id: config.servedModelName ?? modelNameFromPath(opened.model.path),
+      model: opened.model,
+      tokenizer: opened.tokenizer,
+      session: opened.session,
+      chatTemplate,
+      compressionRatio: 0,
+    },
+    config,
+  );
   const registry = new ModelRegistry();
   registry.add(variant);
   const metrics = new ServerMetrics(() => registry.list());
   const state: ServerState = { ready: false, draining: false };
+  const events = new AdminEvents();
+  const jobs = new PruneJobs({ registry, events, metrics, scheduling: config, threads: config.threads, log, denseId: variant.id });
   const app = createApp({
+    admin: adminRoutes({
+      token: config.adminToken,
+      registry,
+      jobs,
+      events,
+      unloadGraceMs: config.shutdownGraceMs,
+      log,
+      pruneDefaults: { strategy: config.pruneStrategy, criterion: config.pruneCriterion, samples: config.pruneSamples, seqLen: config.pruneSeqLen, calibration: config.pruneCalibration },
+    }),
     registry,
     metrics,
     state,
@@ -86,6 +96,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   });
 
   const server = await listen(app.fetch, config.port, config.host);
+  const closeEvents = attachAdminEventSocket(server, events, config.adminToken);
+  log(config.adminToken === undefined ? 'admin API: off (set --admin-token / MOP_ADMIN_TOKEN to enable /admin and /admin/events)' : 'admin API: on (/admin/*, WebSocket /admin/events; bearer token required)');
   const port = (server.address() as AddressInfo).port;
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
@@ -100,17 +112,34 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     log(`not ready: probe generation failed: ${e instanceof Error ? e.message : String(e)}`);
   }
 
+  // Start-up prune: the dense model serves meanwhile; the pruned one takes over when it is ready.
+  if (config.pruneTarget !== undefined) {
+    const job = await jobs.start({
+      target: config.pruneTarget,
+      strategy: config.pruneStrategy as never,
+      criterion: config.pruneCriterion as never,
+      samples: config.pruneSamples,
+      seqLen: config.pruneSeqLen,
+      seed: 0,
+      activate: true,
+      ...(config.pruneCalibration !== undefined && { calibration: config.pruneCalibration }),
+    });
+    log(`start-up prune: job ${job.id} (${config.pruneStrategy} to ${config.pruneTarget}); serving '${variant.id}' until it finishes`);
+  }
+
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       state.draining = true;
       log(`shutting down: draining in-flight requests (grace ${config.shutdownGraceMs} ms)`);
+      closeEvents();
+      await jobs.close();
       await Promise.all(registry.list().map((v) => v.scheduler.drain(config.shutdownGraceMs)));
       await closeServer(server);
       await Promise.all(registry.list().map((v) => v.session.release()));
       log('shut down');
     })());
-  return { url, port, registry, metrics, state, close };
+  return { url, port, registry, metrics, state, jobs, close };
 }
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, port: number, hostname: string): Promise<Server> {

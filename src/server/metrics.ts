@@ -37,6 +37,8 @@ export class ServerMetrics {
   private readonly promptTokens: Counter<'model'>;
   private readonly generationTokens: Counter<'model'>;
   private readonly aborted: Counter<'model'>;
+  private readonly pruneDuration: Histogram<'strategy' | 'status'>;
+  private readonly pruneSteps: Counter<'strategy' | 'branch'>;
 
   /** `variants` is read at every scrape, so variants added later get gauges without re-wiring. */
   constructor(variants: () => readonly ServedVariant[]) {
@@ -53,6 +55,15 @@ export class ServerMetrics {
     this.promptTokens = new Counter({ name: 'mop_prompt_tokens_total', help: 'Prompt tokens processed.', labelNames: ['model'] as const, registers });
     this.generationTokens = new Counter({ name: 'mop_generation_tokens_total', help: 'Tokens generated.', labelNames: ['model'] as const, registers });
     this.aborted = new Counter({ name: 'mop_request_aborted_total', help: 'Generations aborted before finishing (client gone or shutdown).', labelNames: ['model'] as const, registers });
+
+    this.pruneDuration = new Histogram({
+      name: 'mop_prune_job_duration_seconds',
+      help: 'Wall time of a prune job, by strategy and final status.',
+      labelNames: ['strategy', 'status'] as const,
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600],
+      registers,
+    });
+    this.pruneSteps = new Counter({ name: 'mop_prune_iterations_total', help: 'Pruning iterations by the branch that was chosen (depth or width).', labelNames: ['strategy', 'branch'] as const, registers });
 
     // Gauges computed on scrape; reset first so a removed variant's series disappear.
     const gauge = (name: string, help: string, value: (v: ServedVariant) => number) =>
@@ -78,6 +89,14 @@ export class ServerMetrics {
 
     // Process CPU, memory, event-loop lag, GC: under their usual unprefixed names.
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  observePruneJob(strategy: string, status: string, seconds: number): void {
+    this.pruneDuration.observe({ strategy, status }, seconds);
+  }
+
+  countPruneStep(strategy: string, branch: 'depth' | 'width'): void {
+    this.pruneSteps.inc({ strategy, branch });
   }
 
   /** Count one finished HTTP generation request. */

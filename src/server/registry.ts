@@ -29,9 +29,18 @@ export interface ServedVariant {
 /** What a request's `model` field may say besides a variant id: "use the active one". */
 export const DEFAULT_MODEL_ALIAS = 'default';
 
+/** An A/B test: this share of requests that do not name a model go to `variant` instead of the active one. */
+export interface TrafficSplit {
+  variant: string;
+  share: number;
+}
+
 export class ModelRegistry {
   private readonly variants = new Map<string, ServedVariant>();
   private activeId: string | undefined;
+  private trafficSplit: TrafficSplit | undefined;
+  /** Injectable for tests; Math.random otherwise. */
+  random: () => number = Math.random;
 
   /** Adds a variant; the first one added becomes active. */
   add(variant: ServedVariant): void {
@@ -50,10 +59,48 @@ export class ModelRegistry {
     return this.activeId === undefined ? undefined : this.variants.get(this.activeId);
   }
 
-  /** The variant a request's `model` field names; omitted or "default" = the active one. */
+  /**
+   * The variant a request's `model` field names; omitted or "default" = the active one, or, under
+   * an A/B split, the split variant for its share of requests.
+   */
   resolve(model: string | null | undefined): ServedVariant | undefined {
-    if (model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS) return this.active;
+    if (model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS) {
+      const split = this.trafficSplit;
+      if (split && this.random() < split.share) return this.variants.get(split.variant) ?? this.active;
+      return this.active;
+    }
     return this.variants.get(model);
+  }
+
+  /** Start (or replace) an A/B split; undefined ends it. */
+  setSplit(split: TrafficSplit | undefined): void {
+    if (split) {
+      if (!this.variants.has(split.variant)) throw new Error(`no model variant '${split.variant}'`);
+      if (!(split.share >= 0 && split.share <= 1)) throw new RangeError(`share must be in [0, 1], got ${split.share}`);
+    }
+    this.trafficSplit = split && { ...split };
+  }
+
+  get split(): TrafficSplit | undefined {
+    return this.trafficSplit && { ...this.trafficSplit };
+  }
+
+  has(id: string): boolean {
+    return this.variants.has(id);
+  }
+
+  get(id: string): ServedVariant | undefined {
+    return this.variants.get(id);
+  }
+
+  /** Forget a variant (the caller drains and releases it). The active one cannot be removed. */
+  remove(id: string): ServedVariant {
+    const v = this.variants.get(id);
+    if (!v) throw new Error(`no model variant '${id}'`);
+    if (id === this.activeId) throw new Error(`model variant '${id}' is active; activate another one first`);
+    if (this.trafficSplit?.variant === id) this.trafficSplit = undefined;
+    this.variants.delete(id);
+    return v;
   }
 
   list(): ServedVariant[] {
