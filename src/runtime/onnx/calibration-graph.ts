@@ -2,7 +2,7 @@ import { type ModelSpec, weightName } from '../model/spec.ts';
 import type { Tensor, Weights } from '../model/tensor.ts';
 import { packQkvTransposed, paddedHeadDim, padRowsTransposedO, transpose } from './decoder-graph.ts';
 import { DataType, OnnxGraphBuilder } from './onnx-model.ts';
-import { ropeCosSin } from './rope-cache.ts';
+import { ropeCosSin, ropeTableInitializers } from './rope-cache.ts';
 
 /**
  * ModelSpec + weights → an ONNX graph for analysing a model on whole sequences (no KV cache):
@@ -128,19 +128,15 @@ export function buildCalibrationGraph(spec: ModelSpec, weights: Weights, options
   };
 
   const attentionKind = options.attention ?? 'gqa';
-  const ropeTables = new Map<string, [string, string]>();
+  const ropeTables = ropeTableInitializers(g, spec.rope, M);
+  const fullRopeTables = new Map<string, [string, string]>();
   const layers: CalibrationLayerIo[] = [];
 
   /** ORT's GroupQueryAttention (prompt mode), head width padded to its CPU multiple of 16. */
   const gqaAttention = (i: number, x: string, D: number, KV: number, G: number) => {
     const layer = spec.layers[i]!;
     const Dp = paddedHeadDim(D);
-    const key = `${D}_${Dp}`;
-    if (!ropeTables.has(key)) {
-      const { cos, sin } = ropeCosSin(spec.rope, D, Dp, M);
-      ropeTables.set(key, [g.floatInitializer(`rope_cos_${key}`, [M, Dp / 2], cos), g.floatInitializer(`rope_sin_${key}`, [M, Dp / 2], sin)]);
-    }
-    const [cos, sin] = ropeTables.get(key)!;
+    const [cos, sin] = ropeTables(D);
     const [seqlensK, totalLen] = sequenceLengths();
     const qkvT = packQkvTransposed(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, KV, D, Dp);
     const qkv = g.op('MatMul', [x, g.floatInitializer(`l${i}.qkv`, [H, (layer.heads + 2 * KV) * Dp], qkvT)]);
@@ -163,7 +159,7 @@ export function buildCalibrationGraph(spec: ModelSpec, weights: Weights, options
   const plainAttention = (i: number, x: string, D: number, KV: number, G: number) => {
     const layer = spec.layers[i]!;
     const key = `${D}`;
-    if (!ropeTables.has(key)) {
+    if (!fullRopeTables.has(key)) {
       // Full-width tables [M, D]: rotate-half pairs dimension d with d ± D/2, both at frequency d mod D/2.
       const { cos, sin } = ropeCosSin(spec.rope, D, D, M);
       const widen = (t: Float32Array) => {
@@ -171,7 +167,7 @@ export function buildCalibrationGraph(spec: ModelSpec, weights: Weights, options
         for (let p = 0; p < M; p++) for (let d = 0; d < D; d++) out[p * D + d] = t[p * (D / 2) + (d % (D / 2))]!;
         return out;
       };
-      ropeTables.set(key, [g.floatInitializer(`rope_cos_full_${key}`, [M, D], widen(cos)), g.floatInitializer(`rope_sin_full_${key}`, [M, D], widen(sin))]);
+      fullRopeTables.set(key, [g.floatInitializer(`rope_cos_full_${key}`, [M, D], widen(cos)), g.floatInitializer(`rope_sin_full_${key}`, [M, D], widen(sin))]);
       // rotate_half(x) = x · R
       const R = new Float32Array(D * D);
       for (let d = 0; d < D / 2; d++) {
@@ -180,7 +176,7 @@ export function buildCalibrationGraph(spec: ModelSpec, weights: Weights, options
       }
       g.floatInitializer(`rope_rot_${key}`, [D, D], R);
     }
-    const [cosFull, sinFull] = ropeTables.get(key)!;
+    const [cosFull, sinFull] = fullRopeTables.get(key)!;
     const { tLen, causal } = sequenceConstants();
     const cosT = g.op('Slice', [cosFull, axes(0), tLen, axes(0)]); // [T, D]
     const sinT = g.op('Slice', [sinFull, axes(0), tLen, axes(0)]);

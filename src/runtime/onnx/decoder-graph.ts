@@ -1,7 +1,7 @@
 import { type ModelSpec, weightName } from '../model/spec.ts';
 import type { Tensor, Weights } from '../model/tensor.ts';
 import { DataType, OnnxGraphBuilder } from './onnx-model.ts';
-import { ropeCosSin } from './rope-cache.ts';
+import { ropeTableInitializers } from './rope-cache.ts';
 
 /**
  * ModelSpec + weights → an ONNX decoder graph with a KV cache, built from ONNX Runtime's LLM
@@ -69,19 +69,14 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       stash_type: { i: 1 },
     });
 
-  const ropeTables = new Map<string, [string, string]>();
+  const ropeTables = ropeTableInitializers(g, spec.rope, M);
   const kvLayers: KvCacheLayout[] = [];
 
   spec.layers.forEach((layer, i) => {
     if (layer.heads > 0) {
       const D = layer.headDim;
       const Dp = paddedHeadDim(D);
-      const key = `${D}_${Dp}`;
-      if (!ropeTables.has(key)) {
-        const { cos, sin } = ropeCosSin(spec.rope, D, Dp, M);
-        ropeTables.set(key, [g.floatInitializer(`rope_cos_${key}`, [M, Dp / 2], cos), g.floatInitializer(`rope_sin_${key}`, [M, Dp / 2], sin)]);
-      }
-      const [cos, sin] = ropeTables.get(key)!;
+      const [cos, sin] = ropeTables(D);
       const x = rmsNorm(h, weightName.attnNorm(i), `l${i}.attn_norm`);
       const qkvT = packQkvTransposed(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
       const qkv = g.op('MatMul', [x, g.floatInitializer(`l${i}.qkv`, [spec.hidden, (layer.heads + 2 * layer.kvHeads) * Dp], qkvT)]);
