@@ -91,6 +91,42 @@ describe('KV cache slots', () => {
     await session.release();
   });
 
+  it('grows the cache past its initial capacity and shrinks it back without changing any logits', async () => {
+    const spec = syntheticSpec({ vocabSize: 97, hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxContext: 512 });
+    const weights = syntheticWeights(spec, 9);
+    const session = await ModelSession.create(spec, weights, { maxBatch: 2, maxContext: 512, threads: 1 });
+    const long = Array.from({ length: 120 }, (_, i) => 1 + ((i * 13) % 96));
+    const short = [1, 7, 7, 3];
+    await session.prefill(0, long);
+    await session.prefill(1, short);
+    const start = session.cache.capacity;
+    // Decode both across the initial capacity: the long one forces growth while the short one lives.
+    for (let step = 0; step < 20; step++) {
+      const out = await session.decode([
+        { slot: 0, token: 5 + step },
+        { slot: 1, token: 9 + step },
+      ]);
+      long.push(5 + step);
+      short.push(9 + step);
+      if (step % 6 === 5) {
+        for (const [k, seq] of [long, short].entries()) {
+          const ref = referenceForward(spec, weights, seq);
+          assert.ok(maxAbsDiff(out[k]!, ref.subarray((seq.length - 1) * spec.vocabSize)) <= TOL, `slot ${k} step ${step}`);
+        }
+      }
+    }
+    assert.ok(session.cache.capacity > start, `capacity grew from ${start} to ${session.cache.capacity}`);
+    const grown = session.cache.capacity;
+    // The long sequence ends; the short one goes on in a cache that shrinks back.
+    session.reset(0);
+    const out = await session.decode([{ slot: 1, token: 42 }]);
+    short.push(42);
+    assert.ok(session.cache.capacity < grown, `capacity shrank from ${grown} to ${session.cache.capacity}`);
+    const ref = referenceForward(spec, weights, short);
+    assert.ok(maxAbsDiff(out[0]!, ref.subarray((short.length - 1) * spec.vocabSize)) <= TOL);
+    await session.release();
+  });
+
   it('rejects a prompt longer than the context with a clear error', async () => {
     const session = await ModelSession.create(uniform, syntheticWeights(uniform, 1), { maxBatch: 1, maxContext: 8, threads: 1 });
     await assert.rejects(session.prefill(0, [1, 2, 3, 4, 5, 6, 7, 8, 9]), { name: 'ContextLengthError', message: /9 tokens exceeds the context of 8/ });

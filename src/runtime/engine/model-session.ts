@@ -95,7 +95,7 @@ export class ModelSession {
         const chunk = tokens.slice(off, off + this.prefillChunk);
         const base = this.length(slot);
         const total = base + chunk.length;
-        const { feeds, fetches } = this.cache.bind(slot, 1);
+        const { feeds, fetches } = this.cache.bind(slot, 1, total);
         const out = await this.session.run(
           {
             ...feeds,
@@ -136,7 +136,7 @@ export class ModelSession {
     for (let r = 0; r < rows; r++) seqlensK[r] = Math.min(this.length(r), this.maxContext - 1);
     const total = Math.max(...seqlensK) + 1;
     return this.serialised(async () => {
-      const { feeds, fetches } = this.cache.bind(0, rows);
+      const { feeds, fetches } = this.cache.bind(0, rows, total);
       const out = await this.session.run(
         {
           ...feeds,

@@ -11,7 +11,8 @@ import { ropeTableInitializers } from './rope-cache.ts';
  *
  * Inputs:  input_ids int64 [B,S]; seqlens_k int32 [B] (tokens in cache after this step, minus 1);
  *          total_sequence_length int32 scalar (max over the batch of seqlens_k + 1);
- *          past_key_i / past_value_i float [B, kvHeads_i, maxContext, cacheHeadDim_i] per attention layer.
+ *          past_key_i / past_value_i float [B, kvHeads_i, capacity, cacheHeadDim_i] per attention layer
+ *          (capacity ≤ maxContext, chosen per run by the KV cache).
  * Outputs: logits float [B, S or 1, vocab]; present_key_i / present_value_i (same shape as past).
  * Bind present_* to the very buffers given as past_*: GQA then writes only the new positions
  * instead of copying the cache (its "past-present share buffer" mode).
@@ -90,7 +91,8 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
         presentValue: `present_value_${i}`,
       };
       kvLayers.push(cache);
-      const cacheDims = ['batch', layer.kvHeads, M, Dp];
+      // Capacity is symbolic: the cache grows with the longest live sequence (engine/kv-cache.ts).
+      const cacheDims = ['batch', layer.kvHeads, 'kv_capacity', Dp];
       g.input(cache.pastKey, DataType.float, cacheDims);
       g.input(cache.pastValue, DataType.float, cacheDims);
       const [attn] = g.node(
