@@ -1,0 +1,106 @@
+/**
+ * The llama.cpp peer: decode (and prompt) tokens/s at batch 1 of the same dense model, run by our
+ * engine (ModelSession) and by llama.cpp through node-llama-cpp (installed on demand into `.peer/`,
+ * never a dependency of this project), on the same CPU with the same thread count. Writes JSON
+ * that `bench-speedup` reads to fill its llama.cpp row; when the peer cannot run, the JSON says why
+ * (`available: false`, `reason`) and the exit status is still 0.
+ *
+ *   node --import tsx scripts/bench-llamacpp.ts [--models bundled,100m] [--threads N,1]
+ *        [--prompt-tokens 32] [--tokens 64] [--reps 5] [--peer-dir .peer] [--peer-version 3.22.1]
+ *        [--gguf-dir bench-out/speedup] [--no-install] [--out bench-out/speedup/llamacpp.json]
+ *
+ * Models: `bundled` (stories260K), `100m`, `1b` (synthetic, same seed as bench-speedup, so the same
+ * weights); the GGUF files (F32) are written under --gguf-dir.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchModel, ensurePeer, loadPeer, PEER_VERSION, type PeerReport, peerEntry } from './speedup/llamacpp-peer.ts';
+import { approxServedBytes, isBenchModelName, loadBenchModel } from './speedup/models.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'bundled,100m' },
+    threads: { type: 'string', default: os.availableParallelism() > 1 ? `${os.availableParallelism()},1` : '1' },
+    'prompt-tokens': { type: 'string', default: '32' },
+    tokens: { type: 'string', default: '64' },
+    reps: { type: 'string', default: '5' },
+    'peer-dir': { type: 'string', default: '.peer' },
+    'peer-version': { type: 'string', default: PEER_VERSION },
+    'gguf-dir': { type: 'string', default: 'bench-out/speedup' },
+    'no-install': { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench-out/speedup/llamacpp.json' },
+  },
+});
+
+const log = (line: string) => process.stderr.write(`[llama.cpp peer] ${line}\n`);
+const int = (name: string, v: string, min: number, max: number): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], not '${v}'`);
+  return n;
+};
+const threads = args.threads.split(',').map((t) => int('threads', t.trim(), 1, 256));
+const promptTokens = int('prompt-tokens', args['prompt-tokens'], 2, 1024);
+const tokens = int('tokens', args.tokens, 2, 1024);
+const reps = int('reps', args.reps, 1, 20);
+const models = args.models.split(',').map((m) => m.trim()).filter(Boolean);
+for (const m of models) if (!isBenchModelName(m)) throw new Error(`unknown model '${m}'`);
+
+const report: PeerReport = {
+  version: 1,
+  date: new Date().toISOString(),
+  available: false,
+  reason: null,
+  peer: null,
+  machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version },
+  threads,
+  promptTokens,
+  tokens,
+  reps,
+  models: [],
+};
+
+let llama: Awaited<ReturnType<typeof loadPeer>> | null = null;
+try {
+  const entry = args['no-install'] ? peerEntry(args['peer-dir']) : ensurePeer(args['peer-dir'], args['peer-version'], log);
+  if (!fs.existsSync(entry)) throw new Error(`node-llama-cpp is not installed in ${args['peer-dir']} (and --no-install was given)`);
+  llama = await loadPeer(entry, Math.max(...threads));
+  report.available = true;
+  report.peer = {
+    package: 'node-llama-cpp',
+    version: JSON.parse(fs.readFileSync(path.resolve(path.dirname(entry), '..', 'package.json'), 'utf8')).version as string,
+    binary: llama.buildType,
+    llamaCppRelease: llama.llamaCppRelease ? `${llama.llamaCppRelease.repo}@${llama.llamaCppRelease.release}` : null,
+    systemInfo: llama.systemInfo?.trim() ?? null,
+  };
+  log(`node-llama-cpp ${report.peer.version} (${report.peer.binary} binary, ${report.peer.llamaCppRelease}); threads ${threads.join(', ')}`);
+} catch (e) {
+  report.reason = e instanceof Error ? e.message : String(e);
+  log(`the peer cannot run: ${report.reason}; timing our engine alone`);
+}
+
+for (const name of models) {
+  if (!isBenchModelName(name)) continue;
+  if (name === '1b') log('1b: ~4.4 GB of f32 weights, held by each engine in turn and written as a 4.4 GB GGUF; this takes minutes');
+  log(`${name}: building the model`);
+  const model = await loadBenchModel(name);
+  const r = await benchModel({
+    name,
+    model,
+    ggufDir: args['gguf-dir'],
+    threads,
+    promptTokens,
+    tokens,
+    reps,
+    interleave: approxServedBytes(name) < 4e9,
+    llama,
+    log,
+  });
+  report.models.push(r);
+}
+await llama?.dispose().catch(() => undefined);
+
+fs.mkdirSync(path.dirname(args.out), { recursive: true });
+fs.writeFileSync(args.out, JSON.stringify(report, null, 2) + '\n');
+log(`written ${args.out}`);

@@ -1,0 +1,231 @@
+/**
+ * `npm run bench:speedup`: does pruning buy latency under real traffic? For each model, the real
+ * server runs in this process on 127.0.0.1 with the dense model, prunes variants through its admin
+ * API (MoP, depth-only, width-only at each ratio), serves them side by side, and the Node load
+ * generator drives identical load at each concurrency against dense and every variant. Client-side
+ * figures and the server's own Prometheus histograms give the latency ratio pruned / dense twice;
+ * a decode-step profile explains it, and the llama.cpp peer (scripts/bench-llamacpp.ts, run as a
+ * child process) gives dense decode tokens/s beside ours. Writes docs/speedup-report.md, .json and
+ * docs/speedup-latency.svg.
+ *
+ *   node --import tsx scripts/bench-speedup.ts [--models bundled,100m] [--strategies mop,depth,width]
+ *     [--ratios 0.2,0.4,0.6] [--concurrency 1,8] [--requests 16,32] [--max-tokens 64] [--rounds auto|N]
+ *     [--samples 8] [--seq-len 64] [--threads N] [--max-loaded 3] [--no-peer | --peer-json FILE]
+ *     [--out-dir docs] [--quick] [--render-only REPORT.json]
+ *
+ * Models: `bundled` (stories260K), `100m` (synthetic, ~100M parameters), `1b` (synthetic, ~1.1B:
+ * ~13 GB per served variant in f32 and pruning takes long; asked for explicitly only).
+ * Default run: ~15 min on 2 cores. `--quick`: a ~2-minute smoke run (one ratio, 0.4; 4 requests at
+ * c=1 and 8 at c=8 of 16 tokens; 4×32 calibration tokens; the peer at one thread count) written to
+ * bench-out/speedup-quick/ unless --out-dir is given. `--render-only`
+ * rewrites the Markdown and SVG from an existing report JSON without measuring anything.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadPrompts } from '../loadtest/prompts.ts';
+import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
+import { syntheticPresets, syntheticSpec } from '../src/runtime/model/synthetic.ts';
+import { paramShares } from './speedup/decode-profile.ts';
+import type { PeerReport } from './speedup/llamacpp-peer.ts';
+import { renderMarkdown } from './speedup/markdown.ts';
+import { measureModel } from './speedup/measure.ts';
+import { approxServedBytes, type BenchModelName, isBenchModelName } from './speedup/models.ts';
+import { chartPanels, evaluateTargets, type ModelSection, type SpeedupReport, type StrategyName } from './speedup/report.ts';
+import { renderLatencyChart } from './speedup/svg.ts';
+
+const started = performance.now();
+const { values: args } = parseArgs({
+  options: {
+    models: { type: 'string' },
+    strategies: { type: 'string' },
+    ratios: { type: 'string' },
+    concurrency: { type: 'string' },
+    requests: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    rounds: { type: 'string' },
+    samples: { type: 'string' },
+    'seq-len': { type: 'string' },
+    threads: { type: 'string' },
+    'max-loaded': { type: 'string' },
+    tolerance: { type: 'string' },
+    prompts: { type: 'string' },
+    'no-peer': { type: 'boolean', default: false },
+    'peer-json': { type: 'string' },
+    'out-dir': { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'render-only': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) {
+  const text = fs.readFileSync(new URL(import.meta.url), 'utf8');
+  process.stdout.write(text.slice(text.indexOf('/**'), text.indexOf('*/') + 2) + '\n');
+  process.exit(0);
+}
+
+/** speedup-report.json, speedup-report.md and speedup-latency.svg in `dir`. */
+function writeReport(report: SpeedupReport, dir: string): void {
+  const boundAt = (model: string, r: number) => {
+    const s = report.models.find((m) => m.model === model);
+    if (!s) return undefined;
+    const head = s.dense.lmHead;
+    return (head + (1 - r) * s.dense.blocks) / (head + s.dense.blocks);
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  const files = { md: path.join(dir, 'speedup-report.md'), json: path.join(dir, 'speedup-report.json'), svg: path.join(dir, 'speedup-latency.svg') };
+  fs.writeFileSync(files.json, JSON.stringify(report, null, 2) + '\n');
+  const columns = Math.min(report.settings.concurrency.length, 3);
+  fs.writeFileSync(files.svg, renderLatencyChart(chartPanels(report, boundAt), { title: 'End-to-end latency ratio (pruned / dense, p50) vs compression', columns }));
+  const bound1b = paramShares(syntheticSpec(syntheticPresets['1b'])).predictedRatio(0.4);
+  fs.writeFileSync(files.md, renderMarkdown(report, { svgFile: path.basename(files.svg), jsonFile: path.basename(files.json), bound1b }));
+}
+
+if (args['render-only']) {
+  const report = JSON.parse(fs.readFileSync(args['render-only'], 'utf8')) as SpeedupReport;
+  report.targets = evaluateTargets(report);
+  const dir = args['out-dir'] ?? path.dirname(args['render-only']);
+  writeReport(report, dir);
+  process.stderr.write(`re-rendered ${dir}/speedup-report.{md,json} and speedup-latency.svg from ${args['render-only']} (targets re-evaluated)\n`);
+  process.exit(0);
+}
+
+const quick = args.quick;
+const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+const num = (name: string, v: string, ok: (n: number) => boolean): number => {
+  const n = Number(v);
+  if (!ok(n)) throw new Error(`--${name}: bad value '${v}'`);
+  return n;
+};
+const posInt = (n: number) => Number.isInteger(n) && n >= 1;
+
+const models = list(args.models ?? 'bundled,100m');
+for (const m of models) if (!isBenchModelName(m) || m === 'tiny') throw new Error(`--models: unknown model '${m}' (bundled, 100m, 1b)`);
+const strategies = list(args.strategies ?? 'mop,depth,width') as StrategyName[];
+for (const s of strategies) if (!['mop', 'depth', 'width'].includes(s)) throw new Error(`--strategies: unknown strategy '${s}'`);
+const ratios = list(args.ratios ?? (quick ? '0.4' : '0.2,0.4,0.6')).map((r) => num('ratios', r, (n) => n > 0 && n < 0.95));
+const concurrency = list(args.concurrency ?? '1,8').map((c) => num('concurrency', c, posInt));
+const requestList = args.requests ? list(args.requests).map((r) => num('requests', r, posInt)) : concurrency.map((c) => (quick ? (c === 1 ? 4 : c) : c === 1 ? 16 : 4 * c));
+if (requestList.length !== 1 && requestList.length !== concurrency.length) throw new Error('--requests: one number, or one per --concurrency level');
+const requests = new Map(concurrency.map((c, i) => [c, requestList.length === 1 ? requestList[0]! : requestList[i]!]));
+const maxTokens = num('max-tokens', args['max-tokens'] ?? (quick ? '16' : '64'), posInt);
+const rounds: number | 'auto' = (args.rounds ?? 'auto') === 'auto' ? 'auto' : num('rounds', args.rounds!, posInt);
+const samples = num('samples', args.samples ?? (quick ? '4' : '8'), posInt);
+const seqLen = num('seq-len', args['seq-len'] ?? (quick ? '32' : '64'), (n) => posInt(n) && n >= 2);
+const threads = num('threads', args.threads ?? String(os.availableParallelism()), posInt);
+const maxLoaded = num('max-loaded', args['max-loaded'] ?? '3', posInt);
+const tolerance = num('tolerance', args.tolerance ?? '0.1', (n) => n > 0 && n < 1);
+const outDir = args['out-dir'] ?? (quick ? 'bench-out/speedup-quick' : 'docs');
+const promptsFile = args.prompts ?? DEFAULT_PROMPTS_FILE;
+const prompts = await loadPrompts(promptsFile);
+
+const argv = process.argv.slice(2);
+const command = `node --import tsx scripts/bench-speedup.ts${argv.length ? ' ' + argv.join(' ') : ''}`;
+const loadAvgStart = os.loadavg();
+log(`bench:speedup: models ${models.join(', ')}; strategies ${strategies.join(', ')}; ratios ${ratios.join(', ')}; concurrency ${concurrency.join(', ')}; load average ${loadAvgStart[0]!.toFixed(2)} on ${os.availableParallelism()} cores`);
+if (loadAvgStart[0]! > os.availableParallelism() * 0.75) log(`warning: the machine is busy (load average ${loadAvgStart[0]!.toFixed(2)}); absolute latencies will be noisy`);
+
+const sections: ModelSection[] = [];
+for (const name of models as BenchModelName[]) {
+  const perVariant = approxServedBytes(name);
+  let loadedCap = maxLoaded;
+  if (name === '1b') {
+    log('warning: 1b is ~1.1B parameters: ~13 GB per served variant in f32 (weights + ONNX Runtime copy), pruning takes many minutes per variant, and a decode step is ~10× the 100m one; one pruned variant at a time');
+    loadedCap = 1;
+  }
+  const fits = Math.floor(os.freemem() / perVariant) - 1;
+  if (fits < loadedCap) {
+    loadedCap = Math.max(1, fits);
+    log(`warning: ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free, ~${(perVariant / 2 ** 30).toFixed(1)} GiB per variant of ${name}: at most ${loadedCap} pruned variant(s) loaded at once`);
+  }
+  sections.push(
+    await measureModel({
+      model: name,
+      strategies,
+      ratios,
+      concurrency,
+      requests,
+      rounds,
+      maxTokens,
+      prompts,
+      samples,
+      seqLen,
+      threads,
+      maxLoaded: loadedCap,
+      tolerance,
+      runTimeoutSec: 600,
+      pruneTimeoutSec: name === '1b' ? 3600 : 900,
+      profile: quick ? { steps: 8, warmup: 2, promptTokens: 32 } : { steps: 32, warmup: 4, promptTokens: 64 },
+      log,
+    }),
+  );
+}
+
+// The llama.cpp peer, in a child process (its native library and memory go away with it).
+let peer: PeerReport | null = null;
+let peerError: string | null = null;
+if (args['peer-json']) {
+  try {
+    peer = JSON.parse(fs.readFileSync(args['peer-json'], 'utf8')) as PeerReport;
+  } catch (e) {
+    peerError = `could not read ${args['peer-json']}: ${e instanceof Error ? e.message : String(e)}`;
+  }
+} else if (!args['no-peer']) {
+  const peerOut = path.join('bench-out', 'speedup', quick ? 'llamacpp-quick.json' : 'llamacpp.json');
+  const peerArgs = ['--import', 'tsx', 'scripts/bench-llamacpp.ts', '--models', models.join(','), '--threads', threads > 1 && !quick ? `${threads},1` : String(threads), '--tokens', String(maxTokens), '--reps', quick ? '2' : '5', '--out', peerOut];
+  log(`llama.cpp peer: node ${peerArgs.join(' ')}`);
+  fs.rmSync(peerOut, { force: true });
+  const r = spawnSync(process.execPath, peerArgs, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 20 * 60_000 });
+  try {
+    peer = JSON.parse(fs.readFileSync(peerOut, 'utf8')) as PeerReport;
+  } catch {
+    peerError = `scripts/bench-llamacpp.ts ${r.error ? `failed: ${r.error.message}` : `exited with status ${r.status}${r.signal ? ` (${r.signal})` : ''}`} and wrote no report`;
+    log(peerError);
+  }
+} else peerError = 'skipped (--no-peer)';
+
+const report: SpeedupReport = {
+  version: 1,
+  date: new Date().toISOString(),
+  command,
+  durationSec: 0,
+  machine: {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    memGiB: os.totalmem() / 2 ** 30,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    loadAvgStart,
+    loadAvgEnd: os.loadavg(),
+    threads,
+  },
+  settings: {
+    quick,
+    models,
+    strategies,
+    ratios,
+    concurrency,
+    requests: Object.fromEntries(requests),
+    maxTokens,
+    rounds,
+    samples,
+    seqLen,
+    maxLoaded,
+    tolerance,
+    promptsFile: path.relative(process.cwd(), promptsFile),
+    promptCount: prompts.length,
+  },
+  models: sections,
+  peer,
+  peerError,
+  targets: [],
+};
+report.targets = evaluateTargets(report);
+report.durationSec = (performance.now() - started) / 1000;
+
+writeReport(report, outDir);
+log(`written ${outDir}/speedup-report.{md,json}, ${outDir}/speedup-latency.svg in ${(report.durationSec / 60).toFixed(1)} min`);
+for (const t of report.targets) log(`target ${t.model} ${t.id}: ${t.measured} → ${t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED'}`);

@@ -1,0 +1,307 @@
+/**
+ * The llama.cpp peer: the same dense model exported to GGUF F32 and run by llama.cpp through the
+ * `node-llama-cpp` package, beside our ModelSession, on the same CPU with the same thread count,
+ * prompt length and number of generated tokens (greedy, batch 1).
+ *
+ * node-llama-cpp is NOT a dependency of this project (it is large and pulls GPU builds): it is
+ * installed on demand into an ignored side folder (default `.peer/`) with its prebuilt CPU binary
+ * (`@node-llama-cpp/<platform>`), `--ignore-scripts` so its postinstall never downloads or compiles
+ * llama.cpp, and loaded with `build: 'never'`, `gpu: false`. It is imported dynamically from that
+ * folder, so nothing here needs its types.
+ *
+ * Both engines are timed the same way: a generation of `tokens` tokens from a `promptTokens`-token
+ * prompt; prompt time = until the first generated token (prefill + one sample), decode time = the
+ * next `tokens` single-token steps. Repetitions alternate between the engines (ours, llama.cpp,
+ * ours, ...) so background load on a shared machine hits both alike; the best repetition and the
+ * median are reported.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { writeGguf } from '../../src/runtime/model/gguf.ts';
+import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
+import { parameterCounts } from '../../src/runtime/model/spec.ts';
+import { argmax } from './decode-profile.ts';
+
+export const PEER_VERSION = '3.22.1';
+
+/** One timed generation. */
+export interface GenTiming {
+  promptMs: number;
+  decodeMs: number;
+  /** Generated tokens after the first (decode steps timed). */
+  decodeTokens: number;
+  promptTokensPerSec: number;
+  decodeTokensPerSec: number;
+  /** Median single decode step (ms). */
+  medianStepMs: number;
+}
+
+export interface EngineResult {
+  /** Best repetition (highest decode tokens/s): the least disturbed by other load. */
+  best: GenTiming;
+  /** Median over repetitions of decode tokens/s and prompt tokens/s. */
+  medianDecodeTokensPerSec: number;
+  medianPromptTokensPerSec: number;
+  reps: GenTiming[];
+}
+
+/** Both engines at one thread count. */
+export interface PeerRun {
+  threads: number;
+  ours: EngineResult | null;
+  llamacpp: EngineResult | null;
+  /** 1-minute load average before and after (other processes on a shared machine). */
+  loadAvg: [number, number];
+}
+
+export interface PeerModelResult {
+  model: string;
+  params: { total: number; blocks: number };
+  gguf: { path: string; bytes: number; dtype: 'f32' } | null;
+  runs: PeerRun[];
+  /** Why llama.cpp (or ours) did not run for this model. */
+  error: string | null;
+}
+
+export interface PeerReport {
+  version: 1;
+  date: string;
+  available: boolean;
+  /** Why the peer could not run at all (not installed, no prebuilt binary for this platform, ...). */
+  reason: string | null;
+  peer: { package: string; version: string; binary: string; llamaCppRelease: string | null; systemInfo: string | null } | null;
+  machine: { cpu: string; cores: number; node: string };
+  /** Thread counts measured; the first is the headline (all cores). */
+  threads: number[];
+  promptTokens: number;
+  tokens: number;
+  reps: number;
+  models: PeerModelResult[];
+}
+
+/** The prebuilt-binary package of this platform, or null when node-llama-cpp ships none we know. */
+export function binaryPackage(platform = process.platform, arch = process.arch): string | null {
+  const table: Record<string, string> = {
+    'linux-x64': '@node-llama-cpp/linux-x64',
+    'linux-arm64': '@node-llama-cpp/linux-arm64',
+    'darwin-arm64': '@node-llama-cpp/mac-arm64-metal',
+    'darwin-x64': '@node-llama-cpp/mac-x64',
+    'win32-x64': '@node-llama-cpp/win-x64',
+  };
+  return table[`${platform}-${arch}`] ?? null;
+}
+
+/** node-llama-cpp's entry point inside the side folder. */
+export function peerEntry(dir: string): string {
+  return path.resolve(dir, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
+}
+
+/**
+ * Make sure node-llama-cpp and its prebuilt binary are in `dir` (installing them with npm from the
+ * registry when missing). Returns the entry point; throws with the reason when it cannot.
+ */
+export function ensurePeer(dir: string, version: string, log: (line: string) => void): string {
+  const entry = peerEntry(dir);
+  const bin = binaryPackage();
+  if (!bin) throw new Error(`node-llama-cpp ships no prebuilt CPU binary known to this script for ${process.platform}-${process.arch}`);
+  const binDir = path.resolve(dir, 'node_modules', ...bin.split('/'));
+  if (fs.existsSync(entry) && fs.existsSync(binDir)) return entry;
+  fs.mkdirSync(dir, { recursive: true });
+  const args = ['install', '--prefix', dir, '--no-save', '--omit=optional', '--ignore-scripts', '--no-audit', '--no-fund', `node-llama-cpp@${version}`, `${bin}@${version}`];
+  log(`installing the peer: npm ${args.join(' ')}`);
+  const r = spawnSync('npm', args, { encoding: 'utf8', timeout: 600_000, env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' } });
+  if (r.status !== 0 || !fs.existsSync(entry) || !fs.existsSync(binDir)) {
+    const why = r.error ? r.error.message : `npm exited with ${r.status}: ${(r.stderr || r.stdout || '').trim().split('\n').slice(-5).join(' | ')}`;
+    throw new Error(`could not install node-llama-cpp@${version} into ${dir}: ${why}`);
+  }
+  return entry;
+}
+
+// The few node-llama-cpp types used here (it is imported from a path at run time).
+interface NlcSequence {
+  evaluate(tokens: number[], options?: { temperature?: number }): AsyncGenerator<number, void, unknown>;
+  clearHistory(): Promise<void>;
+}
+interface NlcContext {
+  getSequence(): NlcSequence;
+  dispose(): Promise<void>;
+}
+interface NlcModel {
+  createContext(o: { contextSize: number; batchSize: number; threads: number; sequences: number; flashAttention: boolean }): Promise<NlcContext>;
+  dispose(): Promise<void>;
+}
+interface NlcLlama {
+  loadModel(o: { modelPath: string; gpuLayers: number }): Promise<NlcModel>;
+  dispose(): Promise<void>;
+  readonly buildType: string;
+  readonly systemInfo: string;
+  readonly llamaCppRelease: { repo: string; release: string };
+}
+interface NlcModule {
+  getLlama(o: Record<string, unknown>): Promise<NlcLlama>;
+}
+
+export async function loadPeer(entry: string, threads: number): Promise<NlcLlama> {
+  const mod = (await import(pathToFileURL(entry).href)) as NlcModule;
+  return mod.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: 'error', maxThreads: threads });
+}
+
+/** Fixed prompt token ids (same for both engines): BOS then ids spread over the vocabulary. */
+export function peerPrompt(vocab: number, length: number, bos: number): number[] {
+  const lo = Math.min(3 + 256, Math.max(3, vocab - 1));
+  const span = Math.max(1, vocab - lo);
+  return [bos, ...Array.from({ length: length - 1 }, (_, k) => lo + ((k * 104729 + 7919) % span))];
+}
+
+function timing(promptTokens: number, stepsMs: number[], promptMs: number): GenTiming {
+  const decodeMs = stepsMs.reduce((a, b) => a + b, 0);
+  const sorted = [...stepsMs].sort((a, b) => a - b);
+  return {
+    promptMs,
+    decodeMs,
+    decodeTokens: stepsMs.length,
+    promptTokensPerSec: (promptTokens / promptMs) * 1000,
+    decodeTokensPerSec: (stepsMs.length / decodeMs) * 1000,
+    medianStepMs: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN,
+  };
+}
+
+/** Our engine: ModelSession prefill, then `tokens` greedy decode steps. */
+export async function oursOnce(session: ModelSession, prompt: number[], tokens: number): Promise<GenTiming> {
+  session.reset(0);
+  const t0 = performance.now();
+  let next = argmax(await session.prefill(0, prompt));
+  const promptMs = performance.now() - t0;
+  const steps: number[] = [];
+  for (let i = 0; i < tokens; i++) {
+    const s = performance.now();
+    const [logits] = await session.decode([{ slot: 0, token: next }]);
+    next = argmax(logits!);
+    steps.push(performance.now() - s);
+  }
+  return timing(prompt.length, steps, promptMs);
+}
+
+/** llama.cpp: one sequence, evaluate(prompt) yields the first token after the prompt, then one per step. */
+export async function llamaOnce(seq: NlcSequence, prompt: number[], tokens: number): Promise<GenTiming> {
+  await seq.clearHistory();
+  const t0 = performance.now();
+  let promptMs = 0;
+  let last = t0;
+  const steps: number[] = [];
+  let n = 0;
+  for await (const _token of seq.evaluate(prompt, { temperature: 0 })) {
+    const now = performance.now();
+    if (n === 0) promptMs = now - t0;
+    else steps.push(now - last);
+    last = now;
+    if (++n > tokens) break;
+  }
+  return timing(prompt.length, steps, promptMs);
+}
+
+export function summarizeEngine(reps: GenTiming[]): EngineResult {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  const best = reps.reduce((a, b) => (b.decodeTokensPerSec > a.decodeTokensPerSec ? b : a));
+  return { best, medianDecodeTokensPerSec: med(reps.map((r) => r.decodeTokensPerSec)), medianPromptTokensPerSec: med(reps.map((r) => r.promptTokensPerSec)), reps };
+}
+
+export interface PeerModelOptions {
+  name: string;
+  model: LoadedModel;
+  ggufDir: string;
+  threads: number[];
+  promptTokens: number;
+  tokens: number;
+  reps: number;
+  /** Keep both engines loaded and alternate repetitions (false: ours first, released, then llama.cpp: less memory). */
+  interleave: boolean;
+  llama: NlcLlama | null;
+  log: (line: string) => void;
+}
+
+/** Export to GGUF once, then time both engines at each thread count. */
+export async function benchModel(o: PeerModelOptions): Promise<PeerModelResult> {
+  const { spec, weights, tokenizer } = o.model;
+  const counts = parameterCounts(spec);
+  const result: PeerModelResult = { model: o.name, params: { total: counts.total, blocks: counts.blocks }, gguf: null, runs: [], error: null };
+  let file: string | undefined;
+  if (o.llama) {
+    try {
+      if (tokenizer.kind !== 'scored-vocab' && tokenizer.kind !== 'byte-bpe') throw new Error(`GGUF export needs a scored-vocab or byte-BPE tokenizer, this model has ${tokenizer.kind}`);
+      fs.mkdirSync(o.ggufDir, { recursive: true });
+      file = path.join(o.ggufDir, `${o.name}.f32.gguf`);
+      o.log(`${o.name}: writing ${file}`);
+      await writeGguf({ spec, weights }, file, { dtype: 'f32', tokenizer, name: `mop-bench-${o.name}` });
+      result.gguf = { path: file, bytes: fs.statSync(file).size, dtype: 'f32' };
+    } catch (e) {
+      result.error = `GGUF export: ${e instanceof Error ? e.message : String(e)}`;
+      file = undefined;
+    }
+  }
+  for (const threads of o.threads) {
+    const run = await benchThreads(o, threads, file, (e) => (result.error ??= e));
+    result.runs.push(run);
+    const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(1));
+    o.log(
+      `${o.name}, ${threads} thread(s): decode tok/s ours ${f(run.ours?.best.decodeTokensPerSec)} (median ${f(run.ours?.medianDecodeTokensPerSec)}), ` +
+        `llama.cpp ${f(run.llamacpp?.best.decodeTokensPerSec)} (median ${f(run.llamacpp?.medianDecodeTokensPerSec)}); load ${run.loadAvg.map((x) => x.toFixed(2)).join(' → ')}`,
+    );
+  }
+  return result;
+}
+
+async function benchThreads(o: PeerModelOptions, threads: number, file: string | undefined, onError: (e: string) => void): Promise<PeerRun> {
+  const { spec, weights } = o.model;
+  const load0 = os.loadavg()[0]!;
+  const prompt = peerPrompt(spec.vocabSize, o.promptTokens, spec.bosTokenId);
+  const contextSize = o.promptTokens + o.tokens + 16;
+  const ours: GenTiming[] = [];
+  const theirs: GenTiming[] = [];
+  let session: ModelSession | undefined = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: Math.min(contextSize, spec.maxContext), threads });
+  const runOurs = async (count: boolean) => {
+    const t = await oursOnce(session!, prompt, o.tokens);
+    if (count) ours.push(t);
+  };
+  let lmodel: NlcModel | undefined;
+  let ctx: NlcContext | undefined;
+  try {
+    await runOurs(false); // warm-up
+    if (o.llama && file) {
+      if (!o.interleave) {
+        for (let r = 0; r < o.reps; r++) await runOurs(true);
+        await session.release();
+        session = undefined;
+      }
+      try {
+        lmodel = await o.llama.loadModel({ modelPath: file, gpuLayers: 0 });
+        ctx = await lmodel.createContext({ contextSize, batchSize: Math.max(o.promptTokens, 32), threads, sequences: 1, flashAttention: false });
+        const seq = ctx.getSequence();
+        await llamaOnce(seq, prompt, o.tokens); // warm-up (pages in the mmapped weights)
+        for (let r = 0; r < o.reps; r++) {
+          if (o.interleave) await runOurs(true);
+          theirs.push(await llamaOnce(seq, prompt, o.tokens));
+        }
+      } catch (e) {
+        const msg = `llama.cpp: ${e instanceof Error ? e.message : String(e)}`;
+        onError(msg);
+        o.log(`${o.name}: ${msg}`);
+      }
+    }
+    if (session) while (ours.length < o.reps) await runOurs(true);
+  } finally {
+    await ctx?.dispose().catch(() => undefined);
+    await lmodel?.dispose().catch(() => undefined);
+    await session?.release();
+  }
+  return {
+    threads,
+    ours: ours.length ? summarizeEngine(ours) : null,
+    llamacpp: theirs.length ? summarizeEngine(theirs) : null,
+    loadAvg: [load0, os.loadavg()[0]!],
+  };
+}

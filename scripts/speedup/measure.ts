@@ -1,0 +1,262 @@
+/**
+ * One model's part of the speedup benchmark: profile its decode step, start the server with it as
+ * `dense`, prune variants through the admin API in batches of at most `maxLoaded`, drive identical
+ * load at every concurrency against dense and each variant (interleaved rounds), read client and
+ * server figures, unload the batch, and shut down. Every load run is bounded in requests and time.
+ */
+import os from 'node:os';
+import { type RequestRecord, runLoad } from '../../loadtest/load-generator.ts';
+import { parameterCounts } from '../../src/runtime/model/spec.ts';
+import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
+import { AdminClient } from './admin-client.ts';
+import { addEngineTimes, type EngineTimes, instrumentSession, zeroEngineTimes } from './engine-timing.ts';
+import { type DecodeProfile, paramShares, profileDecode } from './decode-profile.ts';
+import { clientFigures, finishMeasurement, type Measurement, serverStats } from './figures.ts';
+import { addSeries, type HistogramSeries, parseHistograms, snapshotDelta } from './histogram.ts';
+import { type BenchModelName, loadBenchModel } from './models.ts';
+import type { ModelSection, StrategyName, VariantResult } from './report.ts';
+import { startBenchServer } from './serve.ts';
+
+export const HISTOGRAMS = {
+  e2e: 'mop_e2e_request_latency_seconds',
+  ttft: 'mop_time_to_first_token_seconds',
+  tpot: 'mop_time_per_output_token_seconds',
+} as const;
+
+export interface MeasureOptions {
+  model: BenchModelName;
+  strategies: StrategyName[];
+  ratios: number[];
+  concurrency: number[];
+  /** Requests per variant at each concurrency (all rounds together). */
+  requests: Map<number, number>;
+  /** Rounds per concurrency level; 'auto': one wave (c requests) per round. */
+  rounds: number | 'auto';
+  maxTokens: number;
+  prompts: string[];
+  samples: number;
+  seqLen: number;
+  threads: number;
+  maxLoaded: number;
+  tolerance: number;
+  /** Bound on one load run (s) and on one prune job (s). */
+  runTimeoutSec: number;
+  pruneTimeoutSec: number;
+  profile: { steps: number; warmup: number; promptTokens: number };
+  log: (line: string) => void;
+}
+
+/** Batches of (ratio, strategy) pairs, ratio-major, at most `size` each (pure). */
+export function planBatches(ratios: readonly number[], strategies: readonly StrategyName[], size: number): { ratio: number; strategy: StrategyName }[][] {
+  const all = ratios.flatMap((ratio) => strategies.map((strategy) => ({ ratio, strategy })));
+  const out: { ratio: number; strategy: StrategyName }[][] = [];
+  for (let i = 0; i < all.length; i += Math.max(1, size)) out.push(all.slice(i, i + Math.max(1, size)));
+  return out;
+}
+
+/** Round r's running order: forwards on even rounds, backwards on odd ones (ABBA against drift). */
+export function roundOrder<T>(items: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...items] : [...items].reverse();
+}
+
+/** The prompt list rotated by `offset` (round r starts where round r − 1 stopped). */
+export function rotate<T>(items: readonly T[], offset: number): T[] {
+  const k = ((offset % items.length) + items.length) % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+/** Requests per round: `rounds` rounds, or (auto) one wave of `concurrency` requests per round (pure). */
+export function roundPlan(total: number, concurrency: number, rounds: number | 'auto'): number[] {
+  const per = rounds === 'auto' ? Math.max(1, concurrency) : Math.max(1, Math.ceil(total / rounds));
+  const plan: number[] = [];
+  for (let left = total; left > 0; left -= per) plan.push(Math.min(per, left));
+  return plan;
+}
+
+export const variantId = (strategy: string, ratio: number) => `${strategy}-${Math.round(ratio * 100)}`;
+
+interface Accum {
+  records: RequestRecord[];
+  roundE2eMs: number[];
+  elapsedSec: number;
+  engine: EngineTimes;
+  hist: Record<keyof typeof HISTOGRAMS, HistogramSeries | undefined>;
+}
+
+export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
+  const t0 = performance.now();
+  const log = (line: string) => o.log(`[${o.model}] ${line}`);
+  log('building the model');
+  const loaded = await loadBenchModel(o.model);
+  const { spec } = loaded;
+  const tokenizer = createTokenizer(loaded.tokenizer);
+  const promptLens = o.prompts.map((p) => tokenizer.encode(p).length + 1);
+  const maxBatch = Math.max(...o.concurrency);
+  const context = Math.min(spec.maxContext, Math.max(...promptLens) + o.maxTokens + 8);
+  const counts = parameterCounts(spec);
+  const l0 = spec.layers[0]!;
+  const shares = paramShares(spec);
+  const section: ModelSection = {
+    model: o.model,
+    shape: `${spec.layers.length} layers × (heads ${l0.heads}, kv ${l0.kvHeads}, headDim ${l0.headDim}, ffn ${l0.ffn}), hidden ${spec.hidden}, vocab ${spec.vocabSize}${spec.tiedEmbeddings ? ', tied embeddings' : ''}`,
+    dense: { total: counts.total, blocks: counts.blocks, embeddings: counts.embeddings, lmHead: shares.lmHead, layers: spec.layers.length },
+    context,
+    variants: [],
+    profiles: [],
+    paramBound: { lmHeadShare: shares.lmHeadShareOfStepWeights, ratioAt: Object.fromEntries([...new Set([...o.ratios, 0.4])].map((r) => [String(r), shares.predictedRatio(r)])) },
+    error: null,
+    wallSec: 0,
+    loadAvg: [Number.POSITIVE_INFINITY, 0],
+  };
+
+  // The decode-step profile, before the server holds any memory.
+  for (const batch of [...new Set([1, maxBatch])]) {
+    log(`decode-step profile at batch ${batch}`);
+    const loadBefore = os.loadavg()[0]!;
+    const p: DecodeProfile = await profileDecode(loaded, { batch, promptTokens: o.profile.promptTokens, steps: o.profile.steps, warmup: o.profile.warmup, threads: o.threads, maxMs: 60_000 });
+    section.profiles.push({ ...p, loadAvg: [loadBefore, os.loadavg()[0]!] });
+    log(`  dense ${p.dense.medianMs.toFixed(2)} ms/step, head-only ${p.head.medianMs.toFixed(2)}, overhead-only ${p.overhead.medianMs.toFixed(2)}`);
+  }
+
+  log(`starting the server (context ${context}, ${maxBatch} slots, ${o.threads} threads)`);
+  const token = `bench-${Math.random().toString(36).slice(2)}`;
+  const server = await startBenchServer({ model: loaded, denseId: 'dense', adminToken: token, maxBatch, context, threads: o.threads, log: (l) => log(`  server: ${l}`) });
+  const admin = new AdminClient(server.url, token);
+  const probe = (id: string) => instrumentSession(server.registry.get(id)!.session);
+  probe('dense');
+
+  const load = async (model: string, concurrency: number, requests: number, prompts: string[], maxTokens: number) =>
+    runLoad({
+      url: server.url,
+      model,
+      scenario: 'closed',
+      concurrency,
+      maxRequests: requests,
+      durationSec: o.runTimeoutSec,
+      gracefulStopSec: 10,
+      timeoutSec: o.runTimeoutSec,
+      stream: true,
+      includeUsage: true,
+      maxTokens,
+      temperature: 0,
+      ignoreEos: true,
+      prompts,
+      recordRequests: true,
+      p95Ms: 1e9,
+      maxErrorRate: 1,
+    });
+
+  const warmUp = async (id: string) => {
+    await load(id, 1, 1, o.prompts, Math.min(8, o.maxTokens));
+    if (maxBatch > 1) await load(id, maxBatch, maxBatch, o.prompts, Math.min(8, o.maxTokens));
+  };
+
+  const denseRow = (batch: number): VariantResult => ({
+    model: o.model,
+    id: 'dense',
+    strategy: 'dense',
+    batch,
+    target: 0,
+    achieved: 0,
+    params: { total: counts.total, blocks: counts.blocks },
+    layers: spec.layers.filter((l) => l.heads > 0 || l.ffn > 0).length,
+    steps: { depth: 0, width: 0 },
+    pruneSeconds: null,
+    error: null,
+    measurements: [],
+  });
+
+  try {
+    await warmUp('dense');
+    const batches = planBatches(o.ratios, o.strategies, o.maxLoaded);
+    for (let b = 0; b < batches.length; b++) {
+      const batchNo = b + 1;
+      const rows: VariantResult[] = [];
+      for (const { ratio, strategy } of batches[b]!) {
+        const id = variantId(strategy, ratio);
+        log(`batch ${batchNo}/${batches.length}: pruning ${id} (${o.samples}×${o.seqLen} calibration tokens)`);
+        const row: VariantResult = { model: o.model, id, strategy, batch: batchNo, target: ratio, achieved: Number.NaN, params: { total: 0, blocks: 0 }, layers: 0, steps: { depth: 0, width: 0 }, pruneSeconds: null, error: null, measurements: [] };
+        try {
+          const job = await admin.prune(
+            { target: ratio, strategy, id, activate: false, samples: o.samples, seq_len: o.seqLen },
+            { timeoutMs: o.pruneTimeoutSec * 1000, onProgress: (l) => log(`  ${id}: ${l}`) },
+          );
+          row.pruneSeconds = job.seconds;
+          if (job.status !== 'succeeded' || !job.report) throw new Error(`prune job ${job.jobId} ${job.status}: ${job.error ?? 'no report'}`);
+          const res = job.report.result;
+          row.achieved = res.ratio;
+          row.params = { total: res.params.total, blocks: res.params.blocks };
+          row.layers = res.layers.filter((l) => l.heads > 0 || l.ffn > 0).length;
+          row.steps = { ...res.steps };
+          probe(id);
+          log(`  ${id}: ratio ${res.ratio.toFixed(3)}, ${res.steps.depth} depth + ${res.steps.width} width steps, ${row.layers} layers, ${job.seconds.toFixed(1)} s; rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB`);
+          await warmUp(id);
+        } catch (e) {
+          row.error = e instanceof Error ? e.message : String(e);
+          log(`  ${id}: FAILED: ${row.error}`);
+        }
+        rows.push(row);
+      }
+      const live = rows.filter((r) => !r.error);
+      const dense = denseRow(batchNo);
+      const models = [dense, ...live];
+      for (const c of o.concurrency) {
+        const total = o.requests.get(c) ?? 16;
+        const plan = roundPlan(total, c, o.rounds);
+        const acc = new Map<VariantResult, Accum>(models.map((m) => [m, { records: [], roundE2eMs: [], elapsedSec: 0, engine: zeroEngineTimes(), hist: { e2e: undefined, ttft: undefined, tpot: undefined } }]));
+        for (let r = 0; r < plan.length; r++) {
+          const prompts = rotate(o.prompts, plan.slice(0, r).reduce((a, b) => a + b, 0));
+          for (const m of roundOrder(models, r)) {
+            const before = parseHistograms(await admin.metrics(), Object.values(HISTOGRAMS));
+            const load1 = os.loadavg()[0]!;
+            section.loadAvg = [Math.min(section.loadAvg[0], load1), Math.max(section.loadAvg[1], load1)];
+            probe(m.id).take();
+            const rep = await load(m.id, c, Math.min(plan[r]!, total), prompts, o.maxTokens);
+            const engine = probe(m.id).take();
+            const after = parseHistograms(await admin.metrics(), Object.values(HISTOGRAMS));
+            const a = acc.get(m)!;
+            a.engine = addEngineTimes(a.engine, engine);
+            a.records.push(...(rep.requests ?? []));
+            a.roundE2eMs[r] = rep.latencyMs.e2e?.mean ?? Number.NaN;
+            a.elapsedSec += rep.elapsedSec;
+            for (const k of Object.keys(HISTOGRAMS) as (keyof typeof HISTOGRAMS)[]) {
+              const d = snapshotDelta(after, before, HISTOGRAMS[k], m.id);
+              if (d) a.hist[k] = addSeries(a.hist[k], d);
+            }
+            const e2e = rep.latencyMs.e2e;
+            if (plan.length <= 8 || r === plan.length - 1 || r % 4 === 0) log(`  c=${c} round ${r + 1}/${plan.length} ${m.id}: ${rep.ok}/${rep.sent} ok in ${rep.elapsedSec.toFixed(1)} s, e2e p50 ${e2e ? e2e.p50.toFixed(0) : '-'} ms, ${rep.throughput.outputTokensPerSec.toFixed(1)} tok/s`);
+          }
+        }
+        const figures = (m: VariantResult) => {
+          const a = acc.get(m)!;
+          return { client: clientFigures(a.records, a.elapsedSec), server: { e2e: serverStats(a.hist.e2e), ttft: serverStats(a.hist.ttft), tpot: serverStats(a.hist.tpot) } };
+        };
+        const extra = (m: VariantResult) => ({ engine: acc.get(m)!.engine, roundE2eMs: acc.get(m)!.roundE2eMs });
+        const d = { ...figures(dense), ...extra(dense) };
+        dense.measurements.push(finishMeasurement(c, d.client, d.server, undefined, o.tolerance, extra(dense)));
+        for (const m of live) {
+          const f = figures(m);
+          const meas: Measurement = finishMeasurement(c, f.client, f.server, d, o.tolerance, extra(m));
+          m.measurements.push(meas);
+          const pr = meas.ratio?.paired;
+          log(`  c=${c} ${m.id}: ratio p50 ${meas.ratio?.clientP50.toFixed(3)} (server mean ${meas.ratio?.serverMean.toFixed(3)}; per round ${pr ? `${pr.median.toFixed(3)} [${pr.min.toFixed(3)}–${pr.max.toFixed(3)}]` : '-'})`);
+        }
+      }
+      section.variants.push(dense, ...rows);
+      for (const r of live) {
+        await admin.unload(r.id);
+        log(`  unloaded ${r.id}`);
+      }
+    }
+  } catch (e) {
+    section.error = e instanceof Error ? e.message : String(e);
+    log(`ERROR: ${section.error}`);
+  } finally {
+    await admin.close();
+    await server.close();
+  }
+  section.wallSec = (performance.now() - t0) / 1000;
+  if (!Number.isFinite(section.loadAvg[0])) section.loadAvg = [Number.NaN, Number.NaN];
+  log(`done in ${(section.wallSec / 60).toFixed(1)} min; load average ${os.loadavg()[0]!.toFixed(2)}`);
+  return section;
+}
