@@ -17,9 +17,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ModelSession } from '../src/runtime/engine/model-session.ts';
 import type { OpenedModel } from '../src/runtime/engine/open-model.ts';
-import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
+import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../src/runtime/model/synthetic.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
-import { type ScoredVocabSource, TokenType } from '../src/runtime/tokenizer/types.ts';
 import { defaultServerConfig, type ServerConfig } from '../src/server/config.ts';
 import { type RunningServer, startServer } from '../src/server/main.ts';
 
@@ -58,24 +57,11 @@ interface Row {
   p95LatencyMs: number;
 }
 
-/** A vocabulary for the synthetic model: control tokens, byte fallbacks, then made-up words. */
-function syntheticVocab(size: number): ScoredVocabSource {
-  const pieces: string[] = [];
-  const types: number[] = [];
-  for (let id = 0; id < size; id++) {
-    if (id === 0) pieces.push('<unk>'), types.push(TokenType.unknown);
-    else if (id === 1) pieces.push('<s>'), types.push(TokenType.control);
-    else if (id === 2) pieces.push('</s>'), types.push(TokenType.control);
-    else if (id < 3 + 256) pieces.push(`<0x${(id - 3).toString(16).toUpperCase().padStart(2, '0')}>`), types.push(TokenType.byte);
-    else pieces.push(`\u2581w${id}`), types.push(TokenType.normal);
-  }
-  return { kind: 'scored-vocab', pieces, scores: pieces.map(() => 0), types, bosTokenId: 1, eosTokenIds: [2], unkTokenId: 0, addDummyPrefix: true, origin: 'synthetic' };
-}
 
 async function openSynthetic(name: keyof typeof syntheticPresets): Promise<OpenedModel> {
   const spec = syntheticSpec(syntheticPresets[name]);
   const weights = syntheticWeights(spec, 1);
-  const source = syntheticVocab(spec.vocabSize);
+  const source = syntheticVocabulary(spec.vocabSize);
   const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: context, threads });
   return { model: { spec, weights, tokenizer: source, format: 'hf', path: `synthetic-${name}` }, tokenizer: createTokenizer(source), session };
 }

@@ -8,8 +8,7 @@
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
-import { syntheticPresets, syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
-import { type ScoredVocabSource, TokenType } from '../../src/runtime/tokenizer/types.ts';
+import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 
 export type SyntheticName = keyof typeof syntheticPresets;
 export const MODEL_NAMES = ['bundled', ...(Object.keys(syntheticPresets) as SyntheticName[])] as const;
@@ -25,23 +24,10 @@ export function approxServedBytes(name: BenchModelName): number {
   return parameterCounts(syntheticSpec(syntheticPresets[name])).total * 4 * 3;
 }
 
-/** A vocabulary for a synthetic model: control tokens, byte fallbacks, then made-up words (as bench-serve's). */
-export function syntheticVocab(size: number): ScoredVocabSource {
-  const pieces: string[] = [];
-  const types: number[] = [];
-  for (let id = 0; id < size; id++) {
-    if (id === 0) pieces.push('<unk>'), types.push(TokenType.unknown);
-    else if (id === 1) pieces.push('<s>'), types.push(TokenType.control);
-    else if (id === 2) pieces.push('</s>'), types.push(TokenType.control);
-    else if (id < 3 + 256) pieces.push(`<0x${(id - 3).toString(16).toUpperCase().padStart(2, '0')}>`), types.push(TokenType.byte);
-    else pieces.push(`\u2581w${id}`), types.push(TokenType.normal);
-  }
-  return { kind: 'scored-vocab', pieces, scores: pieces.map(() => 0), types, bosTokenId: 1, eosTokenIds: [2], unkTokenId: 0, addDummyPrefix: true, origin: 'synthetic' };
-}
 
 /** The model's checkpoint in memory: read from disk (bundled) or generated (seed 1, as bench-serve). */
 export async function loadBenchModel(name: BenchModelName): Promise<LoadedModel> {
   if (name === 'bundled') return loadModel(defaultModelPath());
   const spec = syntheticSpec(syntheticPresets[name]);
-  return { spec, weights: syntheticWeights(spec, 1), tokenizer: syntheticVocab(spec.vocabSize), format: 'hf', path: `synthetic-${name}` };
+  return { spec, weights: syntheticWeights(spec, 1), tokenizer: syntheticVocabulary(spec.vocabSize), format: 'hf', path: `synthetic-${name}` };
 }

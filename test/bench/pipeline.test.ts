@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { headOnlyModel, paramShares, profileRatio, timeDecode } from '../../scripts/speedup/decode-profile.ts';
 import { binaryPackage, peerPrompt, summarizeEngine } from '../../scripts/speedup/llamacpp-peer.ts';
 import { measureModel, planBatches, rotate, roundOrder, variantId } from '../../scripts/speedup/measure.ts';
-import { syntheticVocab } from '../../scripts/speedup/models.ts';
+import { syntheticVocabulary } from '../../src/runtime/model/synthetic.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
@@ -94,7 +94,7 @@ describe('llama.cpp peer helpers', () => {
   });
 
   it('the synthetic vocabulary tokenizes ASCII text into byte tokens the model knows', () => {
-    const tok = createTokenizer(syntheticVocab(256));
+    const tok = createTokenizer(syntheticVocabulary(256));
     const ids = tok.encode('Once upon a time');
     assert.equal(ids[0], 1, 'BOS');
     assert.ok(ids.length >= 16 && ids.slice(1).every((i) => i >= 3 && i < 256));

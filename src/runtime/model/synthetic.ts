@@ -1,5 +1,6 @@
 import { expectedWeightShapes, type LayerSpec, type ModelSpec } from './spec.ts';
 import { numel, type Weights } from './tensor.ts';
+import { type ScoredVocabSource, TokenType } from '../tokenizer/types.ts';
 
 /** The shape of a LLaMA-style model to fill with random weights (speed work, tests). */
 export interface SyntheticShape {
@@ -73,4 +74,21 @@ function unitUniform(seed: number): () => number {
     s >>>= 0;
     return s * scale - Math.sqrt(3);
   };
+}
+
+/**
+ * A vocabulary to go with a synthetic model, so it can be served and benchmarked through text
+ * like a real one: <unk>, <s>, </s>, the 256 byte-fallback pieces, then made-up words '▁w<id>'.
+ */
+export function syntheticVocabulary(size: number): ScoredVocabSource {
+  const pieces: string[] = [];
+  const types: number[] = [];
+  for (let id = 0; id < size; id++) {
+    if (id === 0) pieces.push('<unk>'), types.push(TokenType.unknown);
+    else if (id === 1) pieces.push('<s>'), types.push(TokenType.control);
+    else if (id === 2) pieces.push('</s>'), types.push(TokenType.control);
+    else if (id < 3 + 256) pieces.push(`<0x${(id - 3).toString(16).toUpperCase().padStart(2, '0')}>`), types.push(TokenType.byte);
+    else pieces.push(`\u2581w${id}`), types.push(TokenType.normal);
+  }
+  return { kind: 'scored-vocab', pieces, scores: pieces.map(() => 0), types, bosTokenId: 1, eosTokenIds: [2], unkTokenId: 0, addDummyPrefix: true, origin: 'synthetic' };
 }
