@@ -124,8 +124,9 @@ describe('admin API', () => {
     };
     const clients = Promise.all([client(), client(), client(), client()]);
     const done = await waitForJob(s, job.id);
-    // Keep traffic going a little after the swap.
-    await new Promise((r) => setTimeout(r, 300));
+    // Keep traffic going after the swap until the new variant has answered (bounded: 10 s).
+    const until = Date.now() + 10_000;
+    while (!served.has('mop-30') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     stop = true;
     await clients;
 
