@@ -1,7 +1,7 @@
-import { bytesToDisplayText, decodeTokens, Utf8StreamDecoder } from './stream-decoder.ts';
+import { ByteDecodedTokenizer, EMPTY_BYTES } from './byte-decoded-tokenizer.ts';
 import type { ByteStreamOptions } from './stream-decoder.ts';
 import { TokenizerError, TokenType } from './types.ts';
-import type { EncodeOptions, ScoredVocabSource, StreamDecoder, Tokenizer } from './types.ts';
+import type { EncodeOptions, ScoredVocabSource, Tokenizer } from './types.ts';
 
 /** Sentencepiece's visible space. */
 export const SPACE_MARK = '\u2581';
@@ -32,7 +32,6 @@ export function isNormalTokenType(type: number | undefined): boolean {
 const PAIR_CACHE_LIMIT = 1 << 20;
 
 const utf8 = new TextEncoder();
-const EMPTY = new Uint8Array(0);
 
 /**
  * Sentencepiece-BPE tokenizer over a scored vocabulary, with the semantics of llama2.c's `encode`
@@ -41,7 +40,7 @@ const EMPTY = new Uint8Array(0);
  * the adjacent pair whose concatenation is the highest-scoring piece is merged (ties: leftmost)
  * until no pair merges.
  */
-export class ScoredVocabTokenizer implements Tokenizer {
+export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number | undefined;
   readonly eosTokenIds: readonly number[];
@@ -62,10 +61,11 @@ export class ScoredVocabTokenizer implements Tokenizer {
   private readonly byteIds = new Int32Array(256).fill(-1);
   /** User-defined pieces, matched whole in the raw text (llama.cpp partitions them out first). */
   private readonly userDefined: { text: string; id: number }[] = [];
-  private readonly bytes: Uint8Array[];
-  private readonly stream: ByteStreamOptions;
+  protected override readonly bytes: Uint8Array[];
+  protected override readonly stream: ByteStreamOptions;
 
   constructor(source: ScoredVocabSource) {
+    super();
     const { pieces, scores, types, origin } = source;
     if (pieces.length === 0) throw new TokenizerError(`${origin}: the vocabulary is empty`);
     if (scores.length !== pieces.length || types.length !== pieces.length) {
@@ -113,7 +113,7 @@ export class ScoredVocabTokenizer implements Tokenizer {
         this.userDefined.push({ text: piece.replaceAll(SPACE_MARK, ' '), id });
       } else {
         // Control, unknown and unused tokens are not text.
-        return EMPTY;
+        return EMPTY_BYTES;
       }
       return utf8.encode(piece.replaceAll(SPACE_MARK, ' '));
     });
@@ -150,21 +150,8 @@ export class ScoredVocabTokenizer implements Tokenizer {
     return ids;
   }
 
-  decode(ids: readonly number[]): string {
-    return decodeTokens(this.stream, ids);
-  }
-
-  tokenBytes(id: number): Uint8Array {
-    return this.bytes[id] ?? EMPTY;
-  }
-
-  tokenText(id: number): string {
-    const bytes = this.tokenBytes(id);
-    return bytes.length > 0 ? bytesToDisplayText(bytes) : (this.pieces[id] ?? '');
-  }
-
-  createDecoder(previous?: number): StreamDecoder {
-    return new Utf8StreamDecoder(this.stream, previous);
+  protected override tokenName(id: number): string {
+    return this.pieces[id] ?? '';
   }
 
   /** The piece two adjacent symbols merge into, or -1 (memoised per id pair). */

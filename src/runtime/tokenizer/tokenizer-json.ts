@@ -1,9 +1,9 @@
+import { ByteDecodedTokenizer, EMPTY_BYTES } from './byte-decoded-tokenizer.ts';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { parseBytePiece } from './scored-vocab.ts';
-import { bytesToDisplayText, decodeTokens, Utf8StreamDecoder } from './stream-decoder.ts';
 import type { ByteStreamOptions } from './stream-decoder.ts';
 import { TokenizerError } from './types.ts';
-import type { EncodeOptions, StreamDecoder, Tokenizer, TokenizerJsonSource } from './types.ts';
+import type { EncodeOptions, Tokenizer, TokenizerJsonSource } from './types.ts';
 
 type Json = Record<string, unknown>;
 
@@ -24,7 +24,6 @@ export const BYTE_LEVEL_CHAR_TO_BYTE: ReadonlyMap<string, number> = (() => {
 })();
 
 const utf8 = new TextEncoder();
-const EMPTY = new Uint8Array(0);
 
 /** How the tokenizer.json's decoder turns one token string into bytes. */
 interface PieceDecoding {
@@ -41,7 +40,7 @@ interface PieceDecoding {
  * bytes per token are derived here from the json's decoder so that streaming is byte-exact (the
  * library only decodes whole sequences).
  */
-export class TokenizerJsonTokenizer implements Tokenizer {
+export class TokenizerJsonTokenizer extends ByteDecodedTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number | undefined;
   readonly eosTokenIds: readonly number[];
@@ -50,11 +49,12 @@ export class TokenizerJsonTokenizer implements Tokenizer {
   private readonly origin: string;
   private readonly addBosByDefault: boolean;
   private readonly tokens: (string | undefined)[];
-  private readonly bytes: Uint8Array[];
-  private readonly stream: ByteStreamOptions;
+  protected override readonly bytes: Uint8Array[];
+  protected override readonly stream: ByteStreamOptions;
 
   /** `eosTokenIds`: end tokens known from elsewhere (GGUF metadata, generation_config.json). */
   constructor(source: TokenizerJsonSource, overrides?: { eosTokenIds?: readonly number[] }) {
+    super();
     const { json, origin } = source;
     this.origin = origin;
     if (!isObject(json)) throw new TokenizerError(`${origin}: tokenizer.json is not a JSON object`);
@@ -79,7 +79,7 @@ export class TokenizerJsonTokenizer implements Tokenizer {
     for (let id = 0; id < this.tokens.length; id++) {
       const token = this.tokens[id];
       const addedToken = added.get(id);
-      if (token === undefined || addedToken?.special) this.bytes.push(EMPTY);
+      if (token === undefined || addedToken?.special) this.bytes.push(EMPTY_BYTES);
       // Added tokens are inserted verbatim, bypassing the decoder (as transformers does).
       else if (addedToken) this.bytes.push(utf8.encode(token));
       else this.bytes.push(pieceBytes(token, decoding));
@@ -120,21 +120,8 @@ export class TokenizerJsonTokenizer implements Tokenizer {
     return ids as number[];
   }
 
-  decode(ids: readonly number[]): string {
-    return decodeTokens(this.stream, ids);
-  }
-
-  tokenBytes(id: number): Uint8Array {
-    return this.bytes[id] ?? EMPTY;
-  }
-
-  tokenText(id: number): string {
-    const bytes = this.tokenBytes(id);
-    return bytes.length > 0 ? bytesToDisplayText(bytes) : (this.tokens[id] ?? '');
-  }
-
-  createDecoder(previous?: number): StreamDecoder {
-    return new Utf8StreamDecoder(this.stream, previous);
+  protected override tokenName(id: number): string {
+    return this.tokens[id] ?? '';
   }
 }
 
