@@ -1,3 +1,4 @@
+import { bosTemplateProcessor } from './from-scored-vocab.ts';
 import { TokenizerJsonTokenizer } from './tokenizer-json.ts';
 import { TokenizerError, TokenType } from './types.ts';
 import type { ByteBpeSource, Tokenizer } from './types.ts';
@@ -86,17 +87,7 @@ export function byteBpeToTokenizerJson(source: ByteBpeSource): {
     pre_tokenizer: choice.preTokenizer,
     post_processor:
       bos !== undefined && choice.addBos
-        ? {
-            type: 'TemplateProcessing',
-            single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-            pair: [
-              { SpecialToken: { id: bos, type_id: 0 } },
-              { Sequence: { id: 'A', type_id: 0 } },
-              { SpecialToken: { id: bos, type_id: 1 } },
-              { Sequence: { id: 'B', type_id: 1 } },
-            ],
-            special_tokens: { [bos]: { id: bos, ids: [source.bosTokenId], tokens: [bos] } },
-          }
+        ? bosTemplateProcessor(bos, source.bosTokenId)
         : { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {

@@ -74,17 +74,7 @@ export function scoredVocabToHfTokenizer(source: ScoredVocabSource): HfTokenizer
     post_processor:
       bos === null
         ? null
-        : {
-            type: 'TemplateProcessing',
-            single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-            pair: [
-              { SpecialToken: { id: bos, type_id: 0 } },
-              { Sequence: { id: 'A', type_id: 0 } },
-              { SpecialToken: { id: bos, type_id: 1 } },
-              { Sequence: { id: 'B', type_id: 1 } },
-            ],
-            special_tokens: { [bos]: { id: bos, ids: [source.bosTokenId], tokens: [bos] } },
-          },
+        : bosTemplateProcessor(bos, source.bosTokenId),
     decoder: {
       type: 'Sequence',
       decoders: [
@@ -160,4 +150,19 @@ function deriveMerges(source: ScoredVocabSource, vocab: Record<string, number>):
   }
   found.sort((a, b) => b.score - a.score || a.id - b.id || a.l - b.l || a.r - b.r);
   return found.map((m) => [m.left, m.right]);
+}
+
+/** tokenizer.json's post-processor that puts BOS before each sequence (as LLaMA tokenizers do). */
+export function bosTemplateProcessor(bos: string, bosTokenId: number): Record<string, unknown> {
+  return {
+    type: 'TemplateProcessing',
+    single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+    pair: [
+      { SpecialToken: { id: bos, type_id: 0 } },
+      { Sequence: { id: 'A', type_id: 0 } },
+      { SpecialToken: { id: bos, type_id: 1 } },
+      { Sequence: { id: 'B', type_id: 1 } },
+    ],
+    special_tokens: { [bos]: { id: bos, ids: [bosTokenId], tokens: [bos] } },
+  };
 }
