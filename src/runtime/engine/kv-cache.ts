@@ -35,11 +35,6 @@ export class KvCache {
     this.resize(Math.min(INITIAL_CAPACITY, maxContext));
   }
 
-  /** Bytes held by the cache (all slots, current capacity). */
-  get byteLength(): number {
-    return this.slotSizes.reduce((a, n) => a + 2 * 4 * n * this.maxBatch, 0);
-  }
-
   /**
    * Feeds and fetches for rows [first, first + count), with room for `needed` positions: each
    * layer's past_* input and present_* output are the same view of the same memory, so the update
@@ -92,17 +87,6 @@ export class KvCache {
     this.keys = this.layout.map((l, i) => relayout(old.keys[i], l, i));
     this.values = this.layout.map((l, i) => relayout(old.values[i], l, i));
     this.capacity = capacity;
-  }
-
-  /** Move a sequence to another slot (keeps active sequences packed at the front of the batch). */
-  moveSlot(from: number, to: number): void {
-    if (from === to) return;
-    this.layout.forEach((_, i) => {
-      const n = this.slotSizes[i]!;
-      for (const buf of [this.keys[i]!, this.values[i]!]) buf.copyWithin(to * n, from * n, from * n + n);
-    });
-    this.lengths[to] = this.lengths[from]!;
-    this.lengths[from] = 0;
   }
 }
 
