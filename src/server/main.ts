@@ -112,21 +112,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     log(`not ready: probe generation failed: ${e instanceof Error ? e.message : String(e)}`);
   }
 
-  // Start-up prune: the dense model serves meanwhile; the pruned one takes over when it is ready.
-  if (config.pruneTarget !== undefined) {
-    const job = await jobs.start({
-      target: config.pruneTarget,
-      strategy: config.pruneStrategy as never,
-      criterion: config.pruneCriterion as never,
-      samples: config.pruneSamples,
-      seqLen: config.pruneSeqLen,
-      seed: 0,
-      activate: true,
-      ...(config.pruneCalibration !== undefined && { calibration: config.pruneCalibration }),
-    });
-    log(`start-up prune: job ${job.id} (${config.pruneStrategy} to ${config.pruneTarget}); serving '${variant.id}' until it finishes`);
-  }
-
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
@@ -139,6 +124,27 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       await Promise.all(registry.list().map((v) => v.session.release()));
       log('shut down');
     })());
+  // Start-up prune: the dense model serves meanwhile; the pruned one takes over when it is ready.
+  // A prune that cannot start (bad calibration file, say) fails the start-up, and the socket closes.
+  if (config.pruneTarget !== undefined) {
+    try {
+      const job = await jobs.start({
+        target: config.pruneTarget,
+        strategy: config.pruneStrategy as never,
+        criterion: config.pruneCriterion as never,
+        samples: config.pruneSamples,
+        seqLen: config.pruneSeqLen,
+        seed: 0,
+        activate: true,
+        ...(config.pruneCalibration !== undefined && { calibration: config.pruneCalibration }),
+      });
+      log(`start-up prune: job ${job.id} (${config.pruneStrategy} to ${config.pruneTarget}); serving '${variant.id}' until it finishes`);
+    } catch (e) {
+      await close();
+      throw e;
+    }
+  }
+
   return { url, port, registry, metrics, state, jobs, close };
 }
 

@@ -205,3 +205,24 @@ describe('admin API', () => {
     await assertOpenAIError(await admin(s, 'POST', '/admin/models/mop-30/activate'), 404);
   });
 });
+
+describe('start-up prune', () => {
+  it('serves the dense model at once, then switches to the pruned variant when the job is done', async () => {
+    const s = await startTestServer({ pruneTarget: 0.2, pruneSamples: 8, pruneSeqLen: 64 });
+    try {
+      assert.equal(s.state.ready, true, 'ready before the prune finishes');
+      assert.equal(s.jobs.list().length, 1);
+      await s.jobs.idle();
+      assert.equal(s.jobs.list()[0]!.status, 'succeeded');
+      assert.equal(s.registry.active?.id, 'mop-20');
+      assert.equal(((await (await completion(s)).json()) as { model: string }).model, 'mop-20');
+      assert.ok(s.registry.has('stories260K'), 'the dense variant stays loaded for comparison');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('refuses to start with a calibration file that does not exist', async () => {
+    await assert.rejects(startTestServer({ pruneTarget: 0.2, pruneCalibration: '/nonexistent/calib.txt' }), { name: 'MopInputError', message: /calib/ });
+  });
+});

@@ -41,6 +41,11 @@ describe('server configuration', () => {
     assert.throws(() => resolveConfig({ port: '70000' }), /--port \/ PORT/);
     assert.throws(() => resolveConfig({ maxQueue: '0' }), /--max-queue \/ MOP_MAX_QUEUE/);
     assert.throws(() => resolveConfig({ model: '' }), /--model \/ MOP_MODEL/);
+    assert.throws(() => resolveConfig({ device: 'cuda' }), /--device \/ MOP_DEVICE: device 'cuda' is not available in this build/);
+    assert.throws(() => resolveConfig({ pruneTarget: '0' }), /--prune-target \/ MOP_PRUNE_TARGET: expected a fraction in \(0, 0\.9\]/);
+    assert.throws(() => resolveConfig({ pruneTarget: 'lots' }), /--prune-target \/ MOP_PRUNE_TARGET/);
+    assert.throws(() => resolveConfig({ pruneStrategy: 'random' }), /--prune-strategy \/ MOP_PRUNE_STRATEGY: expected one of mop, depth, width/);
+    assert.equal(resolveConfig({ pruneTarget: '0.4', device: 'auto' }).pruneTarget, 0.4);
   });
 
   it('redacts the admin token when printing the configuration', () => {
