@@ -63,7 +63,7 @@ async function openSynthetic(name: keyof typeof syntheticPresets): Promise<Opene
   const weights = syntheticWeights(spec, 1);
   const source = syntheticVocabulary(spec.vocabSize);
   const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: context, threads });
-  return { model: { spec, weights, tokenizer: source, format: 'hf', path: `synthetic-${name}` }, tokenizer: createTokenizer(source), session };
+  return { model: { spec, weights, tokenizer: source, format: 'hf', path: `synthetic-${name}` }, tokenizer: createTokenizer(source), session, target: session.target, deviceNote: 'benchmark session' };
 }
 
 async function start(name: string): Promise<RunningServer> {

@@ -4,6 +4,7 @@
  */
 import { defaultServerConfig, type ServerConfig } from '../../src/server/config.ts';
 import { type RunningServer, startServer } from '../../src/server/main.ts';
+import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
@@ -17,12 +18,14 @@ export interface BenchServerOptions {
   maxBatch: number;
   context: number;
   threads: number;
+  /** Device and dtype of the served sessions; default CPU float32. */
+  target?: ExecutionTarget;
   log: (line: string) => void;
 }
 
 export async function startBenchServer(o: BenchServerOptions): Promise<RunningServer> {
-  const session = await ModelSession.create(o.model.spec, o.model.weights, { maxBatch: o.maxBatch, maxContext: o.context, threads: o.threads });
-  const opened = { model: o.model, tokenizer: createTokenizer(o.model.tokenizer), session };
+  const session = await ModelSession.create(o.model.spec, o.model.weights, { maxBatch: o.maxBatch, maxContext: o.context, threads: o.threads, ...(o.target && { target: o.target }) });
+  const opened = { model: o.model, tokenizer: createTokenizer(o.model.tokenizer), session, target: session.target, deviceNote: 'benchmark session' };
   const config: ServerConfig = {
     ...defaultServerConfig,
     host: '127.0.0.1',

@@ -4,7 +4,7 @@ import { checkTokenizerMatchesModel, createTokenizer } from '../runtime/tokenize
 import { defaultHeldoutPath, readTextFile } from '../mop/calibration.ts';
 import { MopInputError } from '../mop/errors.ts';
 import { klDivergence, perplexity, textWindows } from '../mop/evaluate.ts';
-import { envOption, parseIntArg } from './options.ts';
+import { deviceOption, envOption, parseIntArg, resolveDeviceArg } from './options.ts';
 
 /**
  * `mop eval`: perplexity of a model (dense checkpoint or pruned directory) on a text file, over
@@ -21,6 +21,7 @@ export function registerEvalCommand(program: Command): void {
     .addOption(envOption('--seq-len <n>', 'window length in tokens (default: 256, at most the model context)', 'MOP_EVAL_SEQ_LEN').argParser(parseIntArg(2)))
     .addOption(envOption('--reference <path>', 'also report KL(reference ‖ model) against this (dense) model', 'MOP_REFERENCE'))
     .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
+    .addOption(deviceOption())
     .action(async (o) => {
       const model = await loadModel(o.model ?? defaultModelPath(), o.tokenizer ? { tokenizerPath: o.tokenizer } : {});
       const tokenizer = createTokenizer(model.tokenizer);
@@ -29,7 +30,7 @@ export function registerEvalCommand(program: Command): void {
       if (seqLen > model.spec.maxContext) throw new MopInputError(`--seq-len ${seqLen} exceeds the model's context of ${model.spec.maxContext}`);
       const dataPath: string = o.data ?? defaultHeldoutPath();
       const windows = textWindows(tokenizer, await readTextFile(dataPath, 'evaluation data'), seqLen);
-      const threads = o.threads !== undefined ? { threads: o.threads as number } : {};
+      const threads = { ...(o.threads !== undefined && { threads: o.threads as number }), device: await resolveDeviceArg(o.device) };
       const ppl = await perplexity(model, windows, threads);
       process.stdout.write(`perplexity: ${ppl.perplexity.toFixed(4)}\ntokens: ${ppl.tokens}\n`);
       if (o.reference) {

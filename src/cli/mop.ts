@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { parseDevice } from '../runtime/engine/device.ts';
+import { parseDeviceRequest, parseDtypeRequest } from '../runtime/device/device.ts';
 import { generate } from '../runtime/engine/generate.ts';
 import { describeModel, openModel } from '../runtime/engine/open-model.ts';
 import { defaultSamplingParams, validateSamplingParams } from '../runtime/engine/sampling-params.ts';
@@ -32,7 +32,8 @@ program
   .addOption(envOption('--repetition-penalty <x>', 'HF/vLLM repetition penalty (1 = off)', 'MOP_REPETITION_PENALTY').argParser(parseFloatArg).default(1))
   .addOption(envOption('-s, --seed <n>', 'random seed: same seed, same text', 'MOP_SEED').argParser(parseIntArg(0)))
   .option('--stop <text>', 'stop string (repeatable)', collect)
-  .addOption(envOption('--device <device>', 'execution device: auto or cpu', 'MOP_DEVICE').default('auto'))
+  .addOption(envOption('--device <device>', 'execution device: auto, cpu, webgpu or cuda', 'MOP_DEVICE').default('auto'))
+  .addOption(envOption('--dtype <type>', 'auto (float16 on GPU, float32 on CPU), float32 or float16', 'MOP_DTYPE').default('auto'))
   .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
   .addOption(envOption('--context <n>', 'context length (default: the model\'s)', 'MOP_CONTEXT').argParser(parseIntArg(2)))
   .option('-q, --quiet', 'print only the generated text (no load line or speed summary on stderr)')
@@ -49,9 +50,11 @@ program
         seed: o.seed,
       }),
     );
-    const device = parseDevice(o.device);
-    const opened = await openModel({ modelPath: o.model, tokenizerPath: o.tokenizer, device, maxContext: o.context, threads: o.threads });
-    if (!o.quiet) process.stderr.write(`loaded ${describeModel(opened)} on ${device}\n`);
+    const device = parseDeviceRequest(o.device);
+    const dtype = parseDtypeRequest(o.dtype);
+    const opened = await openModel({ modelPath: o.model, tokenizerPath: o.tokenizer, device, dtype, maxContext: o.context, threads: o.threads });
+    if (opened.deviceWarning) process.stderr.write(`mop: warning: ${opened.deviceWarning}\n`);
+    if (!o.quiet) process.stderr.write(`loaded ${describeModel(opened)} (${opened.deviceNote})\n`);
     const promptTokens = opened.tokenizer.encode(o.prompt);
     const ac = new AbortController();
     process.once('SIGINT', () => ac.abort());

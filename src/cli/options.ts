@@ -1,4 +1,7 @@
 import { InvalidArgumentError, Option } from 'commander';
+import { type DeviceName, parseDeviceRequest } from '../runtime/device/device.ts';
+import { systemProbe } from '../runtime/device/probe.ts';
+import { resolveTarget } from '../runtime/device/resolve.ts';
 
 /** Every knob is a flag and an environment variable: MOP_<FLAG_IN_CAPS>. */
 export function envOption(flags: string, description: string, env: string): Option {
@@ -21,4 +24,16 @@ export function parseFloatArg(value: string): number {
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** The --device option of commands that only run float32 analysis passes (prune, eval). */
+export function deviceOption(): Option {
+  return envOption('--device <device>', 'device of the calibration/evaluation passes: auto, cpu, webgpu or cuda', 'MOP_DEVICE').default('auto');
+}
+
+/** Resolve a --device value on this machine; a fallback warning goes to stderr. */
+export async function resolveDeviceArg(value: string): Promise<DeviceName> {
+  const { target, warning } = await resolveTarget(parseDeviceRequest(value), 'float32', systemProbe());
+  if (warning) process.stderr.write(`mop: warning: ${warning}\n`);
+  return target.device;
 }

@@ -8,7 +8,7 @@ import { type MopProgress, runMop, validateMopOptions } from '../mop/mop.ts';
 import { readReferenceBlocks, summarizeReport } from '../mop/report.ts';
 import type { Strategy } from '../mop/report.ts';
 import type { SelectionCriterion } from '../mop/selection.ts';
-import { envOption, parseFloatArg, parseIntArg } from './options.ts';
+import { deviceOption, envOption, parseFloatArg, parseIntArg, resolveDeviceArg } from './options.ts';
 
 /**
  * `mop prune`: MoP (or a baseline) to a target compression; writes a loadable Hugging Face
@@ -33,6 +33,7 @@ export function registerPruneCommand(program: Command): void {
     .addOption(envOption('--width-split <mode>', 'width budget: param-share (attention vs MLP by parameter share) or global', 'MOP_WIDTH_SPLIT').default('param-share'))
     .addOption(envOption('--width-normalize <mode>', 'width scores normalised per layer (layer) or raw (none)', 'MOP_WIDTH_NORMALIZE').default('layer'))
     .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
+    .addOption(deviceOption())
     .addOption(envOption('-o, --out <dir>', 'output directory for the pruned model and report.json', 'MOP_OUT').makeOptionMandatory())
     .option('-q, --quiet', 'no progress output')
     .action(async (o) => {
@@ -47,6 +48,7 @@ export function registerPruneCommand(program: Command): void {
         widthNormalize: o.widthNormalize,
       };
       validateMopOptions(common); // fail before loading anything
+      const device = await resolveDeviceArg(o.device);
       const modelPath: string = o.model ?? defaultModelPath();
       const model = await loadModel(modelPath, o.tokenizer ? { tokenizerPath: o.tokenizer } : {});
       const tokenizer = createTokenizer(model.tokenizer);
@@ -66,6 +68,7 @@ export function registerPruneCommand(program: Command): void {
           modelPath,
           ...(referenceBlocks !== undefined && { referenceBlocks }),
           ...(o.threads !== undefined && { threads: o.threads }),
+          device,
           ...(progress && { onProgress: progress.update }),
           signal: ac.signal,
         });

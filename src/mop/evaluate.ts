@@ -1,3 +1,4 @@
+import type { DeviceName } from '../runtime/device/device.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { checkSamplingShape, tokenizeText } from './calibration.ts';
 import { MopInputError } from './errors.ts';
@@ -98,6 +99,12 @@ export interface PerplexityResult {
 
 export interface EvalOptions {
   threads?: number;
+  /** Device of the forward passes (float32); default cpu. */
+  device?: DeviceName;
+}
+
+function forwardOptions(maxSeqLen: number, options: EvalOptions) {
+  return { maxSeqLen, ...(options.threads !== undefined && { threads: options.threads }), ...(options.device && { device: options.device }) };
 }
 
 function maxLen(sequences: readonly Int32Array[], model: ModelWeights): number {
@@ -108,7 +115,7 @@ function maxLen(sequences: readonly Int32Array[], model: ModelWeights): number {
 
 /** Perplexity of a model on windows of text. */
 export async function perplexity(model: ModelWeights, windows: TextWindows, options: EvalOptions = {}): Promise<PerplexityResult> {
-  const forward = await MaskedForward.create(model.spec, model.weights, { maxSeqLen: maxLen(windows.sequences, model), ...(options.threads !== undefined && { threads: options.threads }) });
+  const forward = await MaskedForward.create(model.spec, model.weights, forwardOptions(maxLen(windows.sequences, model), options));
   try {
     const plan = fullPlan(model.spec);
     let sum = 0;
@@ -129,7 +136,7 @@ export async function perplexity(model: ModelWeights, windows: TextWindows, opti
 export async function klDivergence(dense: ModelWeights, pruned: ModelWeights, windows: TextWindows, options: EvalOptions = {}): Promise<{ meanKl: number; positions: number }> {
   if (dense.spec.vocabSize !== pruned.spec.vocabSize) throw new MopInputError(`vocabularies differ: ${dense.spec.vocabSize} vs ${pruned.spec.vocabSize}`);
   const seq = Math.max(maxLen(windows.sequences, dense), maxLen(windows.sequences, pruned));
-  const opts = { maxSeqLen: seq, ...(options.threads !== undefined && { threads: options.threads }) };
+  const opts = forwardOptions(seq, options);
   const a = await MaskedForward.create(dense.spec, dense.weights, opts);
   const b = await MaskedForward.create(pruned.spec, pruned.weights, opts);
   try {

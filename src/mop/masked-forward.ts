@@ -1,5 +1,6 @@
-import os from 'node:os';
 import * as ort from 'onnxruntime-node';
+import type { DeviceName } from '../runtime/device/device.ts';
+import { createOrtSession } from '../runtime/device/ort-session.ts';
 import type { ModelSpec } from '../runtime/model/spec.ts';
 import type { Weights } from '../runtime/model/tensor.ts';
 import { buildCalibrationGraph, type CalibrationGraph, type CalibrationGraphOptions, calibrationGraphIo } from '../runtime/onnx/calibration-graph.ts';
@@ -51,16 +52,21 @@ export class MaskedForward {
     readonly graph: CalibrationGraph,
   ) {}
 
-  static async create(spec: ModelSpec, weights: Weights, options: { maxSeqLen: number; threads?: number; attention?: CalibrationGraphOptions['attention'] }): Promise<MaskedForward> {
-    const graph = buildCalibrationGraph(spec, weights, { maxSeqLen: options.maxSeqLen, ...(options.attention && { attention: options.attention }) });
-    const session = await ort.InferenceSession.create(graph.model, {
-      executionProviders: ['cpu'],
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: options.threads ?? os.availableParallelism(),
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-    });
+  /**
+   * Calibration runs in float32 on any device: importance scores and the candidates' losses are
+   * compared against each other, and float16 rounding would blur small differences. Off the CPU,
+   * attention is the plain MatMul/Softmax form: WebGPU's GroupQueryAttention is wrong for runs of
+   * 32 tokens or more (see WEBGPU_PREFILL_CHUNK), and calibration runs whole sequences.
+   */
+  static async create(
+    spec: ModelSpec,
+    weights: Weights,
+    options: { maxSeqLen: number; threads?: number; attention?: CalibrationGraphOptions['attention']; device?: DeviceName },
+  ): Promise<MaskedForward> {
+    const device = options.device ?? 'cpu';
+    const attention = options.attention ?? (device === 'cpu' ? 'gqa' : 'plain');
+    const graph = buildCalibrationGraph(spec, weights, { maxSeqLen: options.maxSeqLen, attention });
+    const session = await createOrtSession(graph.model, device, { ...(options.threads !== undefined && { threads: options.threads }) });
     return new MaskedForward(spec, session, graph);
   }
 

@@ -1,3 +1,4 @@
+import type { DeviceName } from '../runtime/device/device.ts';
 import { type ModelSpec, parameterCounts } from '../runtime/model/spec.ts';
 import type { CalibrationSet } from './calibration.ts';
 import { type Candidate, depthCandidate, type DepthUnit, smallestUnitParams, widthCandidate, type WidthPolicy } from './candidates.ts';
@@ -51,6 +52,8 @@ export interface MopOptions {
   /** Where the input model came from (for the report). */
   modelPath?: string;
   threads?: number;
+  /** Device of the calibration passes (always float32); default cpu. */
+  device?: DeviceName;
   onProgress?: (p: MopProgress) => void;
   signal?: AbortSignal;
 }
@@ -138,7 +141,11 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
 
   const targetBlocks = Math.round((1 - options.target) * reference);
   const ratioOf = (blocks: number) => 1 - blocks / reference;
-  const forward = await MaskedForward.create(base, input.weights, { maxSeqLen: calibration.seqLen, ...(options.threads !== undefined && { threads: options.threads }) });
+  const forward = await MaskedForward.create(base, input.weights, {
+    maxSeqLen: calibration.seqLen,
+    ...(options.threads !== undefined && { threads: options.threads }),
+    ...(options.device && { device: options.device }),
+  });
   try {
     const scorer = new CandidateScorer(forward, toBatches(calibration.sequences), criterion);
     let plan = fullPlan(base);

@@ -5,7 +5,7 @@
  * fails at start-up with one line naming both the flag and the variable.
  */
 import { basename, extname } from 'node:path';
-import { type Device, parseDevice } from '../runtime/engine/device.ts';
+import { type DeviceRequest, type DtypeRequest, parseDeviceRequest, parseDtypeRequest } from '../runtime/device/device.ts';
 
 export interface ServerConfig {
   /** TCP port; 0 picks a free one (tests). */
@@ -37,8 +37,10 @@ export interface ServerConfig {
   servedModelName: string | undefined;
   /** ONNX Runtime intra-op threads; undefined = all cores. */
   threads: number | undefined;
-  /** Execution device (`auto` or `cpu` today). */
-  device: Device;
+  /** Execution device: auto (best that works here), cpu, webgpu or cuda. */
+  device: DeviceRequest;
+  /** Element type of weights, activations and KV cache: auto (float16 on GPU), float32 or float16. */
+  dtype: DtypeRequest;
   /** Jinja chat template (a file path, or the template itself); overrides the checkpoint's. */
   chatTemplate: string | undefined;
   /** Largest `n` (choices per prompt) a request may ask for. */
@@ -69,7 +71,8 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   adminToken: undefined,
   servedModelName: undefined,
   threads: undefined,
-  device: 'cpu',
+  device: 'auto',
+  dtype: 'auto',
   chatTemplate: undefined,
   maxN: 16,
   pruneTarget: undefined,
@@ -139,7 +142,8 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'MOP_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, time in-flight requests get to finish', parse: int(0) },
   { key: 'adminToken', flag: '--admin-token <token>', env: 'MOP_ADMIN_TOKEN', description: 'bearer token for /admin/* (unset = admin API off)', parse: text, secret: true },
   { key: 'servedModelName', flag: '--served-model-name <id>', env: 'MOP_SERVED_MODEL_NAME', description: "model id clients use (default: the checkpoint's file name)", parse: text },
-  { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto or cpu', parse: parseDevice },
+  { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto, cpu, webgpu or cuda (auto: a working GPU, else the CPU)', parse: parseDeviceRequest },
+  { key: 'dtype', flag: '--dtype <type>', env: 'MOP_DTYPE', description: 'weights/activations/KV type: auto (float16 on GPU, float32 on CPU), float32 or float16', parse: parseDtypeRequest },
   { key: 'threads', flag: '--threads <n>', env: 'MOP_THREADS', description: 'ONNX Runtime intra-op threads (default: all cores)', parse: int(1, 1024) },
   { key: 'chatTemplate', flag: '--chat-template <file>', env: 'MOP_CHAT_TEMPLATE', description: "Jinja chat template file (default: the checkpoint's, else a plain 'role: content' transcript)", parse: text },
   { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },

@@ -50,9 +50,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ...(config.tokenizer !== undefined && { tokenizerPath: config.tokenizer }),
       ...(config.context !== undefined && { maxContext: config.context }),
       ...(config.threads !== undefined && { threads: config.threads }),
+      device: config.device,
+      dtype: config.dtype,
       maxBatch: config.maxBatch,
     }));
-  log(`loaded ${describeModel(opened)}`);
+  if (opened.deviceWarning) log(`warning: ${opened.deviceWarning}`);
+  log(`loaded ${describeModel(opened)} (${opened.deviceNote})`);
 
   const chatTemplate = loadChatTemplate(config.chatTemplate, opened.model.chatTemplate);
   if (chatTemplate.source === 'default') {

@@ -171,6 +171,7 @@ export class PruneJobs {
           modelPath: source.model.path,
           ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
           ...(this.deps.threads !== undefined && { threads: this.deps.threads }),
+          device: source.session.target.device,
           signal: job.abort.signal,
           onProgress: (p) => {
             job.view.progress = p;

@@ -36,12 +36,13 @@ export function createVariant(parts: VariantParts, config: SchedulingConfig): Se
   };
 }
 
-/** A new session for `model` with the same batch, context and threads as `like`. */
+/** A new session for `model` with the same batch, context, device and threads as `like`. */
 export function sessionLike(like: ModelSession, model: Pick<LoadedModel, 'spec' | 'weights'>, threads: number | undefined): Promise<ModelSession> {
   return ModelSession.create(model.spec, model.weights, {
     maxBatch: like.maxBatch,
     maxContext: like.maxContext,
     prefillChunk: like.prefillChunk,
+    target: like.target,
     ...(threads !== undefined && { threads }),
   });
 }

@@ -58,6 +58,17 @@ describe('mop generate', () => {
     assert.match(n.stderr, /max-tokens/);
   });
 
+  it('refuses a GPU that is not usable here with one line saying what to install, and runs float16 on the CPU when asked', async () => {
+    const c = await runMop(['generate', '--device', 'cuda', '--prompt', 'x']);
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /^mop: error: --device cuda is not usable here: onnxruntime-node was installed without its CUDA provider: reinstall .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    assert.equal(c.stderr.trim().split('\n').length, 1);
+    const h = await runMop(['generate', '--dtype', 'fp16', '--device', 'cpu', '--prompt', 'Once upon a time', '--temperature', '0', '--max-tokens', '8', '--threads', '1']);
+    assert.equal(h.code, 0, h.stderr);
+    assert.match(h.stderr, /on cpu \(float16\) \(cpu requested\)/);
+    assert.match(h.stdout, /^, there was a little girl/);
+  });
+
   it('refuses a prompt longer than the context', async () => {
     const r = await runMop(['generate', '--context', '16', '--prompt', 'Once upon a time there was a very long prompt that does not fit in sixteen tokens at all']);
     assert.equal(r.code, 1);

@@ -41,7 +41,10 @@ describe('server configuration', () => {
     assert.throws(() => resolveConfig({ port: '70000' }), /--port \/ PORT/);
     assert.throws(() => resolveConfig({ maxQueue: '0' }), /--max-queue \/ MOP_MAX_QUEUE/);
     assert.throws(() => resolveConfig({ model: '' }), /--model \/ MOP_MODEL/);
-    assert.throws(() => resolveConfig({ device: 'cuda' }), /--device \/ MOP_DEVICE: device 'cuda' is not available in this build/);
+    assert.throws(() => resolveConfig({ device: 'tpu' }), /--device \/ MOP_DEVICE: unknown device 'tpu'; choose one of: auto, cpu, cuda, webgpu/);
+    assert.throws(() => resolveConfig({ dtype: 'int3' }), /--dtype \/ MOP_DTYPE: unknown dtype 'int3'; choose one of: auto, float32, float16/);
+    assert.equal(resolveConfig({ device: 'WebGPU', dtype: 'fp16' }).device, 'webgpu');
+    assert.equal(resolveConfig({ dtype: 'fp16' }).dtype, 'float16');
     assert.throws(() => resolveConfig({ pruneTarget: '0' }), /--prune-target \/ MOP_PRUNE_TARGET: expected a fraction in \(0, 0\.9\]/);
     assert.throws(() => resolveConfig({ pruneTarget: 'lots' }), /--prune-target \/ MOP_PRUNE_TARGET/);
     assert.throws(() => resolveConfig({ pruneStrategy: 'random' }), /--prune-strategy \/ MOP_PRUNE_STRATEGY: expected one of mop, depth, width/);

@@ -1,11 +1,14 @@
 import * as ort from 'onnxruntime-node';
 import type { KvCacheLayout } from '../onnx/decoder-graph.ts';
+import type { FloatType } from '../onnx/onnx-model.ts';
+import { INITIAL_CAPACITY, type KvBinding, type KvStore, nextCapacity } from './kv-store.ts';
 
-/** The smallest capacity the cache starts with (tokens per sequence). */
-const INITIAL_CAPACITY = 128;
+/** float32 elements, or float16 bit patterns (onnxruntime-node's representation of float16). */
+type KvArray = Float32Array | Uint16Array;
 
 /**
- * The KV cache: for each attention layer one key and one value buffer of
+ * The host-memory KV cache (CPU, and the CUDA provider, whose inputs cross host memory anyway):
+ * for each attention layer one key and one value buffer of
  * [maxBatch, kvHeads, capacity, headDim] floats. A sequence owns one batch slot; because the slot is
  * the outermost dimension, slots [0, n) and any single slot are contiguous views, which
  * GroupQueryAttention reads and updates in place.
@@ -17,9 +20,9 @@ const INITIAL_CAPACITY = 128;
  * reads), not to the model's maximum context. Growth re-lays the buffers out (doubling, so
  * amortised O(1) per token); an idle or much shorter batch lets it shrink back.
  */
-export class KvCache {
-  private keys: Float32Array[] = [];
-  private values: Float32Array[] = [];
+export class KvCache implements KvStore {
+  private keys: KvArray[] = [];
+  private values: KvArray[] = [];
   private slotSizes: number[] = [];
   /** Positions per sequence the buffers hold now (≤ maxContext). */
   capacity = 0;
@@ -30,9 +33,32 @@ export class KvCache {
     readonly layout: readonly KvCacheLayout[],
     readonly maxBatch: number,
     readonly maxContext: number,
+    readonly dtype: FloatType = 'float32',
   ) {
     this.lengths = new Int32Array(maxBatch);
     this.resize(Math.min(INITIAL_CAPACITY, maxContext));
+  }
+
+  bindSlot(slot: number, needed: number): Promise<KvBinding> {
+    return Promise.resolve({ ...this.views(slot, 1, needed), rows: 1 });
+  }
+
+  decodeRows(count: number): number {
+    return count;
+  }
+
+  bindDecode(count: number, needed: number): Promise<KvBinding> {
+    return Promise.resolve({ ...this.views(0, count, needed), rows: count });
+  }
+
+  /** The run wrote the bound views in place: nothing to take over. */
+  commit(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  release(): void {
+    this.keys = [];
+    this.values = [];
   }
 
   /**
@@ -40,15 +66,15 @@ export class KvCache {
    * layer's past_* input and present_* output are the same view of the same memory, so the update
    * happens in place.
    */
-  bind(first: number, count: number, needed: number): { feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor> } {
+  views(first: number, count: number, needed: number): { feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor> } {
     this.fit(needed);
     const feeds: Record<string, ort.Tensor> = {};
     const fetches: Record<string, ort.Tensor> = {};
     this.layout.forEach((l, i) => {
       const n = this.slotSizes[i]!;
       const dims = [count, l.kvHeads, this.capacity, l.cacheHeadDim];
-      const k = new ort.Tensor('float32', this.keys[i]!.subarray(first * n, (first + count) * n), dims);
-      const v = new ort.Tensor('float32', this.values[i]!.subarray(first * n, (first + count) * n), dims);
+      const k = new ort.Tensor(this.dtype, this.keys[i]!.subarray(first * n, (first + count) * n), dims);
+      const v = new ort.Tensor(this.dtype, this.values[i]!.subarray(first * n, (first + count) * n), dims);
       feeds[l.pastKey] = k;
       feeds[l.pastValue] = v;
       fetches[l.presentKey] = k;
@@ -60,18 +86,17 @@ export class KvCache {
   /** Grow to hold `needed` positions, or shrink when the live sequences need a quarter or less. */
   private fit(needed: number): void {
     if (needed > this.maxContext) throw new RangeError(`${needed} positions exceed the cache's context of ${this.maxContext}`);
-    let live = needed;
-    for (const len of this.lengths) live = Math.max(live, len);
-    if (live > this.capacity) this.resize(Math.min(this.maxContext, Math.max(this.capacity * 2, nextPowerOfTwo(live))));
-    else if (this.capacity > INITIAL_CAPACITY && live * 4 <= this.capacity) this.resize(Math.max(INITIAL_CAPACITY, nextPowerOfTwo(live) * 2));
+    const next = nextCapacity(this.capacity, needed, this.lengths, this.maxContext);
+    if (next !== this.capacity) this.resize(next);
   }
 
   /** Re-lay every buffer out for `capacity` positions, keeping each slot's cached prefix. */
   private resize(capacity: number): void {
     const old = { keys: this.keys, values: this.values, capacity: this.capacity };
     this.slotSizes = this.layout.map((l) => l.kvHeads * capacity * l.cacheHeadDim);
-    const relayout = (src: Float32Array | undefined, l: KvCacheLayout, i: number): Float32Array => {
-      const dst = new Float32Array(this.slotSizes[i]! * this.maxBatch);
+    const relayout = (src: KvArray | undefined, l: KvCacheLayout, i: number): KvArray => {
+      const size = this.slotSizes[i]! * this.maxBatch;
+      const dst = this.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
       if (!src) return dst;
       const D = l.cacheHeadDim;
       for (let s = 0; s < this.maxBatch; s++) {
@@ -88,8 +113,4 @@ export class KvCache {
     this.values = this.layout.map((l, i) => relayout(old.values[i], l, i));
     this.capacity = capacity;
   }
-}
-
-function nextPowerOfTwo(n: number): number {
-  return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 }

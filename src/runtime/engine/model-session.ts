@@ -1,10 +1,13 @@
-import os from 'node:os';
 import * as ort from 'onnxruntime-node';
+import { cpuTarget, type ExecutionTarget } from '../device/device.ts';
+import { createOrtSession, type OutputLocation } from '../device/ort-session.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
+import { DeviceKvCache } from './device-kv-cache.ts';
 import { ContextLengthError } from './errors.ts';
 import { KvCache } from './kv-cache.ts';
+import type { KvStore } from './kv-store.ts';
 
 export interface ModelSessionOptions {
   /** Sequences that can be cached at once (KV slots). */
@@ -15,9 +18,24 @@ export interface ModelSessionOptions {
   logits?: 'last' | 'all';
   /** Intra-op threads; default: all cores. */
   threads?: number;
-  /** Longest prompt piece run at once; longer prompts are prefilled in chunks. */
+  /**
+   * Longest prompt piece run at once; longer prompts are prefilled in chunks. Default 512, and
+   * WEBGPU_PREFILL_CHUNK on WebGPU.
+   */
   prefillChunk?: number;
+  /** Device and element type; default: CPU, float32. */
+  target?: ExecutionTarget;
+  /** A graph already built for this spec, target dtype and context (benchmarks reuse one). */
+  graph?: DecoderGraph;
 }
+
+/**
+ * ONNX Runtime 1.30's WebGPU GroupQueryAttention gives wrong outputs for query rows 8 and up when
+ * a run has 32 or more new tokens (measured on Mesa's lavapipe, whose subgroups are 8 wide; not yet
+ * checked on NVIDIA, where scripts/gpu-check.ts measures both chunk sizes). Below 32 it matches the
+ * CPU to 1e-5, so WebGPU prefill runs in pieces of 16 tokens unless told otherwise.
+ */
+export const WEBGPU_PREFILL_CHUNK = 16;
 
 /** One token to append to one slot's sequence in a batched decode step. */
 export interface DecodeEntry {
@@ -37,27 +55,34 @@ export class ModelSession {
     readonly spec: ModelSpec,
     private readonly session: ort.InferenceSession,
     readonly graph: DecoderGraph,
-    readonly cache: KvCache,
+    readonly cache: KvStore,
     readonly prefillChunk: number,
+    readonly target: ExecutionTarget,
   ) {}
 
   static async create(spec: ModelSpec, weights: Weights, options: ModelSessionOptions): Promise<ModelSession> {
     const maxContext = Math.min(options.maxContext, spec.maxContext);
     if (!(options.maxBatch >= 1)) throw new RangeError(`maxBatch must be at least 1, got ${options.maxBatch}`);
-    const graph = buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last' });
-    const threads = options.threads ?? os.availableParallelism();
-    const session = await ort.InferenceSession.create(graph.model, {
-      executionProviders: ['cpu'],
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      // Idle pool threads must not spin: on a small machine they steal the cores that the next
-      // run (or another session, or the event loop) needs.
-      extra: { session: { intra_op: { allow_spinning: process.env.MOP_ORT_SPIN === '1' ? '1' : '0' }, inter_op: { allow_spinning: '0' } } },
+    const target = options.target ?? cpuTarget;
+    if (options.graph && (options.graph.maxContext !== maxContext || options.graph.dtype !== target.dtype)) {
+      throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype}, not ${maxContext} in ${target.dtype}`);
+    }
+    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype });
+    // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
+    // stays on the device; on CPU and CUDA it lives in host memory.
+    const onDevice = target.device === 'webgpu';
+    const outputLocations: Record<string, OutputLocation> | undefined = onDevice
+      ? Object.fromEntries([['logits', 'cpu'], ...graph.kvLayers.flatMap((l) => [[l.presentKey, 'gpu-buffer'], [l.presentValue, 'gpu-buffer']])])
+      : undefined;
+    const session = await createOrtSession(graph.model, target.device, {
+      ...(options.threads !== undefined && { threads: options.threads }),
+      ...(outputLocations && { outputLocations }),
     });
-    const cache = new KvCache(graph.kvLayers, options.maxBatch, maxContext);
-    return new ModelSession(spec, session, graph, cache, options.prefillChunk ?? 512);
+    const cache: KvStore = onDevice
+      ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, target.device, target.dtype)
+      : new KvCache(graph.kvLayers, options.maxBatch, maxContext, target.dtype);
+    const prefillChunk = options.prefillChunk ?? (target.device === 'webgpu' ? WEBGPU_PREFILL_CHUNK : 512);
+    return new ModelSession(spec, session, graph, cache, prefillChunk, target);
   }
 
   get maxBatch(): number {
@@ -95,7 +120,7 @@ export class ModelSession {
         const chunk = tokens.slice(off, off + this.prefillChunk);
         const base = this.length(slot);
         const total = base + chunk.length;
-        const { feeds, fetches } = this.cache.bind(slot, 1, total);
+        const { feeds, fetches } = await this.cache.bindSlot(slot, total);
         const out = await this.session.run(
           {
             ...feeds,
@@ -105,6 +130,7 @@ export class ModelSession {
           },
           { ...fetches, logits: null } as unknown as ort.InferenceSession.FetchesType,
         );
+        await this.cache.commit(out);
         this.cache.lengths[slot] = total;
         parts.push(out.logits!.data as Float32Array);
       }
@@ -120,9 +146,6 @@ export class ModelSession {
    */
   async decode(entries: readonly DecodeEntry[]): Promise<Float32Array[]> {
     if (entries.length === 0) return [];
-    const rows = Math.max(...entries.map((e) => e.slot)) + 1;
-    const ids = new BigInt64Array(rows);
-    const seqlensK = new Int32Array(rows);
     const active = new Set<number>();
     for (const e of entries) {
       this.checkSlot(e.slot);
@@ -131,12 +154,16 @@ export class ModelSession {
         throw new ContextLengthError(`slot ${e.slot} is full: the context of ${this.maxContext} tokens is used up`);
       }
       active.add(e.slot);
-      ids[e.slot] = BigInt(e.token);
     }
-    for (let r = 0; r < rows; r++) seqlensK[r] = Math.min(this.length(r), this.maxContext - 1);
-    const total = Math.max(...seqlensK) + 1;
+    const highest = Math.max(...entries.map((e) => e.slot)) + 1;
     return this.serialised(async () => {
-      const { feeds, fetches } = this.cache.bind(0, rows, total);
+      const rows = this.cache.decodeRows(highest);
+      const ids = new BigInt64Array(rows);
+      const seqlensK = new Int32Array(rows);
+      for (let r = 0; r < rows; r++) seqlensK[r] = Math.min(this.length(r), this.maxContext - 1);
+      for (const e of entries) ids[e.slot] = BigInt(e.token);
+      const total = Math.max(...seqlensK) + 1;
+      const { feeds, fetches } = await this.cache.bindDecode(highest, total);
       const out = await this.session.run(
         {
           ...feeds,
@@ -146,6 +173,7 @@ export class ModelSession {
         },
         { ...fetches, logits: null } as unknown as ort.InferenceSession.FetchesType,
       );
+      await this.cache.commit(out);
       const logits = out.logits!.data as Float32Array;
       const V = this.spec.vocabSize;
       for (const e of entries) this.cache.lengths[e.slot] = this.length(e.slot) + 1;
@@ -155,6 +183,7 @@ export class ModelSession {
 
   async release(): Promise<void> {
     await this.queue.catch(() => undefined);
+    this.cache.release();
     await this.session.release();
   }
 

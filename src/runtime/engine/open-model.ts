@@ -3,14 +3,21 @@ import type { LoadedModel } from '../model/loaded-model.ts';
 import { parameterCounts } from '../model/spec.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../tokenizer/create.ts';
 import type { Tokenizer } from '../tokenizer/types.ts';
-import type { Device } from './device.ts';
+import { describeTarget, type DeviceRequest, type DtypeRequest, type ExecutionTarget } from '../device/device.ts';
+import { type DeviceProbe, systemProbe } from '../device/probe.ts';
+import { resolveTarget } from '../device/resolve.ts';
 import { ModelSession } from './model-session.ts';
 
 export interface OpenModelOptions {
   /** Checkpoint file or directory; default: the bundled stories260K. */
   modelPath?: string;
   tokenizerPath?: string;
-  device?: Device;
+  /** Default auto: the best device that works here (device/resolve.ts). */
+  device?: DeviceRequest;
+  /** Default auto: float16 on a GPU, float32 on the CPU. */
+  dtype?: DtypeRequest;
+  /** Machine facts for device resolution; default: this machine. */
+  probe?: DeviceProbe;
   /** Concurrent sequences (KV slots). Default 1. */
   maxBatch?: number;
   /** Context per sequence; default and ceiling: the model's own. */
@@ -23,6 +30,11 @@ export interface OpenedModel {
   model: LoadedModel;
   tokenizer: Tokenizer;
   session: ModelSession;
+  target: ExecutionTarget;
+  /** How the device was chosen, for the start-up log. */
+  deviceNote: string;
+  /** Set when a GPU is present but unusable and `auto` fell back to the CPU. */
+  deviceWarning?: string;
 }
 
 /** Read a checkpoint, build its tokenizer and compile its graph into a session. */
@@ -30,12 +42,14 @@ export async function openModel(options: OpenModelOptions = {}): Promise<OpenedM
   const model = await loadModel(options.modelPath ?? defaultModelPath(), options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {});
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
+  const resolved = await resolveTarget(options.device ?? 'auto', options.dtype ?? 'auto', options.probe ?? systemProbe());
   const session = await ModelSession.create(model.spec, model.weights, {
     maxBatch: options.maxBatch ?? 1,
     maxContext: options.maxContext ?? model.spec.maxContext,
     ...(options.threads !== undefined && { threads: options.threads }),
+    target: resolved.target,
   });
-  return { model, tokenizer, session };
+  return { model, tokenizer, session, target: resolved.target, deviceNote: resolved.note, ...(resolved.warning && { deviceWarning: resolved.warning }) };
 }
 
 /** One line that says what was loaded, for start-up logs. */
@@ -45,5 +59,5 @@ export function describeModel(m: OpenedModel): string {
   const l0 = spec.layers[0]!;
   const uniform = spec.layers.every((l) => l.heads === l0.heads && l.kvHeads === l0.kvHeads && l.ffn === l0.ffn && l.headDim === l0.headDim);
   const shape = uniform ? `${spec.layers.length} layers × (heads ${l0.heads}, kv ${l0.kvHeads}, headDim ${l0.headDim}, ffn ${l0.ffn})` : `${spec.layers.length} layers (per-layer shapes)`;
-  return `${m.model.path} [${m.model.format}]: ${shape}, hidden ${spec.hidden}, vocab ${spec.vocabSize}, ${(p.total / 1e6).toFixed(2)}M params, context ${m.session.maxContext}`;
+  return `${m.model.path} [${m.model.format}]: ${shape}, hidden ${spec.hidden}, vocab ${spec.vocabSize}, ${(p.total / 1e6).toFixed(2)}M params, context ${m.session.maxContext}, on ${describeTarget(m.target)}`;
 }

@@ -1,7 +1,7 @@
 import { type ModelSpec, weightName } from '../model/spec.ts';
 import type { Tensor, Weights } from '../model/tensor.ts';
 import { packQkvTransposed, paddedHeadDim, padRowsTransposedO, transpose } from './decoder-graph.ts';
-import { DataType, OnnxGraphBuilder } from './onnx-model.ts';
+import { DataType, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeCosSin, ropeTableInitializers } from './rope-cache.ts';
 
 /**
@@ -62,7 +62,7 @@ export interface CalibrationLayerIo {
 }
 
 export interface CalibrationGraph {
-  model: Uint8Array;
+  model: OnnxModel;
   layers: CalibrationLayerIo[];
   maxSeqLen: number;
 }

@@ -1,6 +1,6 @@
 import { type ModelSpec, weightName } from '../model/spec.ts';
 import type { Tensor, Weights } from '../model/tensor.ts';
-import { DataType, OnnxGraphBuilder } from './onnx-model.ts';
+import { DataType, type FloatType, floatTypeCode, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeTableInitializers } from './rope-cache.ts';
 
 /**
@@ -13,7 +13,9 @@ import { ropeTableInitializers } from './rope-cache.ts';
  *          total_sequence_length int32 scalar (max over the batch of seqlens_k + 1);
  *          past_key_i / past_value_i float [B, kvHeads_i, capacity, cacheHeadDim_i] per attention layer
  *          (capacity ≤ maxContext, chosen per run by the KV cache).
- * Outputs: logits float [B, S or 1, vocab]; present_key_i / present_value_i (same shape as past).
+ * Outputs: logits float32 [B, S or 1, vocab]; present_key_i / present_value_i (same shape as past).
+ * Weights, activations and the cache are `dtype` (float16 on GPUs); RMSNorm accumulates in float32
+ * (stash_type) and logits are cast to float32 before they leave the graph.
  * Bind present_* to the very buffers given as past_*: GQA then writes only the new positions
  * instead of copying the cache (its "past-present share buffer" mode).
  */
@@ -22,6 +24,8 @@ export interface DecoderGraphOptions {
   maxContext: number;
   /** 'last': logits of the final position only (serving); 'all': every position (evaluation). */
   logits: 'last' | 'all';
+  /** Element type of weights, activations and KV cache; default float32. */
+  dtype?: FloatType;
 }
 
 /** One attention layer's cache: names of its graph inputs/outputs and its buffer geometry. */
@@ -37,8 +41,9 @@ export interface KvCacheLayout {
 }
 
 export interface DecoderGraph {
-  model: Uint8Array;
+  model: OnnxModel;
   kvLayers: KvCacheLayout[];
+  dtype: FloatType;
   maxContext: number;
   logits: 'last' | 'all';
 }
@@ -58,19 +63,22 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     return t;
   };
   const M = options.maxContext;
+  const dtype = options.dtype ?? 'float32';
+  const T = floatTypeCode(dtype);
+  const init = (name: string, dims: number[], data: Float32Array): string => g.tensorInitializer(name, dims, data, dtype);
 
-  let h = g.op('Gather', [g.floatInitializer('embed', w(weightName.embed).shape, w(weightName.embed).data), g.input('input_ids', DataType.int64, ['batch', 'seq'])], { axis: { i: 0 } });
+  let h = g.op('Gather', [init('embed', w(weightName.embed).shape, w(weightName.embed).data), g.input('input_ids', DataType.int64, ['batch', 'seq'])], { axis: { i: 0 } });
   const seqlensK = g.input('seqlens_k', DataType.int32, ['batch']);
   const totalLen = g.input('total_sequence_length', DataType.int32, []);
 
   const rmsNorm = (x: string, gammaName: string, initName: string): string =>
-    g.op('SimplifiedLayerNormalization', [x, g.floatInitializer(initName, [spec.hidden], w(gammaName).data)], {
+    g.op('SimplifiedLayerNormalization', [x, init(initName, [spec.hidden], w(gammaName).data)], {
       axis: { i: -1 },
       epsilon: { f: spec.normEps },
       stash_type: { i: 1 },
     });
 
-  const ropeTables = ropeTableInitializers(g, spec.rope, M);
+  const ropeTables = ropeTableInitializers(g, spec.rope, M, dtype);
   const kvLayers: KvCacheLayout[] = [];
 
   spec.layers.forEach((layer, i) => {
@@ -80,7 +88,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       const [cos, sin] = ropeTables(D);
       const x = rmsNorm(h, weightName.attnNorm(i), `l${i}.attn_norm`);
       const qkvT = packQkvTransposed(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
-      const qkv = g.op('MatMul', [x, g.floatInitializer(`l${i}.qkv`, [spec.hidden, (layer.heads + 2 * layer.kvHeads) * Dp], qkvT)]);
+      const qkv = g.op('MatMul', [x, init(`l${i}.qkv`, [spec.hidden, (layer.heads + 2 * layer.kvHeads) * Dp], qkvT)]);
       const cache: KvCacheLayout = {
         layer: i,
         kvHeads: layer.kvHeads,
@@ -93,8 +101,8 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       kvLayers.push(cache);
       // Capacity is symbolic: the cache grows with the longest live sequence (engine/kv-cache.ts).
       const cacheDims = ['batch', layer.kvHeads, 'kv_capacity', Dp];
-      g.input(cache.pastKey, DataType.float, cacheDims);
-      g.input(cache.pastValue, DataType.float, cacheDims);
+      g.input(cache.pastKey, T, cacheDims);
+      g.input(cache.pastValue, T, cacheDims);
       const [attn] = g.node(
         'GroupQueryAttention',
         [qkv, '', '', cache.pastKey, cache.pastValue, seqlensK, totalLen, cos, sin],
@@ -108,18 +116,18 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
         },
         'com.microsoft',
       );
-      g.output(cache.presentKey, DataType.float, cacheDims);
-      g.output(cache.presentValue, DataType.float, cacheDims);
+      g.output(cache.presentKey, T, cacheDims);
+      g.output(cache.presentValue, T, cacheDims);
       const oT = padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
-      const attnOut = g.op('MatMul', [attn!, g.floatInitializer(`l${i}.o`, [layer.heads * Dp, spec.hidden], oT)]);
+      const attnOut = g.op('MatMul', [attn!, init(`l${i}.o`, [layer.heads * Dp, spec.hidden], oT)]);
       h = g.op('Add', [h, attnOut]);
     }
     if (layer.ffn > 0) {
       const x = rmsNorm(h, weightName.mlpNorm(i), `l${i}.mlp_norm`);
-      const gate = g.op('MatMul', [x, g.floatInitializer(`l${i}.gate`, [spec.hidden, layer.ffn], transpose(w(weightName.gate(i))))]);
-      const up = g.op('MatMul', [x, g.floatInitializer(`l${i}.up`, [spec.hidden, layer.ffn], transpose(w(weightName.up(i))))]);
+      const gate = g.op('MatMul', [x, init(`l${i}.gate`, [spec.hidden, layer.ffn], transpose(w(weightName.gate(i))))]);
+      const up = g.op('MatMul', [x, init(`l${i}.up`, [spec.hidden, layer.ffn], transpose(w(weightName.up(i))))]);
       const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-      const down = g.op('MatMul', [act, g.floatInitializer(`l${i}.down`, [layer.ffn, spec.hidden], transpose(w(weightName.down(i))))]);
+      const down = g.op('MatMul', [act, init(`l${i}.down`, [layer.ffn, spec.hidden], transpose(w(weightName.down(i))))]);
       h = g.op('Add', [h, down]);
     }
   });
@@ -130,12 +138,15 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
   }
   h = rmsNorm(h, weightName.finalNorm, 'final_norm');
   const head = spec.tiedEmbeddings ? w(weightName.embed) : w(weightName.lmHead);
-  g.node('MatMul', [h, g.floatInitializer('lm_head', [spec.hidden, spec.vocabSize], transpose(head))], ['logits']);
+  const lmHead = init('lm_head', [spec.hidden, spec.vocabSize], transpose(head));
+  if (dtype === 'float32') g.node('MatMul', [h, lmHead], ['logits']);
+  else g.node('Cast', [g.op('MatMul', [h, lmHead])], ['logits'], { to: { i: DataType.float } });
   g.output('logits', DataType.float, ['batch', options.logits === 'last' ? 1 : 'seq', spec.vocabSize]);
 
   return {
     model: g.toModel({ '': 21, 'com.microsoft': 1 }),
     kvLayers,
+    dtype,
     maxContext: M,
     logits: options.logits,
   };

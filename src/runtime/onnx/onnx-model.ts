@@ -1,3 +1,4 @@
+import { encodeF16 } from '../model/half.ts';
 import { ProtoMessage } from './protobuf-writer.ts';
 
 /** ONNX TensorProto.DataType values we use. */
@@ -20,6 +21,33 @@ export interface ConstantTensor {
   raw: Uint8Array;
 }
 
+/** Element type of a graph's weights and activations: float32 on CPU, float16 on GPUs. */
+export type FloatType = 'float32' | 'float16';
+
+/** ONNX type code of a FloatType. */
+export function floatTypeCode(t: FloatType): DataTypeCode {
+  return t === 'float16' ? DataType.float16 : DataType.float;
+}
+
+/**
+ * An initializer stored outside the ModelProto: ONNX Runtime reads `data` for the tensor whose
+ * external location is `path` (sessionOptions.externalData), so no protobuf ever holds the
+ * weights and models past protobuf's 2 GiB limit (a 1B model in float32) still load.
+ */
+export interface ExternalData {
+  path: string;
+  data: Uint8Array;
+}
+
+/** A serialised model plus the weights it references. */
+export interface OnnxModel {
+  bytes: Uint8Array;
+  externalData: ExternalData[];
+}
+
+/** Initializers at least this large go to external data; small constants stay inline. */
+const EXTERNAL_MIN_BYTES = 1024;
+
 /** A dimension: a fixed size, or a symbolic name shared between inputs and outputs. */
 export type Dim = number | string;
 
@@ -38,6 +66,7 @@ export class OnnxGraphBuilder {
   private readonly initializers: ProtoMessage[] = [];
   private readonly inputs: ValueInfo[] = [];
   private readonly outputs: ValueInfo[] = [];
+  private readonly external: ExternalData[] = [];
   private counter = 0;
 
   constructor(private readonly name: string) {}
@@ -52,8 +81,20 @@ export class OnnxGraphBuilder {
   }
 
   initializer(name: string, t: ConstantTensor): string {
-    this.initializers.push(tensorProto(t, name));
+    if (t.raw.byteLength < EXTERNAL_MIN_BYTES) {
+      this.initializers.push(tensorProto(t, name));
+    } else {
+      const path = `weights/${this.external.length}`;
+      this.external.push({ path, data: t.raw });
+      this.initializers.push(externalTensorProto(t, name, path));
+    }
     return name;
+  }
+
+  /** A float tensor stored as `type` (float16 rounds to nearest even). */
+  tensorInitializer(name: string, dims: number[], data: Float32Array, type: FloatType): string {
+    if (type === 'float32') return this.floatInitializer(name, dims, data);
+    return this.initializer(name, { dims, dataType: DataType.float16, raw: encodeF16(data) });
   }
 
   floatInitializer(name: string, dims: number[], data: Float32Array): string {
@@ -91,8 +132,12 @@ export class OnnxGraphBuilder {
     return this.node(opType, inputs, 1, attributes, domain)[0]!;
   }
 
-  /** Serialise as a ModelProto. */
-  toModel(opsets: Record<string, number>, producer = 'mop-serve'): Uint8Array {
+  /** Serialise as a ModelProto plus the external weights it references. */
+  toModel(opsets: Record<string, number>, producer = 'mop-serve'): OnnxModel {
+    return { bytes: this.toModelProto(opsets, producer), externalData: [...this.external] };
+  }
+
+  private toModelProto(opsets: Record<string, number>, producer: string): Uint8Array {
     const g = new ProtoMessage();
     for (const n of this.nodes) g.message(1, n);
     g.string(2, this.name);
@@ -123,6 +168,19 @@ function tensorProto(t: ConstantTensor, name?: string): ProtoMessage {
   m.int(2, t.dataType);
   if (name) m.string(8, name);
   m.bytes(9, t.raw);
+  return m;
+}
+
+function externalTensorProto(t: ConstantTensor, name: string, path: string): ProtoMessage {
+  const m = new ProtoMessage();
+  if (t.dims.length) m.packedInts(1, t.dims);
+  m.int(2, t.dataType);
+  m.string(8, name);
+  const entry = (key: string, value: string): ProtoMessage => new ProtoMessage().string(1, key).string(2, value);
+  m.message(13, entry('location', path));
+  m.message(13, entry('offset', '0'));
+  m.message(13, entry('length', String(t.raw.byteLength)));
+  m.int(14, 1); // data_location = EXTERNAL
   return m;
 }
 

@@ -1,6 +1,6 @@
 import type { RopeSpec } from '../model/spec.ts';
 import { paddedHeadDim } from './decoder-graph.ts';
-import type { OnnxGraphBuilder } from './onnx-model.ts';
+import type { FloatType, OnnxGraphBuilder } from './onnx-model.ts';
 
 /**
  * Inverse frequencies of RoPE for a head of `headDim`, with Hugging Face's rope_scaling rules
@@ -47,7 +47,7 @@ export function ropeCosSin(rope: RopeSpec, headDim: number, paddedDim: number, p
  * The cos/sin initializers of one graph, created once per head size and shared by every layer
  * of that size (GroupQueryAttention takes them as inputs). Returns [cos, sin] initializer names.
  */
-export function ropeTableInitializers(g: OnnxGraphBuilder, rope: RopeSpec, positions: number): (headDim: number) => [string, string] {
+export function ropeTableInitializers(g: OnnxGraphBuilder, rope: RopeSpec, positions: number, dtype: FloatType = 'float32'): (headDim: number) => [string, string] {
   const tables = new Map<number, [string, string]>();
   return (headDim) => {
     let names = tables.get(headDim);
@@ -55,7 +55,7 @@ export function ropeTableInitializers(g: OnnxGraphBuilder, rope: RopeSpec, posit
       const Dp = paddedHeadDim(headDim);
       const { cos, sin } = ropeCosSin(rope, headDim, Dp, positions);
       const key = `${headDim}_${Dp}`;
-      names = [g.floatInitializer(`rope_cos_${key}`, [positions, Dp / 2], cos), g.floatInitializer(`rope_sin_${key}`, [positions, Dp / 2], sin)];
+      names = [g.tensorInitializer(`rope_cos_${key}`, [positions, Dp / 2], cos, dtype), g.tensorInitializer(`rope_sin_${key}`, [positions, Dp / 2], sin, dtype)];
       tables.set(headDim, names);
     }
     return names;

@@ -1,0 +1,65 @@
+import type { FloatType } from '../onnx/onnx-model.ts';
+
+/**
+ * Where a model runs. Each name is one ONNX Runtime execution provider:
+ *   cpu    the bundled CPU provider;
+ *   webgpu the bundled WebGPU provider (Dawn over Vulkan on Linux); the KV cache stays on the GPU;
+ *   cuda   the CUDA provider, present only when onnxruntime-node was installed with
+ *          ONNXRUNTIME_NODE_INSTALL=cuda12; inputs and outputs cross host memory every step.
+ */
+export type DeviceName = 'cpu' | 'cuda' | 'webgpu';
+
+/** What an operator asks for: a device, or `auto` for the best one that works here. */
+export type DeviceRequest = DeviceName | 'auto';
+
+export const deviceRequests: readonly DeviceRequest[] = ['auto', 'cpu', 'cuda', 'webgpu'];
+
+/** Element type asked for: `auto` is float16 on a GPU and float32 on the CPU. */
+export type DtypeRequest = FloatType | 'auto';
+
+/** A resolved place to run: a device and the element type of weights, activations and KV cache. */
+export interface ExecutionTarget {
+  device: DeviceName;
+  dtype: FloatType;
+}
+
+export const cpuTarget: ExecutionTarget = { device: 'cpu', dtype: 'float32' };
+
+export class DeviceError extends Error {
+  override name = 'DeviceError';
+}
+
+/** Parse a --device value (syntax only; whether the device works is found out when a model opens). */
+export function parseDeviceRequest(value: string): DeviceRequest {
+  const v = value.trim().toLowerCase();
+  const found = deviceRequests.find((d) => d === v);
+  if (!found) throw new DeviceError(`unknown device '${value}'; choose one of: ${deviceRequests.join(', ')}`);
+  return found;
+}
+
+const dtypeAliases: Record<string, DtypeRequest> = {
+  auto: 'auto',
+  float32: 'float32',
+  fp32: 'float32',
+  f32: 'float32',
+  float16: 'float16',
+  fp16: 'float16',
+  f16: 'float16',
+  half: 'float16',
+};
+
+/** Parse a --dtype value. */
+export function parseDtypeRequest(value: string): DtypeRequest {
+  const found = dtypeAliases[value.trim().toLowerCase()];
+  if (!found) throw new DeviceError(`unknown dtype '${value}'; choose one of: auto, float32, float16`);
+  return found;
+}
+
+/** The dtype `auto` means on a device. */
+export function defaultDtype(device: DeviceName): FloatType {
+  return device === 'cpu' ? 'float32' : 'float16';
+}
+
+export function describeTarget(t: ExecutionTarget): string {
+  return `${t.device} (${t.dtype})`;
+}

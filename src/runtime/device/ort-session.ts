@@ -1,0 +1,45 @@
+import os from 'node:os';
+import * as ort from 'onnxruntime-node';
+import type { OnnxModel } from '../onnx/onnx-model.ts';
+import type { DeviceName } from './device.ts';
+
+/** Where an output is returned: host memory, or left on the GPU (WebGPU only in onnxruntime-node). */
+export type OutputLocation = 'cpu' | 'gpu-buffer';
+
+export interface OrtSessionOptions {
+  /** Intra-op threads of the CPU provider (and of CPU fallback nodes); default: all cores. */
+  threads?: number;
+  /** Outputs to leave on the device, by name; everything else comes back to host memory. */
+  outputLocations?: Record<string, OutputLocation>;
+}
+
+/**
+ * One ONNX Runtime session for a model on a device: the only place that turns a DeviceName into
+ * execution-provider options. Nodes a GPU provider cannot run fall back to the CPU provider.
+ */
+export function createOrtSession(model: OnnxModel, device: DeviceName, options: OrtSessionOptions = {}): Promise<ort.InferenceSession> {
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: executionProviders(device),
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: options.threads ?? os.availableParallelism(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    externalData: model.externalData.map((e) => ({ path: e.path, data: e.data })),
+    // Idle pool threads must not spin: on a small machine they steal the cores that the next
+    // run (or another session, or the event loop) needs.
+    extra: { session: { intra_op: { allow_spinning: process.env.MOP_ORT_SPIN === '1' ? '1' : '0' }, inter_op: { allow_spinning: '0' } } },
+  };
+  if (options.outputLocations) sessionOptions.preferredOutputLocation = options.outputLocations;
+  return ort.InferenceSession.create(model.bytes, sessionOptions);
+}
+
+function executionProviders(device: DeviceName): ort.InferenceSession.ExecutionProviderConfig[] {
+  switch (device) {
+    case 'cpu':
+      return ['cpu'];
+    case 'cuda':
+      return [{ name: 'cuda', deviceId: 0 }, 'cpu'];
+    case 'webgpu':
+      return [{ name: 'webgpu' }, 'cpu'];
+  }
+}

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DeviceError, parseDeviceRequest, parseDtypeRequest } from '../../src/runtime/device/device.ts';
+import { type DeviceProbe, type DeviceStatus, installHints, systemProbe } from '../../src/runtime/device/probe.ts';
+import { resolveTarget } from '../../src/runtime/device/resolve.ts';
+
+const ok: DeviceStatus = { available: true, detail: 'started' };
+const missing = (reason: string): DeviceStatus => ({ available: false, reason });
+
+/** A machine described by hand; records which GPU paths were tried. */
+function machine(o: { driver?: string; cuda?: DeviceStatus; webgpu?: DeviceStatus }): DeviceProbe & { tried: string[] } {
+  const tried: string[] = [];
+  return {
+    tried,
+    nvidiaDriver: () => o.driver ?? null,
+    cuda: async () => (tried.push('cuda'), o.cuda ?? missing(installHints.cudaProvider)),
+    webgpu: async () => (tried.push('webgpu'), o.webgpu ?? missing(installHints.webgpu)),
+  };
+}
+
+describe('device selection', () => {
+  it('runs on the CPU in float32 when asked, without touching any GPU provider', async () => {
+    const m = machine({ driver: 'NVRM 550', webgpu: ok, cuda: ok });
+    const r = await resolveTarget('cpu', 'auto', m);
+    assert.deepEqual(r.target, { device: 'cpu', dtype: 'float32' });
+    assert.deepEqual(m.tried, []);
+  });
+
+  it('auto picks the CPU without a warning when there is no NVIDIA GPU, and never a software Vulkan device', async () => {
+    const m = machine({ webgpu: ok });
+    const r = await resolveTarget('auto', 'auto', m);
+    assert.deepEqual(r.target, { device: 'cpu', dtype: 'float32' });
+    assert.equal(r.warning, undefined);
+    assert.deepEqual(m.tried, []);
+  });
+
+  it('auto prefers WebGPU (KV cache on the GPU) in float16, then CUDA', async () => {
+    assert.deepEqual((await resolveTarget('auto', 'auto', machine({ driver: 'NVRM 570', webgpu: ok, cuda: ok }))).target, { device: 'webgpu', dtype: 'float16' });
+    assert.deepEqual((await resolveTarget('auto', 'auto', machine({ driver: 'NVRM 570', cuda: ok }))).target, { device: 'cuda', dtype: 'float16' });
+  });
+
+  it('auto falls back to the CPU with a warning that gives every reason when a GPU is present but unusable', async () => {
+    const r = await resolveTarget('auto', 'auto', machine({ driver: 'NVRM version: 570.1' }));
+    assert.deepEqual(r.target, { device: 'cpu', dtype: 'float32' });
+    assert.match(r.warning!, /NVIDIA GPU is present \(NVRM version: 570\.1\)/);
+    assert.match(r.warning!, /webgpu: no WebGPU adapter.*libvulkan1/);
+    assert.match(r.warning!, /cuda: .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  });
+
+  it('an explicit GPU that does not work is one error that says what to install', async () => {
+    await assert.rejects(resolveTarget('webgpu', 'auto', machine({})), (e: Error) => e instanceof DeviceError && /^--device webgpu is not usable here: no WebGPU adapter: .*Vulkan loader \(Debian: libvulkan1\)/.test(e.message) && !e.message.includes('\n'));
+    await assert.rejects(resolveTarget('cuda', 'auto', machine({})), /--device cuda is not usable here: onnxruntime-node was installed without its CUDA provider: reinstall .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  });
+
+  it('honours an explicit dtype on any device', async () => {
+    assert.deepEqual((await resolveTarget('webgpu', 'float32', machine({ webgpu: ok }))).target, { device: 'webgpu', dtype: 'float32' });
+    assert.deepEqual((await resolveTarget('cpu', 'float16', machine({}))).target, { device: 'cpu', dtype: 'float16' });
+  });
+
+  it('parses device and dtype names, with aliases, and rejects others with the choices', () => {
+    assert.equal(parseDeviceRequest(' CUDA '), 'cuda');
+    assert.equal(parseDtypeRequest('fp16'), 'float16');
+    assert.equal(parseDtypeRequest('half'), 'float16');
+    assert.equal(parseDtypeRequest('f32'), 'float32');
+    assert.throws(() => parseDeviceRequest('gpu0'), /unknown device 'gpu0'; choose one of: auto, cpu, cuda, webgpu/);
+    assert.throws(() => parseDtypeRequest('int8'), /unknown dtype 'int8'; choose one of: auto, float32, float16/);
+  });
+
+  it("reports on this machine that the CUDA provider is not installed (the default install skips its download)", async () => {
+    const status = await systemProbe().cuda();
+    assert.equal(status.available, false);
+    if (!status.available) assert.equal(status.reason, installHints.cudaProvider);
+  });
+});
