@@ -49,13 +49,20 @@ FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 AS cuda
 # Node from the same pinned image as the CPU build (official binaries need glibc >= 2.28;
 # Ubuntu 22.04 has 2.35), so both images run the same Node release. npm is not needed at run time.
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
-RUN groupadd --gid 1000 mop \
+# libvulkan1: the Vulkan loader, for --device webgpu (the WebGPU provider is bundled in
+# onnxruntime-node); the NVIDIA container toolkit mounts the driver's Vulkan ICD when the
+# `graphics` capability is asked for (below).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libvulkan1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 1000 mop \
  && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin mop
 WORKDIR /app
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8000 \
-    MOP_DEVICE=cuda
+    MOP_DEVICE=cuda \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 COPY --from=deps-cuda /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
@@ -71,6 +78,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
 ENTRYPOINT ["node", "bin/mop.js"]
 # --device cuda selects ONNX Runtime's CUDA execution provider; it needs this image (the CPU
 # image has no CUDA provider) and a GPU passed to the container (docker run --gpus all).
+# --device webgpu (KV cache resident on the GPU) also works here; see docs/gpu.md.
 CMD ["serve", "--device", "cuda"]
 
 # --- runtime (default): the CPU image ----------------------------------------------------------

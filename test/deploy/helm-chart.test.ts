@@ -31,10 +31,7 @@ const cases = [
 ];
 
 /** Server settings the chart may set that the server does not read yet (their issues are open). */
-const pendingServerEnv = new Map([
-  ['MOP_DEVICE', 'GPU execution (src/runtime/cuda): --device cuda'],
-  ['MOP_PRUNE_TARGET', 'MoP pruning at start-up'],
-]);
+const pendingServerEnv = new Map<string, string>();
 
 function renderDocs(values: Record<string, unknown> = {}): { docs: Doc[]; notes: string } {
   const r = renderChart(chart, { ...release, values });
