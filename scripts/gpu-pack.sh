@@ -2,7 +2,8 @@
 # Packs what scripts/gpu-check.sh needs on a bare GPU host (no network, no Node.js) into .portable/
 # (ignored by git; carry it with the work tree): this machine's Node.js, node_modules without other
 # platforms' native binaries (onnxruntime-node ships all of them) and without type-only packages,
-# and the Vulkan loader (libvulkan.so.1) that the WebGPU provider needs and bare hosts often lack.
+# the Vulkan loader (libvulkan.so.1) that the WebGPU provider needs and bare hosts often lack, and
+# the native CUDA addon (src/runtime/cuda) when nvcc is here.
 # Run it from the repository root after `npm ci`.
 set -euo pipefail
 dir=.portable
@@ -16,6 +17,9 @@ tar -cf - \
   --exclude='node_modules/typescript' --exclude='node_modules/@types' --exclude='node_modules/openai' \
   --exclude='node_modules/k6' --exclude='node_modules/yaml' \
   node_modules | xz -T0 -6 > "$dir/node_modules.tar.xz"
+# The native CUDA decoder, when this machine can build it (nvcc): carried as .portable/cuda/.
+bash src/runtime/cuda/build.sh
+if [ -f build/cuda/mop_cuda.node ]; then mkdir -p "$dir/cuda" && cp build/cuda/mop_cuda.node "$dir/cuda/"; fi
 for lib in /usr/lib/x86_64-linux-gnu/libvulkan.so.1 /usr/lib64/libvulkan.so.1; do
   if [ -e "$lib" ]; then cp -L "$lib" "$dir/vulkan/libvulkan.so.1" && break; fi
 done

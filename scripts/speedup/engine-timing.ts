@@ -1,11 +1,11 @@
 /**
- * Engine time inside the running server: the benchmark wraps a served variant's ModelSession
+ * Engine time inside the running server: the benchmark wraps a served variant's DecoderSession
  * `prefill` and `decode` (on the instance, from outside; src/ is untouched) and adds up how long
  * they take while a load run is in flight. Against the wall time of the run and the server's
  * per-token histogram this splits a request's latency into prefill, decode steps, and everything
  * outside the engine (sampling, scheduling, HTTP/SSE), measured in the same run.
  */
-import type { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import type { DecoderSession } from '../../src/runtime/engine/decoder-session.ts';
 
 export interface EngineTimes {
   decodeSteps: number;
@@ -35,10 +35,10 @@ export interface EngineProbe {
   take(): EngineTimes;
 }
 
-const probes = new WeakMap<ModelSession, EngineProbe>();
+const probes = new WeakMap<DecoderSession, EngineProbe>();
 
 /** Wrap the session's prefill/decode once; later calls return the same probe. */
-export function instrumentSession(session: ModelSession): EngineProbe {
+export function instrumentSession(session: DecoderSession): EngineProbe {
   const existing = probes.get(session);
   if (existing) return existing;
   let t = zeroEngineTimes();

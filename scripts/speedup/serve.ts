@@ -5,7 +5,7 @@
 import { defaultServerConfig, type ServerConfig } from '../../src/server/config.ts';
 import { type RunningServer, startServer } from '../../src/server/main.ts';
 import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { createDecoderSession } from '../../src/runtime/engine/create-session.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 
@@ -24,7 +24,7 @@ export interface BenchServerOptions {
 }
 
 export async function startBenchServer(o: BenchServerOptions): Promise<RunningServer> {
-  const session = await ModelSession.create(o.model.spec, o.model.weights, { maxBatch: o.maxBatch, maxContext: o.context, threads: o.threads, ...(o.target && { target: o.target }) });
+  const session = await createDecoderSession(o.model.spec, o.model.weights, { maxBatch: o.maxBatch, maxContext: o.context, threads: o.threads, ...(o.target && { target: o.target }) });
   const opened = { model: o.model, tokenizer: createTokenizer(o.model.tokenizer), session, target: session.target, deviceNote: 'benchmark session' };
   const config: ServerConfig = {
     ...defaultServerConfig,

@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import type { DeviceName } from '../runtime/device/device.ts';
+import { type DeviceName, ortDevice } from '../runtime/device/device.ts';
 import { createOrtSession } from '../runtime/device/ort-session.ts';
 import type { ModelSpec } from '../runtime/model/spec.ts';
 import type { Weights } from '../runtime/model/tensor.ts';
@@ -63,7 +63,7 @@ export class MaskedForward {
     weights: Weights,
     options: { maxSeqLen: number; threads?: number; attention?: CalibrationGraphOptions['attention']; device?: DeviceName },
   ): Promise<MaskedForward> {
-    const device = options.device ?? 'cpu';
+    const device = ortDevice(options.device ?? 'cpu');
     const attention = options.attention ?? (device === 'cpu' ? 'gqa' : 'plain');
     const graph = buildCalibrationGraph(spec, weights, { maxSeqLen: options.maxSeqLen, attention });
     const session = await createOrtSession(graph.model, device, { ...(options.threads !== undefined && { threads: options.threads }) });

@@ -3,7 +3,7 @@
  * one is active. A request resolves its variant once, at arrival, and keeps it to the end, so
  * switching the active variant never disturbs requests in flight.
  */
-import type { ModelSession } from '../runtime/engine/model-session.ts';
+import type { DecoderSession } from '../runtime/engine/decoder-session.ts';
 import type { Scheduler } from '../runtime/engine/scheduler-types.ts';
 import type { LoadedModel } from '../runtime/model/loaded-model.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
@@ -16,7 +16,7 @@ export interface ServedVariant {
   scheduler: Scheduler;
   tokenizer: Tokenizer;
   model: LoadedModel;
-  session: ModelSession;
+  session: DecoderSession;
   chatTemplate: ChatTemplate;
   /** Total parameters (embeddings included). */
   parameters: number;

@@ -3,7 +3,8 @@
  * and scheduler. The start-up model and every pruned variant go through here, so a pruned model is
  * served exactly like a dense one.
  */
-import { ModelSession } from '../runtime/engine/model-session.ts';
+import { createDecoderSession } from '../runtime/engine/create-session.ts';
+import type { DecoderSession } from '../runtime/engine/decoder-session.ts';
 import { BatchScheduler } from '../runtime/engine/scheduler.ts';
 import type { LoadedModel } from '../runtime/model/loaded-model.ts';
 import { parameterCounts } from '../runtime/model/spec.ts';
@@ -18,7 +19,7 @@ export interface VariantParts {
   id: string;
   model: LoadedModel;
   tokenizer: Tokenizer;
-  session: ModelSession;
+  session: DecoderSession;
   chatTemplate: ChatTemplate;
   compressionRatio: number;
 }
@@ -37,8 +38,8 @@ export function createVariant(parts: VariantParts, config: SchedulingConfig): Se
 }
 
 /** A new session for `model` with the same batch, context, device and threads as `like`. */
-export function sessionLike(like: ModelSession, model: Pick<LoadedModel, 'spec' | 'weights'>, threads: number | undefined): Promise<ModelSession> {
-  return ModelSession.create(model.spec, model.weights, {
+export function sessionLike(like: DecoderSession, model: Pick<LoadedModel, 'spec' | 'weights'>, threads: number | undefined): Promise<DecoderSession> {
+  return createDecoderSession(model.spec, model.weights, {
     maxBatch: like.maxBatch,
     maxContext: like.maxContext,
     prefillChunk: like.prefillChunk,

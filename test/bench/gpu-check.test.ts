@@ -29,9 +29,13 @@ describe('scripts/gpu-check.sh', () => {
     }
     assert.equal(report.parity.float32.maxAbsDiff, 0);
     assert.ok(report.parity.float16.maxAbsDiff > 0);
-    assert.equal(report.decodeSteps.rows.length, 4);
-    for (const row of report.decodeSteps.rows) assert.ok(row.msPerStep > 0 && row.tokensPerSec > 0, JSON.stringify(row));
-    assert.ok(report.decodeSteps.batch1BandwidthFraction > 0);
+    assert.equal(report.device.cudaNative.available, false);
+    assert.deepEqual(report.decodeSteps.chosen, { device: 'cpu', dtype: 'float32' });
+    const cpu = report.decodeSteps.paths.cpu;
+    assert.equal(cpu.rows.length, 4);
+    for (const row of cpu.rows) assert.ok(row.msPerStep > 0 && row.tokensPerSec > 0, JSON.stringify(row));
+    assert.ok(cpu.batch1BandwidthFraction > 0);
+    assert.ok(cpu.prefill.tokensPerSec > 0);
     assert.ok(Math.abs(report.prune.achieved - 0.4) <= 0.005, `achieved ${report.prune.achieved}`);
     assert.ok(report.prune.parameters < report.model.parameters);
     for (const c of ['c1', 'c8']) {

@@ -8,13 +8,14 @@ const ok: DeviceStatus = { available: true, detail: 'started' };
 const missing = (reason: string): DeviceStatus => ({ available: false, reason });
 
 /** A machine described by hand; records which GPU paths were tried. */
-function machine(o: { driver?: string; cuda?: DeviceStatus; webgpu?: DeviceStatus }): DeviceProbe & { tried: string[] } {
+function machine(o: { driver?: string; cuda?: DeviceStatus; webgpu?: DeviceStatus; native?: DeviceStatus }): DeviceProbe & { tried: string[] } {
   const tried: string[] = [];
   return {
     tried,
     nvidiaDriver: () => o.driver ?? null,
     cuda: async () => (tried.push('cuda'), o.cuda ?? missing(installHints.cudaProvider)),
     webgpu: async () => (tried.push('webgpu'), o.webgpu ?? missing(installHints.webgpu)),
+    cudaNative: async () => (tried.push('cuda-native'), o.native ?? missing('the native CUDA addon is not built')),
   };
 }
 
@@ -52,6 +53,15 @@ describe('device selection', () => {
     await assert.rejects(resolveTarget('cuda', 'auto', machine({})), /--device cuda is not usable here: onnxruntime-node was installed without its CUDA provider: reinstall .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
   });
 
+  it('uses the native CUDA decoder only when asked, float16 only, and says when its addon is missing', async () => {
+    const m = machine({ driver: 'NVRM 570', native: ok });
+    assert.equal((await resolveTarget('auto', 'auto', m)).target.device, 'cpu');
+    assert.ok(!m.tried.includes('cuda-native'), 'auto tried the experimental native decoder');
+    assert.deepEqual((await resolveTarget('cuda-native', 'auto', m)).target, { device: 'cuda-native', dtype: 'float16' });
+    await assert.rejects(resolveTarget('cuda-native', 'float32', m), /--device cuda-native runs float16 only/);
+    await assert.rejects(resolveTarget('cuda-native', 'auto', machine({})), /--device cuda-native is not usable here: the native CUDA addon is not built/);
+  });
+
   it('honours an explicit dtype on any device', async () => {
     assert.deepEqual((await resolveTarget('webgpu', 'float32', machine({ webgpu: ok }))).target, { device: 'webgpu', dtype: 'float32' });
     assert.deepEqual((await resolveTarget('cpu', 'float16', machine({}))).target, { device: 'cpu', dtype: 'float16' });
@@ -62,7 +72,7 @@ describe('device selection', () => {
     assert.equal(parseDtypeRequest('fp16'), 'float16');
     assert.equal(parseDtypeRequest('half'), 'float16');
     assert.equal(parseDtypeRequest('f32'), 'float32');
-    assert.throws(() => parseDeviceRequest('gpu0'), /unknown device 'gpu0'; choose one of: auto, cpu, cuda, webgpu/);
+    assert.throws(() => parseDeviceRequest('gpu0'), /unknown device 'gpu0'; choose one of: auto, cpu, cuda, webgpu, cuda-native/);
     assert.throws(() => parseDtypeRequest('int8'), /unknown dtype 'int8'; choose one of: auto, float32, float16/);
   });
 

@@ -41,7 +41,7 @@ describe('server configuration', () => {
     assert.throws(() => resolveConfig({ port: '70000' }), /--port \/ PORT/);
     assert.throws(() => resolveConfig({ maxQueue: '0' }), /--max-queue \/ MOP_MAX_QUEUE/);
     assert.throws(() => resolveConfig({ model: '' }), /--model \/ MOP_MODEL/);
-    assert.throws(() => resolveConfig({ device: 'tpu' }), /--device \/ MOP_DEVICE: unknown device 'tpu'; choose one of: auto, cpu, cuda, webgpu/);
+    assert.throws(() => resolveConfig({ device: 'tpu' }), /--device \/ MOP_DEVICE: unknown device 'tpu'; choose one of: auto, cpu, cuda, webgpu, cuda-native/);
     assert.throws(() => resolveConfig({ dtype: 'int3' }), /--dtype \/ MOP_DTYPE: unknown dtype 'int3'; choose one of: auto, float32, float16/);
     assert.equal(resolveConfig({ device: 'WebGPU', dtype: 'fp16' }).device, 'webgpu');
     assert.equal(resolveConfig({ dtype: 'fp16' }).dtype, 'float16');

@@ -5,14 +5,24 @@ import type { FloatType } from '../onnx/onnx-model.ts';
  *   cpu    the bundled CPU provider;
  *   webgpu the bundled WebGPU provider (Dawn over Vulkan on Linux); the KV cache stays on the GPU;
  *   cuda   the CUDA provider, present only when onnxruntime-node was installed with
- *          ONNXRUNTIME_NODE_INSTALL=cuda12; inputs and outputs cross host memory every step.
+ *          ONNXRUNTIME_NODE_INSTALL=cuda12; inputs and outputs cross host memory every step;
+ *   cuda-native  our own CUDA decoder (src/runtime/cuda, `npm run build:cuda`), float16, KV cache
+ *          on the GPU, decode steps replayed as CUDA graphs. Experimental: `auto` never picks it.
  */
-export type DeviceName = 'cpu' | 'cuda' | 'webgpu';
+export type DeviceName = 'cpu' | 'cuda' | 'webgpu' | 'cuda-native';
+
+/** The devices ONNX Runtime runs (the native decoder does not run ONNX graphs). */
+export type OrtDeviceName = Exclude<DeviceName, 'cuda-native'>;
+
+/** Where ONNX graphs for a device run: MoP's calibration graph on `cuda-native` runs on the CPU. */
+export function ortDevice(d: DeviceName): OrtDeviceName {
+  return d === 'cuda-native' ? 'cpu' : d;
+}
 
 /** What an operator asks for: a device, or `auto` for the best one that works here. */
 export type DeviceRequest = DeviceName | 'auto';
 
-export const deviceRequests: readonly DeviceRequest[] = ['auto', 'cpu', 'cuda', 'webgpu'];
+export const deviceRequests: readonly DeviceRequest[] = ['auto', 'cpu', 'cuda', 'webgpu', 'cuda-native'];
 
 /** Element type asked for: `auto` is float16 on a GPU and float32 on the CPU. */
 export type DtypeRequest = FloatType | 'auto';

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { OnnxModel } from '../onnx/onnx-model.ts';
-import type { DeviceName } from './device.ts';
+import type { OrtDeviceName } from './device.ts';
 
 /** Where an output is returned: host memory, or left on the GPU (WebGPU only in onnxruntime-node). */
 export type OutputLocation = 'cpu' | 'gpu-buffer';
@@ -17,7 +17,7 @@ export interface OrtSessionOptions {
  * One ONNX Runtime session for a model on a device: the only place that turns a DeviceName into
  * execution-provider options. Nodes a GPU provider cannot run fall back to the CPU provider.
  */
-export function createOrtSession(model: OnnxModel, device: DeviceName, options: OrtSessionOptions = {}): Promise<ort.InferenceSession> {
+export function createOrtSession(model: OnnxModel, device: OrtDeviceName, options: OrtSessionOptions = {}): Promise<ort.InferenceSession> {
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: executionProviders(device),
     graphOptimizationLevel: 'all',
@@ -33,7 +33,7 @@ export function createOrtSession(model: OnnxModel, device: DeviceName, options: 
   return ort.InferenceSession.create(model.bytes, sessionOptions);
 }
 
-function executionProviders(device: DeviceName): ort.InferenceSession.ExecutionProviderConfig[] {
+function executionProviders(device: OrtDeviceName): ort.InferenceSession.ExecutionProviderConfig[] {
   switch (device) {
     case 'cpu':
       return ['cpu'];

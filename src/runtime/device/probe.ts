@@ -3,7 +3,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DataType, OnnxGraphBuilder } from '../onnx/onnx-model.ts';
-import type { DeviceName } from './device.ts';
+import { loadCudaBinding } from '../cuda/native-binding.ts';
+import type { OrtDeviceName } from './device.ts';
 import { createOrtSession } from './ort-session.ts';
 
 /** Whether a GPU device can run models here; when not, `reason` says what to install. */
@@ -15,6 +16,8 @@ export interface DeviceProbe {
   nvidiaDriver(): string | null;
   cuda(): Promise<DeviceStatus>;
   webgpu(): Promise<DeviceStatus>;
+  /** The native CUDA decoder: its addon built and a driver with a GPU. */
+  cudaNative(): Promise<DeviceStatus>;
 }
 
 /** Where onnxruntime-node keeps its native libraries (the CUDA provider is one, when installed). */
@@ -37,6 +40,12 @@ export function systemProbe(): DeviceProbe {
     nvidiaDriver: readNvidiaDriver,
     cuda: () => (cudaTrial ??= probeCuda()),
     webgpu: () => (webgpuTrial ??= probeProvider('webgpu', installHints.webgpu)),
+    cudaNative: async () => {
+      const load = loadCudaBinding();
+      if (!load.binding) return { available: false, reason: load.reason };
+      const p = load.probe;
+      return { available: true, detail: p.ok ? `native CUDA decoder on ${p.name} (compute ${p.computeCapability}, driver ${p.driverVersion})` : 'native CUDA decoder' };
+    },
   };
 }
 
@@ -60,7 +69,7 @@ async function probeCuda(): Promise<DeviceStatus> {
 }
 
 /** Create and run a one-node model on the provider: the only test that every layer below works. */
-async function probeProvider(device: DeviceName, hint: string): Promise<DeviceStatus> {
+async function probeProvider(device: OrtDeviceName, hint: string): Promise<DeviceStatus> {
   const g = new OnnxGraphBuilder('probe');
   g.node('Add', [g.input('a', DataType.float, [2]), g.input('b', DataType.float, [2])], ['c']);
   g.output('c', DataType.float, [2]);

@@ -19,9 +19,10 @@ export interface ResolvedTarget {
  */
 export async function resolveTarget(device: DeviceRequest, dtype: DtypeRequest, probe: DeviceProbe): Promise<ResolvedTarget> {
   const withDtype = (d: DeviceName): ExecutionTarget => ({ device: d, dtype: dtype === 'auto' ? defaultDtype(d) : dtype });
+  if (device === 'cuda-native' && dtype === 'float32') throw new DeviceError('--device cuda-native runs float16 only; drop --dtype float32 or choose another device');
   if (device === 'cpu') return { target: withDtype('cpu'), note: 'cpu requested' };
   if (device !== 'auto') {
-    const status = await (device === 'cuda' ? probe.cuda() : probe.webgpu());
+    const status = await (device === 'cuda' ? probe.cuda() : device === 'webgpu' ? probe.webgpu() : probe.cudaNative());
     if (!status.available) throw new DeviceError(`--device ${device} is not usable here: ${status.reason}`);
     return { target: withDtype(device), note: `${device} requested: ${status.detail}` };
   }

@@ -1,5 +1,5 @@
 import type * as ort from 'onnxruntime-node';
-import type { DeviceName } from '../device/device.ts';
+import type { OrtDeviceName } from '../device/device.ts';
 import type { KvCacheLayout } from '../onnx/decoder-graph.ts';
 import type { FloatType } from '../onnx/onnx-model.ts';
 import { DeviceKvOps } from './device-kv-ops.ts';
@@ -37,7 +37,7 @@ export class DeviceKvCache implements KvStore {
     this.lengths = new Int32Array(maxBatch);
   }
 
-  static async create(layout: readonly KvCacheLayout[], maxBatch: number, maxContext: number, device: DeviceName, dtype: FloatType): Promise<DeviceKvCache> {
+  static async create(layout: readonly KvCacheLayout[], maxBatch: number, maxContext: number, device: OrtDeviceName, dtype: FloatType): Promise<DeviceKvCache> {
     const cache = new DeviceKvCache(layout, maxBatch, maxContext, await DeviceKvOps.create(device, dtype));
     const capacity = Math.min(INITIAL_CAPACITY, maxContext);
     for (const l of layout) {

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { createOrtSession } from '../device/ort-session.ts';
-import type { DeviceName } from '../device/device.ts';
+import type { OrtDeviceName } from '../device/device.ts';
 import { DataType, type FloatType, floatTypeCode, OnnxGraphBuilder } from '../onnx/onnx-model.ts';
 
 /**
@@ -13,7 +13,7 @@ export class DeviceKvOps {
     private readonly sessions: { zeros: ort.InferenceSession; grow: ort.InferenceSession; shrink: ort.InferenceSession; take: ort.InferenceSession; put: ort.InferenceSession },
   ) {}
 
-  static async create(device: DeviceName, dtype: FloatType): Promise<DeviceKvOps> {
+  static async create(device: OrtDeviceName, dtype: FloatType): Promise<DeviceKvOps> {
     const T = floatTypeCode(dtype);
     const dims = ['b', 'h', 'c', 'd'];
     const make = async (name: string, build: (g: OnnxGraphBuilder) => void): Promise<ort.InferenceSession> => {

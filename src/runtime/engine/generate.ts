@@ -1,6 +1,6 @@
 import type { Tokenizer } from '../tokenizer/types.ts';
 import { ContextLengthError } from './errors.ts';
-import type { ModelSession } from './model-session.ts';
+import type { DecoderSession } from './decoder-session.ts';
 import { type GenerationEvent, type GenerationRequest, Sequence } from './sequence.ts';
 
 /**
@@ -8,7 +8,7 @@ import { type GenerationEvent, type GenerationRequest, Sequence } from './sequen
  * step per token until EOS, a stop string, max tokens, the end of the context or an abort.
  */
 export async function* generate(
-  session: ModelSession,
+  session: DecoderSession,
   tokenizer: Tokenizer,
   request: GenerationRequest,
   slot = 0,
@@ -44,7 +44,7 @@ export async function* generate(
 }
 
 /** Collect a whole generation into text and counts (for callers that do not stream). */
-export async function generateText(session: ModelSession, tokenizer: Tokenizer, request: GenerationRequest): Promise<{ text: string; tokens: number[]; finishReason: string }> {
+export async function generateText(session: DecoderSession, tokenizer: Tokenizer, request: GenerationRequest): Promise<{ text: string; tokens: number[]; finishReason: string }> {
   let text = '';
   const tokens: number[] = [];
   let finishReason = 'length';

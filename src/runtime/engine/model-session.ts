@@ -5,6 +5,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
+import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession } from './decoder-session.ts';
 import { ContextLengthError } from './errors.ts';
 import { KvCache } from './kv-cache.ts';
 import type { KvStore } from './kv-store.ts';
@@ -37,18 +38,14 @@ export interface ModelSessionOptions {
  */
 export const WEBGPU_PREFILL_CHUNK = 16;
 
-/** One token to append to one slot's sequence in a batched decode step. */
-export interface DecodeEntry {
-  slot: number;
-  token: number;
-}
+export type { DecodeEntry } from './decoder-session.ts';
 
 /**
  * An ONNX Runtime session over a model's decoder graph plus its KV cache: the engine's unit of
  * execution. It knows tokens and logits, nothing of text or HTTP. Runs are serialised, because
  * the cache is shared state.
  */
-export class ModelSession {
+export class ModelSession implements DecoderSession {
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -64,6 +61,8 @@ export class ModelSession {
     const maxContext = Math.min(options.maxContext, spec.maxContext);
     if (!(options.maxBatch >= 1)) throw new RangeError(`maxBatch must be at least 1, got ${options.maxBatch}`);
     const target = options.target ?? cpuTarget;
+    const device = target.device;
+    if (device === 'cuda-native') throw new RangeError('cuda-native runs no ONNX graph: open it with createDecoderSession');
     if (options.graph && (options.graph.maxContext !== maxContext || options.graph.dtype !== target.dtype)) {
       throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype}, not ${maxContext} in ${target.dtype}`);
     }
@@ -74,12 +73,12 @@ export class ModelSession {
     const outputLocations: Record<string, OutputLocation> | undefined = onDevice
       ? Object.fromEntries([['logits', 'cpu'], ...graph.kvLayers.flatMap((l) => [[l.presentKey, 'gpu-buffer'], [l.presentValue, 'gpu-buffer']])])
       : undefined;
-    const session = await createOrtSession(graph.model, target.device, {
+    const session = await createOrtSession(graph.model, device, {
       ...(options.threads !== undefined && { threads: options.threads }),
       ...(outputLocations && { outputLocations }),
     });
     const cache: KvStore = onDevice
-      ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, target.device, target.dtype)
+      ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, device, target.dtype)
       : new KvCache(graph.kvLayers, options.maxBatch, maxContext, target.dtype);
     const prefillChunk = options.prefillChunk ?? (target.device === 'webgpu' ? WEBGPU_PREFILL_CHUNK : 512);
     return new ModelSession(spec, session, graph, cache, prefillChunk, target);
@@ -108,7 +107,7 @@ export class ModelSession {
    * every new position ([tokens * vocab]) when the graph was built with logits 'all'.
    */
   async prefill(slot: number, tokens: readonly number[]): Promise<Float32Array> {
-    this.checkSlot(slot);
+    checkSlot(slot, this.maxBatch);
     if (tokens.length === 0) throw new RangeError('prefill needs at least one token');
     const start = this.length(slot);
     if (start + tokens.length > this.maxContext) {
@@ -146,15 +145,7 @@ export class ModelSession {
    */
   async decode(entries: readonly DecodeEntry[]): Promise<Float32Array[]> {
     if (entries.length === 0) return [];
-    const active = new Set<number>();
-    for (const e of entries) {
-      this.checkSlot(e.slot);
-      if (active.has(e.slot)) throw new RangeError(`slot ${e.slot} appears twice in one decode step`);
-      if (this.length(e.slot) >= this.maxContext) {
-        throw new ContextLengthError(`slot ${e.slot} is full: the context of ${this.maxContext} tokens is used up`);
-      }
-      active.add(e.slot);
-    }
+    checkDecodeEntries(this, entries);
     const highest = Math.max(...entries.map((e) => e.slot)) + 1;
     return this.serialised(async () => {
       const rows = this.cache.decodeRows(highest);
@@ -185,10 +176,6 @@ export class ModelSession {
     await this.queue.catch(() => undefined);
     this.cache.release();
     await this.session.release();
-  }
-
-  private checkSlot(slot: number): void {
-    if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxBatch) throw new RangeError(`slot ${slot} is outside 0..${this.maxBatch - 1}`);
   }
 
   private serialised<T>(run: () => Promise<T>): Promise<T> {

@@ -6,7 +6,8 @@ import type { Tokenizer } from '../tokenizer/types.ts';
 import { describeTarget, type DeviceRequest, type DtypeRequest, type ExecutionTarget } from '../device/device.ts';
 import { type DeviceProbe, systemProbe } from '../device/probe.ts';
 import { resolveTarget } from '../device/resolve.ts';
-import { ModelSession } from './model-session.ts';
+import { createDecoderSession } from './create-session.ts';
+import type { DecoderSession } from './decoder-session.ts';
 
 export interface OpenModelOptions {
   /** Checkpoint file or directory; default: the bundled stories260K. */
@@ -29,7 +30,7 @@ export interface OpenModelOptions {
 export interface OpenedModel {
   model: LoadedModel;
   tokenizer: Tokenizer;
-  session: ModelSession;
+  session: DecoderSession;
   target: ExecutionTarget;
   /** How the device was chosen, for the start-up log. */
   deviceNote: string;
@@ -43,7 +44,7 @@ export async function openModel(options: OpenModelOptions = {}): Promise<OpenedM
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
   const resolved = await resolveTarget(options.device ?? 'auto', options.dtype ?? 'auto', options.probe ?? systemProbe());
-  const session = await ModelSession.create(model.spec, model.weights, {
+  const session = await createDecoderSession(model.spec, model.weights, {
     maxBatch: options.maxBatch ?? 1,
     maxContext: options.maxContext ?? model.spec.maxContext,
     ...(options.threads !== undefined && { threads: options.threads }),

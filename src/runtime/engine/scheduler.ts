@@ -1,7 +1,7 @@
 import type { Tokenizer } from '../tokenizer/types.ts';
 import { ContextLengthError } from './errors.ts';
 import { EventChannel } from './event-channel.ts';
-import type { ModelSession } from './model-session.ts';
+import type { DecoderSession } from './decoder-session.ts';
 import { type Scheduler, QueueFullError, SchedulerClosedError, type SchedulerOptions, type SchedulerStats, type RequestHandle } from './scheduler-types.ts';
 import { type FinishReason, type GenerationEvent, type GenerationRequest, Sequence } from './sequence.ts';
 
@@ -20,7 +20,7 @@ interface Entry {
 }
 
 /**
- * Continuous batching over one ModelSession. Each scheduling step: drop aborted or expired
+ * Continuous batching over one DecoderSession. Each scheduling step: drop aborted or expired
  * requests, admit waiting ones into free KV slots, prefill at most `prefillChunk` prompt tokens
  * (so a long prompt delays running decodes by one chunk, not by its whole length), then run one
  * batched decode step for every sequence that has a token to feed. Requests join and leave between
@@ -37,7 +37,7 @@ export class BatchScheduler implements Scheduler {
   private idleWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly session: ModelSession,
+    private readonly session: DecoderSession,
     private readonly tokenizer: Tokenizer,
     private readonly options: SchedulerOptions,
   ) {
