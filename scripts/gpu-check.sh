@@ -13,12 +13,12 @@ cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-${OUT:-bench-out}/gpu-check.json}
 mkdir -p "$(dirname "$out")"
 
-if ! command -v node >/dev/null 2>&1; then
+if ! command -v node >/dev/null 2>&1 || [ ! -d node_modules ]; then
   if [ -f .portable/activate.sh ]; then
     # shellcheck disable=SC1091
     source .portable/activate.sh
   else
-    echo "gpu-check: no node on PATH and no .portable/ here: run scripts/gpu-pack.sh on a machine with Node.js and npm, and bring .portable/ along" >&2
+    echo "gpu-check: no node on PATH or no node_modules, and no .portable/ here: run scripts/gpu-pack.sh on a machine with Node.js and npm, and bring .portable/ along" >&2
     exit 2
   fi
 fi
@@ -46,13 +46,14 @@ fi
 # The WebGPU provider loads libvulkan.so.1 and finds the driver through a Vulkan ICD file. Bare
 # hosts often have the NVIDIA driver without either: use the packed loader, and point Vulkan at
 # the driver's own ICD library when no ICD file is installed.
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' && [ -f .portable/vulkan/libvulkan.so.1 ]; then
+ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+if ! "$ldconfig" -p 2>/dev/null | grep -q "libvulkan.so.1" && [ -f .portable/vulkan/libvulkan.so.1 ]; then
   export LD_LIBRARY_PATH="$PWD/.portable/vulkan${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   echo "gpu-check: using the packed Vulkan loader"
 fi
 if [ -z "${VK_ICD_FILENAMES:-}" ] && ! ls /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json >/dev/null 2>&1; then
   for lib in libGLX_nvidia.so.0 libEGL_nvidia.so.0; do
-    if ldconfig -p 2>/dev/null | grep -q "$lib"; then
+    if "$ldconfig" -p 2>/dev/null | grep -q "$lib"; then
       icd=$(mktemp /tmp/nvidia_icd.XXXXXX.json)
       printf '{"file_format_version":"1.0.1","ICD":{"library_path":"%s","api_version":"1.3"}}\n' "$lib" > "$icd"
       export VK_ICD_FILENAMES="$icd"

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { buildDecoderGraph } from '../../src/runtime/onnx/decoder-graph.ts';
 import { referenceForward } from '../../src/runtime/engine/reference-forward.ts';
 import type { LayerSpec, ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
@@ -131,5 +132,17 @@ describe('KV cache slots', () => {
     const session = await ModelSession.create(uniform, syntheticWeights(uniform, 1), { maxBatch: 1, maxContext: 8, threads: 1 });
     await assert.rejects(session.prefill(0, [1, 2, 3, 4, 5, 6, 7, 8, 9]), { name: 'ContextLengthError', message: /9 tokens exceeds the context of 8/ });
     await session.release();
+  });
+
+  it('reuses a graph built for a longer context, and refuses one that cannot serve the session', async () => {
+    const weights = syntheticWeights(uniform, 1);
+    const graph = buildDecoderGraph(uniform, weights, { maxContext: 64, logits: 'last' });
+    const reused = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph });
+    const fresh = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1 });
+    assert.equal(maxAbsDiff(await reused.prefill(0, [1, 2, 3, 4]), await fresh.prefill(0, [1, 2, 3, 4])), 0);
+    await reused.release();
+    await fresh.release();
+    await assert.rejects(ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 128, threads: 1, graph }), /built for context 64 in float32, not 128/);
+    await assert.rejects(ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph, target: { device: 'cpu', dtype: 'float16' } }), /in float32, not 32 in float16/);
   });
 });

@@ -26,7 +26,7 @@ export interface ModelSessionOptions {
   prefillChunk?: number;
   /** Device and element type; default: CPU, float32. */
   target?: ExecutionTarget;
-  /** A graph already built for this spec, target dtype and context (benchmarks reuse one). */
+  /** A graph already built for this spec and target dtype, for at least this context (benchmarks reuse one). */
   graph?: DecoderGraph;
 }
 
@@ -63,7 +63,8 @@ export class ModelSession implements DecoderSession {
     const target = options.target ?? cpuTarget;
     const device = target.device;
     if (device === 'cuda-native') throw new RangeError('cuda-native runs no ONNX graph: open it with createDecoderSession');
-    if (options.graph && (options.graph.maxContext !== maxContext || options.graph.dtype !== target.dtype)) {
+    // A graph built for a longer context serves a shorter one (its RoPE tables cover more).
+    if (options.graph && (options.graph.maxContext < maxContext || options.graph.dtype !== target.dtype || options.graph.logits !== (options.logits ?? 'last'))) {
       throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype}, not ${maxContext} in ${target.dtype}`);
     }
     const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype });

@@ -271,7 +271,9 @@ napi_value Free(napi_env env, napi_callback_info info) {
   return undefinedValue(env);
 }
 
-// upload(ptr, typedArray): stream-ordered copy host -> device (returns once the source is read)
+// upload(ptr, typedArray): stream-ordered copy host -> device. From pageable memory (every JS
+// array) the call returns once the source has been staged, so the array may be reused at once
+// and no stream synchronisation is needed.
 napi_value Upload(napi_env env, napi_callback_info info) {
   NEED_READY;
   auto a = args(env, info, 2);
@@ -279,7 +281,6 @@ napi_value Upload(napi_env env, napi_callback_info info) {
   size_t bytes = 0;
   if (!typedArrayBytes(env, a[1], &data, &bytes)) return throwError(env, "upload: expected a typed array");
   CHECK_CU(drv.cuMemcpyHtoDAsync(ptrOf(env, a[0]), data, bytes, stream));
-  CHECK_CU(drv.cuStreamSynchronize(stream));
   return undefinedValue(env);
 }
 

@@ -80,6 +80,8 @@ extern "C" __global__ void mop_gemv(float* out, const __half* W, const float* x,
     for (int j = 0; j < GEMV_VEC; j++) acc[j] = 0.f;
     if ((cols % 8) == 0) {
       const uint4* w8 = reinterpret_cast<const uint4*>(w);
+      // Unrolled so each lane has several 16-byte loads in flight: decode is bandwidth-bound.
+#pragma unroll 4
       for (int c = lane; c < cols / 8; c += WARP) {
         const uint4 packed = w8[c];
         const __half2* h = reinterpret_cast<const __half2*>(&packed);
