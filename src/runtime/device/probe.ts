@@ -12,7 +12,7 @@ export type DeviceStatus = { available: true; detail: string } | { available: fa
 
 /** What device resolution needs to know about this machine (injectable, so tests need no GPU). */
 export interface DeviceProbe {
-  /** The NVIDIA driver's version line, or null when no NVIDIA driver is loaded. */
+  /** The NVIDIA driver's version line (or that its device nodes exist), or null when there is none. */
   nvidiaDriver(): string | null;
   cuda(): Promise<DeviceStatus>;
   webgpu(): Promise<DeviceStatus>;
@@ -54,7 +54,8 @@ let webgpuTrial: Promise<DeviceStatus> | undefined;
 
 function readNvidiaDriver(): string | null {
   const path = '/proc/driver/nvidia/version';
-  if (!existsSync(path)) return null;
+  // Some containers get the device nodes without /proc/driver/nvidia.
+  if (!existsSync(path)) return existsSync('/dev/nvidiactl') || existsSync('/dev/nvidia0') ? 'NVIDIA device nodes in /dev' : null;
   try {
     return readFileSync(path, 'utf8').split('\n')[0]!.trim();
   } catch {
