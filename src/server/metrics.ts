@@ -86,6 +86,16 @@ export class ServerMetrics {
     });
     gauge('mop_model_parameters', 'Parameters of the served variant.', (v) => v.parameters);
     gauge('mop_model_compression_ratio', "Fraction of the dense model's block parameters removed (0 = dense).", (v) => v.compressionRatio);
+    new Gauge({
+      name: 'mop_model_info',
+      help: 'Always 1: where each served variant runs (device) and in what element type (dtype).',
+      labelNames: ['model', 'device', 'dtype'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const v of variants()) this.set({ model: v.id, device: v.session.target.device, dtype: v.session.target.dtype }, 1);
+      },
+    });
 
     // Process CPU, memory, event-loop lag, GC: under their usual unprefixed names.
     collectDefaultMetrics({ register: this.registry });

@@ -82,6 +82,7 @@ describe('health, readiness, metrics and aborts', () => {
     assert.ok(now.has(`mop_kv_cache_usage_ratio{${MODEL}}`));
     assert.equal(now.get(`mop_model_parameters{${MODEL}}`), 260032);
     assert.equal(now.get(`mop_model_compression_ratio{${MODEL}}`), 0);
+    assert.equal(now.get(`mop_model_info{device="cpu",dtype="float32",${MODEL}}`), 1);
     // Every series of ours carries the model label; process metrics come along.
     for (const key of now.keys()) if (key.startsWith('mop_') && !key.startsWith('mop_requests_total')) assert.match(key, /model="/, key);
     assert.ok([...now.keys()].some((k) => k.startsWith('process_cpu_user_seconds_total')));
