@@ -19,26 +19,37 @@ export class CudaEmulator implements CudaBinding {
   }
   init(): void {}
   alloc(bytes: number): bigint {
+    this.notCapturing('alloc');
     const p = this.next;
     this.memory.set(p, new ArrayBuffer(Math.max(bytes, 1)));
     this.next += BigInt(Math.ceil(Math.max(bytes, 1) / 256) * 256 + 256);
     return p;
   }
   free(ptr: bigint): void {
+    this.notCapturing('free');
     if (!this.memory.delete(ptr)) throw new Error(`free of unknown pointer ${ptr}`);
   }
   upload(ptr: bigint, data: ArrayBufferView): void {
+    this.notCapturing('upload');
     const dst = new Uint8Array(this.buf(ptr));
     if (data.byteLength > dst.byteLength) throw new Error(`upload of ${data.byteLength} bytes into ${dst.byteLength}`);
     dst.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
   download(ptr: bigint, into: ArrayBufferView): void {
+    this.notCapturing('download');
     const src = new Uint8Array(this.buf(ptr));
     if (into.byteLength > src.byteLength) throw new Error(`download of ${into.byteLength} bytes from ${src.byteLength}`);
     new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(src.subarray(0, into.byteLength));
   }
   setMaxDynamicShared(): void {}
-  synchronize(): void {}
+  synchronize(): void {
+    this.notCapturing('synchronize');
+  }
+
+  /** Copies, allocations and synchronisation are illegal inside a CUDA stream capture. */
+  private notCapturing(what: string): void {
+    if (this.capture) throw new Error(`${what} during a CUDA graph capture`);
+  }
   captureBegin(): void {
     this.capture = [];
   }
@@ -52,8 +63,14 @@ export class CudaEmulator implements CudaBinding {
     for (const run of graph as unknown as (() => void)[]) run();
   }
 
-  launch(kernel: string, grid: [number, number, number], _block: [number, number, number], _shared: number, types: string, values: LaunchValue[]): void {
+  launch(kernel: string, grid: [number, number, number], block: [number, number, number], shared: number, types: string, values: LaunchValue[]): void {
     if (types.length !== values.length) throw new Error(`${kernel}: ${types.length} types for ${values.length} values`);
+    if (kernel === 'mop_attention') {
+      // The kernel's shared layout: 32 reduction floats, blockDim partial sums, then maxContext scores.
+      if (block[0] !== 256) throw new Error(`mop_attention wants 256 threads, got ${block[0]}`);
+      if (shared < (32 + block[0] + Number(values[9])) * 4) throw new Error(`mop_attention: ${shared} shared bytes are too few`);
+    }
+    if (kernel === 'mop_gemv' && block[0] !== 8 * 32) throw new Error(`mop_gemv wants 8 warps, got ${block[0]} threads`);
     const expected = signatures[kernel];
     if (!expected) throw new Error(`no kernel ${kernel}`);
     if (expected !== types) throw new Error(`${kernel}: argument types '${types}', the kernel takes '${expected}'`);
@@ -141,8 +158,9 @@ const kernels: Record<string, Kernel> = {
       for (let i = 0; i < H; i++) o[r * H + i] = f(f(x[r * H + i]! * scale) * half(g[i]!));
     }
   },
-  mop_gemv(e, _grid, [out, W, x, rows, rowsOut, cols, accumulate]) {
-    const y = e.f32(out), w = e.f16(W), xs = e.f32(x), R = n(rows!), O = n(rowsOut!), C = n(cols!);
+  mop_gemv(e, grid, [out, W, x, rows, rowsOut, cols, accumulate]) {
+    const y = e.f32(out), w = e.f16(W), xs = e.f32(x), R = n(rows!), C = n(cols!);
+    const O = Math.min(n(rowsOut!), grid[0] * 8); // one warp per output row, 8 per block
     const wf = new Float32Array(C);
     for (let o = 0; o < O; o++) {
       for (let c = 0; c < C; c++) wf[c] = half(w[o * C + c]!);
@@ -211,9 +229,9 @@ const kernels: Record<string, Kernel> = {
       }
     }
   },
-  mop_silu_mul(e, _grid, [gate, up, count]) {
+  mop_silu_mul(e, grid, [gate, up, count]) {
     const g = e.f32(gate), u = e.f32(up);
-    for (let i = 0; i < n(count!); i++) g[i] = f(f(g[i]! / f(1 + Math.exp(-g[i]!))) * u[i]!);
+    for (let i = 0; i < Math.min(n(count!), grid[0] * 256); i++) g[i] = f(f(g[i]! / f(1 + Math.exp(-g[i]!))) * u[i]!);
   },
   mop_gather_rows(e, grid, [dst, src, rows, width]) {
     const d = e.f32(dst), s = e.f32(src), r = e.i32(rows), W = n(width!);

@@ -82,7 +82,13 @@ describe('native CUDA decoder (kernels emulated in JavaScript: checks the orches
     await assert.rejects(gpu.prefill(2, [1]), /slot 2 is outside 0\.\.1/);
     await assert.rejects(gpu.prefill(0, Array(9).fill(1)), /sequence of 9 tokens exceeds the context of 8 tokens/);
     await assert.rejects(gpu.decode([{ slot: 0, token: 1 }, { slot: 0, token: 2 }]), /slot 0 appears twice/);
+    await assert.rejects(gpu.prefill(0, [1, m.spec.vocabSize]), /row 1: token id 512 outside the vocabulary 0\.\.511/);
     await gpu.release();
+    const long = syntheticSpec({ vocabSize: 64, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 32, maxContext: 65536 });
+    await assert.rejects(
+      NativeCudaSession.create(long, syntheticWeights(long, 1), { maxBatch: 1, maxContext: 65536, binding: new CudaEmulator() }),
+      /context 65536 is too long for the native attention kernel, .*use --context 40960 or less/,
+    );
   });
 });
 
@@ -108,6 +114,25 @@ describe('native CUDA addon build (src/runtime/cuda/build.sh)', () => {
       assert.throws(() => binding.init(), /libcuda\.so\.1|no GPU|cuInit/);
       assert.throws(() => binding.alloc(16), /CUDA is not initialised|libcuda/);
     }
+  });
+
+  it('reports a driver that cannot start every time, never as usable (stub libcuda.so.1)', { skip: nvcc ? false : 'no nvcc on this machine' }, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mop-cuda-stub-'));
+    const build = spawnSync('bash', [path.join(root, 'src/runtime/cuda/build.sh')], { env: { ...process.env, MOP_CUDA_BUILD_DIR: dir }, encoding: 'utf8', timeout: 180_000 });
+    assert.equal(build.status, 0, build.stderr);
+    // Every entry point the addon resolves; cuInit says "no device" like a driver without a GPU.
+    const names = ['cuDriverGetVersion', 'cuDeviceGetCount', 'cuDeviceGet', 'cuDeviceGetName', 'cuDeviceGetAttribute', 'cuDeviceTotalMem_v2', 'cuDevicePrimaryCtxRetain', 'cuCtxSetCurrent', 'cuModuleLoadData', 'cuModuleGetFunction', 'cuFuncSetAttribute', 'cuMemAlloc_v2', 'cuMemFree_v2', 'cuMemsetD8Async', 'cuMemcpyHtoD_v2', 'cuMemcpyDtoHAsync_v2', 'cuStreamCreate', 'cuStreamSynchronize', 'cuLaunchKernel', 'cuStreamBeginCapture_v2', 'cuStreamEndCapture', 'cuGraphInstantiateWithFlags', 'cuGraphLaunch', 'cuGraphExecDestroy', 'cuGraphDestroy'];
+    const source = [...names.map((n) => `int ${n}(void) { return 999; }`), 'int cuInit(unsigned f) { return 100; }', 'int cuGetErrorString(int e, const char** s) { *s = "no CUDA-capable device is detected"; return 0; }'].join('\n');
+    fs.writeFileSync(path.join(dir, 'stub.c'), source);
+    const cc = spawnSync('gcc', ['-shared', '-fPIC', '-o', path.join(dir, 'libcuda.so.1'), path.join(dir, 'stub.c')], { encoding: 'utf8' });
+    assert.equal(cc.status, 0, cc.stderr);
+    const script = `const b = require(${JSON.stringify(path.join(dir, 'mop_cuda.node'))}); const out = [b.probe(), b.probe()]; try { b.init(); out.push('init ok'); } catch (e) { out.push(e.message); } console.log(JSON.stringify(out));`;
+    const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, LD_LIBRARY_PATH: dir }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const [first, second, init] = JSON.parse(r.stdout) as [{ ok: boolean; error: string }, { ok: boolean; error: string }, string];
+    assert.deepEqual(first, { ok: false, error: 'cuInit failed: no CUDA-capable device is detected (100); check that the GPU is visible (nvidia-smi)' });
+    assert.deepEqual(second, first);
+    assert.equal(init, first.error);
   });
 
   it('mop generate --device cuda-native says what is missing in one line', async () => {

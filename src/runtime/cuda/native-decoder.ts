@@ -33,6 +33,8 @@ interface LayerBuffers {
 }
 
 const BLOCK = 256;
+/** Positions whose attention scores fit the opt-in shared memory of an A100 (163 KiB) and up. */
+export const MAX_NATIVE_CONTEXT = 40_960;
 const GEMV_ROWS_PER_BLOCK = 8; // kernels.cu
 
 /**
@@ -64,6 +66,9 @@ export class NativeDecoder {
   static create(cuda: CudaBinding, spec: ModelSpec, weights: Weights, options: NativeDecoderOptions): NativeDecoder {
     for (const [i, l] of spec.layers.entries()) {
       if (l.heads > 0 && (l.headDim > BLOCK || l.headDim % 2 !== 0)) throw new RangeError(`layer ${i}: head size ${l.headDim} is not supported by the native kernels (even, at most ${BLOCK})`);
+    }
+    if (options.maxContext > MAX_NATIVE_CONTEXT) {
+      throw new RangeError(`context ${options.maxContext} is too long for the native attention kernel, which keeps a sequence's scores in shared memory: use --context ${MAX_NATIVE_CONTEXT} or less`);
     }
     cuda.init();
     const d = new NativeDecoder(cuda, spec, { ...options, maxTokens: Math.max(options.maxTokens, options.maxBatch) });
@@ -150,7 +155,7 @@ export class NativeDecoder {
       gate: f32(maxTokens * maxFfn),
       up: f32(maxTokens * maxFfn),
       gathered: f32(maxTokens * H),
-      logits: f32(maxTokens * spec.vocabSize),
+      logits: f32(maxBatch * spec.vocabSize), // decode: one row per slot; prefill: the last row
     };
     this.io = { tokens: f32(maxTokens), positions: f32(maxTokens), slots: f32(maxTokens), logitRows: f32(maxTokens) };
     // Scores of every position in shared memory, plus reduction space (kernels.cu mop_attention).
@@ -168,8 +173,10 @@ export class NativeDecoder {
     const m = logitRows.length;
     const { maxTokens, maxContext, maxBatch } = this.options;
     if (n === 0 || n > maxTokens) throw new RangeError(`a pass takes 1..${maxTokens} token rows, got ${n}`);
-    if (m === 0 || m > n) throw new RangeError(`logit rows must be 1..${n}, got ${m}`);
+    if (m === 0 || m > Math.min(n, maxBatch)) throw new RangeError(`logit rows must be 1..${Math.min(n, maxBatch)}, got ${m}`);
+    const V = this.spec.vocabSize;
     for (let r = 0; r < n; r++) {
+      if (!(tokens[r]! >= 0 && tokens[r]! < V)) throw new RangeError(`row ${r}: token id ${tokens[r]} outside the vocabulary 0..${V - 1}`);
       if (!(positions[r]! >= 0 && positions[r]! < maxContext)) throw new RangeError(`row ${r}: position ${positions[r]} outside 0..${maxContext - 1}`);
       if (!(slots[r]! >= 0 && slots[r]! < maxBatch)) throw new RangeError(`row ${r}: slot ${slots[r]} outside 0..${maxBatch - 1}`);
     }
@@ -185,7 +192,11 @@ export class NativeDecoder {
         try {
           this.launchAll(n, m);
         } catch (e) {
-          this.cuda.captureEnd(); // end the capture; the partial graph is dropped
+          try {
+            this.cuda.captureEnd(); // end the capture; the partial graph is dropped
+          } catch {
+            // an invalidated capture fails to end: the launch error above is the one to report
+          }
           throw e;
         }
         graph = this.cuda.captureEnd();

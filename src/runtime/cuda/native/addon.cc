@@ -47,7 +47,7 @@ struct Driver {
   CUresult (*cuMemAlloc)(CUdeviceptr*, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
-  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void*, size_t, CUstream);
+  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void*, size_t);
   CUresult (*cuMemcpyDtoHAsync)(void*, CUdeviceptr, size_t, CUstream);
   CUresult (*cuStreamCreate)(CUstream*, unsigned);
   CUresult (*cuStreamSynchronize)(CUstream);
@@ -85,8 +85,8 @@ bool sym(F& f, const char* name) {
 
 // dlopen libcuda and resolve every entry point once; records why not in loadError.
 bool loadDriver() {
+  if (!loadError.empty()) return false;  // a failure is final: never half-loaded
   if (drv.lib) return true;
-  if (!loadError.empty()) return false;
   drv.lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!drv.lib) {
     loadError = std::string("no NVIDIA driver: libcuda.so.1 could not be loaded (") + dlerror() + "); install the NVIDIA driver, or give the container the GPU (docker run --gpus all)";
@@ -97,7 +97,7 @@ bool loadDriver() {
             sym(drv.cuDeviceTotalMem, "cuDeviceTotalMem_v2") && sym(drv.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain") &&
             sym(drv.cuCtxSetCurrent, "cuCtxSetCurrent") && sym(drv.cuModuleLoadData, "cuModuleLoadData") && sym(drv.cuModuleGetFunction, "cuModuleGetFunction") &&
             sym(drv.cuFuncSetAttribute, "cuFuncSetAttribute") && sym(drv.cuMemAlloc, "cuMemAlloc_v2") && sym(drv.cuMemFree, "cuMemFree_v2") &&
-            sym(drv.cuMemsetD8Async, "cuMemsetD8Async") && sym(drv.cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2") && sym(drv.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2") &&
+            sym(drv.cuMemsetD8Async, "cuMemsetD8Async") && sym(drv.cuMemcpyHtoD, "cuMemcpyHtoD_v2") && sym(drv.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2") &&
             sym(drv.cuStreamCreate, "cuStreamCreate") && sym(drv.cuStreamSynchronize, "cuStreamSynchronize") && sym(drv.cuLaunchKernel, "cuLaunchKernel") &&
             sym(drv.cuStreamBeginCapture, "cuStreamBeginCapture_v2") && sym(drv.cuStreamEndCapture, "cuStreamEndCapture") &&
             sym(drv.cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags") && sym(drv.cuGraphLaunch, "cuGraphLaunch") &&
@@ -217,6 +217,10 @@ napi_value Probe(napi_env env, napi_callback_info) {
   return out;
 }
 
+const char* const kKernels[] = {"mop_embed", "mop_rmsnorm", "mop_gemv", "mop_rope_store", "mop_attention", "mop_silu_mul", "mop_gather_rows"};
+
+CUfunction function(napi_env env, const std::string& name);
+
 // init(): context on GPU 0, the kernels module, one stream. Idempotent.
 napi_value Init(napi_env env, napi_callback_info) {
   if (ready) return undefinedValue(env);
@@ -230,6 +234,10 @@ napi_value Init(napi_env env, napi_callback_info) {
                                " (they are built for sm_80/sm_90 with a CUDA 13 toolkit; an older driver or another GPU needs a rebuild with scripts in src/runtime/cuda)");
   CHECK_CU(drv.cuStreamCreate(&stream, 0));
   ready = true;
+  // Resolve every kernel now: with lazy module loading (the default since CUDA 12.2) the first
+  // lookup loads the kernel, which must not happen inside a graph capture.
+  for (const char* name : kKernels)
+    if (!function(env, name)) return nullptr;
   return undefinedValue(env);
 }
 
@@ -271,16 +279,16 @@ napi_value Free(napi_env env, napi_callback_info info) {
   return undefinedValue(env);
 }
 
-// upload(ptr, typedArray): stream-ordered copy host -> device. From pageable memory (every JS
-// array) the call returns once the source has been staged, so the array may be reused at once
-// and no stream synchronisation is needed.
+// upload(ptr, typedArray): copy host -> device with the synchronous cuMemcpyHtoD, whose documented
+// behaviour for pageable memory (every JS array) is to return once the source has been staged;
+// our stream is a blocking one, so the copy is ordered with its work.
 napi_value Upload(napi_env env, napi_callback_info info) {
   NEED_READY;
   auto a = args(env, info, 2);
   void* data = nullptr;
   size_t bytes = 0;
   if (!typedArrayBytes(env, a[1], &data, &bytes)) return throwError(env, "upload: expected a typed array");
-  CHECK_CU(drv.cuMemcpyHtoDAsync(ptrOf(env, a[0]), data, bytes, stream));
+  CHECK_CU(drv.cuMemcpyHtoD(ptrOf(env, a[0]), data, bytes));
   return undefinedValue(env);
 }
 

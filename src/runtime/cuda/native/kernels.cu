@@ -83,6 +83,7 @@ extern "C" __global__ void mop_gemv(float* out, const __half* W, const float* x,
       // Unrolled so each lane has several 16-byte loads in flight: decode is bandwidth-bound.
 #pragma unroll 4
       for (int c = lane; c < cols / 8; c += WARP) {
+        // x rows are 32-byte aligned here (cols % 8 == 0): two float4 loads per row.
         const uint4 packed = w8[c];
         const __half2* h = reinterpret_cast<const __half2*>(&packed);
         float wf[8];
@@ -95,9 +96,9 @@ extern "C" __global__ void mop_gemv(float* out, const __half* W, const float* x,
 #pragma unroll
         for (int j = 0; j < GEMV_VEC; j++) {
           if (j < m) {
-            const float* xr = x + (size_t)(r0 + j) * cols + c * 8;
-#pragma unroll
-            for (int k = 0; k < 8; k++) acc[j] += wf[k] * xr[k];
+            const float4* xr = reinterpret_cast<const float4*>(x + (size_t)(r0 + j) * cols + c * 8);
+            const float4 a = xr[0], b = xr[1];
+            acc[j] += wf[0] * a.x + wf[1] * a.y + wf[2] * a.z + wf[3] * a.w + wf[4] * b.x + wf[5] * b.y + wf[6] * b.z + wf[7] * b.w;
           }
         }
       }
