@@ -43,6 +43,11 @@ export function systemProbe(): DeviceProbe {
     cudaNative: async () => {
       const load = loadCudaBinding();
       if (!load.binding) return { available: false, reason: load.reason };
+      try {
+        load.binding.init(); // context + kernels: a driver that refuses them says so here
+      } catch (e) {
+        return { available: false, reason: String((e as Error).message ?? e) };
+      }
       const p = load.probe;
       return { available: true, detail: p.ok ? `native CUDA decoder on ${p.name} (compute ${p.computeCapability}, driver ${p.driverVersion})` : 'native CUDA decoder' };
     },
