@@ -135,9 +135,9 @@ const signatures: Record<string, string> = {
   mop_embed: 'pppi',
   mop_rmsnorm: 'pppif',
   mop_gemv: 'pppiiii',
-  mop_rope_store: 'ppppppppiiii',
+  mop_rope_store: 'ppppppiiii',
   mop_attention: 'ppppppiiiif',
-  mop_silu_mul: 'ppi',
+  mop_silu_mul: 'ppii',
   mop_gather_rows: 'pppi',
 };
 
@@ -171,8 +171,8 @@ const kernels: Record<string, Kernel> = {
       }
     }
   },
-  mop_rope_store(e, grid, [q, k, v, positions, slots, invFreq, kCache, vCache, heads, kvHeads, headDim, maxContext]) {
-    const Q = e.f32(q), K = e.f32(k), V = e.f32(v), pos = e.i32(positions), sl = e.i32(slots), inv = e.f32(invFreq), kc = e.f16(kCache), vc = e.f16(vCache);
+  mop_rope_store(e, grid, [qkv, positions, slots, invFreq, kCache, vCache, heads, kvHeads, headDim, maxContext]) {
+    const QKV = e.f32(qkv), pos = e.i32(positions), sl = e.i32(slots), inv = e.f32(invFreq), kc = e.f16(kCache), vc = e.f16(vCache);
     const nh = n(heads!), nkv = n(kvHeads!), D = n(headDim!), M = n(maxContext!), half2 = D / 2;
     const rotate = (a: Float32Array, base: number, count: number, p: number) => {
       for (let h = 0; h < count; h++) {
@@ -186,27 +186,30 @@ const kernels: Record<string, Kernel> = {
         }
       }
     };
+    const width = (nh + 2 * nkv) * D;
     for (let r = 0; r < grid[0]; r++) {
       const p = pos[r]!;
-      rotate(Q, r * nh * D, nh, p);
-      rotate(K, r * nkv * D, nkv, p);
+      const q = r * width, k = q + nh * D, v = k + nkv * D;
+      rotate(QKV, q, nh, p);
+      rotate(QKV, k, nkv, p);
       const slotBase = sl[r]! * nkv * M * D;
       for (let t = 0; t < nkv * D; t++) {
         const h = Math.floor(t / D), d = t % D;
         const at = slotBase + (h * M + p) * D + d;
-        kc[at] = toHalf(K[r * nkv * D + t]!);
-        vc[at] = toHalf(V[r * nkv * D + t]!);
+        kc[at] = toHalf(QKV[k + t]!);
+        vc[at] = toHalf(QKV[v + t]!);
       }
     }
   },
-  mop_attention(e, grid, [out, q, kCache, vCache, positions, slots, heads, kvHeads, headDim, maxContext, scale]) {
-    const O = e.f32(out), Q = e.f32(q), kc = e.f16(kCache), vc = e.f16(vCache), pos = e.i32(positions), sl = e.i32(slots);
+  mop_attention(e, grid, [out, qkv, kCache, vCache, positions, slots, heads, kvHeads, headDim, maxContext, scale]) {
+    const O = e.f32(out), Q = e.f32(qkv), kc = e.f16(kCache), vc = e.f16(vCache), pos = e.i32(positions), sl = e.i32(slots);
     const nh = n(heads!), nkv = n(kvHeads!), D = n(headDim!), M = n(maxContext!), sc = f(n(scale!));
     for (let r = 0; r < grid[0]; r++) {
       for (let h = 0; h < grid[1]; h++) {
         const kvh = Math.floor(h / (nh / nkv));
         const len = pos[r]! + 1;
-        const qh = (r * nh + h) * D;
+        const qh = r * (nh + 2 * nkv) * D + h * D;
+        const oh = (r * nh + h) * D;
         const base = (sl[r]! * nkv + kvh) * M * D;
         const scores = new Float64Array(len);
         let m = -Infinity;
@@ -224,14 +227,18 @@ const kernels: Record<string, Kernel> = {
         for (let d = 0; d < D; d++) {
           let acc = 0;
           for (let j = 0; j < len; j++) acc += scores[j]! * half(vc[base + j * D + d]!);
-          O[qh + d] = f(acc / sum);
+          O[oh + d] = f(acc / sum);
         }
       }
     }
   },
-  mop_silu_mul(e, grid, [gate, up, count]) {
-    const g = e.f32(gate), u = e.f32(up);
-    for (let i = 0; i < Math.min(n(count!), grid[0] * 256); i++) g[i] = f(f(g[i]! / f(1 + Math.exp(-g[i]!))) * u[i]!);
+  mop_silu_mul(e, grid, [act, gu, rows, ffn]) {
+    const a = e.f32(act), x = e.f32(gu), F = n(ffn!);
+    for (let i = 0; i < Math.min(n(rows!) * F, grid[0] * 256); i++) {
+      const r = Math.floor(i / F), c = i % F;
+      const g = x[r * 2 * F + c]!;
+      a[i] = f(f(g / f(1 + Math.exp(-g))) * x[r * 2 * F + F + c]!);
+    }
   },
   mop_gather_rows(e, grid, [dst, src, rows, width]) {
     const d = e.f32(dst), s = e.f32(src), r = e.i32(rows), W = n(width!);

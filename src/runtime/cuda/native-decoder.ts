@@ -1,6 +1,6 @@
 import { encodeF16 } from '../model/half.ts';
 import { type ModelSpec, weightName } from '../model/spec.ts';
-import type { Weights } from '../model/tensor.ts';
+import { concatFloat32, type Weights } from '../model/tensor.ts';
 import { ropeInverseFrequencies } from '../onnx/rope-cache.ts';
 import type { CudaBinding, CudaGraph, LaunchValue } from './native-binding.ts';
 
@@ -19,16 +19,15 @@ interface LayerBuffers {
   headDim: number;
   ffn: number;
   attnNorm?: bigint;
-  wq?: bigint;
-  wk?: bigint;
-  wv?: bigint;
+  /** [Wq; Wk; Wv] stacked: one GEMV computes the whole projection. */
+  wQkv?: bigint;
   wo?: bigint;
   kCache?: bigint;
   vCache?: bigint;
   invFreq?: bigint;
   mlpNorm?: bigint;
-  wGate?: bigint;
-  wUp?: bigint;
+  /** [Wgate; Wup] stacked. */
+  wGateUp?: bigint;
   wDown?: bigint;
 }
 
@@ -43,8 +42,10 @@ const GEMV_ROWS_PER_BLOCK = 8; // kernels.cu
  * per attention layer. Every layer follows its own LayerSpec, so pruned models need nothing
  * special. Token rows of one pass may belong to different slots (a decode batch) or to one slot
  * (a prefill chunk, causal within the chunk because K/V are stored before attention reads them).
- * Passes of the same row count whose logits are wanted for every row (decode steps) are captured
- * once as a CUDA graph and replayed: one launch per step instead of ~10 per layer.
+ * Q/K/V and gate/up are stacked into one matrix each, so a layer is 9 kernels: RMSNorm, QKV GEMV,
+ * RoPE + cache store, attention, O GEMV (adding into the residual), RMSNorm, gate/up GEMV, SiLU·up,
+ * down GEMV (adding into the residual). Passes of the same row count whose logits are wanted for
+ * every row (decode steps) are captured once as a CUDA graph and replayed: one launch per step.
  */
 export class NativeDecoder {
   private readonly buffers: bigint[] = [];
@@ -54,7 +55,7 @@ export class NativeDecoder {
   private finalNorm = 0n;
   private lmHead = 0n;
   private io!: { tokens: bigint; positions: bigint; slots: bigint; logitRows: bigint };
-  private act!: { x: bigint; xn: bigint; q: bigint; k: bigint; v: bigint; att: bigint; gate: bigint; up: bigint; gathered: bigint; logits: bigint };
+  private act!: { x: bigint; xn: bigint; qkv: bigint; att: bigint; gateUp: bigint; act: bigint; gathered: bigint; logits: bigint };
   private attentionShared = 0;
 
   private constructor(
@@ -91,8 +92,10 @@ export class NativeDecoder {
     return p;
   }
 
-  private half(t: { data: Float32Array }): bigint {
-    const bytes = encodeF16(t.data);
+  /** Upload tensors as float16, stacked row-wise into one matrix. */
+  private half(...tensors: { data: Float32Array }[]): bigint {
+    const all = tensors.length === 1 ? tensors[0]!.data : concatFloat32(tensors.map((t) => t.data));
+    const bytes = encodeF16(all);
     const p = this.alloc(bytes.byteLength);
     this.cuda.upload(p, bytes);
     return p;
@@ -111,15 +114,13 @@ export class NativeDecoder {
     this.lmHead = spec.tiedEmbeddings ? this.embed : this.half(w(weightName.lmHead));
     const freqs = new Map<number, bigint>();
     let maxQ = 1;
-    let maxKv = 1;
+    let maxQkv = 1;
     let maxFfn = 1;
     spec.layers.forEach((l, i) => {
       const b: LayerBuffers = { ...l };
       if (l.heads > 0) {
         b.attnNorm = this.half(w(weightName.attnNorm(i)));
-        b.wq = this.half(w(weightName.q(i)));
-        b.wk = this.half(w(weightName.k(i)));
-        b.wv = this.half(w(weightName.v(i)));
+        b.wQkv = this.half(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)));
         b.wo = this.half(w(weightName.o(i)));
         const cacheBytes = maxBatch * l.kvHeads * maxContext * l.headDim * 2;
         b.kCache = this.alloc(cacheBytes);
@@ -132,12 +133,11 @@ export class NativeDecoder {
         }
         b.invFreq = freqs.get(l.headDim)!;
         maxQ = Math.max(maxQ, l.heads * l.headDim);
-        maxKv = Math.max(maxKv, l.kvHeads * l.headDim);
+        maxQkv = Math.max(maxQkv, (l.heads + 2 * l.kvHeads) * l.headDim);
       }
       if (l.ffn > 0) {
         b.mlpNorm = this.half(w(weightName.mlpNorm(i)));
-        b.wGate = this.half(w(weightName.gate(i)));
-        b.wUp = this.half(w(weightName.up(i)));
+        b.wGateUp = this.half(w(weightName.gate(i)), w(weightName.up(i)));
         b.wDown = this.half(w(weightName.down(i)));
         maxFfn = Math.max(maxFfn, l.ffn);
       }
@@ -148,12 +148,10 @@ export class NativeDecoder {
     this.act = {
       x: f32(maxTokens * H),
       xn: f32(maxTokens * H),
-      q: f32(maxTokens * maxQ),
-      k: f32(maxTokens * maxKv),
-      v: f32(maxTokens * maxKv),
+      qkv: f32(maxTokens * maxQkv),
       att: f32(maxTokens * maxQ),
-      gate: f32(maxTokens * maxFfn),
-      up: f32(maxTokens * maxFfn),
+      gateUp: f32(maxTokens * 2 * maxFfn),
+      act: f32(maxTokens * maxFfn),
       gathered: f32(maxTokens * H),
       logits: f32(maxBatch * spec.vocabSize), // decode: one row per slot; prefill: the last row
     };
@@ -222,23 +220,19 @@ export class NativeDecoder {
     for (const l of this.layers) {
       if (l.heads > 0) {
         const q = l.heads * l.headDim;
-        const kv = l.kvHeads * l.headDim;
         rmsnorm(act.xn, act.x, l.attnNorm!, n);
-        gemv(act.q, l.wq!, act.xn, n, q, H, false);
-        gemv(act.k, l.wk!, act.xn, n, kv, H, false);
-        gemv(act.v, l.wv!, act.xn, n, kv, H, false);
-        const ropeArgs: LaunchValue[] = [act.q, act.k, act.v, io.positions, io.slots, l.invFreq!, l.kCache!, l.vCache!, l.heads, l.kvHeads, l.headDim, maxContext];
-        cuda.launch('mop_rope_store', [n, 1, 1], [128, 1, 1], 0, 'ppppppppiiii', ropeArgs);
-        const attArgs: LaunchValue[] = [act.att, act.q, l.kCache!, l.vCache!, io.positions, io.slots, l.heads, l.kvHeads, l.headDim, maxContext, 1 / Math.sqrt(l.headDim)];
+        gemv(act.qkv, l.wQkv!, act.xn, n, (l.heads + 2 * l.kvHeads) * l.headDim, H, false);
+        const ropeArgs: LaunchValue[] = [act.qkv, io.positions, io.slots, l.invFreq!, l.kCache!, l.vCache!, l.heads, l.kvHeads, l.headDim, maxContext];
+        cuda.launch('mop_rope_store', [n, 1, 1], [128, 1, 1], 0, 'ppppppiiii', ropeArgs);
+        const attArgs: LaunchValue[] = [act.att, act.qkv, l.kCache!, l.vCache!, io.positions, io.slots, l.heads, l.kvHeads, l.headDim, maxContext, 1 / Math.sqrt(l.headDim)];
         cuda.launch('mop_attention', [n, l.heads, 1], [BLOCK, 1, 1], this.attentionShared, 'ppppppiiiif', attArgs);
         gemv(act.x, l.wo!, act.att, n, H, q, true);
       }
       if (l.ffn > 0) {
         rmsnorm(act.xn, act.x, l.mlpNorm!, n);
-        gemv(act.gate, l.wGate!, act.xn, n, l.ffn, H, false);
-        gemv(act.up, l.wUp!, act.xn, n, l.ffn, H, false);
-        cuda.launch('mop_silu_mul', [Math.ceil((n * l.ffn) / BLOCK), 1, 1], [BLOCK, 1, 1], 0, 'ppi', [act.gate, act.up, n * l.ffn]);
-        gemv(act.x, l.wDown!, act.gate, n, H, l.ffn, true);
+        gemv(act.gateUp, l.wGateUp!, act.xn, n, 2 * l.ffn, H, false);
+        cuda.launch('mop_silu_mul', [Math.ceil((n * l.ffn) / BLOCK), 1, 1], [BLOCK, 1, 1], 0, 'ppii', [act.act, act.gateUp, n, l.ffn]);
+        gemv(act.x, l.wDown!, act.act, n, H, l.ffn, true);
       }
     }
     cuda.launch('mop_gather_rows', [m, 1, 1], [BLOCK, 1, 1], 0, 'pppi', [act.gathered, act.x, io.logitRows, H]);

@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { cpuTarget, type ExecutionTarget } from '../device/device.ts';
 import { createOrtSession, type OutputLocation } from '../device/ort-session.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import type { Weights } from '../model/tensor.ts';
+import { concatFloat32, type Weights } from '../model/tensor.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
 import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession } from './decoder-session.ts';
@@ -135,7 +135,7 @@ export class ModelSession implements DecoderSession {
         parts.push(out.logits!.data as Float32Array);
       }
       if (this.graph.logits === 'last') return parts[parts.length - 1]!;
-      return concat(parts);
+      return concatFloat32(parts);
     });
   }
 
@@ -186,12 +186,3 @@ export class ModelSession implements DecoderSession {
   }
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}

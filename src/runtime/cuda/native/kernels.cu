@@ -137,14 +137,16 @@ __device__ void rope_rows(float* row, int count, int headDim, int pos, const flo
   }
 }
 
-// RoPE (rotate-half) on q and k of each token row, then k and v into the cache at the row's slot
-// and position. invFreq: [headDim / 2]. grid: n blocks.
-extern "C" __global__ void mop_rope_store(float* q, float* k, const float* v, const int* positions, const int* slots, const float* invFreq,
+// RoPE (rotate-half) on q and k of each token row of the fused projection qkv
+// ([n, (heads + 2·kvHeads)·headDim]: q, then k, then v), then k and v into the cache at the row's
+// slot and position. invFreq: [headDim / 2]. grid: n blocks.
+extern "C" __global__ void mop_rope_store(float* qkv, const int* positions, const int* slots, const float* invFreq,
                                           __half* kCache, __half* vCache, int heads, int kvHeads, int headDim, int maxContext) {
   const int r = blockIdx.x;
   const int pos = positions[r];
-  float* qr = q + (size_t)r * heads * headDim;
-  float* kr = k + (size_t)r * kvHeads * headDim;
+  float* qr = qkv + (size_t)r * (heads + 2 * kvHeads) * headDim;
+  float* kr = qr + heads * headDim;
+  const float* vr = kr + kvHeads * headDim;
   rope_rows(qr, heads, headDim, pos, invFreq);
   rope_rows(kr, kvHeads, headDim, pos, invFreq);
   __syncthreads();
@@ -153,14 +155,15 @@ extern "C" __global__ void mop_rope_store(float* q, float* k, const float* v, co
     const int h = t / headDim, d = t % headDim;
     const size_t at = slotBase + ((size_t)h * maxContext + pos) * headDim + d;
     kCache[at] = __float2half(kr[t]);
-    vCache[at] = __float2half(v[(size_t)r * kvHeads * headDim + t]);
+    vCache[at] = __float2half(vr[t]);
   }
 }
 
 // Causal grouped-query attention of one query head of one token row over its slot's cache
 // positions [0, position]. Scores live in dynamic shared memory (maxContext floats).
 // grid: (n, heads), block: 256 threads; dynamic shared: maxContext * 4 + 2 KiB.
-extern "C" __global__ void mop_attention(float* out, const float* q, const __half* kCache, const __half* vCache, const int* positions, const int* slots,
+// q is read from the fused projection qkv ([n, (heads + 2·kvHeads)·headDim], q first).
+extern "C" __global__ void mop_attention(float* out, const float* qkv, const __half* kCache, const __half* vCache, const int* positions, const int* slots,
                                          int heads, int kvHeads, int headDim, int maxContext, float scale) {
   extern __shared__ float smem[];
   float* reduce = smem;            // WARP floats
@@ -169,7 +172,7 @@ extern "C" __global__ void mop_attention(float* out, const float* q, const __hal
   const int r = blockIdx.x, h = blockIdx.y;
   const int kvh = h / (heads / kvHeads);
   const int len = positions[r] + 1;
-  const float* qh = q + ((size_t)r * heads + h) * headDim;
+  const float* qh = qkv + (size_t)r * (heads + 2 * kvHeads) * headDim + (size_t)h * headDim;
   const size_t base = ((size_t)slots[r] * kvHeads + kvh) * maxContext * headDim;
   const __half* K = kCache + base;
   const __half* V = vCache + base;
@@ -207,12 +210,14 @@ extern "C" __global__ void mop_attention(float* out, const float* q, const __hal
   }
 }
 
-// gate[i] = silu(gate[i]) * up[i] over n × ffn values.
-extern "C" __global__ void mop_silu_mul(float* gate, const float* up, int count) {
+// act[r, i] = silu(gu[r, i]) · gu[r, ffn + i] from the fused gate/up projection gu ([n, 2·ffn]).
+// grid: ceil(n·ffn / blockDim)
+extern "C" __global__ void mop_silu_mul(float* act, const float* gu, int n, int ffn) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < count) {
-    const float g = gate[i];
-    gate[i] = g / (1.f + __expf(-g)) * up[i];
+  if (i < n * ffn) {
+    const int r = i / ffn, c = i % ffn;
+    const float g = gu[(size_t)r * 2 * ffn + c];
+    act[i] = g / (1.f + __expf(-g)) * gu[(size_t)r * 2 * ffn + ffn + c];
   }
 }
 
