@@ -7,7 +7,8 @@
  *     [--contexts 128,1024,4096] [--batches 1,8] [--steps 16] [--samples 8] [--seq-len 64]
  *     [--requests 8,16] [--max-tokens 32] [--bandwidth-gbs N] [--budget-s 420]
  *
- * Parts: (1) device resolution and what each GPU path reports; (2) logits parity of the bundled
+ * Parts: (1) device resolution and what each GPU path reports; (1b) where the native CUDA decoder
+ * loads, each of its kernels against the JavaScript reference; (2) logits parity of the bundled
  * stories260K on the device (float16 and float32) against the CPU in float32, teacher-forced over a
  * prompt and 32 greedy steps; (3) decode-step cost of a synthetic LLaMA-shaped model (`1b`: 16
  * layers × 2048, GQA 32/8, ffn 5632, vocab 32000, 0.85B parameters) at each context and batch,
@@ -27,6 +28,8 @@ import { runMop } from '../src/mop/mop.ts';
 import { describeTarget, type ExecutionTarget, parseDeviceRequest } from '../src/runtime/device/device.ts';
 import { systemProbe } from '../src/runtime/device/probe.ts';
 import { resolveTarget } from '../src/runtime/device/resolve.ts';
+import { runKernelChecks } from '../src/runtime/cuda/kernel-check.ts';
+import { loadCudaBinding } from '../src/runtime/cuda/native-binding.ts';
 import { createDecoderSession } from '../src/runtime/engine/create-session.ts';
 import type { DecoderSession } from '../src/runtime/engine/decoder-session.ts';
 import { ModelSession } from '../src/runtime/engine/model-session.ts';
@@ -112,6 +115,17 @@ const target = device.target;
 /** Every target measured: the resolved one, plus the native CUDA decoder where it loads. */
 const targets: ExecutionTarget[] = [target];
 if (device.cudaNative.available && target.device !== 'cuda-native' && args.device === 'auto') targets.push({ device: 'cuda-native', dtype: 'float16' });
+
+// (1b) Each native kernel against its JavaScript reference, where the native decoder loads.
+if (device.cudaNative.available) {
+  await part('kernels', async () => {
+    const load = loadCudaBinding();
+    if (!load.binding) throw new Error(load.reason);
+    const results = runKernelChecks(load.binding);
+    log(`native kernels: ${results.filter((r) => r.pass).length}/${results.length} match the reference`);
+    return { pass: results.every((r) => r.pass), results };
+  });
+}
 
 // (2) Parity on the bundled model.
 await part('parity', async () => {

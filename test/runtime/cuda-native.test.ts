@@ -13,7 +13,7 @@ import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
-import { CudaEmulator } from '../helpers/cuda-emulator.ts';
+import { CudaEmulator } from '../../src/runtime/cuda/kernel-emulator.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
 import { runMop } from '../helpers/run-cli.ts';
 
