@@ -33,7 +33,7 @@ describe('WebGPU device with the KV cache on the GPU', { skip }, () => {
       assert.ok(gpu.cache instanceof DeviceKvCache);
       const binding = await gpu.cache.bindDecode(3, 2);
       assert.ok(Object.values(binding.feeds).every((t) => t.location === 'gpu-buffer'), 'the cache is not on the GPU');
-      assert.equal(binding.rows, 3);
+      assert.equal(gpu.cache.decodeRows(1), 3, 'a GPU decode binds every slot');
       // A long prompt in slot 1 (prefilled in chunks) takes the cache past its initial 128 positions.
       const prompts = [[1, 403, 407, 261, 378], Array.from({ length: 120 }, (_, i) => 1 + ((i * 37) % 500)), [1, 300, 301]];
       let worst = 0;

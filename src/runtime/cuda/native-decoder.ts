@@ -82,13 +82,9 @@ export class NativeDecoder {
     return d;
   }
 
-  /** Device bytes held (weights, cache, activations). */
-  bytes = 0;
-
   private alloc(bytes: number): bigint {
     const p = this.cuda.alloc(bytes);
     this.buffers.push(p);
-    this.bytes += bytes;
     return p;
   }
 

@@ -55,7 +55,7 @@ export class DeviceKvCache implements KvStore {
   }
 
   /** Decode always binds the whole batch. */
-  decodeRows(): number {
+  decodeRows(_count: number): number {
     return this.maxBatch;
   }
 
@@ -84,7 +84,7 @@ export class DeviceKvCache implements KvStore {
     await this.flush();
     await this.fit(needed);
     this.bound = 'all';
-    return { feeds: this.feeds(this.keys, this.values), fetches: this.deviceFetches(), rows: this.maxBatch };
+    return { feeds: this.feeds(this.keys, this.values), fetches: this.deviceFetches() };
   }
 
   /**
@@ -108,7 +108,7 @@ export class DeviceKvCache implements KvStore {
       this.row = { slot, keys, values };
     }
     this.bound = 'row';
-    return { feeds: this.feeds(this.row.keys, this.row.values), fetches: this.deviceFetches(), rows: 1 };
+    return { feeds: this.feeds(this.row.keys, this.row.values), fetches: this.deviceFetches() };
   }
 
   /** Scatter a slot held apart back into the batch tensors. */

@@ -40,7 +40,7 @@ export class KvCache implements KvStore {
   }
 
   bindSlot(slot: number, needed: number): Promise<KvBinding> {
-    return Promise.resolve({ ...this.views(slot, 1, needed), rows: 1 });
+    return Promise.resolve(this.views(slot, 1, needed));
   }
 
   decodeRows(count: number): number {
@@ -48,7 +48,7 @@ export class KvCache implements KvStore {
   }
 
   bindDecode(count: number, needed: number): Promise<KvBinding> {
-    return Promise.resolve({ ...this.views(0, count, needed), rows: count });
+    return Promise.resolve(this.views(0, count, needed));
   }
 
   /** The run wrote the bound views in place: nothing to take over. */

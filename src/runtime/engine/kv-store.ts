@@ -4,13 +4,11 @@ import type { KvCacheLayout } from '../onnx/decoder-graph.ts';
 /** The smallest capacity a cache starts with (tokens per sequence). */
 export const INITIAL_CAPACITY = 128;
 
-/** Cache tensors to feed one run, the outputs to fetch, and how many batch rows they cover. */
+/** Cache tensors to feed one run and the outputs to fetch (decodeRows says how many rows they cover). */
 export interface KvBinding {
   feeds: Record<string, ort.Tensor>;
   /** Pre-allocated outputs (written in place), or null to let the run allocate them. */
   fetches: Record<string, ort.Tensor | null>;
-  /** Batch rows bound: `count`, or every slot where the cache cannot bind a part of the batch. */
-  rows: number;
 }
 
 /**
@@ -28,7 +26,8 @@ export interface KvStore {
   readonly lengths: Int32Array;
   /** Bind one slot as a batch of one (prefill), with room for `needed` positions. */
   bindSlot(slot: number, needed: number): Promise<KvBinding>;
-  /** Batch rows a decode over slots [0, count) binds, starting at slot 0. */
+  /** Batch rows a decode over slots [0, count) binds, starting at slot 0: `count`, or every slot
+   * where the cache cannot bind a part of the batch. */
   decodeRows(count: number): number;
   /** Bind slots [0, decodeRows(count)) for a decode step, with room for `needed` positions. */
   bindDecode(count: number, needed: number): Promise<KvBinding>;
