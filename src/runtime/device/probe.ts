@@ -3,7 +3,6 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DataType, OnnxGraphBuilder } from '../onnx/onnx-model.ts';
-import { loadCudaBinding } from '../cuda/native-binding.ts';
 import type { OrtDeviceName } from './device.ts';
 import { createOrtSession } from './ort-session.ts';
 
@@ -41,6 +40,8 @@ export function systemProbe(): DeviceProbe {
     cuda: () => (cudaTrial ??= probeCuda()),
     webgpu: () => (webgpuTrial ??= probeProvider('webgpu', installHints.webgpu)),
     cudaNative: async () => {
+      // Loaded only when asked for, so device/ does not depend on cuda/ (which depends on device/).
+      const { loadCudaBinding } = await import('../cuda/native-binding.ts');
       const load = loadCudaBinding();
       if (!load.binding) return { available: false, reason: load.reason };
       try {

@@ -1,15 +1,18 @@
 import { cpuTarget } from '../device/device.ts';
-import { NativeCudaSession } from '../cuda/native-session.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { DecoderSession } from './decoder-session.ts';
 import { ModelSession, type ModelSessionOptions } from './model-session.ts';
 
-/** A session for a model on its target: the native CUDA decoder for `cuda-native`, else ONNX Runtime. */
-export function createDecoderSession(spec: ModelSpec, weights: Weights, options: ModelSessionOptions): Promise<DecoderSession> {
+/**
+ * A session for a model on its target: the native CUDA decoder for `cuda-native`, else ONNX Runtime.
+ * The native backend is loaded only when asked for: cuda/ builds on engine/, not the other way round.
+ */
+export async function createDecoderSession(spec: ModelSpec, weights: Weights, options: ModelSessionOptions): Promise<DecoderSession> {
   const target = options.target ?? cpuTarget;
   if (target.device === 'cuda-native') {
     if (options.logits === 'all') throw new RangeError("cuda-native returns last-position logits only; evaluate with 'mop eval'");
+    const { NativeCudaSession } = await import('../cuda/native-session.ts');
     return NativeCudaSession.create(spec, weights, { maxBatch: options.maxBatch, maxContext: options.maxContext, ...(options.prefillChunk !== undefined && { prefillChunk: options.prefillChunk }) });
   }
   return ModelSession.create(spec, weights, options);

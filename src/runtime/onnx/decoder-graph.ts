@@ -1,5 +1,6 @@
 import { type ModelSpec, weightName } from '../model/spec.ts';
 import type { Tensor, Weights } from '../model/tensor.ts';
+import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type FloatType, floatTypeCode, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeTableInitializers } from './rope-cache.ts';
 
@@ -46,13 +47,6 @@ export interface DecoderGraph {
   dtype: FloatType;
   maxContext: number;
   logits: 'last' | 'all';
-}
-
-/** ONNX Runtime's CPU GroupQueryAttention only accepts head sizes that are multiples of 16. */
-const GQA_HEAD_MULTIPLE = 16;
-
-export function paddedHeadDim(headDim: number): number {
-  return Math.ceil(headDim / GQA_HEAD_MULTIPLE) * GQA_HEAD_MULTIPLE;
 }
 
 export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: DecoderGraphOptions): DecoderGraph {

@@ -1,5 +1,5 @@
 import type { RopeSpec } from '../model/spec.ts';
-import { paddedHeadDim } from './decoder-graph.ts';
+import { paddedHeadDim } from './head-padding.ts';
 import type { FloatType, OnnxGraphBuilder } from './onnx-model.ts';
 
 /**
