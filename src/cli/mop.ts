@@ -10,6 +10,7 @@ import { registerEvalCommand } from './eval.ts';
 import { collect, envOption, parseFloatArg, parseIntArg } from './options.ts';
 import { registerPruneCommand } from './prune.ts';
 import { serveCommand } from './serve.ts';
+import { registerSynthCommand } from './synth.ts';
 import { reportCliError } from './report-error.ts';
 
 const program = new Command('mop')
@@ -115,5 +116,6 @@ program.addCommand(serveCommand());
 
 registerPruneCommand(program);
 registerEvalCommand(program);
+registerSynthCommand(program);
 
 program.parseAsync(process.argv).catch((err) => process.exit(reportCliError(err)));

@@ -15,7 +15,8 @@ import type { LayerSpec, ModelSpec, RopeScaling } from './spec.ts';
 import { sameShape } from './tensor.ts';
 import type { Tensor, Weights } from './tensor.ts';
 import { checkModel, exists, formatShape } from './checkpoint-io.ts';
-import { openSafetensors, writeSafetensors } from './safetensors.ts';
+import { BYTES_PER, openSafetensors, writeSafetensors } from './safetensors.ts';
+import { DEFAULT_MAX_SHARD_BYTES, planShards, shardIndex } from './safetensors-shards.ts';
 import type { SafetensorsDtype } from './safetensors.ts';
 import type { TokenizerJsonSource } from '../tokenizer/types.ts';
 
@@ -314,6 +315,8 @@ export interface WriteHfOptions {
   tokenizerJson?: unknown;
   /** Parsed tokenizer_config.json to write beside the weights. */
   tokenizerConfig?: unknown;
+  /** Most tensor bytes per safetensors file; more are sharded (default: under the 2 GiB read limit). */
+  maxShardBytes?: number;
 }
 
 /** Write `model` as a Hugging Face directory (created if needed) that readHfDirectory reads back exactly. */
@@ -323,8 +326,17 @@ export async function writeHfDirectory(model: { spec: ModelSpec; weights: Weight
   const dtype = options.dtype ?? 'F32';
   await fs.mkdir(dir, { recursive: true });
   const ordered = [...expectedWeightShapes(spec).keys()].map((n): [string, Tensor] => [n, weights.get(n)!]);
-  await writeSafetensors(join(dir, 'model.safetensors'), ordered, { dtype });
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+  const shards = planShards(
+    ordered.map(([n, t]) => [n, t.data.length * BYTES_PER[dtype]]),
+    options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
+  );
+  // Readers take model.safetensors over an index, so a rewrite must not leave the other layout behind.
+  await fs.rm(join(dir, shards.length > 1 ? 'model.safetensors' : 'model.safetensors.index.json'), { force: true });
+  for (const shard of shards) {
+    await writeSafetensors(join(dir, shard.file), shard.names.map((n): [string, Tensor] => [n, weights.get(n)!]), { dtype });
+  }
+  if (shards.length > 1) await fs.writeFile(join(dir, 'model.safetensors.index.json'), json(shardIndex(shards)));
   await fs.writeFile(join(dir, 'config.json'), json(hfConfigFromSpec(spec, dtype)));
   const eos = spec.eosTokenIds.length === 1 ? spec.eosTokenIds[0] : spec.eosTokenIds;
   await fs.writeFile(join(dir, 'generation_config.json'), json({ bos_token_id: spec.bosTokenId, eos_token_id: eos }));

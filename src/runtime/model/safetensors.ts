@@ -13,7 +13,7 @@ import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './half.ts';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
-const BYTES_PER: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+export const BYTES_PER: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
 function isDtype(s: unknown): s is SafetensorsDtype {
   return s === 'F32' || s === 'F16' || s === 'BF16';
