@@ -12,12 +12,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { openMaskedForward } from '../src/runtime/engine/ort-masked-forward.ts';
+import { toBatches } from '../src/runtime/engine/token-batch.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { defaultHeldoutPath, loadCalibration } from '../src/mop/calibration.ts';
 import { batchKl, batchNll, textWindows } from '../src/mop/evaluate.ts';
-import { MaskedForward, toBatches } from '../src/mop/masked-forward.ts';
 import { fullPlan } from '../src/mop/pruning-plan.ts';
 import type { ModelWeights } from '../src/mop/surgery.ts';
 import { type MopOptions, runMop } from '../src/mop/mop.ts';
@@ -57,7 +58,7 @@ const batches = toBatches(heldout.sequences);
  * computed once (src/mop/evaluate.ts has the same measures as standalone functions).
  */
 async function quality(m: ModelWeights, denseLogits?: Float32Array[]): Promise<{ perplexity: number; kl: number; tokens: number; logits: Float32Array[] }> {
-  const forward = await MaskedForward.create(m.spec, m.weights, { maxSeqLen: Number(args['eval-seq-len']), threads });
+  const forward = await openMaskedForward(m.spec, m.weights, { maxSeqLen: Number(args['eval-seq-len']), threads });
   const plan = fullPlan(m.spec);
   let nll = 0;
   let tokens = 0;

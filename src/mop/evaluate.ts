@@ -1,8 +1,9 @@
 import type { DeviceName } from '../runtime/device/device.ts';
+import { openMaskedForward } from '../runtime/engine/ort-masked-forward.ts';
+import { type TokenBatch, toBatches } from '../runtime/engine/token-batch.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { checkSamplingShape, tokenizeText } from './calibration.ts';
 import { MopInputError } from './errors.ts';
-import { MaskedForward, type TokenBatch, toBatches } from './masked-forward.ts';
 import { fullPlan } from './pruning-plan.ts';
 import type { ModelWeights } from './surgery.ts';
 
@@ -115,7 +116,7 @@ function maxLen(sequences: readonly Int32Array[], model: ModelWeights): number {
 
 /** Perplexity of a model on windows of text. */
 export async function perplexity(model: ModelWeights, windows: TextWindows, options: EvalOptions = {}): Promise<PerplexityResult> {
-  const forward = await MaskedForward.create(model.spec, model.weights, forwardOptions(maxLen(windows.sequences, model), options));
+  const forward = await openMaskedForward(model.spec, model.weights, forwardOptions(maxLen(windows.sequences, model), options));
   try {
     const plan = fullPlan(model.spec);
     let sum = 0;
@@ -137,8 +138,8 @@ export async function klDivergence(dense: ModelWeights, pruned: ModelWeights, wi
   if (dense.spec.vocabSize !== pruned.spec.vocabSize) throw new MopInputError(`vocabularies differ: ${dense.spec.vocabSize} vs ${pruned.spec.vocabSize}`);
   const seq = Math.max(maxLen(windows.sequences, dense), maxLen(windows.sequences, pruned));
   const opts = forwardOptions(seq, options);
-  const a = await MaskedForward.create(dense.spec, dense.weights, opts);
-  const b = await MaskedForward.create(pruned.spec, pruned.weights, opts);
+  const a = await openMaskedForward(dense.spec, dense.weights, opts);
+  const b = await openMaskedForward(pruned.spec, pruned.weights, opts);
   try {
     const planA = fullPlan(dense.spec);
     const planB = fullPlan(pruned.spec);

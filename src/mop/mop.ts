@@ -1,10 +1,11 @@
 import type { DeviceName } from '../runtime/device/device.ts';
+import { openMaskedForward } from '../runtime/engine/ort-masked-forward.ts';
+import { toBatches } from '../runtime/engine/token-batch.ts';
 import { type ModelSpec, parameterCounts } from '../runtime/model/spec.ts';
 import type { CalibrationSet } from './calibration.ts';
 import { type Candidate, depthCandidate, type DepthUnit, smallestUnitParams, widthCandidate, type WidthPolicy } from './candidates.ts';
 import { MopInputError } from './errors.ts';
 import { ampImportance, type ImportanceCriterion, importanceCriteria } from './importance.ts';
-import { MaskedForward, toBatches } from './masked-forward.ts';
 import { fullPlan, plannedBlockParams, type PruningPlan, survivingLayers } from './pruning-plan.ts';
 import type { CandidateRecord, PruneReport, StepRecord, Strategy } from './report.ts';
 import { CandidateScorer, isSelectionCriterion, type SelectionCriterion, selectionCriteria } from './selection.ts';
@@ -141,7 +142,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
 
   const targetBlocks = Math.round((1 - options.target) * reference);
   const ratioOf = (blocks: number) => 1 - blocks / reference;
-  const forward = await MaskedForward.create(base, input.weights, {
+  const forward = await openMaskedForward(base, input.weights, {
     maxSeqLen: calibration.seqLen,
     ...(options.threads !== undefined && { threads: options.threads }),
     ...(options.device && { device: options.device }),

@@ -86,6 +86,11 @@ describe('the source tree (src/)', () => {
     assert.deepEqual(violations, []);
   });
 
+  it('keeps ONNX Runtime inside the runtime: nothing in mop/ imports onnxruntime-node', () => {
+    const violations = [...imports].filter(([file, list]) => areaOf(file) === 'mop' && list.some((i) => i.specifier === 'onnxruntime-node')).map(([file]) => file);
+    assert.deepEqual(violations, []);
+  });
+
   it('loads the native CUDA backend only on demand: engine/ and device/ do not import cuda/ statically', () => {
     const violations = [...files].flatMap(([file, targets]) =>
       ['runtime/engine', 'runtime/device'].includes(folderOf(file)) ? [...targets].filter((t) => folderOf(t) === 'runtime/cuda').map((t) => `${file} -> ${t}`) : [],

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { referenceForward } from '../../src/runtime/engine/reference-forward.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { openMaskedForward } from '../../src/runtime/engine/ort-masked-forward.ts';
 import { type ModelSpec, weightName } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
-import { MaskedForward } from '../../src/mop/masked-forward.ts';
 import { fullPlan, type PruningPlan } from '../../src/mop/pruning-plan.ts';
 import { applyPlan, type ModelWeights, removeKvGroups, removeLayer, removeNeurons } from '../../src/mop/surgery.ts';
 import { maxAbsDiff } from '../helpers/logits.ts';
@@ -41,7 +41,7 @@ async function assertSurgeryMatchesMasking(model: ModelWeights, plan: PruningPla
   const ids = Int32Array.from(tokens);
   const reference = referenceForward(pruned.spec, pruned.weights, tokens);
   for (const attention of ['gqa', 'plain'] as const) {
-    const dense = await MaskedForward.create(model.spec, model.weights, { maxSeqLen: T, threads: 1, attention });
+    const dense = await openMaskedForward(model.spec, model.weights, { maxSeqLen: T, threads: 1, attention });
     const masked = (await dense.run({ rows: 1, seqLen: T, ids }, plan, { logits: true })).logits!;
     await dense.release();
     const d1 = maxAbsDiff(masked, reference);
