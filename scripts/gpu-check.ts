@@ -28,7 +28,6 @@ import { runMop } from '../src/mop/mop.ts';
 import { describeTarget, type ExecutionTarget, parseDeviceRequest } from '../src/runtime/device/device.ts';
 import { systemProbe } from '../src/runtime/device/probe.ts';
 import { resolveTarget } from '../src/runtime/device/resolve.ts';
-import { runKernelChecks } from '../src/runtime/cuda/kernel-check.ts';
 import { loadCudaBinding } from '../src/runtime/cuda/native-binding.ts';
 import { createDecoderSession } from '../src/runtime/engine/create-session.ts';
 import type { DecoderSession } from '../src/runtime/engine/decoder-session.ts';
@@ -40,6 +39,7 @@ import type { LoadedModel } from '../src/runtime/model/loaded-model.ts';
 import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../src/runtime/model/synthetic.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
+import { runKernelChecks } from './cuda/kernel-check.ts';
 import { startBenchServer } from './speedup/serve.ts';
 
 const started = performance.now();

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { referenceForward } from '../../src/runtime/engine/reference-forward.ts';
 import { klDivergence, perplexity, textWindows } from '../../src/mop/evaluate.ts';
 import { removeLayer } from '../../src/mop/surgery.ts';
+import { referenceForward } from '../helpers/reference-forward.ts';
 import { bundled } from './helpers.ts';
 
 const TEXT = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. One day, she saw a big red ball.';

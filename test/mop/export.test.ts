@@ -3,12 +3,12 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { referenceForward } from '../../src/runtime/engine/reference-forward.ts';
 import { loadModel } from '../../src/runtime/model/load.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import { writePrunedModel } from '../../src/mop/export.ts';
 import { runMop } from '../../src/mop/mop.ts';
 import { readReferenceBlocks, REPORT_FILE } from '../../src/mop/report.ts';
+import { referenceForward } from '../helpers/reference-forward.ts';
 import { bundled } from './helpers.ts';
 
 describe('pruned checkpoint on disk', () => {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { referenceForward } from '../../src/runtime/engine/reference-forward.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
 import { openMaskedForward } from '../../src/runtime/engine/ort-masked-forward.ts';
 import { type ModelSpec, weightName } from '../../src/runtime/model/spec.ts';
@@ -8,6 +7,7 @@ import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthet
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { fullPlan, type PruningPlan } from '../../src/mop/pruning-plan.ts';
 import { applyPlan, type ModelWeights, removeKvGroups, removeLayer, removeNeurons } from '../../src/mop/surgery.ts';
+import { referenceForward } from '../helpers/reference-forward.ts';
 import { maxAbsDiff } from '../helpers/logits.ts';
 import { bundled } from './helpers.ts';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runKernelChecks } from '../../src/runtime/cuda/kernel-check.ts';
-import { CudaEmulator } from '../../src/runtime/cuda/kernel-emulator.ts';
+import { runKernelChecks } from '../../scripts/cuda/kernel-check.ts';
+import { CudaEmulator } from '../../scripts/cuda/kernel-emulator.ts';
 import type { LaunchValue } from '../../src/runtime/cuda/native-binding.ts';
 
 /** A "device" whose attention kernel is off by 0.5 in one output: what a broken GPU kernel looks like. */

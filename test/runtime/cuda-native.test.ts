@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { CudaEmulator } from '../../scripts/cuda/kernel-emulator.ts';
 import type { CudaBinding } from '../../src/runtime/cuda/native-binding.ts';
 import { NativeCudaSession } from '../../src/runtime/cuda/native-session.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
@@ -13,7 +14,6 @@ import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
-import { CudaEmulator } from '../../src/runtime/cuda/kernel-emulator.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
 import { runMop } from '../helpers/run-cli.ts';
 

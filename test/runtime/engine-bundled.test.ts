@@ -6,13 +6,13 @@ import { after, before, describe, it } from 'node:test';
 import { generate, generateText } from '../../src/runtime/engine/generate.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
 import { openModel, type OpenedModel } from '../../src/runtime/engine/open-model.ts';
-import { referenceForward } from '../../src/runtime/engine/reference-forward.ts';
 import { defaultSamplingParams } from '../../src/runtime/engine/sampling-params.ts';
 import { writeGguf } from '../../src/runtime/model/gguf.ts';
 import { writeHfDirectory } from '../../src/runtime/model/hf.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ScoredVocabSource } from '../../src/runtime/tokenizer/types.ts';
 import { scoredVocabToHfTokenizer } from '../../src/runtime/tokenizer/from-scored-vocab.ts';
+import { referenceForward } from '../helpers/reference-forward.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
 
 const greedy = defaultSamplingParams({ temperature: 0 });

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
 import { buildDecoderGraph } from '../../src/runtime/onnx/decoder-graph.ts';
-import { referenceForward } from '../../src/runtime/engine/reference-forward.ts';
 import type { LayerSpec, ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { referenceForward } from '../helpers/reference-forward.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
 
 const TOL = 1e-3;

@@ -1,6 +1,6 @@
-import { type ModelSpec, weightName } from '../model/spec.ts';
-import type { Weights } from '../model/tensor.ts';
-import { ropeInverseFrequencies } from '../onnx/rope-cache.ts';
+import { type ModelSpec, weightName } from '../../src/runtime/model/spec.ts';
+import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { ropeInverseFrequencies } from '../../src/runtime/onnx/rope-cache.ts';
 
 /**
  * The oracle: a plain, slow, obviously correct LLaMA forward pass over a whole token sequence

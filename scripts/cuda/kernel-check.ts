@@ -1,11 +1,12 @@
-import { f16ToNumber, numberToF16 } from '../model/half.ts';
+import { f16ToNumber, numberToF16 } from '../../src/runtime/model/half.ts';
+import type { CudaBinding, LaunchValue } from '../../src/runtime/cuda/native-binding.ts';
 import { CudaEmulator } from './kernel-emulator.ts';
-import type { CudaBinding, LaunchValue } from './native-binding.ts';
 
 /**
  * Each native kernel run on small random inputs on a device and on the JavaScript reference
  * (kernel-emulator.ts), outputs compared. On a GPU this localises a wrong kernel at once, where a
  * logits mismatch of the whole model would not; scripts/gpu-check.ts runs it before anything else.
+ * A verification tool, not part of the server: it lives beside the GPU check that runs it.
  */
 type HostArray = Float32Array | Int32Array | Uint16Array;
 

@@ -1,12 +1,13 @@
-import { f16BitsToF32Bits } from '../model/half.ts';
-import type { CudaBinding, CudaGraph, LaunchValue, NativeProbe } from './native-binding.ts';
+import { f16BitsToF32Bits } from '../../src/runtime/model/half.ts';
+import type { CudaBinding, CudaGraph, LaunchValue, NativeProbe } from '../../src/runtime/cuda/native-binding.ts';
 
 /**
  * A CudaBinding that runs src/runtime/cuda/native/kernels.cu's kernels as plain JavaScript, one
  * function per kernel with the same arguments and arithmetic (float32 via Math.fround, float16
  * storage). It checks everything TypeScript decides (buffer sizes, argument order, launch grids,
  * cache layout, graph replay) on a machine without a GPU; the CUDA code itself is not run. On a GPU
- * it is the reference each real kernel is compared with (kernel-check.ts).
+ * it is the reference each real kernel is compared with (kernel-check.ts). It lives in scripts/,
+ * not src/: the server never runs it; the GPU check and the tests do.
  */
 export class CudaEmulator implements CudaBinding {
   private memory = new Map<bigint, ArrayBuffer>();
