@@ -49,6 +49,11 @@ export class GradientProbe {
     private readonly gradNames: Map<string, string>,
   ) {}
 
+  /** A probe over a graph built elsewhere, with output 'loss' and the named gradient outputs. */
+  static async fromModel(model: OnnxModel, precision: Precision, floats: FloatInput[], ints: IntInput[], gradNames: Map<string, string>): Promise<GradientProbe> {
+    return new GradientProbe(await createOrtSession(model, 'cpu', { threads: 1 }), precision, floats, ints, gradNames);
+  }
+
   static async create(precision: Precision, floats: FloatInput[], ints: IntInput[], build: BuildLoss): Promise<GradientProbe> {
     const dg = new DiffGraph('gradient_check', precision);
     for (const f of floats) dg.input(f.name, f.dims, f.trainable);
@@ -150,20 +155,25 @@ export async function checkGradients(floats: FloatInput[], ints: IntInput[], bui
   const f64 = await GradientProbe.create('float64', floats, ints, build);
   const f32 = await GradientProbe.create('float32', floats, ints, build);
   try {
-    const g64 = await f64.gradients();
-    const g32 = await f32.gradients();
-    const results: GradientCheckResult[] = [];
-    for (const f of floats.filter((f) => f.trainable)) {
-      const n = f.data.length;
-      const indices = n <= probes ? undefined : spread(n, probes, f.name.length);
-      const fd = await f64.finiteDifferences(f.name, indices);
-      results.push({ name: f.name, fdError: relativeError(pick(g64.get(f.name)!, fd.indices), fd.values), f32Error: relativeError(g32.get(f.name)!, g64.get(f.name)!) });
-    }
-    return results;
+    return await compareProbes(f64, f32, floats, probes);
   } finally {
     await f64.release();
     await f32.release();
   }
+}
+
+/** The comparison behind checkGradients, for two probes of one graph built in float64 and float32. */
+export async function compareProbes(f64: GradientProbe, f32: GradientProbe, floats: FloatInput[], probes: number): Promise<GradientCheckResult[]> {
+  const g64 = await f64.gradients();
+  const g32 = await f32.gradients();
+  const results: GradientCheckResult[] = [];
+  for (const f of floats.filter((f) => f.trainable)) {
+    const n = f.data.length;
+    const indices = n <= probes ? undefined : spread(n, probes, f.name.length);
+    const fd = await f64.finiteDifferences(f.name, indices);
+    results.push({ name: f.name, fdError: relativeError(pick(g64.get(f.name)!, fd.indices), fd.values), f32Error: relativeError(g32.get(f.name)!, g64.get(f.name)!) });
+  }
+  return results;
 }
 
 /** `count` distinct indices spread over [0, n), offset by a seed. */
