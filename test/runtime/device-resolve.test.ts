@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DeviceError, parseDeviceRequest, parseDtypeRequest } from '../../src/runtime/device/device.ts';
+import { gpuPaths } from '../../src/runtime/device/gpu-paths.ts';
 import { type DeviceProbe, type DeviceStatus, installHints, systemProbe } from '../../src/runtime/device/probe.ts';
 import { resolveTarget } from '../../src/runtime/device/resolve.ts';
 
@@ -35,9 +36,34 @@ describe('device selection', () => {
     assert.deepEqual(m.tried, []);
   });
 
-  it('auto prefers WebGPU (KV cache on the GPU) in float16, then CUDA', async () => {
-    assert.deepEqual((await resolveTarget('auto', 'auto', machine({ driver: 'NVRM 570', webgpu: ok, cuda: ok }))).target, { device: 'webgpu', dtype: 'float16' });
-    assert.deepEqual((await resolveTarget('auto', 'auto', machine({ driver: 'NVRM 570', cuda: ok }))).target, { device: 'cuda', dtype: 'float16' });
+  it('auto prefers the CUDA EP over WebGPU, in float16, while no GPU path is verified on NVIDIA hardware, and its note says why', async () => {
+    const m = machine({ driver: 'NVRM 570', webgpu: ok, cuda: ok });
+    const r = await resolveTarget('auto', 'auto', m);
+    assert.deepEqual(r.target, { device: 'cuda', dtype: 'float16' });
+    assert.equal(r.note, 'auto: cuda (ONNX Runtime CUDA provider; no GPU path verified on NVIDIA hardware yet, CUDA EP preferred over WebGPU); NVIDIA GPU (NVRM 570); started');
+    assert.deepEqual(m.tried, ['cuda']);
+  });
+
+  it('auto takes WebGPU when the CUDA EP does not start, and the note gives the CUDA EP\'s reason', async () => {
+    const m = machine({ driver: 'NVRM 570', webgpu: ok });
+    const r = await resolveTarget('auto', 'auto', m);
+    assert.deepEqual(r.target, { device: 'webgpu', dtype: 'float16' });
+    assert.match(r.note, /^auto: webgpu \(ONNX Runtime WebGPU provider over Vulkan; no GPU path verified on NVIDIA hardware yet, CUDA EP preferred over WebGPU; CUDA EP did not start: onnxruntime-node was installed without its CUDA provider/);
+    assert.deepEqual(m.tried, ['cuda', 'webgpu']);
+  });
+
+  it('auto tries a path verified on NVIDIA hardware before unverified ones, and says where it was verified', async () => {
+    const verifiedWebgpu = gpuPaths.map((p) => (p.device === 'webgpu' ? { ...p, verifiedOnNvidia: 'gpu-check on an H100' } : p));
+    const m = machine({ driver: 'NVRM 570', webgpu: ok, cuda: ok });
+    const r = await resolveTarget('auto', 'auto', m, verifiedWebgpu);
+    assert.equal(r.target.device, 'webgpu');
+    assert.match(r.note, /^auto: webgpu \(ONNX Runtime WebGPU provider over Vulkan; verified on NVIDIA hardware: gpu-check on an H100\)/);
+    assert.deepEqual(m.tried, ['webgpu']);
+
+    const broken = machine({ driver: 'NVRM 570', cuda: ok });
+    const fallback = await resolveTarget('auto', 'auto', broken, verifiedWebgpu);
+    assert.equal(fallback.target.device, 'cuda');
+    assert.match(fallback.note, /^auto: cuda \(ONNX Runtime CUDA provider; not verified on NVIDIA hardware; the verified paths did not start; WebGPU did not start: no WebGPU adapter/);
   });
 
   it('auto falls back to the CPU with a warning that gives every reason when a GPU is present but unusable', async () => {
