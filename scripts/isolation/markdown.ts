@@ -1,10 +1,19 @@
 import type { Summary } from '../../loadtest/stats.ts';
-import type { PhaseFigures } from './phases.ts';
+import { type PhaseFigures, type ProbeFigures, PROBE_TIMEOUT_MS } from './phases.ts';
 import type { IsolationReport } from './report.ts';
 
 const f = (x: number | undefined, digits = 1) => (x === undefined ? '–' : x.toFixed(digits));
 const trio = (s: Summary | null | undefined) => (s ? `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}` : '–');
 const pair = (s: Summary | null | undefined) => (s ? `${f(s.p50)} / ${f(s.p99)}` : '–');
+
+/** /ready as a kubelet sees it: 200 within the readiness timeout, or how often not. */
+function readyCell(ready: ProbeFigures): string {
+  if (ready.count === 0) return '–';
+  const within = `${PROBE_TIMEOUT_MS['/ready'] / 1000} s`;
+  if (ready.non200 === 0 && ready.late === 0) return `200 within ${within} (${ready.count})`;
+  const parts = [ready.non200 > 0 && `${ready.non200} not 200`, ready.late > 0 && `${ready.late} over ${within}`].filter(Boolean);
+  return `**${parts.join(', ')}** of ${ready.count}`;
+}
 
 function phaseRow(concurrency: number, p: PhaseFigures, jobSeconds: number | undefined): string {
   const r = p.requests;
@@ -16,7 +25,7 @@ function phaseRow(concurrency: number, p: PhaseFigures, jobSeconds: number | und
     f(p.seconds),
     `${trio(p.probes['/health'].latency)} (${p.probes['/health'].count})`,
     `${trio(p.probes['/metrics'].latency)} (${p.probes['/metrics'].count})`,
-    ready.count === 0 ? '–' : ready.non200 === 0 ? `always 200 (${ready.count})` : `**${ready.non200} of ${ready.count} not 200**`,
+    readyCell(ready),
     `${r.ok} / ${r.failed}${errors ? ` (${errors})` : ''}`,
     pair(r.e2eMs),
     pair(r.ttftMs),
@@ -32,7 +41,7 @@ export function renderIsolationReport(r: IsolationReport): string {
     '',
     `**Targets ${r.allTargetsMet ? 'met' : 'not met'}.** One server (a child process, \`${r.server.model}\`, max batch ${r.server.maxBatch}) ` +
       `serves closed-loop streaming \`/v1/completions\` (${r.load.maxTokens} tokens each, \`ignore_eos\`) while \`/health\` and \`/metrics\` ` +
-      `are probed every 100 ms and \`/ready\` every 500 ms, each on a fresh connection as a kubelet does. Phases: **before** ` +
+      `are probed every 100 ms and \`/ready\` every 500 ms, each on a fresh connection as a kubelet does; a /ready answer later than the chart's readiness timeout (${PROBE_TIMEOUT_MS['/ready'] / 1000} s) counts as a failed probe, as it does for a kubelet. Phases: **before** ` +
       `(${r.load.phaseSec} s of load), **during** (\`POST /admin/prune\` target ${r.prune.target}, ${r.prune.samples} × ${r.prune.seqLen} ` +
       `calibration tokens, polled to the end, not activated), **after** (${r.load.phaseSec} s). A probe or request counts in the phase it was sent in.`,
     '',

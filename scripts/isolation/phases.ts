@@ -10,6 +10,13 @@ export const PHASES: readonly PhaseName[] = ['before', 'during', 'after'];
 export type ProbeEndpoint = '/health' | '/metrics' | '/ready';
 export const PROBE_ENDPOINTS: readonly ProbeEndpoint[] = ['/health', '/metrics', '/ready'];
 
+/**
+ * How long a prober waits before it counts a probe as failed: the chart's readiness (3 s) and
+ * liveness (5 s) probe timeouts (deploy/helm/mop-serve/values.yaml), Prometheus' default scrape
+ * timeout (10 s). A stalled server that answers 200 after 20 s has failed its probes all the same.
+ */
+export const PROBE_TIMEOUT_MS: Record<ProbeEndpoint, number> = { '/health': 5000, '/metrics': 10_000, '/ready': 3000 };
+
 /** A time window on the benchmark's clock (ms, performance.now()). */
 export interface PhaseWindow {
   phase: PhaseName;
@@ -38,6 +45,8 @@ export interface ProbeFigures {
   count: number;
   /** Probes that did not answer 200 (status 0 included). */
   non200: number;
+  /** Probes answered 200, but later than PROBE_TIMEOUT_MS: a kubelet or Prometheus gave up on them. */
+  late: number;
   /** Latency of every probe, answered or not, in ms. */
   latency: Summary | null;
 }
@@ -63,8 +72,13 @@ export function phaseAt(windows: readonly PhaseWindow[], t: number): PhaseName |
   return windows.find((w) => t >= w.startMs && t < w.endMs)?.phase;
 }
 
-export function probeFigures(samples: readonly ProbeSample[]): ProbeFigures {
-  return { count: samples.length, non200: samples.filter((s) => s.status !== 200).length, latency: summarize(samples.map((s) => s.ms)) };
+export function probeFigures(samples: readonly ProbeSample[], timeoutMs: number): ProbeFigures {
+  return {
+    count: samples.length,
+    non200: samples.filter((s) => s.status !== 200).length,
+    late: samples.filter((s) => s.status === 200 && s.ms > timeoutMs).length,
+    latency: summarize(samples.map((s) => s.ms)),
+  };
 }
 
 /** Latencies are of successful requests only, as in the load generator's report. */
@@ -93,7 +107,7 @@ export function phaseFigures(windows: readonly PhaseWindow[], probes: readonly P
     return {
       phase: w.phase,
       seconds: (w.endMs - w.startMs) / 1000,
-      probes: Object.fromEntries(PROBE_ENDPOINTS.map((e) => [e, probeFigures(mine.filter((p) => p.endpoint === e))])) as Record<ProbeEndpoint, ProbeFigures>,
+      probes: Object.fromEntries(PROBE_ENDPOINTS.map((e) => [e, probeFigures(mine.filter((p) => p.endpoint === e), PROBE_TIMEOUT_MS[e])])) as Record<ProbeEndpoint, ProbeFigures>,
       requests: requestFigures(requests.filter((r) => inside(r.atMs))),
     };
   });
