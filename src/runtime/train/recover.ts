@@ -1,0 +1,200 @@
+import { expectedWeightShapes, type ModelSpec } from '../model/spec.ts';
+import type { Weights } from '../model/tensor.ts';
+import type { OptimizedTensor } from './adamw.ts';
+import { BatchSampler } from './batch-sampler.ts';
+import { RecoveryInputError } from './errors.ts';
+import { initLoraAdapters, type LoraConfig, type LoraTarget, loraTargets, mergeLora, validateLoraConfig } from './lora.ts';
+import { type TrainOutcome, type TrainProgress, trainSteps } from './train-loop.ts';
+import { TeacherSession, TrainingSession } from './training-session.ts';
+
+/**
+ * Recovery fine-tuning of a (pruned) model: full or LoRA, next-token cross-entropy or distillation
+ * from a teacher (the dense model), AdamW with warm-up + cosine decay and gradient clipping, on the
+ * CPU. The result has the input's shape (LoRA adapters are merged), so serving it costs what the
+ * pruned model costs. Deterministic for a seed with a fixed thread count.
+ */
+export type RecoveryKind = 'lora' | 'full';
+export type RecoveryLoss = 'ce' | 'kd';
+export const recoveryKinds: readonly RecoveryKind[] = ['lora', 'full'];
+export const recoveryLosses: readonly RecoveryLoss[] = ['ce', 'kd'];
+
+export interface RecoveryOptions {
+  kind: RecoveryKind;
+  /** Optimizer updates; 0 returns the model unchanged. */
+  steps: number;
+  /** Peak learning rate (after warm-up). */
+  lr: number;
+  loss: RecoveryLoss;
+  /** With 'kd': loss = α·KL(teacher ‖ model) + (1 − α)·CE. */
+  kdAlpha: number;
+  /** Sequences per step. */
+  batch: number;
+  /** Positions trained per sequence (windows need seqLen + 1 tokens; shorter ones are padded). */
+  seqLen: number;
+  warmup: number;
+  /** Decoupled weight decay (AdamW's λ), on matrices only. */
+  weightDecay: number;
+  /** Global gradient-norm limit; 0 = off. */
+  clip: number;
+  seed: number;
+  loraRank: number;
+  loraAlpha: number;
+  loraTargets: readonly LoraTarget[];
+  /** ONNX Runtime intra-op threads (default: all cores). Runs repeat bit for bit at a fixed count. */
+  threads?: number;
+}
+
+export const defaultRecoveryOptions: RecoveryOptions = {
+  kind: 'full',
+  steps: 200,
+  lr: 2e-3,
+  loss: 'kd',
+  kdAlpha: 1,
+  batch: 16,
+  seqLen: 128,
+  warmup: 20,
+  weightDecay: 0,
+  clip: 1,
+  seed: 0,
+  loraRank: 8,
+  loraAlpha: 16,
+  loraTargets: loraTargets,
+};
+
+/** Throws RecoveryInputError (one line) for any value recovery cannot run with; `spec` adds model-dependent checks. */
+export function validateRecoveryOptions(o: RecoveryOptions, spec?: ModelSpec): void {
+  const fail = (msg: string): never => {
+    throw new RecoveryInputError(msg);
+  };
+  if (!recoveryKinds.includes(o.kind)) fail(`unknown recovery kind '${String(o.kind)}' (expected ${recoveryKinds.join(' or ')})`);
+  if (!recoveryLosses.includes(o.loss)) fail(`unknown recovery loss '${String(o.loss)}' (expected ${recoveryLosses.join(' or ')})`);
+  if (!Number.isInteger(o.steps) || o.steps < 0) fail(`recovery steps must be a non-negative integer, got ${o.steps}`);
+  if (!Number.isFinite(o.lr) || o.lr <= 0) fail(`recovery learning rate must be a positive finite number, got ${o.lr}`);
+  if (!(o.kdAlpha >= 0 && o.kdAlpha <= 1)) fail(`distillation share kdAlpha must be in [0, 1], got ${o.kdAlpha}`);
+  if (!Number.isInteger(o.batch) || o.batch < 1) fail(`recovery batch must be a positive integer, got ${o.batch}`);
+  if (!Number.isInteger(o.seqLen) || o.seqLen < 1) fail(`recovery sequence length must be a positive integer, got ${o.seqLen}`);
+  if (!Number.isInteger(o.warmup) || o.warmup < 0) fail(`warm-up steps must be a non-negative integer, got ${o.warmup}`);
+  if (!Number.isFinite(o.weightDecay) || o.weightDecay < 0) fail(`weight decay must be a non-negative finite number, got ${o.weightDecay}`);
+  if (!(o.clip >= 0)) fail(`gradient clip must be ≥ 0 (0 = off), got ${o.clip}`);
+  if (!Number.isFinite(o.seed)) fail(`seed must be a finite number, got ${o.seed}`);
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) fail(`threads must be a positive integer, got ${o.threads}`);
+  if (o.kind === 'lora') {
+    if (!Number.isInteger(o.loraRank) || o.loraRank <= 0) fail(`LoRA rank must be a positive integer, got ${o.loraRank}`);
+    if (spec) validateLoraConfig(spec, loraConfig(o));
+  }
+  if (spec && o.seqLen > spec.maxContext) fail(`recovery sequence length ${o.seqLen} exceeds the model's context of ${spec.maxContext}`);
+}
+
+function loraConfig(o: RecoveryOptions): LoraConfig {
+  return { rank: o.loraRank, alpha: o.loraAlpha, targets: o.loraTargets };
+}
+
+export interface ModelWeights {
+  spec: ModelSpec;
+  weights: Weights;
+}
+
+export interface RecoveryData {
+  /** Token windows of recovery text (e.g. BOS + seqLen tokens each); never the held-out text. */
+  windows: readonly Int32Array[];
+  /** The distillation teacher (the dense model), required for loss 'kd'. */
+  teacher?: ModelWeights;
+}
+
+export interface RecoveryHooks {
+  signal?: AbortSignal;
+  onProgress?: (p: TrainProgress) => void;
+}
+
+export interface RecoveryReport {
+  recipe: RecoveryOptions;
+  stopped: TrainOutcome['stopped'];
+  nonFiniteStep?: number;
+  updates: number;
+  trainableParameters: number;
+  /** Mean loss of the first and of the last min(10, steps) steps. */
+  firstLoss: number;
+  finalLoss: number;
+  losses: number[];
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+}
+
+export interface RecoveryResult extends ModelWeights {
+  report: RecoveryReport;
+}
+
+export async function recover(model: ModelWeights, overrides: Partial<RecoveryOptions>, data: RecoveryData, hooks: RecoveryHooks = {}): Promise<RecoveryResult> {
+  const o: RecoveryOptions = { ...defaultRecoveryOptions, ...overrides };
+  const { spec } = model;
+  validateRecoveryOptions(o, spec);
+  validateData(spec, o, data);
+  hooks.signal?.throwIfAborted();
+
+  const shapes = expectedWeightShapes(spec);
+  const params = new Map<string, OptimizedTensor>();
+  const lora = o.kind === 'lora' ? loraConfig(o) : undefined;
+  if (lora) {
+    for (const [name, t] of initLoraAdapters(spec, lora, o.seed)) params.set(name, { data: t.data, decay: true });
+  } else {
+    for (const [name, shape] of shapes) params.set(name, { data: Float32Array.from(model.weights.get(name)!.data), decay: shape.length >= 2 });
+  }
+
+  const session = await TrainingSession.create(spec, model.weights, { seqLen: o.seqLen, loss: o.loss, ...(lora && { lora }) }, o.threads);
+  const teacher = o.loss === 'kd' ? await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads) : undefined;
+  let outcome: TrainOutcome;
+  try {
+    outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed), {
+      steps: o.steps,
+      schedule: { lr: o.lr, steps: o.steps, warmup: o.warmup },
+      weightDecay: o.weightDecay,
+      clip: o.clip,
+      ...(hooks.signal && { signal: hooks.signal }),
+      ...(hooks.onProgress && { onProgress: hooks.onProgress }),
+      ...(teacher && { teacher: async (batch) => ({ logProbs: await teacher.logProbs(batch), alpha: o.kdAlpha }) }),
+    });
+  } finally {
+    await session.release();
+    await teacher?.release();
+  }
+
+  let weights: Weights;
+  if (lora) {
+    const adapters: Weights = new Map(session.graph.trainable.map((t) => [t.name, { shape: t.shape, data: params.get(t.name)!.data }]));
+    weights = mergeLora(spec, model.weights, adapters, lora);
+  } else {
+    weights = new Map(model.weights);
+    for (const [name, p] of params) weights.set(name, { shape: shapes.get(name)!, data: p.data });
+  }
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+  const k = Math.min(10, outcome.losses.length);
+  const report: RecoveryReport = {
+    recipe: o,
+    stopped: outcome.stopped,
+    ...(outcome.nonFiniteStep !== undefined && { nonFiniteStep: outcome.nonFiniteStep }),
+    updates: outcome.updates,
+    trainableParameters: [...params.values()].reduce((n, p) => n + p.data.length, 0),
+    firstLoss: mean(outcome.losses.slice(0, k)),
+    finalLoss: mean(outcome.losses.slice(outcome.losses.length - k)),
+    losses: outcome.losses,
+    tokens: outcome.tokens,
+    seconds: outcome.seconds,
+    tokensPerSecond: outcome.seconds > 0 ? outcome.tokens / outcome.seconds : 0,
+  };
+  return { spec, weights, report };
+}
+
+function validateData(spec: ModelSpec, o: RecoveryOptions, data: RecoveryData): void {
+  if (data.windows.length === 0) throw new RecoveryInputError('recovery data has no token windows');
+  for (const [i, w] of data.windows.entries()) {
+    if (w.length < 2) throw new RecoveryInputError(`recovery window ${i} has ${w.length} tokens; a window needs at least 2`);
+    for (const id of w) if (!(id >= 0 && id < spec.vocabSize)) throw new RecoveryInputError(`recovery window ${i} has token id ${id}, outside the vocabulary (size ${spec.vocabSize})`);
+  }
+  if (o.loss === 'kd') {
+    const t = data.teacher;
+    if (!t) throw new RecoveryInputError(`recovery loss 'kd' needs a teacher model`);
+    if (t.spec.vocabSize !== spec.vocabSize) throw new RecoveryInputError(`teacher vocabulary (${t.spec.vocabSize}) differs from the model's (${spec.vocabSize})`);
+    if (o.seqLen > t.spec.maxContext) throw new RecoveryInputError(`recovery sequence length ${o.seqLen} exceeds the teacher's context of ${t.spec.maxContext}`);
+  }
+}

@@ -1,0 +1,92 @@
+import { AdamW, type OptimizedTensor } from './adamw.ts';
+import type { BatchSampler, TrainingBatch } from './batch-sampler.ts';
+import { clipFactor } from './grad-clip.ts';
+import { learningRateAt, type LrSchedule } from './lr-schedule.ts';
+import type { TeacherTargets, TrainingSession } from './training-session.ts';
+
+/**
+ * The training loop: batch → one graph run (loss + gradients) → clip → AdamW, `steps` times.
+ * Between steps it yields to the event loop and checks the AbortSignal (throwing its reason, as
+ * MoP does), and reports progress. A non-finite loss or gradient norm stops the run before that
+ * step's update and restores the weights of the last step whose loss was finite.
+ */
+export interface TrainProgress {
+  /** Steps done (1-based). */
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** Trained positions per second of wall time so far (teacher passes included). */
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+  etaSeconds: number;
+}
+
+export interface TrainLoopOptions {
+  steps: number;
+  schedule: LrSchedule;
+  weightDecay: number;
+  /** Global gradient-norm limit; ≤ 0 or Infinity = off. */
+  clip: number;
+  signal?: AbortSignal;
+  onProgress?: (p: TrainProgress) => void;
+  /** Distillation targets for a batch (required when the session's loss is 'kd'). */
+  teacher?: (batch: TrainingBatch) => Promise<TeacherTargets>;
+}
+
+export interface TrainOutcome {
+  /** Updates applied to the weights the run ends with. */
+  updates: number;
+  /** Loss of each step that ran (the last one is the non-finite one when stopped early). */
+  losses: number[];
+  stopped: 'completed' | 'non-finite';
+  /** 1-based step whose loss or gradient norm was not finite. */
+  nonFiniteStep?: number;
+  tokens: number;
+  seconds: number;
+}
+
+export async function trainSteps(
+  session: TrainingSession,
+  params: ReadonlyMap<string, OptimizedTensor>,
+  sampler: BatchSampler,
+  options: TrainLoopOptions,
+): Promise<TrainOutcome> {
+  const values = new Map([...params].map(([name, p]) => [name, p.data]));
+  const optimizer = new AdamW(params, { weightDecay: options.weightDecay });
+  // The weights of the last step with a finite loss, restored if a later step goes non-finite.
+  const lastGood = new Map([...params].map(([name, p]) => [name, Float32Array.from(p.data)]));
+  const losses: number[] = [];
+  const start = performance.now();
+  let tokens = 0;
+  for (let step = 0; step < options.steps; step++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    options.signal?.throwIfAborted();
+    const batch = sampler.next();
+    const teacher = options.teacher ? await options.teacher(batch) : undefined;
+    const result = await session.run(batch, values, teacher);
+    losses.push(result.loss);
+    const { norm, scale } = clipFactor(result.grads.values(), options.clip);
+    if (!Number.isFinite(result.loss) || !Number.isFinite(norm)) {
+      for (const [name, p] of params) p.data.set(lastGood.get(name)!);
+      return { updates: optimizer.steps === 0 ? 0 : optimizer.steps - 1, losses, stopped: 'non-finite', nonFiniteStep: step + 1, tokens, seconds: (performance.now() - start) / 1000 };
+    }
+    for (const [name, p] of params) lastGood.get(name)!.set(p.data);
+    const lr = learningRateAt(step, options.schedule);
+    optimizer.step(result.grads, lr, scale);
+    tokens += batch.tokens;
+    const elapsed = (performance.now() - start) / 1000;
+    options.onProgress?.({
+      step: step + 1,
+      steps: options.steps,
+      loss: result.loss,
+      lr,
+      gradNorm: norm,
+      tokensPerSecond: tokens / elapsed,
+      elapsedSeconds: elapsed,
+      etaSeconds: (elapsed / (step + 1)) * (options.steps - step - 1),
+    });
+  }
+  return { updates: optimizer.steps, losses, stopped: 'completed', tokens, seconds: (performance.now() - start) / 1000 };
+}
