@@ -149,7 +149,7 @@ describe('watching the manifest', () => {
     t.after(() => watch.stop());
     await store.writeManifest(state('mop-40'));
     await new Promise((r) => setTimeout(r, 150));
-    assert.deepEqual(seen, []);
+    assert.equal(seen.length, 0, 'its own write was reported');
     await other.writeManifest(state(null));
     await until(() => seen.length === 1, 3000, 'the other writer to be seen');
     assert.equal(seen[0]!.manifest?.writer, 'other');
