@@ -120,7 +120,7 @@ const server = await startServerProcess({
 });
 const threadConfig = server.log().split('\n').filter((l) => /thread/i.test(l));
 
-const admin = new AdminClient(server.url, token);
+const admin = new AdminClient(server.url, token, pruneTimeoutSec * 1000);
 const results: ConcurrencyResult[] = [];
 let promptCursor = 0;
 try {
@@ -166,7 +166,7 @@ try {
       const h = p.probes['/health'].latency;
       log(`c=${c}: ${p.phase}: /health p99 ${h?.p99.toFixed(1)} ms max ${h?.max.toFixed(1)} ms; requests ${p.requests.ok} ok ${p.requests.failed} failed; e2e p99 ${p.requests.e2eMs?.p99.toFixed(0)} ms`);
     }
-    results.push({ concurrency: c, pruneJob: { status: result.status, seconds: result.seconds, error: result.error, variant: result.variant }, phases });
+    results.push({ concurrency: c, pruneJob: { status: result.status, seconds: result.seconds, error: result.error, variant: result.variant }, skippedProbes: prober.skipped, phases });
   }
 } finally {
   await admin.close();

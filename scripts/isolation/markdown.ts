@@ -56,6 +56,10 @@ export function renderIsolationReport(r: IsolationReport): string {
   }
   lines.push('', '## Targets', '', '| concurrency | target | measured | limit | met |', '| --- | --- | --- | --- | --- |');
   for (const t of r.targets) lines.push(`| ${t.concurrency} | ${t.name} | ${t.value} | ${t.limit} | ${t.met ? 'yes' : '**no**'} |`);
+  const skipped = r.results.filter((c) => c.skippedProbes > 0);
+  if (skipped.length > 0) {
+    lines.push('', `Probes not sent while 50 of the same endpoint were still unanswered (a stall; the stall itself is in the latencies): ${skipped.map((c) => `${c.skippedProbes} at concurrency ${c.concurrency}`).join(', ')}.`);
+  }
   const failedJobs = r.results.filter((c) => c.pruneJob.status !== 'succeeded');
   if (failedJobs.length > 0) {
     lines.push('', ...failedJobs.map((c) => `Prune job at concurrency ${c.concurrency}: ${c.pruneJob.status}${c.pruneJob.error ? ` (${c.pruneJob.error})` : ''}.`));

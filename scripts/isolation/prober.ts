@@ -18,8 +18,12 @@ export const DEFAULT_SCHEDULE: readonly ProbeSchedule[] = [
   { endpoint: '/ready', everyMs: 500 },
 ];
 
-/** Probes still unanswered per endpoint before new ones are skipped (bounds a long stall). */
-const MAX_IN_FLIGHT = 600;
+/**
+ * Probes still unanswered per endpoint before new ones are skipped: bounds a long stall, and keeps
+ * the open connections (3 × 50) under the server's listen backlog (511), past which new ones would
+ * wait for SYN retries and show latency the server did not cause.
+ */
+const MAX_IN_FLIGHT = 50;
 const TIMEOUT_MS = 120_000;
 
 export class Prober {

@@ -38,5 +38,7 @@ export interface IsolationReport {
 export interface ConcurrencyResult {
   concurrency: number;
   pruneJob: { status: string; seconds: number; error: string | null; variant: string | null };
+  /** Probes not sent because 50 of the same endpoint were still unanswered (a stall). */
+  skippedProbes: number;
   phases: PhaseFigures[];
 }

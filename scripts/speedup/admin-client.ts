@@ -45,6 +45,8 @@ export class AdminClient {
   constructor(
     readonly url: string,
     private readonly token: string,
+    /** Per-call header and body timeout; a server stalled by a prune may take longer than the default. */
+    private readonly callTimeoutMs = 60_000,
   ) {
     assertLoopbackUrl(url);
   }
@@ -58,8 +60,8 @@ export class AdminClient {
           dispatcher: this.agent,
           headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
           ...(body !== undefined && { body: JSON.stringify(body) }),
-          headersTimeout: 60_000,
-          bodyTimeout: 60_000,
+          headersTimeout: this.callTimeoutMs,
+          bodyTimeout: this.callTimeoutMs,
         });
         const text = await res.body.text();
         let json: unknown = text;

@@ -86,7 +86,7 @@ describe('isolation benchmark bookkeeping (scripts/isolation)', () => {
       server: { model: 'mop synth --preset 100m', env: { MOP_THREADS: '1' }, threadConfig: ['--threads  MOP_THREADS  1'], maxBatch: 8 },
       load: { maxTokens: 16, phaseSec: 1, stream: true, ignoreEos: true },
       prune: { target: 0.4, samples: 4, seqLen: 32, strategy: 'mop' },
-      results: [{ concurrency: 4, pruneJob: { status: 'succeeded', seconds: 1, error: null, variant: 'isolation-c4' }, phases }],
+      results: [{ concurrency: 4, pruneJob: { status: 'succeeded', seconds: 1, error: null, variant: 'isolation-c4' }, skippedProbes: 3, phases }],
       targets: evaluateTargets(4, phases),
       allTargetsMet: false,
       elapsedSec: 10,
@@ -100,5 +100,6 @@ describe('isolation benchmark bookkeeping (scripts/isolation)', () => {
     assert.match(md, /\| 4 \| \/health max during prune \| 900\.0 ms \| ≤ 250 ms \| \*\*no\*\* \|/);
     assert.equal(md.match(/^\| 4 \| (before|during|after)/gm)?.length, 3);
     assert.match(md, /`npm run bench:isolation -- --quick`/);
+    assert.match(md, /3 at concurrency 4/);
   });
 });
