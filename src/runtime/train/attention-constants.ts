@@ -22,12 +22,14 @@ export function ropeTables(dg: DiffGraph, rope: RopeSpec, headDim: number, seqLe
     rot[d * D + d + half] = 1;
   }
   const rotT = new Float64Array(D * D);
+  let rotTName: string | undefined;
   for (let r = 0; r < D; r++) for (let c = 0; c < D; c++) rotT[c * D + r] = rot[r * D + c]!;
   return {
     cos: dg.constant(`rope_cos_${D}`, [seqLen, D], widen(cos)),
     sin: dg.constant(`rope_sin_${D}`, [seqLen, D], widen(sin)),
     rot: dg.constant(`rope_rot_${D}`, [D, D], rot),
-    rotT: dg.constant(`rope_rot_t_${D}`, [D, D], rotT),
+    // Only the backward pass reads rotᵀ; made on demand so a forward-only graph has no unused initializer.
+    rotT: () => (rotTName ??= dg.constant(`rope_rot_t_${D}`, [D, D], rotT)),
   };
 }
 

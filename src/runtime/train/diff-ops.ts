@@ -91,7 +91,8 @@ export interface RopeTables {
   cos: string;
   sin: string;
   rot: string;
-  rotT: string;
+  /** rotᵀ, for the backward pass (made on first use). */
+  rotT: () => string;
 }
 
 /**
@@ -101,7 +102,7 @@ export function rope(dg: DiffGraph, x: string, t: RopeTables): string {
   const y = dg.op('Add', [dg.op('Mul', [x, t.cos]), dg.op('Mul', [dg.op('MatMul', [x, t.rot]), t.sin])]);
   dg.define([y], [x], () => {
     const dy = dg.grad(y);
-    if (dy) dg.accumulate(x, dg.op('Add', [dg.op('Mul', [dy, t.cos]), dg.op('MatMul', [dg.op('Mul', [dy, t.sin]), t.rotT])]));
+    if (dy) dg.accumulate(x, dg.op('Add', [dg.op('Mul', [dy, t.cos]), dg.op('MatMul', [dg.op('Mul', [dy, t.sin]), t.rotT()])]));
   });
   return y;
 }
