@@ -132,13 +132,22 @@ export async function readManifestFile(file: string): Promise<ManifestSnapshot> 
  * `tmpPath` on the same filesystem. Refuses, overwriting nothing, when the current file is of a
  * newer version or corrupt, or when `state` is malformed. Returns what was written and its digest.
  */
-export async function writeManifestFile(file: string, tmpPath: string, state: ManifestState, writer: string): Promise<ManifestSnapshot & { manifest: Manifest }> {
+export async function writeManifestFile(
+  file: string,
+  tmpPath: string,
+  state: ManifestState,
+  writer: string,
+  /** Called with the new content's digest just before it is published (a watcher may see it at once). */
+  beforePublish?: (digest: string) => void,
+): Promise<ManifestSnapshot & { manifest: Manifest }> {
   checkManifestState(state);
   await readManifestFile(file); // throws for a newer or corrupt manifest: those are never overwritten
   const manifest: Manifest = { version: MANIFEST_VERSION, ...copyState(state), updatedAt: new Date().toISOString(), writer };
   const bytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  const digest = manifestDigest(bytes);
+  beforePublish?.(digest);
   await replaceFileAtomically(file, tmpPath, bytes);
-  return { manifest, digest: manifestDigest(bytes) };
+  return { manifest, digest };
 }
 
 export function manifestPath(root: string): string {

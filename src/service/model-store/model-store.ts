@@ -391,9 +391,11 @@ export class ModelStore {
     const tmp = join(this.layout.tmp, scratchName('manifest'));
     markScratchInUse(tmp);
     try {
-      const written = await writeManifestFile(this.layout.manifest, tmp, state, this.writerName);
-      this.ownManifestDigests.push(written.digest);
-      if (this.ownManifestDigests.length > OWN_WRITES_REMEMBERED) this.ownManifestDigests.shift();
+      // Remembered before the rename, so a watcher polling right after it already knows the digest.
+      const written = await writeManifestFile(this.layout.manifest, tmp, state, this.writerName, (digest) => {
+        this.ownManifestDigests.push(digest);
+        if (this.ownManifestDigests.length > OWN_WRITES_REMEMBERED) this.ownManifestDigests.shift();
+      });
       return written.manifest;
     } finally {
       releaseScratch(tmp);
