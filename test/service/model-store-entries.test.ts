@@ -14,7 +14,7 @@ import {
   storeKey,
 } from '../../src/service/model-store/index.ts';
 import { ownerId } from '../../src/service/model-store/scratch-names.ts';
-import { filesWriter, namesIn, origin, recipe, runStoreChild, sampleFiles, tempDir } from './model-store-helpers.ts';
+import { filesWriter, namesIn, origin, recipe, runStoreChild, sampleFiles, spawnStoreChild, tempDir, until } from './model-store-helpers.ts';
 
 describe('model store entries', () => {
   it('put publishes a checkpoint written by writePrunedModel that get hands back and loadModel reads exactly', async (t) => {
@@ -119,6 +119,38 @@ describe('model store entries', () => {
     assert.equal(await store.get(o.key), undefined);
     await ModelStore.open(root);
     assert.deepEqual(await namesIn(path.join(root, 'tmp')), []);
+  });
+
+  it('a writer killed with SIGKILL at a random instant of a stream of puts leaves only whole entries', async (t) => {
+    const root = await tempDir(t);
+    await ModelStore.open(root);
+    const o = origin();
+    const child = spawnStoreChild(
+      `const s = await store.ModelStore.open(args[0]);
+       const fs = await import('node:fs/promises');
+       const base = JSON.parse(args[1]);
+       for (let i = 0; ; i++) {
+         const recipe = { ...base.recipe, seed: i };
+         await s.put(store.storeKey(base.sourceDigest, recipe), async (dir) => {
+           await fs.writeFile(dir + '/model.safetensors', new Uint8Array(256 * 1024).fill(i & 255));
+           await fs.writeFile(dir + '/config.json', JSON.stringify({ i }));
+         }, { sourceDigest: base.sourceDigest, recipe });
+       }`,
+      [root, JSON.stringify({ sourceDigest: o.sourceDigest, recipe: o.recipe })],
+    );
+    await until(async () => (await namesIn(path.join(root, 'entries'))).length > 0, 20_000, 'the first entry');
+    await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('close', r));
+    const reopened = await ModelStore.open(root);
+    const entries = await reopened.list();
+    assert.ok(entries.length > 0);
+    for (const e of entries) {
+      assert.equal(e.problem, null, e.key);
+      assert.equal((await reopened.verify(e.key, { contents: true })).ok, true, e.key);
+    }
+    assert.deepEqual(await namesIn(path.join(root, 'tmp')), []);
+    t.diagnostic(`killed after ${entries.length} entries`);
   });
 
   it('open removes abandoned scratch (dead pid here, same pid not in use, stale elsewhere, trash) and keeps live scratch of other hosts', async (t) => {

@@ -1,5 +1,5 @@
 /** Shared fixtures of the model-store tests: real directories under os.tmpdir(), real child processes. */
-import { spawn, type SpawnOptions } from 'node:child_process';
+import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -70,14 +70,8 @@ export interface ChildResult {
  * `args` to the extra arguments. Bounded in time.
  */
 export function runStoreChild(body: string, args: string[] = [], options: SpawnOptions = {}, timeoutMs = 60_000): Promise<ChildResult> {
-  const script = `const store = await import(${JSON.stringify(storeModule)}); const args = process.argv.slice(1);\n${body}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, ...args], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: timeoutMs,
-      ...options,
-    });
+    const child = spawnStoreChild(body, args, { timeout: timeoutMs, ...options });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d) => (stdout += d));
@@ -85,6 +79,12 @@ export function runStoreChild(body: string, args: string[] = [], options: SpawnO
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
+}
+
+/** The same child, running: for tests that kill it at a moment of their choosing. */
+export function spawnStoreChild(body: string, args: string[] = [], options: SpawnOptions = {}): ChildProcess {
+  const script = `const store = await import(${JSON.stringify(storeModule)}); const args = process.argv.slice(1);\n${body}`;
+  return spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], ...options });
 }
 
 /** Poll `condition` every 10 ms until it holds or `timeoutMs` passes. */

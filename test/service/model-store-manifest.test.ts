@@ -10,7 +10,7 @@ import {
   ModelStore,
   StoreInputError,
 } from '../../src/service/model-store/index.ts';
-import { filesWriter, namesIn, origin, repoRoot, runStoreChild, sampleFiles, tempDir, until } from './model-store-helpers.ts';
+import { filesWriter, namesIn, origin, repoRoot, runStoreChild, spawnStoreChild, sampleFiles, tempDir, until } from './model-store-helpers.ts';
 
 const state = (active: string | null = 'mop-40'): ManifestState => ({
   variants: [{ id: 'mop-40', key: origin(1).key }],
@@ -58,6 +58,7 @@ describe('model store manifest', () => {
     await assert.rejects(store.evict(0, { graceMs: 0 }), isVersionError);
     assert.deepEqual(await fs.readFile(file), future);
     assert.deepEqual(await namesIn(path.join(root, 'entries')), [o.key]);
+    assert.ok(await store.get(o.key), 'existing entries can still be read');
     assert.deepEqual(await namesIn(path.join(root, 'tmp')), []);
   });
 
@@ -69,6 +70,8 @@ describe('model store manifest', () => {
     await assert.rejects(store.readManifest(), (e: unknown) => e instanceof ManifestCorruptError && e.file === file && e.message.startsWith(`${file} is not a valid model-store manifest: not valid JSON`));
     await assert.rejects(store.writeManifest(state()), ManifestCorruptError);
     assert.equal(await fs.readFile(file, 'utf8'), '{"version": 1, "variants": [');
+    const o = origin();
+    assert.equal((await store.put(o.key, filesWriter(sampleFiles), o)).outcome, 'written', 'entries do not depend on the manifest');
   });
 
   it('with bad fields is a ManifestCorruptError saying which', async (t) => {
@@ -112,6 +115,27 @@ describe('model store manifest', () => {
     assert.equal((await store.readManifest()).manifest?.active, 'mop-40');
     await ModelStore.open(root);
     assert.deepEqual(await namesIn(path.join(root, 'tmp')), []);
+  });
+
+  it('a writer killed with SIGKILL at a random instant of a stream of updates leaves a whole manifest', async (t) => {
+    const root = await tempDir(t);
+    await ModelStore.open(root);
+    const child = spawnStoreChild(
+      `const s = await store.ModelStore.open(args[0]);
+       const key = args[1];
+       for (let i = 0; ; i++) await s.writeManifest({ variants: [{ id: 'v' + i, key }], active: 'v' + i, split: null });`,
+      [root, origin().key],
+    );
+    await until(async () => (await namesIn(root)).includes('manifest.json'), 20_000, 'the first manifest');
+    await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('close', r));
+    const reopened = await ModelStore.open(root);
+    const { manifest } = await reopened.readManifest();
+    assert.match(manifest!.active!, /^v\d+$/);
+    assert.deepEqual(manifest!.variants.map((v) => v.id), [manifest!.active]);
+    assert.deepEqual(await namesIn(path.join(root, 'tmp')), []);
+    t.diagnostic(`killed after ${manifest!.active!.slice(1)} updates`);
   });
 });
 
