@@ -125,6 +125,18 @@ describe('model store hygiene', () => {
     assert.deepEqual(result.evicted.map((e) => e.key), [damaged.key]);
   });
 
+  it('keeps working when tmp/ and trash/ are deleted under an open store', async (t) => {
+    const store = await ModelStore.open(await tempDir(t));
+    const a = origin(1);
+    await store.put(a.key, filesWriter(sampleFiles), a);
+    await fs.rm(path.join(store.root, 'tmp'), { recursive: true });
+    await fs.rm(path.join(store.root, 'trash'), { recursive: true });
+    assert.equal(await store.remove(a.key), true);
+    assert.equal((await store.put(a.key, filesWriter(sampleFiles), a)).outcome, 'written');
+    await store.writeManifest({ variants: [], active: null, split: null });
+    assert.deepEqual(await namesIn(path.join(store.root, 'entries')), [a.key]);
+  });
+
   it('counters add up hits, misses, writes, failed puts, invalid entries and removals', async (t) => {
     const store = await ModelStore.open(await tempDir(t));
     const [a, b] = [origin(1), origin(2)];

@@ -216,7 +216,7 @@ export class ModelStore {
 
   private async writeScratchEntry(scratch: string, key: HexDigest, write: EntryWriter, origin: EntryOrigin): Promise<EntryRecord> {
     try {
-      await fs.mkdir(scratch);
+      await fs.mkdir(scratch, { recursive: true }); // recreates tmp/ if someone removed it
     } catch (e) {
       throw new StoreWriteError(`cannot write to model store ${this.root}: ${describeFsError(e)}`, errorCode(e), { cause: e });
     }
@@ -391,6 +391,7 @@ export class ModelStore {
     const tmp = join(this.layout.tmp, scratchName('manifest'));
     markScratchInUse(tmp);
     try {
+      await fs.mkdir(this.layout.tmp, { recursive: true });
       // Remembered before the rename, so a watcher polling right after it already knows the digest.
       const written = await writeManifestFile(this.layout.manifest, tmp, state, this.writerName, (digest) => {
         this.ownManifestDigests.push(digest);
@@ -450,6 +451,7 @@ export class ModelStore {
 
   private async moveToTrash(key: HexDigest): Promise<boolean> {
     const trashed = join(this.layout.trash, scratchName(key));
+    await fs.mkdir(this.layout.trash, { recursive: true }); // so ENOENT below can only mean "no such entry"
     try {
       await fs.rename(this.entryDir(key), trashed);
     } catch (e) {
