@@ -10,7 +10,7 @@
  *   node --import tsx scripts/bench-isolation.ts [--quick] [--model DIR | --preset 100m]
  *     [--concurrency 4,8] [--phase-sec 20] [--max-tokens 32] [--target 0.4] [--samples 8]
  *     [--seq-len 64] [--max-batch 8] [--prune-timeout-sec 900] [--note TEXT]
- *     [--out-dir docs] [--name isolation-report]
+ *     [--out-dir docs] [--name isolation-report] [--render-only REPORT.json [--note TEXT]]
  *
  * The server gets MOP_THREADS=1 and MOP_PRUNE_THREADS=1 (serving and pruning one thread each; a
  * server that does not know MOP_PRUNE_THREADS ignores it, and the report quotes the server's own
@@ -34,6 +34,7 @@ import { type PhaseWindow, phaseFigures, type RequestSample } from './isolation/
 import { Prober } from './isolation/prober.ts';
 import type { ConcurrencyResult, IsolationReport } from './isolation/report.ts';
 import { startServerProcess } from './isolation/server-process.ts';
+import { printedSetting, shellCommand } from './isolation/server-settings.ts';
 import { evaluateTargets } from './isolation/targets.ts';
 import { AdminClient, type PruneJobResult } from './speedup/admin-client.ts';
 
@@ -55,12 +56,26 @@ const { values: args } = parseArgs({
     note: { type: 'string' },
     'out-dir': { type: 'string' },
     name: { type: 'string', default: 'isolation-report' },
+    'render-only': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   const text = fs.readFileSync(new URL(import.meta.url), 'utf8');
   process.stdout.write(text.slice(text.indexOf('/**'), text.indexOf('*/') + 2) + '\n');
+  process.exit(0);
+}
+
+if (args['render-only']) {
+  // Rewrite the Markdown from a report JSON (targets re-evaluated; --note replaces the note) without measuring.
+  const report = JSON.parse(fs.readFileSync(args['render-only'], 'utf8')) as IsolationReport;
+  if (args.note !== undefined) report.note = args.note;
+  report.targets = report.results.flatMap((r) => evaluateTargets(r.concurrency, r.phases));
+  report.allTargetsMet = report.targets.every((t) => t.met);
+  const base = args['render-only'].replace(/\.json$/, '');
+  fs.writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + '\n');
+  fs.writeFileSync(`${base}.md`, renderIsolationReport(report));
+  process.stderr.write(`re-rendered ${base}.md (and .json) from ${args['render-only']}\n`);
   process.exit(0);
 }
 
@@ -87,7 +102,7 @@ const requestTimeoutSec = 120;
 const maxRequestsPerPhase = 5000;
 
 const argv = process.argv.slice(2);
-const command = `npm run bench:isolation${argv.length ? ' -- ' + argv.join(' ') : ''}`;
+const command = `npm run bench:isolation${argv.length ? ' -- ' + shellCommand(argv) : ''}`;
 const loadAvgStart = os.loadavg()[0]!;
 const prompts = await loadPrompts(DEFAULT_PROMPTS_FILE);
 fs.mkdirSync(path.join(repoRoot, 'bench-out'), { recursive: true });
@@ -118,7 +133,7 @@ const server = await startServerProcess({
   logFile: path.join(repoRoot, 'bench-out', `${name}-server.log`),
   readyTimeoutMs: 600_000,
 });
-const threadConfig = server.log().split('\n').filter((l) => /thread/i.test(l));
+const settingsShown = Object.fromEntries(Object.keys(serverEnv).map((k) => [k, printedSetting(server.log(), k)]));
 
 const admin = new AdminClient(server.url, token, pruneTimeoutSec * 1000);
 const results: ConcurrencyResult[] = [];
@@ -189,7 +204,7 @@ const report: IsolationReport = {
     os: `${os.type()} ${os.release()}`,
     loadAverage: { start: loadAvgStart, end: os.loadavg()[0]! },
   },
-  server: { model: args.model ? model : `mop synth --preset ${args.preset}`, env: serverEnv, threadConfig, maxBatch },
+  server: { model: args.model ? model : `mop synth --preset ${args.preset}`, env: serverEnv, settingsShown, maxBatch },
   load: { maxTokens, phaseSec, stream: true, ignoreEos: true },
   prune: { target, samples, seqLen, strategy: 'mop' },
   results,

@@ -70,8 +70,14 @@ export function renderIsolationReport(r: IsolationReport): string {
     '## Setup',
     '',
     `- Machine: ${m.cpus} × ${m.cpuModel}, ${f(m.memoryGiB, 0)} GiB, ${m.os}, Node ${m.node}; 1-minute load average ${f(m.loadAverage.start, 2)} at the start, ${f(m.loadAverage.end, 2)} at the end.`,
-    `- Server environment: ${Object.entries(r.server.env).map(([k, v]) => `\`${k}=${v}\``).join(', ') || 'none'}.`,
-    `- Server's thread configuration: ${r.server.threadConfig.length ? r.server.threadConfig.map((l) => `\`${l.trim()}\``).join('; ') : 'not printed'}.`,
+    `- Server environment: ${
+      Object.entries(r.server.env)
+        .map(([k, v]) => {
+          const shown = r.server.settingsShown[k];
+          return `\`${k}=${v}\` (${shown === null || shown === undefined ? 'not in the server\'s start-up configuration: ignored' : `the server's configuration shows ${shown}`})`;
+        })
+        .join(', ') || 'none'
+    }.`,
     `- Run time: ${f(r.elapsedSec, 0)} s. Raw figures: the JSON beside this file.`,
     '',
   );

@@ -23,8 +23,8 @@ export interface IsolationReport {
     model: string;
     /** Environment the server child ran with (thread split). */
     env: Record<string, string>;
-    /** The server's own start-up configuration lines that mention threads. */
-    threadConfig: string[];
+    /** For each variable of `env`: the value the server's start-up configuration shows, or null (ignored). */
+    settingsShown: Record<string, string | null>;
     maxBatch: number;
   };
   load: { maxTokens: number; phaseSec: number; stream: true; ignoreEos: true };

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { renderIsolationReport } from '../../scripts/isolation/markdown.ts';
 import { type PhaseWindow, phaseAt, phaseFigures, type ProbeSample, type RequestSample } from '../../scripts/isolation/phases.ts';
 import type { IsolationReport } from '../../scripts/isolation/report.ts';
+import { printedSetting, shellCommand } from '../../scripts/isolation/server-settings.ts';
 import { evaluateTargets } from '../../scripts/isolation/targets.ts';
 
 const windows: PhaseWindow[] = [
@@ -83,7 +84,7 @@ describe('isolation benchmark bookkeeping (scripts/isolation)', () => {
       note: 'shared machine',
       quick: true,
       machine: { cpus: 2, cpuModel: 'Test CPU', memoryGiB: 8, node: 'v20.0.0', os: 'Linux', loadAverage: { start: 1, end: 2 } },
-      server: { model: 'mop synth --preset 100m', env: { MOP_THREADS: '1' }, threadConfig: ['--threads  MOP_THREADS  1'], maxBatch: 8 },
+      server: { model: 'mop synth --preset 100m', env: { MOP_THREADS: '1', MOP_PRUNE_THREADS: '1' }, settingsShown: { MOP_THREADS: '1', MOP_PRUNE_THREADS: null }, maxBatch: 8 },
       load: { maxTokens: 16, phaseSec: 1, stream: true, ignoreEos: true },
       prune: { target: 0.4, samples: 4, seqLen: 32, strategy: 'mop' },
       results: [{ concurrency: 4, pruneJob: { status: 'succeeded', seconds: 1, error: null, variant: 'isolation-c4' }, skippedProbes: 3, phases }],
@@ -101,5 +102,17 @@ describe('isolation benchmark bookkeeping (scripts/isolation)', () => {
     assert.equal(md.match(/^\| 4 \| (before|during|after)/gm)?.length, 3);
     assert.match(md, /`npm run bench:isolation -- --quick`/);
     assert.match(md, /3 at concurrency 4/);
+    assert.match(md, /`MOP_THREADS=1` \(the server's configuration shows 1\), `MOP_PRUNE_THREADS=1` \(not in the server's start-up configuration: ignored\)/);
+  });
+
+  it('reads what the server printed for a setting, and null for one it does not know', () => {
+    const log = 'mop serve: configuration (flag / environment variable):\n  PORT                     40365\n  MOP_THREADS              1\n  MOP_PRUNE_TARGET         (default)\nloaded model\n';
+    assert.equal(printedSetting(log, 'MOP_THREADS'), '1');
+    assert.equal(printedSetting(log, 'MOP_PRUNE_TARGET'), '(default)');
+    assert.equal(printedSetting(log, 'MOP_PRUNE_THREADS'), null);
+  });
+
+  it('quotes the arguments of the recorded command line that a shell would split', () => {
+    assert.equal(shellCommand(['--quick', '--note', "it's shared", '--phase-sec', '5']), "--quick --note 'it'\\''s shared' --phase-sec 5");
   });
 });
