@@ -134,6 +134,7 @@ describe('bad recovery options: one-line RecoveryInputError', () => {
     ['unknown loss', { loss: 'mse' as never }, /unknown recovery loss 'mse'/],
     ['LoRA rank 0', { kind: 'lora', loraRank: 0 }, /LoRA rank must be a positive integer, got 0/],
     ['LoRA rank above the narrowest adapted width (layer 2 k_proj: 1 KV head × 8)', { kind: 'lora', loraRank: 9 }, /LoRA rank 9 exceeds the narrowest adapted layer width \(8\)/],
+    ['LoRA alpha 0', { kind: 'lora', loraAlpha: 0 }, /LoRA alpha must be a positive finite number, got 0/],
     ['unknown LoRA target', { kind: 'lora', loraTargets: ['qkv' as never] }, /unknown LoRA target 'qkv'/],
     ['kdAlpha 2', { kdAlpha: 2 }, /kdAlpha must be in \[0, 1\]/],
     ['seqLen beyond the context', { seqLen: 65 }, /exceeds the model's context of 64/],

@@ -80,6 +80,7 @@ export function validateRecoveryOptions(o: RecoveryOptions, spec?: ModelSpec): v
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) fail(`threads must be a positive integer, got ${o.threads}`);
   if (o.kind === 'lora') {
     if (!Number.isInteger(o.loraRank) || o.loraRank <= 0) fail(`LoRA rank must be a positive integer, got ${o.loraRank}`);
+    if (!Number.isFinite(o.loraAlpha) || o.loraAlpha <= 0) fail(`LoRA alpha must be a positive finite number, got ${o.loraAlpha}`);
     if (spec) validateLoraConfig(spec, loraConfig(o));
   }
   if (spec && o.seqLen > spec.maxContext) fail(`recovery sequence length ${o.seqLen} exceeds the model's context of ${spec.maxContext}`);
