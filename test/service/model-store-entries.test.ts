@@ -256,6 +256,8 @@ describe('model store entries', () => {
       () => true,
     );
     const asUser = bitsBind ? {} : { uid: 65534, gid: 65534 };
+    const canRun = await runStoreChild(`console.log(typeof store.ModelStore)`, [], asUser);
+    if (canRun.code !== 0) return t.skip(`cannot run the store as uid 65534 here (are the sources readable to it?): ${canRun.stderr.slice(0, 200)}`);
     const o = origin();
     const child = await runStoreChild(
       `const s = await store.ModelStore.open(args[0]);
@@ -264,7 +266,6 @@ describe('model store entries', () => {
       [root, o.key, JSON.stringify({ sourceDigest: o.sourceDigest, recipe: o.recipe })],
       asUser,
     );
-    if (child.code !== 0 && !bitsBind) return t.skip(`cannot run a child as uid 65534 here: ${child.stderr.slice(0, 200)}`);
     assert.equal(child.code, 0, child.stderr);
     const outcome = JSON.parse(child.stdout);
     assert.equal(outcome.name, 'StoreWriteError');
