@@ -34,15 +34,22 @@ describe('model store hygiene', () => {
     assert.ok(Date.parse(ea.createdAt!) <= Date.parse(ea.lastUsedAt) + 1000);
   });
 
-  it('get moves an entry’s last use forward', async (t) => {
+  it('get and a put that hits move an entry’s last use forward; verify does not', async (t) => {
     const store = await ModelStore.open(await tempDir(t));
     const a = origin(1);
     await store.put(a.key, filesWriter(sampleFiles), a);
+    const used = async () => Date.parse((await store.list())[0]!.lastUsedAt);
+    for (const use of [() => store.get(a.key), () => store.put(a.key, filesWriter(sampleFiles), a)]) {
+      await lastUsed(store, a.key, 60);
+      const before = await used();
+      await use();
+      const after = await used();
+      assert.ok(after - before > 59 * 60_000, `last use moved from ${before} to ${after}`);
+    }
     await lastUsed(store, a.key, 60);
-    const before = Date.parse((await store.list())[0]!.lastUsedAt);
-    await store.get(a.key);
-    const after = Date.parse((await store.list())[0]!.lastUsedAt);
-    assert.ok(after - before > 59 * 60_000, `last use moved from ${before} to ${after}`);
+    const before = await used();
+    await store.verify(a.key, { contents: true });
+    assert.equal(await used(), before);
   });
 
   it('list shows a damaged entry with the reason, and never scratch or foreign names', async (t) => {

@@ -165,7 +165,7 @@ export class ModelStore {
    * the same key first, this copy is discarded and the result is a hit too. A damaged entry in
    * the way is moved aside and rewritten. Fails with StoreWriteError (full disk, read-only store,
    * a writer that threw, ...) leaving nothing visible, or ManifestVersionError when a newer
-   * release owns the store.
+   * release owns the store. Either outcome marks the entry used.
    */
   async put(key: HexDigest, write: EntryWriter, origin: EntryOrigin): Promise<PutResult> {
     checkKey(key);
@@ -177,6 +177,7 @@ export class ModelStore {
       const existing = await checkEntryDirectory(dir, key);
       if (!isEntryProblem(existing)) {
         this.count.hits++;
+        await this.markUsed(key);
         return { key, dir, record: existing, outcome: 'hit' };
       }
       try {
@@ -199,6 +200,7 @@ export class ModelStore {
         const winner = await checkEntryDirectory(dir, key);
         if (isEntryProblem(winner)) throw new EntryInvalidError(key, winner.file, winner.reason);
         this.count.hits++;
+        await this.markUsed(key);
         return { key, dir, record: winner, outcome: 'hit' };
       }
       await fsyncDirectory(this.layout.entries);
