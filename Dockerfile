@@ -14,7 +14,7 @@
 # --- build: compile TypeScript to dist/ (dev dependencies live only here) ---------------------
 FROM node:20.20.2-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 # --ignore-scripts: tsc needs no native binaries, and `prepare` would run before src/ is here.
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
@@ -24,9 +24,11 @@ RUN npm run build
 # --- deps: production node_modules for the CPU image ------------------------------------------
 FROM node:20.20.2-bookworm-slim AS deps
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
-# onnxruntime-node's only install step downloads the CUDA provider; .npmrc skips it for CPU.
-# Then drop the ONNX Runtime binaries of other platforms (~250 MB: macOS, Windows, other arch).
+COPY package.json package-lock.json ./
+# --ignore-scripts: onnxruntime-node's only install step downloads the CUDA provider, which the CPU
+# image does not want (package.json's allowScripts denies it too, on npm >= 11), and `prepare`
+# needs the sources. Then drop the ONNX Runtime binaries of other platforms (~250 MB: macOS,
+# Windows, other arch).
 RUN npm ci --no-audit --no-fund --omit=dev --ignore-scripts \
  && arch="$(node -p process.arch)" \
  && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 1 -maxdepth 1 ! -name linux -exec rm -rf {} + \
@@ -35,14 +37,13 @@ RUN npm ci --no-audit --no-fund --omit=dev --ignore-scripts \
 
 # --- deps-cuda: the same, plus ONNX Runtime's CUDA 12 execution provider -----------------------
 FROM deps AS deps-cuda
-# ONNXRUNTIME_NODE_INSTALL wins over the `onnxruntime-node-install=skip` in .npmrc. The rebuild
-# runs onnxruntime-node's install script, which downloads libonnxruntime_providers_cuda.so (from
-# the Microsoft.ML.OnnxRuntime.Gpu.Linux NuGet package of the same version); the build needs
-# network here. The test fails the build if the provider did not arrive.
+# onnxruntime-node's install script, run with node rather than `npm rebuild` (npm >= 11 skips it:
+# package.json's allowScripts denies it), downloads what ONNXRUNTIME_NODE_INSTALL names:
+# libonnxruntime_providers_cuda.so from the Microsoft.ML.OnnxRuntime.Gpu.Linux NuGet package of the
+# same version. The build needs network here; the test fails it if the provider did not arrive.
 ENV ONNXRUNTIME_NODE_INSTALL=cuda12
-RUN npm rebuild onnxruntime-node \
- && test -f "node_modules/onnxruntime-node/bin/napi-v6/linux/$(node -p process.arch)/libonnxruntime_providers_cuda.so" \
- && npm cache clean --force
+RUN node node_modules/onnxruntime-node/script/install.js \
+ && test -f "node_modules/onnxruntime-node/bin/napi-v6/linux/$(node -p process.arch)/libonnxruntime_providers_cuda.so"
 
 # --- cuda: NVIDIA CUDA 12 runtime + cuDNN 9 (what ORT's CUDA 12 packages need), Node 20 --------
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 AS cuda

@@ -193,18 +193,28 @@ describe('Dockerfile', () => {
       instr(depsCuda, 'ENV').some((e) => /ONNXRUNTIME_NODE_INSTALL=cuda12/.test(e.args)) || instr(depsCuda, 'RUN').some((r) => /ONNXRUNTIME_NODE_INSTALL=cuda12|--onnxruntime-node-install=cuda12/.test(r.args)),
       'ONNXRUNTIME_NODE_INSTALL=cuda12',
     );
-    assert.ok(instr(depsCuda, 'RUN').some((r) => /npm (rebuild onnxruntime-node|ci)/.test(r.args) && /libonnxruntime_providers_cuda\.so/.test(r.args)), 'installs and checks the provider library');
+    assert.ok(
+      instr(depsCuda, 'RUN').some((r) => /node node_modules\/onnxruntime-node\/script\/install\.js/.test(r.args) && /libonnxruntime_providers_cuda\.so/.test(r.args)),
+      'runs the install script with node (npm >= 11 skips it: allowScripts denies it) and checks the provider library',
+    );
     assert.ok(instr(cuda, 'COPY').some((c) => /--from=deps-cuda /.test(c.args)), 'the cuda image takes node_modules from deps-cuda');
     assert.ok(!instr(stages.at(-1)!, 'COPY').some((c) => /--from=deps-cuda/.test(c.args)), 'the CPU image has no CUDA provider');
     assert.deepEqual(execForm(last(instr(cuda, 'CMD'))!.args), ['serve', '--device', 'cuda']);
   });
 
-  it('never installs with the CUDA download in the CPU path (.npmrc skips it; no ONNXRUNTIME_NODE_INSTALL)', () => {
+  it('never runs the CUDA download in the CPU path (install scripts off; no ONNXRUNTIME_NODE_INSTALL)', () => {
     for (const name of ['build', 'deps', 'runtime']) {
       const s = stage(name)!;
-      for (const i of s.instructions) assert.doesNotMatch(i.args, /ONNXRUNTIME_NODE_INSTALL|onnxruntime-node-install/, `${name} line ${i.line}`);
+      for (const i of s.instructions) assert.doesNotMatch(i.args, /ONNXRUNTIME_NODE_INSTALL|onnxruntime-node-install|script\/install/, `${name} line ${i.line}`);
+      for (const r of instr(s, 'RUN').filter((x) => /\bnpm (ci|install|rebuild)\b/.test(x.args))) assert.match(r.args, /--ignore-scripts/, `${name} line ${r.line}`);
     }
-    assert.match(fs.readFileSync(path.join(repoRoot, '.npmrc'), 'utf8'), /onnxruntime-node-install=skip/);
+  });
+
+  it("denies onnxruntime-node's install script in package.json (npm >= 11) and allows esbuild's", () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
+    assert.deepEqual(pkg.allowScripts, { esbuild: true, 'onnxruntime-node': false });
+    const npmrc = path.join(repoRoot, '.npmrc');
+    if (fs.existsSync(npmrc)) assert.doesNotMatch(fs.readFileSync(npmrc, 'utf8'), /onnxruntime-node-install/, 'npm 11 warns on every command about this .npmrc key');
   });
 });
 

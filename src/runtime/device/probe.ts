@@ -28,7 +28,7 @@ export function ortNativeDir(): string {
 export const installHints = {
   driver: 'no NVIDIA driver is loaded (/proc/driver/nvidia/version is absent): install the NVIDIA driver, or give the container the GPU (docker run --gpus all)',
   cudaProvider:
-    "onnxruntime-node was installed without its CUDA provider: reinstall with network access as 'ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci' (it needs CUDA 12 and cuDNN 9 libraries), or use the CUDA image (docker build --target cuda)",
+    "onnxruntime-node was installed without its CUDA provider: reinstall it with network access as 'ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js' (npm skips that script: package.json denies it; it needs CUDA 12 and cuDNN 9 libraries), or use the CUDA image (docker build --target cuda)",
   webgpu:
     'no WebGPU adapter: the WebGPU provider runs on Vulkan and needs a Vulkan loader (Debian: libvulkan1) and a Vulkan driver (NVIDIA: the driver with its Vulkan ICD, nvidia_icd.json; in a container add graphics to NVIDIA_DRIVER_CAPABILITIES)',
 } as const;
