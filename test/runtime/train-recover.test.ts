@@ -67,6 +67,16 @@ describe('recover: full fine-tuning and LoRA on a tiny pruned model', () => {
     assert.ok(r.report.finalLoss < 0.6 * r.report.firstLoss, `KL ${r.report.firstLoss} → ${r.report.finalLoss}`);
   });
 
+  it('cached teacher targets: after one epoch no teacher pass runs, and the run equals one without the cache', async () => {
+    const teacher = { spec, weights: syntheticWeights(spec, 12) };
+    const options = { ...base, steps: 9, kind: 'full' as const, loss: 'kd' as const };
+    const cached = await recover({ spec, weights }, options, { windows, teacher });
+    const uncached = await recover({ spec, weights }, { ...options, teacherCacheMiB: 0 }, { windows, teacher });
+    assert.equal(uncached.report.teacherPasses, 9);
+    assert.ok(cached.report.teacherPasses! <= 4, `${cached.report.teacherPasses} passes for 12 windows in batches of 4`);
+    assert.deepEqual(cached.report.losses, uncached.report.losses);
+  });
+
   it('a non-finite loss stops the run and returns the weights of the last finite step (lr 1e30: step 2 overflows)', async () => {
     const r = await recover({ spec, weights }, { ...base, kind: 'full', lr: 1e30, warmup: 0, clip: 0 }, { windows });
     assert.equal(r.report.stopped, 'non-finite');
@@ -137,6 +147,7 @@ describe('bad recovery options: one-line RecoveryInputError', () => {
     ['LoRA alpha 0', { kind: 'lora', loraAlpha: 0 }, /LoRA alpha must be a positive finite number, got 0/],
     ['unknown LoRA target', { kind: 'lora', loraTargets: ['qkv' as never] }, /unknown LoRA target 'qkv'/],
     ['kdAlpha 2', { kdAlpha: 2 }, /kdAlpha must be in \[0, 1\]/],
+    ['negative teacher cache', { teacherCacheMiB: -1 }, /teacher cache must be a non-negative number of MiB, got -1/],
     ['seqLen beyond the context', { seqLen: 65 }, /exceeds the model's context of 64/],
   ];
   for (const [what, bad, message] of cases) {

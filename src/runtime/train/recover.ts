@@ -5,6 +5,7 @@ import { BatchSampler } from './batch-sampler.ts';
 import { RecoveryInputError } from './errors.ts';
 import { initLoraAdapters, type LoraConfig, type LoraTarget, loraTargets, mergeLora, validateLoraConfig } from './lora.ts';
 import { type TrainOutcome, type TrainProgress, trainSteps } from './train-loop.ts';
+import { CachedTeacher } from './teacher-cache.ts';
 import { TeacherSession, TrainingSession } from './training-session.ts';
 
 /**
@@ -42,6 +43,8 @@ export interface RecoveryOptions {
   loraTargets: readonly LoraTarget[];
   /** ONNX Runtime intra-op threads (default: all cores). Runs repeat bit for bit at a fixed count. */
   threads?: number;
+  /** Memory for cached teacher log-probabilities, per window, reused across epochs (default 256 MiB; 0 = recompute every step). */
+  teacherCacheMiB?: number;
 }
 
 export const defaultRecoveryOptions: RecoveryOptions = {
@@ -78,6 +81,7 @@ export function validateRecoveryOptions(o: RecoveryOptions, spec?: ModelSpec): v
   if (!(o.clip >= 0)) fail(`gradient clip must be ≥ 0 (0 = off), got ${o.clip}`);
   if (!Number.isFinite(o.seed)) fail(`seed must be a finite number, got ${o.seed}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) fail(`threads must be a positive integer, got ${o.threads}`);
+  if (o.teacherCacheMiB !== undefined && !(o.teacherCacheMiB >= 0 && Number.isFinite(o.teacherCacheMiB))) fail(`teacher cache must be a non-negative number of MiB, got ${o.teacherCacheMiB}`);
   if (o.kind === 'lora') {
     if (!Number.isInteger(o.loraRank) || o.loraRank <= 0) fail(`LoRA rank must be a positive integer, got ${o.loraRank}`);
     if (!Number.isFinite(o.loraAlpha) || o.loraAlpha <= 0) fail(`LoRA alpha must be a positive finite number, got ${o.loraAlpha}`);
@@ -120,6 +124,8 @@ export interface RecoveryReport {
   tokens: number;
   seconds: number;
   tokensPerSecond: number;
+  /** Teacher forward passes run (kd); fewer than the steps when the cache holds the windows. */
+  teacherPasses?: number;
 }
 
 export interface RecoveryResult extends ModelWeights {
@@ -143,7 +149,8 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
   }
 
   const session = await TrainingSession.create(spec, model.weights, { seqLen: o.seqLen, loss: o.loss, ...(lora && { lora }) }, o.threads);
-  const teacher = o.loss === 'kd' ? await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads) : undefined;
+  const teacherSession = o.loss === 'kd' ? await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads) : undefined;
+  const teacher = teacherSession && new CachedTeacher(teacherSession, o.seqLen * spec.vocabSize, (o.teacherCacheMiB ?? 256) * 2 ** 20);
   let outcome: TrainOutcome;
   try {
     outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed), {
@@ -157,7 +164,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
     });
   } finally {
     await session.release();
-    await teacher?.release();
+    await teacherSession?.release();
   }
 
   let weights: Weights;
@@ -182,6 +189,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
     tokens: outcome.tokens,
     seconds: outcome.seconds,
     tokensPerSecond: outcome.seconds > 0 ? outcome.tokens / outcome.seconds : 0,
+    ...(teacher && { teacherPasses: teacher.passes }),
   };
   return { spec, weights, report };
 }
