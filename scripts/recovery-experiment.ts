@@ -6,7 +6,7 @@
  * held-out slice (data/tinystories-heldout.txt) in non-overlapping windows of 256, as
  * `npm run bench:quality` measures it. Not a test.
  *
- *   node --import tsx scripts/recovery-experiment.ts [--target 0.4] [--steps 300] [--recipes kd-full,ce-full,kd-lora] [--threads N]
+ *   node --import tsx scripts/recovery-experiment.ts [--target 0.4] [--steps 300] [--recipes kd-full,ce-full,kd-lora] [--kd-alpha 1] [--threads N]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,6 +26,7 @@ const { values: args } = parseArgs({
     'seq-len': { type: 'string', default: '128' },
     lr: { type: 'string', default: '2e-3' },
     'lora-lr': { type: 'string', default: '5e-3' },
+    'kd-alpha': { type: 'string', default: '1' },
     recipes: { type: 'string', default: 'kd-full,ce-full,kd-lora' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
   },
@@ -49,7 +50,7 @@ const stream = tokenizer.encode(fs.readFileSync(defaultCalibrationPath(), 'utf8'
 const windows: Int32Array[] = [];
 for (let off = 0; off + seqLen <= stream.length; off += seqLen) windows.push(Int32Array.from([dense.spec.bosTokenId, ...stream.slice(off, off + seqLen)]));
 
-console.log(`bundled stories260K, MoP ${args.target} (${pruneSeconds.toFixed(1)} s), held-out ${heldout.tokens} tokens; recovery text ${windows.length} windows of ${seqLen + 1} tokens; ${threads} thread(s)`);
+console.log(`bundled stories260K, MoP ${args.target}, kd α ${args['kd-alpha']} (${pruneSeconds.toFixed(1)} s), held-out ${heldout.tokens} tokens; recovery text ${windows.length} windows of ${seqLen + 1} tokens; ${threads} thread(s)`);
 console.log(`dense ppl ${densePpl.toFixed(3)}; pruned ppl ${prunedPpl.toFixed(3)} (${(prunedPpl / densePpl).toFixed(2)}× dense)`);
 console.log('| recipe | steps × batch × seq | lr | recovery s | train tokens/s | loss first → last | held-out ppl after | × dense |');
 console.log('| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |');
@@ -57,7 +58,7 @@ for (const recipe of args.recipes.split(',')) {
   const [loss, kind] = recipe.split('-') as [RecoveryOptions['loss'], RecoveryOptions['kind']];
   const lr = Number(kind === 'lora' ? args['lora-lr'] : args.lr);
   const steps = Number(args.steps);
-  const r = await recover(pruned, { kind, loss, steps, batch: Number(args.batch), seqLen, lr, warmup: Math.round(steps / 15), threads, seed: 0 }, { windows, teacher: denseModel });
+  const r = await recover(pruned, { kind, loss, kdAlpha: Number(args['kd-alpha']), steps, batch: Number(args.batch), seqLen, lr, warmup: Math.round(steps / 15), threads, seed: 0 }, { windows, teacher: denseModel });
   const ppl = (await perplexity(r, heldout, { threads })).perplexity;
   console.log(
     `| ${recipe} | ${steps} × ${args.batch} × ${seqLen} | ${lr} | ${r.report.seconds.toFixed(1)} | ${r.report.tokensPerSecond.toFixed(0)} | ${r.report.firstLoss.toFixed(3)} → ${r.report.finalLoss.toFixed(3)} | ${ppl.toFixed(3)} | ${(ppl / densePpl).toFixed(2)} |`,
