@@ -149,10 +149,13 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
   }
 
   const session = await TrainingSession.create(spec, model.weights, { seqLen: o.seqLen, loss: o.loss, ...(lora && { lora }) }, o.threads);
-  const teacherSession = o.loss === 'kd' ? await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads) : undefined;
-  const teacher = teacherSession && new CachedTeacher(teacherSession, o.seqLen * spec.vocabSize, (o.teacherCacheMiB ?? 256) * 2 ** 20);
+  let teacher: CachedTeacher | undefined;
+  let teacherSession: TeacherSession | undefined;
   let outcome: TrainOutcome;
   try {
+    teacherSession = o.loss === 'kd' ? await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads) : undefined;
+    const cache = teacherSession && new CachedTeacher(teacherSession, o.seqLen * spec.vocabSize, (o.teacherCacheMiB ?? 256) * 2 ** 20);
+    teacher = cache;
     outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed), {
       steps: o.steps,
       schedule: { lr: o.lr, steps: o.steps, warmup: o.warmup },
@@ -160,7 +163,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
       clip: o.clip,
       ...(hooks.signal && { signal: hooks.signal }),
       ...(hooks.onProgress && { onProgress: hooks.onProgress }),
-      ...(teacher && { teacher: async (batch) => ({ logProbs: await teacher.logProbs(batch), alpha: o.kdAlpha }) }),
+      ...(cache && { teacher: async (batch) => ({ logProbs: await cache.logProbs(batch), alpha: o.kdAlpha }) }),
     });
   } finally {
     await session.release();
