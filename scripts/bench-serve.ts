@@ -15,10 +15,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ModelSession } from '../src/runtime/engine/model-session.ts';
-import type { OpenedModel } from '../src/runtime/engine/open-model.ts';
+import type { LoadedModel } from '../src/runtime/model/loaded-model.ts';
 import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../src/runtime/model/synthetic.ts';
-import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { defaultServerConfig, type ServerConfig } from '../src/server/config.ts';
 import { type RunningServer, startServer } from '../src/server/main.ts';
 
@@ -58,12 +56,9 @@ interface Row {
 }
 
 
-async function openSynthetic(name: keyof typeof syntheticPresets): Promise<OpenedModel> {
+function synthetic(name: keyof typeof syntheticPresets): LoadedModel {
   const spec = syntheticSpec(syntheticPresets[name]);
-  const weights = syntheticWeights(spec, 1);
-  const source = syntheticVocabulary(spec.vocabSize);
-  const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: context, threads });
-  return { model: { spec, weights, tokenizer: source, format: 'hf', path: `synthetic-${name}` }, tokenizer: createTokenizer(source), session, target: session.target, deviceNote: 'benchmark session' };
+  return { spec, weights: syntheticWeights(spec, 1), tokenizer: syntheticVocabulary(spec.vocabSize), format: 'hf', path: `synthetic-${name}` };
 }
 
 async function start(name: string): Promise<RunningServer> {
@@ -71,7 +66,7 @@ async function start(name: string): Promise<RunningServer> {
   const log = (line: string) => process.stderr.write(`  [${name}] ${line}\n`);
   if (name === 'bundled') return startServer(config, { log });
   if (!(name in syntheticPresets)) throw new Error(`unknown model '${name}': use bundled or one of ${Object.keys(syntheticPresets).join(', ')}`);
-  return startServer({ ...config, servedModelName: `synthetic-${name}` }, { log, opened: await openSynthetic(name as keyof typeof syntheticPresets) });
+  return startServer({ ...config, servedModelName: `synthetic-${name}` }, { log, model: synthetic(name as keyof typeof syntheticPresets) });
 }
 
 /** A prompt of about `promptTokens` tokens: text for the bundled model, ids for synthetic ones. */
@@ -118,7 +113,7 @@ const rows: Row[] = [];
 for (const name of args.models.split(',')) {
   process.stderr.write(`${name}: starting the server\n`);
   const server = await start(name);
-  const variant = server.registry.active!;
+  const variant = server.service.active!;
   const vocab = variant.tokenizer.vocabSize;
   const body = (i: number) => ({ prompt: prompt(name, i, vocab), max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
   await request(server.url, body(0)); // warm-up

@@ -1,23 +1,14 @@
 /**
- * Engine time inside the running server: the benchmark wraps a served variant's DecoderSession
- * `prefill` and `decode` (on the instance, from outside; src/ is untouched) and adds up how long
- * they take while a load run is in flight. Against the wall time of the run and the server's
- * per-token histogram this splits a request's latency into prefill, decode steps, and everything
- * outside the engine (sampling, scheduling, HTTP/SSE), measured in the same run.
+ * Engine time inside the running server: each variant's scheduler counts how long its session's
+ * prefill and decode calls take (SchedulerStats.engine, pushed from the engine worker), and the
+ * benchmark takes the difference over a load run. Against the wall time of the run and the
+ * server's per-token histogram this splits a request's latency into prefill, decode steps, and
+ * everything outside the engine (sampling, scheduling, messages between threads, HTTP/SSE).
  */
-import type { DecoderSession } from '../../src/runtime/engine/decoder-session.ts';
+import { type EngineTimes, zeroEngineTimes } from '../../src/runtime/engine/scheduler-types.ts';
+import type { Scheduler } from '../../src/runtime/engine/scheduler-types.ts';
 
-export interface EngineTimes {
-  decodeSteps: number;
-  decodeMs: number;
-  /** Sequences summed over decode steps (mean batch = decodeRows / decodeSteps). */
-  decodeRows: number;
-  prefillCalls: number;
-  prefillMs: number;
-  prefillTokens: number;
-}
-
-export const zeroEngineTimes = (): EngineTimes => ({ decodeSteps: 0, decodeMs: 0, decodeRows: 0, prefillCalls: 0, prefillMs: 0, prefillTokens: 0 });
+export { type EngineTimes, zeroEngineTimes };
 
 export function addEngineTimes(a: EngineTimes, b: EngineTimes): EngineTimes {
   return {
@@ -30,48 +21,31 @@ export function addEngineTimes(a: EngineTimes, b: EngineTimes): EngineTimes {
   };
 }
 
+export function subtractEngineTimes(a: EngineTimes, b: EngineTimes): EngineTimes {
+  return addEngineTimes(a, { decodeSteps: -b.decodeSteps, decodeMs: -b.decodeMs, decodeRows: -b.decodeRows, prefillCalls: -b.prefillCalls, prefillMs: -b.prefillMs, prefillTokens: -b.prefillTokens });
+}
+
 export interface EngineProbe {
   /** The times since the last take (and start counting afresh). */
   take(): EngineTimes;
 }
 
-const probes = new WeakMap<DecoderSession, EngineProbe>();
+const probes = new WeakMap<Scheduler, EngineProbe>();
 
-/** Wrap the session's prefill/decode once; later calls return the same probe. */
-export function instrumentSession(session: DecoderSession): EngineProbe {
-  const existing = probes.get(session);
+/** A probe over a scheduler's cumulative engine counters; later calls return the same probe. */
+export function instrumentScheduler(scheduler: Scheduler): EngineProbe {
+  const existing = probes.get(scheduler);
   if (existing) return existing;
-  let t = zeroEngineTimes();
-  const decode = session.decode.bind(session);
-  const prefill = session.prefill.bind(session);
-  session.decode = async (entries) => {
-    const t0 = performance.now();
-    try {
-      return await decode(entries);
-    } finally {
-      t.decodeMs += performance.now() - t0;
-      t.decodeSteps++;
-      t.decodeRows += entries.length;
-    }
-  };
-  session.prefill = async (slot, tokens) => {
-    const t0 = performance.now();
-    try {
-      return await prefill(slot, tokens);
-    } finally {
-      t.prefillMs += performance.now() - t0;
-      t.prefillCalls++;
-      t.prefillTokens += tokens.length;
-    }
-  };
+  let last = scheduler.stats().engine;
   const probe: EngineProbe = {
     take() {
-      const out = t;
-      t = zeroEngineTimes();
+      const now = scheduler.stats().engine;
+      const out = subtractEngineTimes(now, last);
+      last = now;
       return out;
     },
   };
-  probes.set(session, probe);
+  probes.set(scheduler, probe);
   return probe;
 }
 

@@ -9,7 +9,7 @@ import { type RequestRecord, runLoad } from '../../loadtest/load-generator.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import { AdminClient } from './admin-client.ts';
-import { addEngineTimes, type EngineTimes, instrumentSession, zeroEngineTimes } from './engine-timing.ts';
+import { addEngineTimes, type EngineTimes, instrumentScheduler, zeroEngineTimes } from './engine-timing.ts';
 import { type DecodeProfile, paramShares, profileDecode } from './decode-profile.ts';
 import { clientFigures, finishMeasurement, type Measurement, serverStats } from './figures.ts';
 import { addSeries, type HistogramSeries, parseHistograms, snapshotDelta } from './histogram.ts';
@@ -122,7 +122,7 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
   const token = `bench-${Math.random().toString(36).slice(2)}`;
   const server = await startBenchServer({ model: loaded, denseId: 'dense', adminToken: token, maxBatch, context, threads: o.threads, log: (l) => log(`  server: ${l}`) });
   const admin = new AdminClient(server.url, token);
-  const probe = (id: string) => instrumentSession(server.registry.get(id)!.session);
+  const probe = (id: string) => instrumentScheduler(server.service.get(id)!.scheduler);
   probe('dense');
 
   const load = async (model: string, concurrency: number, requests: number, prompts: string[], maxTokens: number) =>

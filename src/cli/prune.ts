@@ -1,59 +1,45 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { defaultModelPath, loadModel } from '../runtime/model/load.ts';
-import { checkTokenizerMatchesModel, createTokenizer } from '../runtime/tokenizer/create.ts';
-import { loadCalibration } from '../mop/calibration.ts';
 import { writePrunedModel } from '../mop/export.ts';
-import { type MopProgress, runMop, validateMopOptions } from '../mop/mop.ts';
+import type { MopProgress } from '../mop/mop.ts';
 import { readReferenceBlocks, summarizeReport } from '../mop/report.ts';
-import type { Strategy } from '../mop/report.ts';
-import type { SelectionCriterion } from '../mop/selection.ts';
-import { deviceOption, envOption, parseFloatArg, parseIntArg, resolveDeviceArg } from './options.ts';
+import { flagLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
+import { runPrune, validateRecipe } from '../service/prune/run-prune.ts';
+import { deviceOption, envOption, parseIntArg, resolveDeviceArg } from './options.ts';
 
 /**
  * `mop prune`: MoP (or a baseline) to a target compression; writes a loadable Hugging Face
- * directory and report.json into --out. Every flag is also an environment variable (MOP_…).
+ * directory and report.json into --out. The prune flags come from the shared prune option table
+ * (the same names, defaults and MOP_PRUNE_* variables as `mop serve --prune-*` and
+ * POST /admin/prune), and the prune itself is the same function the server runs.
  */
 export function registerPruneCommand(program: Command): void {
-  program
+  const cmd = program
     .command('prune')
     .description('prune a model with MoP (or a depth-only / width-only baseline) and write it with its report')
     .addOption(envOption('-m, --model <path>', 'checkpoint or pruned directory (default: bundled stories260K)', 'MOP_MODEL'))
-    .addOption(envOption('--tokenizer <path>', 'tokenizer file for llama2.c checkpoints', 'MOP_TOKENIZER'))
-    .addOption(envOption('--target <ratio>', 'fraction of transformer-block parameters to remove, in (0, 0.9]', 'MOP_TARGET').argParser(parseFloatArg).makeOptionMandatory())
-    .addOption(envOption('--strategy <name>', 'mop, depth (layers only) or width (heads and neurons only)', 'MOP_STRATEGY').default('mop'))
-    .addOption(envOption('--criterion <name>', 'candidate selection: ppl, kl or cosine', 'MOP_CRITERION').default('ppl'))
-    .addOption(envOption('--importance <name>', 'structure importance: amp or magnitude', 'MOP_IMPORTANCE').default('amp'))
-    .addOption(envOption('--calibration <file>', 'calibration text (default: bundled TinyStories slice)', 'MOP_CALIBRATION'))
-    .addOption(envOption('--samples <n>', 'calibration sequences', 'MOP_SAMPLES').argParser(parseIntArg(1)).default(32))
-    .addOption(envOption('--seq-len <n>', 'tokens per calibration sequence', 'MOP_SEQ_LEN').argParser(parseIntArg(2)).default(128))
-    .addOption(envOption('--seed <n>', 'seed for drawing calibration sequences', 'MOP_PRUNE_SEED').argParser(parseIntArg(0)).default(0))
-    .addOption(envOption('--step-layers <x>', 'step budget in average layers (smaller interleaves depth and width)', 'MOP_STEP_LAYERS').argParser(parseFloatArg).default(1))
-    .addOption(envOption('--depth-unit <unit>', 'depth branch removes whole layers (layer) or single attention / MLP sub-blocks (sublayer)', 'MOP_DEPTH_UNIT').default('layer'))
-    .addOption(envOption('--width-split <mode>', 'width budget: param-share (attention vs MLP by parameter share) or global', 'MOP_WIDTH_SPLIT').default('param-share'))
-    .addOption(envOption('--width-normalize <mode>', 'width scores normalised per layer (layer) or raw (none)', 'MOP_WIDTH_NORMALIZE').default('layer'))
+    .addOption(envOption('--tokenizer <path>', 'tokenizer file for llama2.c checkpoints', 'MOP_TOKENIZER'));
+  for (const o of pruneOptions) {
+    // Values are checked by the table in the action, so a bad one is a one-line `mop: error:`.
+    const opt = envOption(`--${o.name} <${o.type.kind === 'choice' ? 'name' : o.type.kind === 'text' ? 'file' : 'n'}>`, o.description, o.env);
+    if (o.default !== undefined) opt.default(o.default);
+    if (o.key === 'target') opt.makeOptionMandatory();
+    cmd.addOption(opt);
+  }
+  cmd
     .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
     .addOption(deviceOption())
     .addOption(envOption('-o, --out <dir>', 'output directory for the pruned model and report.json', 'MOP_OUT').makeOptionMandatory())
     .option('-q, --quiet', 'no progress output')
     .action(async (o) => {
-      const common = {
-        target: o.target as number,
-        strategy: o.strategy as Strategy,
-        criterion: o.criterion as SelectionCriterion,
-        importance: o.importance as string,
-        stepLayers: o.stepLayers as number,
-        depthUnit: o.depthUnit,
-        widthSplit: o.widthSplit,
-        widthNormalize: o.widthNormalize,
-      };
-      validateMopOptions(common); // fail before loading anything
+      const raw: Partial<Record<keyof PruneRecipe, unknown>> = {};
+      for (const opt of pruneOptions) raw[opt.key] = o[opt.key];
+      const recipe = resolvePruneRecipe(raw, {}, flagLabel());
+      validateRecipe(recipe); // fail before loading anything
       const device = await resolveDeviceArg(o.device);
       const modelPath: string = o.model ?? defaultModelPath();
       const model = await loadModel(modelPath, o.tokenizer ? { tokenizerPath: o.tokenizer } : {});
-      const tokenizer = createTokenizer(model.tokenizer);
-      checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
-      const calibration = await loadCalibration(tokenizer, { ...(o.calibration !== undefined && { path: o.calibration }), samples: o.samples, seqLen: o.seqLen, seed: o.seed });
       const referenceBlocks = await readReferenceBlocks(modelPath);
 
       const ac = new AbortController();
@@ -61,11 +47,9 @@ export function registerPruneCommand(program: Command): void {
       process.once('SIGINT', onSigint);
       const progress = o.quiet ? undefined : progressReporter();
       try {
-        const result = await runMop(model, {
-          ...common,
-          calibration,
-          seed: o.seed,
-          modelPath,
+        const result = await runPrune({
+          model,
+          recipe,
           ...(referenceBlocks !== undefined && { referenceBlocks }),
           ...(o.threads !== undefined && { threads: o.threads }),
           device,

@@ -11,7 +11,7 @@ import { startServer } from '../server/main.ts';
 export function serveCommand(): Command {
   const cmd = new Command('serve').description('serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /metrics)');
   for (const knob of configKnobs) cmd.addOption(new Option(knob.flag, knob.description).env(knob.env));
-  cmd.action(async (raw: Partial<Record<keyof ServerConfig, string>>) => {
+  cmd.action(async (raw: Partial<Record<string, string>>) => {
     let config: ServerConfig;
     try {
       config = resolveConfig(raw);

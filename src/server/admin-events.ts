@@ -1,5 +1,6 @@
 /**
- * Admin events: prune-job progress and model swaps, published to every `/admin/events` WebSocket.
+ * Admin events: the service's events (prune-job progress, model swaps) sent to every
+ * `/admin/events` WebSocket as JSON.
  * The upgrade is authenticated with the same bearer token as the admin routes; without a configured
  * token, or with a wrong one, the upgrade is refused with an HTTP status and the socket closed.
  */
@@ -7,33 +8,17 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { bearerMatches } from './admin-auth.ts';
-import type { PruneJobView } from './prune-jobs.ts';
-import type { TrafficSplit } from './registry.ts';
+import type { ServiceEvent } from '../service/service-events.ts';
 
-export type AdminEvent =
-  | { type: 'job'; job: PruneJobView }
-  | { type: 'model_added'; id: string; compressionRatio: number; parameters: number }
-  | { type: 'model_removed'; id: string }
-  | { type: 'active_changed'; active: string; previous: string | undefined }
-  | { type: 'split_changed'; split: TrafficSplit | null };
-
-export class AdminEvents {
-  private readonly listeners = new Set<(e: AdminEvent) => void>();
-
-  publish(event: AdminEvent): void {
-    for (const l of this.listeners) l(event);
-  }
-
-  subscribe(listener: (e: AdminEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
+/** Where admin events come from (the service). */
+export interface EventSource {
+  subscribe(listener: (e: ServiceEvent) => void): () => void;
 }
 
 export const ADMIN_EVENTS_PATH = '/admin/events';
 
 /** Serve `/admin/events` on the HTTP server's upgrade requests. Returns a closer. */
-export function attachAdminEventSocket(server: Server, events: AdminEvents, adminToken: string | undefined): () => void {
+export function attachAdminEventSocket(server: Server, events: EventSource, adminToken: string | undefined): () => void {
   const wss = new WebSocketServer({ noServer: true });
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '').split('?')[0];

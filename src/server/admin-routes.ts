@@ -6,34 +6,29 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { MopInputError } from '../mop/errors.ts';
+import type { ModelService } from '../service/model-service.ts';
+import { PruneConflictError } from '../service/prune/prune-jobs.ts';
+import { jsonLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
+import type { ServedVariant } from '../service/engine/served-variant.ts';
 import { bearerMatches } from './admin-auth.ts';
-import type { AdminEvents } from './admin-events.ts';
 import { adminDisabled, ApiError, conflict, fromZodError, invalidRequest, modelNotFound, notFound, unauthorized } from './errors.ts';
-import { PruneConflictError, type PruneJobs } from './prune-jobs.ts';
-import type { ModelRegistry, ServedVariant } from './registry.ts';
 
 export interface AdminDeps {
   token: string | undefined;
-  registry: ModelRegistry;
-  jobs: PruneJobs;
-  events: AdminEvents;
+  service: ModelService;
   /** Grace period for requests still running on a variant being unloaded. */
   unloadGraceMs: number;
   /** What a prune request that omits them uses (the server's --prune-* settings). */
-  pruneDefaults: { strategy: string; criterion: string; samples: number; seqLen: number; calibration: string | undefined };
+  pruneDefaults: Omit<PruneRecipe, 'target'>;
   log: (line: string) => void;
 }
 
-/** POST /admin/prune body. Names follow the CLI flags (`mop prune`). */
-export const pruneRequestSchema = z
+/**
+ * POST /admin/prune body: every option of the shared prune table under its snake_case name (the
+ * same names as `mop prune`'s flags), plus where the result goes. Values are checked by the table.
+ */
+const pruneTargetFields = z
   .object({
-    target: z.number(),
-    strategy: z.string().optional(),
-    criterion: z.string().optional(),
-    samples: z.number().int().min(1).max(4096).optional(),
-    seq_len: z.number().int().min(2).max(8192).optional(),
-    seed: z.number().int().min(0).default(0),
-    calibration: z.string().min(1).optional(),
     source: z.string().min(1).optional(),
     id: z
       .string()
@@ -41,7 +36,9 @@ export const pruneRequestSchema = z
       .optional(),
     activate: z.boolean().default(true),
   })
-  .strict();
+  .catchall(z.unknown());
+
+const recipeFields = new Set(pruneOptions.map((o) => o.json));
 
 const splitSchema = z.object({ variant: z.string().min(1), share: z.number().min(0).max(1) }).strict();
 
@@ -61,80 +58,85 @@ export function adminRoutes(deps: AdminDeps): Hono {
     } catch {
       throw invalidRequest('The body must be a JSON object, e.g. {"target": 0.4, "strategy": "mop"}.');
     }
-    const parsed = pruneRequestSchema.safeParse(body);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest('The body must be a JSON object, e.g. {"target": 0.4, "strategy": "mop"}.');
+    const parsed = pruneTargetFields.safeParse(body);
     if (!parsed.success) throw fromZodError(parsed.error);
-    const b = parsed.data;
-    const d = deps.pruneDefaults;
-    const calibration = b.calibration ?? d.calibration;
-    const job = await deps.jobs.start({
-      target: b.target,
-      strategy: (b.strategy ?? d.strategy) as never,
-      criterion: (b.criterion ?? d.criterion) as never,
-      samples: b.samples ?? d.samples,
-      seqLen: b.seq_len ?? d.seqLen,
-      seed: b.seed,
-      activate: b.activate,
-      ...(calibration !== undefined && { calibration }),
-      ...(b.source !== undefined && { source: b.source }),
-      ...(b.id !== undefined && { id: b.id }),
-    });
+    const { source, id, activate, ...rest } = parsed.data;
+    for (const field of Object.keys(rest)) {
+      if (!recipeFields.has(field)) throw invalidRequest(`Unknown field '${field}'; a prune request takes ${[...recipeFields, 'source', 'id', 'activate'].join(', ')}.`, field);
+    }
+    const raw: Partial<Record<keyof PruneRecipe, unknown>> = {};
+    for (const o of pruneOptions) if (rest[o.json] !== undefined) raw[o.key] = rest[o.json];
+    let recipe: PruneRecipe;
+    try {
+      recipe = resolvePruneRecipe(raw, deps.pruneDefaults, jsonLabel, true);
+    } catch (e) {
+      if (e instanceof MopInputError) throw invalidRequest(e.message, e.message.split(':')[0]);
+      throw e;
+    }
+    const job = await deps.service.jobs.start({ ...recipe, activate, ...(source !== undefined && { source }), ...(id !== undefined && { id }) });
     return c.json(job, 202, { location: `/admin/prune/${job.id}` });
   });
 
-  app.get('/prune', (c) => c.json({ object: 'list', data: deps.jobs.list() }));
+  app.get('/prune', (c) => c.json({ object: 'list', data: deps.service.jobs.list() }));
 
   app.get('/prune/:id', (c) => {
-    const job = deps.jobs.get(c.req.param('id'));
+    const job = deps.service.jobs.get(c.req.param('id'));
     if (!job) throw jobNotFound(c.req.param('id'));
     return c.json(job);
   });
 
   app.delete('/prune/:id', async (c) => {
-    const job = await deps.jobs.cancel(c.req.param('id'));
+    const job = await deps.service.jobs.cancel(c.req.param('id'));
     if (!job) throw jobNotFound(c.req.param('id'));
     return c.json(job);
   });
 
   app.get('/models', (c) => {
-    const active = deps.registry.active?.id;
-    return c.json({ object: 'list', active: active ?? null, data: deps.registry.list().map((v) => variantView(v, v.id === active)) });
+    const active = deps.service.active?.id;
+    return c.json({ object: 'list', active: active ?? null, data: deps.service.list().map((v) => variantView(v, v.id === active)) });
   });
 
   app.post('/models/:id/activate', (c) => {
     const id = c.req.param('id');
-    if (!deps.registry.has(id)) throw modelNotFound(id);
-    deps.jobs.activate(id);
-    return c.json(variantView(deps.registry.get(id)!, true));
+    const v = deps.service.get(id);
+    if (!v) throw modelNotFound(id);
+    if (v.status !== 'serving') throw conflict(`'${id}' is ${v.status} (${v.statusReason ?? 'its engine is not running'}); it cannot be activated`, 'model_unavailable');
+    deps.service.activate(id);
+    return c.json(variantView(v, true));
+  });
+
+  // For an engine that no longer answers: its thread is stopped (its requests fail with 503) and
+  // the restart policy (--engine-restarts) starts it again.
+  app.post('/models/:id/restart', async (c) => {
+    const id = c.req.param('id');
+    if (!deps.service.has(id)) throw modelNotFound(id);
+    deps.log(`restarting the engine of '${id}' (admin request)`);
+    await deps.service.restart(id);
+    return c.json(variantView(deps.service.get(id)!, deps.service.active?.id === id), 202);
   });
 
   // A/B test: a share of the requests that name no model go to another variant.
-  app.get('/split', (c) => c.json({ split: deps.registry.split ?? null }));
+  app.get('/split', (c) => c.json({ split: deps.service.split ?? null }));
   app.put('/split', async (c) => {
     const parsed = splitSchema.safeParse(await c.req.json().catch(() => undefined));
     if (!parsed.success) throw fromZodError(parsed.error);
-    if (!deps.registry.has(parsed.data.variant)) throw modelNotFound(parsed.data.variant);
-    deps.registry.setSplit(parsed.data);
+    if (!deps.service.has(parsed.data.variant)) throw modelNotFound(parsed.data.variant);
+    deps.service.setSplit(parsed.data);
     deps.log(`traffic split: ${Math.round(parsed.data.share * 100)}% of default requests to '${parsed.data.variant}'`);
-    deps.events.publish({ type: 'split_changed', split: parsed.data });
-    return c.json({ split: deps.registry.split });
+    return c.json({ split: deps.service.split });
   });
   app.delete('/split', (c) => {
-    deps.registry.setSplit(undefined);
-    deps.events.publish({ type: 'split_changed', split: null });
+    deps.service.setSplit(undefined);
     return c.json({ split: null });
   });
 
   app.delete('/models/:id', async (c) => {
     const id = c.req.param('id');
-    const v = deps.registry.get(id);
-    if (!v) throw modelNotFound(id);
-    if (deps.registry.active?.id === id) throw conflict(`'${id}' is the active model; activate another variant before unloading it`, 'model_active');
-    deps.registry.remove(id);
-    deps.events.publish({ type: 'model_removed', id });
+    if (!deps.service.has(id)) throw modelNotFound(id);
+    if (deps.service.active?.id === id) throw conflict(`'${id}' is the active model; activate another variant before unloading it`, 'model_active');
     // Requests already running on it finish (up to the grace period) before its memory goes.
-    await v.scheduler.drain(deps.unloadGraceMs);
-    await v.session.release();
-    deps.log(`unloaded model variant '${id}'`);
+    await deps.service.unload(id, deps.unloadGraceMs);
     return c.json({ id, object: 'model', deleted: true });
   });
 
@@ -161,8 +163,13 @@ function variantView(v: ServedVariant, active: boolean) {
     created: v.created,
     parameters: v.parameters,
     compression_ratio: v.compressionRatio,
-    layers: v.model.spec.layers,
-    path: v.model.path,
+    layers: v.layers,
+    path: v.path,
+    max_model_len: v.maxContext,
+    device: v.target.device,
+    dtype: v.target.dtype,
+    status: v.status,
+    status_reason: v.statusReason ?? null,
     running: v.scheduler.stats().running,
   };
 }

@@ -12,7 +12,11 @@ import type { EndpointContext, EndpointLimits } from './endpoint.ts';
 import { ApiError, bodyTooLarge, internalError, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
 import type { ModelCard, ModelList } from './protocol.ts';
-import type { ModelRegistry, ServedVariant } from './registry.ts';
+import { VariantUnavailableError } from '../service/engine/engine-errors.ts';
+import type { ModelService } from '../service/model-service.ts';
+import { DEFAULT_MODEL_ALIAS } from '../service/variant-registry.ts';
+import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ChatTemplate } from './chat-template.ts';
 
 /** Lifecycle flags the app reports on /ready and honours on generation routes. */
 export interface ServerState {
@@ -23,7 +27,8 @@ export interface ServerState {
 }
 
 export interface AppDeps {
-  registry: ModelRegistry;
+  service: ModelService;
+  chatTemplate: ChatTemplate;
   metrics: ServerMetrics;
   limits: EndpointLimits;
   maxBodyBytes: number;
@@ -63,13 +68,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const generation = (handler: Handler) => async (c: Context<Env>) => {
     let json: unknown;
+    const ctx: EndpointContext = { service: deps.service, chatTemplate: deps.chatTemplate, metrics: deps.metrics, limits: deps.limits, signal: c.get('clientSignal') };
     try {
       if (deps.state.draining) throw unavailable('The server is shutting down and takes no new requests.');
       json = await readJson(c);
-      return await handler(json, { registry: deps.registry, metrics: deps.metrics, limits: deps.limits, signal: c.get('clientSignal') });
+      return await handler(json, ctx);
     } catch (e) {
+      // Counted under the variant the handler resolved (never drawn again: an A/B split is random);
+      // a request that failed before resolving counts under the variant it names, or the active one.
       const model = (json as { model?: unknown } | undefined)?.model;
-      const variant = typeof model === 'string' || model === undefined || model === null ? deps.registry.resolve(model) : undefined;
+      const variant = ctx.variant ?? (typeof model === 'string' && model !== '' && model !== DEFAULT_MODEL_ALIAS ? deps.service.get(model) : model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS ? deps.service.active : undefined);
       const err = toApiError(e, log);
       countFailure(deps, variant, outcomeOf(err));
       return err.toResponse();
@@ -80,11 +88,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.post('/v1/chat/completions', generation(handleChatCompletion));
 
   app.get('/v1/models', (c) => {
-    const list: ModelList = { object: 'list', data: deps.registry.list().map(modelCard) };
+    const list: ModelList = { object: 'list', data: deps.service.list().map(modelCard) };
     return c.json(list);
   });
   app.get('/v1/models/:id{.+}', (c) => {
-    const variant = deps.registry.resolve(c.req.param('id'));
+    const variant = deps.service.get(c.req.param('id')) ?? (c.req.param('id') === DEFAULT_MODEL_ALIAS ? deps.service.active : undefined);
     if (!variant) return modelNotFound(c.req.param('id')).toResponse();
     return c.json(modelCard(variant));
   });
@@ -93,10 +101,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
   app.get('/ready', (c) => {
-    const active = deps.registry.active;
+    const active = deps.service.active;
     if (deps.state.draining) return unavailable('draining: the server is shutting down').toResponse();
     if (!deps.state.ready || !active) return unavailable('not ready: no model has answered a probe generation yet').toResponse();
-    return c.json({ status: 'ready', model: active.id });
+    if (active.status !== 'serving') return unavailable(`not ready: the active model '${active.id}' is ${active.status}: ${active.statusReason ?? 'its engine is not running'}`, 'model_unavailable').toResponse();
+    const down = deps.service.list().filter((v) => v.status !== 'serving');
+    return c.json({ status: 'ready', model: active.id, ...(down.length > 0 && { unavailable: down.map((v) => ({ id: v.id, status: v.status, reason: v.statusReason ?? null })) }) });
   });
 
   app.get('/metrics', async (c) => {
@@ -127,6 +137,8 @@ async function readJson(c: Context<Env>): Promise<unknown> {
 
 function toApiError(e: unknown, log: (line: string) => void): ApiError {
   if (e instanceof ApiError) return e;
+  // An engine worker died under the request (or is restarting): the service's fault, not the client's.
+  if (e instanceof VariantUnavailableError) return unavailable(e.message, 'model_unavailable');
   log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   return internalError();
 }
@@ -161,6 +173,6 @@ function modelCard(v: ServedVariant): ModelCard {
     owned_by: 'mop-serve',
     parameters: v.parameters,
     compression_ratio: v.compressionRatio,
-    max_model_len: v.session.maxContext,
+    max_model_len: v.maxContext,
   };
 }

@@ -28,8 +28,9 @@ import { sseResponse } from './sse.ts';
 
 export async function handleChatCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
   const body: ChatRequest = parseBody(chatRequestSchema(ctx.limits), json);
-  const variant = ctx.registry.resolve(body.model);
+  const variant = ctx.service.resolve(body.model);
   if (!variant) throw modelNotFound(body.model!);
+  ctx.variant = variant;
   if (body.tools && body.tools.length > 0) throw invalidRequest('tools are not supported.', 'tools');
   if (body.response_format && body.response_format.type !== 'text') throw invalidRequest(`response_format ${body.response_format.type} is not supported.`, 'response_format');
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw invalidRequest('logit_bias is not supported.', 'logit_bias');
@@ -39,12 +40,12 @@ export async function handleChatCompletion(json: unknown, ctx: EndpointContext):
   }
 
   const { tokenizer } = variant;
-  const promptTokens = variant.chatTemplate.encode(body.messages, tokenizer);
+  const promptTokens = ctx.chatTemplate.encode(body.messages, tokenizer);
   const n = body.n ?? 1;
   if (n > ctx.limits.maxChoices) throw invalidRequest(`n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, 'n');
   const maxParam = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
   // OpenAI's chat default: no limit but the context.
-  const maxTokens = resolveMaxTokens(promptTokens.length, body.max_completion_tokens ?? body.max_tokens, undefined, variant.session.maxContext, 'messages', maxParam);
+  const maxTokens = resolveMaxTokens(promptTokens.length, body.max_completion_tokens ?? body.max_tokens, undefined, variant.maxContext, 'messages', maxParam);
   const logprobs = wantLogprobs ? (body.top_logprobs ?? 0) : undefined;
   const stop = stopList(body.stop);
   const requests: GenerationRequest[] = [];

@@ -26,12 +26,13 @@ import { sseResponse } from './sse.ts';
 
 export async function handleCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
   const body: CompletionRequest = parseBody(completionRequestSchema(ctx.limits), json);
-  const variant = ctx.registry.resolve(body.model);
+  const variant = ctx.service.resolve(body.model);
   if (!variant) throw modelNotFound(body.model!);
+  ctx.variant = variant;
   rejectUnsupported(body);
 
   const { tokenizer } = variant;
-  const context = variant.session.maxContext;
+  const context = variant.maxContext;
   const prompts = preparePrompts(body.prompt, tokenizer);
   const n = body.n ?? 1;
   if (prompts.length * n > ctx.limits.maxChoices) {

@@ -6,6 +6,7 @@
  */
 import { basename, extname } from 'node:path';
 import { type DeviceRequest, type DtypeRequest, parseDeviceRequest, parseDtypeRequest } from '../runtime/device/device.ts';
+import { defaultPruneSettings, parsePruneValue, type PruneRecipe, pruneOptions } from '../service/prune/prune-options.ts';
 
 export interface ServerConfig {
   /** TCP port; 0 picks a free one (tests). */
@@ -47,12 +48,12 @@ export interface ServerConfig {
   maxN: number;
   /** Prune the loaded model to this ratio at start-up (served dense until the pruned one is ready); undefined = no. */
   pruneTarget: number | undefined;
-  pruneStrategy: string;
-  pruneCriterion: string;
-  /** Calibration text for start-up and admin prunes that name none; undefined = bundled TinyStories slice. */
-  pruneCalibration: string | undefined;
-  pruneSamples: number;
-  pruneSeqLen: number;
+  /** The recipe of start-up prunes and the defaults of admin prunes (`--prune-*`, the shared prune option table). */
+  prune: Omit<PruneRecipe, 'target'>;
+  /** ONNX Runtime threads of the prune worker; undefined = all cores. Serving keeps `threads`. */
+  pruneThreads: number | undefined;
+  /** Restarts of a variant's engine worker allowed within a minute; one more death and the variant is unavailable. */
+  engineRestarts: number;
 }
 
 export const defaultServerConfig: Readonly<ServerConfig> = {
@@ -76,11 +77,9 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   chatTemplate: undefined,
   maxN: 16,
   pruneTarget: undefined,
-  pruneStrategy: 'mop',
-  pruneCriterion: 'ppl',
-  pruneCalibration: undefined,
-  pruneSamples: 32,
-  pruneSeqLen: 128,
+  prune: defaultPruneSettings(),
+  pruneThreads: undefined,
+  engineRestarts: 3,
 };
 
 /** A bad flag or environment value; the message names both and says what is expected. */
@@ -88,15 +87,19 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** One knob: its config key, CLI flag (commander syntax), environment variable and parser. */
+/** One knob: its CLI flag (commander syntax), environment variable, parser and place in the config. */
 export interface ConfigKnob {
-  key: keyof ServerConfig;
-  /** Commander flag spec; its long name camel-cased is `key` (e.g. --max-batch → maxBatch). */
+  /** Commander's attribute name: the flag's long name camel-cased (e.g. --max-batch → maxBatch). */
+  key: string;
   flag: string;
   env: string;
   description: string;
   /** Throws a plain Error with what was expected; the caller adds flag and env names. */
   parse(raw: string): unknown;
+  /** Where the value goes (default: config[key]). */
+  assign?(config: ServerConfig, value: unknown): void;
+  /** The value as configured, for the start-up log (default: config[key]). */
+  read?(config: ServerConfig): unknown;
   /** Never printed in full (secrets). */
   secret?: boolean;
 }
@@ -147,35 +150,55 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'threads', flag: '--threads <n>', env: 'MOP_THREADS', description: 'ONNX Runtime intra-op threads (default: all cores)', parse: int(1, 1024) },
   { key: 'chatTemplate', flag: '--chat-template <file>', env: 'MOP_CHAT_TEMPLATE', description: "Jinja chat template file (default: the checkpoint's, else a plain 'role: content' transcript)", parse: text },
   { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },
-  { key: 'pruneTarget', flag: '--prune-target <ratio>', env: 'MOP_PRUNE_TARGET', description: 'prune to this ratio at start-up; the dense model serves until the pruned one takes over', parse: fraction },
-  { key: 'pruneStrategy', flag: '--prune-strategy <name>', env: 'MOP_PRUNE_STRATEGY', description: 'start-up prune strategy: mop, depth or width', parse: oneOf('mop', 'depth', 'width') },
-  { key: 'pruneCriterion', flag: '--prune-criterion <name>', env: 'MOP_PRUNE_CRITERION', description: 'candidate selection: ppl, kl or cosine', parse: oneOf('ppl', 'kl', 'cosine') },
-  { key: 'pruneCalibration', flag: '--prune-calibration <file>', env: 'MOP_PRUNE_CALIBRATION', description: 'calibration text for prunes (default: bundled TinyStories slice)', parse: text },
-  { key: 'pruneSamples', flag: '--prune-samples <n>', env: 'MOP_PRUNE_SAMPLES', description: 'calibration sequences per prune', parse: int(1, 4096) },
-  { key: 'pruneSeqLen', flag: '--prune-seq-len <n>', env: 'MOP_PRUNE_SEQ_LEN', description: 'tokens per calibration sequence', parse: int(2, 8192) },
+  { key: 'pruneThreads', flag: '--prune-threads <n>', env: 'MOP_PRUNE_THREADS', description: 'ONNX Runtime threads of the prune worker (default: all cores); serving keeps --threads', parse: int(1, 1024) },
+  { key: 'engineRestarts', flag: '--engine-restarts <n>', env: 'MOP_ENGINE_RESTARTS', description: "restarts of a variant's engine worker allowed within a minute before the variant is marked unavailable", parse: int(0, 100) },
+  ...pruneKnobs(),
 ];
+
+/** `--prune-<name>` / MOP_PRUNE_<NAME> for every option of the shared prune table (target: start-up prune). */
+function pruneKnobs(): ConfigKnob[] {
+  return pruneOptions.map((o) => {
+    const key = `prune${o.name.replace(/(^|-)(\w)/g, (_, _d, c: string) => c.toUpperCase())}`;
+    const isTarget = o.key === 'target';
+    return {
+      key,
+      flag: `--prune-${o.name} <${o.type.kind === 'choice' ? 'name' : o.type.kind === 'text' ? 'file' : 'n'}>`,
+      env: o.env,
+      description: isTarget ? 'prune to this ratio at start-up; the dense model serves until the pruned one takes over' : `${o.description} (start-up and admin prunes)`,
+      parse: (raw: string) => parsePruneValue(o, raw, 'value'),
+      assign: (config: ServerConfig, value: unknown) => {
+        if (isTarget) config.pruneTarget = value as number;
+        else config.prune = { ...config.prune, [o.key]: value };
+      },
+      read: (config: ServerConfig) => (isTarget ? config.pruneTarget : config.prune[o.key as Exclude<keyof PruneRecipe, 'target'>]),
+    };
+  });
+}
 
 /**
  * Build a config from raw strings keyed by config key (what commander collects from flags and
  * their env fallbacks); absent keys keep their defaults.
  */
-export function resolveConfig(raw: Partial<Record<keyof ServerConfig, string | undefined>>): ServerConfig {
-  const config: Record<string, unknown> = { ...defaultServerConfig };
+export function resolveConfig(raw: Partial<Record<string, string | undefined>>): ServerConfig {
+  const config: ServerConfig = { ...defaultServerConfig, prune: { ...defaultServerConfig.prune } };
   for (const knob of configKnobs) {
     const value = raw[knob.key];
     if (value === undefined) continue;
+    let parsed: unknown;
     try {
-      config[knob.key] = knob.parse(value);
+      parsed = knob.parse(value);
     } catch (e) {
-      throw new ConfigError(`${knob.flag.replace(/^-\w, /, '').split(' ')[0]} / ${knob.env}: ${(e as Error).message}`);
+      throw new ConfigError(`${knob.flag.replace(/^-\w, /, '').split(' ')[0]} / ${knob.env}: ${(e as Error).message.replace(/^value: /, '')}`);
     }
+    if (knob.assign) knob.assign(config, parsed);
+    else (config as unknown as Record<string, unknown>)[knob.key] = parsed;
   }
-  return config as unknown as ServerConfig;
+  return config;
 }
 
 /** Config from environment variables alone (scripts that start the server without argv). */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
-  const raw: Partial<Record<keyof ServerConfig, string>> = {};
+  const raw: Partial<Record<string, string>> = {};
   for (const knob of configKnobs) {
     const v = env[knob.env];
     if (v !== undefined) raw[knob.key] = v;
@@ -193,7 +216,7 @@ export function modelNameFromPath(path: string): string {
 /** The start-up log block: every knob with its value and where to set it; secrets redacted. */
 export function formatConfig(config: ServerConfig): string[] {
   return configKnobs.map((k) => {
-    const v = config[k.key];
+    const v = k.read ? k.read(config) : (config as unknown as Record<string, unknown>)[k.key];
     const shown = v === undefined ? '(default)' : k.secret ? '<redacted>' : JSON.stringify(v);
     return `  ${k.env.padEnd(24)} ${shown}`;
   });

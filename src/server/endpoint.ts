@@ -4,7 +4,9 @@
  */
 import { fromZodError } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
-import type { ModelRegistry } from './registry.ts';
+import type { ModelService } from '../service/model-service.ts';
+import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ChatTemplate } from './chat-template.ts';
 import type { z } from 'zod';
 
 export interface EndpointLimits {
@@ -17,7 +19,11 @@ export interface EndpointLimits {
 }
 
 export interface EndpointContext {
-  registry: ModelRegistry;
+  service: Pick<ModelService, 'resolve'>;
+  /** How chat messages become a prompt (the checkpoint's template, or --chat-template). */
+  chatTemplate: ChatTemplate;
+  /** The variant this request resolved to, once it has (so a failure is counted under it, not drawn again). */
+  variant?: ServedVariant;
   metrics: ServerMetrics;
   limits: EndpointLimits;
   /** Aborted when the client disconnects. */

@@ -71,7 +71,7 @@ export const unauthorized = (): ApiError =>
 export const adminDisabled = (): ApiError =>
   new ApiError(404, 'The admin API is off: start the server with --admin-token / MOP_ADMIN_TOKEN to enable it.', 'invalid_request_error', null, 'admin_disabled');
 
-export const unavailable = (why: string): ApiError => new ApiError(503, why, 'server_error', null, 'service_unavailable', { 'retry-after': '1' });
+export const unavailable = (why: string, code = 'service_unavailable'): ApiError => new ApiError(503, why, 'server_error', null, code, { 'retry-after': '1' });
 
 /** Internals (stack, paths) stay in the log; the client learns only that it was our fault. */
 export const internalError = (): ApiError => new ApiError(500, 'Internal server error.', 'server_error', null, null);

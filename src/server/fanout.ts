@@ -9,7 +9,8 @@ import { QueueFullError, SchedulerClosedError } from '../runtime/engine/schedule
 import type { FinishEvent, GenerationEvent, GenerationRequest } from '../runtime/engine/sequence.ts';
 import { ApiError, invalidRequest, queueFull, unavailable } from './errors.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
-import type { ServedVariant } from './registry.ts';
+import { VariantUnavailableError } from '../service/engine/engine-errors.ts';
+import type { ServedVariant } from '../service/engine/served-variant.ts';
 
 /** One event of one choice. */
 export interface ChoiceEvent {
@@ -124,6 +125,7 @@ function submitError(e: unknown): unknown {
   if (e instanceof QueueFullError) return queueFull(RETRY_AFTER_SECONDS);
   if (e instanceof SchedulerClosedError) return unavailable('The server is shutting down and takes no new requests.');
   if (e instanceof ContextLengthError) return invalidRequest(e.message, 'prompt', 'context_length_exceeded');
+  if (e instanceof VariantUnavailableError) return unavailable(e.message, 'model_unavailable');
   if (e instanceof RangeError) return invalidRequest(e.message);
   if (e instanceof ApiError) return e;
   return e;

@@ -1,26 +1,30 @@
 /**
- * Wiring: configuration → model → scheduler → registry → app → listening socket, and back down
- * again on shutdown (stop taking requests, let in-flight ones finish within the grace period,
- * close the socket, release the session). `mop serve` and the tests both start the server here.
+ * Wiring: configuration → model → service (engine workers) → app → listening socket, and back
+ * down again on shutdown (stop taking requests, let in-flight ones finish within the grace period,
+ * close the socket, release the engines). `mop serve` and the tests both start the server here.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import { describeModel, type OpenedModel, openModel } from '../runtime/engine/open-model.ts';
+import { resolveTarget } from '../runtime/device/resolve.ts';
+import { systemProbe } from '../runtime/device/probe.ts';
+import { describeLoadedModel } from '../runtime/engine/open-model.ts';
 import { defaultSamplingParams } from '../runtime/engine/sampling-params.ts';
-import { AdminEvents, attachAdminEventSocket } from './admin-events.ts';
+import { defaultModelPath, loadModel } from '../runtime/model/load.ts';
+import type { LoadedModel } from '../runtime/model/loaded-model.ts';
+import { checkTokenizerMatchesModel, createTokenizer } from '../runtime/tokenizer/create.ts';
+import { ModelService } from '../service/model-service.ts';
+import type { ServedVariant } from '../service/engine/served-variant.ts';
+import { attachAdminEventSocket } from './admin-events.ts';
 import { adminRoutes } from './admin-routes.ts';
 import { createApp, type ServerState } from './app.ts';
 import { loadChatTemplate } from './chat-template.ts';
 import { formatConfig, modelNameFromPath, type ServerConfig } from './config.ts';
 import { ServerMetrics } from './metrics.ts';
-import { PruneJobs } from './prune-jobs.ts';
-import { ModelRegistry, type ServedVariant } from './registry.ts';
-import { createVariant } from './variant.ts';
 
 export interface StartOptions {
-  /** A model opened by the caller (benchmarks with synthetic weights); default: openModel(config). */
-  opened?: OpenedModel;
+  /** A model loaded by the caller (benchmarks with synthetic weights); default: read config.model. */
+  model?: LoadedModel;
   /** Start-up and error log lines (default: stderr). */
   log?: (line: string) => void;
 }
@@ -29,11 +33,10 @@ export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8000 (a wildcard host is reported as loopback). */
   url: string;
   port: number;
-  registry: ModelRegistry;
+  /** Served variants, prune jobs, activation and unloading. */
+  service: ModelService;
   metrics: ServerMetrics;
   state: ServerState;
-  /** Prune jobs (admin API and start-up prune). */
-  jobs: PruneJobs;
   /** Graceful shutdown: 503 for new work, in-flight requests finish (up to the grace period), socket closed. */
   close(): Promise<void>;
 }
@@ -43,53 +46,43 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   log('mop serve: configuration (flag / environment variable):');
   for (const line of formatConfig(config)) log(line);
 
-  const opened =
-    options.opened ??
-    (await openModel({
-      ...(config.model !== undefined && { modelPath: config.model }),
-      ...(config.tokenizer !== undefined && { tokenizerPath: config.tokenizer }),
-      ...(config.context !== undefined && { maxContext: config.context }),
-      ...(config.threads !== undefined && { threads: config.threads }),
-      device: config.device,
-      dtype: config.dtype,
-      maxBatch: config.maxBatch,
-    }));
-  if (opened.deviceWarning) log(`warning: ${opened.deviceWarning}`);
-  log(`loaded ${describeModel(opened)} (${opened.deviceNote})`);
+  const model = options.model ?? (await loadModel(config.model ?? defaultModelPath(), config.tokenizer !== undefined ? { tokenizerPath: config.tokenizer } : {}));
+  const tokenizer = createTokenizer(model.tokenizer);
+  checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
+  const resolved = await resolveTarget(config.device, config.dtype, systemProbe());
+  if (resolved.warning) log(`warning: ${resolved.warning}`);
+  const chatTemplate = loadChatTemplate(config.chatTemplate, model.chatTemplate);
 
-  const chatTemplate = loadChatTemplate(config.chatTemplate, opened.model.chatTemplate);
+  const t0 = performance.now();
+  const service = await ModelService.start({
+    model,
+    tokenizer,
+    id: config.servedModelName ?? modelNameFromPath(model.path),
+    session: {
+      maxBatch: config.maxBatch,
+      maxContext: config.context ?? model.spec.maxContext,
+      target: resolved.target,
+      ...(config.threads !== undefined && { threads: config.threads }),
+    },
+    scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs },
+    pruneThreads: config.pruneThreads,
+    restart: { maxRestarts: config.engineRestarts, windowMs: 60_000 },
+    log,
+  });
+  const dense = service.active!;
+  log(`loaded ${describeLoadedModel(model, dense.maxContext, dense.target)} (${resolved.note}); engine worker ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(`threads: serving ${config.threads ?? 'all cores'} per variant (--threads), pruning ${config.pruneThreads ?? 'all cores'} (--prune-threads); HTTP, metrics and health checks on the main thread`);
   if (chatTemplate.source === 'default') {
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);
 
-  const variant = createVariant(
-    {
-      id: config.servedModelName ?? modelNameFromPath(opened.model.path),
-      model: opened.model,
-      tokenizer: opened.tokenizer,
-      session: opened.session,
-      chatTemplate,
-      compressionRatio: 0,
-    },
-    config,
-  );
-  const registry = new ModelRegistry();
-  registry.add(variant);
-  const metrics = new ServerMetrics(() => registry.list());
+  const metrics = new ServerMetrics(() => service.list());
+  service.attachMetrics(metrics);
   const state: ServerState = { ready: false, draining: false };
-  const events = new AdminEvents();
-  const jobs = new PruneJobs({ registry, events, metrics, scheduling: config, threads: config.threads, log, denseId: variant.id });
   const app = createApp({
-    admin: adminRoutes({
-      token: config.adminToken,
-      registry,
-      jobs,
-      events,
-      unloadGraceMs: config.shutdownGraceMs,
-      log,
-      pruneDefaults: { strategy: config.pruneStrategy, criterion: config.pruneCriterion, samples: config.pruneSamples, seqLen: config.pruneSeqLen, calibration: config.pruneCalibration },
-    }),
-    registry,
+    admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune }),
+    service,
+    chatTemplate,
     metrics,
     state,
     log,
@@ -98,17 +91,23 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     limits: { maxTokensDefault: config.maxTokensDefault, maxN: config.maxN, maxChoices: config.maxQueue },
   });
 
-  const server = await listen(app.fetch, config.port, config.host);
-  const closeEvents = attachAdminEventSocket(server, events, config.adminToken);
+  let server: Server;
+  try {
+    server = await listen(app.fetch, config.port, config.host);
+  } catch (e) {
+    await service.release();
+    throw e;
+  }
+  const closeEvents = attachAdminEventSocket(server, service.events, config.adminToken);
   log(config.adminToken === undefined ? 'admin API: off (set --admin-token / MOP_ADMIN_TOKEN to enable /admin and /admin/events)' : 'admin API: on (/admin/*, WebSocket /admin/events; bearer token required)');
   const port = (server.address() as AddressInfo).port;
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
-  log(`listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port} (model id '${variant.id}')`);
+  log(`listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port} (model id '${dense.id}')`);
 
   // Ready only once the engine has actually produced a token.
   try {
-    await probe(variant);
+    await probe(dense);
     state.ready = true;
     log('ready: probe generation succeeded');
   } catch (e) {
@@ -121,34 +120,24 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       state.draining = true;
       log(`shutting down: draining in-flight requests (grace ${config.shutdownGraceMs} ms)`);
       closeEvents();
-      await jobs.close();
-      await Promise.all(registry.list().map((v) => v.scheduler.drain(config.shutdownGraceMs)));
+      await service.drain(config.shutdownGraceMs);
       await closeServer(server);
-      await Promise.all(registry.list().map((v) => v.session.release()));
+      await service.release();
       log('shut down');
     })());
   // Start-up prune: the dense model serves meanwhile; the pruned one takes over when it is ready.
   // A prune that cannot start (bad calibration file, say) fails the start-up, and the socket closes.
   if (config.pruneTarget !== undefined) {
     try {
-      const job = await jobs.start({
-        target: config.pruneTarget,
-        strategy: config.pruneStrategy as never,
-        criterion: config.pruneCriterion as never,
-        samples: config.pruneSamples,
-        seqLen: config.pruneSeqLen,
-        seed: 0,
-        activate: true,
-        ...(config.pruneCalibration !== undefined && { calibration: config.pruneCalibration }),
-      });
-      log(`start-up prune: job ${job.id} (${config.pruneStrategy} to ${config.pruneTarget}); serving '${variant.id}' until it finishes`);
+      const job = await service.jobs.start({ ...config.prune, target: config.pruneTarget, activate: true });
+      log(`start-up prune: job ${job.id} (${config.prune.strategy} to ${config.pruneTarget}); serving '${dense.id}' until it finishes`);
     } catch (e) {
       await close();
       throw e;
     }
   }
 
-  return { url, port, registry, metrics, state, jobs, close };
+  return { url, port, service, metrics, state, close };
 }
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, port: number, hostname: string): Promise<Server> {
@@ -162,7 +151,7 @@ function listen(fetch: (req: Request) => Response | Promise<Response>, port: num
   });
 }
 
-/** One greedy token from BOS: proves session, scheduler and sampler work end to end. */
+/** One greedy token from BOS: proves engine worker, scheduler and sampler work end to end. */
 async function probe(v: ServedVariant): Promise<void> {
   const bos = v.tokenizer.bosTokenId ?? v.tokenizer.encode('a', { addBos: false })[0] ?? 0;
   const handle = v.scheduler.submit({ promptTokens: [bos], maxTokens: 1, sampling: defaultSamplingParams({ temperature: 0 }), ignoreEos: true });

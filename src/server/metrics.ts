@@ -10,7 +10,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RequestHandle } from '../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent } from '../runtime/engine/sequence.ts';
-import type { ServedVariant } from './registry.ts';
+import type { ServedVariant } from '../service/engine/served-variant.ts';
 
 /** Seconds, from a sub-millisecond GPU decode step to a minutes-long CPU generation. */
 export const LATENCY_BUCKETS = [
@@ -93,7 +93,7 @@ export class ServerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const v of variants()) this.set({ model: v.id, device: v.session.target.device, dtype: v.session.target.dtype }, 1);
+        for (const v of variants()) this.set({ model: v.id, device: v.target.device, dtype: v.target.dtype }, 1);
       },
     });
 

@@ -3,28 +3,6 @@
  * one is active. A request resolves its variant once, at arrival, and keeps it to the end, so
  * switching the active variant never disturbs requests in flight.
  */
-import type { DecoderSession } from '../runtime/engine/decoder-session.ts';
-import type { Scheduler } from '../runtime/engine/scheduler-types.ts';
-import type { LoadedModel } from '../runtime/model/loaded-model.ts';
-import type { Tokenizer } from '../runtime/tokenizer/types.ts';
-import type { ChatTemplate } from './chat-template.ts';
-
-/** One model ready to serve: everything a request needs, and what /v1/models and metrics report. */
-export interface ServedVariant {
-  /** The `model` id clients send, and the `model` label of every metric series. */
-  id: string;
-  scheduler: Scheduler;
-  tokenizer: Tokenizer;
-  model: LoadedModel;
-  session: DecoderSession;
-  chatTemplate: ChatTemplate;
-  /** Total parameters (embeddings included). */
-  parameters: number;
-  /** Fraction of the dense model's block parameters removed by pruning: 0 for the dense model. */
-  compressionRatio: number;
-  /** Unix seconds when it started serving (/v1/models `created`). */
-  created: number;
-}
 
 /** What a request's `model` field may say besides a variant id: "use the active one". */
 export const DEFAULT_MODEL_ALIAS = 'default';
@@ -35,15 +13,16 @@ export interface TrafficSplit {
   share: number;
 }
 
-export class ModelRegistry {
-  private readonly variants = new Map<string, ServedVariant>();
+/** Generic over what a variant is: the service keeps engine-backed variants, HTTP sees ServedVariant. */
+export class VariantRegistry<V extends { readonly id: string }> {
+  private readonly variants = new Map<string, V>();
   private activeId: string | undefined;
   private trafficSplit: TrafficSplit | undefined;
   /** Injectable for tests; Math.random otherwise. */
   random: () => number = Math.random;
 
   /** Adds a variant; the first one added becomes active. */
-  add(variant: ServedVariant): void {
+  add(variant: V): void {
     if (this.variants.has(variant.id)) throw new Error(`model variant '${variant.id}' is already registered`);
     this.variants.set(variant.id, variant);
     this.activeId ??= variant.id;
@@ -55,7 +34,7 @@ export class ModelRegistry {
     this.activeId = id;
   }
 
-  get active(): ServedVariant | undefined {
+  get active(): V | undefined {
     return this.activeId === undefined ? undefined : this.variants.get(this.activeId);
   }
 
@@ -63,7 +42,7 @@ export class ModelRegistry {
    * The variant a request's `model` field names; omitted or "default" = the active one, or, under
    * an A/B split, the split variant for its share of requests.
    */
-  resolve(model: string | null | undefined): ServedVariant | undefined {
+  resolve(model: string | null | undefined): V | undefined {
     if (model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS) {
       const split = this.trafficSplit;
       if (split && this.random() < split.share) return this.variants.get(split.variant) ?? this.active;
@@ -89,12 +68,12 @@ export class ModelRegistry {
     return this.variants.has(id);
   }
 
-  get(id: string): ServedVariant | undefined {
+  get(id: string): V | undefined {
     return this.variants.get(id);
   }
 
   /** Forget a variant (the caller drains and releases it). The active one cannot be removed. */
-  remove(id: string): ServedVariant {
+  remove(id: string): V {
     const v = this.variants.get(id);
     if (!v) throw new Error(`no model variant '${id}'`);
     if (id === this.activeId) throw new Error(`model variant '${id}' is active; activate another one first`);
@@ -103,7 +82,7 @@ export class ModelRegistry {
     return v;
   }
 
-  list(): ServedVariant[] {
+  list(): V[] {
     return [...this.variants.values()];
   }
 }

@@ -26,7 +26,7 @@ describe('mop prune / mop eval', () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-'));
     try {
       const out = path.join(dir, 'pruned');
-      const p = await mop(['prune', '--samples', '8', '--seq-len', '64', '--strategy', 'width', '--out', out], { MOP_TARGET: '0.2' });
+      const p = await mop(['prune', '--samples', '8', '--seq-len', '64', '--strategy', 'width', '--out', out], { MOP_PRUNE_TARGET: '0.2' });
       assert.equal(p.code, 0, p.stderr);
       assert.match(p.stderr, /\[prune \d+\/\d+\] step 1/, 'plain progress lines when stderr is not a terminal');
       assert.match(p.stderr, /width pruning to 20\.0%: reached 2\d\.\d%/);
@@ -50,7 +50,7 @@ describe('mop prune / mop eval', () => {
       const out = path.join(dir, 'never');
       const target = await mop(['prune', '--target', '1.5', '--out', out]);
       assert.notEqual(target.code, 0);
-      assert.match(target.stderr, /target must be a fraction in \(0, 0\.9\], got 1\.5/);
+      assert.match(target.stderr, /--target \/ MOP_PRUNE_TARGET: expected a fraction in \(0, 0\.9\], got "1\.5"/);
       await assert.rejects(fs.stat(out));
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

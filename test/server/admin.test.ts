@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
+import { defaultServerConfig } from '../../src/server/config.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { assertOpenAIError, postJson, scrape, startTestServer } from './helpers/server.ts';
 
@@ -74,13 +75,13 @@ describe('admin API', () => {
       }
       await assert.rejects(openEvents(s, headers), /status 401/);
     }
-    assert.equal(s.registry.list().length, 1, 'nothing changed');
+    assert.equal(s.service.list().length, 1, 'nothing changed');
   });
 
   it('rejects bad prune requests with clear 400s and keeps serving', async () => {
     const cases: [unknown, RegExp][] = [
-      [{ target: 0 }, /target must be a fraction in \(0, 0\.9\]/],
-      [{ target: 0.95 }, /target must be a fraction/],
+      [{ target: 0 }, /target: expected a fraction in \(0, 0\.9\], got 0/],
+      [{ target: 0.95 }, /target: expected a fraction/],
       [{ target: 0.3, strategy: 'random' }, /unknown strategy 'random'/],
       [{ target: 0.3, criterion: 'bleu' }, /unknown criterion 'bleu'/],
       [{ target: 0.3, calibration: '/nonexistent/calib.txt' }, /calib/],
@@ -167,7 +168,7 @@ describe('admin API', () => {
     const cancelled = await admin(s, 'DELETE', `/admin/prune/${started.id}`);
     assert.equal(cancelled.status, 200);
     assert.equal(((await cancelled.json()) as { status: string }).status, 'cancelled');
-    assert.equal(s.registry.list().length, 2, 'a cancelled job registers nothing');
+    assert.equal(s.service.list().length, 2, 'a cancelled job registers nothing');
     await assertOpenAIError(await admin(s, 'GET', '/admin/prune/prune-999'), 404);
   });
 
@@ -183,14 +184,14 @@ describe('admin API', () => {
     await assertOpenAIError(await admin(s, 'PUT', '/admin/split', { variant: 'nope', share: 0.5 }), 404);
     await assertOpenAIError(await admin(s, 'PUT', '/admin/split', { variant: 'stories260K', share: 1.5 }), 400, 'share');
     let k = 0;
-    s.registry.random = () => [0.1, 0.9][k++ % 2]!; // alternate: inside, outside the share
+    s.service.random = () => [0.1, 0.9][k++ % 2]!; // alternate: inside, outside the share
     const put = await admin(s, 'PUT', '/admin/split', { variant: 'stories260K', share: 0.5 });
     assert.deepEqual(await put.json(), { split: { variant: 'stories260K', share: 0.5 } });
     assert.deepEqual(await served(6), { 'stories260K': 3, 'mop-30': 3 });
     assert.equal(((await (await completion(s, 'mop-30')).json()) as { model: string }).model, 'mop-30', 'a named model is never split');
     assert.equal((await admin(s, 'DELETE', '/admin/split')).status, 200);
     assert.deepEqual(await served(2), { 'mop-30': 2 });
-    s.registry.random = Math.random;
+    s.service.random = Math.random;
   });
 
   it('rolls back by activating the dense model, and unloads a variant only when it is not active', async () => {
@@ -208,21 +209,21 @@ describe('admin API', () => {
 
 describe('start-up prune', () => {
   it('serves the dense model at once, then switches to the pruned variant when the job is done', async () => {
-    const s = await startTestServer({ pruneTarget: 0.2, pruneSamples: 8, pruneSeqLen: 64 });
+    const s = await startTestServer({ pruneTarget: 0.2, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64 } });
     try {
       assert.equal(s.state.ready, true, 'ready before the prune finishes');
-      assert.equal(s.jobs.list().length, 1);
-      await s.jobs.idle();
-      assert.equal(s.jobs.list()[0]!.status, 'succeeded');
-      assert.equal(s.registry.active?.id, 'mop-20');
+      assert.equal(s.service.jobs.list().length, 1);
+      await s.service.jobs.idle();
+      assert.equal(s.service.jobs.list()[0]!.status, 'succeeded');
+      assert.equal(s.service.active?.id, 'mop-20');
       assert.equal(((await (await completion(s)).json()) as { model: string }).model, 'mop-20');
-      assert.ok(s.registry.has('stories260K'), 'the dense variant stays loaded for comparison');
+      assert.ok(s.service.has('stories260K'), 'the dense variant stays loaded for comparison');
     } finally {
       await s.close();
     }
   });
 
   it('refuses to start with a calibration file that does not exist', async () => {
-    await assert.rejects(startTestServer({ pruneTarget: 0.2, pruneCalibration: '/nonexistent/calib.txt' }), { name: 'MopInputError', message: /calib/ });
+    await assert.rejects(startTestServer({ pruneTarget: 0.2, prune: { ...defaultServerConfig.prune, calibration: '/nonexistent/calib.txt' } }), { name: 'MopInputError', message: /calib/ });
   });
 });

@@ -47,7 +47,7 @@ describe('server configuration', () => {
     assert.equal(resolveConfig({ dtype: 'fp16' }).dtype, 'float16');
     assert.throws(() => resolveConfig({ pruneTarget: '0' }), /--prune-target \/ MOP_PRUNE_TARGET: expected a fraction in \(0, 0\.9\]/);
     assert.throws(() => resolveConfig({ pruneTarget: 'lots' }), /--prune-target \/ MOP_PRUNE_TARGET/);
-    assert.throws(() => resolveConfig({ pruneStrategy: 'random' }), /--prune-strategy \/ MOP_PRUNE_STRATEGY: expected one of mop, depth, width/);
+    assert.throws(() => resolveConfig({ pruneStrategy: 'random' }), /--prune-strategy \/ MOP_PRUNE_STRATEGY: unknown strategy 'random'; choose one of: mop, depth, width/);
     assert.equal(resolveConfig({ pruneTarget: '0.4', device: 'auto' }).pruneTarget, 0.4);
   });
 

@@ -96,7 +96,8 @@ describe('health, readiness, metrics and aborts', () => {
     const events = sseData(res);
     await events.next();
     await events.next();
-    assert.equal(server.registry.active!.scheduler.stats().running, 1);
+    // Stats come from the engine worker, pushed every 100 ms.
+    await waitFor(() => server.service.active!.scheduler.stats().running === 1, 3000, 'the running count to reach 1');
     ac.abort();
     await events.return(undefined).catch(() => {});
     await waitFor(async () => (await scrape(server.url)).get(`mop_num_requests_running{${MODEL}}`) === 0, 3000, 'the running gauge to drop to 0');
@@ -111,10 +112,10 @@ describe('health, readiness, metrics and aborts', () => {
     const before = await scrape(server.url);
     const ac = new AbortController();
     const pending = postJson(server.url + '/v1/completions', long(500), { signal: ac.signal }).catch((e: Error) => e);
-    await waitFor(() => server.registry.active!.scheduler.stats().running === 1, 3000, 'the request to start');
+    await waitFor(() => server.service.active!.scheduler.stats().running === 1, 3000, 'the request to start');
     ac.abort();
     assert.ok((await pending) instanceof Error);
-    await waitFor(() => server.registry.active!.scheduler.stats().running === 0, 3000, 'the slot to be freed');
+    await waitFor(() => server.service.active!.scheduler.stats().running === 0, 3000, 'the slot to be freed');
     const now = await scrape(server.url);
     assert.equal((now.get(`mop_request_aborted_total{${MODEL}}`) ?? 0) - (before.get(`mop_request_aborted_total{${MODEL}}`) ?? 0), 1);
   });
@@ -142,7 +143,7 @@ describe('a full request queue', () => {
     }
     ac.abort();
     await events.return(undefined).catch(() => {});
-    await waitFor(() => server.registry.active!.scheduler.stats().running + server.registry.active!.scheduler.stats().waiting === 0, 5000, 'the queue to empty');
+    await waitFor(() => server.service.active!.scheduler.stats().running + server.service.active!.scheduler.stats().waiting === 0, 5000, 'the queue to empty');
     const m = await scrape(server.url);
     assert.ok((m.get(`mop_requests_total{${MODEL},outcome="rejected"}`) ?? 0) >= 1);
     const ok = await postJson(server.url + '/v1/completions', { prompt: 'Once upon a time', max_tokens: 4, temperature: 0 });

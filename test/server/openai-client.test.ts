@@ -203,7 +203,7 @@ describe('the server, driven by the official openai client', () => {
 
   it('accepts token-id prompts and batches of them', async () => {
     const text = await client.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 8, temperature: 0, echo: true, logprobs: 0 });
-    const promptIds = server.registry.active!.tokenizer.encode('Once upon a time');
+    const promptIds = server.service.active!.tokenizer.encode('Once upon a time');
     assert.equal(promptIds.length, 5);
     const r = await client.completions.create({ model: 'stories260K', prompt: [promptIds, promptIds], max_tokens: 8, temperature: 0 });
     assert.equal(r.choices.length, 2);

@@ -55,10 +55,15 @@ export async function openModel(options: OpenModelOptions = {}): Promise<OpenedM
 
 /** One line that says what was loaded, for start-up logs. */
 export function describeModel(m: OpenedModel): string {
-  const { spec } = m.model;
+  return describeLoadedModel(m.model, m.session.maxContext, m.target);
+}
+
+/** The same line for a model whose session runs elsewhere (an engine worker). */
+export function describeLoadedModel(model: LoadedModel, maxContext: number, target: ExecutionTarget): string {
+  const { spec } = model;
   const p = parameterCounts(spec);
   const l0 = spec.layers[0]!;
   const uniform = spec.layers.every((l) => l.heads === l0.heads && l.kvHeads === l0.kvHeads && l.ffn === l0.ffn && l.headDim === l0.headDim);
   const shape = uniform ? `${spec.layers.length} layers × (heads ${l0.heads}, kv ${l0.kvHeads}, headDim ${l0.headDim}, ffn ${l0.ffn})` : `${spec.layers.length} layers (per-layer shapes)`;
-  return `${m.model.path} [${m.model.format}]: ${shape}, hidden ${spec.hidden}, vocab ${spec.vocabSize}, ${(p.total / 1e6).toFixed(2)}M params, context ${m.session.maxContext}, on ${describeTarget(m.target)}`;
+  return `${model.path} [${model.format}]: ${shape}, hidden ${spec.hidden}, vocab ${spec.vocabSize}, ${(p.total / 1e6).toFixed(2)}M params, context ${maxContext}, on ${describeTarget(target)}`;
 }

@@ -23,7 +23,22 @@ export interface SchedulerStats {
   /** Tokens held in the KV cache, and its capacity (slots × context). */
   kvTokensUsed: number;
   kvTokensCapacity: number;
+  /** Time spent inside the session since the scheduler started (cumulative counters). */
+  engine: EngineTimes;
 }
+
+/** Cumulative engine time: what share of a run's wall time the model math took, and at what batch. */
+export interface EngineTimes {
+  decodeSteps: number;
+  decodeMs: number;
+  /** Sequences summed over decode steps (mean batch = decodeRows / decodeSteps). */
+  decodeRows: number;
+  prefillCalls: number;
+  prefillMs: number;
+  prefillTokens: number;
+}
+
+export const zeroEngineTimes = (): EngineTimes => ({ decodeSteps: 0, decodeMs: 0, decodeRows: 0, prefillCalls: 0, prefillMs: 0, prefillTokens: 0 });
 
 export interface SchedulerOptions {
   /** Most requests waiting for a slot; beyond it submit() throws QueueFullError. */

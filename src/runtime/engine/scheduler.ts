@@ -2,7 +2,7 @@ import type { Tokenizer } from '../tokenizer/types.ts';
 import { ContextLengthError } from './errors.ts';
 import { EventChannel } from './event-channel.ts';
 import type { DecoderSession } from './decoder-session.ts';
-import { type Scheduler, QueueFullError, SchedulerClosedError, type SchedulerOptions, type SchedulerStats, type RequestHandle } from './scheduler-types.ts';
+import { type EngineTimes, type Scheduler, QueueFullError, SchedulerClosedError, type SchedulerOptions, type SchedulerStats, type RequestHandle, zeroEngineTimes } from './scheduler-types.ts';
 import { type FinishReason, type GenerationEvent, type GenerationRequest, Sequence } from './sequence.ts';
 
 /** A request's life inside the scheduler. */
@@ -34,6 +34,7 @@ export class BatchScheduler implements Scheduler {
   private looping = false;
   private closed = false;
   private lastBatch = 0;
+  private readonly engine: EngineTimes = zeroEngineTimes();
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -84,6 +85,7 @@ export class BatchScheduler implements Scheduler {
       lastBatchSize: this.lastBatch,
       kvTokensUsed: used,
       kvTokensCapacity: this.session.maxBatch * this.session.maxContext,
+      engine: { ...this.engine },
     };
   }
 
@@ -158,7 +160,11 @@ export class BatchScheduler implements Scheduler {
       const prompt = e.request.promptTokens;
       if (e.prefilled >= prompt.length || e.sequence.finished) continue;
       const chunk = prompt.slice(e.prefilled, e.prefilled + budget);
+      const t0 = performance.now();
       const logits = await this.session.prefill(e.slot!, chunk);
+      this.engine.prefillMs += performance.now() - t0;
+      this.engine.prefillCalls++;
+      this.engine.prefillTokens += chunk.length;
       e.prefilled += chunk.length;
       budget -= chunk.length;
       if (e.prefilled === prompt.length) this.consume(e, logits);
@@ -169,7 +175,11 @@ export class BatchScheduler implements Scheduler {
     const ready = [...this.running].filter((e) => e.nextToken !== undefined && !e.sequence.finished);
     this.lastBatch = ready.length;
     if (ready.length === 0) return;
+    const t0 = performance.now();
     const logits = await this.session.decode(ready.map((e) => ({ slot: e.slot!, token: e.nextToken! })));
+    this.engine.decodeMs += performance.now() - t0;
+    this.engine.decodeSteps++;
+    this.engine.decodeRows += ready.length;
     ready.forEach((e, k) => this.consume(e, logits[k]!));
   }
 

@@ -1,0 +1,27 @@
+import type { Weights } from './tensor.ts';
+
+/**
+ * Weights in SharedArrayBuffers, so an engine worker, a prune worker and the main thread can hold
+ * the same tensors without copying them (a structured clone of a SharedArrayBuffer shares its
+ * memory). Tensors already shared are kept as they are; others are copied once.
+ */
+export function shareWeights(weights: Weights): Weights {
+  const out: Weights = new Map();
+  for (const [name, t] of weights) {
+    if (t.data.buffer instanceof SharedArrayBuffer) {
+      out.set(name, t);
+      continue;
+    }
+    const data = new Float32Array(new SharedArrayBuffer(t.data.byteLength));
+    data.set(t.data);
+    out.set(name, { shape: t.shape, data });
+  }
+  return out;
+}
+
+/** Bytes held by a model's weights (for logs). */
+export function weightBytes(weights: Weights): number {
+  let n = 0;
+  for (const t of weights.values()) n += t.data.byteLength;
+  return n;
+}

@@ -1,0 +1,36 @@
+import { ContextLengthError } from '../../runtime/engine/errors.ts';
+import { QueueFullError, SchedulerClosedError } from '../../runtime/engine/scheduler-types.ts';
+import type { WireError } from './engine-protocol.ts';
+
+/**
+ * A variant's engine cannot take or finish requests: its worker died (the requests it held fail
+ * with this), is being restarted, or was given up on. The HTTP layer answers 503.
+ */
+export class VariantUnavailableError extends Error {
+  override name = 'VariantUnavailableError';
+  constructor(
+    readonly variant: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The typed error a worker's refusal stands for, so the HTTP layer maps it as it would locally. */
+export function fromWireError(e: WireError): Error {
+  switch (e.name) {
+    case 'QueueFullError':
+      return new QueueFullError(e.message);
+    case 'SchedulerClosedError':
+      return new SchedulerClosedError(e.message);
+    case 'ContextLengthError':
+      return new ContextLengthError(e.message);
+    case 'RangeError':
+      return new RangeError(e.message);
+    default: {
+      const err = new Error(e.message);
+      err.name = e.name;
+      return err;
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Messages between the main thread and an engine worker (one per served variant). The main
+ * thread keeps HTTP, metrics and this protocol's client; the worker owns the session, the KV cache
+ * and the continuous-batching scheduler. Everything here is structured-cloneable; weights travel
+ * in SharedArrayBuffers, so starting a worker copies no tensor.
+ */
+import type { ExecutionTarget } from '../../runtime/device/device.ts';
+import type { SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
+import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/sequence.ts';
+import type { ModelSpec } from '../../runtime/model/spec.ts';
+import type { Weights } from '../../runtime/model/tensor.ts';
+import type { TokenizerSource } from '../../runtime/tokenizer/types.ts';
+
+/** How a variant's session is built: the same for the start-up model and every pruned one. */
+export interface EngineSessionOptions {
+  maxBatch: number;
+  maxContext: number;
+  prefillChunk?: number;
+  target: ExecutionTarget;
+  /** ONNX Runtime intra-op threads of this variant's session. */
+  threads?: number;
+}
+
+/** The worker's `workerData`. */
+export interface EngineInit {
+  /** Variant id, for log lines. */
+  variant: string;
+  spec: ModelSpec;
+  weights: Weights;
+  tokenizer: TokenizerSource;
+  session: EngineSessionOptions;
+  scheduling: SchedulerOptions;
+}
+
+/** A generation request without its AbortSignal (aborts are messages). */
+export type WireRequest = Omit<GenerationRequest, 'signal'>;
+
+/** An error as it crosses threads: its class name picks the typed error rebuilt on the other side. */
+export interface WireError {
+  name: string;
+  message: string;
+}
+
+export type ToEngine =
+  | { type: 'submit'; id: number; request: WireRequest }
+  | { type: 'abort'; id: number }
+  | { type: 'drain'; graceMs: number }
+  | { type: 'release' }
+  /** End the thread at once, as a crash would: the requests it holds are not finished. */
+  | { type: 'exit' };
+
+export type FromEngine =
+  | { type: 'ready'; maxContext: number; prefillChunk: number; target: ExecutionTarget; loadMs: number }
+  | { type: 'init-failed'; error: WireError }
+  /** The scheduler refused a submission the main thread's checks let through. */
+  | { type: 'rejected'; id: number; error: WireError }
+  /** `admittedAt` (epoch ms) comes with a request's first event. */
+  | { type: 'event'; id: number; event: GenerationEvent; admittedAt?: number }
+  | { type: 'stats'; stats: SchedulerStats }
+  | { type: 'drained' }
+  | { type: 'released' };
+
+export function toWireError(e: unknown): WireError {
+  return e instanceof Error ? { name: e.name, message: e.message } : { name: 'Error', message: String(e) };
+}

@@ -1,0 +1,163 @@
+/**
+ * A served variant backed by an engine worker: the model it was built from (weights shared with
+ * the worker, kept here as the source of later prunes) and the worker's client. When the worker
+ * dies, the requests it held fail (503), the variant restarts it, and after too many deaths in a
+ * short time gives up and reports itself unavailable; other variants are untouched.
+ */
+import type { RequestHandle, Scheduler, SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
+import type { GenerationRequest } from '../../runtime/engine/sequence.ts';
+import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
+import { shareWeights } from '../../runtime/model/shared-weights.ts';
+import { parameterCounts } from '../../runtime/model/spec.ts';
+import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
+import type { ServedVariant, VariantStatus } from './served-variant.ts';
+import { EngineClient } from './engine-client.ts';
+import { VariantUnavailableError } from './engine-errors.ts';
+import type { EngineInit, EngineSessionOptions } from './engine-protocol.ts';
+
+export interface RestartPolicy {
+  /** Most restarts within `windowMs`; one more death and the variant is unavailable. */
+  maxRestarts: number;
+  windowMs: number;
+}
+
+export const defaultRestartPolicy: RestartPolicy = { maxRestarts: 3, windowMs: 60_000 };
+
+export interface EngineVariantOptions {
+  id: string;
+  model: LoadedModel;
+  tokenizer: Tokenizer;
+  session: EngineSessionOptions;
+  scheduling: SchedulerOptions;
+  compressionRatio: number;
+  restart?: RestartPolicy;
+  log: (line: string) => void;
+  /** Told whenever the status changes (admin events). */
+  onStatus?: (v: EngineVariant) => void;
+}
+
+export class EngineVariant implements ServedVariant, Scheduler {
+  readonly id: string;
+  readonly tokenizer: Tokenizer;
+  readonly parameters: number;
+  readonly compressionRatio: number;
+  readonly created = Math.floor(Date.now() / 1000);
+  status: VariantStatus = 'serving';
+  statusReason: string | undefined;
+  /** The model with its weights in shared memory: what a prune of this variant starts from. */
+  readonly model: LoadedModel;
+  private readonly deaths: number[] = [];
+  private released = false;
+
+  private constructor(
+    private readonly options: EngineVariantOptions,
+    private engine: EngineClient,
+  ) {
+    this.id = options.id;
+    this.tokenizer = options.tokenizer;
+    this.model = options.model;
+    this.parameters = parameterCounts(options.model.spec).total;
+    this.compressionRatio = options.compressionRatio;
+    this.watch(engine);
+  }
+
+  /** Share the weights, start the worker and wait until its session is built. */
+  static async start(options: EngineVariantOptions): Promise<EngineVariant> {
+    const model: LoadedModel = { ...options.model, weights: shareWeights(options.model.weights) };
+    const opts = { ...options, model };
+    return new EngineVariant(opts, await EngineClient.start(engineInit(opts)));
+  }
+
+  get scheduler(): Scheduler {
+    return this;
+  }
+
+  get layers() {
+    return this.model.spec.layers;
+  }
+
+  get path(): string {
+    return this.model.path;
+  }
+
+  get maxContext(): number {
+    return this.engine.maxContext;
+  }
+
+  get target() {
+    return this.engine.target;
+  }
+
+  /** The session options a variant derived from this one is built with. */
+  get sessionOptions(): EngineSessionOptions {
+    return this.options.session;
+  }
+
+  /** The worker thread's id (diagnostics; tests stop it to simulate a crash). */
+  get threadId(): number {
+    return this.engine.threadId;
+  }
+
+  submit(request: GenerationRequest): RequestHandle {
+    if (this.status !== 'serving') throw new VariantUnavailableError(this.id, `model '${this.id}' is ${this.status}: ${this.statusReason ?? 'its engine is not running'}`);
+    return this.engine.submit(request);
+  }
+
+  stats(): SchedulerStats {
+    return this.engine.stats();
+  }
+
+  drain(graceMs: number): Promise<void> {
+    return this.engine.drain(graceMs);
+  }
+
+  async release(): Promise<void> {
+    this.released = true;
+    await this.engine.release();
+  }
+
+  /** End the engine thread as a crash would (its requests fail; the restart policy applies). */
+  kill(): Promise<void> {
+    return this.engine.crash();
+  }
+
+  private watch(engine: EngineClient): void {
+    engine.onUnexpectedExit = (reason) => void this.recover(reason);
+  }
+
+  private setStatus(status: VariantStatus, reason: string | undefined): void {
+    this.status = status;
+    this.statusReason = reason;
+    this.options.onStatus?.(this);
+  }
+
+  private async recover(reason: string): Promise<void> {
+    if (this.released) return;
+    const now = Date.now();
+    const policy = this.options.restart ?? defaultRestartPolicy;
+    this.deaths.push(now);
+    while (this.deaths.length > 0 && this.deaths[0]! < now - policy.windowMs) this.deaths.shift();
+    if (this.deaths.length > policy.maxRestarts) {
+      this.options.log(`model '${this.id}': engine stopped (${reason}); ${this.deaths.length} times in ${policy.windowMs / 1000} s, giving up: the variant is unavailable`);
+      this.setStatus('unavailable', `its engine stopped ${this.deaths.length} times in ${policy.windowMs / 1000} s (last: ${reason})`);
+      return;
+    }
+    this.options.log(`model '${this.id}': engine stopped (${reason}); restarting it`);
+    this.setStatus('restarting', reason);
+    try {
+      const engine = await EngineClient.start(engineInit(this.options));
+      if (this.released) return void (await engine.release());
+      this.engine = engine;
+      this.watch(engine);
+      this.setStatus('serving', undefined);
+      this.options.log(`model '${this.id}': engine restarted in ${(engine.loadMs / 1000).toFixed(1)} s`);
+    } catch (e) {
+      this.options.log(`model '${this.id}': engine restart failed: ${e instanceof Error ? e.message : String(e)}; the variant is unavailable`);
+      this.setStatus('unavailable', `its engine could not be restarted: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
+function engineInit(o: EngineVariantOptions): EngineInit {
+  return { variant: o.id, spec: o.model.spec, weights: o.model.weights, tokenizer: o.model.tokenizer, session: o.session, scheduling: o.scheduling };
+}

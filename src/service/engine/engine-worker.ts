@@ -1,0 +1,102 @@
+/**
+ * The engine worker thread: one served variant's session, KV cache and continuous-batching
+ * scheduler. ONNX Runtime runs each step synchronously on the calling thread, so this thread is
+ * where the model math blocks, never the main thread that answers HTTP, health probes and scrapes.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { createDecoderSession } from '../../runtime/engine/create-session.ts';
+import type { DecoderSession } from '../../runtime/engine/decoder-session.ts';
+import { BatchScheduler } from '../../runtime/engine/scheduler.ts';
+import type { SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
+import { createTokenizer } from '../../runtime/tokenizer/create.ts';
+import { type EngineInit, type FromEngine, type ToEngine, toWireError } from './engine-protocol.ts';
+
+const port = parentPort!;
+const init = workerData as EngineInit;
+const post = (m: FromEngine) => port.postMessage(m);
+
+/** How often a busy worker pushes its scheduler stats (the main thread's metrics read them). */
+const STATS_INTERVAL_MS = 100;
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  let session: DecoderSession;
+  let scheduler: BatchScheduler;
+  try {
+    const tokenizer = createTokenizer(init.tokenizer);
+    session = await createDecoderSession(init.spec, init.weights, {
+      maxBatch: init.session.maxBatch,
+      maxContext: init.session.maxContext,
+      target: init.session.target,
+      ...(init.session.prefillChunk !== undefined && { prefillChunk: init.session.prefillChunk }),
+      ...(init.session.threads !== undefined && { threads: init.session.threads }),
+    });
+    scheduler = new BatchScheduler(session, tokenizer, init.scheduling);
+  } catch (e) {
+    post({ type: 'init-failed', error: toWireError(e) });
+    port.close();
+    return;
+  }
+  const aborts = new Map<number, AbortController>();
+  let lastStats = '';
+  const pushStats = () => {
+    const stats: SchedulerStats = scheduler.stats();
+    const key = JSON.stringify(stats);
+    if (key === lastStats) return;
+    lastStats = key;
+    post({ type: 'stats', stats });
+  };
+  const statsTimer = setInterval(pushStats, STATS_INTERVAL_MS);
+
+  const run = async (id: number, request: ToEngine & { type: 'submit' }) => {
+    const ac = new AbortController();
+    aborts.set(id, ac);
+    try {
+      const handle = scheduler.submit({ ...request.request, signal: ac.signal });
+      let first = true;
+      for await (const event of handle.events) {
+        // Stats first, so the main thread's gauges already count a finished request as gone.
+        if (event.type === 'finish' || first) pushStats();
+        if (first && handle.admittedAt !== undefined) {
+          post({ type: 'event', id, event, admittedAt: performance.timeOrigin + handle.admittedAt });
+          first = false;
+        } else post({ type: 'event', id, event });
+      }
+    } catch (e) {
+      post({ type: 'rejected', id, error: toWireError(e) });
+    } finally {
+      aborts.delete(id);
+    }
+  };
+
+  port.on('message', (m: ToEngine) => {
+    switch (m.type) {
+      case 'submit':
+        void run(m.id, m);
+        break;
+      case 'abort':
+        aborts.get(m.id)?.abort();
+        break;
+      case 'drain':
+        void scheduler.drain(m.graceMs).then(() => {
+          pushStats();
+          post({ type: 'drained' });
+        });
+        break;
+      case 'exit':
+        // Between two steps (this handler never runs inside one), so no native call is cut short.
+        process.exit(1);
+        break;
+      case 'release':
+        clearInterval(statsTimer);
+        void session.release().finally(() => {
+          post({ type: 'released' });
+          port.close();
+        });
+        break;
+    }
+  });
+  post({ type: 'ready', maxContext: session.maxContext, prefillChunk: session.prefillChunk, target: session.target, loadMs: performance.now() - t0 });
+}
+
+void main();

@@ -1,0 +1,35 @@
+/**
+ * What the HTTP layer sees of a served model: its id, a scheduler to submit generations to, the
+ * tokenizer that turns prompts into ids, and a plain description. Never a session or weights:
+ * those live in the variant's engine worker.
+ */
+import type { ExecutionTarget } from '../../runtime/device/device.ts';
+import type { Scheduler } from '../../runtime/engine/scheduler-types.ts';
+import type { LayerSpec } from '../../runtime/model/spec.ts';
+import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
+
+/** serving: takes requests; restarting: its engine died and is being started again; unavailable: given up on. */
+export type VariantStatus = 'serving' | 'restarting' | 'unavailable';
+
+export interface ServedVariant {
+  /** The `model` id clients send, and the `model` label of every metric series. */
+  readonly id: string;
+  readonly scheduler: Scheduler;
+  readonly tokenizer: Tokenizer;
+  /** Total parameters (embeddings included). */
+  readonly parameters: number;
+  /** Fraction of the dense model's block parameters removed by pruning: 0 for the dense model. */
+  readonly compressionRatio: number;
+  /** Per-layer shapes (heads, KV heads, head size, ffn). */
+  readonly layers: readonly LayerSpec[];
+  /** Context per sequence (prompt + output). */
+  readonly maxContext: number;
+  readonly target: ExecutionTarget;
+  /** Where the weights came from (a checkpoint path, or the source and the prune that made it). */
+  readonly path: string;
+  /** Unix seconds when it started serving (/v1/models `created`). */
+  readonly created: number;
+  readonly status: VariantStatus;
+  /** Why it is not serving, when it is not. */
+  readonly statusReason: string | undefined;
+}

@@ -1,0 +1,155 @@
+/**
+ * The service the HTTP layer talks to: served variants (each in its own engine worker), which one
+ * is active, the A/B split, prune jobs, and unloading. It hands out only ServedVariant views and
+ * plain data; sessions and weights stay behind it.
+ */
+import type { SchedulerOptions } from '../runtime/engine/scheduler-types.ts';
+import type { LoadedModel } from '../runtime/model/loaded-model.ts';
+import type { Tokenizer } from '../runtime/tokenizer/types.ts';
+import { EngineVariant, type RestartPolicy } from './engine/engine-variant.ts';
+import type { EngineSessionOptions } from './engine/engine-protocol.ts';
+import { PruneJobs, type PruneMetrics } from './prune/prune-jobs.ts';
+import { ServiceEvents } from './service-events.ts';
+import type { ServedVariant } from './engine/served-variant.ts';
+import { type TrafficSplit, VariantRegistry } from './variant-registry.ts';
+
+export interface ModelServiceOptions {
+  /** The dense model as loaded, and the id clients use for it. */
+  model: LoadedModel;
+  tokenizer: Tokenizer;
+  id: string;
+  session: EngineSessionOptions;
+  scheduling: SchedulerOptions;
+  pruneThreads: number | undefined;
+  restart?: RestartPolicy;
+  log: (line: string) => void;
+}
+
+export class ModelService {
+  readonly events = new ServiceEvents();
+  readonly jobs: PruneJobs;
+  private readonly variants = new VariantRegistry<EngineVariant>();
+  private metrics: PruneMetrics | undefined;
+
+  /** The dense model's id: the default source of prunes and the reference of compression ratios. */
+  readonly denseId: string;
+
+  private constructor(
+    private readonly options: ModelServiceOptions,
+    dense: EngineVariant,
+  ) {
+    this.denseId = dense.id;
+    this.variants.add(dense);
+    this.jobs = new PruneJobs({
+      registry: this.variants,
+      publish: (e) => this.events.publish(e),
+      metrics: () => this.metrics,
+      log: options.log,
+      denseId: dense.id,
+      pruneThreads: options.pruneThreads,
+      addVariant: (id, model, source, ratio) => this.addVariant(id, model, source, ratio),
+      activate: (id) => this.activate(id),
+    });
+  }
+
+  /** Start the dense model's engine worker; resolves when it can serve. */
+  static async start(options: ModelServiceOptions): Promise<ModelService> {
+    let service: ModelService | undefined;
+    const dense = await EngineVariant.start({ ...variantBase(options), id: options.id, model: options.model, session: options.session, compressionRatio: 0, onStatus: (v) => service?.publishStatus(v) });
+    service = new ModelService(options, dense);
+    return service;
+  }
+
+  /** The server's metrics, attached once they exist (they read the variant list from this service). */
+  attachMetrics(metrics: PruneMetrics): void {
+    this.metrics = metrics;
+  }
+
+  /** Every served variant. */
+  list(): ServedVariant[] {
+    return this.variants.list();
+  }
+
+  get(id: string): ServedVariant | undefined {
+    return this.variants.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.variants.has(id);
+  }
+
+  get active(): ServedVariant | undefined {
+    return this.variants.active;
+  }
+
+  /** The variant for a request's `model` field (omitted/"default": the active one, or the split's). Call once per request. */
+  resolve(model: string | null | undefined): ServedVariant | undefined {
+    return this.variants.resolve(model);
+  }
+
+  get split(): TrafficSplit | undefined {
+    return this.variants.split;
+  }
+
+  setSplit(split: TrafficSplit | undefined): void {
+    this.variants.setSplit(split);
+    this.events.publish({ type: 'split_changed', split: split ?? null });
+  }
+
+  /** Injectable randomness of the A/B split (tests). */
+  set random(r: () => number) {
+    this.variants.random = r;
+  }
+
+  /** Make a variant the one new requests get; requests in flight keep theirs. */
+  activate(id: string): void {
+    const previous = this.variants.active?.id;
+    this.variants.setActive(id);
+    this.options.log(`active model: '${id}' (was '${previous}')`);
+    this.events.publish({ type: 'active_changed', active: id, previous });
+  }
+
+  /** Unregister a variant (not the active one), let its running requests finish, free its engine. */
+  async unload(id: string, graceMs: number): Promise<void> {
+    const v = this.variants.remove(id);
+    this.events.publish({ type: 'model_removed', id });
+    await v.drain(graceMs);
+    await v.release();
+    this.options.log(`unloaded model variant '${id}'`);
+  }
+
+  /** Shutdown: cancel a running prune, drain every variant (up to graceMs), free the engines. */
+  async drain(graceMs: number): Promise<void> {
+    await this.jobs.close();
+    await Promise.all(this.variants.list().map((v) => v.drain(graceMs)));
+  }
+
+  async release(): Promise<void> {
+    await Promise.all(this.variants.list().map((v) => v.release()));
+  }
+
+  /**
+   * Stop a variant's engine thread at once, as a crash would: the requests it holds fail (503) and
+   * the restart policy starts it again. For an engine that no longer answers.
+   */
+  async restart(id: string): Promise<void> {
+    const v = this.variants.get(id);
+    if (!v) throw new Error(`no model variant '${id}'`);
+    await v.kill();
+  }
+
+  private async addVariant(id: string, model: LoadedModel, source: EngineVariant, compressionRatio: number): Promise<EngineVariant> {
+    const variant = await EngineVariant.start({ ...variantBase(this.options), id, model, session: source.sessionOptions, compressionRatio, onStatus: (v) => this.publishStatus(v) });
+    this.variants.add(variant);
+    this.events.publish({ type: 'model_added', id, compressionRatio, parameters: variant.parameters });
+    return variant;
+  }
+
+  private publishStatus(v: EngineVariant): void {
+    this.events.publish({ type: 'model_status', id: v.id, status: v.status, reason: v.statusReason ?? null });
+  }
+}
+
+function variantBase(o: ModelServiceOptions) {
+  return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }) };
+}

@@ -1,0 +1,211 @@
+/**
+ * Prune jobs: MoP run in a prune worker on a served variant's weights while the server keeps
+ * serving, then the result is started in its own engine worker, registered as a new variant and
+ * (by default) made active in one assignment. Requests already running finish on the variant they
+ * started on; new ones get the new variant. One job at a time: pruning is the heaviest thing this
+ * process does, and two would only slow each other down.
+ */
+import { MopInputError } from '../../mop/errors.ts';
+import { parameterCounts } from '../../runtime/model/spec.ts';
+import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
+import type { EngineVariant } from '../engine/engine-variant.ts';
+import type { PruneJobRequest, PruneJobView } from './prune-job-view.ts';
+import { type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';
+import { validateRecipe } from './run-prune.ts';
+
+/** What the jobs report to Prometheus (the server's metrics implement it). */
+export interface PruneMetrics {
+  observePruneJob(strategy: string, status: string, seconds: number): void;
+  countPruneStep(strategy: string, branch: 'depth' | 'width'): void;
+}
+
+/** The served variants, as far as prune jobs need them. */
+export interface PruneSources {
+  get(id: string): EngineVariant | undefined;
+  has(id: string): boolean;
+}
+
+export interface PruneJobsDeps {
+  registry: PruneSources;
+  /** Job progress and results, for the admin event socket. */
+  publish(event: { type: 'job'; job: PruneJobView }): void;
+  /** Read when a job ends (the server attaches its metrics after the service started). */
+  metrics: () => PruneMetrics | undefined;
+  log: (line: string) => void;
+  /** The dense variant's id: default source, and the reference for compression ratios. */
+  denseId: string;
+  /** ONNX Runtime threads of the prune worker (serving keeps its own). */
+  pruneThreads: number | undefined;
+  /** Start a pruned model in an engine worker like `source`'s and register it. */
+  addVariant(id: string, model: LoadedModel, source: EngineVariant, compressionRatio: number): Promise<EngineVariant>;
+  activate(id: string): void;
+}
+
+/** A second prune while one runs, or cancelling a finished job: answered 409. */
+export class PruneConflictError extends Error {
+  override name = 'PruneConflictError';
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+interface PruneJob {
+  view: PruneJobView;
+  worker: PruneWorkerHandle | undefined;
+  cancelled: boolean;
+  started: number;
+  done: Promise<void>;
+}
+
+export class PruneJobs {
+  private readonly jobs = new Map<string, PruneJob>();
+  private running: PruneJob | undefined;
+  private starting = false;
+  private counter = 0;
+
+  constructor(private readonly deps: PruneJobsDeps) {}
+
+  /**
+   * Validate, start the worker and wait until it has read the calibration text (so a missing or
+   * too short file is the caller's 400, not a failed job); throws MopInputError (400),
+   * PruneConflictError (409).
+   */
+  async start(request: PruneJobRequest): Promise<PruneJobView> {
+    validateRecipe(request);
+    if (this.running || this.starting) {
+      const id = this.running?.view.id;
+      throw new PruneConflictError(id ? `prune job ${id} is still running; wait for it or cancel it (DELETE /admin/prune/${id})` : 'another prune job is being started', 'prune_in_progress');
+    }
+    const sourceId = request.source ?? this.deps.denseId;
+    const source = this.deps.registry.get(sourceId);
+    if (!source) throw new MopInputError(`no model variant '${sourceId}' to prune`);
+    if (request.id !== undefined && this.deps.registry.has(request.id)) throw new PruneConflictError(`a model variant '${request.id}' already exists`, 'variant_exists');
+    const dense = this.deps.registry.get(this.deps.denseId);
+    const id = `prune-${++this.counter}`;
+    const view: PruneJobView = { id, status: 'running', request, createdAt: new Date().toISOString(), finishedAt: null, progress: null, variant: null, error: null };
+    const job: PruneJob = { view, worker: undefined, cancelled: false, started: performance.now(), done: Promise.resolve() };
+    this.starting = true;
+    try {
+      job.worker = startPruneWorker(
+        {
+          model: { spec: source.model.spec, weights: source.model.weights, tokenizer: source.model.tokenizer, path: source.model.path },
+          recipe: request,
+          ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
+          ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),
+          device: source.target.device,
+        },
+        (p) => {
+          job.view.progress = p;
+          this.publish(job);
+          this.logProgress(job);
+        },
+      );
+      await job.worker.calibrated;
+    } catch (e) {
+      job.worker?.cancel();
+      throw e;
+    } finally {
+      this.starting = false;
+    }
+    this.jobs.set(id, job);
+    this.running = job;
+    job.done = this.run(job, source).finally(() => (this.running = undefined));
+    this.publish(job);
+    return this.summary(job);
+  }
+
+  get(id: string): PruneJobView | undefined {
+    const job = this.jobs.get(id);
+    return job && { ...job.view };
+  }
+
+  list(): PruneJobView[] {
+    return [...this.jobs.values()].map((j) => this.summary(j));
+  }
+
+  /** Cancel a running job; a finished one cannot be (409). Resolves when it has stopped. */
+  async cancel(id: string): Promise<PruneJobView | undefined> {
+    const job = this.jobs.get(id);
+    if (!job) return undefined;
+    if (job.view.status !== 'running') throw new PruneConflictError(`prune job ${id} already ${job.view.status}; only a running job can be cancelled`, 'job_finished');
+    job.cancelled = true;
+    job.worker?.cancel();
+    await job.done;
+    return this.summary(job);
+  }
+
+  /** Cancel whatever runs and wait for its thread to end (shutdown: no native call may be cut short). */
+  async close(): Promise<void> {
+    const job = this.running;
+    if (!job) return;
+    job.cancelled = true;
+    job.worker?.cancel();
+    await job.done;
+    await job.worker?.exited;
+  }
+
+  /** Wait for the running job, if any (tests, start-up prune). */
+  async idle(): Promise<void> {
+    await this.running?.done;
+  }
+
+  private lastLogged = 0;
+
+  private logProgress(job: PruneJob): void {
+    const p = job.view.progress;
+    if (!p || performance.now() - this.lastLogged < 5000) return;
+    this.lastLogged = performance.now();
+    this.deps.log(`prune ${job.view.id}: step ${p.step}/${p.totalEstimate}, ratio ${p.ratio.toFixed(3)}: ${p.message}`);
+  }
+
+  private async run(job: PruneJob, source: EngineVariant): Promise<void> {
+    const { request } = job.view;
+    const { log } = this.deps;
+    try {
+      log(`prune ${job.view.id}: ${request.strategy} to ${request.target} of ${source.id} (${request.samples}×${request.seqLen} calibration tokens, criterion ${request.criterion}, ${this.deps.pruneThreads ?? 'all'} prune threads)`);
+      const result = await job.worker!.result;
+      if (job.cancelled) throw new DOMException('cancelled', 'AbortError');
+      const variantId = request.id ?? this.uniqueId(`${request.strategy}-${Math.round(request.target * 100)}`);
+      const model: LoadedModel = { ...source.model, spec: result.spec, weights: result.weights, path: `${source.model.path} → ${variantId}` };
+      // Once the pruned model is being started, the job runs to its end: a cancel now is too late.
+      const variant = await this.deps.addVariant(variantId, model, source, result.report.result.ratio);
+      for (const s of result.report.steps) this.deps.metrics()?.countPruneStep(request.strategy, s.chosen);
+      job.view.report = result.report;
+      job.view.variant = variant.id;
+      job.view.status = 'succeeded';
+      log(`prune ${job.view.id}: done in ${((performance.now() - job.started) / 1000).toFixed(1)} s: variant '${variantId}', ratio ${result.report.result.ratio.toFixed(3)}, ${result.report.result.steps.depth} depth + ${result.report.result.steps.width} width steps`);
+      if (request.activate) this.deps.activate(variantId);
+    } catch (e) {
+      if (job.cancelled) {
+        job.view.status = 'cancelled';
+        log(`prune ${job.view.id}: cancelled`);
+      } else {
+        job.view.status = 'failed';
+        job.view.error = e instanceof Error ? e.message : String(e);
+        log(`prune ${job.view.id}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      }
+    } finally {
+      job.view.finishedAt = new Date().toISOString();
+      this.deps.metrics()?.observePruneJob(request.strategy, job.view.status, (performance.now() - job.started) / 1000);
+      this.publish(job);
+    }
+  }
+
+  private uniqueId(base: string): string {
+    let id = base;
+    for (let k = 2; this.deps.registry.has(id); k++) id = `${base}-${k}`;
+    return id;
+  }
+
+  private summary(job: PruneJob): PruneJobView {
+    const { report: _report, ...rest } = job.view;
+    return { ...rest };
+  }
+
+  private publish(job: PruneJob): void {
+    this.deps.publish({ type: 'job', job: this.summary(job) });
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The one table of prune options. `mop prune` flags, `mop serve --prune-*` flags, the
+ * `POST /admin/prune` body and the environment variables are all generated from it, so each option
+ * has one name (kebab-case on the command line, snake_case in JSON, MOP_PRUNE_* in the
+ * environment), one default and one validation everywhere.
+ */
+import { MopInputError } from '../../mop/errors.ts';
+import { importanceCriteria } from '../../mop/importance.ts';
+import { MAX_TARGET, strategies } from '../../mop/mop.ts';
+import { selectionCriteria } from '../../mop/selection.ts';
+
+/** A full prune recipe: everything that decides what a prune produces. */
+export interface PruneRecipe {
+  /** Fraction of the reference block parameters to remove, in (0, 0.9]. */
+  target: number;
+  strategy: 'mop' | 'depth' | 'width';
+  criterion: 'ppl' | 'kl' | 'cosine';
+  importance: string;
+  /** Calibration text file; undefined = the bundled TinyStories slice. */
+  calibration: string | undefined;
+  samples: number;
+  seqLen: number;
+  seed: number;
+  stepLayers: number;
+  depthUnit: 'layer' | 'sublayer';
+  widthSplit: 'param-share' | 'global';
+  widthNormalize: 'layer' | 'none';
+}
+
+type Kind =
+  | { kind: 'fraction'; max: number }
+  | { kind: 'int'; min: number; max: number }
+  | { kind: 'number'; min: number; max: number }
+  | { kind: 'choice'; choices: readonly string[] }
+  | { kind: 'text' };
+
+export interface PruneOption {
+  key: keyof PruneRecipe;
+  /** Kebab-case name: `mop prune --<name>`, `mop serve --prune-<name>`. */
+  name: string;
+  /** The POST /admin/prune body field. */
+  json: string;
+  /** The environment variable (both commands). */
+  env: string;
+  description: string;
+  /** undefined: required (target) or absent by default (calibration). */
+  default: PruneRecipe[keyof PruneRecipe] | undefined;
+  type: Kind;
+}
+
+const option = (key: keyof PruneRecipe, name: string, description: string, type: Kind, def: PruneRecipe[keyof PruneRecipe] | undefined): PruneOption => ({
+  key,
+  name,
+  json: name.replaceAll('-', '_'),
+  env: `MOP_PRUNE_${name.replaceAll('-', '_').toUpperCase()}`,
+  description,
+  default: def,
+  type,
+});
+
+export const pruneOptions: readonly PruneOption[] = [
+  option('target', 'target', `fraction of transformer-block parameters to remove, in (0, ${MAX_TARGET}]`, { kind: 'fraction', max: MAX_TARGET }, undefined),
+  option('strategy', 'strategy', 'mop, depth (layers only) or width (heads and neurons only)', { kind: 'choice', choices: strategies }, 'mop'),
+  option('criterion', 'criterion', 'candidate selection: ppl, kl or cosine', { kind: 'choice', choices: selectionCriteria }, 'ppl'),
+  option('importance', 'importance', 'structure importance: amp or magnitude', { kind: 'choice', choices: Object.keys(importanceCriteria) }, 'amp'),
+  option('calibration', 'calibration', 'calibration text file (default: bundled TinyStories slice)', { kind: 'text' }, undefined),
+  option('samples', 'samples', 'calibration sequences', { kind: 'int', min: 1, max: 4096 }, 32),
+  option('seqLen', 'seq-len', 'tokens per calibration sequence', { kind: 'int', min: 2, max: 8192 }, 128),
+  option('seed', 'seed', 'seed for drawing calibration sequences', { kind: 'int', min: 0, max: 2 ** 31 - 1 }, 0),
+  option('stepLayers', 'step-layers', 'step budget in average layers (smaller interleaves depth and width)', { kind: 'number', min: 0, max: 8 }, 1),
+  option('depthUnit', 'depth-unit', 'depth branch removes whole layers (layer) or single attention / MLP sub-blocks (sublayer)', { kind: 'choice', choices: ['layer', 'sublayer'] }, 'layer'),
+  option('widthSplit', 'width-split', 'width budget: param-share (attention vs MLP by parameter share) or global', { kind: 'choice', choices: ['param-share', 'global'] }, 'param-share'),
+  option('widthNormalize', 'width-normalize', 'width scores normalised per layer (layer) or raw (none)', { kind: 'choice', choices: ['layer', 'none'] }, 'layer'),
+];
+
+/** Defaults of every option that has one. */
+export function defaultPruneSettings(): Omit<PruneRecipe, 'target'> {
+  const out: Record<string, unknown> = {};
+  for (const o of pruneOptions) if (o.key !== 'target') out[o.key] = o.default;
+  return out as Omit<PruneRecipe, 'target'>;
+}
+
+/** One value, from a string (flag, env) or a JSON value; throws MopInputError naming `where` and what is accepted. */
+export function parsePruneValue(o: PruneOption, raw: unknown, where: string, json = false): PruneRecipe[keyof PruneRecipe] {
+  const fail = (expected: string): never => {
+    throw new MopInputError(`${where}: expected ${expected}, got ${JSON.stringify(raw)}`);
+  };
+  const t = o.type;
+  if (t.kind === 'text' || t.kind === 'choice') {
+    if (typeof raw !== 'string' || raw === '') return fail(t.kind === 'text' ? 'a non-empty string' : `one of ${t.choices.join(', ')}`);
+    if (t.kind === 'choice' && !t.choices.includes(raw)) throw new MopInputError(`${where}: unknown ${o.name} '${raw}'; choose one of: ${t.choices.join(', ')}`);
+    return raw as PruneRecipe[keyof PruneRecipe];
+  }
+  // Flags and environment variables are text; a JSON body must send numbers as numbers.
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' && !json ? Number(raw) : NaN;
+  if (t.kind === 'fraction') {
+    if (!(Number.isFinite(n) && n > 0 && n <= t.max)) fail(`a fraction in (0, ${t.max}]`);
+  } else if (t.kind === 'int') {
+    if (!(Number.isInteger(n) && n >= t.min && n <= t.max)) fail(`an integer in [${t.min}, ${t.max}]`);
+  } else if (!(Number.isFinite(n) && n > t.min && n <= t.max)) fail(`a number in (${t.min}, ${t.max}]`);
+  return n;
+}
+
+/**
+ * A recipe from raw values keyed by option key (strings from flags/env, or JSON values), over
+ * `base` defaults. Unknown keys are the caller's business (the JSON body checks them itself).
+ */
+export function resolvePruneRecipe(raw: Partial<Record<keyof PruneRecipe, unknown>>, base: Partial<PruneRecipe>, label: (o: PruneOption) => string, json = false): PruneRecipe {
+  const out: Record<string, unknown> = { ...defaultPruneSettings(), ...base };
+  for (const o of pruneOptions) {
+    const v = raw[o.key];
+    if (v !== undefined) out[o.key] = parsePruneValue(o, v, label(o), json);
+  }
+  if (out.target === undefined) throw new MopInputError(`${label(pruneOptions[0]!)}: a target is required, e.g. 0.4`);
+  return out as unknown as PruneRecipe;
+}
+
+/** Names as a command-line user sees them: `--seq-len / MOP_PRUNE_SEQ_LEN` (with a flag prefix for `mop serve`). */
+export const flagLabel =
+  (prefix = '') =>
+  (o: PruneOption): string =>
+    `--${prefix}${o.name} / ${o.env}`;
+
+/** Names as an API client sees them: the JSON field. */
+export const jsonLabel = (o: PruneOption): string => o.json;

@@ -1,0 +1,30 @@
+/**
+ * Messages between the main thread and a prune worker. The worker gets the source model (weights
+ * in shared memory) and the recipe, and sends back progress and then the pruned model, its weights
+ * again in shared memory so the new engine worker and later prunes use them without a copy.
+ */
+import type { CalibrationDescription } from '../../mop/calibration.ts';
+import type { MopProgress } from '../../mop/mop.ts';
+import type { PruneReport } from '../../mop/report.ts';
+import type { DeviceName } from '../../runtime/device/device.ts';
+import type { ModelSpec } from '../../runtime/model/spec.ts';
+import type { Weights } from '../../runtime/model/tensor.ts';
+import type { WireError } from '../engine/engine-protocol.ts';
+import type { PruneRun } from './run-prune.ts';
+
+/** The worker's `workerData`. */
+export interface PruneWorkerInit {
+  model: PruneRun['model'];
+  recipe: PruneRun['recipe'];
+  referenceBlocks?: number;
+  threads?: number;
+  device?: DeviceName;
+}
+
+export type ToPruneWorker = { type: 'cancel' };
+
+export type FromPruneWorker =
+  | { type: 'calibrated'; calibration: CalibrationDescription }
+  | { type: 'progress'; progress: MopProgress }
+  | { type: 'done'; spec: ModelSpec; weights: Weights; report: PruneReport }
+  | { type: 'failed'; error: WireError; cancelled: boolean };

@@ -1,0 +1,34 @@
+/**
+ * The prune worker thread: MoP's calibration graph, scoring passes and surgery run here with
+ * their own ONNX Runtime thread budget, never on the thread that answers HTTP.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { shareWeights } from '../../runtime/model/shared-weights.ts';
+import { toWireError } from '../engine/engine-protocol.ts';
+import type { FromPruneWorker, PruneWorkerInit, ToPruneWorker } from './prune-protocol.ts';
+import { runPrune } from './run-prune.ts';
+
+const port = parentPort!;
+const init = workerData as PruneWorkerInit;
+const post = (m: FromPruneWorker) => port.postMessage(m);
+const ac = new AbortController();
+port.on('message', (m: ToPruneWorker) => {
+  if (m.type === 'cancel') ac.abort();
+});
+
+try {
+  const result = await runPrune({
+    model: init.model,
+    recipe: init.recipe,
+    ...(init.referenceBlocks !== undefined && { referenceBlocks: init.referenceBlocks }),
+    ...(init.threads !== undefined && { threads: init.threads }),
+    ...(init.device !== undefined && { device: init.device }),
+    signal: ac.signal,
+    onCalibrated: (calibration) => post({ type: 'calibrated', calibration }),
+    onProgress: (progress) => post({ type: 'progress', progress }),
+  });
+  post({ type: 'done', spec: result.model.spec, weights: shareWeights(result.model.weights), report: result.report });
+} catch (e) {
+  post({ type: 'failed', error: toWireError(e), cancelled: ac.signal.aborted });
+}
+port.close();
