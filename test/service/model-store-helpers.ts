@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
-import type { EntryOrigin, EntryWriter, PruneRecipe } from '../../src/service/model-store/index.ts';
+import type { EntryOrigin, EntryRecipe, EntryWriter } from '../../src/service/model-store/index.ts';
 import { storeKey } from '../../src/service/model-store/index.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,7 +26,8 @@ export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-export function recipe(overrides: Partial<PruneRecipe> = {}): PruneRecipe {
+/** A recipe-shaped JSON object (the store hashes whatever fields it has). */
+export function recipe(overrides: EntryRecipe = {}): EntryRecipe {
   return {
     strategy: 'mop',
     criterion: 'ppl',

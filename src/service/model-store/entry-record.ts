@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { digestFile } from './digest.ts';
 import { errorCode } from './errors.ts';
 import type { FileInTree } from './durable-fs.ts';
-import { isHexDigest, type HexDigest, type PruneRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';
+import { isHexDigest, type HexDigest, type EntryRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';
 
 /** The file inside every entry directory that describes it; written last, before the publishing rename. */
 export const ENTRY_FILE = 'entry.json';
@@ -26,7 +26,7 @@ export interface EntryRecord {
   formatVersion: number;
   key: HexDigest;
   sourceDigest: HexDigest;
-  recipe: PruneRecipe;
+  recipe: EntryRecipe;
   /** ISO time the entry was written. */
   createdAt: string;
   /** Which process wrote it (`host:pid`). */
@@ -85,7 +85,7 @@ export function parseEntryRecord(text: string, file: string, key: string): Entry
   }
   let recomputed: string;
   try {
-    recomputed = storeKey(r.sourceDigest, r.recipe as PruneRecipe);
+    recomputed = storeKey(r.sourceDigest, r.recipe as EntryRecipe);
   } catch (e) {
     return { file, reason: `${file} has an invalid recipe: ${(e as Error).message}` };
   }

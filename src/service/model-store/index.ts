@@ -32,6 +32,5 @@ export {
   type StoredEntry,
   type VerifyResult,
 } from './model-store.ts';
-export { MOP_DEFAULTS, pruneRecipe, type PruneSettings } from './prune-recipe.ts';
 export type { CleanupResult } from './scratch-cleanup.ts';
-export { type HexDigest, isHexDigest, type PruneRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';
+export { type HexDigest, isHexDigest, type EntryRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';

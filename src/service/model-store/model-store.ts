@@ -30,7 +30,7 @@ import { type Manifest, type ManifestSnapshot, type ManifestState, readManifestF
 import { type ManifestWatch, watchManifestFile } from './manifest-watch.ts';
 import { type CleanupResult, cleanScratch } from './scratch-cleanup.ts';
 import { markScratchInUse, releaseScratch, scratchName } from './scratch-names.ts';
-import { isHexDigest, type HexDigest, type PruneRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';
+import { isHexDigest, type HexDigest, type EntryRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';
 import { type StoreLayout, storeLayout } from './store-layout.ts';
 
 export interface ModelStoreOptions {
@@ -38,12 +38,18 @@ export interface ModelStoreOptions {
   staleScratchMs?: number;
   /** Recorded as `writer` in manifests and entries (default `<hostname>:<pid>`). */
   writerName?: string;
+  /**
+   * Clean abandoned scratch on open (default true). A second handle inside a process that already
+   * opened the store (a worker thread) passes false: scratch in-use marks are per thread, so its
+   * cleanup could take the other thread's scratch for abandoned.
+   */
+  cleanOnOpen?: boolean;
 }
 
 /** What an entry is the result of; its key must be storeKey(sourceDigest, recipe). */
 export interface EntryOrigin {
   sourceDigest: HexDigest;
-  recipe: PruneRecipe;
+  recipe: EntryRecipe;
 }
 
 /**
@@ -72,7 +78,7 @@ export interface EntrySummary {
   key: HexDigest;
   dir: string;
   /** From entry.json; null when it cannot be read (see `problem`). */
-  recipe: PruneRecipe | null;
+  recipe: EntryRecipe | null;
   sourceDigest: HexDigest | null;
   /** Bytes of all files in the entry directory. */
   bytes: number;
@@ -140,7 +146,7 @@ export class ModelStore {
         throw new StoreWriteError(`cannot open model store ${root}: creating ${dir} failed: ${describeFsError(e)}`, errorCode(e), { cause: e });
       }
     }
-    await store.cleanup();
+    if (options.cleanOnOpen !== false) await store.cleanup();
     return store;
   }
 

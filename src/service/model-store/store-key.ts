@@ -19,53 +19,28 @@ export function isHexDigest(value: unknown): value is HexDigest {
 }
 
 /**
- * Everything that decides what a prune produces from a given source model. Two requests with equal
- * recipes (and the same source) are the same entry, so anything that changes the result must be in
- * here: the fixed fields below, `recovery` for a recovery step, `options` for the rest (importance
- * criterion, step size, depth unit, reference block count of an already pruned source, ...).
+ * What an entry is the result of, as JSON: the prune recipe with every setting spelled out (the
+ * server builds it from the shared prune option table, src/service/prune/prune-store-key.ts). The
+ * store does not interpret it: it hashes all of it, so any field added to the recipe changes the
+ * key without a change here.
  */
-export interface PruneRecipe {
-  strategy: string;
-  criterion: string;
-  /** Fraction of block parameters removed, in (0, 1). */
-  target: number;
-  /** SHA-256 of the calibration text's bytes (see digestFile). */
-  calibrationDigest: HexDigest;
-  samples: number;
-  seqLen: number;
-  seed: number;
-  /** Recovery (fine-tuning) recipe after pruning, opaque to the store; null for none. */
-  recovery: JsonValue;
-  /** Any other setting that changes the result; keys are free-form. */
-  options?: { [key: string]: JsonValue | undefined };
-}
+export type EntryRecipe = { [field: string]: JsonValue | undefined };
 
 /**
  * The content address of a pruned variant: SHA-256 of the canonical JSON of
  * {format, source, recipe}. Stable across processes, key order and releases (until
  * STORE_FORMAT_VERSION changes).
  */
-export function storeKey(sourceDigest: HexDigest, recipe: PruneRecipe): HexDigest {
+export function storeKey(sourceDigest: HexDigest, recipe: EntryRecipe): HexDigest {
   if (!isHexDigest(sourceDigest)) throw new StoreInputError(`source digest must be 64 lowercase hex characters, got ${JSON.stringify(sourceDigest)}`);
   checkRecipe(recipe);
   const material = canonicalJson({ format: STORE_FORMAT_VERSION, source: sourceDigest, recipe: recipe as unknown as JsonValue });
   return createHash('sha256').update(material).digest('hex');
 }
 
-/** Field-by-field check; a StoreInputError names the first bad field. */
-export function checkRecipe(recipe: PruneRecipe): void {
-  if (recipe === null || typeof recipe !== 'object') throw new StoreInputError(`recipe must be an object`);
-  const bad = (field: string, want: string) => new StoreInputError(`recipe.${field} must be ${want}, got ${JSON.stringify((recipe as unknown as Record<string, unknown>)[field])}`);
-  if (typeof recipe.strategy !== 'string' || recipe.strategy === '') throw bad('strategy', 'a non-empty string');
-  if (typeof recipe.criterion !== 'string' || recipe.criterion === '') throw bad('criterion', 'a non-empty string');
-  if (!(typeof recipe.target === 'number' && recipe.target > 0 && recipe.target < 1)) throw bad('target', 'a number in (0, 1)');
-  if (!isHexDigest(recipe.calibrationDigest)) throw bad('calibrationDigest', '64 lowercase hex characters');
-  if (!(Number.isInteger(recipe.samples) && recipe.samples > 0)) throw bad('samples', 'a positive integer');
-  if (!(Number.isInteger(recipe.seqLen) && recipe.seqLen > 0)) throw bad('seqLen', 'a positive integer');
-  if (!Number.isInteger(recipe.seed)) throw bad('seed', 'an integer');
-  if (recipe.recovery === undefined) throw bad('recovery', 'a JSON value (null for none)');
-  if (recipe.options !== undefined && (recipe.options === null || typeof recipe.options !== 'object' || Array.isArray(recipe.options))) {
-    throw bad('options', 'an object when present');
-  }
+/** A recipe must be a plain JSON object; a StoreInputError names what is wrong and where. */
+export function checkRecipe(recipe: EntryRecipe): void {
+  if (recipe === null || typeof recipe !== 'object' || Array.isArray(recipe)) throw new StoreInputError(`recipe must be a JSON object, got ${JSON.stringify(recipe)}`);
+  if (Object.keys(recipe).every((k) => recipe[k] === undefined)) throw new StoreInputError('recipe must have at least one field');
   canonicalJson(recipe, 'recipe'); // refuses NaN, Maps, ... anywhere inside, with the path
 }

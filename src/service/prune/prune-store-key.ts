@@ -1,0 +1,52 @@
+/**
+ * The model-store key of a prune: what the server's admin and start-up prunes and `mop prune
+ * --model-store` all compute, so the same work finds the same entry. The key material is the
+ * WHOLE recipe as the shared option table resolves it (every setting explicit, defaults filled
+ * in), so a field added to PruneRecipe is part of the key without a change here; file settings
+ * (the calibration text) are replaced by the SHA-256 of their bytes, so the same text at another
+ * path is the same work; plus the block count the ratio is measured against.
+ */
+import { defaultCalibrationPath } from '../../mop/calibration.ts';
+import { MopInputError } from '../../mop/errors.ts';
+import { digestFile, type EntryRecipe, type HexDigest, storeKey } from '../model-store/index.ts';
+import { type PruneRecipe, pruneOptions } from './prune-options.ts';
+
+/** Files a text option reads when it is unset (the option table leaves the default unstated). */
+const defaultFiles: Partial<Record<keyof PruneRecipe, () => string>> = { calibration: defaultCalibrationPath };
+
+export interface PruneStoreKey {
+  key: HexDigest;
+  sourceDigest: HexDigest;
+  /** The hashed material, recorded in the entry (GET /admin/store shows it). */
+  recipe: EntryRecipe;
+}
+
+/**
+ * The key of pruning the model whose digest is `sourceDigest` with `recipe`, measuring the ratio
+ * against `referenceBlocks`. `recipe` may carry fields the option table does not know yet: they
+ * are hashed as they are. Reads every file setting (MopInputError when one cannot be read).
+ */
+export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe, referenceBlocks: number): Promise<PruneStoreKey> {
+  const material: Record<string, unknown> = { ...recipe, referenceBlocks };
+  for (const o of pruneOptions) {
+    if (o.type.kind !== 'text') continue;
+    const path = (recipe[o.key] as string | undefined) ?? defaultFiles[o.key]?.();
+    material[o.key] = path === undefined ? undefined : { sha256: await digestSetting(path, o.name) };
+  }
+  const entryRecipe = material as EntryRecipe;
+  return { key: storeKey(sourceDigest, entryRecipe), sourceDigest, recipe: entryRecipe };
+}
+
+async function digestSetting(path: string, name: string): Promise<HexDigest> {
+  try {
+    return await digestFile(path);
+  } catch (e) {
+    throw new MopInputError(`${name} file ${path}: ${(e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/** The recipe fields of a prune job request (where the result goes is not part of what it is). */
+export function recipeOf<R extends PruneRecipe>(request: R & { source?: unknown; id?: unknown; activate?: unknown }): PruneRecipe {
+  const { source: _s, id: _i, activate: _a, ...recipe } = request;
+  return recipe as PruneRecipe;
+}
