@@ -6,7 +6,7 @@
  * held-out slice (data/tinystories-heldout.txt) in non-overlapping windows of 256, as
  * `npm run bench:quality` measures it. Not a test.
  *
- *   node --import tsx scripts/recovery-experiment.ts [--target 0.4] [--steps 300] [--recipes kd-full,ce-full,kd-lora] [--kd-alpha 1] [--threads N]
+ *   node --import tsx scripts/recovery-experiment.ts [--target 0.4] [--steps 300] [--recipes kd-full,ce-full,kd-lora] [--kd-alpha 0.75] [--threads N]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
     'seq-len': { type: 'string', default: '128' },
     lr: { type: 'string', default: '2e-3' },
     'lora-lr': { type: 'string', default: '5e-3' },
-    'kd-alpha': { type: 'string', default: '1' },
+    'kd-alpha': { type: 'string', default: '0.75' },
     recipes: { type: 'string', default: 'kd-full,ce-full,kd-lora' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
   },

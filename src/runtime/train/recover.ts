@@ -47,12 +47,16 @@ export interface RecoveryOptions {
   teacherCacheMiB?: number;
 }
 
+/**
+ * The recipe measured best on stories260K at MoP 40% (src/runtime/train/README.md): full fine-tuning,
+ * 3:1 distillation/cross-entropy mix, 300 steps of 16 × 128 → 1.37× dense held-out perplexity.
+ */
 export const defaultRecoveryOptions: RecoveryOptions = {
   kind: 'full',
-  steps: 200,
+  steps: 300,
   lr: 2e-3,
   loss: 'kd',
-  kdAlpha: 1,
+  kdAlpha: 0.75,
   batch: 16,
   seqLen: 128,
   warmup: 20,
