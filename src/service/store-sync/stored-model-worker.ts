@@ -1,0 +1,33 @@
+/** The stored-model worker thread: one load or digest task (see stored-model-protocol.ts). */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { type PruneReport, REPORT_FILE } from '../../mop/report.ts';
+import { loadModel } from '../../runtime/model/load.ts';
+import { shareWeights } from '../../runtime/model/shared-weights.ts';
+import { toWireError } from '../engine/engine-protocol.ts';
+import { digestWeights } from '../model-store/index.ts';
+import type { FromStoredModelWorker, StoredModelTask } from './stored-model-protocol.ts';
+
+const port = parentPort!;
+const task = workerData as StoredModelTask;
+const post = (m: FromStoredModelWorker) => port.postMessage(m);
+
+try {
+  if (task.task === 'digest') {
+    post({ type: 'digested', digest: digestWeights(task.spec, task.weights) });
+  } else {
+    const model = await loadModel(task.dir);
+    let report: PruneReport | null = null;
+    try {
+      report = JSON.parse(await fs.readFile(join(task.dir, REPORT_FILE), 'utf8')) as PruneReport;
+    } catch (e) {
+      // A checkpoint without a report still serves; a report that is there but unreadable is damage.
+      if ((e as { code?: string }).code !== 'ENOENT') throw new Error(`${join(task.dir, REPORT_FILE)}: ${(e as Error).message}`);
+    }
+    post({ type: 'loaded', model: { ...model, weights: shareWeights(model.weights) }, report });
+  }
+} catch (e) {
+  post({ type: 'failed', error: toWireError(e) });
+}
+port.close();

@@ -1,0 +1,309 @@
+/**
+ * The server's side of the model store (`--model-store`): it restores the recorded serving state
+ * at start-up, records every admin change in the manifest, follows changes other replicas make,
+ * finds prune results already in the store, and keeps the store under its size limit. The serving
+ * side is reached through `StoreServing` (the model service implements it), so this module does
+ * not depend on the service that uses it.
+ */
+import type { ModelSpec } from '../../runtime/model/spec.ts';
+import type { Weights } from '../../runtime/model/tensor.ts';
+import {
+  EntryInvalidError,
+  type EntrySummary,
+  type HexDigest,
+  type Manifest,
+  type ManifestState,
+  type ManifestWatch,
+  ModelStore,
+  type StoredEntry,
+} from '../model-store/index.ts';
+import type { TrafficSplit } from '../variant-registry.ts';
+import { digestInWorker, loadStoredModel, type StoredModel } from './stored-model-io.ts';
+
+/** What the store needs from the serving side; none of these write the manifest. */
+export interface StoreServing {
+  readonly denseId: string;
+  has(id: string): boolean;
+  /** The id requests without a model get, and whether `id` can serve now. */
+  activeId(): string | undefined;
+  isServing(id: string): boolean;
+  split(): TrafficSplit | undefined;
+  /** Start a stored checkpoint in an engine worker and register it under `id`. */
+  addStored(id: string, stored: StoredModel): Promise<void>;
+  applyActive(id: string): void;
+  applySplit(split: TrafficSplit | undefined): void;
+  unloadLocal(id: string): Promise<void>;
+}
+
+export interface VariantStoreOptions {
+  root: string;
+  /** Evict least recently used unreferenced entries above this many bytes; undefined = no limit. */
+  maxBytes: number | undefined;
+  /** How often the manifest is polled for other replicas' changes. */
+  pollMs: number;
+  /** Entries used within this long are never evicted (default 10 min: a replica may be about to reference it). */
+  evictGraceMs?: number;
+  log: (line: string) => void;
+}
+
+/** Counts for the metrics: prunes answered from the store, and prunes that had to run. */
+export interface StoreUsage {
+  bytes: number;
+  entries: number;
+  hits: number;
+  misses: number;
+}
+
+const EMPTY_STATE: ManifestState = { variants: [], active: null, split: null };
+
+export class VariantStore {
+  /** SHA-256 of the dense model's weights: the source of prunes of the dense model. */
+  private denseDigest: HexDigest | undefined;
+  /** Store key of every variant served from (or written to) the store. */
+  private readonly keys = new Map<string, HexDigest>();
+  private serving: StoreServing | undefined;
+  private watch: ManifestWatch | undefined;
+  /** Manifest work (writes, and applying other replicas' changes) runs one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private lastWatchError = '';
+  private usageCache = { bytes: 0, entries: 0 };
+  private usageReadAt = -Infinity;
+  private usageRead: Promise<void> = Promise.resolve();
+  private counts = { hits: 0, misses: 0 };
+
+  private constructor(
+    readonly store: ModelStore,
+    private readonly options: VariantStoreOptions,
+  ) {}
+
+  /** Open (create) the store and clean what crashed writers left; a path that cannot be a store throws. */
+  static async open(options: VariantStoreOptions): Promise<VariantStore> {
+    const store = await ModelStore.open(options.root, { cleanOnOpen: false });
+    const cleaned = await store.cleanup();
+    for (const f of cleaned.failed) options.log(`model store: could not remove leftover ${f.path}: ${f.error}`);
+    return new VariantStore(store, options);
+  }
+
+  get root(): string {
+    return this.store.root;
+  }
+
+  /**
+   * Digest the dense model (off the main thread), load the variants the manifest records, apply its
+   * active variant and split, then follow the manifest. A manifest this release cannot use is
+   * logged and left alone: the dense model serves.
+   */
+  async start(serving: StoreServing, dense: { spec: ModelSpec; weights: Weights }): Promise<{ restored: string[]; manifest: Manifest | null }> {
+    this.serving = serving;
+    const t0 = performance.now();
+    this.denseDigest = await digestInWorker(dense.spec, dense.weights);
+    this.options.log(`model store: ${this.root}; dense model digest ${this.denseDigest.slice(0, 12)}… (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    let manifest: Manifest | null = null;
+    let baseline: string | undefined;
+    try {
+      const snapshot = await this.store.readManifest();
+      manifest = snapshot.manifest;
+      baseline = snapshot.digest;
+    } catch (e) {
+      this.lastWatchError = (e as Error).message;
+      this.options.log(`model store: ${(e as Error).message}; serving '${serving.denseId}' without the recorded state`);
+    }
+    const before = new Set(this.keys.keys());
+    if (manifest) await this.serialized(() => this.apply(manifest, 'restore'));
+    const restored = [...this.keys.keys()].filter((id) => !before.has(id));
+    if (manifest) this.options.log(`model store: restored ${restored.length ? restored.map((id) => `'${id}'`).join(', ') : 'no variants'}; active '${serving.activeId()}'`);
+    this.watch = this.store.watchManifest(this.options.pollMs, (s) => this.serialized(() => (s.manifest ? this.apply(s.manifest, 'follow') : undefined)), {
+      ...(baseline !== undefined && { baseline }),
+      onError: (e) => {
+        const message = e instanceof Error ? e.message : String(e);
+        if (message !== this.lastWatchError) this.options.log(`model store: ${message}`);
+        this.lastWatchError = message;
+      },
+    });
+    await this.evict();
+    await this.refreshUsage();
+    return { restored, manifest };
+  }
+
+  /** Stop following the manifest (shutdown) and wait for manifest work in progress. */
+  async stop(): Promise<void> {
+    this.watch?.stop();
+    await this.queue.catch(() => undefined);
+  }
+
+  /** What a prune of variant `id` starts from: the dense model's digest, or a stored variant's key; undefined when unknown. */
+  sourceDigest(id: string): HexDigest | undefined {
+    return id === this.serving?.denseId ? this.denseDigest : this.keys.get(id);
+  }
+
+  keyOf(id: string): HexDigest | undefined {
+    return this.keys.get(id);
+  }
+
+  /** The served variant already holding entry `key`, if any. */
+  variantWithKey(key: HexDigest): string | undefined {
+    for (const [id, k] of this.keys) if (k === key && this.serving?.has(id)) return id;
+    return undefined;
+  }
+
+  /** A sound entry for `key` (a prune cache hit), or undefined (a miss; a damaged entry is logged and rewritten by the prune). */
+  async find(key: HexDigest): Promise<StoredEntry | undefined> {
+    let entry: StoredEntry | undefined;
+    try {
+      entry = await this.store.get(key);
+    } catch (e) {
+      if (!(e instanceof EntryInvalidError)) throw e;
+      this.options.log(`model store: ${e.message}; pruning again`);
+    }
+    if (entry) this.counts.hits++;
+    else this.counts.misses++;
+    return entry;
+  }
+
+  /** Read a stored checkpoint off the main thread (a prune cache hit). */
+  load(dir: string): Promise<StoredModel> {
+    return loadStoredModel(dir);
+  }
+
+  /** A variant registered from (or written to) the store: record it in the manifest, activating it if asked. */
+  async recordAdded(id: string, key: HexDigest, activate: boolean): Promise<void> {
+    this.keys.set(id, key);
+    this.usageReadAt = -Infinity; // a new entry: re-read the sizes at the next scrape
+    await this.record(`add '${id}'`, (m) => ({ ...m, variants: [...m.variants.filter((v) => v.id !== id), { id, key }], active: activate ? id : m.active }));
+    await this.evict();
+  }
+
+  recordActive(id: string): Promise<void> {
+    return this.record(`activate '${id}'`, (m) => ({ ...m, active: id }));
+  }
+
+  recordSplit(split: TrafficSplit | undefined): Promise<void> {
+    return this.record(split ? `split to '${split.variant}'` : 'end the split', (m) => ({ ...m, split: split ? { variant: split.variant, share: split.share } : null }));
+  }
+
+  /** A variant unloaded here: drop it from the manifest, and with `purge` delete its entry too (true when one was deleted). */
+  async recordRemoved(id: string, purge: boolean): Promise<boolean> {
+    const key = this.keys.get(id);
+    this.keys.delete(id);
+    await this.record(`remove '${id}'`, (m) => ({ ...m, variants: m.variants.filter((v) => v.id !== id), split: m.split?.variant === id ? null : m.split }));
+    let purged = false;
+    if (purge && key !== undefined) {
+      purged = await this.store.remove(key);
+      if (purged) this.options.log(`model store: deleted entry ${key} of '${id}'`);
+    }
+    await this.evict();
+    await this.refreshUsage();
+    return purged;
+  }
+
+  /** Every entry, for GET /admin/store. */
+  list(): Promise<EntrySummary[]> {
+    return this.store.list();
+  }
+
+  /** Size, entries and prune hits / misses; the directory is re-read at most once a second (a scrape reads this several times). */
+  async usage(): Promise<StoreUsage> {
+    if (performance.now() - this.usageReadAt > 1000) this.usageRead = this.refreshUsage();
+    await this.usageRead; // concurrent callers (one scrape's collectors) share one read
+    return { ...this.usageCache, ...this.counts };
+  }
+
+  private async refreshUsage(): Promise<void> {
+    this.usageReadAt = performance.now();
+    try {
+      const entries = await this.store.list();
+      this.usageCache = { bytes: entries.reduce((n, e) => n + e.bytes, 0), entries: entries.length };
+    } catch {
+      // An unusable manifest makes list() throw; the last figures stand (the error is logged elsewhere).
+    }
+  }
+
+  private async evict(): Promise<void> {
+    if (this.options.maxBytes === undefined) return;
+    try {
+      const r = await this.store.evict(this.options.maxBytes, { graceMs: this.options.evictGraceMs ?? 10 * 60 * 1000 });
+      for (const e of r.evicted) this.options.log(`model store: evicted entry ${e.key} (${e.bytes} bytes, last used ${e.lastUsedAt}) to stay under ${this.options.maxBytes} bytes`);
+    } catch (e) {
+      this.options.log(`model store: eviction failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** Read-change-write the manifest; a failure is logged (serving has already changed here). */
+  private record(what: string, change: (m: ManifestState) => ManifestState): Promise<void> {
+    return this.serialized(async () => {
+      try {
+        await this.store.updateManifest((current) => change(current ?? EMPTY_STATE));
+      } catch (e) {
+        this.options.log(`model store: could not record '${what}' in the manifest: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  private serialized<T>(work: () => Promise<T> | T): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Make this server serve what the manifest says: load the listed variants it lacks (without
+   * pruning), apply the active variant and the split, and (when following) unload stored variants
+   * no longer listed. Entries that are missing, damaged or pruned from another model are logged
+   * and skipped.
+   */
+  private async apply(m: ManifestState, why: 'restore' | 'follow'): Promise<void> {
+    const serving = this.serving!;
+    const log = this.options.log;
+    const sources = new Set<string>([this.denseDigest!, ...this.keys.values()]);
+    for (const v of m.variants) {
+      if (serving.has(v.id)) {
+        if (this.keys.get(v.id) !== v.key) log(`model store: manifest variant '${v.id}' (entry ${v.key}) clashes with a variant of that id served here; skipped`);
+        continue;
+      }
+      let entry: StoredEntry | undefined;
+      try {
+        entry = await this.store.get(v.key);
+      } catch (e) {
+        log(`model store: skipping variant '${v.id}': ${(e as Error).message}`);
+        continue;
+      }
+      if (!entry) {
+        log(`model store: skipping variant '${v.id}': its entry ${v.key} is not in ${this.root}`);
+        continue;
+      }
+      if (!sources.has(entry.record.sourceDigest)) {
+        log(`model store: skipping variant '${v.id}': entry ${v.key} was pruned from another model (source ${entry.record.sourceDigest.slice(0, 12)}…)`);
+        continue;
+      }
+      try {
+        const t0 = performance.now();
+        const stored = await loadStoredModel(entry.dir);
+        await serving.addStored(v.id, stored);
+        this.keys.set(v.id, v.key);
+        sources.add(v.key);
+        log(`model store: loaded variant '${v.id}' from ${entry.dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${why})`);
+      } catch (e) {
+        log(`model store: skipping variant '${v.id}': loading ${entry.dir} failed: ${(e as Error).message}`);
+      }
+    }
+    if (m.active !== null && m.active !== serving.activeId()) {
+      if (serving.isServing(m.active)) serving.applyActive(m.active);
+      else log(`model store: the manifest's active variant '${m.active}' is not servable here; keeping '${serving.activeId()}'`);
+    }
+    const wanted = m.split && serving.has(m.split.variant) ? { variant: m.split.variant, share: m.split.share } : undefined;
+    if (m.split && !wanted) log(`model store: the manifest's split goes to '${m.split.variant}', which is not served here; no split`);
+    const current = serving.split();
+    if (current?.variant !== wanted?.variant || current?.share !== wanted?.share) serving.applySplit(wanted);
+    if (why === 'follow') {
+      for (const id of [...this.keys.keys()]) {
+        if (m.variants.some((v) => v.id === id) || !serving.has(id)) continue;
+        if (id === serving.activeId()) {
+          log(`model store: '${id}' left the manifest but is active here; keeping it`);
+          continue;
+        }
+        await serving.unloadLocal(id);
+        this.keys.delete(id);
+      }
+    }
+  }
+}
