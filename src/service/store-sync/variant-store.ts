@@ -12,12 +12,12 @@ import {
   type EntrySummary,
   type HexDigest,
   type Manifest,
+  type ManifestSplit,
   type ManifestState,
   type ManifestWatch,
   ModelStore,
   type StoredEntry,
 } from '../model-store/index.ts';
-import type { TrafficSplit } from '../variant-registry.ts';
 import { digestInWorker, loadStoredModel, type StoredModel } from './stored-model-io.ts';
 
 /** What the store needs from the serving side; none of these write the manifest. */
@@ -27,11 +27,11 @@ export interface StoreServing {
   /** The id requests without a model get, and whether `id` can serve now. */
   activeId(): string | undefined;
   isServing(id: string): boolean;
-  split(): TrafficSplit | undefined;
+  split(): ManifestSplit | undefined;
   /** Start a stored checkpoint in an engine worker and register it under `id`. */
   addStored(id: string, stored: StoredModel): Promise<void>;
   applyActive(id: string): void;
-  applySplit(split: TrafficSplit | undefined): void;
+  applySplit(split: ManifestSplit | undefined): void;
   unloadLocal(id: string): Promise<void>;
 }
 
@@ -177,7 +177,7 @@ export class VariantStore {
     return this.record(`activate '${id}'`, (m) => ({ ...m, active: id }));
   }
 
-  recordSplit(split: TrafficSplit | undefined): Promise<void> {
+  recordSplit(split: ManifestSplit | undefined): Promise<void> {
     return this.record(split ? `split to '${split.variant}'` : 'end the split', (m) => ({ ...m, split: split ? { variant: split.variant, share: split.share } : null }));
   }
 
