@@ -97,12 +97,12 @@ export function adminRoutes(deps: AdminDeps): Hono {
     return c.json({ object: 'list', active: active ?? null, data: deps.service.list().map((v) => variantView(v, v.id === active)) });
   });
 
-  app.post('/models/:id/activate', (c) => {
+  app.post('/models/:id/activate', async (c) => {
     const id = c.req.param('id');
     const v = deps.service.get(id);
     if (!v) throw modelNotFound(id);
     if (v.status !== 'serving') throw conflict(`'${id}' is ${v.status} (${v.statusReason ?? 'its engine is not running'}); it cannot be activated`, 'model_unavailable');
-    deps.service.activate(id);
+    await deps.service.activate(id);
     return c.json(variantView(v, true));
   });
 
@@ -122,12 +122,12 @@ export function adminRoutes(deps: AdminDeps): Hono {
     const parsed = splitSchema.safeParse(await c.req.json().catch(() => undefined));
     if (!parsed.success) throw fromZodError(parsed.error);
     if (!deps.service.has(parsed.data.variant)) throw modelNotFound(parsed.data.variant);
-    deps.service.setSplit(parsed.data);
+    await deps.service.setSplit(parsed.data);
     deps.log(`traffic split: ${Math.round(parsed.data.share * 100)}% of default requests to '${parsed.data.variant}'`);
     return c.json({ split: deps.service.split });
   });
-  app.delete('/split', (c) => {
-    deps.service.setSplit(undefined);
+  app.delete('/split', async (c) => {
+    await deps.service.setSplit(undefined);
     return c.json({ split: null });
   });
 
@@ -135,9 +135,44 @@ export function adminRoutes(deps: AdminDeps): Hono {
     const id = c.req.param('id');
     if (!deps.service.has(id)) throw modelNotFound(id);
     if (deps.service.active?.id === id) throw conflict(`'${id}' is the active model; activate another variant before unloading it`, 'model_active');
+    const purge = parsePurge(c.req.query('purge'));
+    if (purge) {
+      const store = deps.service.modelStore;
+      if (!store) throw invalidRequest('purge=true deletes a variant\'s model-store entry, but this server has no model store (--model-store / MOP_MODEL_STORE).', 'purge');
+      if (store.keyOf(id) === undefined) throw invalidRequest(`'${id}' is not served from the model store; there is no entry to purge (unload it without purge).`, 'purge');
+    }
     // Requests already running on it finish (up to the grace period) before its memory goes.
-    await deps.service.unload(id, deps.unloadGraceMs);
-    return c.json({ id, object: 'model', deleted: true });
+    const { purged } = await deps.service.unload(id, deps.unloadGraceMs, { purge });
+    return c.json({ id, object: 'model', deleted: true, ...(purge && { purged }) });
+  });
+
+  // The model store: every entry with its size, key, recipe, and who serves it.
+  app.get('/store', async (c) => {
+    const store = deps.service.modelStore;
+    if (!store) throw new ApiError(404, 'This server has no model store (set --model-store / MOP_MODEL_STORE).', 'invalid_request_error', null, 'no_model_store');
+    const served = new Map<string, string[]>();
+    for (const v of deps.service.list()) {
+      const key = store.keyOf(v.id);
+      if (key !== undefined) served.set(key, [...(served.get(key) ?? []), v.id]);
+    }
+    const entries = await store.list();
+    return c.json({
+      object: 'list',
+      root: store.root,
+      total_bytes: entries.reduce((n, e) => n + e.bytes, 0),
+      data: entries.map((e) => ({
+        key: e.key,
+        bytes: e.bytes,
+        recipe: e.recipe,
+        source_digest: e.sourceDigest,
+        created_at: e.createdAt,
+        last_used_at: e.lastUsedAt,
+        referenced_by: e.referencedBy,
+        served_here: served.get(e.key) ?? [],
+        served: e.referencedBy.length > 0 || served.has(e.key),
+        problem: e.problem,
+      })),
+    });
   });
 
   app.notFound((c) => notFound(`${c.req.method} ${c.req.path}`).toResponse());
@@ -149,6 +184,13 @@ export function adminRoutes(deps: AdminDeps): Hono {
     return new ApiError(500, 'Internal server error.', 'server_error').toResponse();
   });
   return app;
+}
+
+/** `?purge=true|false`; anything else is a 400 naming the parameter. */
+function parsePurge(raw: string | undefined): boolean {
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw invalidRequest(`purge must be true or false, got '${raw}'.`, 'purge');
 }
 
 function jobNotFound(id: string): ApiError {

@@ -54,6 +54,12 @@ export interface ServerConfig {
   pruneThreads: number | undefined;
   /** Restarts of a variant's engine worker allowed within a minute; one more death and the variant is unavailable. */
   engineRestarts: number;
+  /** Directory of the persistent model store (pruned variants + the manifest replicas follow); undefined = none. */
+  modelStore: string | undefined;
+  /** Evict least recently used unreferenced store entries above this size; undefined = no limit. */
+  modelStoreMaxBytes: number | undefined;
+  /** How often the store's manifest is polled for other replicas' changes. */
+  modelStorePollMs: number;
 }
 
 export const defaultServerConfig: Readonly<ServerConfig> = {
@@ -80,6 +86,9 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   prune: defaultPruneSettings(),
   pruneThreads: undefined,
   engineRestarts: 3,
+  modelStore: undefined,
+  modelStoreMaxBytes: undefined,
+  modelStorePollMs: 5000,
 };
 
 /** A bad flag or environment value; the message names both and says what is expected. */
@@ -152,6 +161,9 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },
   { key: 'pruneThreads', flag: '--prune-threads <n>', env: 'MOP_PRUNE_THREADS', description: 'ONNX Runtime threads of the prune worker (default: all cores); serving keeps --threads', parse: int(1, 1024) },
   { key: 'engineRestarts', flag: '--engine-restarts <n>', env: 'MOP_ENGINE_RESTARTS', description: "restarts of a variant's engine worker allowed within a minute before the variant is marked unavailable", parse: int(0, 100) },
+  { key: 'modelStore', flag: '--model-store <dir>', env: 'MOP_MODEL_STORE', description: 'persistent model store: pruned variants and the serving state survive restarts and reach every replica sharing the directory', parse: text },
+  { key: 'modelStoreMaxBytes', flag: '--model-store-max-bytes <n>', env: 'MOP_MODEL_STORE_MAX_BYTES', description: 'evict least recently used store entries no replica serves above this many bytes (default: no limit)', parse: int(0) },
+  { key: 'modelStorePollMs', flag: '--model-store-poll-ms <ms>', env: 'MOP_MODEL_STORE_POLL_MS', description: "how often the store's manifest is read for other replicas' changes", parse: int(50, 600_000) },
   ...pruneKnobs(),
 ];
 

@@ -15,6 +15,7 @@ import type { LoadedModel } from '../runtime/model/loaded-model.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../runtime/tokenizer/create.ts';
 import { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
+import { VariantStore } from '../service/store-sync/variant-store.ts';
 import { attachAdminEventSocket } from './admin-events.ts';
 import { adminRoutes } from './admin-routes.ts';
 import { createApp, type ServerState } from './app.ts';
@@ -27,6 +28,8 @@ export interface StartOptions {
   model?: LoadedModel;
   /** Start-up and error log lines (default: stderr). */
   log?: (line: string) => void;
+  /** Store entries used within this long are not evicted (default 10 min; tests shorten it). */
+  storeEvictGraceMs?: number;
 }
 
 export interface RunningServer {
@@ -53,6 +56,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   if (resolved.warning) log(`warning: ${resolved.warning}`);
   const chatTemplate = loadChatTemplate(config.chatTemplate, model.chatTemplate);
 
+  // Opened before anything is served: a path that cannot be a store is a start-up error.
+  const store = config.modelStore === undefined ? undefined : await VariantStore.open({
+    root: config.modelStore,
+    maxBytes: config.modelStoreMaxBytes,
+    pollMs: config.modelStorePollMs,
+    ...(options.storeEvictGraceMs !== undefined && { evictGraceMs: options.storeEvictGraceMs }),
+    log,
+  });
+
   const t0 = performance.now();
   const service = await ModelService.start({
     model,
@@ -67,6 +79,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs },
     pruneThreads: config.pruneThreads,
     restart: { maxRestarts: config.engineRestarts, windowMs: 60_000 },
+    unloadGraceMs: config.shutdownGraceMs,
     log,
   });
   const dense = service.active!;
@@ -76,7 +89,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);
 
-  const metrics = new ServerMetrics(() => service.list());
+  const metrics = new ServerMetrics(() => service.list(), () => service.modelStore);
   service.attachMetrics(metrics);
   const state: ServerState = { ready: false, draining: false };
   const app = createApp({
@@ -125,11 +138,22 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       await service.release();
       log('shut down');
     })());
+  // Model store: the dense model serves (and /ready is 200) while the recorded variants load.
+  let recordedActive: string | null = null;
+  if (store) {
+    try {
+      ({ recordedActive } = await service.attachStore(store));
+    } catch (e) {
+      log(`model store: restoring from ${store.root} failed: ${e instanceof Error ? e.message : String(e)}; serving '${dense.id}'`);
+    }
+  }
   // Start-up prune: the dense model serves meanwhile; the pruned one takes over when it is ready.
+  // With a store, a result already there is loaded instead of pruned, and a choice the manifest
+  // records (an operator's activation) wins over the declarative target's activation.
   // A prune that cannot start (bad calibration file, say) fails the start-up, and the socket closes.
   if (config.pruneTarget !== undefined) {
     try {
-      const job = await service.jobs.start({ ...config.prune, target: config.pruneTarget, activate: true });
+      const job = await service.jobs.start({ ...config.prune, target: config.pruneTarget, activate: recordedActive === null });
       log(`start-up prune: job ${job.id} (${config.prune.strategy} to ${config.pruneTarget}); serving '${dense.id}' until it finishes`);
     } catch (e) {
       await close();

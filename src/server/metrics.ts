@@ -11,6 +11,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { RequestHandle } from '../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent } from '../runtime/engine/sequence.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { StoreUsage } from '../service/store-sync/variant-store.ts';
 
 /** Seconds, from a sub-millisecond GPU decode step to a minutes-long CPU generation. */
 export const LATENCY_BUCKETS = [
@@ -40,8 +41,11 @@ export class ServerMetrics {
   private readonly pruneDuration: Histogram<'strategy' | 'status'>;
   private readonly pruneSteps: Counter<'strategy' | 'branch'>;
 
-  /** `variants` is read at every scrape, so variants added later get gauges without re-wiring. */
-  constructor(variants: () => readonly ServedVariant[]) {
+  /**
+   * `variants` is read at every scrape, so variants added later get gauges without re-wiring;
+   * `store` likewise (absent: no model store, no store series).
+   */
+  constructor(variants: () => readonly ServedVariant[], store: () => { usage(): Promise<StoreUsage> } | undefined = () => undefined) {
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers });
     this.e2e = histogram('mop_e2e_request_latency_seconds', 'End-to-end latency of a generation: submission to last token.', LATENCY_BUCKETS);
@@ -96,6 +100,37 @@ export class ServerMetrics {
         for (const v of variants()) this.set({ model: v.id, device: v.target.device, dtype: v.target.dtype }, 1);
       },
     });
+
+    // The model store, read at scrape time: size and entries from the directory, prune hits and
+    // misses (a prune answered from the store vs. one that had to run) since start.
+    const storeGauge = (name: string, help: string, value: (u: StoreUsage) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          const s = store();
+          if (s) this.set(value(await s.usage()));
+        },
+      });
+    storeGauge('mop_model_store_bytes', 'Bytes of all entries in the model store.', (u) => u.bytes);
+    storeGauge('mop_model_store_entries', 'Entries (pruned checkpoints) in the model store.', (u) => u.entries);
+    // Counters by nature, exposed through a collect-time gauge (the store keeps the counts).
+    const storeCounter = (name: string, help: string, value: (u: StoreUsage) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        async collect() {
+          const s = store();
+          if (s) {
+            this.reset();
+            this.inc(value(await s.usage()));
+          }
+        },
+      });
+    storeCounter('mop_model_store_hits_total', 'Prune jobs answered from the model store (nothing pruned).', (u) => u.hits);
+    storeCounter('mop_model_store_misses_total', 'Prune jobs whose result was not in the model store (pruned, then stored).', (u) => u.misses);
 
     // Process CPU, memory, event-loop lag, GC: under their usual unprefixed names.
     collectDefaultMetrics({ register: this.registry });

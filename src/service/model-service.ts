@@ -6,10 +6,13 @@
 import type { SchedulerOptions } from '../runtime/engine/scheduler-types.ts';
 import type { LoadedModel } from '../runtime/model/loaded-model.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
+import { parameterCounts } from '../runtime/model/spec.ts';
 import { EngineVariant, type RestartPolicy } from './engine/engine-variant.ts';
 import type { EngineSessionOptions } from './engine/engine-protocol.ts';
 import { PruneJobs, type PruneMetrics } from './prune/prune-jobs.ts';
 import { ServiceEvents } from './service-events.ts';
+import type { StoredModel } from './store-sync/stored-model-io.ts';
+import type { StoreServing, VariantStore } from './store-sync/variant-store.ts';
 import type { ServedVariant } from './engine/served-variant.ts';
 import { type TrafficSplit, VariantRegistry } from './variant-registry.ts';
 
@@ -22,6 +25,8 @@ export interface ModelServiceOptions {
   scheduling: SchedulerOptions;
   pruneThreads: number | undefined;
   restart?: RestartPolicy;
+  /** Grace for requests on a variant unloaded because another replica dropped it (default 30 s). */
+  unloadGraceMs?: number;
   log: (line: string) => void;
 }
 
@@ -30,6 +35,7 @@ export class ModelService {
   readonly jobs: PruneJobs;
   private readonly variants = new VariantRegistry<EngineVariant>();
   private metrics: PruneMetrics | undefined;
+  private store: VariantStore | undefined;
 
   /** The dense model's id: the default source of prunes and the reference of compression ratios. */
   readonly denseId: string;
@@ -48,7 +54,8 @@ export class ModelService {
       denseId: dense.id,
       pruneThreads: options.pruneThreads,
       addVariant: (id, model, source, ratio) => this.addVariant(id, model, source, ratio),
-      activate: (id) => this.activate(id),
+      activate: (id) => this.applyActive(id),
+      store: () => this.store,
     });
   }
 
@@ -63,6 +70,23 @@ export class ModelService {
   /** The server's metrics, attached once they exist (they read the variant list from this service). */
   attachMetrics(metrics: PruneMetrics): void {
     this.metrics = metrics;
+  }
+
+  /**
+   * Follow a model store: restore the variants and choices its manifest records (the dense model
+   * keeps serving meanwhile), then record every change made here and apply other replicas' changes.
+   * Resolves when the restore is done.
+   */
+  async attachStore(store: VariantStore): Promise<{ restored: string[]; recordedActive: string | null }> {
+    this.store = store;
+    const dense = this.variants.get(this.denseId)!;
+    const { restored, manifest } = await store.start(this.storeServing(), dense.model);
+    return { restored, recordedActive: manifest?.active ?? null };
+  }
+
+  /** The model store this service follows, if any. */
+  get modelStore(): VariantStore | undefined {
+    return this.store;
   }
 
   /** Every served variant. */
@@ -91,7 +115,13 @@ export class ModelService {
     return this.variants.split;
   }
 
-  setSplit(split: TrafficSplit | undefined): void {
+  /** Start, replace or (undefined) end the A/B split, and record it in the model store. */
+  async setSplit(split: TrafficSplit | undefined): Promise<void> {
+    this.applySplit(split);
+    await this.store?.recordSplit(split);
+  }
+
+  private applySplit(split: TrafficSplit | undefined): void {
     this.variants.setSplit(split);
     this.events.publish({ type: 'split_changed', split: split ?? null });
   }
@@ -101,16 +131,29 @@ export class ModelService {
     this.variants.random = r;
   }
 
-  /** Make a variant the one new requests get; requests in flight keep theirs. */
-  activate(id: string): void {
+  /** Make a variant the one new requests get (requests in flight keep theirs), and record it in the model store. */
+  async activate(id: string): Promise<void> {
+    this.applyActive(id);
+    await this.store?.recordActive(id);
+  }
+
+  private applyActive(id: string): void {
     const previous = this.variants.active?.id;
     this.variants.setActive(id);
     this.options.log(`active model: '${id}' (was '${previous}')`);
     this.events.publish({ type: 'active_changed', active: id, previous });
   }
 
-  /** Unregister a variant (not the active one), let its running requests finish, free its engine. */
-  async unload(id: string, graceMs: number): Promise<void> {
+  /**
+   * Unregister a variant (not the active one), let its running requests finish, free its engine;
+   * drop it from the model store's manifest, and with `purge` delete its entry (resolves true then).
+   */
+  async unload(id: string, graceMs: number, options: { purge?: boolean } = {}): Promise<{ purged: boolean }> {
+    await this.unloadLocal(id, graceMs);
+    return { purged: (await this.store?.recordRemoved(id, options.purge === true)) ?? false };
+  }
+
+  private async unloadLocal(id: string, graceMs: number): Promise<void> {
     const v = this.variants.remove(id);
     this.events.publish({ type: 'model_removed', id });
     await v.drain(graceMs);
@@ -120,6 +163,7 @@ export class ModelService {
 
   /** Shutdown: cancel a running prune, drain every variant (up to graceMs), free the engines. */
   async drain(graceMs: number): Promise<void> {
+    await this.store?.stop();
     await this.jobs.close();
     await Promise.all(this.variants.list().map((v) => v.drain(graceMs)));
   }
@@ -143,6 +187,27 @@ export class ModelService {
     this.variants.add(variant);
     this.events.publish({ type: 'model_added', id, compressionRatio, parameters: variant.parameters });
     return variant;
+  }
+
+  /** The serving side as the model store drives it (restore, other replicas' changes): nothing here writes the manifest. */
+  private storeServing(): StoreServing {
+    const dense = this.variants.get(this.denseId)!;
+    const denseBlocks = parameterCounts(dense.model.spec).blocks;
+    return {
+      denseId: this.denseId,
+      has: (id) => this.variants.has(id),
+      activeId: () => this.variants.active?.id,
+      isServing: (id) => this.variants.get(id)?.status === 'serving',
+      split: () => this.variants.split,
+      addStored: async (id: string, stored: StoredModel) => {
+        // The report's ratio is against the dense model; without a report, count the blocks.
+        const ratio = stored.report?.result.ratio ?? 1 - parameterCounts(stored.model.spec).blocks / denseBlocks;
+        await this.addVariant(id, { ...stored.model, tokenizer: dense.model.tokenizer, ...(dense.model.chatTemplate !== undefined && { chatTemplate: dense.model.chatTemplate }) }, dense, ratio);
+      },
+      applyActive: (id) => this.applyActive(id),
+      applySplit: (split) => this.applySplit(split),
+      unloadLocal: (id) => this.unloadLocal(id, this.options.unloadGraceMs ?? 30_000),
+    };
   }
 
   private publishStatus(v: EngineVariant): void {

@@ -25,6 +25,10 @@ export interface PruneJobView {
   /** The variant the job registered (when it succeeded). */
   variant: string | null;
   error: string | null;
+  /** The job's model-store key (null without a store). */
+  storeKey: string | null;
+  /** The result came from the model store: nothing was pruned. */
+  fromStore: boolean;
   /** The full MoP report, when it succeeded (omitted from lists). */
   report?: PruneReport;
 }

@@ -6,11 +6,14 @@
  * process does, and two would only slow each other down.
  */
 import { MopInputError } from '../../mop/errors.ts';
+import type { PruneReport } from '../../mop/report.ts';
 import { parameterCounts } from '../../runtime/model/spec.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import type { EngineVariant } from '../engine/engine-variant.ts';
+import type { HexDigest, StoredEntry } from '../model-store/index.ts';
 import type { PruneJobRequest, PruneJobView } from './prune-job-view.ts';
-import { type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';
+import { type PrunedModel, type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';
+import { type PruneStoreKey, pruneStoreKey, recipeOf } from './prune-store-key.ts';
 import { validateRecipe } from './run-prune.ts';
 
 /** What the jobs report to Prometheus (the server's metrics implement it). */
@@ -39,6 +42,23 @@ export interface PruneJobsDeps {
   /** Start a pruned model in an engine worker like `source`'s and register it. */
   addVariant(id: string, model: LoadedModel, source: EngineVariant, compressionRatio: number): Promise<EngineVariant>;
   activate(id: string): void;
+  /** The model store, when the server has one (read per job: it is attached after start-up). */
+  store?: () => PruneJobStore | undefined;
+}
+
+/** The model store as prune jobs use it (store-sync/variant-store.ts implements it). */
+export interface PruneJobStore {
+  readonly root: string;
+  /** What a prune of variant `id` starts from (its content digest); undefined: not storable. */
+  sourceDigest(id: string): HexDigest | undefined;
+  /** The served variant already holding entry `key`. */
+  variantWithKey(key: HexDigest): string | undefined;
+  /** A sound entry for `key` (cache hit) or undefined. */
+  find(key: HexDigest): Promise<StoredEntry | undefined>;
+  /** Read a stored checkpoint, off the main thread. */
+  load(dir: string): Promise<{ model: LoadedModel; report: PruneReport | null }>;
+  /** Record a variant now served from entry `key` in the manifest. */
+  recordAdded(id: string, key: HexDigest, activate: boolean): Promise<void>;
 }
 
 /** A second prune while one runs, or cancelling a finished job: answered 409. */
@@ -55,6 +75,8 @@ export class PruneConflictError extends Error {
 interface PruneJob {
   view: PruneJobView;
   worker: PruneWorkerHandle | undefined;
+  /** Its store key (with a store); `hit`: the entry was already there, so nothing is pruned. */
+  stored: (PruneStoreKey & { hit: StoredEntry | undefined; store: PruneJobStore }) | undefined;
   cancelled: boolean;
   started: number;
   done: Promise<void>;
@@ -85,17 +107,22 @@ export class PruneJobs {
     if (request.id !== undefined && this.deps.registry.has(request.id)) throw new PruneConflictError(`a model variant '${request.id}' already exists`, 'variant_exists');
     const dense = this.deps.registry.get(this.deps.denseId);
     const id = `prune-${++this.counter}`;
-    const view: PruneJobView = { id, status: 'running', request, createdAt: new Date().toISOString(), finishedAt: null, progress: null, variant: null, error: null };
-    const job: PruneJob = { view, worker: undefined, cancelled: false, started: performance.now(), done: Promise.resolve() };
+    const view: PruneJobView = { id, status: 'running', request, createdAt: new Date().toISOString(), finishedAt: null, progress: null, variant: null, error: null, storeKey: null, fromStore: false };
+    const job: PruneJob = { view, worker: undefined, stored: undefined, cancelled: false, started: performance.now(), done: Promise.resolve() };
+    const referenceBlocks = parameterCounts((dense ?? source).model.spec).blocks;
     this.starting = true;
     try {
-      job.worker = startPruneWorker(
+      job.stored = await this.lookUp(sourceId, request, referenceBlocks);
+      view.storeKey = job.stored?.key ?? null;
+      view.fromStore = job.stored?.hit !== undefined;
+      if (!job.stored?.hit) job.worker = startPruneWorker(
         {
           model: { spec: source.model.spec, weights: source.model.weights, tokenizer: source.model.tokenizer, path: source.model.path },
           recipe: request,
           ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
           ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),
           device: source.target.device,
+          ...(job.stored && { store: { root: job.stored.store.root, key: job.stored.key, sourceDigest: job.stored.sourceDigest, recipe: job.stored.recipe, chatTemplate: source.model.chatTemplate } }),
         },
         (p) => {
           job.view.progress = p;
@@ -103,7 +130,7 @@ export class PruneJobs {
           this.logProgress(job);
         },
       );
-      await job.worker.calibrated;
+      await job.worker?.calibrated;
     } catch (e) {
       job.worker?.cancel();
       throw e;
@@ -161,12 +188,44 @@ export class PruneJobs {
     this.deps.log(`prune ${job.view.id}: step ${p.step}/${p.totalEstimate}, ratio ${p.ratio.toFixed(3)}: ${p.message}`);
   }
 
+  /** With a store: the job's key, and the entry when it is already there (a cache hit: no prune). */
+  private async lookUp(sourceId: string, request: PruneJobRequest, referenceBlocks: number): Promise<PruneJob['stored']> {
+    const store = this.deps.store?.();
+    const sourceDigest = store?.sourceDigest(sourceId);
+    if (!store || sourceDigest === undefined) return undefined;
+    const key = await pruneStoreKey(sourceDigest, recipeOf(request), referenceBlocks);
+    return { ...key, store, hit: store.variantWithKey(key.key) === undefined ? await store.find(key.key) : undefined };
+  }
+
+  /** The pruned model: from the worker, or read from the store on a cache hit. */
+  private async produce(job: PruneJob): Promise<PrunedModel> {
+    const hit = job.stored?.hit;
+    if (!hit) return job.worker!.result;
+    const loaded = await job.stored!.store.load(hit.dir);
+    if (!loaded.report) throw new Error(`model-store entry ${hit.key} has no report.json; delete it (DELETE /admin/models/<id>?purge=true) to prune again`);
+    return { spec: loaded.model.spec, weights: loaded.model.weights, report: loaded.report };
+  }
+
   private async run(job: PruneJob, source: EngineVariant): Promise<void> {
     const { request } = job.view;
     const { log } = this.deps;
     try {
-      log(`prune ${job.view.id}: ${request.strategy} to ${request.target} of ${source.id} (${request.samples}×${request.seqLen} calibration tokens, criterion ${request.criterion}, ${this.deps.pruneThreads ?? 'all'} prune threads)`);
-      const result = await job.worker!.result;
+      const served = job.stored && job.stored.store.variantWithKey(job.stored.key);
+      if (served !== undefined) {
+        // The same work is already served here (restored from the store): nothing to prune or load.
+        job.view.variant = served;
+        job.view.fromStore = true;
+        job.view.status = 'succeeded';
+        log(`prune ${job.view.id}: variant '${served}' already serves entry ${job.stored!.key}; nothing to prune`);
+        if (request.activate) {
+          this.deps.activate(served);
+          await job.stored!.store.recordAdded(served, job.stored!.key, true);
+        }
+        return;
+      }
+      if (job.stored?.hit) log(`prune ${job.view.id}: ${request.strategy} to ${request.target} of ${source.id} is in the model store (entry ${job.stored.key}); loading it instead of pruning`);
+      else log(`prune ${job.view.id}: ${request.strategy} to ${request.target} of ${source.id} (${request.samples}×${request.seqLen} calibration tokens, criterion ${request.criterion}, ${this.deps.pruneThreads ?? 'all'} prune threads)`);
+      const result = await this.produce(job);
       if (job.cancelled) throw new DOMException('cancelled', 'AbortError');
       const variantId = request.id ?? this.uniqueId(`${request.strategy}-${Math.round(request.target * 100)}`);
       const model: LoadedModel = { ...source.model, spec: result.spec, weights: result.weights, path: `${source.model.path} → ${variantId}` };
@@ -178,6 +237,8 @@ export class PruneJobs {
       job.view.status = 'succeeded';
       log(`prune ${job.view.id}: done in ${((performance.now() - job.started) / 1000).toFixed(1)} s: variant '${variantId}', ratio ${result.report.result.ratio.toFixed(3)}, ${result.report.result.steps.depth} depth + ${result.report.result.steps.width} width steps`);
       if (request.activate) this.deps.activate(variantId);
+      // Recorded only once the entry is in the store (a hit, or the worker's put succeeded).
+      if (job.stored) await job.stored.store.recordAdded(variantId, job.stored.key, request.activate);
     } catch (e) {
       if (job.cancelled) {
         job.view.status = 'cancelled';

@@ -10,6 +10,7 @@ import type { DeviceName } from '../../runtime/device/device.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
 import type { WireError } from '../engine/engine-protocol.ts';
+import type { EntryRecipe, HexDigest } from '../model-store/index.ts';
 import type { PruneRun } from './run-prune.ts';
 
 /** The worker's `workerData`. */
@@ -19,6 +20,17 @@ export interface PruneWorkerInit {
   referenceBlocks?: number;
   threads?: number;
   device?: DeviceName;
+  /** Export the result into the model store under `key` before answering (the job fails if that fails). */
+  store?: PruneStoreTarget;
+}
+
+export interface PruneStoreTarget {
+  root: string;
+  key: HexDigest;
+  sourceDigest: HexDigest;
+  recipe: EntryRecipe;
+  /** The source's chat template, copied into the checkpoint. */
+  chatTemplate: string | undefined;
 }
 
 export type ToPruneWorker = { type: 'cancel' };
@@ -26,5 +38,5 @@ export type ToPruneWorker = { type: 'cancel' };
 export type FromPruneWorker =
   | { type: 'calibrated'; calibration: CalibrationDescription }
   | { type: 'progress'; progress: MopProgress }
-  | { type: 'done'; spec: ModelSpec; weights: Weights; report: PruneReport }
+  | { type: 'done'; spec: ModelSpec; weights: Weights; report: PruneReport; stored: { key: HexDigest; outcome: 'written' | 'hit' } | null }
   | { type: 'failed'; error: WireError; cancelled: boolean };

@@ -4,7 +4,9 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { shareWeights } from '../../runtime/model/shared-weights.ts';
+import { writePrunedModel } from '../../mop/export.ts';
 import { toWireError } from '../engine/engine-protocol.ts';
+import { ModelStore } from '../model-store/index.ts';
 import type { FromPruneWorker, PruneWorkerInit, ToPruneWorker } from './prune-protocol.ts';
 import { runPrune } from './run-prune.ts';
 
@@ -27,7 +29,18 @@ try {
     onCalibrated: (calibration) => post({ type: 'calibrated', calibration }),
     onProgress: (progress) => post({ type: 'progress', progress }),
   });
-  post({ type: 'done', spec: result.model.spec, weights: shareWeights(result.model.weights), report: result.report });
+  // Exported here, off the main thread: writing and hashing the checkpoint is heavy. A failed
+  // export (full disk, read-only store) fails the job with the store's reason.
+  let stored: { key: string; outcome: 'written' | 'hit' } | null = null;
+  if (init.store) {
+    const target = init.store;
+    // This thread's scratch marks are its own: leave cleanup to the main thread's handle.
+    const store = await ModelStore.open(target.root, { cleanOnOpen: false });
+    const source = { tokenizer: init.model.tokenizer, ...(target.chatTemplate !== undefined && { chatTemplate: target.chatTemplate }) };
+    const put = await store.put(target.key, (dir) => writePrunedModel(dir, result.model, source, result.report), { sourceDigest: target.sourceDigest, recipe: target.recipe });
+    stored = { key: put.key, outcome: put.outcome };
+  }
+  post({ type: 'done', spec: result.model.spec, weights: shareWeights(result.model.weights), report: result.report, stored });
 } catch (e) {
   post({ type: 'failed', error: toWireError(e), cancelled: ac.signal.aborted });
 }

@@ -4,12 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { defaultServerConfig, type ServerConfig } from '../../../src/server/config.ts';
-import { type RunningServer, startServer } from '../../../src/server/main.ts';
+import { type RunningServer, type StartOptions, startServer } from '../../../src/server/main.ts';
 
 /** One ORT thread: the test machine has two cores, and the client needs one. */
-export async function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, options: StartOptions = {}): Promise<RunningServer> {
   const log = process.env.MOP_TEST_LOG ? (line: string) => process.stderr.write(line + '\n') : () => {};
-  return startServer({ ...defaultServerConfig, host: '127.0.0.1', port: 0, threads: 1, shutdownGraceMs: 10_000, ...overrides }, { log });
+  return startServer({ ...defaultServerConfig, host: '127.0.0.1', port: 0, threads: 1, shutdownGraceMs: 10_000, ...overrides }, { log, ...options });
 }
 
 export function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
