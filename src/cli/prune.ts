@@ -1,9 +1,14 @@
+import { promises as fs } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { defaultModelPath, loadModel } from '../runtime/model/load.ts';
+import { MopInputError } from '../mop/errors.ts';
 import { writePrunedModel } from '../mop/export.ts';
 import type { MopProgress } from '../mop/mop.ts';
 import { readReferenceBlocks, summarizeReport } from '../mop/report.ts';
+import { parameterCounts } from '../runtime/model/spec.ts';
+import { digestWeights, ModelStore } from '../service/model-store/index.ts';
+import { pruneStoreKey } from '../service/prune/prune-store-key.ts';
 import { flagLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import { runPrune, validateRecipe } from '../service/prune/run-prune.ts';
 import { deviceOption, envOption, parseIntArg, resolveDeviceArg } from './options.ts';
@@ -30,17 +35,31 @@ export function registerPruneCommand(program: Command): void {
   cmd
     .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
     .addOption(deviceOption())
-    .addOption(envOption('-o, --out <dir>', 'output directory for the pruned model and report.json', 'MOP_OUT').makeOptionMandatory())
+    .addOption(envOption('-o, --out <dir>', 'output directory for the pruned model and report.json', 'MOP_OUT'))
+    .addOption(envOption('--model-store <dir>', "also (or instead of --out) put the result into this model store, under the key a server's identical prune looks up", 'MOP_MODEL_STORE'))
     .option('-q, --quiet', 'no progress output')
     .action(async (o) => {
       const raw: Partial<Record<keyof PruneRecipe, unknown>> = {};
       for (const opt of pruneOptions) raw[opt.key] = o[opt.key];
       const recipe = resolvePruneRecipe(raw, {}, flagLabel());
       validateRecipe(recipe); // fail before loading anything
+      if (o.out === undefined && o.modelStore === undefined) throw new MopInputError('say where the pruned model goes: --out <dir> / MOP_OUT, --model-store <dir> / MOP_MODEL_STORE, or both');
       const device = await resolveDeviceArg(o.device);
       const modelPath: string = o.model ?? defaultModelPath();
       const model = await loadModel(modelPath, o.tokenizer ? { tokenizerPath: o.tokenizer } : {});
       const referenceBlocks = await readReferenceBlocks(modelPath);
+      // The same key a server computes for this prune of the same checkpoint (the Helm hook relies on it).
+      const store = o.modelStore === undefined ? undefined : await ModelStore.open(o.modelStore);
+      const stored = store && (await pruneStoreKey(digestWeights(model.spec, model.weights), recipe, referenceBlocks ?? parameterCounts(model.spec).blocks));
+      const hit = store && stored && (await store.get(stored.key).catch(() => undefined));
+      if (hit) {
+        process.stdout.write(`model store ${o.modelStore}: entry ${hit.key} is already there; nothing to prune\n`);
+        if (o.out !== undefined) {
+          await fs.cp(hit.dir, o.out, { recursive: true, filter: (src) => !/[\\/](entry\.json|last-used)$/.test(src) });
+          process.stdout.write(`wrote ${o.out} (copied from the store)\n`);
+        }
+        return;
+      }
 
       const ac = new AbortController();
       const onSigint = () => ac.abort();
@@ -57,9 +76,15 @@ export function registerPruneCommand(program: Command): void {
           signal: ac.signal,
         });
         progress?.stop();
-        await writePrunedModel(o.out, result.model, model, result.report);
         process.stderr.write(`${summarizeReport(result.report)}\n`);
-        process.stdout.write(`wrote ${o.out} (model.safetensors, config.json, tokenizer, report.json)\n`);
+        if (store && stored) {
+          const put = await store.put(stored.key, (dir) => writePrunedModel(dir, result.model, model, result.report), { sourceDigest: stored.sourceDigest, recipe: stored.recipe });
+          process.stdout.write(`model store ${o.modelStore}: entry ${put.key} ${put.outcome === 'written' ? 'written' : 'was written meanwhile by another process'}\n`);
+        }
+        if (o.out !== undefined) {
+          await writePrunedModel(o.out, result.model, model, result.report);
+          process.stdout.write(`wrote ${o.out} (model.safetensors, config.json, tokenizer, report.json)\n`);
+        }
       } catch (e) {
         progress?.stop();
         if (ac.signal.aborted) {

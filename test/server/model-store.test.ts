@@ -9,8 +9,9 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { ServerConfig } from '../../src/server/config.ts';
+import { defaultServerConfig, type ServerConfig } from '../../src/server/config.ts';
 import type { RunningServer } from '../../src/server/main.ts';
+import { runMop } from '../helpers/run-cli.ts';
 import { postJson, scrape, startTestServer, waitFor } from './helpers/server.ts';
 
 const TOKEN = 'store-token';
@@ -108,13 +109,11 @@ describe('a server with a model store, restarted', () => {
     assert.deepEqual(await modelIds(first), ['stories260K']);
     assert.ok((await fs.readdir(path.join(dir, 'entries'))).includes(key), 'unloading keeps the entry');
 
-    const t0 = performance.now();
     const job = await prune(first, { target: 0.3, id: 'again' });
     assert.equal(job.status, 'succeeded', job.error ?? '');
     assert.equal(job.fromStore, true);
     assert.equal(job.storeKey, key);
     assert.ok(job.report && Math.abs(job.report.result.ratio - 0.3) < 0.01, 'the stored report comes with the job');
-    assert.ok(performance.now() - t0 < 20_000);
     assert.equal(await defaultModel(first), 'again');
     const m = await scrape(first.url);
     assert.equal(m.get('mop_model_store_hits_total'), 1);
@@ -149,7 +148,7 @@ describe('two servers on one model store', () => {
   it('a variant pruned and activated on one is loaded (not pruned) and activated on the other within the poll interval', async () => {
     const job = await prune(a, { target: 0.2, id: 'mop-20' });
     assert.equal(job.status, 'succeeded', job.error ?? '');
-    await waitFor(() => b.service.active?.id === 'mop-20', 10_000, 'the second server to activate mop-20');
+    await waitFor(() => b.service.active?.id === 'mop-20', 30_000, 'the second server to activate mop-20');
     assert.equal(b.service.jobs.list().length, 0, 'the second server pruned nothing');
     assert.equal(await defaultModel(a), 'mop-20');
     assert.equal(await defaultModel(b), 'mop-20');
@@ -157,12 +156,12 @@ describe('two servers on one model store', () => {
 
   it('an activation, a split and an unload on one reach the other', async () => {
     await json(admin(b, 'POST', '/models/stories260K/activate'));
-    await waitFor(() => a.service.active?.id === 'stories260K', 5000, 'the activation to reach the first server');
+    await waitFor(() => a.service.active?.id === 'stories260K', 30_000, 'the activation to reach the first server');
     assert.equal(await defaultModel(a), 'stories260K');
     await json(admin(a, 'PUT', '/split', { variant: 'mop-20', share: 0.5 }));
-    await waitFor(() => b.service.split?.variant === 'mop-20', 5000, 'the split to reach the second server');
+    await waitFor(() => b.service.split?.variant === 'mop-20', 30_000, 'the split to reach the second server');
     await json(admin(a, 'DELETE', '/models/mop-20'));
-    await waitFor(() => !b.service.has('mop-20'), 5000, 'the unload to reach the second server');
+    await waitFor(() => !b.service.has('mop-20'), 30_000, 'the unload to reach the second server');
     assert.equal(b.service.split, undefined);
   });
 });
@@ -185,5 +184,40 @@ describe('a model store over its size limit', () => {
     assert.deepEqual((await fs.readdir(path.join(dir, 'entries'))).sort(), [first.storeKey, second.storeKey].sort(), 'both are served: neither is evicted');
     await json(admin(s, 'DELETE', '/models/p20'));
     assert.deepEqual(await fs.readdir(path.join(dir, 'entries')), [second.storeKey]);
+  });
+});
+
+describe('mop prune --model-store, then a server with the same start-up target', () => {
+  let dir: string;
+  let s: RunningServer | undefined;
+  after(async () => {
+    await s?.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('the server loads the entry the CLI wrote instead of pruning (what the Helm hook Job relies on)', async () => {
+    dir = await storeDir();
+    const cli = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--threads', '1', '--quiet'], {}, 300_000);
+    assert.equal(cli.code, 0, cli.stderr);
+    const key = /entry ([0-9a-f]{64}) written/.exec(cli.stdout)?.[1];
+    assert.ok(key, cli.stdout);
+    const again = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--threads', '1', '--quiet'], {}, 120_000);
+    assert.match(again.stdout, new RegExp(`entry ${key} is already there; nothing to prune`));
+
+    const lines: string[] = [];
+    s = await startWithStore(dir, { pruneTarget: 0.3, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64 } }, lines);
+    await s.service.jobs.idle();
+    const [job] = s.service.jobs.list();
+    assert.equal(job!.status, 'succeeded', job!.error ?? '');
+    assert.equal(job!.fromStore, true, lines.join('\n'));
+    assert.equal(job!.storeKey, key);
+    assert.equal(await defaultModel(s), job!.variant);
+    assert.ok(lines.some((l) => /is in the model store .*loading it instead of pruning/.test(l)));
+  });
+
+  it('refuses to run without --out or --model-store', async () => {
+    const r = await runMop(['prune', '--target', '0.3']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /mop: error: say where the pruned model goes: --out/);
   });
 });
