@@ -134,6 +134,9 @@ function progressReporter(): { update: (p: MopProgress) => void; stop: () => voi
   let last = '';
   return {
     update: (p) => {
+      // A recovery reports every training step: in a log, a tenth of the run at a time is enough.
+      const r = p.recovery;
+      if (r && r.step !== r.steps && r.step % Math.max(1, Math.round(r.steps / 10)) !== 0) return;
       if (p.message === last) return;
       last = p.message;
       process.stderr.write(`[prune ${p.step}/${p.totalEstimate}] ${p.message}\n`);

@@ -1,15 +1,20 @@
 import type { DeviceName } from '../runtime/device/device.ts';
+import type { MaskedForward } from '../runtime/engine/masked-forward.ts';
 import { openMaskedForward } from '../runtime/engine/ort-masked-forward.ts';
+import { Xoshiro128ss } from '../runtime/engine/rng.ts';
 import { toBatches } from '../runtime/engine/token-batch.ts';
 import { type ModelSpec, parameterCounts } from '../runtime/model/spec.ts';
 import type { CalibrationSet } from './calibration.ts';
 import { type Candidate, depthCandidate, type DepthUnit, smallestUnitParams, widthCandidate, type WidthPolicy } from './candidates.ts';
+import { type DepthRule, depthRules, thirdToLastScores } from './depth-rule.ts';
 import { MopInputError } from './errors.ts';
 import { ampImportance, type ImportanceCriterion, importanceCriteria } from './importance.ts';
 import { fullPlan, plannedBlockParams, type PruningPlan, survivingLayers } from './pruning-plan.ts';
-import type { CandidateRecord, PruneReport, StepRecord, Strategy } from './report.ts';
+import { type MopRecoveryOptions, type RecoveryProgress, type RecoveryRunRecord, runRecovery } from './mop-recovery.ts';
+import type { CandidateRecord, PruneRecoveryReport, PruneReport, StepRecord, Strategy } from './report.ts';
 import { CandidateScorer, isSelectionCriterion, type SelectionCriterion, selectionCriteria } from './selection.ts';
-import { applyPlan, type ModelWeights } from './surgery.ts';
+import { applyPlan, type ModelWeights, scatterPlan } from './surgery.ts';
+import { defaultRecoveryOptions } from '../runtime/train/recover.ts';
 
 /**
  * MoP, Mixture of Pruners (see docs/mop.md of the shared design notes): from the current model,
@@ -22,6 +27,11 @@ import { applyPlan, type ModelWeights } from './surgery.ts';
  *
  * Every candidate is a mask over the input model, scored by one ONNX Runtime session that is built
  * once; tensors are cut only for the final model.
+ *
+ * With recovery (options.recovery), as the paper runs MoP: each candidate is cut, fine-tuned for a
+ * few steps and scored as recovered; the winner's weights are written back into the base-shaped
+ * weights (plans keep base indices) and the scoring session is rebuilt on them, so the next step's
+ * importance scores see the recovered model. After the target, the final model gets a longer run.
  */
 export const strategies = ['mop', 'depth', 'width'] as const satisfies readonly Strategy[];
 
@@ -43,6 +53,10 @@ export interface MopOptions {
   stepLayers?: number;
   /** Depth granularity: whole layers (default) or single attention / MLP sub-blocks. */
   depthUnit?: DepthUnit;
+  /** How the depth branch ranks layers (default: block-influence score). */
+  depthRule?: DepthRule;
+  /** Recovery fine-tuning per candidate and after the target (default: none). */
+  recovery?: MopRecoveryOptions;
   widthSplit?: WidthPolicy['split'];
   widthNormalize?: WidthPolicy['normalize'];
   /**
@@ -66,6 +80,8 @@ export interface MopProgress {
   totalEstimate: number;
   ratio: number;
   message: string;
+  /** While a recovery fine-tuning runs: its step, loss, tokens/s and ETA. */
+  recovery?: RecoveryProgress;
 }
 
 export interface MopResult {
@@ -79,7 +95,7 @@ export const TARGET_TOLERANCE = 0.005;
 export const MAX_TARGET = 0.9;
 
 /** Checks that need no model: a MopInputError naming the bad value and what is accepted. */
-export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | 'criterion' | 'importance' | 'stepLayers' | 'widthSplit' | 'widthNormalize' | 'depthUnit'>): void {
+export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | 'criterion' | 'importance' | 'stepLayers' | 'widthSplit' | 'widthNormalize' | 'depthUnit' | 'depthRule'>): void {
   if (typeof o.target !== 'number' || !Number.isFinite(o.target) || o.target <= 0 || o.target > MAX_TARGET) {
     throw new MopInputError(`target must be a fraction in (0, ${MAX_TARGET}], got ${String(o.target)}`);
   }
@@ -100,6 +116,9 @@ export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | '
   }
   if (o.depthUnit !== undefined && o.depthUnit !== 'layer' && o.depthUnit !== 'sublayer') {
     throw new MopInputError(`unknown depth unit '${String(o.depthUnit)}'; choose layer or sublayer`);
+  }
+  if (o.depthRule !== undefined && !(depthRules as readonly string[]).includes(o.depthRule)) {
+    throw new MopInputError(`unknown depth rule '${String(o.depthRule)}'; choose one of: ${depthRules.join(', ')}`);
   }
   if (o.widthNormalize !== undefined && o.widthNormalize !== 'layer' && o.widthNormalize !== 'none') {
     throw new MopInputError(`unknown width normalisation '${String(o.widthNormalize)}'; choose layer or none`);
@@ -128,6 +147,11 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
   const importance = typeof options.importance === 'string' ? importanceCriteria[options.importance]! : (options.importance ?? ampImportance);
   const stepLayers = options.stepLayers ?? 1;
   const depthUnit = options.depthUnit ?? 'layer';
+  const depthRule = options.depthRule ?? 'score';
+  const recovery = options.recovery;
+  const candidateRecovery = recovery !== undefined && recovery.candidateSteps > 0;
+  // The 'random' criterion's coin: seeded, so a run repeats.
+  const coin = new Xoshiro128ss((options.seed ?? options.calibration.description.seed) ^ 0x5eed);
   const policy: WidthPolicy = { split: options.widthSplit ?? 'param-share', normalize: options.widthNormalize ?? 'layer' };
   const base = input.spec;
   const inputParams = parameterCounts(base);
@@ -142,10 +166,24 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
 
   const targetBlocks = Math.round((1 - options.target) * reference);
   const ratioOf = (blocks: number) => 1 - blocks / reference;
-  const forward = await openMaskedForward(base, input.weights, {
-    maxSeqLen: calibration.seqLen,
-    ...(options.threads !== undefined && { threads: options.threads }),
-    ...(options.device && { device: options.device }),
+  const open = (m: ModelWeights) =>
+    openMaskedForward(m.spec, m.weights, {
+      maxSeqLen: calibration.seqLen,
+      ...(options.threads !== undefined && { threads: options.threads }),
+      ...(options.device && { device: options.device }),
+    });
+  // The current model's weights in base shape: the input's, or the recovered ones.
+  let current: ModelWeights = input;
+  let forward: MaskedForward = await open(input);
+  let candidateSeconds = 0;
+  const recoveryHooks = (phase: RecoveryProgress['phase'], branch: RecoveryProgress['branch'], base: Omit<MopProgress, 'recovery'>) => ({
+    signal,
+    onProgress: (t: { step: number; steps: number; loss: number; tokensPerSecond: number; etaSeconds: number }) =>
+      options.onProgress?.({
+        ...base,
+        message: `${base.message}: recovery ${t.step}/${t.steps}, loss ${t.loss.toFixed(3)}, ${Math.round(t.tokensPerSecond)} tok/s, ETA ${Math.round(t.etaSeconds)} s`,
+        recovery: { phase, ...(branch && { branch }), step: t.step, steps: t.steps, loss: t.loss, tokensPerSecond: t.tokensPerSecond, etaSeconds: t.etaSeconds },
+      }),
   });
   try {
     const scorer = new CandidateScorer(forward, toBatches(calibration.sequences), criterion);
@@ -153,13 +191,13 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
     signal?.throwIfAborted();
     await scorer.init(plan);
     const steps: StepRecord[] = [];
-    const progress = (message: string, remaining: number, stepBudget: number) =>
-      options.onProgress?.({
-        step: steps.length,
-        totalEstimate: steps.length + Math.max(0, Math.ceil((remaining - smallestUnitParams(base, plan) / 2) / Math.max(stepBudget, 1))),
-        ratio: ratioOf(plannedBlockParams(base, plan)),
-        message,
-      });
+    const progressOf = (message: string, remaining: number, stepBudget: number): MopProgress => ({
+      step: steps.length,
+      totalEstimate: steps.length + Math.max(0, Math.ceil((remaining - smallestUnitParams(base, plan) / 2) / Math.max(stepBudget, 1))),
+      ratio: ratioOf(plannedBlockParams(base, plan)),
+      message,
+    });
+    const progress = (message: string, remaining: number, stepBudget: number) => options.onProgress?.(progressOf(message, remaining, stepBudget));
 
     for (;;) {
       const blocks = plannedBlockParams(base, plan);
@@ -173,13 +211,20 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
       progress(`step ${steps.length + 1}: scoring the current model (${(100 * ratioOf(blocks)).toFixed(1)}%)`, remaining, budget);
 
       const parent = await scorer.parent(plan, signal);
-      const inputs = { spec: base, weights: input.weights, taps: parent.taps };
+      const inputs = { spec: base, weights: current.weights, taps: parent.taps };
       const kvScores = importance.kvGroupScores(inputs);
       const neuronScores = importance.neuronScores(inputs);
       const depth =
         strategy === 'width'
           ? null
-          : depthCandidate(base, plan, { layer: importance.layerScores(inputs), ...importance.subBlockScores(inputs) }, budget, remaining + unit / 2, depthUnit);
+          : depthCandidate(
+              base,
+              plan,
+              depthRule === 'third-to-last' ? thirdToLastScores(plan) : { layer: importance.layerScores(inputs), ...importance.subBlockScores(inputs) },
+              budget,
+              remaining + unit / 2,
+              depthUnit,
+            );
       // The width candidate removes what the depth candidate removes, so the two compare at
       // equal size; without a depth candidate it removes the step budget.
       const compareBudget = depth ? depth.removedParams : budget;
@@ -188,17 +233,42 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
       if (candidates.length === 0) break;
 
       const records: CandidateRecord[] = [];
+      const recovered: ModelWeights[] = [];
       for (const c of candidates) {
         progress(`step ${steps.length + 1}: scoring the ${c.branch} candidate`, remaining, budget);
-        const score = await scorer.candidate(c.plan, signal);
+        let score = await scorer.candidate(c.plan, signal);
+        let recoveryRecord: (RecoveryRunRecord & { scoreBefore: number }) | undefined;
+        if (candidateRecovery) {
+          const what = `step ${steps.length + 1}: ${c.branch} candidate`;
+          const run = await runRecovery(applyPlan(current, c.plan), recovery, recovery.candidateSteps, recoveryHooks('candidate', c.branch, progressOf(what, remaining, budget)));
+          candidateSeconds += run.record.seconds;
+          recovered.push(run.model);
+          const f = await open(run.model);
+          try {
+            recoveryRecord = { scoreBefore: score, ...run.record };
+            score = await scorer.other(f, fullPlan(run.model.spec), signal);
+          } finally {
+            await f.release();
+          }
+        }
         const after = blocks - c.removedParams;
         const costPer1kParams = ((score - parent.score) / c.removedParams) * 1000;
-        records.push({ branch: c.branch, removedParams: c.removedParams, blocks: after, ratio: ratioOf(after), score, costPer1kParams, removed: c.removed });
+        records.push({ branch: c.branch, removedParams: c.removedParams, blocks: after, ratio: ratioOf(after), score, costPer1kParams, removed: c.removed, ...(recoveryRecord && { recovery: recoveryRecord }) });
       }
       // The candidate that loses least per removed parameter wins: at equal size simply the lower
       // score (sizes differ by rounding only). A tie goes to depth, which also saves per-token work.
-      const best = records.reduce((a, b) => (b.costPer1kParams < a.costPer1kParams ? b : a));
-      let chosen = candidates[records.indexOf(best)]!;
+      // 'random' flips the seeded coin instead.
+      const best = criterion === 'random' ? records[Math.floor(coin.nextFloat() * records.length)]! : records.reduce((a, b) => (b.costPer1kParams < a.costPer1kParams ? b : a));
+      const winner = records.indexOf(best);
+      let chosen = candidates[winner]!;
+      if (candidateRecovery) {
+        // The next step starts from the recovered winner (a width winner trimmed to the step
+        // budget below keeps the few extra structures at their current weights).
+        current = { spec: base, weights: scatterPlan(current, chosen.plan, recovered[winner]!) };
+        await forward.release();
+        forward = await open(current);
+        scorer.replaceForward(forward);
+      }
       // A step budget under the compared size: a winning width branch commits only its least
       // important step's worth, then the next step compares again.
       if (chosen.branch === 'width' && chosen.removedParams > budget + unit / 2) chosen = widthCandidate(base, plan, kvScores, neuronScores, budget, policy) ?? chosen;
@@ -226,8 +296,36 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
         `cannot reach ${(100 * options.target).toFixed(1)}% within ±${100 * TARGET_TOLERANCE} points with ${strategy} pruning: stopped at ${(100 * ratio).toFixed(2)}% (the remaining structures are too coarse)`,
       );
     }
-    const finalScore = (await scorer.parent(plan, signal)).score;
-    const model = applyPlan(input, plan);
+    let finalScore = (await scorer.parent(plan, signal)).score;
+    let model = applyPlan(current, plan);
+    let recoveryReport: PruneRecoveryReport | undefined;
+    let finalScoreBeforeRecovery: number | undefined;
+    if (recovery) {
+      let final: RecoveryRunRecord | undefined;
+      if (recovery.finalSteps > 0) {
+        const run = await runRecovery(model, recovery, recovery.finalSteps, recoveryHooks('final', undefined, { step: steps.length, totalEstimate: steps.length, ratio, message: 'final recovery' }));
+        model = run.model;
+        final = run.record;
+        const f = await open(model);
+        try {
+          finalScoreBeforeRecovery = finalScore;
+          finalScore = await scorer.other(f, fullPlan(model.spec), signal);
+        } finally {
+          await f.release();
+        }
+      }
+      const { steps: _steps, ...recipe } = { ...defaultRecoveryOptions, ...recovery.recipe };
+      recoveryReport = {
+        recipe,
+        candidateSteps: recovery.candidateSteps,
+        finalSteps: recovery.finalSteps,
+        ...(recovery.description && { data: recovery.description }),
+        candidateSeconds,
+        finalSeconds: final?.seconds ?? 0,
+        seconds: candidateSeconds + (final?.seconds ?? 0),
+        ...(final && { final }),
+      };
+    }
     const params = parameterCounts(model.spec);
     const report: PruneReport = {
       version: 1,
@@ -236,7 +334,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
       importance: importance.name,
       target: options.target,
       seed: options.seed ?? options.calibration.description.seed,
-      options: { stepLayers, depthUnit, widthSplit: policy.split, widthNormalize: policy.normalize },
+      options: { stepLayers, depthUnit, widthSplit: policy.split, widthNormalize: policy.normalize, ...(depthRule !== 'score' && { depthRule }) },
       calibration: options.calibration.description,
       model: { ...(options.modelPath !== undefined && { path: options.modelPath }), layers: base.layers, params: inputParams },
       referenceBlocks: reference,
@@ -249,7 +347,9 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
         ratio,
         steps: { depth: steps.filter((s) => s.chosen === 'depth').length, width: steps.filter((s) => s.chosen === 'width').length },
         finalScore,
+        ...(finalScoreBeforeRecovery !== undefined && { finalScoreBeforeRecovery }),
       },
+      ...(recoveryReport && { recovery: recoveryReport }),
       wallMs: performance.now() - started,
     };
     options.onProgress?.({ step: steps.length, totalEstimate: steps.length, ratio, message: `done: ${(100 * ratio).toFixed(1)}%` });

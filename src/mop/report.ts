@@ -3,6 +3,10 @@ import { join } from 'node:path';
 import type { LayerSpec } from '../runtime/model/spec.ts';
 import type { CalibrationDescription } from './calibration.ts';
 import type { RemovedStructures } from './candidates.ts';
+import type { DepthRule } from './depth-rule.ts';
+import type { RecoveryRunRecord } from './mop-recovery.ts';
+import type { RecoveryTextDescription } from './recovery-data.ts';
+import type { RecoveryOptions } from '../runtime/train/recover.ts';
 import type { SelectionCriterion } from './selection.ts';
 
 /**
@@ -32,6 +36,8 @@ export interface CandidateRecord {
   /** (score − parent score) per 1000 removed parameters: what selection compares. */
   costPer1kParams: number;
   removed: RemovedStructures;
+  /** With per-candidate recovery: the score as cut (before), `score` is after; and the run itself. */
+  recovery?: RecoveryRunRecord & { scoreBefore: number };
 }
 
 export interface StepRecord {
@@ -60,7 +66,7 @@ export interface PruneReport {
   importance: string;
   target: number;
   seed: number;
-  options: { stepLayers: number; depthUnit: string; widthSplit: string; widthNormalize: string };
+  options: { stepLayers: number; depthUnit: string; widthSplit: string; widthNormalize: string; depthRule?: DepthRule };
   calibration: CalibrationDescription;
   model: { path?: string; layers: LayerSpec[]; params: ParamCounts };
   /** Block parameters the ratio is measured against (the dense model's, also when pruning a pruned model). */
@@ -75,10 +81,27 @@ export interface PruneReport {
     params: ParamCounts;
     ratio: number;
     steps: { depth: number; width: number };
-    /** Calibration score of the final model under the selection criterion. */
+    /** Calibration score of the final model under the selection criterion (after the final recovery, if any). */
     finalScore: number;
+    /** The same before the final recovery (only when one ran). */
+    finalScoreBeforeRecovery?: number;
   };
+  /** Absent when no recovery ran. */
+  recovery?: PruneRecoveryReport;
   wallMs: number;
+}
+
+export interface PruneRecoveryReport {
+  /** The resolved recipe of every run (steps excepted). */
+  recipe: Omit<RecoveryOptions, 'steps'>;
+  candidateSteps: number;
+  finalSteps: number;
+  data?: RecoveryTextDescription;
+  /** Wall time of all candidate recoveries, of the final one, and their sum. */
+  candidateSeconds: number;
+  finalSeconds: number;
+  seconds: number;
+  final?: RecoveryRunRecord;
 }
 
 export async function writeReport(dir: string, report: PruneReport): Promise<string> {

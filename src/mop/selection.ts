@@ -9,9 +9,11 @@ import type { PruningPlan } from './pruning-plan.ts';
  *   ppl:    perplexity of the candidate on the calibration sequences (default);
  *   kl:     mean KL(dense ‖ candidate) of next-token distributions;
  *   cosine: 1 − mean cosine of the candidate's final hidden states to its parent's (the rule of
- *           the authors' CNN predecessor: the candidate most similar to its parent wins).
+ *           the authors' CNN predecessor: the candidate most similar to its parent wins);
+ *   random: a seeded coin picks the candidate (the paper's control); candidates are still scored
+ *           by perplexity for the report.
  */
-export const selectionCriteria = ['ppl', 'kl', 'cosine'] as const;
+export const selectionCriteria = ['ppl', 'kl', 'cosine', 'random'] as const;
 export type SelectionCriterion = (typeof selectionCriteria)[number];
 
 export function isSelectionCriterion(x: string): x is SelectionCriterion {
@@ -33,7 +35,7 @@ export class CandidateScorer {
   private parentHidden: Float32Array[] | undefined;
 
   constructor(
-    private readonly forward: MaskedForward,
+    private forward: MaskedForward,
     private readonly batches: readonly TokenBatch[],
     readonly criterion: SelectionCriterion,
   ) {}
@@ -59,17 +61,30 @@ export class CandidateScorer {
     return this.pass(plan, signal);
   }
 
-  private async pass(plan: PruningPlan, signal: AbortSignal | undefined, taps?: ForwardTaps, keepHidden?: Float32Array[]): Promise<number> {
-    const spec = this.forward.spec;
+  /**
+   * The score of another model (a recovered candidate, cut to its shape) against the same
+   * references: `plan` is a plan of `forward`'s model (usually all of it).
+   */
+  async other(forward: MaskedForward, plan: PruningPlan, signal?: AbortSignal): Promise<number> {
+    return this.pass(plan, signal, undefined, undefined, forward);
+  }
+
+  /** Score later passes with another session (the current model's weights changed); the references stay. */
+  replaceForward(forward: MaskedForward): void {
+    this.forward = forward;
+  }
+
+  private async pass(plan: PruningPlan, signal: AbortSignal | undefined, taps?: ForwardTaps, keepHidden?: Float32Array[], forward = this.forward): Promise<number> {
+    const spec = forward.spec;
     const needLogits = this.criterion !== 'cosine';
     const needHidden = this.criterion === 'cosine';
     let sum = 0;
     let count = 0;
     for (const [k, batch] of this.batches.entries()) {
       signal?.throwIfAborted();
-      const out = await this.forward.run(batch, plan, { logits: needLogits, hidden: needHidden }, taps);
+      const out = await forward.run(batch, plan, { logits: needLogits, hidden: needHidden }, taps);
       const positions = batch.rows * batch.seqLen;
-      if (this.criterion === 'ppl') {
+      if (this.criterion === 'ppl' || this.criterion === 'random') {
         const r = batchNll(out.logits!, batch, spec.vocabSize);
         sum += r.sum;
         count += r.count;
@@ -85,7 +100,7 @@ export class CandidateScorer {
       }
     }
     const mean = sum / count;
-    if (this.criterion === 'ppl') return Math.exp(mean);
+    if (this.criterion === 'ppl' || this.criterion === 'random') return Math.exp(mean);
     if (this.criterion === 'kl') return mean;
     return 1 - mean;
   }

@@ -115,3 +115,65 @@ function keepColumnBlocks(t: Tensor, blocks: readonly number[], size: number): T
   }
   return { shape: [rows, outCols], data };
 }
+
+/**
+ * The inverse of applyPlan for weights: `cut` (applyPlan(model, plan) after training) written back
+ * into copies of `model`'s tensors at the positions the plan keeps. What the plan drops keeps the
+ * model's values (masked anyway while the plan is used). MoP with per-candidate recovery keeps its
+ * plans in base-model indices this way while the kept weights move.
+ */
+export function scatterPlan(model: ModelWeights, plan: PruningPlan, cut: ModelWeights): Weights {
+  const { spec: base, weights: src } = model;
+  const weights: Weights = new Map(src);
+  const get = (w: Weights, name: string): Tensor => {
+    const t = w.get(name);
+    if (!t) throw new Error(`weight '${name}' missing`);
+    return t;
+  };
+  weights.set(weightName.embed, get(cut.weights, weightName.embed));
+  weights.set(weightName.finalNorm, get(cut.weights, weightName.finalNorm));
+  if (!base.tiedEmbeddings) weights.set(weightName.lmHead, get(cut.weights, weightName.lmHead));
+  survivingLayers(plan).forEach((from, to) => {
+    const l = base.layers[from]!;
+    const p = plan.layers[from]!;
+    const out = cut.spec.layers[to]!;
+    if (out.heads > 0) {
+      const D = l.headDim;
+      const group = l.heads / l.kvHeads;
+      const groups = indicesOf(p.kvGroups);
+      const qHeads = groups.flatMap((g) => Array.from({ length: group }, (_, k) => g * group + k));
+      weights.set(weightName.attnNorm(from), get(cut.weights, weightName.attnNorm(to)));
+      weights.set(weightName.q(from), putRowBlocks(get(src, weightName.q(from)), get(cut.weights, weightName.q(to)), qHeads, D));
+      weights.set(weightName.k(from), putRowBlocks(get(src, weightName.k(from)), get(cut.weights, weightName.k(to)), groups, D));
+      weights.set(weightName.v(from), putRowBlocks(get(src, weightName.v(from)), get(cut.weights, weightName.v(to)), groups, D));
+      weights.set(weightName.o(from), putColumnBlocks(get(src, weightName.o(from)), get(cut.weights, weightName.o(to)), qHeads, D));
+    }
+    if (out.ffn > 0) {
+      const neurons = indicesOf(p.neurons);
+      weights.set(weightName.mlpNorm(from), get(cut.weights, weightName.mlpNorm(to)));
+      weights.set(weightName.gate(from), putRowBlocks(get(src, weightName.gate(from)), get(cut.weights, weightName.gate(to)), neurons, 1));
+      weights.set(weightName.up(from), putRowBlocks(get(src, weightName.up(from)), get(cut.weights, weightName.up(to)), neurons, 1));
+      weights.set(weightName.down(from), putColumnBlocks(get(src, weightName.down(from)), get(cut.weights, weightName.down(to)), neurons, 1));
+    }
+  });
+  return weights;
+}
+
+/** A copy of `full` with row blocks `blocks` (each `size` rows) replaced by the rows of `kept`, in order. */
+function putRowBlocks(full: Tensor, kept: Tensor, blocks: readonly number[], size: number): Tensor {
+  const cols = full.shape[1]!;
+  const data = Float32Array.from(full.data);
+  blocks.forEach((b, k) => data.set(kept.data.subarray(k * size * cols, (k + 1) * size * cols), b * size * cols));
+  return { shape: full.shape, data };
+}
+
+/** A copy of `full` with column blocks `blocks` (each `size` columns) replaced by the columns of `kept`. */
+function putColumnBlocks(full: Tensor, kept: Tensor, blocks: readonly number[], size: number): Tensor {
+  const [rows, cols] = full.shape as [number, number];
+  const keptCols = blocks.length * size;
+  const data = Float32Array.from(full.data);
+  for (let r = 0; r < rows; r++) {
+    blocks.forEach((b, k) => data.set(kept.data.subarray(r * keptCols + k * size, r * keptCols + (k + 1) * size), r * cols + b * size));
+  }
+  return { shape: full.shape, data };
+}

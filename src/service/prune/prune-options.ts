@@ -6,7 +6,10 @@
  */
 import { MopInputError } from '../../mop/errors.ts';
 import { importanceCriteria } from '../../mop/importance.ts';
+import { depthRules } from '../../mop/depth-rule.ts';
 import { MAX_TARGET, strategies } from '../../mop/mop.ts';
+import { recoveryModes } from '../../mop/mop-recovery.ts';
+import { recoveryLosses } from '../../runtime/train/recover.ts';
 import { selectionCriteria } from '../../mop/selection.ts';
 
 /** A full prune recipe: everything that decides what a prune produces. */
@@ -14,7 +17,7 @@ export interface PruneRecipe {
   /** Fraction of the reference block parameters to remove, in (0, 0.9]. */
   target: number;
   strategy: 'mop' | 'depth' | 'width';
-  criterion: 'ppl' | 'kl' | 'cosine';
+  criterion: 'ppl' | 'kl' | 'cosine' | 'random';
   importance: string;
   /** Calibration text file; undefined = the bundled TinyStories slice. */
   calibration: string | undefined;
@@ -25,6 +28,23 @@ export interface PruneRecipe {
   depthUnit: 'layer' | 'sublayer';
   widthSplit: 'param-share' | 'global';
   widthNormalize: 'layer' | 'none';
+  /** How the depth branch ranks layers: block-influence score or the paper's third-to-last rule. */
+  depthRule: 'score' | 'third-to-last';
+  /** Recovery fine-tuning of every candidate and of the result: none, LoRA adapters or all weights. */
+  recovery: 'none' | 'lora' | 'full';
+  /** Steps of each candidate's brief recovery before it is scored. */
+  recoverySteps: number;
+  /** Steps of the recovery after the target is reached. */
+  finalRecoverySteps: number;
+  recoveryLr: number;
+  recoveryLoss: 'ce' | 'kd';
+  /** With kd: share of the distillation term (the rest is next-token cross-entropy). */
+  recoveryKdAlpha: number;
+  /** Recovery text file; undefined = the bundled calibration slice plus the middle TinyStories slice. */
+  recoveryData: string | undefined;
+  recoveryBatch: number;
+  recoverySeqLen: number;
+  recoveryLoraRank: number;
 }
 
 type Kind =
@@ -71,6 +91,18 @@ export const pruneOptions: readonly PruneOption[] = [
   option('depthUnit', 'depth-unit', 'depth branch removes whole layers (layer) or single attention / MLP sub-blocks (sublayer)', { kind: 'choice', choices: ['layer', 'sublayer'] }, 'layer'),
   option('widthSplit', 'width-split', 'width budget: param-share (attention vs MLP by parameter share) or global', { kind: 'choice', choices: ['param-share', 'global'] }, 'param-share'),
   option('widthNormalize', 'width-normalize', 'width scores normalised per layer (layer) or raw (none)', { kind: 'choice', choices: ['layer', 'none'] }, 'layer'),
+  // Recovery fine-tuning (issue 11). Defaults: the recipe bench:quality measured best (docs/quality-report.md).
+  option('depthRule', 'depth-rule', "depth branch ranks layers by block-influence score (score) or removes the third-to-last layer (third-to-last, the paper's rule)", { kind: 'choice', choices: depthRules }, 'score'),
+  option('recovery', 'recovery', 'recovery fine-tuning of each candidate and of the result: none, lora or full', { kind: 'choice', choices: recoveryModes }, 'full'),
+  option('recoverySteps', 'recovery-steps', 'recovery steps per candidate, before it is scored (0 = score candidates as cut)', { kind: 'int', min: 0, max: 100_000 }, 25),
+  option('finalRecoverySteps', 'final-recovery-steps', 'recovery steps after the target is reached', { kind: 'int', min: 0, max: 1_000_000 }, 300),
+  option('recoveryLr', 'recovery-lr', 'peak recovery learning rate (AdamW, warm-up then cosine decay)', { kind: 'number', min: 0, max: 1 }, 2e-3),
+  option('recoveryLoss', 'recovery-loss', 'recovery loss: ce (next-token cross-entropy) or kd (distillation from the unpruned model, mixed with ce)', { kind: 'choice', choices: recoveryLosses }, 'kd'),
+  option('recoveryKdAlpha', 'recovery-kd-alpha', 'with kd: share of the distillation term, in (0, 1] (the rest is cross-entropy)', { kind: 'number', min: 0, max: 1 }, 0.75),
+  option('recoveryData', 'recovery-data', 'recovery text file (default: bundled calibration slice plus the middle TinyStories slice, disjoint from the held-out text)', { kind: 'text' }, undefined),
+  option('recoveryBatch', 'recovery-batch', 'recovery sequences per step', { kind: 'int', min: 1, max: 1024 }, 16),
+  option('recoverySeqLen', 'recovery-seq-len', 'tokens trained per recovery sequence', { kind: 'int', min: 2, max: 8192 }, 128),
+  option('recoveryLoraRank', 'recovery-lora-rank', 'LoRA rank with --recovery lora (at most the narrowest adapted projection)', { kind: 'int', min: 1, max: 4096 }, 8),
 ];
 
 /** Defaults of every option that has one. */

@@ -3,7 +3,12 @@
  * `mop prune` calls it in its own process; the server calls it inside a prune worker thread.
  */
 import { type CalibrationDescription, loadCalibration } from '../../mop/calibration.ts';
+import { MopInputError } from '../../mop/errors.ts';
 import { type MopProgress, type MopResult, runMop, validateMopOptions } from '../../mop/mop.ts';
+import type { MopRecoveryOptions } from '../../mop/mop-recovery.ts';
+import { loadRecoveryText } from '../../mop/recovery-data.ts';
+import type { ModelSpec } from '../../runtime/model/spec.ts';
+import { defaultRecoveryOptions, type RecoveryOptions, validateRecoveryOptions } from '../../runtime/train/recover.ts';
 import type { DeviceName } from '../../runtime/device/device.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../../runtime/tokenizer/create.ts';
@@ -17,19 +22,46 @@ export interface PruneRun {
   threads?: number;
   device?: DeviceName;
   signal?: AbortSignal;
-  /** The calibration text was read and cut: the recipe's inputs are good. */
+  /** The calibration and recovery texts were read and cut: the recipe's inputs are good. */
   onCalibrated?: (c: CalibrationDescription) => void;
   onProgress?: (p: MopProgress) => void;
 }
 
 /** Checks that need neither the model nor the calibration file (fail before loading anything). */
-export function validateRecipe(recipe: PruneRecipe): void {
+export function validateRecipe(recipe: PruneRecipe, spec?: ModelSpec): void {
   validateMopOptions(recipe);
+  const r = recoveryRecipe(recipe);
+  if (!r) return;
+  try {
+    validateRecoveryOptions({ ...defaultRecoveryOptions, ...r, steps: Math.max(recipe.recoverySteps, recipe.finalRecoverySteps) }, spec);
+  } catch (e) {
+    // One error type for every bad prune input: the CLI's one line, the server's 400.
+    if (e instanceof Error && e.name === 'RecoveryInputError') throw new MopInputError(e.message);
+    throw e;
+  }
+}
+
+/** The recovery recipe a prune recipe asks for (undefined: none, or no step to run). */
+function recoveryRecipe(recipe: PruneRecipe): MopRecoveryOptions['recipe'] | undefined {
+  if (recipe.recovery === 'none' || (recipe.recoverySteps === 0 && recipe.finalRecoverySteps === 0)) return undefined;
+  const r: Partial<RecoveryOptions> & { kind: 'lora' | 'full' } = {
+    kind: recipe.recovery,
+    lr: recipe.recoveryLr,
+    loss: recipe.recoveryLoss,
+    kdAlpha: recipe.recoveryKdAlpha,
+    batch: recipe.recoveryBatch,
+    seqLen: recipe.recoverySeqLen,
+    loraRank: recipe.recoveryLoraRank,
+    // LoRA's own scale follows its rank (α = 2r), the ratio the measured default used (r 8, α 16).
+    loraAlpha: 2 * recipe.recoveryLoraRank,
+    seed: recipe.seed,
+  };
+  return r;
 }
 
 export async function runPrune(run: PruneRun): Promise<MopResult> {
   const { recipe, model } = run;
-  validateRecipe(recipe);
+  validateRecipe(recipe, model.spec);
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
   const calibration = await loadCalibration(tokenizer, {
@@ -38,6 +70,19 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
     seqLen: recipe.seqLen,
     seed: recipe.seed,
   });
+  const recoveryOptions = recoveryRecipe(recipe);
+  let recovery: MopRecoveryOptions | undefined;
+  if (recoveryOptions) {
+    const text = await loadRecoveryText(tokenizer, { ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }), seqLen: recipe.recoverySeqLen, batch: recipe.recoveryBatch });
+    recovery = {
+      recipe: { ...recoveryOptions, ...(run.threads !== undefined && { threads: run.threads }) },
+      candidateSteps: recipe.recoverySteps,
+      finalSteps: recipe.finalRecoverySteps,
+      // The model being pruned teaches its pruned candidates (distillation).
+      data: { windows: text.windows, teacher: { spec: model.spec, weights: model.weights } },
+      description: text.description,
+    };
+  }
   run.onCalibrated?.(calibration.description);
   return runMop(
     { spec: model.spec, weights: model.weights },
@@ -48,6 +93,8 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
       importance: recipe.importance,
       stepLayers: recipe.stepLayers,
       depthUnit: recipe.depthUnit,
+      depthRule: recipe.depthRule,
+      ...(recovery && { recovery }),
       widthSplit: recipe.widthSplit,
       widthNormalize: recipe.widthNormalize,
       calibration,
