@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { MopInputError } from '../mop/errors.ts';
 import type { ModelService } from '../service/model-service.ts';
-import { PruneConflictError } from '../service/prune/prune-jobs.ts';
+import { PruneConflictError, PruneWorkerError } from '../service/prune/prune-jobs.ts';
 import { jsonLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import { bearerMatches } from './admin-auth.ts';
@@ -180,6 +180,10 @@ export function adminRoutes(deps: AdminDeps): Hono {
     if (e instanceof ApiError) return e.toResponse();
     if (e instanceof MopInputError) return invalidRequest(e.message).toResponse();
     if (e instanceof PruneConflictError) return conflict(e.message, e.code).toResponse();
+    if (e instanceof PruneWorkerError) {
+      deps.log(`admin error: ${e.message}`);
+      return new ApiError(500, `${e.message}; serving is unaffected.`, 'server_error', null, 'prune_worker_failed').toResponse();
+    }
     deps.log(`admin error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     return new ApiError(500, 'Internal server error.', 'server_error').toResponse();
   });

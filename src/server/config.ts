@@ -60,6 +60,10 @@ export interface ServerConfig {
   modelStoreMaxBytes: number | undefined;
   /** How often the store's manifest is polled for other replicas' changes. */
   modelStorePollMs: number;
+  /** JavaScript heap limit of the prune worker in MiB; undefined = Node's default. */
+  pruneHeapMb: number | undefined;
+  /** Nice value of the prune worker's threads (Linux): 0 = same priority as serving. */
+  pruneNice: number;
 }
 
 export const defaultServerConfig: Readonly<ServerConfig> = {
@@ -89,6 +93,8 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   modelStore: undefined,
   modelStoreMaxBytes: undefined,
   modelStorePollMs: 5000,
+  pruneHeapMb: undefined,
+  pruneNice: 10,
 };
 
 /** A bad flag or environment value; the message names both and says what is expected. */
@@ -161,6 +167,8 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },
   { key: 'pruneThreads', flag: '--prune-threads <n>', env: 'MOP_PRUNE_THREADS', description: 'ONNX Runtime threads of the prune worker (default: all cores); serving keeps --threads', parse: int(1, 1024) },
   { key: 'engineRestarts', flag: '--engine-restarts <n>', env: 'MOP_ENGINE_RESTARTS', description: "restarts of a variant's engine worker allowed within a minute before the variant is marked unavailable", parse: int(0, 100) },
+  { key: 'pruneNice', flag: '--prune-nice <n>', env: 'MOP_PRUNE_NICE', description: 'nice value of the prune worker threads on Linux (0-19; higher yields the CPU to serving and health checks)', parse: int(0, 19) },
+  { key: 'pruneHeapMb', flag: '--prune-heap-mb <n>', env: 'MOP_PRUNE_HEAP_MB', description: "JavaScript heap limit of the prune worker in MiB (default: Node's); a prune past it fails its job, not the server", parse: int(4, 1 << 20) },
   { key: 'modelStore', flag: '--model-store <dir>', env: 'MOP_MODEL_STORE', description: 'persistent model store: pruned variants and the serving state survive restarts and reach every replica sharing the directory', parse: text },
   { key: 'modelStoreMaxBytes', flag: '--model-store-max-bytes <n>', env: 'MOP_MODEL_STORE_MAX_BYTES', description: 'evict least recently used store entries no replica serves above this many bytes (default: no limit)', parse: int(0) },
   { key: 'modelStorePollMs', flag: '--model-store-poll-ms <ms>', env: 'MOP_MODEL_STORE_POLL_MS', description: "how often the store's manifest is read for other replicas' changes", parse: int(50, 600_000) },

@@ -78,13 +78,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     },
     scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs },
     pruneThreads: config.pruneThreads,
+    ...(config.pruneHeapMb !== undefined && { pruneHeapMb: config.pruneHeapMb }),
+    pruneNice: config.pruneNice,
     restart: { maxRestarts: config.engineRestarts, windowMs: 60_000 },
     unloadGraceMs: config.shutdownGraceMs,
     log,
   });
   const dense = service.active!;
   log(`loaded ${describeLoadedModel(model, dense.maxContext, dense.target)} (${resolved.note}); engine worker ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  log(`threads: serving ${config.threads ?? 'all cores'} per variant (--threads), pruning ${config.pruneThreads ?? 'all cores'} (--prune-threads); HTTP, metrics and health checks on the main thread`);
+  log(`threads: serving ${config.threads ?? 'all cores'} per variant (--threads), pruning ${config.pruneThreads ?? 'all cores'} at nice ${config.pruneNice} (--prune-threads, --prune-nice); HTTP, metrics and health checks on the main thread`);
   if (chatTemplate.source === 'default') {
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);

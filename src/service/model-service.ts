@@ -24,6 +24,10 @@ export interface ModelServiceOptions {
   session: EngineSessionOptions;
   scheduling: SchedulerOptions;
   pruneThreads: number | undefined;
+  /** JavaScript heap limit of the prune worker in MiB; undefined = Node's default. */
+  pruneHeapMb?: number;
+  /** Nice value of the prune worker's threads on Linux (default 10): serving wins CPU contention. */
+  pruneNice?: number;
   restart?: RestartPolicy;
   /** Grace for requests on a variant unloaded because another replica dropped it (default 30 s). */
   unloadGraceMs?: number;
@@ -53,6 +57,8 @@ export class ModelService {
       log: options.log,
       denseId: dense.id,
       pruneThreads: options.pruneThreads,
+      pruneHeapMb: options.pruneHeapMb,
+      pruneNice: options.pruneNice ?? 10,
       addVariant: (id, model, source, ratio) => this.addVariant(id, model, source, ratio),
       activate: (id) => this.applyActive(id),
       store: () => this.store,

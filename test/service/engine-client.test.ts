@@ -16,6 +16,12 @@ import { EngineClient } from '../../src/service/engine/engine-client.ts';
 
 const greedy = defaultSamplingParams({ temperature: 0 });
 
+/** The finish reason that ends a request's events. */
+function reasonOf(events: GenerationEvent[]): string | undefined {
+  const last = events.at(-1);
+  return last?.type === 'finish' ? last.reason : undefined;
+}
+
 async function collect(events: AsyncIterable<GenerationEvent>): Promise<GenerationEvent[]> {
   const out: GenerationEvent[] = [];
   for await (const e of events) out.push(e);
@@ -72,8 +78,8 @@ describe('EngineClient', () => {
     assert.throws(() => engine.submit({ promptTokens: [1], maxTokens: 1, sampling: greedy }), QueueFullError);
     ac.abort();
     const [a, b] = await Promise.all([collect(running.events), collect(waiting.events)]);
-    assert.equal(a.at(-1)!.type === 'finish' && a.at(-1)!.reason, 'abort');
-    assert.equal(b.at(-1)!.type === 'finish' && b.at(-1)!.reason, 'abort');
+    assert.equal(reasonOf(a), 'abort');
+    assert.equal(reasonOf(b), 'abort');
     const next = await collect(engine.submit({ promptTokens: [1], maxTokens: 1, sampling: greedy, ignoreEos: true }).events);
     assert.equal(next.at(-1)!.type, 'finish');
   });
@@ -89,7 +95,7 @@ describe('EngineClient', () => {
     const handle = engine.submit({ promptTokens: [1], maxTokens: 8, sampling: greedy, ignoreEos: true });
     await engine.drain(10_000);
     const events = await collect(handle.events);
-    assert.equal(events.at(-1)!.type === 'finish' && events.at(-1)!.reason, 'length');
+    assert.equal(reasonOf(events), 'length');
     assert.throws(() => engine.submit({ promptTokens: [1], maxTokens: 1, sampling: greedy }), SchedulerClosedError);
   });
 });

@@ -107,3 +107,21 @@ describe('a variant whose engine keeps dying', () => {
     assert.match(String((r.body as { error: { message: string } }).error.message), /stories260K.*unavailable/);
   });
 });
+
+describe('a prune worker that runs out of memory', () => {
+  let s: RunningServer;
+  before(async () => (s = await startTestServer({ adminToken: TOKEN, maxBatch: 2, pruneHeapMb: 6 })));
+  after(async () => s.close());
+
+  it('fails the prune with the reason while the server keeps serving', async () => {
+    const res = await admin(s, 'POST', '/prune', { target: 0.2, samples: 8, seq_len: 64 });
+    const err = await assertOpenAIError(res, 500);
+    assert.equal(err.code, 'prune_worker_failed');
+    assert.match(err.message, /out of memory/);
+    assert.equal(s.service.list().length, 1, 'no variant was added');
+    assert.equal((await complete(s, undefined)).status, 200);
+    assert.equal((await ready(s)).status, 200);
+    // The next prune is not blocked by the failed one.
+    assert.notEqual((await admin(s, 'POST', '/prune', { target: 0.2, samples: 8, seq_len: 64 })).status, 409);
+  });
+});

@@ -39,6 +39,10 @@ export interface PruneJobsDeps {
   denseId: string;
   /** ONNX Runtime threads of the prune worker (serving keeps its own). */
   pruneThreads: number | undefined;
+  /** JavaScript heap limit of the prune worker in MiB; undefined = Node's default. */
+  pruneHeapMb: number | undefined;
+  /** Nice value of the prune worker's threads (Linux): serving wins CPU contention. */
+  pruneNice: number;
   /** Start a pruned model in an engine worker like `source`'s and register it. */
   addVariant(id: string, model: LoadedModel, source: EngineVariant, compressionRatio: number): Promise<EngineVariant>;
   activate(id: string): void;
@@ -59,6 +63,11 @@ export interface PruneJobStore {
   load(dir: string): Promise<{ model: LoadedModel; report: PruneReport | null }>;
   /** Record a variant now served from entry `key` in the manifest. */
   recordAdded(id: string, key: HexDigest, activate: boolean): Promise<void>;
+}
+
+/** The prune worker ended before it had read its inputs (out of memory, say): the server's fault, answered 500 with the reason. */
+export class PruneWorkerError extends Error {
+  override name = 'PruneWorkerError';
 }
 
 /** A second prune while one runs, or cancelling a finished job: answered 409. */
@@ -122,6 +131,7 @@ export class PruneJobs {
           ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
           ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),
           device: source.target.device,
+          nice: this.deps.pruneNice,
           ...(job.stored && { store: { root: job.stored.store.root, key: job.stored.key, sourceDigest: job.stored.sourceDigest, recipe: job.stored.recipe, chatTemplate: source.model.chatTemplate } }),
         },
         (p) => {
@@ -129,11 +139,13 @@ export class PruneJobs {
           this.publish(job);
           this.logProgress(job);
         },
+        this.deps.pruneHeapMb !== undefined ? { heapMb: this.deps.pruneHeapMb } : {},
       );
       await job.worker?.calibrated;
     } catch (e) {
       job.worker?.cancel();
-      throw e;
+      if (e instanceof MopInputError) throw e;
+      throw new PruneWorkerError(`the prune worker failed before it started pruning: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
       this.starting = false;
     }

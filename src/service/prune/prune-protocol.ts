@@ -20,6 +20,8 @@ export interface PruneWorkerInit {
   referenceBlocks?: number;
   threads?: number;
   device?: DeviceName;
+  /** Nice value of the prune thread (and the ONNX Runtime threads it starts): 0 = as serving. */
+  nice?: number;
   /** Export the result into the model store under `key` before answering (the job fails if that fails). */
   store?: PruneStoreTarget;
 }

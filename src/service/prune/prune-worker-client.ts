@@ -32,8 +32,13 @@ export interface PruneWorkerHandle {
   exited: Promise<void>;
 }
 
-export function startPruneWorker(init: PruneWorkerInit, onProgress: (p: MopProgress) => void): PruneWorkerHandle {
-  const worker = startWorkerThread(siblingModule(import.meta.url, 'prune-worker'), { workerData: init, name: 'prune' });
+/** `heapMb`: the worker's JavaScript heap limit; past it the worker ends (the job fails), not the process. */
+export function startPruneWorker(init: PruneWorkerInit, onProgress: (p: MopProgress) => void, limits: { heapMb?: number } = {}): PruneWorkerHandle {
+  const worker = startWorkerThread(siblingModule(import.meta.url, 'prune-worker'), {
+    workerData: init,
+    name: 'prune',
+    ...(limits.heapMb !== undefined && { resourceLimits: { maxOldGenerationSizeMb: limits.heapMb } }),
+  });
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   let settled = false;
   let resolveCalibrated!: (c: CalibrationDescription) => void;

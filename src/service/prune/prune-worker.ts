@@ -2,6 +2,7 @@
  * The prune worker thread: MoP's calibration graph, scoring passes and surgery run here with
  * their own ONNX Runtime thread budget, never on the thread that answers HTTP.
  */
+import { niceCurrentThread } from '../threads/thread-priority.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { shareWeights } from '../../runtime/model/shared-weights.ts';
 import { writePrunedModel } from '../../mop/export.ts';
@@ -14,6 +15,8 @@ const port = parentPort!;
 const init = workerData as PruneWorkerInit;
 const post = (m: FromPruneWorker) => port.postMessage(m);
 const ac = new AbortController();
+// Before any session exists, so ONNX Runtime's threads inherit it.
+if (init.nice !== undefined) niceCurrentThread(init.nice);
 port.on('message', (m: ToPruneWorker) => {
   if (m.type === 'cancel') ac.abort();
 });
