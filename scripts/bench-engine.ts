@@ -3,13 +3,19 @@
  * ~100M-parameter synthetic model of LLaMA proportions (random weights: speed does not depend on
  * their values). Token ids are fixed, not sampled, so this measures the engine alone.
  *
- *   npm run bench:engine -- [--models bundled,100m] [--prompt 128] [--decode 64] [--threads N] [--out bench-out/engine.json]
+ *   npm run bench:engine -- [--models bundled,100m] [--prompt 128] [--decode 64] [--threads N]
+ *     [--dtype float32|int8|int4] [--out bench-out/engine.json]
+ *
+ * --dtype int8|int4 runs every projection and the LM head as MatMulNBits (CPU); MOP_NBITS_ACCURACY
+ * (0 or 4) picks that op's accuracy_level, to compare float32 against int8 activations.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseDtypeRequest } from '../src/runtime/device/device.ts';
 import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { accuracyLevel } from '../src/runtime/onnx/matmul-nbits.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
@@ -22,9 +28,13 @@ const { values: args } = parseArgs({
     decode: { type: 'string', default: '64' },
     batches: { type: 'string', default: '1,8' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
+    dtype: { type: 'string', default: 'float32' },
     out: { type: 'string', default: 'bench-out/engine.json' },
   },
 });
+const dtype = parseDtypeRequest(args.dtype);
+if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: the engine benchmark runs on the CPU: float32, int8 or int4, not ${args.dtype}`);
+const target = dtype === 'float32' ? { device: 'cpu' as const, dtype } : { device: 'cpu' as const, dtype: 'float32' as const, weights: dtype };
 const promptLen = Number(args.prompt);
 const decodeSteps = Number(args.decode);
 const batches = args.batches.split(',').map(Number);
@@ -40,6 +50,7 @@ async function modelFor(name: string): Promise<{ spec: ModelSpec; weights: Weigh
 
 interface Row {
   model: string;
+  dtype: string;
   params: number;
   batch: number;
   promptTokens: number;
@@ -54,8 +65,8 @@ for (const name of args.models.split(',')) {
   const { spec, weights } = await modelFor(name);
   const maxBatch = Math.max(...batches);
   const t0 = performance.now();
-  const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: Math.min(spec.maxContext, promptLen + decodeSteps + 8), threads });
-  process.stderr.write(`${name}: ${(parameterCounts(spec).total / 1e6).toFixed(1)}M params, session built in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${threads} threads\n`);
+  const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: Math.min(spec.maxContext, promptLen + decodeSteps + 8), threads, target });
+  process.stderr.write(`${name}: ${(parameterCounts(spec).total / 1e6).toFixed(1)}M params, ${dtype}${dtype === 'float32' ? '' : ` (accuracy_level ${accuracyLevel()})`}, session built in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${threads} threads\n`);
   const prompt = Array.from({ length: promptLen }, (_, i) => 1 + ((i * 31) % (spec.vocabSize - 1)));
   // Warm-up: first runs allocate arenas and pick kernels.
   await session.prefill(0, prompt.slice(0, 16));
@@ -71,6 +82,7 @@ for (const name of args.models.split(',')) {
     const decodeSec = (performance.now() - t) / 1000;
     const row: Row = {
       model: name,
+      dtype: dtype === 'float32' ? dtype : `${dtype} (accuracy_level ${accuracyLevel()})`,
       params: parameterCounts(spec).total,
       batch,
       promptTokens: promptLen,
@@ -85,12 +97,12 @@ for (const name of args.models.split(',')) {
   await session.release();
 }
 
-const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), threads, node: process.version, rows };
+const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), threads, node: process.version, loadAvg: os.loadavg(), rows };
 fs.mkdirSync(path.dirname(args.out), { recursive: true });
 fs.writeFileSync(args.out, JSON.stringify(report, null, 2));
-console.log('| model | params | batch | prompt | prefill tok/s | decode tok/s | ms/decode step |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| model | dtype | params | batch | prompt | prefill tok/s | decode tok/s | ms/decode step |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(`| ${r.model} | ${(r.params / 1e6).toFixed(2)}M | ${r.batch} | ${r.promptTokens} | ${r.prefillTokensPerSec.toFixed(0)} | ${r.decodeTokensPerSec.toFixed(1)} | ${r.msPerDecodeStep.toFixed(2)} |`);
+  console.log(`| ${r.model} | ${r.dtype} | ${(r.params / 1e6).toFixed(2)}M | ${r.batch} | ${r.promptTokens} | ${r.prefillTokensPerSec.toFixed(0)} | ${r.decodeTokensPerSec.toFixed(1)} | ${r.msPerDecodeStep.toFixed(2)} |`);
 }
 console.log(`\nwritten ${args.out}`);

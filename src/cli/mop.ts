@@ -34,7 +34,7 @@ program
   .addOption(envOption('-s, --seed <n>', 'random seed: same seed, same text', 'MOP_SEED').argParser(parseIntArg(0)))
   .option('--stop <text>', 'stop string (repeatable)', collect)
   .addOption(envOption('--device <device>', 'execution device: auto, cpu, webgpu, cuda or cuda-native', 'MOP_DEVICE').default('auto'))
-  .addOption(envOption('--dtype <type>', 'auto (float16 on GPU, float32 on CPU), float32 or float16', 'MOP_DTYPE').default('auto'))
+  .addOption(envOption('--dtype <type>', 'auto (float16 on GPU, float32 on CPU), float32, float16, or int8 / int4 (block-quantized weights, CPU)', 'MOP_DTYPE').default('auto'))
   .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
   .addOption(envOption('--context <n>', 'context length (default: the model\'s)', 'MOP_CONTEXT').argParser(parseIntArg(2)))
   .option('-q, --quiet', 'print only the generated text (no load line or speed summary on stderr)')

@@ -99,7 +99,7 @@ describe('device selection', () => {
     assert.equal(parseDtypeRequest('half'), 'float16');
     assert.equal(parseDtypeRequest('f32'), 'float32');
     assert.throws(() => parseDeviceRequest('gpu0'), /unknown device 'gpu0'; choose one of: auto, cpu, cuda, webgpu, cuda-native/);
-    assert.throws(() => parseDtypeRequest('int8'), /unknown dtype 'int8'; choose one of: auto, float32, float16/);
+    assert.throws(() => parseDtypeRequest('int3'), /unknown dtype 'int3'; choose one of: auto, float32, float16, int8, int4/);
   });
 
   it("reports on this machine that the CUDA provider is not installed (the default install skips its download)", async () => {

@@ -1,4 +1,5 @@
 import type { FloatType } from '../onnx/onnx-model.ts';
+import type { WeightQuantization } from '../onnx/block-quantization.ts';
 
 /**
  * Where a model runs. Each name is one ONNX Runtime execution provider:
@@ -24,13 +25,19 @@ export type DeviceRequest = DeviceName | 'auto';
 
 export const deviceRequests: readonly DeviceRequest[] = ['auto', 'cpu', 'cuda', 'webgpu', 'cuda-native'];
 
-/** Element type asked for: `auto` is float16 on a GPU and float32 on the CPU. */
-export type DtypeRequest = FloatType | 'auto';
+/**
+ * Element type asked for: `auto` is float16 on a GPU and float32 on the CPU; int8 / int4 are
+ * block-quantized weights (MatMulNBits) with float32 activations and cache, CPU only.
+ */
+export type DtypeRequest = FloatType | WeightQuantization | 'auto';
 
 /** A resolved place to run: a device and the element type of weights, activations and KV cache. */
 export interface ExecutionTarget {
   device: DeviceName;
+  /** Activations and KV cache (and weights, unless `weights` is set). */
   dtype: FloatType;
+  /** Projections and LM head stored block-quantized; absent: weights are `dtype`. */
+  weights?: WeightQuantization;
 }
 
 export const cpuTarget: ExecutionTarget = { device: 'cpu', dtype: 'float32' };
@@ -56,12 +63,18 @@ const dtypeAliases: Record<string, DtypeRequest> = {
   fp16: 'float16',
   f16: 'float16',
   half: 'float16',
+  int8: 'int8',
+  q8: 'int8',
+  q8_0: 'int8',
+  int4: 'int4',
+  q4: 'int4',
+  q4_0: 'int4',
 };
 
 /** Parse a --dtype value. */
 export function parseDtypeRequest(value: string): DtypeRequest {
   const found = dtypeAliases[value.trim().toLowerCase()];
-  if (!found) throw new DeviceError(`unknown dtype '${value}'; choose one of: auto, float32, float16`);
+  if (!found) throw new DeviceError(`unknown dtype '${value}'; choose one of: auto, float32, float16, int8, int4`);
   return found;
 }
 
@@ -71,5 +84,17 @@ export function defaultDtype(device: DeviceName): FloatType {
 }
 
 export function describeTarget(t: ExecutionTarget): string {
-  return `${t.device} (${t.dtype})`;
+  return t.weights ? `${t.device} (${t.weights} weights, ${t.dtype} activations)` : `${t.device} (${t.dtype})`;
+}
+
+/**
+ * The target a dtype request means on a device. Quantized weights run on ONNX Runtime's CPU
+ * MatMulNBits kernel only (the GPU paths here run float16 graphs or our own CUDA decoder).
+ */
+export function targetFor(device: DeviceName, dtype: DtypeRequest): ExecutionTarget {
+  if (dtype === 'int8' || dtype === 'int4') {
+    if (device !== 'cpu') throw new DeviceError(`--dtype ${dtype} needs ONNX Runtime's CPU MatMulNBits kernel, which device ${device} does not run here; use --device cpu --dtype ${dtype}, or --dtype float16 on ${device}`);
+    return { device, dtype: 'float32', weights: dtype };
+  }
+  return { device, dtype: dtype === 'auto' ? defaultDtype(device) : dtype };
 }

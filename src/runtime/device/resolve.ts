@@ -1,4 +1,4 @@
-import { defaultDtype, DeviceError, type DeviceName, type DeviceRequest, type DtypeRequest, type ExecutionTarget } from './device.ts';
+import { DeviceError, type DeviceName, type DeviceRequest, type DtypeRequest, type ExecutionTarget, targetFor } from './device.ts';
 import { autoOrder, type GpuPath, gpuPaths, preferenceReason } from './gpu-paths.ts';
 import type { DeviceProbe, DeviceStatus } from './probe.ts';
 
@@ -20,9 +20,12 @@ export interface ResolvedTarget {
  * --device webgpu.
  */
 export async function resolveTarget(device: DeviceRequest, dtype: DtypeRequest, probe: DeviceProbe, paths: readonly GpuPath[] = gpuPaths): Promise<ResolvedTarget> {
-  const withDtype = (d: DeviceName): ExecutionTarget => ({ device: d, dtype: dtype === 'auto' ? defaultDtype(d) : dtype });
+  const withDtype = (d: DeviceName): ExecutionTarget => targetFor(d, dtype);
+  // Quantized weights run on the CPU kernel only: `auto` with int8/int4 means the CPU.
+  if (device === 'auto' && (dtype === 'int8' || dtype === 'int4')) return { target: withDtype('cpu'), note: `auto: --dtype ${dtype} runs on the CPU (MatMulNBits)` };
   const statusOf = (d: Exclude<DeviceName, 'cpu'>): Promise<DeviceStatus> => (d === 'cuda' ? probe.cuda() : d === 'webgpu' ? probe.webgpu() : probe.cudaNative());
   if (device === 'cuda-native' && dtype === 'float32') throw new DeviceError('--device cuda-native runs float16 only; drop --dtype float32 or choose another device');
+  if (device !== 'auto' && device !== 'cpu' && device !== 'cuda-native') withDtype(device); // a dtype the device cannot run fails before any probing
   if (device === 'cpu') return { target: withDtype('cpu'), note: 'cpu requested' };
   if (device !== 'auto') {
     const status = await statusOf(device);

@@ -64,10 +64,10 @@ export class ModelSession implements DecoderSession {
     const device = target.device;
     if (device === 'cuda-native') throw new RangeError('cuda-native runs no ONNX graph: open it with createDecoderSession');
     // A graph built for a longer context serves a shorter one (its RoPE tables cover more).
-    if (options.graph && (options.graph.maxContext < maxContext || options.graph.dtype !== target.dtype || options.graph.logits !== (options.logits ?? 'last'))) {
+    if (options.graph && (options.graph.maxContext < maxContext || options.graph.dtype !== target.dtype || options.graph.weights !== target.weights || options.graph.logits !== (options.logits ?? 'last'))) {
       throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype}, not ${maxContext} in ${target.dtype}`);
     }
-    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype });
+    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }) });
     // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
     // stays on the device; on CPU and CUDA it lives in host memory.
     const onDevice = target.device === 'webgpu';

@@ -3,6 +3,8 @@ import type { Tensor, Weights } from '../model/tensor.ts';
 import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type FloatType, floatTypeCode, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeTableInitializers } from './rope-cache.ts';
+import { bitsOf, checkQuantizable, DEFAULT_BLOCK_SIZE, quantizeMatrix, type WeightQuantization } from './block-quantization.ts';
+import { matMulNBits } from './matmul-nbits.ts';
 
 /**
  * ModelSpec + weights → an ONNX decoder graph with a KV cache, built from ONNX Runtime's LLM
@@ -19,6 +21,9 @@ import { ropeTableInitializers } from './rope-cache.ts';
  * (stash_type) and logits are cast to float32 before they leave the graph.
  * Bind present_* to the very buffers given as past_*: GQA then writes only the new positions
  * instead of copying the cache (its "past-present share buffer" mode).
+ * With `weights` int8 / int4, every block projection and the LM head are MatMulNBits nodes over
+ * weights quantized here from float32 (block-quantization.ts); the embedding gather, norms,
+ * activations and cache stay float32.
  */
 export interface DecoderGraphOptions {
   /** KV cache length per sequence (prompt + generated tokens); RoPE tables cover it. */
@@ -27,6 +32,10 @@ export interface DecoderGraphOptions {
   logits: 'last' | 'all';
   /** Element type of weights, activations and KV cache; default float32. */
   dtype?: FloatType;
+  /** Block-quantized projections and LM head (CPU, float32 activations only). */
+  weights?: WeightQuantization;
+  /** Values per quantization block along the input width; default 32. */
+  blockSize?: number;
 }
 
 /** One attention layer's cache: names of its graph inputs/outputs and its buffer geometry. */
@@ -45,6 +54,8 @@ export interface DecoderGraph {
   model: OnnxModel;
   kvLayers: KvCacheLayout[];
   dtype: FloatType;
+  /** Set when projections run as MatMulNBits. */
+  weights?: WeightQuantization;
   maxContext: number;
   logits: 'last' | 'all';
 }
@@ -60,6 +71,18 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
   const dtype = options.dtype ?? 'float32';
   const T = floatTypeCode(dtype);
   const init = (name: string, dims: number[], data: Float32Array): string => g.tensorInitializer(name, dims, data, dtype);
+  if (options.weights && dtype !== 'float32') throw new RangeError(`${options.weights} weights run with float32 activations, not ${dtype}`);
+  const bits = options.weights ? bitsOf(options.weights) : undefined;
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  /**
+   * x · Wᵀ for a weight W [n, k]: a MatMul over the transposed float matrix, or MatMulNBits over W
+   * itself (its rows are what blocks run along). Both forms are made lazily: only one is needed.
+   */
+  const linear = (x: string, name: string, tensor: string, n: number, k: number, rows: () => Float32Array, transposed: () => Float32Array, output?: string): string => {
+    if (bits === undefined) return g.node('MatMul', [x, init(name, [k, n], transposed())], output ? [output] : 1)[0]!;
+    checkQuantizable(tensor, k, bits, blockSize);
+    return matMulNBits(g, x, name, quantizeMatrix(rows(), n, k, bits, blockSize), output);
+  };
 
   let h = g.op('Gather', [init('embed', w(weightName.embed).shape, w(weightName.embed).data), g.input('input_ids', DataType.int64, ['batch', 'seq'])], { axis: { i: 0 } });
   const seqlensK = g.input('seqlens_k', DataType.int32, ['batch']);
@@ -81,8 +104,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       const Dp = paddedHeadDim(D);
       const [cos, sin] = ropeTables(D);
       const x = rmsNorm(h, weightName.attnNorm(i), `l${i}.attn_norm`);
-      const qkvT = packQkvTransposed(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
-      const qkv = g.op('MatMul', [x, init(`l${i}.qkv`, [spec.hidden, (layer.heads + 2 * layer.kvHeads) * Dp], qkvT)]);
+      const qkvRows = (layer.heads + 2 * layer.kvHeads) * Dp;
+      const packed = () => packQkv(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
+      const qkv = linear(x, `l${i}.qkv`, weightName.q(i), qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() }));
       const cache: KvCacheLayout = {
         layer: i,
         kvHeads: layer.kvHeads,
@@ -112,16 +136,21 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       );
       g.output(cache.presentKey, T, cacheDims);
       g.output(cache.presentValue, T, cacheDims);
-      const oT = padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
-      const attnOut = g.op('MatMul', [attn!, init(`l${i}.o`, [layer.heads * Dp, spec.hidden], oT)]);
+      const oT = () => padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
+      const oRows = () => (D === Dp ? w(weightName.o(i)).data : transpose({ shape: [layer.heads * Dp, spec.hidden], data: oT() }));
+      const attnOut = linear(attn!, `l${i}.o`, weightName.o(i), spec.hidden, layer.heads * Dp, oRows, oT);
       h = g.op('Add', [h, attnOut]);
     }
     if (layer.ffn > 0) {
       const x = rmsNorm(h, weightName.mlpNorm(i), `l${i}.mlp_norm`);
-      const gate = g.op('MatMul', [x, init(`l${i}.gate`, [spec.hidden, layer.ffn], transpose(w(weightName.gate(i))))]);
-      const up = g.op('MatMul', [x, init(`l${i}.up`, [spec.hidden, layer.ffn], transpose(w(weightName.up(i))))]);
+      const proj = (x: string, name: string, weight: string): string => {
+        const t = w(weight);
+        return linear(x, name, weight, t.shape[0]!, t.shape[1]!, () => t.data, () => transpose(t));
+      };
+      const gate = proj(x, `l${i}.gate`, weightName.gate(i));
+      const up = proj(x, `l${i}.up`, weightName.up(i));
       const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-      const down = g.op('MatMul', [act, init(`l${i}.down`, [layer.ffn, spec.hidden], transpose(w(weightName.down(i))))]);
+      const down = proj(act, `l${i}.down`, weightName.down(i));
       h = g.op('Add', [h, down]);
     }
   });
@@ -132,15 +161,17 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
   }
   h = rmsNorm(h, weightName.finalNorm, 'final_norm');
   const head = spec.tiedEmbeddings ? w(weightName.embed) : w(weightName.lmHead);
-  const lmHead = init('lm_head', [spec.hidden, spec.vocabSize], transpose(head));
-  if (dtype === 'float32') g.node('MatMul', [h, lmHead], ['logits']);
-  else g.node('Cast', [g.op('MatMul', [h, lmHead])], ['logits'], { to: { i: DataType.float } });
+  const headName = spec.tiedEmbeddings ? weightName.embed : weightName.lmHead;
+  const lmHead = (output?: string) => linear(h, 'lm_head', headName, spec.vocabSize, spec.hidden, () => head.data, () => transpose(head), output);
+  if (dtype === 'float32') lmHead('logits');
+  else g.node('Cast', [lmHead()], ['logits'], { to: { i: DataType.float } });
   g.output('logits', DataType.float, ['batch', options.logits === 'last' ? 1 : 'seq', spec.vocabSize]);
 
   return {
     model: g.toModel({ '': 21, 'com.microsoft': 1 }),
     kvLayers,
     dtype,
+    ...(options.weights && { weights: options.weights }),
     maxContext: M,
     logits: options.logits,
   };
@@ -184,15 +215,21 @@ export function padHeadRows(src: Float32Array, nHeads: number, width: number, D:
   return out;
 }
 
-/** Q, K, V ([heads*D, hidden] each) → one transposed, head-padded [hidden, (H + 2KV) * Dp] matrix. */
-export function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
+/** Q, K, V ([heads*D, hidden] each) → one head-padded [(H + 2KV) * Dp, hidden] matrix. */
+export function packQkv(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
   const hidden = q.shape[1]!;
   const rows = (heads + 2 * kvHeads) * Dp;
   const packed = new Float32Array(rows * hidden);
   packed.set(padHeadRows(q.data, heads, hidden, D, Dp), 0);
   packed.set(padHeadRows(k.data, kvHeads, hidden, D, Dp), heads * Dp * hidden);
   packed.set(padHeadRows(v.data, kvHeads, hidden, D, Dp), (heads + kvHeads) * Dp * hidden);
-  return transpose({ shape: [rows, hidden], data: packed });
+  return packed;
+}
+
+/** The same, transposed to [hidden, (H + 2KV) * Dp] (what a float MatMul multiplies by). */
+export function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
+  const rows = (heads + 2 * kvHeads) * Dp;
+  return transpose({ shape: [rows, q.shape[1]!], data: packQkv(q, k, v, heads, kvHeads, D, Dp) });
 }
 
 /** W_O [hidden, heads*D] → transposed and head-padded [heads*Dp, hidden]; padded rows are zero. */

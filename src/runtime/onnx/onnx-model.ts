@@ -2,7 +2,7 @@ import { encodeF16 } from '../model/half.ts';
 import { ProtoMessage } from './protobuf-writer.ts';
 
 /** ONNX TensorProto.DataType values we use. */
-export const DataType = { float: 1, int32: 6, int64: 7, float16: 10, bfloat16: 16 } as const;
+export const DataType = { float: 1, uint8: 2, int32: 6, int64: 7, float16: 10, bfloat16: 16 } as const;
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 
 /** An attribute value, tagged with its ONNX type so 1 (INT) and 1.0 (FLOAT) never get confused. */
