@@ -9,7 +9,7 @@
  *
  *   node --import tsx scripts/bench-isolation.ts [--quick] [--model DIR | --preset 100m]
  *     [--concurrency 4,8] [--phase-sec 20] [--max-tokens 32] [--target 0.4] [--samples 8]
- *     [--seq-len 64] [--max-batch 8] [--prune-timeout-sec 900] [--note TEXT]
+ *     [--seq-len 64] [--recovery none] [--max-batch 8] [--prune-timeout-sec 900] [--note TEXT]
  *     [--out-dir docs] [--name isolation-report] [--render-only REPORT.json [--note TEXT]]
  *
  * The server gets MOP_THREADS=1 and MOP_PRUNE_THREADS=1 (serving and pruning one thread each; a
@@ -50,6 +50,7 @@ const { values: args } = parseArgs({
     'max-tokens': { type: 'string' },
     target: { type: 'string' },
     samples: { type: 'string' },
+    recovery: { type: 'string', default: 'none' },
     'seq-len': { type: 'string' },
     'max-batch': { type: 'string' },
     'prune-timeout-sec': { type: 'string' },
@@ -91,6 +92,10 @@ const concurrency = (args.concurrency ?? '4,8').split(',').map((c) => num('concu
 const phaseSec = num('phase-sec', args['phase-sec'] ?? (quick ? '5' : '20'), (n) => n > 0 && n <= 600);
 const maxTokens = num('max-tokens', args['max-tokens'] ?? (quick ? '16' : '32'), posInt);
 const target = num('target', args.target ?? '0.4', (n) => n > 0 && n <= 0.9);
+// The prune's own work, not its quality, is what loads the server: recovery fine-tuning on the 100M
+// shape takes seconds per step, so it is off unless asked for (--recovery lora|full).
+const recovery = args.recovery as 'none' | 'lora' | 'full';
+if (!['none', 'lora', 'full'].includes(recovery)) throw new Error(`--recovery: expected none, lora or full, got '${recovery}'`);
 const samples = num('samples', args.samples ?? (quick ? '4' : '8'), posInt);
 const seqLen = num('seq-len', args['seq-len'] ?? (quick ? '32' : '64'), (n) => posInt(n) && n >= 2);
 const maxBatch = num('max-batch', args['max-batch'] ?? '8', posInt);
@@ -163,7 +168,7 @@ try {
     let jobDone = false;
     const duringStart = performance.now();
     const job: Promise<PruneJobResult> = admin
-      .prune({ target, strategy: 'mop', id: `isolation-c${c}`, activate: false, samples, seq_len: seqLen }, { timeoutMs: pruneTimeoutSec * 1000, pollMs: 100, onProgress: (l) => log(`c=${c}: prune ${l}`) })
+      .prune({ target, strategy: 'mop', id: `isolation-c${c}`, activate: false, samples, seq_len: seqLen, recovery }, { timeoutMs: pruneTimeoutSec * 1000, pollMs: 100, onProgress: (l) => log(`c=${c}: prune ${l}`) })
       .finally(() => (jobDone = true));
     const duringLoad = loadFor(() => jobDone);
     const result = await job.catch((e: unknown): PruneJobResult => ({ jobId: '', status: 'error', variant: null, error: e instanceof Error ? e.message : String(e), report: undefined, seconds: (performance.now() - duringStart) / 1000 }));
@@ -206,7 +211,7 @@ const report: IsolationReport = {
   },
   server: { model: args.model ? model : `mop synth --preset ${args.preset}`, env: serverEnv, settingsShown, maxBatch },
   load: { maxTokens, phaseSec, stream: true, ignoreEos: true },
-  prune: { target, samples, seqLen, strategy: 'mop' },
+  prune: { target, samples, seqLen, strategy: 'mop', recovery },
   results,
   targets,
   allTargetsMet: targets.every((t) => t.met),

@@ -43,7 +43,7 @@ export function renderIsolationReport(r: IsolationReport): string {
       `serves closed-loop streaming \`/v1/completions\` (${r.load.maxTokens} tokens each, \`ignore_eos\`) while \`/health\` and \`/metrics\` ` +
       `are probed every 100 ms and \`/ready\` every 500 ms, each on a fresh connection as a kubelet does; a /ready answer later than the chart's readiness timeout (${PROBE_TIMEOUT_MS['/ready'] / 1000} s) counts as a failed probe, as it does for a kubelet. Phases: **before** ` +
       `(${r.load.phaseSec} s of load), **during** (\`POST /admin/prune\` target ${r.prune.target}, ${r.prune.samples} × ${r.prune.seqLen} ` +
-      `calibration tokens, polled to the end, not activated), **after** (${r.load.phaseSec} s). A probe or request counts in the phase it was sent in.`,
+      `calibration tokens${r.prune.recovery ? `, recovery ${r.prune.recovery}` : ''}, polled to the end, not activated), **after** (${r.load.phaseSec} s). A probe or request counts in the phase it was sent in.`,
     '',
   ];
   if (r.note) lines.push(`> ${r.note}`, '');

@@ -28,7 +28,7 @@ export interface IsolationReport {
     maxBatch: number;
   };
   load: { maxTokens: number; phaseSec: number; stream: true; ignoreEos: true };
-  prune: { target: number; samples: number; seqLen: number; strategy: 'mop' };
+  prune: { target: number; samples: number; seqLen: number; strategy: 'mop'; recovery?: string };
   results: ConcurrencyResult[];
   targets: TargetResult[];
   allTargetsMet: boolean;

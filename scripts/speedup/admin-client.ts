@@ -15,6 +15,8 @@ export interface PruneRequestBody {
   seq_len: number;
   seed?: number;
   calibration?: string;
+  /** Recovery fine-tuning (the server's default is on); benchmarks of speed or isolation say 'none'. */
+  recovery?: 'none' | 'lora' | 'full';
 }
 
 export interface PruneJobResult {
