@@ -1,12 +1,19 @@
 /**
  * Pruning quality: held-out perplexity (and KL divergence to the dense model) of MoP vs depth-only
- * vs width-only at several compression targets on the bundled model, plus a sweep of MoP's knobs
- * (selection criterion, step budget, width split, importance). Calibration text and held-out text
- * are the two disjoint bundled slices (data/README.md). Writes a Markdown report and its JSON.
+ * vs width-only at several compression targets on the bundled model, each without and with
+ * recovery fine-tuning (the shared prune table's default recipe: every candidate recovered before
+ * it is scored, a final recovery after the target; the baselines get the same budget), plus a
+ * sweep of MoP's knobs (selection criterion, step budget, width split, importance) and of the
+ * recovery knobs at one target (LoRA vs full, ce vs kd, per-candidate steps, depth rule, random
+ * path). Calibration, recovery and held-out text are disjoint bundled slices (data/README.md).
+ * Writes a Markdown report and its JSON — again after every recovered run, so a run stopped early
+ * leaves a report of what it measured (it says which rows ran).
  *
- *   npm run bench:quality -- [--targets 0.1,0.2,0.3,0.4,0.5] [--samples 32] [--seq-len 128] [--seed 0]
- *                            [--eval-seq-len 256] [--no-sweep] [--model <path>] [--calibration <file>]
- *                            [--heldout <file>] [--out docs/quality-report.md]
+ *   npm run bench:quality -- [--quick] [--targets 0.1,0.2,0.3,0.4,0.5] [--recovery-targets …] [--sweep-target 0.4]
+ *                            [--samples 32] [--seq-len 128] [--seed 0] [--eval-seq-len 256] [--no-sweep]
+ *                            [--no-recovery] [--model <path>] [--calibration <file>] [--heldout <file>]
+ *                            [--out docs/quality-report.md]
+ *   --quick: recovery only at 40% (all three strategies) and the recovery sweep at 40%; no knob sweep without recovery.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,6 +30,8 @@ import { fullPlan } from '../src/mop/pruning-plan.ts';
 import type { ModelWeights } from '../src/mop/surgery.ts';
 import { type MopOptions, runMop } from '../src/mop/mop.ts';
 import type { PruneReport, Strategy } from '../src/mop/report.ts';
+import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/prune-options.ts';
+import { prepareRecovery } from '../src/service/prune/run-prune.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,6 +41,10 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '0' },
     'eval-seq-len': { type: 'string', default: '256' },
     'no-sweep': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    'no-recovery': { type: 'boolean', default: false },
+    'recovery-targets': { type: 'string' },
+    'sweep-target': { type: 'string', default: '0.4' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
     model: { type: 'string' },
     calibration: { type: 'string' },
@@ -40,6 +53,13 @@ const { values: args } = parseArgs({
   },
 });
 const targets = args.targets.split(',').map(Number);
+const sweepTarget = Number(args['sweep-target']);
+// Recovered runs take minutes each on 2 cores: 40% first, so a stopped run has the row that matters.
+const recoveryTargets = args['no-recovery']
+  ? []
+  : (args['recovery-targets']?.split(',').map(Number) ?? (args.quick ? [sweepTarget] : [...targets].sort((a, b) => Math.abs(a - sweepTarget) - Math.abs(b - sweepTarget))));
+const knobSweep = !args['no-sweep'] && !args.quick;
+const recoverySweep = !args['no-sweep'] && !args['no-recovery'];
 const samples = Number(args.samples);
 const seqLen = Number(args['seq-len']);
 const seed = Number(args.seed);
@@ -93,12 +113,32 @@ interface Row {
   path: string;
   layers: string;
   wallMs: number;
+  /** Recovery recipe overrides of this row (absent: no recovery). */
+  recovery?: Partial<PruneRecipe>;
+  /** Wall time spent in recovery (candidates + final). */
+  recoverySeconds?: number;
+  /** Held-out perplexity of the same model before its final recovery (with recovery rows). */
+  perplexityBeforeFinal?: number;
 }
 
-type Knobs = Partial<Pick<MopOptions, 'criterion' | 'stepLayers' | 'depthUnit' | 'widthSplit' | 'widthNormalize' | 'importance' | 'calibration' | 'seed'>>;
+type Knobs = Partial<Pick<MopOptions, 'criterion' | 'stepLayers' | 'depthUnit' | 'depthRule' | 'widthSplit' | 'widthNormalize' | 'importance' | 'calibration' | 'seed'>>;
 
-async function measure(variant: string, strategy: Strategy, target: number, knobs: Knobs = {}): Promise<Row> {
-  const { model: pruned, report } = await runMop(model, { target, strategy, calibration, seed, threads, ...knobs });
+/** The shared option table's defaults: what `mop prune` runs without flags. */
+const tableDefaults = defaultPruneSettings();
+
+async function measure(variant: string, strategy: Strategy, target: number, knobs: Knobs = {}, recoveryOverrides?: Partial<PruneRecipe>): Promise<Row> {
+  const recipe: PruneRecipe = { ...tableDefaults, ...recoveryOverrides, target };
+  const recovery = recoveryOverrides ? await prepareRecovery(recipe, tokenizer, model, threads) : undefined;
+  const { model: pruned, report } = await runMop(model, {
+    target,
+    strategy,
+    calibration,
+    seed,
+    threads,
+    ...(recoveryOverrides && { criterion: recipe.criterion, depthRule: recipe.depthRule }),
+    ...knobs,
+    ...(recovery && { recovery }),
+  });
   const q = await quality(pruned, dense.logits);
   const row: Row = {
     variant,
@@ -111,8 +151,11 @@ async function measure(variant: string, strategy: Strategy, target: number, knob
     path: pathOf(report),
     layers: shapeOf(report),
     wallMs: report.wallMs,
+    ...(recoveryOverrides && { recovery: recoveryOverrides, recoverySeconds: report.recovery?.seconds ?? 0 }),
   };
-  process.stderr.write(`${variant.padEnd(22)} ${strategy.padEnd(5)} ${(100 * target).toFixed(0)}%: ppl ${row.perplexity.toFixed(3)} kl ${row.kl.toFixed(4)} path ${row.path} (${(row.wallMs / 1000).toFixed(1)} s)\n`);
+  process.stderr.write(
+    `${variant.padEnd(22)} ${strategy.padEnd(5)} ${(100 * target).toFixed(0)}%${recoveryOverrides ? ' +rec' : ''}: ppl ${row.perplexity.toFixed(3)} kl ${row.kl.toFixed(4)} path ${row.path} (${(row.wallMs / 1000).toFixed(1)} s${row.recoverySeconds !== undefined ? `, recovery ${row.recoverySeconds.toFixed(1)} s` : ''})\n`,
+  );
   return row;
 }
 
@@ -141,7 +184,7 @@ const sweep: [string, Knobs][] = [
   // Another draw of the calibration sequences: how much of a difference is calibration noise.
   [`calibration seed ${seed + 1}`, { calibration: await loadCalibration(tokenizer, { samples, seqLen, seed: seed + 1, ...(args.calibration !== undefined && { path: args.calibration }) }), seed: seed + 1 }],
 ];
-if (!args['no-sweep']) {
+if (knobSweep) {
   for (const [name, knobs] of sweep) for (const target of targets) rows.push(await measure(name, 'mop', target, knobs));
   // The width split matters to the width-only baseline as much as to MoP's width branch.
   for (const target of targets) rows.push(await measure('width split global', 'width', target, { widthSplit: 'global', widthNormalize: 'none' }));
@@ -154,18 +197,18 @@ const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
 const get = (variant: string, strategy: Strategy, target: number) => rows.find((r) => r.variant === variant && r.strategy === strategy && r.target === target);
 
 const lines: string[] = [];
-lines.push('# Pruning quality: MoP vs depth-only vs width-only');
+lines.push('# Pruning quality: MoP vs depth-only vs width-only, without and with recovery fine-tuning');
 lines.push('');
 lines.push(`Generated by \`${command}\` (scripts/bench-quality.ts) on ${new Date().toISOString().slice(0, 10)}; do not edit by hand.`);
 lines.push('');
 lines.push(`- Model: ${args.model ?? 'bundled stories260K'} (${model.spec.layers.length} layers, hidden ${model.spec.hidden}, ${model.spec.layers[0]!.heads} heads / ${model.spec.layers[0]!.kvHeads} KV heads, ffn ${model.spec.layers[0]!.ffn}); ${denseBlocks.toLocaleString('en-US')} block parameters (what is pruned), ${parameterCounts(model.spec).embeddings.toLocaleString('en-US')} embedding/norm parameters (never pruned). One layer = ${pct(1 / model.spec.layers.length)} of the block parameters.`);
-lines.push(`- Calibration: ${samples} sequences × ${seqLen} tokens from \`${args.calibration ?? 'data/tinystories-calibration.txt'}\`, seed ${seed}. No recovery fine-tuning.`);
+lines.push(`- Calibration: ${samples} sequences × ${seqLen} tokens from \`${args.calibration ?? 'data/tinystories-calibration.txt'}\`, seed ${seed}. The tables before "With recovery fine-tuning" prune without any recovery.`);
 lines.push(`- Held-out: \`${args.heldout ?? 'data/tinystories-heldout.txt'}\` (disjoint from the calibration text), ${heldout.tokens.toLocaleString('en-US')} tokens in non-overlapping windows of ${args['eval-seq-len']}.`);
 lines.push(`- **Dense held-out perplexity: ${f(dense.perplexity, 3)}.**`);
 lines.push('- Ratio = 1 − block params(pruned) / block params(dense); every run lands within ±0.5 points of its target.');
 lines.push('- Defaults: selection by calibration perplexity, step budget one average layer, depth removes whole layers (block-influence importance), width budget split between attention and MLP by parameter share with scores normalised per layer and type (AMP importance).');
 lines.push('');
-lines.push('## Held-out perplexity (lower is better; best in bold)');
+lines.push('## Held-out perplexity without recovery (lower is better; best in bold)');
 lines.push('');
 lines.push('| target | MoP | depth-only | width-only | MoP vs best baseline | MoP path | MoP layers (source:kv/ffn) |');
 lines.push('| --- | --- | --- | --- | --- | --- | --- |');
@@ -197,7 +240,7 @@ for (const t of targets) {
   lines.push(`| ${pct(t)} | ${rs.map((r) => (r.kl === best ? `**${f(r.kl, 3)}**` : f(r.kl, 3))).join(' | ')} |`);
 }
 
-if (!args['no-sweep']) {
+if (knobSweep) {
   lines.push('');
   lines.push('## Investigation: MoP knobs (held-out perplexity)');
   lines.push('');
@@ -227,10 +270,11 @@ if (!args['no-sweep']) {
 }
 
 lines.push('');
-lines.push('## Findings');
+lines.push('## Findings (without recovery)');
 lines.push('');
 for (const p of findings()) lines.push(`- ${p}`);
 lines.push('');
+const noRecoveryLines = lines.splice(0);
 
 /** Statements computed from this run's numbers, so they stay true when the report is regenerated. */
 function findings(): string[] {
@@ -252,7 +296,7 @@ function findings(): string[] {
       out.push(`${pct(t)}: MoP loses (path ${m.path}, depth-only ${d.path}, width-only ${w.path}): the calibration-set choice did not carry over to held-out text.`);
     }
   }
-  if (!args['no-sweep']) {
+  if (knobSweep) {
     const noiseVariant = sweep.at(-1)![0];
     const noise = Math.max(...targets.map((t) => Math.abs(get(noiseVariant, 'mop', t)!.perplexity / get('default', 'mop', t)!.perplexity - 1)));
     out.push(`Calibration noise: drawing other calibration sequences (${noiseVariant}) moves MoP's held-out perplexity by up to ${f(100 * noise, 1)}%; smaller differences between rows are not evidence.`);
@@ -279,8 +323,112 @@ function findings(): string[] {
   return out;
 }
 
-fs.mkdirSync(path.dirname(args.out), { recursive: true });
-fs.writeFileSync(args.out, lines.join('\n'));
-const jsonPath = args.out.replace(/\.md$/, '') + '.json';
-fs.writeFileSync(jsonPath, JSON.stringify({ command, dense: { perplexity: dense.perplexity, tokens: dense.tokens, blocks: denseBlocks }, calibration: calibration.description, rows }, null, 2) + '\n');
-process.stderr.write(`wrote ${args.out} and ${jsonPath}\n`);
+// ---- recovery ---------------------------------------------------------------------------------
+const recoverySweepRuns: [string, Strategy, Partial<PruneRecipe>][] = [
+  ['final recovery only (0 per candidate)', 'mop', { recoverySteps: 0 }],
+  ['50 steps per candidate', 'mop', { recoverySteps: 50 }],
+  ['no final recovery (candidates only)', 'mop', { finalRecoverySteps: 0 }],
+  ['loss ce', 'mop', { recoveryLoss: 'ce' }],
+  ['LoRA r 8, lr 5e-3', 'mop', { recovery: 'lora', recoveryLr: 5e-3 }],
+  ['depth rule third-to-last', 'mop', { depthRule: 'third-to-last' }],
+  ['depth rule third-to-last', 'depth', { depthRule: 'third-to-last' }],
+  ['criterion random', 'mop', { criterion: 'random' }],
+  ['criterion kl', 'mop', { criterion: 'kl' }],
+];
+const plannedRecovered = recoveryTargets.length * 3 + (recoverySweep ? recoverySweepRuns.length : 0);
+const recipeOverrides = (r: Partial<PruneRecipe>) => (Object.keys(r).length ? Object.entries(r).map(([k, v]) => `${k} ${String(v)}`).join(', ') : 'default recipe');
+
+writeReport();
+for (const target of recoveryTargets) {
+  for (const strategy of ['mop', 'depth', 'width'] as const) {
+    rows.push(await measure('recovered', strategy, target, {}, {}));
+    writeReport();
+  }
+}
+if (recoverySweep) {
+  for (const [name, strategy, overrides] of recoverySweepRuns) {
+    rows.push(await measure(name, strategy, sweepTarget, {}, overrides));
+    writeReport();
+  }
+}
+
+function recoveryLines(): string[] {
+  const rec = rows.filter((r) => r.recovery);
+  const out: string[] = [];
+  const d = tableDefaults;
+  out.push('## With recovery fine-tuning');
+  out.push('');
+  out.push(
+    `Recipe (the shared prune table's defaults, what \`mop prune\` runs without flags): ${d.recovery} fine-tuning, loss ${d.recoveryLoss} (α ${d.recoveryKdAlpha} distillation from the dense model + ${1 - d.recoveryKdAlpha} cross-entropy), lr ${d.recoveryLr} (AdamW, warm-up 1/15 of the steps, cosine decay), ${d.recoveryBatch} × ${d.recoverySeqLen} tokens per step; **${d.recoverySteps} steps per candidate** before it is scored, **${d.finalRecoverySteps} steps after the target**. Depth-only and width-only run the same code with one candidate per step, so every model's lineage gets the same recovery (${d.recoverySteps} steps per pruning step + ${d.finalRecoverySteps}). Recovery text: the calibration slice plus \`data/tinystories-recovery.txt\` (the middle of the source text), disjoint from the held-out slice. Seconds are wall time on this machine (2 shared cores; other jobs ran at the same time, so they vary by up to 2×).`,
+  );
+  out.push('');
+  out.push(`Ran ${rec.length} of ${plannedRecovered} recovered runs planned by this command${rec.length < plannedRecovered ? ' (stopped early; the rest is not measured)' : ''}.`);
+  out.push('');
+  out.push('| target | MoP | MoP + rec | depth-only | depth + rec | width-only | width + rec | MoP + rec vs best baseline + rec | × dense (MoP + rec) | recovery s (MoP / depth / width) | MoP + rec path |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const verdicts: string[] = [];
+  for (const t of [...targets].sort((a, b) => a - b)) {
+    const m = get('recovered', 'mop', t);
+    const dd = get('recovered', 'depth', t);
+    const w = get('recovered', 'width', t);
+    if (!m && !dd && !w) continue;
+    const cell = (r: Row | undefined) => (r ? f(r.perplexity) : '–');
+    let verdict = '–';
+    if (m && dd && w) {
+      const baseline = Math.min(dd.perplexity, w.perplexity);
+      const rel = (m.perplexity / baseline - 1) * 100;
+      verdict = Math.abs(rel) < 0.05 ? 'tie' : rel < 0 ? `wins (${f(rel, 1)}%)` : `**loses** (+${f(rel, 1)}%)`;
+      if (t >= 0.2 && rel > 0.05) verdicts.push(`${pct(t)}: MoP + recovery ${f(m.perplexity)} vs ${dd.perplexity < w.perplexity ? 'depth' : 'width'}-only + recovery ${f(baseline)} (path MoP ${m.path}, depth ${dd.path}, width ${w.path})`);
+    }
+    const secs = [m, dd, w].map((r) => (r ? f(r.recoverySeconds ?? 0, 0) : '–')).join(' / ');
+    out.push(
+        `| ${pct(t)} | ${cell(get('default', 'mop', t))} | **${cell(m)}** | ${cell(get('default', 'depth', t))} | ${cell(dd)} | ${cell(get('default', 'width', t))} | ${cell(w)} | ${verdict} | ${m ? f(m.perplexity / dense.perplexity) : '–'} | ${secs} | ${m?.path ?? '–'} |`,
+      );
+  }
+  out.push('');
+  out.push('KL(dense ‖ model) on the held-out text, nats per token, with recovery:');
+  out.push('');
+  out.push('| target | MoP + rec | depth + rec | width + rec |');
+  out.push('| --- | --- | --- | --- |');
+  for (const t of [...targets].sort((a, b) => a - b)) {
+    const rs = (['mop', 'depth', 'width'] as const).map((st) => get('recovered', st, t));
+    if (rs.every((r) => !r)) continue;
+    out.push(`| ${pct(t)} | ${rs.map((r) => (r ? f(r.kl, 3) : '–')).join(' | ')} |`);
+  }
+  const m40 = get('recovered', 'mop', sweepTarget);
+  if (m40) {
+    out.push('');
+    out.push(
+      `**Target check at ${pct(sweepTarget)}** (the default \`mop prune\` recipe): held-out perplexity ${f(m40.perplexity, 3)} = **${f(m40.perplexity / dense.perplexity)}× dense** (target ≤ 1.5×; without recovery ${f(get('default', 'mop', sweepTarget)!.perplexity / dense.perplexity)}×); the whole prune took **${f(m40.wallMs / 1000, 0)} s** (target < 600 s), ${f(m40.recoverySeconds ?? 0, 0)} s of it recovery.`,
+    );
+  }
+  out.push('');
+  out.push(verdicts.length ? `MoP + recovery loses to the better baseline + recovery at: ${verdicts.join('; ')}.` : 'MoP + recovery is no worse than the better baseline + recovery at every measured target from 20% up.');
+  const sweepRows = rec.filter((r) => r.variant !== 'recovered');
+  if (sweepRows.length) {
+    out.push('');
+    out.push(`### Recovery knobs at ${pct(sweepTarget)} (one change from the default recipe each)`);
+    out.push('');
+    out.push('| variant | strategy | held-out ppl | × dense | KL | path | recovery s | prune wall s |');
+    out.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+    const base = [get('recovered', 'mop', sweepTarget), get('recovered', 'depth', sweepTarget)].filter((r): r is Row => r !== undefined);
+    for (const r of [...base, ...sweepRows]) {
+      out.push(`| ${r.variant === 'recovered' ? 'default recipe' : `${r.variant} (${recipeOverrides(r.recovery!)})`} | ${r.strategy} | ${f(r.perplexity, 3)} | ${f(r.perplexity / dense.perplexity)} | ${f(r.kl, 3)} | ${r.path} | ${f(r.recoverySeconds ?? 0, 0)} | ${f(r.wallMs / 1000, 0)} |`);
+    }
+  }
+  out.push('');
+  return out;
+}
+
+function writeReport(): void {
+  const all = [...noRecoveryLines];
+  if (recoveryTargets.length || recoverySweep) all.push(...recoveryLines());
+  fs.mkdirSync(path.dirname(args.out), { recursive: true });
+  fs.writeFileSync(args.out, all.join('\n'));
+  const jsonPath = args.out.replace(/\.md$/, '') + '.json';
+  fs.writeFileSync(
+    jsonPath,
+    JSON.stringify({ command, dense: { perplexity: dense.perplexity, tokens: dense.tokens, blocks: denseBlocks }, calibration: calibration.description, recoveryRecipe: tableDefaults, rows }, null, 2) + '\n',
+  );
+  process.stderr.write(`wrote ${args.out} and ${jsonPath}\n`);
+}

@@ -26,19 +26,57 @@ describe('mop prune / mop eval', () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-'));
     try {
       const out = path.join(dir, 'pruned');
-      const p = await mop(['prune', '--samples', '8', '--seq-len', '64', '--strategy', 'width', '--out', out], { MOP_PRUNE_TARGET: '0.2' });
+      // Recovery is on by default; a tiny budget keeps this test fast (flags and MOP_PRUNE_* alike).
+      const tiny = ['--recovery-steps', '2', '--final-recovery-steps', '10', '--recovery-batch', '2', '--recovery-seq-len', '32'];
+      const p = await mop(['prune', '--samples', '8', '--seq-len', '64', '--strategy', 'width', ...tiny, '--out', out], { MOP_PRUNE_TARGET: '0.2', MOP_PRUNE_RECOVERY_LOSS: 'ce' });
       assert.equal(p.code, 0, p.stderr);
       assert.match(p.stderr, /\[prune \d+\/\d+\] step 1/, 'plain progress lines when stderr is not a terminal');
+      assert.match(p.stderr, /final recovery: recovery 10\/10, loss \d+\.\d+, \d+ tok\/s, ETA \d+ s/, 'recovery progress with loss, tokens/s and ETA');
+      assert.ok((p.stderr.match(/final recovery: recovery/g) ?? []).length <= 10, 'a log gets at most a line per tenth of a recovery');
       assert.match(p.stderr, /width pruning to 20\.0%: reached 2\d\.\d%/);
       const report = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8'));
       assert.equal(report.strategy, 'width');
       assert.equal(report.target, 0.2);
+      assert.equal(report.recovery.recipe.kind, 'full');
+      assert.equal(report.recovery.recipe.loss, 'ce');
+      assert.equal(report.recovery.final.updates, 10);
+      assert.equal(report.steps[0].candidates[0].recovery.steps, 2);
 
       const e = await mop(['eval', '--model', out, '--seq-len', '128']);
       assert.equal(e.code, 0, e.stderr);
       const m = /^perplexity: (\d+\.\d+)\ntokens: (\d+)\n$/.exec(e.stdout);
       assert.ok(m, e.stdout);
       assert.ok(Number(m[1]) > 1 && Number(m[2]) > 10000);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('bad recovery options and recovery data fail with one line naming the option, before writing anything', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-'));
+    try {
+      const out = path.join(dir, 'never');
+      await fs.writeFile(path.join(dir, 'empty.txt'), '\n');
+      await fs.writeFile(path.join(dir, 'short.txt'), 'Once upon a time there was a cat. '.repeat(20));
+      const cases: [string[], RegExp][] = [
+        [['--recovery-lr', '0'], /--recovery-lr \/ MOP_PRUNE_RECOVERY_LR: expected a number in \(0, 1\], got "0"/],
+        [['--recovery-lr', 'Infinity'], /--recovery-lr \/ MOP_PRUNE_RECOVERY_LR: expected a number/],
+        [['--recovery-steps', '-1'], /--recovery-steps \/ MOP_PRUNE_RECOVERY_STEPS: expected an integer in \[0, 100000\], got "-1"/],
+        [['--recovery', 'half'], /unknown recovery 'half'; choose one of: none, lora, full/],
+        [['--recovery-loss', 'mse'], /unknown recovery-loss 'mse'; choose one of: ce, kd/],
+        [['--recovery', 'lora', '--recovery-lora-rank', '0'], /--recovery-lora-rank \/ MOP_PRUNE_RECOVERY_LORA_RANK: expected an integer in \[1, 4096\]/],
+        [['--recovery', 'lora', '--recovery-lora-rank', '100'], /LoRA rank 100 exceeds the narrowest adapted layer width \(\d+\)/],
+        [['--recovery-data', path.join(dir, 'nope.txt')], /recovery data file not found/],
+        [['--recovery-data', path.join(dir, 'empty.txt')], /recovery data file is empty/],
+        [['--recovery-data', path.join(dir, 'short.txt')], /too short: it has \d+ tokens, one recovery batch of 16 × 128 needs 2048/],
+      ];
+      for (const [flags, pattern] of cases) {
+        const r = await mop(['prune', '--target', '0.3', '--samples', '8', '--seq-len', '64', ...flags, '--out', out]);
+        assert.notEqual(r.code, 0, flags.join(' '));
+        assert.match(r.stderr, pattern, flags.join(' '));
+        assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+      }
+      await assert.rejects(fs.stat(out));
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

@@ -8,6 +8,8 @@ import { type MopProgress, type MopResult, runMop, validateMopOptions } from '..
 import type { MopRecoveryOptions } from '../../mop/mop-recovery.ts';
 import { loadRecoveryText } from '../../mop/recovery-data.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
+import type { ModelWeights } from '../../mop/surgery.ts';
+import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 import { defaultRecoveryOptions, type RecoveryOptions, validateRecoveryOptions } from '../../runtime/train/recover.ts';
 import type { DeviceName } from '../../runtime/device/device.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
@@ -59,6 +61,25 @@ function recoveryRecipe(recipe: PruneRecipe): MopRecoveryOptions['recipe'] | und
   return r;
 }
 
+/**
+ * MoP's recovery options for a recipe: the recovery text read and cut (MopInputError when it is
+ * missing, empty or too short), the model being pruned as the distillation teacher. Undefined when
+ * the recipe asks for no recovery.
+ */
+export async function prepareRecovery(recipe: PruneRecipe, tokenizer: Tokenizer, model: ModelWeights, threads?: number): Promise<MopRecoveryOptions | undefined> {
+  const options = recoveryRecipe(recipe);
+  if (!options) return undefined;
+  const text = await loadRecoveryText(tokenizer, { ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }), seqLen: recipe.recoverySeqLen, batch: recipe.recoveryBatch });
+  return {
+    recipe: { ...options, ...(threads !== undefined && { threads }) },
+    candidateSteps: recipe.recoverySteps,
+    finalSteps: recipe.finalRecoverySteps,
+    // The model being pruned teaches its pruned candidates (distillation).
+    data: { windows: text.windows, teacher: { spec: model.spec, weights: model.weights } },
+    description: text.description,
+  };
+}
+
 export async function runPrune(run: PruneRun): Promise<MopResult> {
   const { recipe, model } = run;
   validateRecipe(recipe, model.spec);
@@ -70,19 +91,7 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
     seqLen: recipe.seqLen,
     seed: recipe.seed,
   });
-  const recoveryOptions = recoveryRecipe(recipe);
-  let recovery: MopRecoveryOptions | undefined;
-  if (recoveryOptions) {
-    const text = await loadRecoveryText(tokenizer, { ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }), seqLen: recipe.recoverySeqLen, batch: recipe.recoveryBatch });
-    recovery = {
-      recipe: { ...recoveryOptions, ...(run.threads !== undefined && { threads: run.threads }) },
-      candidateSteps: recipe.recoverySteps,
-      finalSteps: recipe.finalRecoverySteps,
-      // The model being pruned teaches its pruned candidates (distillation).
-      data: { windows: text.windows, teacher: { spec: model.spec, weights: model.weights } },
-      description: text.description,
-    };
-  }
+  const recovery = await prepareRecovery(recipe, tokenizer, model, run.threads);
   run.onCalibrated?.(calibration.description);
   return runMop(
     { spec: model.spec, weights: model.weights },
