@@ -7,8 +7,9 @@ import { assertOpenAIError, postJson, scrape, startTestServer } from './helpers/
 
 const TOKEN = 'test-admin-token';
 const auth = { authorization: `Bearer ${TOKEN}` };
-// Small calibration so a prune of the bundled model takes seconds, not minutes.
-const quick = { samples: 8, seq_len: 64 };
+// Small calibration and no recovery fine-tuning (on by default; prune-recovery.test.ts covers it)
+// so a prune of the bundled model takes seconds, not minutes.
+const quick = { samples: 8, seq_len: 64, recovery: 'none' };
 
 function admin(s: RunningServer, method: string, path: string, body?: unknown, headers: Record<string, string> = auth): Promise<Response> {
   return fetch(s.url + path, { method, headers: { 'content-type': 'application/json', ...headers }, ...(body !== undefined && { body: JSON.stringify(body) }) });
@@ -209,7 +210,7 @@ describe('admin API', () => {
 
 describe('start-up prune', () => {
   it('serves the dense model at once, then switches to the pruned variant when the job is done', async () => {
-    const s = await startTestServer({ pruneTarget: 0.2, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64 } });
+    const s = await startTestServer({ pruneTarget: 0.2, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64, recovery: 'none' } });
     try {
       assert.equal(s.state.ready, true, 'ready before the prune finishes');
       assert.equal(s.service.jobs.list().length, 1);
