@@ -1,13 +1,19 @@
 /**
  * POST /v1/completions: prompts (string, strings, token ids, token-id arrays) × n choices, each a
  * scheduler generation; choice index = prompt index × n + j, as OpenAI numbers them. Answers with
- * one JSON object or, with `stream: true`, SSE chunks of the same shape.
+ * one JSON object or, with `stream: true`, SSE chunks of the same shape. With `echo` and
+ * `logprobs`, the prompt tokens' log-probabilities come from the variant's prompt scoring (plain
+ * numbers from its engine worker); `max_tokens: 0` with `echo` generates nothing.
  */
+import { ContextLengthError } from '../runtime/engine/errors.ts';
+import type { PromptScores } from '../runtime/engine/prompt-scores.ts';
+import { SchedulerClosedError } from '../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent, GenerationRequest, TokenEvent } from '../runtime/engine/sequence.ts';
+import type { ServedVariant } from '../service/engine/served-variant.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
 import { parseBody } from './endpoint.ts';
-import { invalidRequest, modelNotFound } from './errors.ts';
+import { invalidRequest, modelNotFound, unavailable } from './errors.ts';
 import { Fanout } from './fanout.ts';
 import { type PreparedPrompt, preparePrompts, resolveMaxTokens } from './prompt.ts';
 import {
@@ -39,6 +45,15 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
     throw invalidRequest(`${prompts.length} prompts × n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, prompts.length > 1 ? 'prompt' : 'n');
   }
   const logprobs = body.logprobs ?? undefined;
+  const echo = body.echo ?? false;
+  if (body.max_tokens === 0 && !echo) throw invalidRequest('max_tokens 0 generates nothing; it is accepted only with echo: true (to return the prompt and its log-probabilities).', 'max_tokens');
+  // Once per prompt, however many choices share it.
+  const promptScores = echo && logprobs !== undefined ? await scorePrompts(variant, prompts, logprobs, context) : undefined;
+  const shape = new CompletionShape(responseId('cmpl'), variant.id, tokenizer, prompts, n, echo, logprobs !== undefined, promptScores);
+  if (body.max_tokens === 0) {
+    if (body.stream) return sseResponse(shape.promptOnlyChunks(body.stream_options?.include_usage ?? false));
+    return Response.json(shape.response(Array.from({ length: prompts.length * n }, () => [])));
+  }
   const stop = stopList(body.stop);
   const requests: GenerationRequest[] = [];
   prompts.forEach((p, i) => {
@@ -49,10 +64,28 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
   });
 
   const fanout = new Fanout(variant, ctx.metrics, requests, ctx.signal);
-  const shape = new CompletionShape(responseId('cmpl'), variant.id, tokenizer, prompts, n, body.echo ?? false, logprobs !== undefined);
   if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false));
   const events = await fanout.collect();
   return Response.json(shape.response(events));
+}
+
+/** Each prompt's log-probabilities; the engine's refusals as HTTP errors. */
+async function scorePrompts(variant: ServedVariant, prompts: readonly PreparedPrompt[], topN: number, context: number): Promise<PromptScores[]> {
+  const out: PromptScores[] = [];
+  for (const [i, p] of prompts.entries()) {
+    const param = prompts.length > 1 ? `prompt[${i}]` : 'prompt';
+    if (p.tokens.length > context) {
+      throw invalidRequest(`This model's maximum context length is ${context} tokens, but the prompt has ${p.tokens.length} tokens. Please shorten the prompt.`, param, 'context_length_exceeded');
+    }
+    try {
+      out.push(await variant.scorePrompt(p.tokens, topN));
+    } catch (e) {
+      if (e instanceof ContextLengthError) throw invalidRequest(e.message, param, 'context_length_exceeded');
+      if (e instanceof SchedulerClosedError) throw unavailable('The server is shutting down and takes no new requests.');
+      throw e;
+    }
+  }
+  return out;
 }
 
 /** Fields OpenAI defines that this server cannot honour: refused, never silently ignored. */
@@ -74,10 +107,28 @@ class CompletionShape {
     private readonly n: number,
     private readonly echo: boolean,
     private readonly logprobs: boolean,
+    /** Per prompt, with echo + logprobs. */
+    private readonly promptScores?: readonly PromptScores[],
   ) {}
 
   private prompt(index: number): PreparedPrompt {
     return this.prompts[Math.floor(index / this.n)]!;
+  }
+
+  private scores(index: number): PromptScores | undefined {
+    return this.promptScores?.[Math.floor(index / this.n)];
+  }
+
+  /** max_tokens 0: the echoed prompts (with their log-probabilities), each choice finished at once by its length limit. */
+  async *promptOnlyChunks(includeUsage: boolean): AsyncGenerator<CompletionResponse> {
+    const extra = includeUsage ? { usage: null } : {};
+    for (let index = 0; index < this.prompts.length * this.n; index++) {
+      const p = this.prompt(index);
+      const lp = this.logprobs ? new LogprobsBuilder(this.tokenizer) : undefined;
+      lp?.addPrompt(p.tokens, this.scores(index));
+      yield { ...this.envelope(), choices: [{ text: p.text, index, logprobs: lp?.take() ?? null, finish_reason: 'length' }], ...extra };
+    }
+    if (includeUsage) yield { ...this.envelope(), choices: [], usage: usage(this.promptTokens(), 0) };
   }
 
   response(events: GenerationEvent[][]): CompletionResponse {
@@ -87,9 +138,10 @@ class CompletionShape {
       let text = '';
       if (this.echo) {
         text = this.prompt(index).text;
-        lp?.addPrompt(this.prompt(index).tokens);
+        lp?.addPrompt(this.prompt(index).tokens, this.scores(index));
       }
-      let finish: FinishReasonWire | null = null;
+      // No events: max_tokens 0, finished by the length limit before any token.
+      let finish: FinishReasonWire | null = evs.length === 0 ? 'length' : null;
       for (const e of evs) {
         if (e.type === 'token') lp?.addToken(e);
         else {
@@ -118,7 +170,7 @@ class CompletionShape {
       if (this.echo) {
         for (let index = 0; index < this.prompts.length * this.n; index++) {
           const p = this.prompt(index);
-          if (this.logprobs) builder(index).addPrompt(p.tokens);
+          if (this.logprobs) builder(index).addPrompt(p.tokens, this.scores(index));
           yield chunk({ text: p.text, index, logprobs: this.logprobs ? builder(index).take() : null, finish_reason: null });
         }
       }
@@ -153,8 +205,9 @@ class CompletionShape {
 
 /**
  * Legacy logprobs as parallel arrays. `text_offset` is each token's character offset in the
- * choice's text (echoed prompt included), counted over the text actually returned. Prompt tokens
- * (echo) carry null logprobs: the engine computes log-probabilities of generated tokens only.
+ * choice's text (echoed prompt included), counted over the text actually returned. Echoed prompt
+ * tokens carry their log-probabilities given the tokens before them (the first token: null), with
+ * the top alternatives and the token itself among the top entries, as vLLM returns them.
  */
 class LogprobsBuilder {
   private offset = 0;
@@ -162,10 +215,18 @@ class LogprobsBuilder {
 
   constructor(private readonly tokenizer: Tokenizer) {}
 
-  addPrompt(tokens: readonly number[]): void {
+  addPrompt(tokens: readonly number[], scores?: PromptScores): void {
     const decoder = this.tokenizer.createDecoder();
-    for (const t of tokens) {
-      this.push(t, null, null);
+    for (const [i, t] of tokens.entries()) {
+      const logprob = scores?.logprobs[i] ?? null;
+      const alternatives = scores?.top[i];
+      let top: Record<string, number> | null = null;
+      if (alternatives && logprob !== null) {
+        top = {};
+        for (const alt of alternatives) top[this.tokenizer.tokenText(alt.token)] = alt.logprob;
+        top[this.tokenizer.tokenText(t)] = logprob;
+      }
+      this.push(t, logprob, top);
       this.offset += decoder.push(t).length;
     }
     this.offset += decoder.flush().length;

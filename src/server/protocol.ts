@@ -68,6 +68,9 @@ export function completionRequestSchema(limits: ProtocolLimits) {
   return z.object({
     ...commonFields(limits),
     prompt: promptSchema,
+    // 0 generates nothing: with echo, the prompt and its log-probabilities are the answer (how
+    // evaluation harnesses score log-likelihoods, as OpenAI's legacy completions and vLLM accept).
+    max_tokens: z.number().int().min(0, 'must be at least 0').nullish(),
     logprobs: z
       .number()
       .int()

@@ -58,10 +58,11 @@ describe('POST /admin/prune with recovery fine-tuning', () => {
     const started = await admin(s, 'POST', '/admin/prune', body);
     assert.equal(started.status, 202);
     const { id } = (await started.json()) as { id: string };
-    let progress: { recovery?: { phase: string; step: number; steps: number; loss: number; tokensPerSecond: number; etaSeconds: number } } | null = null;
+    type Progress = { recovery?: { phase: string; step: number; steps: number; loss: number; tokensPerSecond: number; etaSeconds: number } };
+    let progress = null as Progress | null;
     const end = Date.now() + 60_000;
     while (Date.now() < end) {
-      const job = (await (await admin(s, 'GET', `/admin/prune/${id}`)).json()) as { status: string; progress: typeof progress };
+      const job = (await (await admin(s, 'GET', `/admin/prune/${id}`)).json()) as { status: string; progress: Progress | null };
       assert.equal(job.status, 'running');
       if (job.progress?.recovery?.phase === 'final' && job.progress.recovery.step >= 2) {
         progress = job.progress;

@@ -7,6 +7,7 @@
 import type { Worker } from 'node:worker_threads';
 import { ContextLengthError } from '../../runtime/engine/errors.ts';
 import { EventChannel } from '../../runtime/engine/event-channel.ts';
+import type { PromptScorer, PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import { validateSamplingParams } from '../../runtime/engine/sampling-params.ts';
 import { QueueFullError, type RequestHandle, type Scheduler, SchedulerClosedError, type SchedulerStats, zeroEngineTimes } from '../../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/sequence.ts';
@@ -23,8 +24,9 @@ interface Pending {
 
 const idleStats = (capacity: number): SchedulerStats => ({ running: 0, waiting: 0, lastBatchSize: 0, kvTokensUsed: 0, kvTokensCapacity: capacity, engine: zeroEngineTimes() });
 
-export class EngineClient implements Scheduler {
+export class EngineClient implements Scheduler, PromptScorer {
   private readonly pending = new Map<number, Pending>();
+  private readonly scoring = new Map<number, { resolve: (s: PromptScores) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private closed = false;
   private exited = false;
@@ -113,6 +115,19 @@ export class EngineClient implements Scheduler {
     return handle;
   }
 
+  /** Prompt log-probabilities from the worker's scoring session (a message round trip; no tensor crosses). */
+  scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
+    if (this.exited) return Promise.reject(new VariantUnavailableError(this.init.variant, `the engine of '${this.init.variant}' is not running`));
+    if (this.closed) return Promise.reject(new SchedulerClosedError('the server is shutting down and accepts no new requests'));
+    if (tokens.length === 0) return Promise.reject(new RangeError('the prompt has no tokens'));
+    if (tokens.length > this.maxContext) return Promise.reject(new ContextLengthError(`the prompt has ${tokens.length} tokens; the context holds ${this.maxContext}`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.scoring.set(id, { resolve, reject });
+      this.send({ type: 'score', id, tokens: [...tokens], topN });
+    });
+  }
+
   stats(): SchedulerStats {
     if (this.exited) return { ...idleStats(this.latest.kvTokensCapacity), engine: this.latest.engine };
     // The queue is known here at once; the rest is as the worker last pushed it.
@@ -166,7 +181,18 @@ export class EngineClient implements Scheduler {
         if (m.event.type === 'finish') this.settle(m.id, p).channel.end();
         break;
       }
+      case 'scored': {
+        this.scoring.get(m.id)?.resolve(m.scores);
+        this.scoring.delete(m.id);
+        break;
+      }
       case 'rejected': {
+        const s = this.scoring.get(m.id);
+        if (s) {
+          this.scoring.delete(m.id);
+          s.reject(fromWireError(m.error));
+          break;
+        }
         const p = this.pending.get(m.id);
         if (p) this.settle(m.id, p).channel.fail(fromWireError(m.error));
         break;
@@ -195,6 +221,8 @@ export class EngineClient implements Scheduler {
     this.exited = true;
     const error = new VariantUnavailableError(this.init.variant, `the engine of '${this.init.variant}' stopped (${reason}); the request was not finished`);
     for (const [id, p] of this.pending) this.settle(id, p).channel.fail(error);
+    for (const s of this.scoring.values()) s.reject(error);
+    this.scoring.clear();
     for (const w of this.drainWaiters.splice(0)) w();
     this.releaseWaiter?.();
     this.onUnexpectedExit?.(reason);

@@ -5,6 +5,7 @@
  * in SharedArrayBuffers, so starting a worker copies no tensor.
  */
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
+import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import type { SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/sequence.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
@@ -44,6 +45,8 @@ export interface WireError {
 export type ToEngine =
   | { type: 'submit'; id: number; request: WireRequest }
   | { type: 'abort'; id: number }
+  /** Prompt log-probabilities (echo + logprobs); answered by 'scored' or 'rejected'. */
+  | { type: 'score'; id: number; tokens: number[]; topN: number }
   | { type: 'drain'; graceMs: number }
   | { type: 'release' }
   /** End the thread at once, as a crash would: the requests it holds are not finished. */
@@ -56,6 +59,7 @@ export type FromEngine =
   | { type: 'rejected'; id: number; error: WireError }
   /** `admittedAt` (epoch ms) comes with a request's first event. */
   | { type: 'event'; id: number; event: GenerationEvent; admittedAt?: number }
+  | { type: 'scored'; id: number; scores: PromptScores }
   | { type: 'stats'; stats: SchedulerStats }
   | { type: 'drained' }
   | { type: 'released' };

@@ -4,6 +4,7 @@
  * dies, the requests it held fail (503), the variant restarts it, and after too many deaths in a
  * short time gives up and reports itself unavailable; other variants are untouched.
  */
+import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import type { RequestHandle, Scheduler, SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import type { GenerationRequest } from '../../runtime/engine/sequence.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
@@ -105,6 +106,11 @@ export class EngineVariant implements ServedVariant, Scheduler {
 
   stats(): SchedulerStats {
     return this.engine.stats();
+  }
+
+  scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
+    if (this.status !== 'serving') return Promise.reject(new VariantUnavailableError(this.id, `model '${this.id}' is ${this.status}: ${this.statusReason ?? 'its engine is not running'}`));
+    return this.engine.scorePrompt(tokens, topN);
   }
 
   drain(graceMs: number): Promise<void> {

@@ -6,6 +6,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createDecoderSession } from '../../runtime/engine/create-session.ts';
 import type { DecoderSession } from '../../runtime/engine/decoder-session.ts';
+import { ScoringSession } from '../../runtime/engine/prompt-scores.ts';
+import { cpuTarget } from '../../runtime/device/device.ts';
 import { BatchScheduler } from '../../runtime/engine/scheduler.ts';
 import type { SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import { createTokenizer } from '../../runtime/tokenizer/create.ts';
@@ -37,6 +39,13 @@ async function main(): Promise<void> {
     port.close();
     return;
   }
+  // Prompt scoring needs logits at every position: its own session, built on first use. The native
+  // CUDA decoder returns last-position logits only, so its variants score on the CPU.
+  const scoring = new ScoringSession(init.spec, init.weights, {
+    maxContext: session.maxContext,
+    target: init.session.target.device === 'cuda-native' ? cpuTarget : init.session.target,
+    ...(init.session.threads !== undefined && { threads: init.session.threads }),
+  });
   const aborts = new Map<number, AbortController>();
   let lastStats = '';
   const pushStats = () => {
@@ -77,6 +86,12 @@ async function main(): Promise<void> {
       case 'abort':
         aborts.get(m.id)?.abort();
         break;
+      case 'score':
+        scoring.scorePrompt(m.tokens, m.topN).then(
+          (scores) => post({ type: 'scored', id: m.id, scores }),
+          (e: unknown) => post({ type: 'rejected', id: m.id, error: toWireError(e) }),
+        );
+        break;
       case 'drain':
         void scheduler.drain(m.graceMs).then(() => {
           pushStats();
@@ -89,7 +104,7 @@ async function main(): Promise<void> {
         break;
       case 'release':
         clearInterval(statsTimer);
-        void session.release().finally(() => {
+        void Promise.allSettled([session.release(), scoring.release()]).finally(() => {
           post({ type: 'released' });
           port.close();
         });

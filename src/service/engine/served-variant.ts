@@ -1,9 +1,11 @@
 /**
- * What the HTTP layer sees of a served model: its id, a scheduler to submit generations to, the
- * tokenizer that turns prompts into ids, and a plain description. Never a session or weights:
+ * What the HTTP layer sees of a served model: its id, a scheduler to submit generations to, prompt
+ * scoring (log-probabilities of a prompt's tokens, as plain numbers), the tokenizer that turns
+ * prompts into ids, and a plain description. Never a session or weights:
  * those live in the variant's engine worker.
  */
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
+import type { PromptScorer } from '../../runtime/engine/prompt-scores.ts';
 import type { Scheduler } from '../../runtime/engine/scheduler-types.ts';
 import type { LayerSpec } from '../../runtime/model/spec.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
@@ -11,7 +13,7 @@ import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 /** serving: takes requests; restarting: its engine died and is being started again; unavailable: given up on. */
 export type VariantStatus = 'serving' | 'restarting' | 'unavailable';
 
-export interface ServedVariant {
+export interface ServedVariant extends PromptScorer {
   /** The `model` id clients send, and the `model` label of every metric series. */
   readonly id: string;
   readonly scheduler: Scheduler;

@@ -1,0 +1,95 @@
+import type { ModelSpec } from '../model/spec.ts';
+import type { Weights } from '../model/tensor.ts';
+import type { ExecutionTarget } from '../device/device.ts';
+import { ContextLengthError } from './errors.ts';
+import { ModelSession } from './model-session.ts';
+
+/**
+ * Prompt log-probabilities: log p(token t | tokens before t) for every prompt token after the
+ * first (which has no context: null), with the top-N alternatives at each position. This is what
+ * `echo` + `logprobs` on /v1/completions return, and what evaluation harnesses score
+ * log-likelihoods with.
+ */
+export interface PromptScores {
+  /** One per prompt token; null for the first. */
+  logprobs: (number | null)[];
+  /** One per prompt token: the N most likely tokens at that position, most likely first; null for the first. */
+  top: ({ token: number; logprob: number }[] | null)[];
+}
+
+export interface PromptScorer {
+  /** Throws ContextLengthError when the prompt exceeds the context, RangeError for an empty one. */
+  scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores>;
+}
+
+/** Scores from full-sequence logits ([tokens.length × vocab], row t predicting token t + 1). */
+export function promptScoresFromLogits(tokens: readonly number[], logits: Float32Array, vocab: number, topN: number): PromptScores {
+  const logprobs: (number | null)[] = [null];
+  const top: PromptScores['top'] = [null];
+  for (let t = 1; t < tokens.length; t++) {
+    const row = logits.subarray((t - 1) * vocab, t * vocab);
+    let max = -Infinity;
+    for (const x of row) if (x > max) max = x;
+    let sum = 0;
+    for (const x of row) sum += Math.exp(x - max);
+    const logZ = max + Math.log(sum);
+    logprobs.push(row[tokens[t]!]! - logZ);
+    top.push(topK(row, topN).map((token) => ({ token, logprob: row[token]! - logZ })));
+  }
+  return { logprobs, top };
+}
+
+/** Indices of the k largest entries, largest first (ties: lower index first). */
+function topK(row: Float32Array, k: number): number[] {
+  const best: number[] = [];
+  for (let i = 0; i < row.length && k > 0; i++) {
+    if (best.length === k && row[i]! <= row[best[k - 1]!]!) continue;
+    let at = best.length === k ? k - 1 : best.length;
+    if (best.length < k) best.push(i);
+    while (at > 0 && row[best[at - 1]!]! < row[i]!) {
+      best[at] = best[at - 1]!;
+      at--;
+    }
+    best[at] = i;
+  }
+  return best;
+}
+
+/**
+ * A scoring session beside the serving one: the same model with a graph that returns logits for
+ * every position (the serving graph returns the last position's only), one sequence at a time,
+ * built on first use so a server that never scores never pays for it.
+ */
+export class ScoringSession implements PromptScorer {
+  private session: Promise<ModelSession> | undefined;
+
+  constructor(
+    private readonly spec: ModelSpec,
+    private readonly weights: Weights,
+    private readonly options: { maxContext: number; target?: ExecutionTarget; threads?: number },
+  ) {}
+
+  async scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
+    if (tokens.length === 0) throw new RangeError('the prompt has no tokens');
+    if (tokens.length > this.options.maxContext) throw new ContextLengthError(`the prompt has ${tokens.length} tokens; the context holds ${this.options.maxContext}`);
+    this.session ??= ModelSession.create(this.spec, this.weights, {
+      maxBatch: 1,
+      maxContext: this.options.maxContext,
+      logits: 'all',
+      ...(this.options.target && { target: this.options.target }),
+      ...(this.options.threads !== undefined && { threads: this.options.threads }),
+    });
+    const session = await this.session;
+    session.reset(0);
+    try {
+      const logits = await session.prefill(0, tokens);
+      return promptScoresFromLogits(tokens, logits, this.spec.vocabSize, topN);
+    } finally {
+      session.reset(0);
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.session) await (await this.session).release();
+  }
+}
