@@ -134,6 +134,17 @@ export function summarizeReport(r: PruneReport): string {
     `${r.strategy} pruning to ${pct(r.target)}: reached ${pct(r.result.ratio)} ` +
     `(block params ${r.referenceBlocks.toLocaleString('en-US')} → ${r.result.params.blocks.toLocaleString('en-US')}; ` +
     `${r.result.layers.length} layers) in ${r.steps.length} steps (${r.result.steps.depth} depth, ${r.result.steps.width} width), ` +
-    `calibration ${r.criterion} ${r.result.finalScore.toFixed(4)}, ${(r.wallMs / 1000).toFixed(1)} s`
+    `calibration ${r.criterion} ${r.result.finalScore.toFixed(4)}, ${(r.wallMs / 1000).toFixed(1)} s` +
+    (r.recovery ? `; ${summarizeRecovery(r)}` : '')
   );
+}
+
+/** The recovery part of the summary: budget, time, the final run's loss, and any run stopped by a non-finite loss. */
+function summarizeRecovery(r: PruneReport): string {
+  const rec = r.recovery!;
+  const runs = [...r.steps.flatMap((s) => s.candidates.map((c) => c.recovery)), rec.final].filter((x) => x !== undefined);
+  const stopped = runs.filter((x) => x.stopped === 'non-finite');
+  const final = rec.final ? `, final train loss ${rec.final.trainLossFirst.toFixed(3)} → ${rec.final.trainLossLast.toFixed(3)} at ${Math.round(rec.final.tokensPerSecond)} tok/s` : '';
+  const warn = stopped.length ? `; ${stopped.length} recovery run(s) hit a non-finite loss (at step ${stopped.map((x) => x.nonFiniteStep).join(', ')}) and kept their last good weights` : '';
+  return `${rec.recipe.kind} recovery (${rec.recipe.loss}, ${rec.candidateSteps} steps per candidate, ${rec.finalSteps} final) ${rec.seconds.toFixed(1)} s${final}${warn}`;
 }
