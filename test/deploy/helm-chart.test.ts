@@ -163,7 +163,7 @@ for (const c of cases) {
       assert.ok(s.resources.requests.cpu && s.resources.requests.memory && s.resources.limits.memory, 'requests and a memory limit');
     });
 
-    it(gpu ? 'wire the admin token Secret, the models volume and the HPA' : 'create no Secret, volume or HPA unless asked', () => {
+    it(gpu ? 'wire the admin token Secret, the models volume, the model store and the HPA' : 'create no Secret, volume, model store or HPA unless asked', () => {
       const s = serverContainer(docs);
       const deployment = one(docs, 'Deployment');
       if (gpu) {
@@ -171,10 +171,21 @@ for (const c of cases) {
         const ref = (s.env as Doc[]).find((e) => e.name === 'MOP_ADMIN_TOKEN')!.valueFrom.secretKeyRef;
         assert.equal(ref.name, secret.metadata.name);
         assert.ok(ref.key in secret.stringData);
-        const pvc = one(docs, 'PersistentVolumeClaim');
         const volume = (deployment.spec.template.spec.volumes as Doc[]).find((v) => v.name === 'models');
-        assert.equal(volume?.persistentVolumeClaim.claimName, pvc.metadata.name);
+        assert.equal(volume?.persistentVolumeClaim.claimName, 'llama-weights');
         assert.ok((s.volumeMounts as Doc[]).some((m) => m.name === 'models' && m.mountPath === '/models' && m.readOnly === true));
+        // The model store: one claim every replica mounts read-write, named in MOP_MODEL_STORE.
+        const pvc = one(docs, 'PersistentVolumeClaim');
+        assert.deepEqual(pvc.spec.accessModes, ['ReadWriteMany'], 'autoscaling: several pods share the store');
+        assert.equal(pvc.metadata.annotations['helm.sh/resource-policy'], 'keep');
+        assert.equal(pvc.metadata.annotations['helm.sh/hook'], 'pre-install', 'created before the pre-install Job that writes into it');
+        const store = (deployment.spec.template.spec.volumes as Doc[]).find((v) => v.name === 'model-store');
+        assert.equal(store?.persistentVolumeClaim.claimName, pvc.metadata.name);
+        const mount = (s.volumeMounts as Doc[]).find((m) => m.name === 'model-store');
+        assert.ok(mount && !mount.readOnly);
+        assert.equal(configEnv(docs).MOP_MODEL_STORE, mount.mountPath);
+        assert.equal(configEnv(docs).MOP_MODEL_STORE_POLL_MS, '3000');
+        assert.equal(configEnv(docs).MOP_MODEL_STORE_MAX_BYTES, '80000000000');
         assert.match(String(configEnv(docs).MOP_MODEL), /^\/models\//);
         const hpa = one(docs, 'HorizontalPodAutoscaler');
         assert.equal(hpa.spec.scaleTargetRef.name, deployment.metadata.name);
@@ -183,11 +194,35 @@ for (const c of cases) {
         assert.equal(byKind(docs, 'Secret').length, 0);
         assert.equal(s.env, undefined, 'no MOP_ADMIN_TOKEN: the admin API is off');
         assert.equal(byKind(docs, 'PersistentVolumeClaim').length, 0);
+        assert.equal(byKind(docs, 'Job').length, 0);
+        assert.equal(configEnv(docs).MOP_MODEL_STORE, undefined);
         assert.equal(byKind(docs, 'HorizontalPodAutoscaler').length, 0);
         assert.equal(deployment.spec.replicas, 1);
         assert.equal(configEnv(docs).MOP_MODEL, undefined, 'the bundled model');
       }
     });
+
+    if (gpu) {
+      it('pre-populate the store with a pre-install/pre-upgrade hook Job that prunes as the pods would', () => {
+        const job = one(docs, 'Job');
+        assert.equal(job.metadata.annotations['helm.sh/hook'], 'pre-install,pre-upgrade');
+        assert.ok(Number(job.metadata.annotations['helm.sh/hook-weight']) > Number(one(docs, 'PersistentVolumeClaim').metadata.annotations['helm.sh/hook-weight']), 'after the claim');
+        const pod = job.spec.template.spec;
+        const c = pod.containers[0] as Doc;
+        const env = configEnv(docs);
+        assert.deepEqual(c.args.slice(0, 5), ['prune', '--model-store', env.MOP_MODEL_STORE, '--target', env.MOP_PRUNE_TARGET]);
+        const jobEnv = Object.fromEntries((c.env as Doc[]).map((e) => [e.name, e.value]));
+        for (const name of ['MOP_MODEL', 'MOP_PREFILL_CHUNK']) assert.equal(jobEnv[name], env[name], `${name} as the pods have it (same store key)`);
+        assert.equal(c.image, serverContainer(docs).image);
+        const store = (pod.volumes as Doc[]).find((v) => v.name === 'model-store');
+        assert.equal(store.persistentVolumeClaim.claimName, one(docs, 'PersistentVolumeClaim').metadata.name);
+        assert.equal(pod.restartPolicy, 'Never');
+        assert.equal(pod.securityContext.runAsNonRoot, true);
+        const selector = one(docs, 'Service').spec.selector as Record<string, string>;
+        const labels = job.spec.template.metadata.labels as Record<string, string>;
+        assert.ok(!Object.entries(selector).every(([k, v]) => labels[k] === v), 'the Service never routes to the hook pod');
+      });
+    }
 
     it('alert on p99 latency, error ratio and queue saturation, scoped to this release', () => {
       const rule = one(docs, 'PrometheusRule');
@@ -250,6 +285,34 @@ describe('other value combinations (subset renderer)', () => {
     const { docs } = renderDocs({ server: { requestTimeoutMs: 86_400_000, maxBodyBytes: 67_108_864 } });
     assert.equal(configEnv(docs).MOP_REQUEST_TIMEOUT_MS, '86400000');
     assert.equal(configEnv(docs).MOP_MAX_BODY_BYTES, '67108864');
+  });
+
+  it('gives the store claim ReadWriteMany when several replicas mount it, ReadWriteOnce for one, or the mode set in values', () => {
+    const mode = (values: Record<string, unknown>) => one(renderDocs(values).docs, 'PersistentVolumeClaim').spec.accessModes;
+    assert.deepEqual(mode({ modelStore: { enabled: true } }), ['ReadWriteOnce']);
+    assert.deepEqual(mode({ replicaCount: 3, modelStore: { enabled: true } }), ['ReadWriteMany']);
+    assert.deepEqual(mode({ replicaCount: 3, modelStore: { enabled: true, accessMode: 'ReadWriteOncePod' } }), ['ReadWriteOncePod']);
+    const plain = one(renderDocs({ modelStore: { enabled: true } }).docs, 'PersistentVolumeClaim');
+    assert.equal(plain.metadata.annotations['helm.sh/hook'], undefined, 'without the hook Job the claim is an ordinary release object');
+  });
+
+  it('mounts an existing store claim without creating one, and runs the hook Job only with a target', () => {
+    const { docs } = renderDocs({ modelStore: { enabled: true, existingClaim: 'shared-store', prepopulate: { enabled: true } } });
+    assert.equal(byKind(docs, 'PersistentVolumeClaim').length, 0);
+    assert.equal(byKind(docs, 'Job').length, 0, 'no target: nothing to pre-populate');
+    const volume = (one(docs, 'Deployment').spec.template.spec.volumes as Doc[]).find((v) => v.name === 'model-store');
+    assert.equal(volume?.persistentVolumeClaim.claimName, 'shared-store');
+    const withTarget = renderDocs({ modelStore: { enabled: true, existingClaim: 'shared-store', prepopulate: { enabled: true, target: 0.3, extraArgs: ['--recovery', 'none'] } } });
+    assert.deepEqual(one(withTarget.docs, 'Job').spec.template.spec.containers[0].args, ['prune', '--model-store', '/store', '--target', '0.3', '--recovery', 'none']);
+  });
+
+  it('explains the declarative target and the runtime re-prune, and how a store carries the latter to every replica', () => {
+    const plain = renderDocs({ admin: { token: 't' } }).notes;
+    assert.match(plain, /declarative: server\.pruneTarget/);
+    assert.match(plain, /lost on restart; set\s+modelStore\.enabled/);
+    const stored = renderDocs({ replicaCount: 3, admin: { token: 't' }, modelStore: { enabled: true } }).notes;
+    assert.match(stored, /every other pod loads the new variant from the store \(without pruning\)/);
+    assert.doesNotMatch(stored, /port-forward to each/);
   });
 
   it('tells how to re-prune on every replica when there are several', () => {

@@ -85,3 +85,24 @@ job="{{ include "mop-serve.fullname" . }}",namespace="{{ .Release.Namespace }}"
 {{- define "mop-serve.terminationGracePeriodSeconds" -}}
 {{- add .Values.lifecycle.preStopSleepSeconds .Values.server.shutdownGraceSeconds .Values.lifecycle.exitMarginSeconds }}
 {{- end }}
+
+{{/* The model store's claim: an existing one, or the chart's own. */}}
+{{- define "mop-serve.storeClaimName" -}}
+{{- .Values.modelStore.existingClaim | default (printf "%s-store" (include "mop-serve.fullname" .)) }}
+{{- end }}
+
+{{/* The store claim's access mode: as set, else ReadWriteMany when several pods mount it. */}}
+{{- define "mop-serve.storeAccessMode" -}}
+{{- if .Values.modelStore.accessMode }}
+{{- .Values.modelStore.accessMode }}
+{{- else if or .Values.autoscaling.enabled (gt (int64 .Values.replicaCount) 1) }}
+{{- print "ReadWriteMany" }}
+{{- else }}
+{{- print "ReadWriteOnce" }}
+{{- end }}
+{{- end }}
+
+{{/* The prune target of the store's pre-install hook: its own, else the server's start-up target. */}}
+{{- define "mop-serve.prepopulateTarget" -}}
+{{- .Values.modelStore.prepopulate.target | default .Values.server.pruneTarget }}
+{{- end }}
