@@ -215,7 +215,7 @@ for (const c of cases) {
         for (const name of ['MOP_MODEL', 'MOP_PREFILL_CHUNK']) assert.equal(jobEnv[name], env[name], `${name} as the pods have it (same store key)`);
         assert.equal(c.image, serverContainer(docs).image);
         const store = (pod.volumes as Doc[]).find((v) => v.name === 'model-store');
-        assert.equal(store.persistentVolumeClaim.claimName, one(docs, 'PersistentVolumeClaim').metadata.name);
+        assert.equal(store?.persistentVolumeClaim.claimName, one(docs, 'PersistentVolumeClaim').metadata.name);
         assert.equal(pod.restartPolicy, 'Never');
         assert.equal(pod.securityContext.runAsNonRoot, true);
         const selector = one(docs, 'Service').spec.selector as Record<string, string>;

@@ -16,7 +16,8 @@ import { postJson, scrape, startTestServer, waitFor } from './helpers/server.ts'
 
 const TOKEN = 'store-token';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-const quick = { samples: 8, seq_len: 64 };
+// Small calibration and no recovery fine-tuning (on by default): prunes of seconds, not minutes.
+const quick = { samples: 8, seq_len: 64, recovery: 'none' };
 
 export const admin = (s: RunningServer, method: string, p: string, body?: unknown) =>
   fetch(s.url + '/admin' + p, { method, headers: auth, ...(body !== undefined && { body: JSON.stringify(body) }) });
@@ -197,15 +198,15 @@ describe('mop prune --model-store, then a server with the same start-up target',
 
   it('the server loads the entry the CLI wrote instead of pruning (what the Helm hook Job relies on)', async () => {
     dir = await storeDir();
-    const cli = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--threads', '1', '--quiet'], {}, 300_000);
+    const cli = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--recovery', 'none', '--threads', '1', '--quiet'], {}, 300_000);
     assert.equal(cli.code, 0, cli.stderr);
     const key = /entry ([0-9a-f]{64}) written/.exec(cli.stdout)?.[1];
     assert.ok(key, cli.stdout);
-    const again = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--threads', '1', '--quiet'], {}, 120_000);
+    const again = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--recovery', 'none', '--threads', '1', '--quiet'], {}, 120_000);
     assert.match(again.stdout, new RegExp(`entry ${key} is already there; nothing to prune`));
 
     const lines: string[] = [];
-    s = await startWithStore(dir, { pruneTarget: 0.3, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64 } }, lines);
+    s = await startWithStore(dir, { pruneTarget: 0.3, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64, recovery: 'none' } }, lines);
     await s.service.jobs.idle();
     const [job] = s.service.jobs.list();
     assert.equal(job!.status, 'succeeded', job!.error ?? '');

@@ -59,6 +59,15 @@ describe('prune store keys', () => {
     await assert.rejects(key({ ...base, calibration: path.join(dir, 'missing.txt') }), /calibration file .*missing\.txt: no such file/);
   });
 
+  it('change when any file option (calibration, recovery data, …) names a file with other bytes than its default', async (t) => {
+    const dir = await tempDir(t);
+    const other = path.join(dir, 'other.txt');
+    await fs.writeFile(other, 'Some other text.');
+    const files = pruneOptions.filter((o) => o.type.kind === 'text');
+    assert.ok(files.length >= 1);
+    for (const o of files) assert.notEqual(await key({ ...base, [o.key]: other } as PruneRecipe), await key(base), `${o.key} set to another file must change the key`);
+  });
+
   it('leave out where the result goes (source, id, activate)', async () => {
     assert.equal(await key(recipeOf({ ...base, source: 'mop-40', id: 'x', activate: false })), await key(base));
   });

@@ -224,7 +224,9 @@ export class ModelStore {
 
   private async writeScratchEntry(scratch: string, key: HexDigest, write: EntryWriter, origin: EntryOrigin): Promise<EntryRecord> {
     try {
-      await fs.mkdir(scratch, { recursive: true }); // recreates tmp/ if someone removed it
+      await fs.mkdir(this.layout.tmp, { recursive: true }); // recreates tmp/ if someone removed it
+      // Not recursive: a recursive mkdir reports ENOENT on a read-only filesystem instead of EROFS.
+      await fs.mkdir(scratch);
     } catch (e) {
       throw new StoreWriteError(`cannot write to model store ${this.root}: ${describeFsError(e)}`, errorCode(e), { cause: e });
     }

@@ -8,11 +8,19 @@
  */
 import { defaultCalibrationPath } from '../../mop/calibration.ts';
 import { MopInputError } from '../../mop/errors.ts';
+import { defaultRecoverySources } from '../../mop/recovery-data.ts';
 import { digestFile, type EntryRecipe, type HexDigest, storeKey } from '../model-store/index.ts';
 import { type PruneRecipe, pruneOptions } from './prune-options.ts';
 
-/** Files a text option reads when it is unset (the option table leaves the default unstated). */
-const defaultFiles: Partial<Record<keyof PruneRecipe, () => string>> = { calibration: defaultCalibrationPath };
+/**
+ * Files a text option reads when it is unset (the option table leaves the default unstated). A
+ * file option added to the table without an entry here is keyed as unset when unset: add its
+ * default files here, or a change to them would not change the key.
+ */
+const defaultFiles: Partial<Record<keyof PruneRecipe, () => string[]>> = {
+  calibration: () => [defaultCalibrationPath()],
+  recoveryData: () => defaultRecoverySources().map((s) => s.path),
+};
 
 export interface PruneStoreKey {
   key: HexDigest;
@@ -30,8 +38,10 @@ export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe
   const material: Record<string, unknown> = { ...recipe, referenceBlocks };
   for (const o of pruneOptions) {
     if (o.type.kind !== 'text') continue;
-    const path = (recipe[o.key] as string | undefined) ?? defaultFiles[o.key]?.();
-    material[o.key] = path === undefined ? undefined : { sha256: await digestSetting(path, o.name) };
+    const set = recipe[o.key] as string | undefined;
+    const paths = set !== undefined ? [set] : (defaultFiles[o.key]?.() ?? []);
+    const digests = await Promise.all(paths.map((p) => digestSetting(p, o.name)));
+    material[o.key] = digests.length === 0 ? undefined : { sha256: digests.length === 1 ? digests[0]! : digests };
   }
   const entryRecipe = material as EntryRecipe;
   return { key: storeKey(sourceDigest, entryRecipe), sourceDigest, recipe: entryRecipe };

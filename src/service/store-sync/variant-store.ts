@@ -122,6 +122,7 @@ export class VariantStore {
     });
     await this.evict();
     await this.refreshUsage();
+    this.options.log(`model store: following ${this.root} (manifest read every ${this.options.pollMs} ms)`);
     return { restored, manifest };
   }
 
