@@ -5,23 +5,26 @@
  * that `bench-speedup` reads to fill its llama.cpp row; when the peer cannot run, the JSON says why
  * (`available: false`, `reason`) and the exit status is still 0.
  *
- *   node --import tsx scripts/bench-llamacpp.ts [--models bundled,100m] [--threads N,1]
+ *   node --import tsx scripts/bench-llamacpp.ts [--models bundled,100m] [--quants f32,q8_0] [--threads N,1]
  *        [--prompt-tokens 32] [--tokens 64] [--reps 5] [--peer-dir .peer] [--peer-version 3.22.1]
  *        [--gguf-dir bench-out/speedup] [--no-install] [--out bench-out/speedup/llamacpp.json]
  *
- * Models: `bundled` (stories260K), `100m`, `1b` (synthetic, same seed as bench-speedup, so the same
- * weights); the GGUF files (F32) are written under --gguf-dir.
+ * Models: `bundled` (stories260K), `100m`, `1b`, `tinyllama-1b` (synthetic, same seed as
+ * bench-speedup, so the same weights); the GGUF files are written under --gguf-dir, one per
+ * quantization: f32, q8_0 (ours: --dtype int8, the same blocks) and q4_0 (ours: int4). Threads:
+ * llama.cpp's users pin them; the default measures all cores and 1.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchModel, ensurePeer, loadPeer, PEER_VERSION, type PeerReport, peerEntry } from './speedup/llamacpp-peer.ts';
+import { benchModel, ensurePeer, loadPeer, PEER_VERSION, type PeerQuant, peerQuants, type PeerReport, peerEntry } from './speedup/llamacpp-peer.ts';
 import { approxServedBytes, isBenchModelName, loadBenchModel } from './speedup/models.ts';
 
 const { values: args } = parseArgs({
   options: {
     models: { type: 'string', default: 'bundled,100m' },
+    quants: { type: 'string', default: 'f32,q8_0' },
     threads: { type: 'string', default: os.availableParallelism() > 1 ? `${os.availableParallelism()},1` : '1' },
     'prompt-tokens': { type: 'string', default: '32' },
     tokens: { type: 'string', default: '64' },
@@ -46,6 +49,8 @@ const tokens = int('tokens', args.tokens, 2, 1024);
 const reps = int('reps', args.reps, 1, 20);
 const models = args.models.split(',').map((m) => m.trim()).filter(Boolean);
 for (const m of models) if (!isBenchModelName(m)) throw new Error(`unknown model '${m}'`);
+const quants = args.quants.split(',').map((q) => q.trim().toLowerCase()).filter(Boolean) as PeerQuant[];
+for (const q of quants) if (!peerQuants.includes(q)) throw new Error(`--quants: unknown '${q}' (${peerQuants.join(', ')})`);
 
 const report: PeerReport = {
   version: 1,
@@ -85,19 +90,22 @@ for (const name of models) {
   if (name === '1b') log('1b: ~4.4 GB of f32 weights, held by each engine in turn and written as a 4.4 GB GGUF; this takes minutes');
   log(`${name}: building the model`);
   const model = await loadBenchModel(name);
-  const r = await benchModel({
-    name,
-    model,
-    ggufDir: args['gguf-dir'],
-    threads,
-    promptTokens,
-    tokens,
-    reps,
-    interleave: approxServedBytes(name) < 4e9,
-    llama,
-    log,
-  });
-  report.models.push(r);
+  for (const quant of quants) {
+    const r = await benchModel({
+      name,
+      quant,
+      model,
+      ggufDir: args['gguf-dir'],
+      threads,
+      promptTokens,
+      tokens,
+      reps,
+      interleave: approxServedBytes(name) < 4e9,
+      llama,
+      log,
+    });
+    report.models.push(r);
+  }
 }
 await llama?.dispose().catch(() => undefined);
 

@@ -10,11 +10,17 @@
  *
  *   node --import tsx scripts/bench-speedup.ts [--models bundled,100m] [--strategies mop,depth,width]
  *     [--ratios 0.2,0.4,0.6] [--concurrency 1,8] [--requests 16,32] [--max-tokens 64] [--rounds auto|N]
- *     [--samples 8] [--seq-len 64] [--threads N] [--max-loaded 3] [--no-peer | --peer-json FILE]
+ *     [--samples 8] [--seq-len 64] [--threads N] [--max-loaded 3] [--dtype float32|int8|int4]
+ *     [--peer-quants f32,q8_0] [--no-peer | --peer-json FILE]
  *     [--out-dir docs] [--quick] [--render-only REPORT.json]
  *
  * Models: `bundled` (stories260K), `100m` (synthetic, ~100M parameters), `1b` (synthetic, ~1.1B:
- * ~13 GB per served variant in f32 and pruning takes long; asked for explicitly only).
+ * ~13 GB per served variant in f32 and pruning takes long; asked for explicitly only),
+ * `tinyllama-1b` (TinyLlama-1.1B's shape: the LM head is 6.3% of the weights a step reads, as in
+ * LLaMA 7–8B, so it is the representative shape for the paper's claim; run it with --dtype int8).
+ * --dtype int8|int4 serves every model (dense and pruned; pruning stays float32) with
+ * block-quantized weights, and the llama.cpp peer then runs the same blocks as GGUF Q8_0 / Q4_0
+ * (--peer-quants, default: the served quantization, plus F32 for models under 1B parameters).
  * Default run: ~15 min on 2 cores. `--quick`: a ~2-minute smoke run (one ratio, 0.4; 4 requests at
  * c=1 and 8 at c=8 of 16 tokens; 4×32 calibration tokens; the peer at one thread count) written to
  * bench-out/speedup-quick/ unless --out-dir is given. `--render-only`
@@ -27,9 +33,11 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
+import { parseDtypeRequest, targetFor, type ExecutionTarget } from '../src/runtime/device/device.ts';
+import { parameterCounts, type ModelSpec } from '../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec } from '../src/runtime/model/synthetic.ts';
 import { paramShares } from './speedup/decode-profile.ts';
-import type { PeerReport } from './speedup/llamacpp-peer.ts';
+import { type PeerQuant, peerQuants, type PeerReport } from './speedup/llamacpp-peer.ts';
 import { renderMarkdown } from './speedup/markdown.ts';
 import { measureModel } from './speedup/measure.ts';
 import { approxServedBytes, type BenchModelName, isBenchModelName } from './speedup/models.ts';
@@ -50,6 +58,8 @@ const { values: args } = parseArgs({
     'seq-len': { type: 'string' },
     threads: { type: 'string' },
     'max-loaded': { type: 'string' },
+    dtype: { type: 'string' },
+    'peer-quants': { type: 'string' },
     tolerance: { type: 'string' },
     prompts: { type: 'string' },
     'no-peer': { type: 'boolean', default: false },
@@ -93,6 +103,8 @@ if (args['render-only']) {
 }
 
 const quick = args.quick;
+/** The spec of a bench model without building its weights (the bundled model is tiny). */
+const syntheticSpecOf = (m: string): ModelSpec => (m === 'bundled' ? syntheticSpec(syntheticPresets.tiny) : syntheticSpec(syntheticPresets[m as keyof typeof syntheticPresets]));
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 const num = (name: string, v: string, ok: (n: number) => boolean): number => {
@@ -103,7 +115,13 @@ const num = (name: string, v: string, ok: (n: number) => boolean): number => {
 const posInt = (n: number) => Number.isInteger(n) && n >= 1;
 
 const models = list(args.models ?? 'bundled,100m');
-for (const m of models) if (!isBenchModelName(m) || m === 'tiny') throw new Error(`--models: unknown model '${m}' (bundled, 100m, 1b)`);
+for (const m of models) if (!isBenchModelName(m) || m === 'tiny') throw new Error(`--models: unknown model '${m}' (bundled, 100m, 1b, tinyllama-1b)`);
+const dtype = parseDtypeRequest(args.dtype ?? 'float32');
+if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: bench:speedup runs on the CPU: float32, int8 or int4, not '${args.dtype}'`);
+const target: ExecutionTarget = targetFor('cpu', dtype);
+const servedQuant: PeerQuant = dtype === 'int8' ? 'q8_0' : dtype === 'int4' ? 'q4_0' : 'f32';
+const peerQuantList = list(args['peer-quants'] ?? (servedQuant === 'f32' ? 'f32' : `${servedQuant},f32`));
+for (const q of peerQuantList) if (!(peerQuants as readonly string[]).includes(q)) throw new Error(`--peer-quants: unknown '${q}' (${peerQuants.join(', ')})`);
 const strategies = list(args.strategies ?? 'mop,depth,width') as StrategyName[];
 for (const s of strategies) if (!['mop', 'depth', 'width'].includes(s)) throw new Error(`--strategies: unknown strategy '${s}'`);
 const ratios = list(args.ratios ?? (quick ? '0.4' : '0.2,0.4,0.6')).map((r) => num('ratios', r, (n) => n > 0 && n < 0.95));
@@ -132,8 +150,8 @@ const sections: ModelSection[] = [];
 for (const name of models as BenchModelName[]) {
   const perVariant = approxServedBytes(name);
   let loadedCap = maxLoaded;
-  if (name === '1b') {
-    log('warning: 1b is ~1.1B parameters: ~13 GB per served variant in f32 (weights + ONNX Runtime copy), pruning takes many minutes per variant, and a decode step is ~10× the 100m one; one pruned variant at a time');
+  if (name === '1b' || name === 'tinyllama-1b') {
+    log(`warning: ${name} is ~1.1B parameters: ~13 GB per served variant in f32 (weights + ONNX Runtime copy), pruning takes many minutes per variant, and a decode step is ~10× the 100m one; one pruned variant at a time`);
     loadedCap = 1;
   }
   const fits = Math.floor(os.freemem() / perVariant) - 1;
@@ -157,7 +175,8 @@ for (const name of models as BenchModelName[]) {
       maxLoaded: loadedCap,
       tolerance,
       runTimeoutSec: 600,
-      pruneTimeoutSec: name === '1b' ? 3600 : 900,
+      pruneTimeoutSec: name === '1b' || name === 'tinyllama-1b' ? 3600 : 900,
+      target,
       profile: quick ? { steps: 8, warmup: 2, promptTokens: 32 } : { steps: 32, warmup: 4, promptTokens: 64 },
       log,
     }),
@@ -175,16 +194,26 @@ if (args['peer-json']) {
   }
 } else if (!args['no-peer']) {
   const peerOut = path.join('bench-out', 'speedup', quick ? 'llamacpp-quick.json' : 'llamacpp.json');
-  const peerArgs = ['--import', 'tsx', 'scripts/bench-llamacpp.ts', '--models', models.join(','), '--threads', threads > 1 && !quick ? `${threads},1` : String(threads), '--tokens', String(maxTokens), '--reps', quick ? '2' : '5', '--out', peerOut];
-  log(`llama.cpp peer: node ${peerArgs.join(' ')}`);
-  fs.rmSync(peerOut, { force: true });
-  const r = spawnSync(process.execPath, peerArgs, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 20 * 60_000 });
-  try {
-    peer = JSON.parse(fs.readFileSync(peerOut, 'utf8')) as PeerReport;
-  } catch {
-    peerError = `scripts/bench-llamacpp.ts ${r.error ? `failed: ${r.error.message}` : `exited with status ${r.status}${r.signal ? ` (${r.signal})` : ''}`} and wrote no report`;
-    log(peerError);
+  // One child per model: F32 of a 1B model is 4.4 GB per engine and minutes per repetition, so
+  // models of 1B parameters and more get only the served quantization. Threads pinned: all cores, then 1.
+  const parts: PeerReport[] = [];
+  for (const m of models) {
+    const big = parameterCounts(syntheticSpecOf(m)).total >= 1e9;
+    const quants = big ? peerQuantList.filter((q) => q !== 'f32') : peerQuantList;
+    if (quants.length === 0) continue;
+    const peerOut = path.join('bench-out', 'speedup', `llamacpp-${m}${quick ? '-quick' : ''}.json`);
+    const peerArgs = ['--import', 'tsx', 'scripts/bench-llamacpp.ts', '--models', m, '--quants', quants.join(','), '--threads', threads > 1 ? `${threads},1` : String(threads), '--tokens', String(maxTokens), '--reps', quick ? '3' : '5', '--out', peerOut];
+    log(`llama.cpp peer: node ${peerArgs.join(' ')}`);
+    fs.rmSync(peerOut, { force: true });
+    const r = spawnSync(process.execPath, peerArgs, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 30 * 60_000 });
+    try {
+      parts.push(JSON.parse(fs.readFileSync(peerOut, 'utf8')) as PeerReport);
+    } catch {
+      peerError = `scripts/bench-llamacpp.ts ${r.error ? `failed: ${r.error.message}` : `exited with status ${r.status}${r.signal ? ` (${r.signal})` : ''}`} and wrote no report`;
+      log(peerError);
+    }
   }
+  if (parts.length) peer = { ...parts[0]!, available: parts.some((p) => p.available), models: parts.flatMap((p) => p.models) };
 } else peerError = 'skipped (--no-peer)';
 
 const report: SpeedupReport = {
@@ -204,6 +233,7 @@ const report: SpeedupReport = {
   },
   settings: {
     quick,
+    dtype,
     models,
     strategies,
     ratios,

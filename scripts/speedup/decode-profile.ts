@@ -12,6 +12,7 @@
  * time scales with block parameters, a variant with a fraction r of block parameters removed takes
  * about head + (1 − r) · blocks, and its latency ratio to dense is bounded below by head / dense.
  */
+import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
 import { type ModelSpec, parameterCounts, weightName } from '../../src/runtime/model/spec.ts';
 import { syntheticWeights } from '../../src/runtime/model/synthetic.ts';
@@ -94,6 +95,8 @@ export interface TimeDecodeOptions {
   threads: number;
   /** Stop timing after this many ms (the measured steps so far count). */
   maxMs?: number;
+  /** Device and weight storage of the sessions; default CPU float32. */
+  target?: ExecutionTarget;
 }
 
 /** A session with `batch` slots prefilled with `promptTokens` tokens each, ready to decode. */
@@ -102,6 +105,7 @@ async function prefilled(model: { spec: ModelSpec; weights: Weights }, o: TimeDe
     maxBatch: o.batch,
     maxContext: o.promptTokens + o.warmup + o.steps + 2,
     threads: o.threads,
+    ...(o.target && { target: o.target }),
   });
   const V = model.spec.vocabSize;
   for (let s = 0; s < o.batch; s++) {

@@ -1,7 +1,9 @@
 /**
- * The llama.cpp peer: the same dense model exported to GGUF F32 and run by llama.cpp through the
- * `node-llama-cpp` package, beside our ModelSession, on the same CPU with the same thread count,
- * prompt length and number of generated tokens (greedy, batch 1).
+ * The llama.cpp peer: the same dense model exported to GGUF (F32, or Q8_0 / Q4_0 as llama.cpp's
+ * users run it on a CPU) and run by llama.cpp through the `node-llama-cpp` package, beside our
+ * ModelSession at the same quantization (Q8_0 ↔ --dtype int8, Q4_0 ↔ int4: the very same blocks,
+ * see onnx/block-quantization.ts), on the same CPU with the same thread count, prompt length and
+ * number of generated tokens (greedy, batch 1).
  *
  * node-llama-cpp is NOT a dependency of this project (it is large and pulls GPU builds): it is
  * installed on demand into an ignored side folder (default `.peer/`) with its prebuilt CPU binary
@@ -21,7 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
-import { writeGguf } from '../../src/runtime/model/gguf.ts';
+import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
+import { type GgufWriteDtype, writeGguf } from '../../src/runtime/model/gguf.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { argmax } from './decode-profile.ts';
@@ -58,10 +61,21 @@ export interface PeerRun {
   loadAvg: [number, number];
 }
 
+/** Weight storage of one peer comparison: the GGUF type llama.cpp runs and ours beside it. */
+export type PeerQuant = Extract<GgufWriteDtype, 'f32' | 'q8_0' | 'q4_0'>;
+export const peerQuants: readonly PeerQuant[] = ['f32', 'q8_0', 'q4_0'];
+
+/** Our engine's target at a peer quantization: Q8_0 → int8 blocks, Q4_0 → int4, F32 → float32. */
+export function oursTarget(quant: PeerQuant): ExecutionTarget {
+  return quant === 'f32' ? { device: 'cpu', dtype: 'float32' } : { device: 'cpu', dtype: 'float32', weights: quant === 'q8_0' ? 'int8' : 'int4' };
+}
+
 export interface PeerModelResult {
   model: string;
+  /** Absent in reports written before quantized peers: F32. */
+  quant?: PeerQuant;
   params: { total: number; blocks: number };
-  gguf: { path: string; bytes: number; dtype: 'f32' } | null;
+  gguf: { path: string; bytes: number; dtype: PeerQuant } | null;
   runs: PeerRun[];
   /** Why llama.cpp (or ours) did not run for this model. */
   error: string | null;
@@ -212,6 +226,7 @@ export function summarizeEngine(reps: GenTiming[]): EngineResult {
 
 export interface PeerModelOptions {
   name: string;
+  quant: PeerQuant;
   model: LoadedModel;
   ggufDir: string;
   threads: number[];
@@ -228,16 +243,16 @@ export interface PeerModelOptions {
 export async function benchModel(o: PeerModelOptions): Promise<PeerModelResult> {
   const { spec, weights, tokenizer } = o.model;
   const counts = parameterCounts(spec);
-  const result: PeerModelResult = { model: o.name, params: { total: counts.total, blocks: counts.blocks }, gguf: null, runs: [], error: null };
+  const result: PeerModelResult = { model: o.name, quant: o.quant, params: { total: counts.total, blocks: counts.blocks }, gguf: null, runs: [], error: null };
   let file: string | undefined;
   if (o.llama) {
     try {
       if (tokenizer.kind !== 'scored-vocab' && tokenizer.kind !== 'byte-bpe') throw new Error(`GGUF export needs a scored-vocab or byte-BPE tokenizer, this model has ${tokenizer.kind}`);
       fs.mkdirSync(o.ggufDir, { recursive: true });
-      file = path.join(o.ggufDir, `${o.name}.f32.gguf`);
+      file = path.join(o.ggufDir, `${o.name}.${o.quant}.gguf`);
       o.log(`${o.name}: writing ${file}`);
-      await writeGguf({ spec, weights }, file, { dtype: 'f32', tokenizer, name: `mop-bench-${o.name}` });
-      result.gguf = { path: file, bytes: fs.statSync(file).size, dtype: 'f32' };
+      await writeGguf({ spec, weights }, file, { dtype: o.quant, tokenizer, name: `mop-bench-${o.name}` });
+      result.gguf = { path: file, bytes: fs.statSync(file).size, dtype: o.quant };
     } catch (e) {
       result.error = `GGUF export: ${e instanceof Error ? e.message : String(e)}`;
       file = undefined;
@@ -248,7 +263,7 @@ export async function benchModel(o: PeerModelOptions): Promise<PeerModelResult> 
     result.runs.push(run);
     const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(1));
     o.log(
-      `${o.name}, ${threads} thread(s): decode tok/s ours ${f(run.ours?.best.decodeTokensPerSec)} (median ${f(run.ours?.medianDecodeTokensPerSec)}), ` +
+      `${o.name} ${o.quant}, ${threads} thread(s): decode tok/s ours ${f(run.ours?.best.decodeTokensPerSec)} (median ${f(run.ours?.medianDecodeTokensPerSec)}), ` +
         `llama.cpp ${f(run.llamacpp?.best.decodeTokensPerSec)} (median ${f(run.llamacpp?.medianDecodeTokensPerSec)}); load ${run.loadAvg.map((x) => x.toFixed(2)).join(' → ')}`,
     );
   }
@@ -262,7 +277,15 @@ async function benchThreads(o: PeerModelOptions, threads: number, file: string |
   const contextSize = o.promptTokens + o.tokens + 16;
   const ours: GenTiming[] = [];
   const theirs: GenTiming[] = [];
-  let session: ModelSession | undefined = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: Math.min(contextSize, spec.maxContext), threads });
+  let session: ModelSession | undefined;
+  try {
+    session = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: Math.min(contextSize, spec.maxContext), threads, target: oursTarget(o.quant) });
+  } catch (e) {
+    // e.g. int4 on a width that is not whole blocks: llama.cpp still runs (its file keeps such tensors F32).
+    const msg = `ours at ${o.quant}: ${e instanceof Error ? e.message : String(e)}`;
+    onError(msg);
+    o.log(`${o.name}: ${msg}`);
+  }
   const runOurs = async (count: boolean) => {
     const t = await oursOnce(session!, prompt, o.tokens);
     if (count) ours.push(t);
@@ -270,9 +293,9 @@ async function benchThreads(o: PeerModelOptions, threads: number, file: string |
   let lmodel: NlcModel | undefined;
   let ctx: NlcContext | undefined;
   try {
-    await runOurs(false); // warm-up
+    if (session) await runOurs(false); // warm-up
     if (o.llama && file) {
-      if (!o.interleave) {
+      if (!o.interleave && session) {
         for (let r = 0; r < o.reps; r++) await runOurs(true);
         await session.release();
         session = undefined;
@@ -283,7 +306,7 @@ async function benchThreads(o: PeerModelOptions, threads: number, file: string |
         const seq = ctx.getSequence();
         await llamaOnce(seq, prompt, o.tokens); // warm-up (pages in the mmapped weights)
         for (let r = 0; r < o.reps; r++) {
-          if (o.interleave) await runOurs(true);
+          if (o.interleave && session) await runOurs(true);
           theirs.push(await llamaOnce(seq, prompt, o.tokens));
         }
       } catch (e) {

@@ -5,7 +5,7 @@
  */
 import { LATENCY_BUCKETS } from '../../src/server/metrics.ts';
 import { profileRatio } from './decode-profile.ts';
-import { decomposeRatio, engineSplit, engineTable, findVariant, fmt, headlinePeerRun, latencyTable, type ModelSection, peerTable, profileTable, serverTable, type SpeedupReport, TARGETS, targetsTable, variantsTable } from './report.ts';
+import { decomposeRatio, engineSplit, engineTable, findVariant, fmt, latencyTable, type ModelSection, peerTable, profileTable, serverTable, type SpeedupReport, TARGETS, targetsTable, variantsTable } from './report.ts';
 
 /** Compression at which the profile predicts `ratio` (may exceed 1: unreachable by block pruning). */
 export function compressionForRatio(p: { blocksMs: number; lmHeadMs: number; overheadMs: number }, ratio: number): number {
@@ -148,18 +148,22 @@ function peerAnalysis(r: SpeedupReport): string[] {
     out.push(`- The llama.cpp peer did not run: ${r.peer?.reason ?? r.peerError ?? 'unknown reason'}.`);
     return out;
   }
-  for (const s of r.models) {
-    const run = headlinePeerRun(r.peer, s.model);
-    if (!run?.ours || !run.llamacpp) continue;
+  // Bytes per weight a step streams: F32 4; Q8_0 / int8 34 per 32 (codes + f16 scale); Q4_0 / int4 18 per 32.
+  const bytesPerWeight = { f32: 4, q8_0: 34 / 32, q4_0: 18 / 32 } as const;
+  for (const pm of r.peer.models) {
+    const s = r.models.find((m) => m.model === pm.model);
+    const quant = pm.quant ?? 'f32';
+    const run = pm.runs[0];
+    if (!s || !run?.ours || !run.llamacpp) continue;
     const ours = run.ours.best;
     const theirs = run.llamacpp.best;
-    const bytes = (s.dense.blocks + s.dense.lmHead) * 4;
+    const bytes = (s.dense.blocks + s.dense.lmHead) * bytesPerWeight[quant];
     const gbps = (ms: number) => bytes / (ms / 1000) / 1e9;
     out.push(
-      `- ${s.model}, ${run.threads} threads: ours ${fmt.rate(ours.decodeTokensPerSec)} vs llama.cpp ${fmt.rate(theirs.decodeTokensPerSec)} decode tok/s (best repetitions; medians ${fmt.rate(run.ours.medianDecodeTokensPerSec)} vs ${fmt.rate(run.llamacpp.medianDecodeTokensPerSec)}). ` +
-        `A step reads ${(bytes / 1e6).toFixed(0)} MB of f32 weights: effective ${gbps(ours.medianStepMs).toFixed(1)} GB/s ours vs ${gbps(theirs.medianStepMs).toFixed(1)} GB/s llama.cpp (median step ${fmt.ms(ours.medianStepMs)} vs ${fmt.ms(theirs.medianStepMs)} ms).`,
+      `- ${s.model} ${quant.toUpperCase()}, ${run.threads} threads: ours ${fmt.rate(ours.decodeTokensPerSec)} vs llama.cpp ${fmt.rate(theirs.decodeTokensPerSec)} decode tok/s (best repetitions; medians ${fmt.rate(run.ours.medianDecodeTokensPerSec)} vs ${fmt.rate(run.llamacpp.medianDecodeTokensPerSec)}). ` +
+        `A step reads ${(bytes / 1e6).toFixed(0)} MB of ${quant.toUpperCase()} weights: effective ${gbps(ours.medianStepMs).toFixed(1)} GB/s ours vs ${gbps(theirs.medianStepMs).toFixed(1)} GB/s llama.cpp (median step ${fmt.ms(ours.medianStepMs)} vs ${fmt.ms(theirs.medianStepMs)} ms).`,
     );
-    const other = r.peer.models.find((m) => m.model === s.model)?.runs.slice(1) ?? [];
+    const other = pm.runs.slice(1);
     for (const o of other) {
       if (!o.ours || !o.llamacpp) continue;
       out.push(`  At ${o.threads} thread(s): ours ${fmt.rate(o.ours.best.decodeTokensPerSec)} vs llama.cpp ${fmt.rate(o.llamacpp.best.decodeTokensPerSec)} tok/s.`);
@@ -256,7 +260,7 @@ function fixes(r: SpeedupReport, bound1b: number | undefined): string[] {
       `- **Time outside the engine** (sampling, scheduling, HTTP/SSE; ${component(r, r.models, 'outside') || 'not measured'}) is the same for every variant: it is ${outsideShares(r) || 'not measured'} of dense latency. It caps the ratio of small models (the bundled model is overhead-bound). What would fix it: make the per-token work outside the engine cheaper, so the ratio follows the engine time.`,
     );
   }
-  const peerShaky = r.targets.filter((t) => t.id === 'decode-vs-llamacpp' && (t.met === false || t.robust === false));
+  const peerShaky = r.targets.filter((t) => t.id.startsWith('decode-vs-llamacpp') && (t.met === false || t.robust === false));
   if (peerShaky.length) {
     out.push(
       `- **Decode GEMV speed** (${peerShaky.map((t) => `${t.model}: ${t.met ? 'met, but ' : 'missed; '}${t.note || 'see the peer table'}`).join('; ')}). At batch 1 a decode step is matrix-vector products over f32 weights: bandwidth-bound (see the effective GB/s above). Where llama.cpp is faster, its SIMD f32 kernels stream the weights faster than ONNX Runtime's MatMul at M=1. What would fix it: f16/bf16 or int8 weights (ONNX Runtime's MatMulNBits for 4/8-bit), which halve or quarter the bytes per step for both the blocks and the LM head.`,
@@ -275,7 +279,7 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
   L.push('');
   const before = r.machine.loadAvgStart[0]!;
   L.push(
-    `- Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memGiB.toFixed(0)} GiB, ${r.machine.platform}, Node ${r.machine.node}; ONNX Runtime CPU with ${r.machine.threads} intra-op threads per variant. ` +
+    `- Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memGiB.toFixed(0)} GiB, ${r.machine.platform}, Node ${r.machine.node}; ONNX Runtime CPU with ${r.machine.threads} intra-op threads per variant; weights ${r.settings.dtype && r.settings.dtype !== 'float32' ? `${r.settings.dtype} (MatMulNBits blocks of 32 for every projection and the LM head; activations and KV cache float32)` : 'float32'}. ` +
       `Load average (1 min) before the run: ${before.toFixed(2)}${before > r.machine.cores * 0.5 ? ` — **other processes were using the CPU (the machine is shared); absolute figures are noisy, the interleaved ratios much less so (see the per-round spread)**` : ''}. During the run the load average includes this benchmark's own ${r.machine.threads} busy threads.`,
   );
   if (st.quick) L.push('- **Quick smoke run** (`--quick`): few requests, short generations; the figures are not the benchmark.');
@@ -323,7 +327,7 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     '- Client side: e2e (request sent → last byte), TTFT (first non-empty chunk), TPOT ((e2e − TTFT) / (tokens − 1)), output tokens/s over the load. Server side: `mop_e2e_request_latency_seconds`, `mop_time_to_first_token_seconds`, `mop_time_per_output_token_seconds` (label `model`), scraped from `/metrics` before and after every load run; mean = Δsum/Δcount, p50/p99 = `histogram_quantile` on Δbuckets. The headline ratio is the client p50 e2e ratio; the server ratio is the ratio of exact means.',
   );
   L.push(
-    "- Decode-step profile: ModelSession alone (no server), the dense model vs a copy with one empty layer (embedding, final norm, LM head only) vs the same with a 256-token vocabulary (overhead only); median of timed steps after warm-up. llama.cpp peer: the dense model exported with `writeGguf` (F32), run by node-llama-cpp's prebuilt CPU binary, alternating repetitions with ours (see the peer section).",
+    "- Decode-step profile: ModelSession alone (no server), the dense model vs a copy with one empty layer (embedding, final norm, LM head only) vs the same with a 256-token vocabulary (overhead only); median of timed steps after warm-up. llama.cpp peer: the dense model exported with `writeGguf` (F32, and Q8_0 / Q4_0: the very blocks our int8 / int4 graphs run), run by node-llama-cpp's prebuilt CPU binary with its threads pinned (all cores, then 1), alternating repetitions with ours at the same quantization (see the peer section).",
   );
   L.push('');
   for (const s of r.models) {

@@ -10,12 +10,14 @@ import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import { AdminClient } from './admin-client.ts';
 import { addEngineTimes, type EngineTimes, instrumentScheduler, zeroEngineTimes } from './engine-timing.ts';
-import { type DecodeProfile, paramShares, profileDecode } from './decode-profile.ts';
+import { type DecodeProfile, paramShares, profileDecode, timeDecodeInterleaved } from './decode-profile.ts';
+import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { clientFigures, finishMeasurement, type Measurement, serverStats } from './figures.ts';
 import { addSeries, type HistogramSeries, parseHistograms, snapshotDelta } from './histogram.ts';
 import { type BenchModelName, loadBenchModel } from './models.ts';
 import type { ModelSection, StrategyName, VariantResult } from './report.ts';
 import { startBenchServer } from './serve.ts';
+import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
 
 export const HISTOGRAMS = {
   e2e: 'mop_e2e_request_latency_seconds',
@@ -43,6 +45,8 @@ export interface MeasureOptions {
   runTimeoutSec: number;
   pruneTimeoutSec: number;
   profile: { steps: number; warmup: number; promptTokens: number };
+  /** Device and weight storage of every served session and of the profile; default CPU float32. */
+  target?: ExecutionTarget;
   log: (line: string) => void;
 }
 
@@ -113,14 +117,14 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
   for (const batch of [...new Set([1, maxBatch])]) {
     log(`decode-step profile at batch ${batch}`);
     const loadBefore = os.loadavg()[0]!;
-    const p: DecodeProfile = await profileDecode(loaded, { batch, promptTokens: o.profile.promptTokens, steps: o.profile.steps, warmup: o.profile.warmup, threads: o.threads, maxMs: 60_000 });
+    const p: DecodeProfile = await profileDecode(loaded, { batch, promptTokens: o.profile.promptTokens, steps: o.profile.steps, warmup: o.profile.warmup, threads: o.threads, maxMs: 60_000, ...(o.target && { target: o.target }) });
     section.profiles.push({ ...p, loadAvg: [loadBefore, os.loadavg()[0]!] });
     log(`  dense ${p.dense.medianMs.toFixed(2)} ms/step, head-only ${p.head.medianMs.toFixed(2)}, overhead-only ${p.overhead.medianMs.toFixed(2)}`);
   }
 
   log(`starting the server (context ${context}, ${maxBatch} slots, ${o.threads} threads)`);
   const token = `bench-${Math.random().toString(36).slice(2)}`;
-  const server = await startBenchServer({ model: loaded, denseId: 'dense', adminToken: token, maxBatch, context, threads: o.threads, log: (l) => log(`  server: ${l}`) });
+  const server = await startBenchServer({ model: loaded, denseId: 'dense', adminToken: token, maxBatch, context, threads: o.threads, ...(o.target && { target: o.target }), log: (l) => log(`  server: ${l}`) });
   const admin = new AdminClient(server.url, token);
   const probe = (id: string) => instrumentScheduler(server.service.get(id)!.scheduler);
   probe('dense');
@@ -178,7 +182,9 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
         const row: VariantResult = { model: o.model, id, strategy, batch: batchNo, target: ratio, achieved: Number.NaN, params: { total: 0, blocks: 0 }, layers: 0, steps: { depth: 0, width: 0 }, pruneSeconds: null, error: null, measurements: [] };
         try {
           const job = await admin.prune(
-            { target: ratio, strategy, id, activate: false, samples: o.samples, seq_len: o.seqLen },
+            // No recovery fine-tuning: latency is a property of the pruned shape, and a 1B model cannot be
+            // fine-tuned in a benchmark's time here (the shapes are those MoP picks by calibration loss as cut).
+            { target: ratio, strategy, id, activate: false, samples: o.samples, seq_len: o.seqLen, recovery: 'none' },
             { timeoutMs: o.pruneTimeoutSec * 1000, onProgress: (l) => log(`  ${id}: ${l}`) },
           );
           row.pruneSeconds = job.seconds;
@@ -190,6 +196,16 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
           row.steps = { ...res.steps };
           probe(id);
           log(`  ${id}: ratio ${res.ratio.toFixed(3)}, ${res.steps.depth} depth + ${res.steps.width} width steps, ${row.layers} layers, ${job.seconds.toFixed(1)} s; rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB`);
+          if (strategy === 'mop') {
+            // The pruned shape's own decode step, against dense's, before any load runs.
+            const pruned = (server.service.get(id) as { model?: LoadedModel } | undefined)?.model;
+            if (pruned) {
+              const load0 = os.loadavg()[0]!;
+              const [d, p] = await timeDecodeInterleaved([loaded, pruned], { batch: 1, promptTokens: o.profile.promptTokens, steps: o.profile.steps, warmup: o.profile.warmup, threads: o.threads, maxMs: 60_000, ...(o.target && { target: o.target }) });
+              row.stepProfile = { denseMs: d!.medianMs, variantMs: p!.medianMs, ratio: p!.medianMs / d!.medianMs, bound: shares.predictedRatio(res.ratio), loadAvg: [load0, os.loadavg()[0]!] };
+              log(`  ${id}: decode step ${p!.medianMs.toFixed(2)} ms vs dense ${d!.medianMs.toFixed(2)} ms = ${row.stepProfile.ratio.toFixed(3)} (weights-read bound ${row.stepProfile.bound.toFixed(3)})`);
+            }
+          }
           await warmUp(id);
         } catch (e) {
           row.error = e instanceof Error ? e.message : String(e);

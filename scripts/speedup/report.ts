@@ -6,7 +6,7 @@
 import type { DecodeProfile } from './decode-profile.ts';
 import { profileRatio } from './decode-profile.ts';
 import type { Measurement } from './figures.ts';
-import type { PeerReport, PeerRun } from './llamacpp-peer.ts';
+import type { PeerQuant, PeerReport, PeerRun } from './llamacpp-peer.ts';
 import type { ChartPanel } from './svg.ts';
 
 export type StrategyName = 'mop' | 'depth' | 'width';
@@ -28,6 +28,11 @@ export interface VariantResult {
   pruneSeconds: number | null;
   error: string | null;
   measurements: Measurement[];
+  /**
+   * MoP variants: decode steps of this variant and of dense alone (ModelSession, batch 1,
+   * interleaved step by step), beside the weights-read bound for its achieved compression.
+   */
+  stepProfile?: { denseMs: number; variantMs: number; ratio: number; bound: number; loadAvg: [number, number] };
 }
 
 export interface ModelSection {
@@ -48,7 +53,7 @@ export interface ModelSection {
 }
 
 export interface TargetCheck {
-  id: 'e2e-c1' | 'e2e-c8' | 'decode-vs-llamacpp';
+  id: 'e2e-c1' | 'e2e-c8' | 'e2e-c1-vs-bound' | 'decode-vs-llamacpp' | 'decode-vs-llamacpp-q8_0' | 'decode-vs-llamacpp-q4_0';
   model: string;
   description: string;
   threshold: string;
@@ -76,6 +81,8 @@ export interface SpeedupReport {
   machine: { cpu: string; cores: number; memGiB: number; node: string; platform: string; loadAvgStart: number[]; loadAvgEnd: number[]; threads: number };
   settings: {
     quick: boolean;
+    /** Weight storage of every served model: float32, or int8 / int4 blocks (MatMulNBits). Absent: float32. */
+    dtype?: string;
     models: string[];
     strategies: StrategyName[];
     ratios: number[];
@@ -140,7 +147,7 @@ const verdict = (t: Pick<TargetCheck, 'met' | 'robust'>) => (t.met === null ? 'n
 // ---------------------------------------------------------------------------------------------
 // Targets
 
-export const TARGETS = { c1: { concurrency: 1, ratio: 0.61 }, c8: { concurrency: 8, ratio: 0.65 }, compression: 0.4 } as const;
+export const TARGETS = { c1: { concurrency: 1, ratio: 0.61 }, c8: { concurrency: 8, ratio: 0.65 }, compression: 0.4, vsBound: 0.03 } as const;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -156,9 +163,14 @@ export function findVariant(section: ModelSection, strategy: StrategyName, targe
   return section.variants.find((v) => v.strategy === strategy && Math.abs(v.target - target) < 0.005 && !v.error);
 }
 
+/** The peer's result for a model at a quantization (reports before quantized peers: F32). */
+export function peerModel(peer: PeerReport | null, model: string, quant: PeerQuant = 'f32') {
+  return peer?.models.find((m) => m.model === model && (m.quant ?? 'f32') === quant);
+}
+
 /** The headline peer run: the first thread count (all cores). */
-export function headlinePeerRun(peer: PeerReport | null, model: string): PeerRun | undefined {
-  return peer?.models.find((m) => m.model === model)?.runs[0];
+export function headlinePeerRun(peer: PeerReport | null, model: string, quant: PeerQuant = 'f32'): PeerRun | undefined {
+  return peerModel(peer, model, quant)?.runs[0];
 }
 
 /**
@@ -220,16 +232,51 @@ export function evaluateTargets(report: Pick<SpeedupReport, 'models' | 'peer' | 
         note: reasons.join('; '),
       });
     }
-    const run = headlinePeerRun(report.peer, s.model);
-    const others = (report.peer?.models.find((m) => m.model === s.model)?.runs.slice(1) ?? []).filter((x) => x.ours && x.llamacpp);
+    // The weights-read bound: how close the measured c=1 ratio comes to what parameter counts allow.
+    {
+      const m = measurementAt(v, TARGETS.c1.concurrency);
+      const bound = s.paramBound.ratioAt[String(TARGETS.compression)] ?? null;
+      const measured = m?.ratio?.clientP50 ?? null;
+      const value = measured === null || bound === null || !Number.isFinite(measured) ? null : measured - bound;
+      out.push({
+        id: 'e2e-c1-vs-bound',
+        model: s.model,
+        description: `MoP at ${fmt.pct(TARGETS.compression, 0)}, concurrency 1: measured e2e ratio − weights-read bound (LM head ${fmt.pct(s.paramBound.lmHeadShare)} of a step's weights)`,
+        threshold: `≤ ${TARGETS.vsBound}`,
+        value,
+        other: bound,
+        met: value === null ? null : Math.abs(value) <= TARGETS.vsBound,
+        robust: null,
+        measured: value === null ? 'not measured' : `${value >= 0 ? '+' : ''}${value.toFixed(3)} (measured ${fmt.ratio(measured)}, bound ${fmt.ratio(bound)})`,
+        note: '',
+      });
+    }
+    for (const quant of ['f32', 'q8_0', 'q4_0'] as const) {
+      const pm = peerModel(report.peer, s.model, quant);
+      if (quant !== 'f32' && !pm) continue;
+      if (quant === 'f32' && !pm && report.peer?.models.some((x) => x.model === s.model)) continue;
+      out.push(peerTarget(report, s.model, quant));
+    }
+  }
+  return out;
+}
+
+const peerIds = { f32: 'decode-vs-llamacpp', q8_0: 'decode-vs-llamacpp-q8_0', q4_0: 'decode-vs-llamacpp-q4_0' } as const;
+const oursDtype = { f32: 'float32', q8_0: 'int8', q4_0: 'int4' } as const;
+
+/** Dense decode at batch 1: ours vs llama.cpp on the same GGUF weights at one quantization. */
+function peerTarget(report: Pick<SpeedupReport, 'peer' | 'peerError'>, model: string, quant: PeerQuant): TargetCheck {
+  {
+    const run = headlinePeerRun(report.peer, model, quant);
+    const others = (peerModel(report.peer, model, quant)?.runs.slice(1) ?? []).filter((x) => x.ours && x.llamacpp);
     const othersText = others.map((x) => `; at ${x.threads} thread(s) ${fmt.rate(x.ours!.best.decodeTokensPerSec)} vs ${fmt.rate(x.llamacpp!.best.decodeTokensPerSec)}`).join('');
     const ours = run?.ours?.best.decodeTokensPerSec ?? null;
     const theirs = run?.llamacpp?.best.decodeTokensPerSec ?? null;
-    const peerMissing = !report.peer?.available ? (report.peer?.reason ?? report.peerError ?? 'the peer did not run') : theirs === null ? (report.peer.models.find((m) => m.model === s.model)?.error ?? 'llama.cpp did not run on this model') : '';
-    out.push({
-      id: 'decode-vs-llamacpp',
-      model: s.model,
-      description: 'dense decode tokens/s at batch 1, ours vs llama.cpp (same GGUF F32 model, CPU, threads)',
+    const peerMissing = !report.peer?.available ? (report.peer?.reason ?? report.peerError ?? 'the peer did not run') : theirs === null || ours === null ? (peerModel(report.peer, model, quant)?.error ?? 'llama.cpp did not run on this model') : '';
+    return {
+      id: peerIds[quant],
+      model,
+      description: `dense decode tokens/s at batch 1, ours (${oursDtype[quant]}) vs llama.cpp (same weights as GGUF ${quant.toUpperCase()}, CPU, threads)`,
       threshold: '≥ llama.cpp',
       value: ours,
       other: theirs,
@@ -238,10 +285,9 @@ export function evaluateTargets(report: Pick<SpeedupReport, 'models' | 'peer' | 
       measured:
         ours !== null && theirs !== null
           ? `${fmt.rate(ours)} vs ${fmt.rate(theirs)} tok/s (${run!.threads} threads, best of ${run!.ours!.reps.length}; medians ${fmt.rate(run!.ours!.medianDecodeTokensPerSec)} vs ${fmt.rate(run!.llamacpp!.medianDecodeTokensPerSec)}${othersText})`
-          : `ours ${fmt.rate(ours)} tok/s; llama.cpp: ${peerMissing}`,
-    });
+          : `ours ${fmt.rate(ours)} tok/s; llama.cpp ${fmt.rate(theirs)}: ${peerMissing}`,
+    };
   }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,10 +313,11 @@ export function variantsTable(s: ModelSection): string {
         String(v.layers),
         stepsText(v),
         v.pruneSeconds === null ? '–' : v.pruneSeconds.toFixed(1),
+        v.stepProfile ? `${fmt.ms(v.stepProfile.variantMs)} vs ${fmt.ms(v.stepProfile.denseMs)} = ${fmt.ratio(v.stepProfile.ratio)} (bound ${fmt.ratio(v.stepProfile.bound)})` : '–',
         v.error ?? '',
       ];
     });
-  return mdTable(['variant', 'strategy', 'target', 'achieved', 'params total', 'params blocks', 'layers', 'steps depth / width', 'prune s', 'error'], rows, ['l', 'l']);
+  return mdTable(['variant', 'strategy', 'target', 'achieved', 'params total', 'params blocks', 'layers', 'steps depth / width', 'prune s', 'decode step ms vs dense, batch 1 (weights-read bound)', 'error'], rows, ['l', 'l']);
 }
 
 /** The main table: per variant at one concurrency, client figures and both ratios. */
@@ -443,6 +490,7 @@ export function peerTable(peer: PeerReport): string {
     for (const r of m.runs) {
       rows.push([
         m.model,
+        (m.quant ?? 'f32').toUpperCase(),
         String(r.threads),
         `${fmt.rate(r.ours?.best.decodeTokensPerSec)} / ${fmt.rate(r.ours?.medianDecodeTokensPerSec)}`,
         `${fmt.rate(r.llamacpp?.best.decodeTokensPerSec)} / ${fmt.rate(r.llamacpp?.medianDecodeTokensPerSec)}`,
@@ -455,7 +503,7 @@ export function peerTable(peer: PeerReport): string {
     }
   }
   return mdTable(
-    ['model', 'threads', 'ours decode tok/s (best / median)', 'llama.cpp decode tok/s (best / median)', 'ours / llama.cpp (best)', 'ours prompt tok/s', 'llama.cpp prompt tok/s', 'step ms ours / llama.cpp (best rep, median step)', 'load avg'],
+    ['model', 'weights (ours: F32 float32, Q8_0 int8, Q4_0 int4)', 'threads', 'ours decode tok/s (best / median)', 'llama.cpp decode tok/s (best / median)', 'ours / llama.cpp (best)', 'ours prompt tok/s', 'llama.cpp prompt tok/s', 'step ms ours / llama.cpp (best rep, median step)', 'load avg'],
     rows,
   );
 }

@@ -16,7 +16,7 @@ export interface BenchServerOptions {
   maxBatch: number;
   context: number;
   threads: number;
-  /** Device and dtype of the served sessions; default CPU float32. */
+  /** Device and dtype (or quantized weights) of the served sessions; default CPU float32. */
   target?: ExecutionTarget;
   log: (line: string) => void;
 }
@@ -33,7 +33,7 @@ export async function startBenchServer(o: BenchServerOptions): Promise<RunningSe
     requestTimeoutMs: 0,
     adminToken: o.adminToken,
     servedModelName: o.denseId,
-    ...(o.target && { device: o.target.device, dtype: o.target.dtype }),
+    ...(o.target && { device: o.target.device, dtype: o.target.weights ?? o.target.dtype }),
     shutdownGraceMs: 10_000,
   };
   return startServer(config, { model: o.model, log: o.log });

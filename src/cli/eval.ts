@@ -5,6 +5,8 @@ import { defaultHeldoutPath, readTextFile } from '../mop/calibration.ts';
 import { MopInputError } from '../mop/errors.ts';
 import { klDivergence, perplexity, textWindows } from '../mop/evaluate.ts';
 import { deviceOption, envOption, parseIntArg, resolveDeviceArg } from './options.ts';
+import { parseDtypeRequest, targetFor } from '../runtime/device/device.ts';
+import { decoderPerplexity } from '../runtime/engine/decoder-perplexity.ts';
 
 /**
  * `mop eval`: perplexity of a model (dense checkpoint or pruned directory) on a text file, over
@@ -22,7 +24,12 @@ export function registerEvalCommand(program: Command): void {
     .addOption(envOption('--reference <path>', 'also report KL(reference ‖ model) against this (dense) model', 'MOP_REFERENCE'))
     .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
     .addOption(deviceOption())
+    .addOption(envOption('--dtype <type>', 'float32 (default), or int8 / int4: perplexity of the block-quantized serving graph (CPU)', 'MOP_DTYPE').default('float32'))
     .action(async (o) => {
+      const dtype = parseDtypeRequest(o.dtype);
+      if (dtype === 'float16') throw new MopInputError('mop eval runs float32, int8 or int4; float16 is a GPU serving dtype');
+      const quantized = dtype === 'int8' || dtype === 'int4';
+      if (quantized && o.reference) throw new MopInputError(`--reference (KL divergence) runs float32 only; drop --dtype ${dtype} or --reference`);
       const model = await loadModel(o.model ?? defaultModelPath(), o.tokenizer ? { tokenizerPath: o.tokenizer } : {});
       const tokenizer = createTokenizer(model.tokenizer);
       checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
@@ -31,7 +38,9 @@ export function registerEvalCommand(program: Command): void {
       const dataPath: string = o.data ?? defaultHeldoutPath();
       const windows = textWindows(tokenizer, await readTextFile(dataPath, 'evaluation data'), seqLen);
       const threads = { ...(o.threads !== undefined && { threads: o.threads as number }), device: await resolveDeviceArg(o.device) };
-      const ppl = await perplexity(model, windows, threads);
+      const ppl = quantized
+        ? await decoderPerplexity(model, windows.sequences, { target: targetFor(threads.device, dtype), ...(o.threads !== undefined && { threads: o.threads as number }) })
+        : await perplexity(model, windows, threads);
       process.stdout.write(`perplexity: ${ppl.perplexity.toFixed(4)}\ntokens: ${ppl.tokens}\n`);
       if (o.reference) {
         const reference = await loadModel(o.reference);

@@ -6,8 +6,9 @@
  * (default 32), then tensor data at the aligned offsets. GGUF's ne[] is the row-major shape
  * reversed: a [rows, cols] matrix is stored with ne = [cols, rows].
  *
- * We read architecture `llama` with tensor types F32, F16, BF16 and Q8_0 (dequantized to float32),
- * and write F32 / F16 files llama.cpp can load. GGUF keeps Q/K rows in the interleaved RoPE layout
+ * We read architecture `llama` with tensor types F32, F16, BF16, Q8_0 and Q4_0 (dequantized to
+ * float32 for float engines), and write F32 / F16 / Q8_0 / Q4_0 files llama.cpp can load; the
+ * quantized ones hold exactly the blocks our int8 / int4 graphs run (onnx/block-quantization.ts). GGUF keeps Q/K rows in the interleaved RoPE layout
  * (llama.cpp's converter permutes Hugging Face weights), so both directions convert.
  */
 import { basename } from 'node:path';
@@ -21,6 +22,7 @@ import { ByteReader, checkModel, copyF32, f32Bytes, formatShape, readCheckpointF
 import { decodeBf16, decodeF16, encodeF16, f16ToNumber, numberToF16 } from './half.ts';
 import { interleavedToRotateHalf, rotateHalfToInterleaved } from './rope-layout.ts';
 import { readLlama2cTokenizer } from './llama2c.ts';
+import { quantizeMatrix } from '../onnx/block-quantization.ts';
 import { TokenType } from '../tokenizer/types.ts';
 import type { ByteBpeSource, ScoredVocabSource, TokenizerSource } from '../tokenizer/types.ts';
 
@@ -45,7 +47,7 @@ export const GgufType = {
 } as const;
 
 /** ggml tensor types we read (others are named in errors via GGML_TYPE_NAMES). */
-export const GgmlType = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 } as const;
+export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as const;
 
 const GGML_TYPE_NAMES: Record<number, string> = {
   0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 8: 'Q8_0', 9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K',
@@ -182,14 +184,16 @@ function tensorByteSize(g: GgufFile, t: GgufTensorInfo): number {
     case GgmlType.F32: return 4 * n;
     case GgmlType.F16:
     case GgmlType.BF16: return 2 * n;
-    case GgmlType.Q8_0: {
+    case GgmlType.Q8_0:
+    case GgmlType.Q4_0: {
       const inner = t.shape[t.shape.length - 1]!;
-      if (inner % Q8_0_BLOCK !== 0) throw new ModelFormatError(`${g.file}: Q8_0 tensor ${t.name} has rows of ${inner}, not a multiple of ${Q8_0_BLOCK}`);
-      return (n / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
+      const name = ggmlTypeName(t.type);
+      if (inner % Q8_0_BLOCK !== 0) throw new ModelFormatError(`${g.file}: ${name} tensor ${t.name} has rows of ${inner}, not a multiple of ${Q8_0_BLOCK}`);
+      return (n / Q8_0_BLOCK) * (t.type === GgmlType.Q8_0 ? Q8_0_BLOCK_BYTES : Q4_0_BLOCK_BYTES);
     }
     default:
       throw new ModelFormatError(
-        `${g.file}: tensor ${t.name} has unsupported type ${ggmlTypeName(t.type)} (supported: F32, F16, BF16, Q8_0); re-quantize the model to one of these`,
+        `${g.file}: tensor ${t.name} has unsupported type ${ggmlTypeName(t.type)} (supported: F32, F16, BF16, Q8_0, Q4_0); re-quantize the model to one of these`,
       );
   }
 }
@@ -208,7 +212,9 @@ export function readGgufTensor(g: GgufFile, name: string): Tensor {
         ? decodeF16(g.bytes, t.offset, n)
         : t.type === GgmlType.BF16
           ? decodeBf16(g.bytes, t.offset, n)
-          : dequantizeQ8_0(g.bytes.subarray(t.offset, t.offset + size), n);
+          : t.type === GgmlType.Q8_0
+            ? dequantizeQ8_0(g.bytes.subarray(t.offset, t.offset + size), n)
+            : dequantizeQ4_0(g.bytes.subarray(t.offset, t.offset + size), n);
   return { shape: [...t.shape], data };
 }
 
@@ -245,6 +251,44 @@ export function quantizeQ8_0(data: Float32Array): Uint8Array {
       const x = Math.fround(data[b * Q8_0_BLOCK + j]! * id);
       out[p + 2 + j] = (Math.sign(x) * Math.round(Math.abs(x))) & 0xff; // roundf: half away from zero
     }
+  }
+  return out;
+}
+
+// Q4_0: blocks of 32 values, an f16 scale d and 16 bytes; byte j holds value j (low nibble) and
+// value j + 16 (high nibble); value = d * (nibble − 8).
+
+const Q4_0_BLOCK_BYTES = 2 + Q8_0_BLOCK / 2;
+
+export function dequantizeQ4_0(bytes: Uint8Array, count: number): Float32Array {
+  const out = new Float32Array(count);
+  for (let b = 0, p = 0; b * Q8_0_BLOCK < count; b++, p += Q4_0_BLOCK_BYTES) {
+    const d = f16ToNumber(bytes[p]! | (bytes[p + 1]! << 8));
+    for (let j = 0; j < 16; j++) {
+      const q = bytes[p + 2 + j]!;
+      out[b * Q8_0_BLOCK + j] = d * ((q & 15) - 8);
+      out[b * Q8_0_BLOCK + j + 16] = d * ((q >> 4) - 8);
+    }
+  }
+  return out;
+}
+
+/**
+ * Quantize as ggml's reference quantize_row_q4_0 does, through the same code our int4 graphs use
+ * (block-quantization.ts packs values 2i, 2i+1 per byte; Q4_0 packs j, j+16: only the order differs).
+ */
+export function quantizeQ4_0(data: Float32Array): Uint8Array {
+  if (data.length % Q8_0_BLOCK !== 0) throw new Error(`Q4_0 needs a multiple of ${Q8_0_BLOCK} values, got ${data.length}`);
+  const blocks = data.length / Q8_0_BLOCK;
+  const q = quantizeMatrix(data, blocks, Q8_0_BLOCK, 4, Q8_0_BLOCK);
+  const out = new Uint8Array(blocks * Q4_0_BLOCK_BYTES);
+  for (let b = 0; b < blocks; b++) {
+    const p = b * Q4_0_BLOCK_BYTES;
+    const h = numberToF16(q.scales[b]!);
+    out[p] = h & 0xff;
+    out[p + 1] = h >>> 8;
+    const code = (i: number) => (q.codes[b * 16 + (i >> 1)]! >> ((i & 1) * 4)) & 15;
+    for (let j = 0; j < 16; j++) out[p + 2 + j] = code(j) | (code(j + 16) << 4);
   }
   return out;
 }
@@ -707,9 +751,28 @@ export async function writeGgufFile(path: string, contents: GgufContents): Promi
   }
 }
 
+export type GgufWriteDtype = 'f32' | 'f16' | 'q8_0' | 'q4_0';
+
+/** llama_ftype of a file written as `dtype` (ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0). */
+const fileType: Record<GgufWriteDtype, number> = { f32: 0, f16: 1, q8_0: 7, q4_0: 2 };
+
+/** One matrix (or vector) encoded for the file in `dtype`. */
+function encodeTensor(t: Tensor, dtype: GgufWriteDtype): { type: number; data: Uint8Array } {
+  const matrix = t.shape.length === 2;
+  const wholeBlocks = matrix && t.shape[1]! % Q8_0_BLOCK === 0;
+  if (matrix && dtype === 'f16') return { type: GgmlType.F16, data: encodeF16(t.data) };
+  if (wholeBlocks && dtype === 'q8_0') return { type: GgmlType.Q8_0, data: quantizeQ8_0(t.data) };
+  if (wholeBlocks && dtype === 'q4_0') return { type: GgmlType.Q4_0, data: quantizeQ4_0(t.data) };
+  return { type: GgmlType.F32, data: f32Bytes(t.data) };
+}
+
 export interface WriteGgufOptions {
-  /** Storage for matrices (norm vectors stay F32, as llama.cpp's converter does). Default 'f32'. */
-  dtype?: 'f32' | 'f16';
+  /**
+   * Storage for matrices (norm vectors stay F32, as llama.cpp's converter does). Default 'f32'.
+   * q8_0 / q4_0: blocks of 32 along each row; a matrix whose rows are not whole blocks stays F32
+   * (as llama.cpp's quantizer falls back for such tensors).
+   */
+  dtype?: GgufWriteDtype;
   tokenizer: ScoredVocabSource | ByteBpeSource;
   /** general.name (default: the file name without extension). */
   name?: string;
@@ -747,7 +810,7 @@ export function buildGgufContents(model: { spec: ModelSpec; weights: Weights }, 
   const md = new Map<string, GgufKv>();
   md.set('general.architecture', str(a));
   md.set('general.name', str(options.name));
-  md.set('general.file_type', u32(dtype === 'f16' ? 1 : 0)); // LLAMA_FTYPE_ALL_F32 / MOSTLY_F16
+  md.set('general.file_type', u32(fileType[dtype]));
   md.set('general.alignment', u32(DEFAULT_ALIGNMENT));
   md.set(`${a}.vocab_size`, u32(spec.vocabSize));
   md.set(`${a}.context_length`, u32(spec.maxContext));
@@ -790,8 +853,7 @@ export function buildGgufContents(model: { spec: ModelSpec; weights: Weights }, 
   for (const n of tensorNames(spec)) {
     let t = weights.get(n.hf)!;
     if (n.ropeHeads !== undefined) t = rotateHalfToInterleaved(t, n.ropeHeads);
-    const half = dtype === 'f16' && t.shape.length === 2;
-    tensors.push({ name: n.gguf, shape: [...t.shape], type: half ? GgmlType.F16 : GgmlType.F32, data: half ? encodeF16(t.data) : f32Bytes(t.data) });
+    tensors.push({ name: n.gguf, shape: [...t.shape], ...encodeTensor(t, dtype) });
   }
   return { metadata: md, tensors };
 }

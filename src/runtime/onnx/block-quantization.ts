@@ -70,15 +70,20 @@ export function quantizeMatrix(w: Float32Array, n: number, k: number, bits: 4 | 
   const blob = (blockSize * bits) / 8;
   const codes = new Uint8Array(n * nb * blob);
   const scales = new Float32Array(n * nb);
-  const block = new Float32Array(blockSize);
+  const ragged = new Float32Array(blockSize);
   for (let r = 0; r < n; r++) {
     for (let b = 0; b < nb; b++) {
       const from = r * k + b * blockSize;
       const len = Math.min(blockSize, k - b * blockSize);
-      block.fill(0);
-      block.set(w.subarray(from, from + len));
+      // Whole blocks are read in place; a ragged last block is copied into zeros first.
+      let x = w.subarray(from, from + len);
+      if (len < blockSize) {
+        ragged.fill(0);
+        ragged.set(x);
+        x = ragged;
+      }
       const at = (r * nb + b) * blob;
-      scales[r * nb + b] = bits === 8 ? quantizeBlock8(block, codes, at) : quantizeBlock4(block, codes, at);
+      scales[r * nb + b] = bits === 8 ? quantizeBlock8(x, codes, at) : quantizeBlock4(x, codes, at);
     }
   }
   return { bits, blockSize, n, k, codes, scales };
@@ -87,12 +92,16 @@ export function quantizeMatrix(w: Float32Array, n: number, k: number, bits: 4 | 
 /** ggml quantize_row_q8_0_ref: d = amax/127, q = round-half-away(x/d); code = q + 128. Returns d as stored (f16). */
 function quantizeBlock8(x: Float32Array, out: Uint8Array, at: number): number {
   let amax = 0;
-  for (let j = 0; j < x.length; j++) amax = Math.max(amax, Math.abs(x[j]!));
+  for (let j = 0; j < x.length; j++) {
+    const a = Math.abs(x[j]!);
+    if (a > amax) amax = a;
+  }
   const d = Math.fround(amax / 127);
   const id = d !== 0 ? Math.fround(1 / d) : 0;
   for (let j = 0; j < x.length; j++) {
     const v = Math.fround(x[j]! * id);
-    out[at + j] = (Math.sign(v) * Math.round(Math.abs(v)) + 128) & 0xff;
+    // roundf (half away from zero), in double arithmetic so v + 0.5 cannot round up
+    out[at + j] = (v >= 0 ? Math.floor(v + 0.5) : -Math.floor(0.5 - v)) + 128;
   }
   return f16ToNumber(numberToF16(d));
 }
