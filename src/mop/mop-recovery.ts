@@ -35,7 +35,9 @@ export interface RecoveryRunRecord {
   /** Mean training loss of the first and of the last min(10, steps) steps. */
   trainLossFirst: number;
   trainLossLast: number;
+  /** Seconds of the training loop, and of the whole run (graph and session builds included). */
   seconds: number;
+  wallSeconds: number;
   tokensPerSecond: number;
   /** The LoRA rank used, when the narrowest projection of this model forced a smaller one than asked. */
   loraRank?: number;
@@ -74,6 +76,7 @@ export async function runRecovery(
     warmup: o.recipe.warmup ?? Math.round(steps / 15),
     ...(clamped !== undefined && { loraRank: clamped }),
   };
+  const t0 = performance.now();
   const r = await recover(model, recipe, o.data, { ...(hooks.signal && { signal: hooks.signal }), ...(hooks.onProgress && { onProgress: hooks.onProgress }) });
   const rep = r.report;
   return {
@@ -86,6 +89,7 @@ export async function runRecovery(
       trainLossFirst: rep.firstLoss,
       trainLossLast: rep.finalLoss,
       seconds: rep.seconds,
+      wallSeconds: (performance.now() - t0) / 1000,
       tokensPerSecond: rep.tokensPerSecond,
       ...(clamped !== undefined && { loraRank: clamped }),
     },

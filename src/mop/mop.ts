@@ -241,7 +241,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
         if (candidateRecovery) {
           const what = `step ${steps.length + 1}: ${c.branch} candidate`;
           const run = await runRecovery(applyPlan(current, c.plan), recovery, recovery.candidateSteps, recoveryHooks('candidate', c.branch, progressOf(what, remaining, budget)));
-          candidateSeconds += run.record.seconds;
+          candidateSeconds += run.record.wallSeconds;
           recovered.push(run.model);
           const f = await open(run.model);
           try {
@@ -321,8 +321,8 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
         finalSteps: recovery.finalSteps,
         ...(recovery.description && { data: recovery.description }),
         candidateSeconds,
-        finalSeconds: final?.seconds ?? 0,
-        seconds: candidateSeconds + (final?.seconds ?? 0),
+        finalSeconds: final?.wallSeconds ?? 0,
+        seconds: candidateSeconds + (final?.wallSeconds ?? 0),
         ...(final && { final }),
       };
     }

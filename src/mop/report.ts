@@ -97,7 +97,7 @@ export interface PruneRecoveryReport {
   candidateSteps: number;
   finalSteps: number;
   data?: RecoveryTextDescription;
-  /** Wall time of all candidate recoveries, of the final one, and their sum. */
+  /** Wall time of all candidate recoveries, of the final one, and their sum (graph and session builds included). */
   candidateSeconds: number;
   finalSeconds: number;
   seconds: number;
