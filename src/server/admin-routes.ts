@@ -7,6 +7,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { MopInputError } from '../mop/errors.ts';
 import type { ModelService } from '../service/model-service.ts';
+import { EntryReferencedError, ManifestCorruptError, ManifestVersionError } from '../service/model-store/index.ts';
 import { PruneConflictError, PruneWorkerError } from '../service/prune/prune-jobs.ts';
 import { jsonLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
@@ -180,6 +181,8 @@ export function adminRoutes(deps: AdminDeps): Hono {
     if (e instanceof ApiError) return e.toResponse();
     if (e instanceof MopInputError) return invalidRequest(e.message).toResponse();
     if (e instanceof PruneConflictError) return conflict(e.message, e.code).toResponse();
+    // A purge the store refuses: another replica serves the entry again, or a newer release owns the store.
+    if (e instanceof EntryReferencedError || e instanceof ManifestVersionError || e instanceof ManifestCorruptError) return conflict(e.message, 'model_store_refused').toResponse();
     if (e instanceof PruneWorkerError) {
       deps.log(`admin error: ${e.message}`);
       return new ApiError(500, `${e.message}; serving is unaffected.`, 'server_error', null, 'prune_worker_failed').toResponse();
