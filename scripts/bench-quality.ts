@@ -338,19 +338,23 @@ const recoverySweepRuns: [string, Strategy, Partial<PruneRecipe>][] = [
 const plannedRecovered = recoveryTargets.length * 3 + (recoverySweep ? recoverySweepRuns.length : 0);
 const recipeOverrides = (r: Partial<PruneRecipe>) => (Object.keys(r).length ? Object.entries(r).map(([k, v]) => `${k} ${String(v)}`).join(', ') : 'default recipe');
 
+// Order: the sweep target's three rows, then the recovery knob sweep there, then the other
+// targets (a run stopped early has the rows the recipe choice rests on).
 writeReport();
-for (const target of recoveryTargets) {
+const recoveredRow = async (target: number) => {
   for (const strategy of ['mop', 'depth', 'width'] as const) {
     rows.push(await measure('recovered', strategy, target, {}, {}));
     writeReport();
   }
-}
+};
+if (recoveryTargets.includes(sweepTarget)) await recoveredRow(sweepTarget);
 if (recoverySweep) {
   for (const [name, strategy, overrides] of recoverySweepRuns) {
     rows.push(await measure(name, strategy, sweepTarget, {}, overrides));
     writeReport();
   }
 }
+for (const target of recoveryTargets) if (target !== sweepTarget) await recoveredRow(target);
 
 function recoveryLines(): string[] {
   const rec = rows.filter((r) => r.recovery);
