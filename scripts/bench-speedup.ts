@@ -12,7 +12,7 @@
  *     [--ratios 0.2,0.4,0.6] [--concurrency 1,8] [--requests 16,32] [--max-tokens 64] [--rounds auto|N]
  *     [--samples 8] [--seq-len 64] [--threads N] [--max-loaded 3] [--dtype float32|int8|int4]
  *     [--peer-quants f32,q8_0] [--no-peer | --peer-json FILE]
- *     [--out-dir docs] [--quick] [--render-only REPORT.json]
+ *     [--out-dir docs] [--quick] [--render-only REPORT.json[,REPORT2.json]]
  *
  * Models: `bundled` (stories260K), `100m` (synthetic, ~100M parameters), `1b` (synthetic, ~1.1B:
  * ~13 GB per served variant in f32 and pruning takes long; asked for explicitly only),
@@ -24,7 +24,8 @@
  * Default run: ~15 min on 2 cores. `--quick`: a ~2-minute smoke run (one ratio, 0.4; 4 requests at
  * c=1 and 8 at c=8 of 16 tokens; 4×32 calibration tokens; the peer at one thread count) written to
  * bench-out/speedup-quick/ unless --out-dir is given. `--render-only`
- * rewrites the Markdown and SVG from an existing report JSON without measuring anything.
+ * rewrites the Markdown and SVG from an existing report JSON without measuring anything; given
+ * several, it merges them (e.g. the small models at full settings and tinyllama-1b at --quick).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -76,6 +77,8 @@ if (args.help) {
   process.exit(0);
 }
 
+const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+
 /** speedup-report.json, speedup-report.md and speedup-latency.svg in `dir`. */
 function writeReport(report: SpeedupReport, dir: string): void {
   const boundAt = (model: string, r: number) => {
@@ -94,11 +97,23 @@ function writeReport(report: SpeedupReport, dir: string): void {
 }
 
 if (args['render-only']) {
-  const report = JSON.parse(fs.readFileSync(args['render-only'], 'utf8')) as SpeedupReport;
+  // Several reports (comma-separated) merge into one: their models and peer results side by side,
+  // the first one's settings and machine; each run's command is listed.
+  const files = list(args['render-only']);
+  const runs = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as SpeedupReport);
+  const report = runs[0]!;
+  if (runs.length > 1) {
+    report.runs = runs.map((r) => ({ command: r.command, date: r.date, durationSec: r.durationSec, models: r.models.map((m) => m.model), dtype: r.settings.dtype ?? 'float32', loadAvgStart: r.machine.loadAvgStart }));
+    report.models = runs.flatMap((r) => r.models);
+    const peers = runs.flatMap((r) => (r.peer ? [r.peer] : []));
+    if (peers.length) report.peer = { ...peers[0]!, available: peers.some((p) => p.available), models: peers.flatMap((p) => p.models) };
+    report.settings.models = report.models.map((m) => m.model);
+    report.durationSec = runs.reduce((t, r) => t + r.durationSec, 0);
+  }
   report.targets = evaluateTargets(report);
-  const dir = args['out-dir'] ?? path.dirname(args['render-only']);
+  const dir = args['out-dir'] ?? path.dirname(files[0]!);
   writeReport(report, dir);
-  process.stderr.write(`re-rendered ${dir}/speedup-report.{md,json} and speedup-latency.svg from ${args['render-only']} (targets re-evaluated)\n`);
+  process.stderr.write(`re-rendered ${dir}/speedup-report.{md,json} and speedup-latency.svg from ${files.join(', ')} (targets re-evaluated)\n`);
   process.exit(0);
 }
 
@@ -106,7 +121,6 @@ const quick = args.quick;
 /** The spec of a bench model without building its weights (the bundled model is tiny). */
 const syntheticSpecOf = (m: string): ModelSpec => (m === 'bundled' ? syntheticSpec(syntheticPresets.tiny) : syntheticSpec(syntheticPresets[m as keyof typeof syntheticPresets]));
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 const num = (name: string, v: string, ok: (n: number) => boolean): number => {
   const n = Number(v);
   if (!ok(n)) throw new Error(`--${name}: bad value '${v}'`);
