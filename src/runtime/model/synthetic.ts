@@ -22,10 +22,17 @@ export const syntheticPresets = {
   '1b': { vocabSize: 32000, hidden: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 5632, maxContext: 4096 },
   /**
    * TinyLlama-1.1B's shape (22 layers, GQA 8:1, untied 32k head): its LM head is 6.3% of the
-   * weights a decode step reads, as in LLaMA-2/3 7–8B (2–7%), so pruning's latency bound matches
-   * theirs while it still runs on a small CPU in int8 (~1.1 GB per step).
+   * weights a decode step reads, as in LLaMA-2/3 7–8B (2–7%). Serving it in int8 fits a small
+   * machine (~1.1 GB read per step), pruning it does not: MoP's float32 calibration passes took
+   * over 22 GB here.
    */
   'tinyllama-1b': { vocabSize: 32000, hidden: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632, maxContext: 2048 },
+  /**
+   * The representative shape bench:speedup prunes: LLaMA proportions (head 64, GQA 4:1, ffn 2.75 ×
+   * hidden) made deep enough that the untied 32k LM head is 6.8% of the weights a step reads, as in
+   * LLaMA 7–8B; ~0.5B parameters, so MoP's float32 passes fit in ~10 GB.
+   */
+  '500m': { vocabSize: 32000, hidden: 1024, layers: 40, heads: 16, kvHeads: 4, ffn: 2816, maxContext: 2048 },
 } satisfies Record<string, SyntheticShape>;
 
 export function syntheticSpec(shape: SyntheticShape): ModelSpec {
