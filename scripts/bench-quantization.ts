@@ -46,8 +46,20 @@ const target = Number(args.target);
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 const command = `node --import tsx scripts/bench-quantization.ts${process.argv.length > 2 ? ' ' + process.argv.slice(2).join(' ') : ''}`;
 const loadAvgStart = os.loadavg();
-const dtypes = ['float32', 'int8', 'int4'] as const;
-type Dtype = (typeof dtypes)[number];
+type Dtype = 'float32' | 'int8' | 'int4';
+/** Weight storages compared: block size 32 is ggml's (Q8_0 / Q4_0); 128 is the faster CPU kernel. */
+const storages: { label: string; dtype: Dtype; block: number }[] = [
+  { label: 'float32', dtype: 'float32', block: 32 },
+  { label: 'int8', dtype: 'int8', block: 32 },
+  { label: 'int8, block 128', dtype: 'int8', block: 128 },
+  { label: 'int4', dtype: 'int4', block: 32 },
+];
+/** Build-time settings of the MatMulNBits graph (read by onnx/matmul-nbits.ts when a graph is built). */
+function nbitsEnv(block: number, level: number | null): void {
+  process.env.MOP_NBITS_BLOCK = String(block);
+  if (level === null) delete process.env.MOP_NBITS_ACCURACY;
+  else process.env.MOP_NBITS_ACCURACY = String(level);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Quality: held-out perplexity through the serving graph
@@ -56,7 +68,7 @@ interface QualityRow {
   model: string;
   params: { total: number; blocks: number };
   ffn: string;
-  dtype: Dtype;
+  dtype: string;
   perplexity: number | null;
   /** perplexity / the same model's float32 perplexity − 1. */
   vsFloat32: number | null;
@@ -83,12 +95,13 @@ if (!args['no-prune']) {
 const quality: QualityRow[] = [];
 for (const m of models) {
   let float32: number | null = null;
-  for (const dtype of dtypes) {
+  for (const { label, dtype, block } of storages) {
     const t0 = performance.now();
     const p = parameterCounts(m.spec);
-    const row: QualityRow = { model: m.name, params: { total: p.total, blocks: p.blocks }, ffn: [...new Set(m.spec.layers.map((l) => l.ffn))].join('/'), dtype, perplexity: null, vsFloat32: null, tokens: 0, error: null, seconds: 0 };
+    const row: QualityRow = { model: m.name, params: { total: p.total, blocks: p.blocks }, ffn: [...new Set(m.spec.layers.map((l) => l.ffn))].join('/'), dtype: label, perplexity: null, vsFloat32: null, tokens: 0, error: null, seconds: 0 };
+    nbitsEnv(block, null);
     try {
-      const r = await decoderPerplexity(m, heldout.sequences, { target: targetFor('cpu', dtype === 'float32' ? 'float32' : dtype), threads });
+      const r = await decoderPerplexity(m, heldout.sequences, { target: targetFor('cpu', dtype), threads });
       row.perplexity = r.perplexity;
       row.tokens = r.tokens;
       if (dtype === 'float32') float32 = r.perplexity;
@@ -98,7 +111,7 @@ for (const m of models) {
     }
     row.seconds = (performance.now() - t0) / 1000;
     quality.push(row);
-    log(`${m.name} ${dtype}: ${row.perplexity === null ? `error: ${row.error}` : `perplexity ${row.perplexity.toFixed(4)} (${row.vsFloat32 === null ? '' : `${(100 * row.vsFloat32).toFixed(2)}% vs float32`})`}`);
+    log(`${m.name} ${label}: ${row.perplexity === null ? `error: ${row.error}` : `perplexity ${row.perplexity.toFixed(4)} (${row.vsFloat32 === null ? '' : `${(100 * row.vsFloat32).toFixed(2)}% vs float32`})`}`);
   }
 }
 
@@ -108,6 +121,7 @@ for (const m of models) {
 interface SpeedRow {
   label: string;
   dtype: Dtype;
+  block: number | null;
   accuracyLevel: number | null;
   medianStepMs: number;
   prefillTokensPerSec: number;
@@ -119,23 +133,24 @@ const speedSpec = syntheticSpec(syntheticPresets[speedName]);
 const speedWeights = syntheticWeights(speedSpec, 1);
 const steps = Number(args.steps);
 const promptLen = Number(args.prompt);
-const variants: { label: string; dtype: Dtype; level: number | null }[] = [
-  { label: 'float32', dtype: 'float32', level: null },
-  { label: 'int8, accuracy_level 0', dtype: 'int8', level: 0 },
-  { label: 'int8, accuracy_level 4', dtype: 'int8', level: 4 },
-  { label: 'int4, accuracy_level 0', dtype: 'int4', level: 0 },
-  { label: 'int4, accuracy_level 4', dtype: 'int4', level: 4 },
+const variants: { label: string; dtype: Dtype; block: number | null; level: number | null }[] = [
+  { label: 'float32', dtype: 'float32', block: null, level: null },
+  { label: 'int8, block 32, accuracy_level 0', dtype: 'int8', block: 32, level: 0 },
+  { label: 'int8, block 32, accuracy_level 4', dtype: 'int8', block: 32, level: 4 },
+  { label: 'int8, block 128, accuracy_level 4', dtype: 'int8', block: 128, level: 4 },
+  { label: 'int4, block 32, accuracy_level 0', dtype: 'int4', block: 32, level: 0 },
+  { label: 'int4, block 32, accuracy_level 4', dtype: 'int4', block: 32, level: 4 },
+  { label: 'int4, block 128, accuracy_level 4', dtype: 'int4', block: 128, level: 4 },
 ];
 const sessions: { v: (typeof variants)[number]; session: ModelSession; build: number }[] = [];
 for (const v of variants) {
-  // accuracy_level is read when the graph is built (onnx/matmul-nbits.ts).
-  if (v.level === null) delete process.env.MOP_NBITS_ACCURACY;
-  else process.env.MOP_NBITS_ACCURACY = String(v.level);
+  nbitsEnv(v.block ?? 32, v.level);
   const t0 = performance.now();
   const t: ExecutionTarget = targetFor('cpu', v.dtype);
   sessions.push({ v, session: await ModelSession.create(speedSpec, speedWeights, { maxBatch: 1, maxContext: promptLen + steps + 8, threads, target: t }), build: (performance.now() - t0) / 1000 });
 }
 delete process.env.MOP_NBITS_ACCURACY;
+delete process.env.MOP_NBITS_BLOCK;
 const prompt = Array.from({ length: promptLen }, (_, k) => 3 + ((k * 104729) % (speedSpec.vocabSize - 3)));
 const prefillMs = sessions.map(() => [] as number[]);
 const stepMs = sessions.map(() => [] as number[]);
@@ -158,6 +173,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const speed: SpeedRow[] = sessions.map((s, k) => ({
   label: s.v.label,
   dtype: s.v.dtype,
+  block: s.v.block,
   accuracyLevel: s.v.level,
   medianStepMs: median(stepMs[k]!),
   prefillTokensPerSec: (promptLen / Math.min(...prefillMs[k]!)) * 1000,
@@ -216,7 +232,7 @@ const f32Step = speed[0]!.medianStepMs;
 for (const r of speed) L.push(`| ${r.label} | ${f(r.medianStepMs, 2)} | ${(1000 / r.medianStepMs).toFixed(1)} | ${(r.medianStepMs / f32Step).toFixed(3)} | ${r.prefillTokensPerSec.toFixed(0)} | ${r.buildSeconds.toFixed(1)} |`);
 L.push('');
 L.push(
-  'accuracy_level 4 quantizes the activations to int8 per block and runs integer dot products (MLAS CompInt8); 0 leaves the kernel to choose. In ONNX Runtime 1.30 on this x64 CPU, 8-bit weights at level 0 take a slow path, so the graph builder uses 4 (src/runtime/onnx/matmul-nbits.ts; `MOP_NBITS_ACCURACY` overrides it for measurements like this one).',
+  'accuracy_level 4 quantizes the activations to int8 per block and runs integer dot products (MLAS CompInt8); 0 leaves the kernel to choose. In ONNX Runtime 1.30 on this x64 CPU, 8-bit weights at level 0 take a slow path, so the graph builder uses 4 (src/runtime/onnx/matmul-nbits.ts; `MOP_NBITS_ACCURACY` overrides it for measurements like this one). Blocks of 32 are the default because they are ggml\'s Q8_0 / Q4_0 blocks (the llama.cpp peer runs the very same weights); `MOP_NBITS_BLOCK=128` trades that for the faster kernel shown above.',
 );
 L.push('');
 const out = args.out;

@@ -3,8 +3,8 @@ import type { Tensor, Weights } from '../model/tensor.ts';
 import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type FloatType, floatTypeCode, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeTableInitializers } from './rope-cache.ts';
-import { bitsOf, checkQuantizable, DEFAULT_BLOCK_SIZE, quantizeMatrix, type WeightQuantization } from './block-quantization.ts';
-import { matMulNBits } from './matmul-nbits.ts';
+import { bitsOf, checkQuantizable, quantizeMatrix, type WeightQuantization } from './block-quantization.ts';
+import { blockSizeSetting, matMulNBits } from './matmul-nbits.ts';
 
 /**
  * ModelSpec + weights → an ONNX decoder graph with a KV cache, built from ONNX Runtime's LLM
@@ -34,7 +34,7 @@ export interface DecoderGraphOptions {
   dtype?: FloatType;
   /** Block-quantized projections and LM head (CPU, float32 activations only). */
   weights?: WeightQuantization;
-  /** Values per quantization block along the input width; default 32. */
+  /** Values per quantization block along the input width; default 32 (MOP_NBITS_BLOCK). */
   blockSize?: number;
 }
 
@@ -73,7 +73,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
   const init = (name: string, dims: number[], data: Float32Array): string => g.tensorInitializer(name, dims, data, dtype);
   if (options.weights && dtype !== 'float32') throw new RangeError(`${options.weights} weights run with float32 activations, not ${dtype}`);
   const bits = options.weights ? bitsOf(options.weights) : undefined;
-  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  const blockSize = options.blockSize ?? blockSizeSetting();
   /**
    * x · Wᵀ for a weight W [n, k]: a MatMul over the transposed float matrix, or MatMulNBits over W
    * itself (its rows are what blocks run along). Both forms are made lazily: only one is needed.

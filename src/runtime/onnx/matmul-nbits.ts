@@ -1,4 +1,4 @@
-import { blocksPerRow, type BlockQuantizedMatrix } from './block-quantization.ts';
+import { blocksPerRow, type BlockQuantizedMatrix, DEFAULT_BLOCK_SIZE } from './block-quantization.ts';
 import { DataType, type OnnxGraphBuilder } from './onnx-model.ts';
 
 /**
@@ -9,6 +9,20 @@ import { DataType, type OnnxGraphBuilder } from './onnx-model.ts';
  * default is the faster one, MOP_NBITS_ACCURACY overrides it for such measurements.
  */
 export const DEFAULT_ACCURACY_LEVEL = 4;
+
+/**
+ * Values per block along K. 32 by default: ggml's Q8_0 / Q4_0 block, so a GGUF written from the
+ * same weights holds exactly what runs. MOP_NBITS_BLOCK (16–256, a power of 2) trades that for
+ * speed: at 128 the CPU kernel runs a 100M model's decode step ~20% faster (fewer scales per dot
+ * product; docs/quantization-report.md).
+ */
+export function blockSizeSetting(): number {
+  const v = process.env.MOP_NBITS_BLOCK;
+  if (v === undefined || v === '') return DEFAULT_BLOCK_SIZE;
+  const n = Number(v);
+  if (![16, 32, 64, 128, 256].includes(n)) throw new RangeError(`MOP_NBITS_BLOCK must be 16, 32, 64, 128 or 256, got '${v}'`);
+  return n;
+}
 
 export function accuracyLevel(): number {
   const v = process.env.MOP_NBITS_ACCURACY;
