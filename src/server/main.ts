@@ -91,7 +91,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);
 
-  const metrics = new ServerMetrics(() => service.list(), () => service.modelStore);
+  const metrics = new ServerMetrics(() => service.list(), store && (() => service.modelStore));
   service.attachMetrics(metrics);
   const state: ServerState = { ready: false, draining: false };
   const app = createApp({

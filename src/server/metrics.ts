@@ -43,9 +43,9 @@ export class ServerMetrics {
 
   /**
    * `variants` is read at every scrape, so variants added later get gauges without re-wiring;
-   * `store` likewise (absent: no model store, no store series).
+   * `store` likewise (absent: the server has no model store, and the store series are not exported).
    */
-  constructor(variants: () => readonly ServedVariant[], store: () => { usage(): Promise<StoreUsage> } | undefined = () => undefined) {
+  constructor(variants: () => readonly ServedVariant[], store?: () => { usage(): Promise<StoreUsage> } | undefined) {
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers });
     this.e2e = histogram('mop_e2e_request_latency_seconds', 'End-to-end latency of a generation: submission to last token.', LATENCY_BUCKETS);
@@ -102,7 +102,16 @@ export class ServerMetrics {
     });
 
     // The model store, read at scrape time: size and entries from the directory, prune hits and
-    // misses (a prune answered from the store vs. one that had to run) since start.
+    // misses (a prune answered from the store vs. one that had to run) since start. Per store, so
+    // without the `model` label every other series carries.
+    if (store) this.registerStoreMetrics(store);
+
+    // Process CPU, memory, event-loop lag, GC: under their usual unprefixed names.
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  private registerStoreMetrics(store: () => { usage(): Promise<StoreUsage> } | undefined): void {
+    const registers = [this.registry];
     const storeGauge = (name: string, help: string, value: (u: StoreUsage) => number) =>
       new Gauge({
         name,
@@ -131,9 +140,6 @@ export class ServerMetrics {
       });
     storeCounter('mop_model_store_hits_total', 'Prune jobs answered from the model store (nothing pruned).', (u) => u.hits);
     storeCounter('mop_model_store_misses_total', 'Prune jobs whose result was not in the model store (pruned, then stored).', (u) => u.misses);
-
-    // Process CPU, memory, event-loop lag, GC: under their usual unprefixed names.
-    collectDefaultMetrics({ register: this.registry });
   }
 
   observePruneJob(strategy: string, status: string, seconds: number): void {
