@@ -74,6 +74,13 @@ function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
         `A model with no blocks at all would still take ${fmt.pct(p1.floorRatio, 0)} of the dense step. With block time ∝ block parameters this predicts ${fmt.ratio(profileRatio(p1, a))} at ${fmt.pct(a)} compression; reaching ${TARGETS.c1.ratio} would need ${need > 1 ? 'more than 100% (impossible by block pruning alone)' : `${fmt.pct(need, 0)} block compression`}.`,
     );
   }
+  if (mop?.stepProfile) {
+    const sp = mop.stepProfile;
+    out.push(
+      `- MoP's pruned shape timed alone (dense and it interleaved step by step, batch 1${loadNote(sp)}): ${fmt.ms(sp.variantMs)} vs ${fmt.ms(sp.denseMs)} ms per decode step = **${fmt.ratio(sp.ratio)}** against the weights-read bound ${fmt.ratio(sp.bound)} for its ${fmt.pct(mop.achieved)} compression: ` +
+        (sp.ratio <= sp.bound + TARGETS.vsBound ? 'its blocks run at their parameter share (within the noise of this machine).' : `its blocks run ${fmt.pct(sp.ratio - sp.bound, 0)} of a dense step slower than their parameter share.`),
+    );
+  }
   if (pN) {
     const need = compressionForRatio(pN, TARGETS.c8.ratio);
     out.push(
