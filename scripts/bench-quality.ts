@@ -14,6 +14,8 @@
  *                            [--no-recovery] [--model <path>] [--calibration <file>] [--heldout <file>]
  *                            [--out docs/quality-report.md]
  *   --quick: recovery only at 40% (all three strategies) and the recovery sweep at 40%; no knob sweep without recovery.
+ *   --render-only: rewrite the report from its JSON (the rows an earlier run measured, its command), measuring nothing.
+ *   --append: keep the JSON's rows and measure only the recovered runs it lacks (e.g. rows added to the sweep since).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -45,6 +47,8 @@ const { values: args } = parseArgs({
     'no-recovery': { type: 'boolean', default: false },
     'recovery-targets': { type: 'string' },
     'sweep-target': { type: 'string', default: '0.4' },
+    'render-only': { type: 'boolean', default: false },
+    append: { type: 'boolean', default: false },
     threads: { type: 'string', default: String(os.availableParallelism()) },
     model: { type: 'string' },
     calibration: { type: 'string' },
@@ -64,7 +68,13 @@ const samples = Number(args.samples);
 const seqLen = Number(args['seq-len']);
 const seed = Number(args.seed);
 const threads = Number(args.threads);
-const command = `npm run bench:quality${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
+const jsonOut = args.out.replace(/\.md$/, '') + '.json';
+const prior = args['render-only'] || args.append ? (JSON.parse(fs.readFileSync(jsonOut, 'utf8')) as { command: string; rows: Row[] }) : undefined;
+const thisCommand = `npm run bench:quality${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
+const command = !prior ? thisCommand : args.append ? `${prior.command}\`, then \`${thisCommand}` : prior.command;
+/** Measure recovered runs (all, or with --append only those the JSON lacks). */
+const toMeasure = (variant: string, strategy: Strategy, target: number) =>
+  !args['render-only'] && !(args.append && prior!.rows.some((r) => r.variant === variant && r.strategy === strategy && r.target === target));
 
 const model = await loadModel(args.model ?? defaultModelPath());
 const tokenizer = createTokenizer(model.tokenizer);
@@ -169,8 +179,8 @@ function shapeOf(r: PruneReport): string {
   return r.result.layers.map((l, k) => `L${r.result.sourceLayers[k]}:${l.kvHeads}/${l.ffn}`).join(' ');
 }
 
-const rows: Row[] = [];
-for (const target of targets) for (const strategy of ['mop', 'depth', 'width'] as const) rows.push(await measure('default', strategy, target));
+const rows: Row[] = prior?.rows ?? [];
+if (!prior) for (const target of targets) for (const strategy of ['mop', 'depth', 'width'] as const) rows.push(await measure('default', strategy, target));
 
 const sweep: [string, Knobs][] = [
   ['criterion kl', { criterion: 'kl' }],
@@ -184,7 +194,7 @@ const sweep: [string, Knobs][] = [
   // Another draw of the calibration sequences: how much of a difference is calibration noise.
   [`calibration seed ${seed + 1}`, { calibration: await loadCalibration(tokenizer, { samples, seqLen, seed: seed + 1, ...(args.calibration !== undefined && { path: args.calibration }) }), seed: seed + 1 }],
 ];
-if (knobSweep) {
+if (knobSweep && !prior) {
   for (const [name, knobs] of sweep) for (const target of targets) rows.push(await measure(name, 'mop', target, knobs));
   // The width split matters to the width-only baseline as much as to MoP's width branch.
   for (const target of targets) rows.push(await measure('width split global', 'width', target, { widthSplit: 'global', widthNormalize: 'none' }));
@@ -327,6 +337,9 @@ function findings(): string[] {
 const recoverySweepRuns: [string, Strategy, Partial<PruneRecipe>][] = [
   ['final recovery only (0 per candidate)', 'mop', { recoverySteps: 0 }],
   ['50 steps per candidate', 'mop', { recoverySteps: 50 }],
+  // The baselines at the same larger budget: the fair comparison for the row above.
+  ['50 steps per candidate', 'depth', { recoverySteps: 50 }],
+  ['50 steps per candidate', 'width', { recoverySteps: 50 }],
   ['no final recovery (candidates only)', 'mop', { finalRecoverySteps: 0 }],
   ['loss ce', 'mop', { recoveryLoss: 'ce' }],
   ['LoRA r 8, lr 5e-3', 'mop', { recovery: 'lora', recoveryLr: 5e-3 }],
@@ -343,6 +356,7 @@ const recipeOverrides = (r: Partial<PruneRecipe>) => (Object.keys(r).length ? Ob
 writeReport();
 const recoveredRow = async (target: number) => {
   for (const strategy of ['mop', 'depth', 'width'] as const) {
+    if (!toMeasure('recovered', strategy, target)) continue;
     rows.push(await measure('recovered', strategy, target, {}, {}));
     writeReport();
   }
@@ -350,6 +364,7 @@ const recoveredRow = async (target: number) => {
 if (recoveryTargets.includes(sweepTarget)) await recoveredRow(sweepTarget);
 if (recoverySweep) {
   for (const [name, strategy, overrides] of recoverySweepRuns) {
+    if (!toMeasure(name, strategy, sweepTarget)) continue;
     rows.push(await measure(name, strategy, sweepTarget, {}, overrides));
     writeReport();
   }
@@ -407,6 +422,21 @@ function recoveryLines(): string[] {
     );
   }
   out.push('');
+  const def = get('recovered', 'mop', sweepTarget);
+  const knobRows = rec.filter((r) => r.variant !== 'recovered' && r.strategy === 'mop');
+  if (def && knobRows.length) {
+    const change = (r: Row) => `${r.variant} ${f(r.perplexity)} (${r.perplexity < def.perplexity ? '' : '+'}${f((r.perplexity / def.perplexity - 1) * 100, 1)}%, ${f(r.recoverySeconds ?? 0, 0)} s of recovery)`;
+    out.push('');
+    out.push(`At ${pct(sweepTarget)}, against MoP with the default recipe (${f(def.perplexity)}, ${f(def.recoverySeconds ?? 0, 0)} s of recovery): ${knobRows.map(change).join('; ')}.`);
+    // Where a knob was also run for a baseline: MoP against it at that same recipe.
+    for (const variant of new Set(rec.filter((r) => r.variant !== 'recovered' && r.strategy !== 'mop').map((r) => r.variant))) {
+      const m = get(variant, 'mop', sweepTarget);
+      const others = (['depth', 'width'] as const).map((st) => get(variant, st, sweepTarget)).filter((r): r is Row => r !== undefined);
+      if (!m || !others.length) continue;
+      out.push('');
+      out.push(`Same recipe for all (${variant}): MoP ${f(m.perplexity)} (${m.path}) vs ${others.map((o) => `${o.strategy}-only ${f(o.perplexity)} (${o.path})`).join(', ')}.`);
+    }
+  }
   out.push(verdicts.length ? `MoP + recovery loses to the better baseline + recovery at: ${verdicts.join('; ')}.` : 'MoP + recovery is no worse than the better baseline + recovery at every measured target from 20% up.');
   const sweepRows = rec.filter((r) => r.variant !== 'recovered');
   if (sweepRows.length) {
@@ -415,7 +445,7 @@ function recoveryLines(): string[] {
     out.push('');
     out.push('| variant | strategy | held-out ppl | × dense | KL | path | recovery s | prune wall s |');
     out.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
-    const base = [get('recovered', 'mop', sweepTarget), get('recovered', 'depth', sweepTarget)].filter((r): r is Row => r !== undefined);
+    const base = (['mop', 'depth', 'width'] as const).map((st) => get('recovered', st, sweepTarget)).filter((r): r is Row => r !== undefined);
     for (const r of [...base, ...sweepRows]) {
       out.push(`| ${r.variant === 'recovered' ? 'default recipe' : `${r.variant} (${recipeOverrides(r.recovery!)})`} | ${r.strategy} | ${f(r.perplexity, 3)} | ${f(r.perplexity / dense.perplexity)} | ${f(r.kl, 3)} | ${r.path} | ${f(r.recoverySeconds ?? 0, 0)} | ${f(r.wallMs / 1000, 0)} |`);
     }
@@ -429,7 +459,7 @@ function writeReport(): void {
   if (recoveryTargets.length || recoverySweep) all.push(...recoveryLines());
   fs.mkdirSync(path.dirname(args.out), { recursive: true });
   fs.writeFileSync(args.out, all.join('\n'));
-  const jsonPath = args.out.replace(/\.md$/, '') + '.json';
+  const jsonPath = jsonOut;
   fs.writeFileSync(
     jsonPath,
     JSON.stringify({ command, dense: { perplexity: dense.perplexity, tokens: dense.tokens, blocks: denseBlocks }, calibration: calibration.description, recoveryRecipe: tableDefaults, rows }, null, 2) + '\n',
