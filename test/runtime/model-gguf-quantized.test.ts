@@ -6,6 +6,7 @@ import { GgmlType, parseGguf, readGguf, writeGguf } from '../../src/runtime/mode
 import { weightName } from '../../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/runtime/onnx/block-quantization.ts';
+import { numberToF16 } from '../../src/runtime/model/half.ts';
 import { loadStories, tempDir } from './model-helpers.ts';
 
 /** The float values a [rows, k] weight has after our int8 / int4 quantization (what the graph runs). */
@@ -41,3 +42,39 @@ test('writeGguf q8_0 keeps a matrix whose rows are not whole blocks in F32, as l
   const back = await readGguf(path);
   assert.deepEqual(back.weights.get(weightName.down(0))!.data, m.weights.get(weightName.down(0))!.data);
 });
+
+/** A Q8_0 / Q4_0 tensor's blocks as stored in the file, in our codes' layout (ggml 32-value blocks). */
+function fileBlocks(bytes: Uint8Array, type: number, count: number): { codes: number[]; scales: number[] } {
+  const codes: number[] = [];
+  const scales: number[] = [];
+  const size = type === GgmlType.Q8_0 ? 34 : 18;
+  for (let p = 0; p < (count / 32) * size; p += size) {
+    scales.push(new DataView(bytes.buffer, bytes.byteOffset + p, 2).getUint16(0, true));
+    if (type === GgmlType.Q8_0) for (let j = 0; j < 32; j++) codes.push(((bytes[p + 2 + j]! << 24) >> 24) + 128);
+    else {
+      const q = Array.from({ length: 32 }, (_, j) => (j < 16 ? bytes[p + 2 + j]! & 15 : bytes[p + 2 + j - 16]! >> 4));
+      for (let j = 0; j < 32; j += 2) codes.push(q[j]! | (q[j + 1]! << 4));
+    }
+  }
+  return { codes, scales };
+}
+
+for (const [dtype, bits, type] of [['q8_0', 8, GgmlType.Q8_0], ['q4_0', 4, GgmlType.Q4_0]] as const) {
+  test(`a GGUF ${dtype} model served as ${bits === 8 ? 'int8' : 'int4'} runs exactly the file's blocks: re-quantizing its values reproduces every code and scale`, async () => {
+    const spec = syntheticSpec(syntheticPresets.tiny);
+    const path = join(await tempDir(`gguf-${dtype}-exact`), `tiny.${dtype}.gguf`);
+    await writeGguf({ spec, weights: syntheticWeights(spec, 4) }, path, { dtype, tokenizer: syntheticVocabulary(spec.vocabSize) });
+    const g = parseGguf(new Uint8Array(await readFile(path)), path);
+    const back = await readGguf(path);
+    for (const [gguf, name] of [['blk.0.ffn_down.weight', weightName.down(0)], ['blk.2.ffn_gate.weight', weightName.gate(2)], ['blk.1.attn_v.weight', weightName.v(1)], ['token_embd.weight', weightName.embed]] as const) {
+      const info = g.tensors.get(gguf)!;
+      assert.equal(info.type, type, gguf);
+      const n = info.shape.reduce((a, b) => a * b, 1);
+      const file = fileBlocks(g.bytes.subarray(info.offset), type, n);
+      const w = back.weights.get(name)!;
+      const q = quantizeMatrix(w.data, w.shape[0]!, w.shape[1]!, bits);
+      assert.deepEqual(Array.from(q.codes), file.codes, `${gguf} codes`);
+      assert.deepEqual(Array.from(q.scales, (x) => numberToF16(x)), file.scales, `${gguf} scales`);
+    }
+  });
+}
