@@ -1,10 +1,9 @@
 /**
  * The server under test as a child process (`node bin/mop.js serve`), so the benchmark's own load
- * generator and probes never share its event loop. Bound to 127.0.0.1 on a free port.
+ * generator and probes never share its event loop. Bound to 127.0.0.1 on a port the server picks (port 0) and prints.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
 export interface ServerProcess {
@@ -15,22 +14,11 @@ export interface ServerProcess {
   stop: () => Promise<void>;
 }
 
-/** A port nothing listens on right now (bound once to port 0, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 export async function startServerProcess(o: { repoRoot: string; args: string[]; env: Record<string, string>; logFile: string; readyTimeoutMs: number }): Promise<ServerProcess> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [path.join(o.repoRoot, 'bin/mop.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), ...o.args], {
+  // Port 0: the server binds a free port itself and prints it. Picking one here and passing it on
+  // races with anything else on the machine that binds ports meanwhile (seen: another process took
+  // it, and the probes measured that process).
+  const child = spawn(process.execPath, [path.join(o.repoRoot, 'bin/mop.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...o.args], {
     cwd: o.repoRoot,
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -60,7 +48,9 @@ export async function startServerProcess(o: { repoRoot: string; args: string[]; 
       await stop();
       throw new Error(`the server was not ready within ${o.readyTimeoutMs / 1000} s:\n${text.slice(-2000)}`);
     }
-    const ok = await fetch(url + '/ready').then((r) => r.status === 200, () => false);
+    const listening = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(text);
+    const url = listening ? `http://127.0.0.1:${listening[1]}` : undefined;
+    const ok = url !== undefined && (await fetch(url + '/ready').then((r) => r.status === 200, () => false));
     if (ok) return { url, child, log: () => text, stop };
     await new Promise((r) => setTimeout(r, 250));
   }
