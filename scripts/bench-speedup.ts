@@ -12,7 +12,7 @@
  *     [--ratios 0.2,0.4,0.6] [--concurrency 1,8] [--requests 16,32] [--max-tokens 64] [--rounds auto|N]
  *     [--samples 8] [--seq-len 64] [--threads N] [--max-loaded 3] [--dtype float32|int8|int4]
  *     [--peer-quants f32,q8_0] [--no-peer | --peer-json FILE]
- *     [--out-dir docs] [--quick] [--render-only REPORT.json[,REPORT2.json]]
+ *     [--out-dir docs] [--quick] [--render-only REPORT.json[,REPORT2.json] [--peer-json PEER.json,...]]
  *
  * Models: `bundled` (stories260K), `100m` (synthetic, ~100M parameters), `1b` (synthetic, ~1.1B:
  * ~13 GB per served variant in f32 and pruning takes long; asked for explicitly only),
@@ -110,6 +110,16 @@ if (args['render-only']) {
     if (peers.length) report.peer = { ...peers[0]!, available: peers.some((p) => p.available), models: peers.flatMap((p) => p.models) };
     report.settings.models = report.models.map((m) => m.model);
     report.durationSec = runs.reduce((t, r) => t + r.durationSec, 0);
+  }
+  // Peer results measured on their own (scripts/bench-llamacpp.ts --out X.json) replace or join the reports'.
+  if (args['peer-json'] && report.peer) {
+    for (const f of list(args['peer-json'])) {
+      const extra = JSON.parse(fs.readFileSync(f, 'utf8')) as PeerReport;
+      const key = (m: PeerReport['models'][number]) => `${m.model}/${m.quant ?? 'f32'}`;
+      const replaced = new Set(extra.models.map(key));
+      report.peer.models = [...report.peer.models.filter((m) => !replaced.has(key(m))), ...extra.models];
+      report.peerExtra = [...(report.peerExtra ?? []), `${f}: ${extra.models.map(key).join(', ')} (${extra.date.slice(0, 16).replace('T', ' ')} UTC, ${extra.reps} repetitions, ${extra.tokens} tokens, threads ${extra.threads.join(', ')})`];
+    }
   }
   report.targets = evaluateTargets(report);
   const dir = args['out-dir'] ?? path.dirname(files[0]!);

@@ -385,6 +385,10 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     );
     L.push('');
     L.push(peerTable(r.peer));
+    if (r.peerExtra?.length) {
+      L.push('');
+      L.push(`Rows measured in separate runs of \`scripts/bench-llamacpp.ts\`, merged here: ${r.peerExtra.join('; ')}.`);
+    }
   } else L.push(`The peer did not run: ${r.peer?.reason ?? r.peerError ?? 'unknown'}.`);
   L.push('');
   L.push('## Client vs server');

@@ -103,6 +103,8 @@ export interface SpeedupReport {
   targets: TargetCheck[];
   /** Set when the report merges several runs (bench-speedup --render-only a.json,b.json). */
   runs?: { command: string; date: string; durationSec: number; models: string[]; dtype: string; loadAvgStart: number[] }[];
+  /** Peer results merged in from separate bench-llamacpp runs (file: what it holds). */
+  peerExtra?: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
