@@ -2,7 +2,7 @@
  * The llama.cpp peer: the same dense model exported to GGUF (F32, or Q8_0 / Q4_0 as llama.cpp's
  * users run it on a CPU) and run by llama.cpp through the `node-llama-cpp` package, beside our
  * ModelSession at the same quantization (Q8_0 ↔ --dtype int8, Q4_0 ↔ int4: the very same blocks,
- * see onnx/block-quantization.ts), on the same CPU with the same thread count, prompt length and
+ * see src/runtime/model/block-quantization.ts), on the same CPU with the same thread count, prompt length and
  * number of generated tokens (greedy, batch 1).
  *
  * node-llama-cpp is NOT a dependency of this project (it is large and pulls GPU builds): it is

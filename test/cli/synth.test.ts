@@ -66,7 +66,7 @@ describe('mop synth', () => {
     const out = path.join(await scratch(), 'never');
     const p = await runMop(['synth', '--preset', '7b', '--out', out]);
     assert.equal(p.code, 1);
-    assert.equal(p.stderr, "mop: error: unknown preset '7b'; one of tiny, 100m, 1b\n");
+    assert.equal(p.stderr, "mop: error: unknown preset '7b'; one of tiny, 100m, 1b, tinyllama-1b, 500m\n");
     const d = await runMop(['synth', '--preset', 'tiny', '--dtype', 'int8', '--out', out]);
     assert.equal(d.code, 1);
     assert.match(d.stderr, /^mop: error: unknown dtype 'int8'; one of float32, float16, bfloat16\n$/);

@@ -8,7 +8,7 @@ import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
-import { dequantizeMatrix, QuantizationShapeError, quantizeMatrix, type WeightQuantization } from '../../src/runtime/onnx/block-quantization.ts';
+import { dequantizeMatrix, QuantizationShapeError, quantizeMatrix, type WeightQuantization } from '../../src/runtime/model/block-quantization.ts';
 import { buildDecoderGraph } from '../../src/runtime/onnx/decoder-graph.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
 

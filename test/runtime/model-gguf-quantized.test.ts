@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { GgmlType, parseGguf, readGguf, writeGguf } from '../../src/runtime/model/gguf.ts';
 import { weightName } from '../../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
-import { dequantizeMatrix, quantizeMatrix } from '../../src/runtime/onnx/block-quantization.ts';
+import { dequantizeMatrix, quantizeMatrix } from '../../src/runtime/model/block-quantization.ts';
 import { numberToF16 } from '../../src/runtime/model/half.ts';
 import { loadStories, tempDir } from './model-helpers.ts';
 

@@ -1,5 +1,5 @@
 import type { FloatType } from '../onnx/onnx-model.ts';
-import type { WeightQuantization } from '../onnx/block-quantization.ts';
+import type { WeightQuantization } from '../model/block-quantization.ts';
 
 /**
  * Where a model runs. Each name is one ONNX Runtime execution provider:

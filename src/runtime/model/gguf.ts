@@ -8,8 +8,9 @@
  *
  * We read architecture `llama` with tensor types F32, F16, BF16, Q8_0 and Q4_0 (dequantized to
  * float32 for float engines), and write F32 / F16 / Q8_0 / Q4_0 files llama.cpp can load; the
- * quantized ones hold exactly the blocks our int8 / int4 graphs run (onnx/block-quantization.ts). GGUF keeps Q/K rows in the interleaved RoPE layout
- * (llama.cpp's converter permutes Hugging Face weights), so both directions convert.
+ * quantized ones hold exactly the blocks our int8 / int4 graphs run (block-quantization.ts).
+ * GGUF keeps Q/K rows in the interleaved RoPE layout (llama.cpp's converter permutes Hugging Face
+ * weights), so both directions convert.
  */
 import { basename } from 'node:path';
 import { promises as fs } from 'node:fs';
@@ -22,7 +23,7 @@ import { ByteReader, checkModel, copyF32, f32Bytes, formatShape, readCheckpointF
 import { decodeBf16, decodeF16, encodeF16, f16ToNumber, numberToF16 } from './half.ts';
 import { interleavedToRotateHalf, rotateHalfToInterleaved } from './rope-layout.ts';
 import { readLlama2cTokenizer } from './llama2c.ts';
-import { quantizeMatrix } from '../onnx/block-quantization.ts';
+import { quantizeMatrix } from './block-quantization.ts';
 import { TokenType } from '../tokenizer/types.ts';
 import type { ByteBpeSource, ScoredVocabSource, TokenizerSource } from '../tokenizer/types.ts';
 

@@ -3,7 +3,7 @@ import type { Tensor, Weights } from '../model/tensor.ts';
 import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type FloatType, floatTypeCode, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeTableInitializers } from './rope-cache.ts';
-import { bitsOf, checkQuantizable, quantizeMatrix, type WeightQuantization } from './block-quantization.ts';
+import { bitsOf, checkQuantizable, quantizeMatrix, type WeightQuantization } from '../model/block-quantization.ts';
 import { blockSizeSetting, matMulNBits } from './matmul-nbits.ts';
 
 /**

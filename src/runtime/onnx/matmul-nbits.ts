@@ -1,4 +1,4 @@
-import { blocksPerRow, type BlockQuantizedMatrix, DEFAULT_BLOCK_SIZE } from './block-quantization.ts';
+import { blocksPerRow, type BlockQuantizedMatrix, DEFAULT_BLOCK_SIZE } from '../model/block-quantization.ts';
 import { DataType, type OnnxGraphBuilder } from './onnx-model.ts';
 
 /**

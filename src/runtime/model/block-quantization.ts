@@ -1,4 +1,4 @@
-import { f16ToNumber, numberToF16 } from '../model/half.ts';
+import { f16ToNumber, numberToF16 } from './half.ts';
 
 /**
  * Block-quantized weight matrices in the form ONNX Runtime's `com.microsoft.MatMulNBits` reads:
