@@ -431,6 +431,13 @@ function recoveryLines(): string[] {
     );
   }
   out.push('');
+  const belowDense = rec.filter((r) => r.perplexity < dense.perplexity);
+  if (belowDense.length) {
+    out.push('');
+    out.push(
+      `Below the dense model (${belowDense.map((r) => `${r.strategy} ${pct(r.target)} ${f(r.perplexity)}`).join(', ')} vs dense ${f(dense.perplexity, 3)}): recovery fine-tunes on in-domain TinyStories text (its cross-entropy share), which the dense model never got; a dense model given the same fine-tuning was not measured, so "× dense" compares against an un-tuned parent.`,
+    );
+  }
   const def = get('recovered', 'mop', sweepTarget);
   const knobRows = rec.filter((r) => r.variant !== 'recovered' && r.strategy === 'mop');
   if (def && knobRows.length) {
