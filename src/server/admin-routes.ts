@@ -216,7 +216,7 @@ function variantView(v: ServedVariant, active: boolean) {
     path: v.path,
     max_model_len: v.maxContext,
     device: v.target.device,
-    dtype: v.target.dtype,
+    dtype: v.target.weights ?? v.target.dtype,
     status: v.status,
     status_reason: v.statusReason ?? null,
     running: v.scheduler.stats().running,

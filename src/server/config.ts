@@ -161,7 +161,7 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'adminToken', flag: '--admin-token <token>', env: 'MOP_ADMIN_TOKEN', description: 'bearer token for /admin/* (unset = admin API off)', parse: text, secret: true },
   { key: 'servedModelName', flag: '--served-model-name <id>', env: 'MOP_SERVED_MODEL_NAME', description: "model id clients use (default: the checkpoint's file name)", parse: text },
   { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto, cpu, webgpu, cuda or cuda-native (auto: a working GPU, else the CPU)', parse: parseDeviceRequest },
-  { key: 'dtype', flag: '--dtype <type>', env: 'MOP_DTYPE', description: 'weights/activations/KV type: auto (float16 on GPU, float32 on CPU), float32 or float16', parse: parseDtypeRequest },
+  { key: 'dtype', flag: '--dtype <type>', env: 'MOP_DTYPE', description: 'weights/activations/KV type: auto (float16 on GPU, float32 on CPU), float32, float16, or int8 / int4 block-quantized weights (CPU)', parse: parseDtypeRequest },
   { key: 'threads', flag: '--threads <n>', env: 'MOP_THREADS', description: 'ONNX Runtime intra-op threads (default: all cores)', parse: int(1, 1024) },
   { key: 'chatTemplate', flag: '--chat-template <file>', env: 'MOP_CHAT_TEMPLATE', description: "Jinja chat template file (default: the checkpoint's, else a plain 'role: content' transcript)", parse: text },
   { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },

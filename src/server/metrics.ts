@@ -97,7 +97,8 @@ export class ServerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const v of variants()) this.set({ model: v.id, device: v.target.device, dtype: v.target.dtype }, 1);
+        // A quantized variant is labelled by its weights (int8, int4): that is what it reads per step.
+        for (const v of variants()) this.set({ model: v.id, device: v.target.device, dtype: v.target.weights ?? v.target.dtype }, 1);
       },
     });
 
