@@ -12,18 +12,12 @@
  * time scales with block parameters, a variant with a fraction r of block parameters removed takes
  * about head + (1 − r) · blocks, and its latency ratio to dense is bounded below by head / dense.
  */
-import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { type StepTiming, type TimeDecodeOptions, timeDecodeInterleaved } from '../../src/runtime/engine/decode-timing.ts';
 import { type ModelSpec, parameterCounts, weightName } from '../../src/runtime/model/spec.ts';
 import { syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 
-export interface StepTiming {
-  /** Median wall time of one decode step (ms). */
-  medianMs: number;
-  meanMs: number;
-  steps: number;
-}
+export { argmax, type StepTiming, type TimeDecodeOptions, timeDecode, timeDecodeInterleaved } from '../../src/runtime/engine/decode-timing.ts';
 
 export interface DecodeProfile {
   batch: number;
@@ -85,89 +79,6 @@ export function headOnlyModel(spec: ModelSpec, weights: Weights, vocabSize?: num
   }
   const small: ModelSpec = { ...s, vocabSize, bosTokenId: Math.min(s.bosTokenId, vocabSize - 1), eosTokenIds: s.eosTokenIds.map((e) => Math.min(e, vocabSize - 1)) };
   return { spec: small, weights: syntheticWeights(small, 7) };
-}
-
-export interface TimeDecodeOptions {
-  batch: number;
-  promptTokens: number;
-  steps: number;
-  warmup: number;
-  threads: number;
-  /** Stop timing after this many ms (the measured steps so far count). */
-  maxMs?: number;
-  /** Device and weight storage of the sessions; default CPU float32. */
-  target?: ExecutionTarget;
-}
-
-/** A session with `batch` slots prefilled with `promptTokens` tokens each, ready to decode. */
-async function prefilled(model: { spec: ModelSpec; weights: Weights }, o: TimeDecodeOptions): Promise<ModelSession> {
-  const session = await ModelSession.create(model.spec, model.weights, {
-    maxBatch: o.batch,
-    maxContext: o.promptTokens + o.warmup + o.steps + 2,
-    threads: o.threads,
-    ...(o.target && { target: o.target }),
-  });
-  const V = model.spec.vocabSize;
-  for (let s = 0; s < o.batch; s++) {
-    const prompt = Array.from({ length: o.promptTokens }, (_, k) => 3 + ((s * 7919 + k * 104729) % Math.max(1, V - 3)));
-    await session.prefill(s, prompt);
-  }
-  return session;
-}
-
-/** One batched decode step; returns its wall time (ms) and the next token. */
-async function step(session: ModelSession, batch: number, token: number): Promise<[number, number]> {
-  const t0 = performance.now();
-  const logits = await session.decode(Array.from({ length: batch }, (_, slot) => ({ slot, token })));
-  const dt = performance.now() - t0;
-  return [dt, argmax(logits[0]!)];
-}
-
-function timingOf(times: number[]): StepTiming {
-  const sorted = [...times].sort((a, b) => a - b);
-  return { medianMs: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN, meanMs: times.reduce((a, b) => a + b, 0) / times.length, steps: times.length };
-}
-
-/**
- * Time decode steps of several models interleaved step by step (A B C A B C ...), so that other
- * load on the machine hits them alike; each gets `warmup` untimed steps first.
- */
-export async function timeDecodeInterleaved(models: { spec: ModelSpec; weights: Weights }[], o: TimeDecodeOptions): Promise<StepTiming[]> {
-  const sessions: ModelSession[] = [];
-  try {
-    for (const m of models) sessions.push(await prefilled(m, o));
-    const times: number[][] = models.map(() => []);
-    const tokens = models.map((m) => 5 % m.spec.vocabSize);
-    const deadline = performance.now() + (o.maxMs ?? Number.POSITIVE_INFINITY);
-    for (let i = 0; i < o.warmup + o.steps; i++) {
-      for (let k = 0; k < sessions.length; k++) {
-        const [dt, next] = await step(sessions[k]!, o.batch, tokens[k]!);
-        tokens[k] = next;
-        if (i >= o.warmup) times[k]!.push(dt);
-      }
-      if (performance.now() > deadline && i >= o.warmup + 3) break;
-    }
-    return times.map(timingOf);
-  } finally {
-    for (const s of sessions) await s.release();
-  }
-}
-
-/** Prefill `batch` slots with `promptTokens` tokens each, then time `steps` batched decode steps. */
-export async function timeDecode(model: { spec: ModelSpec; weights: Weights }, o: TimeDecodeOptions): Promise<StepTiming> {
-  return (await timeDecodeInterleaved([model], o))[0]!;
-}
-
-export function argmax(x: Float32Array): number {
-  let best = 0;
-  let bestV = -Infinity;
-  for (let i = 0; i < x.length; i++) {
-    if (x[i]! > bestV) {
-      bestV = x[i]!;
-      best = i;
-    }
-  }
-  return best;
 }
 
 /** Dense vs head-only vs overhead-only decode steps at one batch size, interleaved step by step. */

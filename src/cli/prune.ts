@@ -12,6 +12,7 @@ import { pruneStoreKey } from '../service/prune/prune-store-key.ts';
 import { flagLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import { runPrune, validateRecipe } from '../service/prune/run-prune.ts';
 import { deviceOption, envOption, parseIntArg, resolveDeviceArg } from './options.ts';
+import { parseDtypeRequest, targetFor } from '../runtime/device/device.ts';
 
 /**
  * `mop prune`: MoP (or a baseline) to a target compression; writes a loadable Hugging Face
@@ -35,6 +36,7 @@ export function registerPruneCommand(program: Command): void {
   cmd
     .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
     .addOption(deviceOption())
+    .addOption(envOption('--dtype <type>', 'with --budget latency: the weight type the result will be served in (float32, int8, int4); the step-time profile is measured in it', 'MOP_DTYPE').default('float32'))
     .addOption(envOption('-o, --out <dir>', 'output directory for the pruned model and report.json', 'MOP_OUT'))
     .addOption(envOption('--model-store <dir>', "also (or instead of --out) put the result into this model store, under the key a server's identical prune looks up", 'MOP_MODEL_STORE'))
     .option('-q, --quiet', 'no progress output')
@@ -45,12 +47,15 @@ export function registerPruneCommand(program: Command): void {
       validateRecipe(recipe); // fail before loading anything
       if (o.out === undefined && o.modelStore === undefined) throw new MopInputError('say where the pruned model goes: --out <dir> / MOP_OUT, --model-store <dir> / MOP_MODEL_STORE, or both');
       const device = await resolveDeviceArg(o.device);
+      const dtype = parseDtypeRequest(o.dtype);
+      // The profile of a latency budget runs the serving graph: CPU for quantized weights.
+      const servingTarget = targetFor(dtype === 'int8' || dtype === 'int4' ? 'cpu' : device, dtype);
       const modelPath: string = o.model ?? defaultModelPath();
       const model = await loadModel(modelPath, o.tokenizer ? { tokenizerPath: o.tokenizer } : {});
       const referenceBlocks = await readReferenceBlocks(modelPath);
       // The same key a server computes for this prune of the same checkpoint (the Helm hook relies on it).
       const store = o.modelStore === undefined ? undefined : await ModelStore.open(o.modelStore);
-      const stored = store && (await pruneStoreKey(digestWeights(model.spec, model.weights), recipe, referenceBlocks ?? parameterCounts(model.spec).blocks));
+      const stored = store && (await pruneStoreKey(digestWeights(model.spec, model.weights), recipe, referenceBlocks ?? parameterCounts(model.spec).blocks, servingTarget));
       const hit = store && stored && (await store.get(stored.key).catch(() => undefined));
       if (hit) {
         process.stdout.write(`model store ${o.modelStore}: entry ${hit.key} is already there; nothing to prune\n`);
@@ -72,6 +77,7 @@ export function registerPruneCommand(program: Command): void {
           ...(referenceBlocks !== undefined && { referenceBlocks }),
           ...(o.threads !== undefined && { threads: o.threads }),
           device,
+          servingTarget,
           ...(progress && { onProgress: progress.update }),
           signal: ac.signal,
         });

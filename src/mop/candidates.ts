@@ -1,24 +1,16 @@
 import type { ModelSpec } from '../runtime/model/spec.ts';
-import {
-  clonePlan,
-  kvGroupParams,
-  layerIsEmpty,
-  layerParams,
-  neuronParams,
-  plannedBlockParams,
-  plannedLayer,
-  type PruningPlan,
-  survivingLayers,
-} from './pruning-plan.ts';
+import { paramCost, plannedCost, type PruneCost } from './prune-cost.ts';
+import { clonePlan, keptNeurons, layerIsEmpty, plannedLayer, type PruningPlan, survivingLayers } from './pruning-plan.ts';
 
 /**
  * The two branches of a MoP step: from the current plan, the least important layer(s) (depth) or
- * the least important KV groups and neurons (width) worth about a parameter budget.
+ * the least important KV groups and neurons (width) worth about a budget. Budgets and costs are in
+ * the unit of a PruneCost (block parameters by default, or predicted decode-step time).
  */
 export interface Candidate {
   branch: 'depth' | 'width';
   plan: PruningPlan;
-  /** Block parameters this candidate removes from its parent. */
+  /** Cost this candidate removes from its parent (block parameters, or µs with a latency cost). */
   removedParams: number;
   /** What it removes, in base-model indices. */
   removed: RemovedStructures;
@@ -57,10 +49,10 @@ interface DepthPart {
  * (what is left to reach the target, so the step never overshoots it), then more while the total
  * stays within `budget`. The last surviving layer (sub-block) is never removed. Null when nothing fits.
  */
-export function depthCandidate(base: ModelSpec, plan: PruningPlan, scores: DepthScores, budget: number, cap: number, unit: DepthUnit = 'layer'): Candidate | null {
+export function depthCandidate(base: ModelSpec, plan: PruningPlan, scores: DepthScores, budget: number, cap: number, unit: DepthUnit = 'layer', cost: PruneCost = paramCost): Candidate | null {
   const parts: DepthPart[] = [];
   for (const i of survivingLayers(plan)) {
-    const p = layerParams(base.hidden, plannedLayer(base, plan, i));
+    const p = cost.subBlocks(base, plannedLayer(base, plan, i));
     if (unit === 'layer') parts.push({ layer: i, part: 'layer', cost: p.attention + p.mlp, score: scores.layer[i]! });
     else {
       if (p.attention > 0) parts.push({ layer: i, part: 'attention', cost: p.attention, score: scores.attention[i]! });
@@ -87,7 +79,7 @@ export function depthCandidate(base: ModelSpec, plan: PruningPlan, scores: Depth
     unit === 'layer'
       ? { layers: chosen.map((d) => d.layer).sort((a, b) => a - b) }
       : { subBlocks: chosen.map((d) => ({ layer: d.layer, part: d.part as 'attention' | 'mlp' })).sort((a, b) => a.layer - b.layer || a.part.localeCompare(b.part)) };
-  return { branch: 'depth', plan: next, removedParams: plannedBlockParams(base, plan) - plannedBlockParams(base, next), removed };
+  return { branch: 'depth', plan: next, removedParams: plannedCost(base, plan, cost) - plannedCost(base, next, cost), removed };
 }
 
 /**
@@ -97,19 +89,29 @@ export function depthCandidate(base: ModelSpec, plan: PruningPlan, scores: Depth
  *   'global':      one ranking of every group and neuron by score per parameter.
  * Score normalisation: 'layer' divides each score by the mean score of its type in its layer (so
  * layers with large activations do not shield each other), 'none' uses raw scores.
+ * `multiple`: a pruned layer keeps a multiple of this many MLP neurons (default 1), so its
+ * matrices keep widths the kernels like (whole quantization blocks, whole SIMD vectors); neurons
+ * then go in chunks, the least important first. KV groups are always whole.
  */
 export interface WidthPolicy {
   split: 'param-share' | 'global';
   normalize: 'layer' | 'none';
+  multiple?: number;
 }
 
+/** A KV group, or a chunk of a layer's neurons (one neuron when the multiple is 1). */
 interface Unit {
   kind: 'kv' | 'neuron';
   layer: number;
-  index: number;
+  /** Base indices of what the unit removes (one KV group; one or more neurons). */
+  indices: number[];
   cost: number;
+  /** Importance per structure (a chunk: the mean of its neurons'). */
   score: number;
 }
+
+/** Importance per unit of cost (the 'global' ranking). */
+const scorePerCost = (u: Unit) => u.score / (u.cost / u.indices.length);
 
 export function widthCandidate(
   base: ModelSpec,
@@ -118,17 +120,19 @@ export function widthCandidate(
   neuronScores: readonly (Float64Array | null)[],
   budget: number,
   policy: WidthPolicy,
+  cost: PruneCost = paramCost,
 ): Candidate | null {
   const kvUnits: Unit[] = [];
   const neuronUnits: Unit[] = [];
+  const multiple = policy.multiple ?? 1;
   plan.layers.forEach((l, i) => {
     if (layerIsEmpty(plan, i)) return;
     const ks = kvScores[i];
-    if (l.attention && ks) kvUnits.push(...normalized('kv', i, l.kvGroups, ks, kvGroupParams(base, i), policy.normalize));
+    if (l.attention && ks) kvUnits.push(...normalized('kv', i, l.kvGroups, ks, cost.kvGroup(base, i), policy.normalize));
     const ns = neuronScores[i];
-    if (l.mlp && ns) neuronUnits.push(...normalized('neuron', i, l.neurons, ns, neuronParams(base), policy.normalize));
+    if (l.mlp && ns) neuronUnits.push(...chunked(normalized('neuron', i, l.neurons, ns, cost.neuron(base), policy.normalize), multiple));
   });
-  const byScore = (a: Unit, b: Unit) => a.score - b.score || a.layer - b.layer || a.index - b.index;
+  const byScore = (a: Unit, b: Unit) => a.score - b.score || a.layer - b.layer || a.indices[0]! - b.indices[0]!;
 
   const taken = new Set<Unit>();
   /** Take units in order while each one brings the total closer to `want`; returns what was taken. */
@@ -144,7 +148,7 @@ export function widthCandidate(
   };
 
   if (policy.split === 'global') {
-    const all = [...kvUnits, ...neuronUnits].sort((a, b) => a.score / a.cost - b.score / b.cost || byScore(a, b));
+    const all = [...kvUnits, ...neuronUnits].sort((a, b) => scorePerCost(a) - scorePerCost(b) || byScore(a, b));
     fill(all, budget);
   } else {
     const attn = kvUnits.reduce((s, u) => s + u.cost, 0);
@@ -165,17 +169,17 @@ export function widthCandidate(
   const neurons = new Map<number, number>();
   for (const u of taken) {
     if (u.kind === 'kv') {
-      next.layers[u.layer]!.kvGroups[u.index] = 0;
-      groups.set(u.layer, [...(groups.get(u.layer) ?? []), u.index]);
+      for (const g of u.indices) next.layers[u.layer]!.kvGroups[g] = 0;
+      groups.set(u.layer, [...(groups.get(u.layer) ?? []), ...u.indices]);
     } else {
-      next.layers[u.layer]!.neurons[u.index] = 0;
-      neurons.set(u.layer, (neurons.get(u.layer) ?? 0) + 1);
+      for (const j of u.indices) next.layers[u.layer]!.neurons[j] = 0;
+      neurons.set(u.layer, (neurons.get(u.layer) ?? 0) + u.indices.length);
     }
   }
   const removed: RemovedStructures = {};
   if (groups.size) removed.kvGroups = [...groups].sort((a, b) => a[0] - b[0]).map(([layer, g]) => ({ layer, groups: g.sort((a, b) => a - b) }));
   if (neurons.size) removed.neurons = [...neurons].sort((a, b) => a[0] - b[0]).map(([layer, count]) => ({ layer, count }));
-  return { branch: 'width', plan: next, removedParams: plannedBlockParams(base, plan) - plannedBlockParams(base, next), removed };
+  return { branch: 'width', plan: next, removedParams: plannedCost(base, plan, cost) - plannedCost(base, next, cost), removed };
 }
 
 function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores: Float64Array, cost: number, mode: WidthPolicy['normalize']): Unit[] {
@@ -183,7 +187,7 @@ function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores:
   let sum = 0;
   kept.forEach((k, index) => {
     if (!k) return;
-    units.push({ kind, layer, index, cost, score: scores[index]! });
+    units.push({ kind, layer, indices: [index], cost, score: scores[index]! });
     sum += scores[index]!;
   });
   const mean = sum / Math.max(units.length, 1);
@@ -191,12 +195,43 @@ function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores:
   return units;
 }
 
-/** The smallest structure still in the plan (how close to a target any step can land). */
-export function smallestUnitParams(base: ModelSpec, plan: PruningPlan): number {
+/**
+ * One layer's neuron units in chunks for a width multiple: least important first; the first chunk
+ * takes the remainder (kept mod multiple) so that every cut leaves a multiple, the others take
+ * `multiple` each. A chunk's neurons are each at least as important as the previous chunk's, so
+ * chunks rank in the order they must go.
+ */
+function chunked(units: Unit[], multiple: number): Unit[] {
+  if (multiple <= 1 || units.length === 0) return units;
+  const sorted = [...units].sort((a, b) => a.score - b.score || a.indices[0]! - b.indices[0]!);
+  const out: Unit[] = [];
+  let at = 0;
+  let size = sorted.length % multiple || multiple;
+  while (at < sorted.length) {
+    const part = sorted.slice(at, at + size);
+    out.push({
+      kind: 'neuron',
+      layer: part[0]!.layer,
+      indices: part.map((u) => u.indices[0]!),
+      cost: part.reduce((s, u) => s + u.cost, 0),
+      score: part.reduce((s, u) => s + u.score, 0) / part.length,
+    });
+    at += size;
+    size = multiple;
+  }
+  return out;
+}
+
+/**
+ * The smallest structure still in the plan, in the cost's unit (how close to a target any step can
+ * land): one KV group, or the next neuron chunk a layer could lose under the width multiple.
+ */
+export function smallestUnitParams(base: ModelSpec, plan: PruningPlan, cost: PruneCost = paramCost, multiple = 1): number {
   let best = Infinity;
   plan.layers.forEach((l, i) => {
-    if (l.mlp && l.neurons.some((n) => n)) best = Math.min(best, neuronParams(base));
-    if (l.attention && l.kvGroups.some((g) => g)) best = Math.min(best, kvGroupParams(base, i));
+    const kept = keptNeurons(plan, i);
+    if (kept > 0) best = Math.min(best, (kept % multiple || multiple) * cost.neuron(base));
+    if (l.attention && l.kvGroups.some((g) => g)) best = Math.min(best, cost.kvGroup(base, i));
   });
   return best;
 }

@@ -10,6 +10,8 @@ import { type DepthRule, depthRules, thirdToLastScores } from './depth-rule.ts';
 import { MopInputError } from './errors.ts';
 import { ampImportance, type ImportanceCriterion, importanceCriteria } from './importance.ts';
 import { fullPlan, plannedBlockParams, type PruningPlan, survivingLayers } from './pruning-plan.ts';
+import { type LatencyProfile, predictedStepUs } from './latency-profile.ts';
+import { latencyCost, paramCost, plannedCost, type PruneCost } from './prune-cost.ts';
 import { type MopRecoveryOptions, type RecoveryProgress, type RecoveryRunRecord, runRecovery } from './mop-recovery.ts';
 import type { CandidateRecord, PruneRecoveryReport, PruneReport, StepRecord, Strategy } from './report.ts';
 import { CandidateScorer, isSelectionCriterion, type SelectionCriterion, selectionCriteria } from './selection.ts';
@@ -59,6 +61,14 @@ export interface MopOptions {
   recovery?: MopRecoveryOptions;
   widthSplit?: WidthPolicy['split'];
   widthNormalize?: WidthPolicy['normalize'];
+  /** A pruned layer keeps a multiple of this many MLP neurons (default 1). */
+  widthMultiple?: number;
+  /**
+   * Latency-aware pruning: the target, the step budgets and every cost are in decode-step time
+   * predicted by this profile of the serving engine (measureLatencyProfile), not in parameters.
+   * The target is then a share of the blocks' step time, measured against the input model.
+   */
+  latencyProfile?: LatencyProfile;
   /**
    * Block parameters the ratio is measured against: the dense model's when the input was already
    * pruned (its report.json says), by default the input's own.
@@ -95,7 +105,7 @@ export const TARGET_TOLERANCE = 0.005;
 export const MAX_TARGET = 0.9;
 
 /** Checks that need no model: a MopInputError naming the bad value and what is accepted. */
-export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | 'criterion' | 'importance' | 'stepLayers' | 'widthSplit' | 'widthNormalize' | 'depthUnit' | 'depthRule'>): void {
+export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | 'criterion' | 'importance' | 'stepLayers' | 'widthSplit' | 'widthNormalize' | 'widthMultiple' | 'depthUnit' | 'depthRule'>): void {
   if (typeof o.target !== 'number' || !Number.isFinite(o.target) || o.target <= 0 || o.target > MAX_TARGET) {
     throw new MopInputError(`target must be a fraction in (0, ${MAX_TARGET}], got ${String(o.target)}`);
   }
@@ -119,6 +129,9 @@ export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | '
   }
   if (o.depthRule !== undefined && !(depthRules as readonly string[]).includes(o.depthRule)) {
     throw new MopInputError(`unknown depth rule '${String(o.depthRule)}'; choose one of: ${depthRules.join(', ')}`);
+  }
+  if (o.widthMultiple !== undefined && !(Number.isInteger(o.widthMultiple) && o.widthMultiple >= 1 && o.widthMultiple <= 1024)) {
+    throw new MopInputError(`width multiple must be an integer in [1, 1024], got ${o.widthMultiple}`);
   }
   if (o.widthNormalize !== undefined && o.widthNormalize !== 'layer' && o.widthNormalize !== 'none') {
     throw new MopInputError(`unknown width normalisation '${String(o.widthNormalize)}'; choose layer or none`);
@@ -152,11 +165,17 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
   const candidateRecovery = recovery !== undefined && recovery.candidateSteps > 0;
   // The 'random' criterion's coin: seeded, so a run repeats.
   const coin = new Xoshiro128ss((options.seed ?? options.calibration.description.seed) ^ 0x5eed);
-  const policy: WidthPolicy = { split: options.widthSplit ?? 'param-share', normalize: options.widthNormalize ?? 'layer' };
+  const widthMultiple = options.widthMultiple ?? 1;
+  const policy: WidthPolicy = { split: options.widthSplit ?? 'param-share', normalize: options.widthNormalize ?? 'layer', multiple: widthMultiple };
   const base = input.spec;
   const inputParams = parameterCounts(base);
-  const reference = options.referenceBlocks ?? inputParams.blocks;
-  validateModel(base, strategy, options.target, reference);
+  const referenceParams = options.referenceBlocks ?? inputParams.blocks;
+  validateModel(base, strategy, options.target, referenceParams);
+  // Every budget below is in the cost's unit: block parameters, or predicted step time (µs).
+  const profile = options.latencyProfile;
+  const cost: PruneCost = profile ? latencyCost(profile.coefficients) : paramCost;
+  const costOf = (plan: PruningPlan) => plannedCost(base, plan, cost);
+  const reference = profile ? costOf(fullPlan(base)) : referenceParams;
   const { calibration, signal } = options;
   if (calibration.seqLen > base.maxContext) {
     throw new MopInputError(`calibration sequences of ${calibration.seqLen} tokens exceed the model's context of ${base.maxContext}`);
@@ -166,6 +185,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
 
   const targetBlocks = Math.round((1 - options.target) * reference);
   const ratioOf = (blocks: number) => 1 - blocks / reference;
+  const paramRatioOf = (plan: PruningPlan) => 1 - plannedBlockParams(base, plan) / referenceParams;
   const open = (m: ModelWeights) =>
     openMaskedForward(m.spec, m.weights, {
       maxSeqLen: calibration.seqLen,
@@ -193,16 +213,16 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
     const steps: StepRecord[] = [];
     const progressOf = (message: string, remaining: number, stepBudget: number): MopProgress => ({
       step: steps.length,
-      totalEstimate: steps.length + Math.max(0, Math.ceil((remaining - smallestUnitParams(base, plan) / 2) / Math.max(stepBudget, 1))),
-      ratio: ratioOf(plannedBlockParams(base, plan)),
+      totalEstimate: steps.length + Math.max(0, Math.ceil((remaining - smallestUnitParams(base, plan, cost, widthMultiple) / 2) / Math.max(stepBudget, 1))),
+      ratio: paramRatioOf(plan),
       message,
     });
     const progress = (message: string, remaining: number, stepBudget: number) => options.onProgress?.(progressOf(message, remaining, stepBudget));
 
     for (;;) {
-      const blocks = plannedBlockParams(base, plan);
+      const blocks = costOf(plan);
       const remaining = blocks - targetBlocks;
-      const unit = smallestUnitParams(base, plan);
+      const unit = smallestUnitParams(base, plan, cost, widthMultiple);
       // Done once no structure left would bring the count closer to the target.
       if (remaining <= unit / 2) break;
       const alive = survivingLayers(plan).length;
@@ -224,11 +244,12 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
               budget,
               remaining + unit / 2,
               depthUnit,
+              cost,
             );
       // The width candidate removes what the depth candidate removes, so the two compare at
       // equal size; without a depth candidate it removes the step budget.
       const compareBudget = depth ? depth.removedParams : budget;
-      const width = strategy === 'depth' && depth ? null : widthCandidate(base, plan, kvScores, neuronScores, compareBudget, policy);
+      const width = strategy === 'depth' && depth ? null : widthCandidate(base, plan, kvScores, neuronScores, compareBudget, policy, cost);
       const candidates = [depth, width].filter((c): c is Candidate => c !== null);
       if (candidates.length === 0) break;
 
@@ -271,7 +292,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
       }
       // A step budget under the compared size: a winning width branch commits only its least
       // important step's worth, then the next step compares again.
-      if (chosen.branch === 'width' && chosen.removedParams > budget + unit / 2) chosen = widthCandidate(base, plan, kvScores, neuronScores, budget, policy) ?? chosen;
+      if (chosen.branch === 'width' && chosen.removedParams > budget + unit / 2) chosen = widthCandidate(base, plan, kvScores, neuronScores, budget, policy, cost) ?? chosen;
       plan = chosen.plan;
       const after = blocks - chosen.removedParams;
       steps.push({
@@ -289,11 +310,12 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
       if (steps.length > 10_000) throw new Error('MoP did not converge (more than 10000 steps)');
     }
 
-    const finalBlocks = plannedBlockParams(base, plan);
-    const ratio = ratioOf(finalBlocks);
-    if (Math.abs(ratio - options.target) > TARGET_TOLERANCE) {
+    const budgetRatio = ratioOf(costOf(plan));
+    const ratio = paramRatioOf(plan);
+    if (Math.abs(budgetRatio - options.target) > TARGET_TOLERANCE) {
+      const coarse = widthMultiple > 1 ? `; a smaller --width-multiple than ${widthMultiple} gives finer steps` : '';
       throw new MopInputError(
-        `cannot reach ${(100 * options.target).toFixed(1)}% within ±${100 * TARGET_TOLERANCE} points with ${strategy} pruning: stopped at ${(100 * ratio).toFixed(2)}% (the remaining structures are too coarse)`,
+        `cannot reach ${(100 * options.target).toFixed(1)}% within ±${100 * TARGET_TOLERANCE} points with ${strategy} pruning: stopped at ${(100 * budgetRatio).toFixed(2)}% (the remaining structures are too coarse${coarse})`,
       );
     }
     let finalScore = (await scorer.parent(plan, signal)).score;
@@ -334,10 +356,18 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
       importance: importance.name,
       target: options.target,
       seed: options.seed ?? options.calibration.description.seed,
-      options: { stepLayers, depthUnit, widthSplit: policy.split, widthNormalize: policy.normalize, ...(depthRule !== 'score' && { depthRule }) },
+      options: {
+        stepLayers,
+        depthUnit,
+        widthSplit: policy.split,
+        widthNormalize: policy.normalize,
+        ...(widthMultiple > 1 && { widthMultiple }),
+        ...(depthRule !== 'score' && { depthRule }),
+        ...(profile && { budget: 'latency' as const }),
+      },
       calibration: options.calibration.description,
       model: { ...(options.modelPath !== undefined && { path: options.modelPath }), layers: base.layers, params: inputParams },
-      referenceBlocks: reference,
+      referenceBlocks: referenceParams,
       steps,
       result: {
         layers: model.spec.layers,
@@ -348,6 +378,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
         steps: { depth: steps.filter((s) => s.chosen === 'depth').length, width: steps.filter((s) => s.chosen === 'width').length },
         finalScore,
         ...(finalScoreBeforeRecovery !== undefined && { finalScoreBeforeRecovery }),
+        ...(profile && { latency: { blockRatio: budgetRatio, stepRatio: predictedStepUs(profile, model.spec) / predictedStepUs(profile, base), profile } }),
       },
       ...(recoveryReport && { recovery: recoveryReport }),
       wallMs: performance.now() - started,

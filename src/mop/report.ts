@@ -4,6 +4,7 @@ import type { LayerSpec } from '../runtime/model/spec.ts';
 import type { CalibrationDescription } from './calibration.ts';
 import type { RemovedStructures } from './candidates.ts';
 import type { DepthRule } from './depth-rule.ts';
+import type { LatencyProfile } from './latency-profile.ts';
 import type { RecoveryRunRecord } from './mop-recovery.ts';
 import type { RecoveryTextDescription } from './recovery-data.ts';
 import type { RecoveryOptions } from '../runtime/train/recover.ts';
@@ -66,7 +67,12 @@ export interface PruneReport {
   importance: string;
   target: number;
   seed: number;
-  options: { stepLayers: number; depthUnit: string; widthSplit: string; widthNormalize: string; depthRule?: DepthRule };
+  /**
+   * widthMultiple: set when above 1. budget 'latency': the target, the steps' budgets, blocks,
+   * ratios and removed amounts are in predicted decode-step time (µs), not parameters; result.ratio
+   * stays the parameter ratio and result.latency holds the time ratios.
+   */
+  options: { stepLayers: number; depthUnit: string; widthSplit: string; widthNormalize: string; widthMultiple?: number; depthRule?: DepthRule; budget?: 'latency' };
   calibration: CalibrationDescription;
   model: { path?: string; layers: LayerSpec[]; params: ParamCounts };
   /** Block parameters the ratio is measured against (the dense model's, also when pruning a pruned model). */
@@ -85,6 +91,11 @@ export interface PruneReport {
     finalScore: number;
     /** The same before the final recovery (only when one ran). */
     finalScoreBeforeRecovery?: number;
+    /**
+     * Latency-aware runs: the share of the blocks' step time removed (what the target counts), the
+     * predicted whole-step ratio pruned / input (LM head and overhead included), and the profile.
+     */
+    latency?: { blockRatio: number; stepRatio: number; profile: LatencyProfile };
   };
   /** Absent when no recovery ran. */
   recovery?: PruneRecoveryReport;
@@ -130,8 +141,12 @@ export async function readReferenceBlocks(dir: string): Promise<number | undefin
 /** One line for logs. */
 export function summarizeReport(r: PruneReport): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const lat = r.result.latency;
+  const reached = lat
+    ? `reached ${pct(lat.blockRatio)} of the blocks' predicted step time (predicted step ratio ${lat.stepRatio.toFixed(3)}; ${pct(r.result.ratio)} of block params) `
+    : `reached ${pct(r.result.ratio)} `;
   return (
-    `${r.strategy} pruning to ${pct(r.target)}: reached ${pct(r.result.ratio)} ` +
+    `${r.strategy} pruning to ${pct(r.target)}${lat ? ' of step time' : ''}: ${reached}` +
     `(block params ${r.referenceBlocks.toLocaleString('en-US')} → ${r.result.params.blocks.toLocaleString('en-US')}; ` +
     `${r.result.layers.length} layers) in ${r.steps.length} steps (${r.result.steps.depth} depth, ${r.result.steps.width} width), ` +
     `calibration ${r.criterion} ${r.result.finalScore.toFixed(4)}, ${(r.wallMs / 1000).toFixed(1)} s` +

@@ -89,6 +89,9 @@ describe('admin API', () => {
       [{ target: 0.3, samples: 4096, seq_len: 512 }, /tokens|too short/],
       [{ target: '0.3' }, /target/],
       [{ target: 0.3, bogus: 1 }, /bogus|unrecognized/i],
+      [{ target: 0.3, width_multiple: 0 }, /width_multiple: expected an integer in \[1, 1024\], got 0/],
+      [{ target: 0.3, width_multiple: '8' }, /width_multiple: expected an integer/],
+      [{ target: 0.3, budget: 'fast' }, /unknown budget 'fast'; choose one of: params, latency/],
     ];
     for (const [body, message] of cases) {
       const err = await assertOpenAIError(await admin(s, 'POST', '/admin/prune', body), 400);

@@ -7,6 +7,7 @@
  */
 import { MopInputError } from '../../mop/errors.ts';
 import type { PruneReport } from '../../mop/report.ts';
+import type { ExecutionTarget } from '../../runtime/device/device.ts';
 import { parameterCounts } from '../../runtime/model/spec.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import type { EngineVariant } from '../engine/engine-variant.ts';
@@ -121,7 +122,7 @@ export class PruneJobs {
     const referenceBlocks = parameterCounts((dense ?? source).model.spec).blocks;
     this.starting = true;
     try {
-      job.stored = await this.lookUp(sourceId, request, referenceBlocks);
+      job.stored = await this.lookUp(sourceId, request, referenceBlocks, source.target);
       view.storeKey = job.stored?.key ?? null;
       view.fromStore = job.stored?.hit !== undefined;
       if (!job.stored?.hit) job.worker = startPruneWorker(
@@ -131,6 +132,7 @@ export class PruneJobs {
           ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
           ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),
           device: source.target.device,
+          servingTarget: source.target,
           nice: this.deps.pruneNice,
           ...(job.stored && { store: { root: job.stored.store.root, key: job.stored.key, sourceDigest: job.stored.sourceDigest, recipe: job.stored.recipe, chatTemplate: source.model.chatTemplate } }),
         },
@@ -201,11 +203,11 @@ export class PruneJobs {
   }
 
   /** With a store: the job's key, and the entry when it is already there (a cache hit: no prune). */
-  private async lookUp(sourceId: string, request: PruneJobRequest, referenceBlocks: number): Promise<PruneJob['stored']> {
+  private async lookUp(sourceId: string, request: PruneJobRequest, referenceBlocks: number, servingTarget: ExecutionTarget): Promise<PruneJob['stored']> {
     const store = this.deps.store?.();
     const sourceDigest = store?.sourceDigest(sourceId);
     if (!store || sourceDigest === undefined) return undefined;
-    const key = await pruneStoreKey(sourceDigest, recipeOf(request), referenceBlocks);
+    const key = await pruneStoreKey(sourceDigest, recipeOf(request), referenceBlocks, servingTarget);
     return { ...key, store, hit: store.variantWithKey(key.key) === undefined ? await store.find(key.key) : undefined };
   }
 

@@ -11,6 +11,7 @@ import { MAX_TARGET, strategies } from '../../mop/mop.ts';
 import { recoveryModes } from '../../mop/mop-recovery.ts';
 import { recoveryLosses } from '../../runtime/train/recover.ts';
 import { selectionCriteria } from '../../mop/selection.ts';
+import { budgetUnits } from '../../mop/prune-cost.ts';
 
 /** A full prune recipe: everything that decides what a prune produces. */
 export interface PruneRecipe {
@@ -28,6 +29,10 @@ export interface PruneRecipe {
   depthUnit: 'layer' | 'sublayer';
   widthSplit: 'param-share' | 'global';
   widthNormalize: 'layer' | 'none';
+  /** A pruned layer keeps a multiple of this many MLP neurons (1 = any count). */
+  widthMultiple: number;
+  /** What the target and step budgets count: block parameters, or the engine's measured decode-step time. */
+  budget: 'params' | 'latency';
   /** How the depth branch ranks layers: block-influence score or the paper's third-to-last rule. */
   depthRule: 'score' | 'third-to-last';
   /** Recovery fine-tuning of every candidate and of the result: none, LoRA adapters or all weights. */
@@ -91,6 +96,9 @@ export const pruneOptions: readonly PruneOption[] = [
   option('depthUnit', 'depth-unit', 'depth branch removes whole layers (layer) or single attention / MLP sub-blocks (sublayer)', { kind: 'choice', choices: ['layer', 'sublayer'] }, 'layer'),
   option('widthSplit', 'width-split', 'width budget: param-share (attention vs MLP by parameter share) or global', { kind: 'choice', choices: ['param-share', 'global'] }, 'param-share'),
   option('widthNormalize', 'width-normalize', 'width scores normalised per layer (layer) or raw (none)', { kind: 'choice', choices: ['layer', 'none'] }, 'layer'),
+  // Hardware-friendly shapes and latency-aware budgets (issue 14). Default: docs/width-report.md.
+  option('widthMultiple', 'width-multiple', 'a pruned layer keeps a multiple of this many MLP neurons (KV groups always stay whole); 32 = whole int8/int4 blocks', { kind: 'int', min: 1, max: 1024 }, 1),
+  option('budget', 'budget', "what the target counts: params (block parameters, the paper's measure) or latency (decode-step time measured on the serving engine)", { kind: 'choice', choices: budgetUnits }, 'params'),
   // Recovery fine-tuning (issue 11). Defaults: the recipe bench:quality measured best (docs/quality-report.md).
   option('depthRule', 'depth-rule', "depth branch ranks layers by block-influence score (score) or removes the third-to-last layer (third-to-last, the paper's rule)", { kind: 'choice', choices: depthRules }, 'score'),
   option('recovery', 'recovery', 'recovery fine-tuning of each candidate and of the result: none, lora or full', { kind: 'choice', choices: recoveryModes }, 'full'),

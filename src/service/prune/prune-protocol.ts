@@ -6,7 +6,7 @@
 import type { CalibrationDescription } from '../../mop/calibration.ts';
 import type { MopProgress } from '../../mop/mop.ts';
 import type { PruneReport } from '../../mop/report.ts';
-import type { DeviceName } from '../../runtime/device/device.ts';
+import type { DeviceName, ExecutionTarget } from '../../runtime/device/device.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
 import type { WireError } from '../engine/engine-protocol.ts';
@@ -20,6 +20,8 @@ export interface PruneWorkerInit {
   referenceBlocks?: number;
   threads?: number;
   device?: DeviceName;
+  /** What the result will be served on (a latency budget is measured in it). */
+  servingTarget?: ExecutionTarget;
   /** Nice value of the prune thread (and the ONNX Runtime threads it starts): 0 = as serving. */
   nice?: number;
   /** Export the result into the model store under `key` before answering (the job fails if that fails). */

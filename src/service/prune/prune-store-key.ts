@@ -4,9 +4,11 @@
  * WHOLE recipe as the shared option table resolves it (every setting explicit, defaults filled
  * in), so a field added to PruneRecipe is part of the key without a change here; file settings
  * (the calibration text) are replaced by the SHA-256 of their bytes, so the same text at another
- * path is the same work; plus the block count the ratio is measured against.
+ * path is the same work; plus the block count the ratio is measured against, and for a latency
+ * budget the serving target its step-time profile is measured in (int8 and float32 cost differently).
  */
 import { defaultCalibrationPath } from '../../mop/calibration.ts';
+import { cpuTarget, describeTarget, type ExecutionTarget } from '../../runtime/device/device.ts';
 import { MopInputError } from '../../mop/errors.ts';
 import { defaultRecoverySources } from '../../mop/recovery-data.ts';
 import { digestFile, type EntryRecipe, type HexDigest, storeKey } from '../model-store/index.ts';
@@ -34,8 +36,9 @@ export interface PruneStoreKey {
  * against `referenceBlocks`. `recipe` may carry fields the option table does not know yet: they
  * are hashed as they are. Reads every file setting (MopInputError when one cannot be read).
  */
-export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe, referenceBlocks: number): Promise<PruneStoreKey> {
+export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe, referenceBlocks: number, servingTarget: ExecutionTarget = cpuTarget): Promise<PruneStoreKey> {
   const material: Record<string, unknown> = { ...recipe, referenceBlocks };
+  if (recipe.budget === 'latency') material.latencyTarget = describeTarget(servingTarget);
   for (const o of pruneOptions) {
     if (o.type.kind !== 'text') continue;
     const set = recipe[o.key] as string | undefined;

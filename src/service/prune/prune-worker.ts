@@ -28,6 +28,7 @@ try {
     ...(init.referenceBlocks !== undefined && { referenceBlocks: init.referenceBlocks }),
     ...(init.threads !== undefined && { threads: init.threads }),
     ...(init.device !== undefined && { device: init.device }),
+    ...(init.servingTarget !== undefined && { servingTarget: init.servingTarget }),
     signal: ac.signal,
     onCalibrated: (calibration) => post({ type: 'calibrated', calibration }),
     onProgress: (progress) => post({ type: 'progress', progress }),

@@ -11,7 +11,8 @@ import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { ModelWeights } from '../../mop/surgery.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 import { defaultRecoveryOptions, type RecoveryOptions, validateRecoveryOptions } from '../../runtime/train/recover.ts';
-import type { DeviceName } from '../../runtime/device/device.ts';
+import { cpuTarget, type DeviceName, type ExecutionTarget } from '../../runtime/device/device.ts';
+import { measureLatencyProfile } from '../../mop/latency-profile.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../../runtime/tokenizer/create.ts';
 import type { PruneRecipe } from './prune-options.ts';
@@ -23,6 +24,11 @@ export interface PruneRun {
   referenceBlocks?: number;
   threads?: number;
   device?: DeviceName;
+  /**
+   * Device and weight type the result will be served with: a latency budget measures the engine's
+   * step-time profile in it (default CPU float32). Calibration passes run float32 on `device`.
+   */
+  servingTarget?: ExecutionTarget;
   signal?: AbortSignal;
   /** The calibration and recovery texts were read and cut: the recipe's inputs are good. */
   onCalibrated?: (c: CalibrationDescription) => void;
@@ -93,6 +99,13 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
   });
   const recovery = await prepareRecovery(recipe, tokenizer, model, run.threads);
   run.onCalibrated?.(calibration.description);
+  let latencyProfile;
+  if (recipe.budget === 'latency') {
+    const target = run.servingTarget ?? cpuTarget;
+    run.onProgress?.({ step: 0, totalEstimate: 1, ratio: 0, message: `measuring the engine's decode-step profile (${target.weights ?? target.dtype}, ${target.device})` });
+    latencyProfile = await measureLatencyProfile(model.spec, { target, ...(run.threads !== undefined && { threads: run.threads }) });
+    run.signal?.throwIfAborted();
+  }
   return runMop(
     { spec: model.spec, weights: model.weights },
     {
@@ -106,6 +119,8 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
       ...(recovery && { recovery }),
       widthSplit: recipe.widthSplit,
       widthNormalize: recipe.widthNormalize,
+      widthMultiple: recipe.widthMultiple,
+      ...(latencyProfile && { latencyProfile }),
       calibration,
       seed: recipe.seed,
       modelPath: model.path,
