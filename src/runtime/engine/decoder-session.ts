@@ -8,6 +8,12 @@ export interface DecodeEntry {
   token: number;
 }
 
+/** Tokens to append to one slot's sequence in a batched prefill. */
+export interface PrefillEntry {
+  slot: number;
+  tokens: readonly number[];
+}
+
 /**
  * What the scheduler and the server need of a model ready to run: slots of cached sequences,
  * prefill and batched decode returning logits. ModelSession (ONNX Runtime, every provider) and
@@ -26,6 +32,13 @@ export interface DecoderSession {
   reset(slot: number): void;
   /** Append tokens to a slot; logits of the last position ([vocab]). */
   prefill(slot: number, tokens: readonly number[]): Promise<Float32Array>;
+  /**
+   * Prefill several slots (each at most once) in as few runs as the session can: logits of each
+   * entry's last position ([vocab]), in entry order, whatever the session's logits mode. Optional:
+   * the scheduler calls `prefill` per entry where it is absent. Entries the session cannot batch
+   * run one by one.
+   */
+  prefillBatch?(entries: readonly PrefillEntry[]): Promise<Float32Array[]>;
   /** One step for several slots at once; logits per entry. */
   decode(entries: readonly DecodeEntry[]): Promise<Float32Array[]>;
   release(): Promise<void>;

@@ -6,6 +6,16 @@ import { INITIAL_CAPACITY, type KvBinding, type KvStore, nextCapacity } from './
 /** float32 elements, or float16 bit patterns (onnxruntime-node's representation of float16). */
 type KvArray = Float32Array | Uint16Array;
 
+/** Slot-less cache buffers for one batched run of fresh prompts (KvCache.scratch). */
+export interface ScratchKv {
+  feeds: Record<string, ort.Tensor>;
+  fetches: Record<string, ort.Tensor>;
+  keys: KvArray[];
+  values: KvArray[];
+  rows: number;
+  positions: number;
+}
+
 /**
  * The host-memory KV cache (CPU, and the CUDA provider, whose inputs cross host memory anyway):
  * for each attention layer one key and one value buffer of
@@ -81,6 +91,60 @@ export class KvCache implements KvStore {
       fetches[l.presentValue] = v;
     });
     return { feeds, fetches };
+  }
+
+  /**
+   * Cache tensors for a run over `rows` fresh sequences of at most `positions` tokens that belongs
+   * to no slot (a batched prefill of new prompts): zeroed buffers [rows, kvHeads, positions,
+   * cacheHeadDim], each layer's past_* and present_* the same memory. Binding scratch instead of
+   * slot views means the run cannot touch any other slot's cache; `adopt` copies each row's
+   * prefix into its slot afterwards.
+   */
+  scratch(rows: number, positions: number): ScratchKv {
+    const feeds: Record<string, ort.Tensor> = {};
+    const fetches: Record<string, ort.Tensor> = {};
+    const keys: KvArray[] = [];
+    const values: KvArray[] = [];
+    for (const l of this.layout) {
+      const size = rows * l.kvHeads * positions * l.cacheHeadDim;
+      const k = this.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
+      const v = this.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
+      const dims = [rows, l.kvHeads, positions, l.cacheHeadDim];
+      const kt = new ort.Tensor(this.dtype, k, dims);
+      const vt = new ort.Tensor(this.dtype, v, dims);
+      feeds[l.pastKey] = kt;
+      feeds[l.pastValue] = vt;
+      fetches[l.presentKey] = kt;
+      fetches[l.presentValue] = vt;
+      keys.push(k);
+      values.push(v);
+    }
+    return { feeds, fetches, keys, values, rows, positions };
+  }
+
+  /**
+   * Take over, for each placement, the first `count` positions of scratch row `row` as the whole
+   * cached sequence of `slot` (whose length must be 0). Only those slots' memory is written.
+   */
+  adopt(scratch: ScratchKv, placements: readonly { row: number; slot: number; count: number }[]): void {
+    for (const p of placements) {
+      if (this.lengths[p.slot] !== 0) throw new RangeError(`slot ${p.slot} already holds ${this.lengths[p.slot]} tokens`);
+      if (p.count > scratch.positions) throw new RangeError(`${p.count} positions exceed the scratch rows of ${scratch.positions}`);
+    }
+    this.fit(Math.max(0, ...placements.map((p) => p.count)));
+    this.layout.forEach((l, i) => {
+      const D = l.cacheHeadDim;
+      const n = this.slotSizes[i]!;
+      for (const p of placements) {
+        for (let h = 0; h < l.kvHeads; h++) {
+          const from = (p.row * l.kvHeads + h) * scratch.positions * D;
+          const to = p.slot * n + h * this.capacity * D;
+          this.keys[i]!.set(scratch.keys[i]!.subarray(from, from + p.count * D), to);
+          this.values[i]!.set(scratch.values[i]!.subarray(from, from + p.count * D), to);
+        }
+      }
+    });
+    for (const p of placements) this.lengths[p.slot] = p.count;
   }
 
   /** Grow to hold `needed` positions, or shrink when the live sequences need a quarter or less. */

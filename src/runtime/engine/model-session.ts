@@ -5,7 +5,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import { concatFloat32, type Weights } from '../model/tensor.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
-import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession } from './decoder-session.ts';
+import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession, type PrefillEntry } from './decoder-session.ts';
 import { ContextLengthError } from './errors.ts';
 import { KvCache } from './kv-cache.ts';
 import type { KvStore } from './kv-store.ts';
@@ -28,7 +28,21 @@ export interface ModelSessionOptions {
   target?: ExecutionTarget;
   /** A graph already built for this spec and target dtype, for at least this context (benchmarks reuse one). */
   graph?: DecoderGraph;
+  /**
+   * Run fresh prompts that arrive together as one batch (prefillBatch). CPU with logits 'last'
+   * only; default BATCH_PREFILL_DEFAULT. Off, or elsewhere, prefillBatch prefills one by one.
+   */
+  batchPrefill?: boolean;
 }
+
+/** Whether a CPU session batches fresh prompts unless told otherwise (see docs/architecture.md). */
+export const BATCH_PREFILL_DEFAULT = true;
+
+/**
+ * A batch of fresh prompts is right-padded to its longest one; a prompt joins a batch only while
+ * the padded tokens stay within this factor of the real ones (padding costs as much as a token).
+ */
+export const BATCH_PREFILL_PADDING = 1.5;
 
 /**
  * ONNX Runtime 1.30's WebGPU GroupQueryAttention gives wrong outputs for query rows 8 and up when
@@ -38,7 +52,7 @@ export interface ModelSessionOptions {
  */
 export const WEBGPU_PREFILL_CHUNK = 16;
 
-export type { DecodeEntry } from './decoder-session.ts';
+export type { DecodeEntry, PrefillEntry } from './decoder-session.ts';
 
 /**
  * An ONNX Runtime session over a model's decoder graph plus its KV cache: the engine's unit of
@@ -55,6 +69,8 @@ export class ModelSession implements DecoderSession {
     readonly cache: KvStore,
     readonly prefillChunk: number,
     readonly target: ExecutionTarget,
+    /** Whether prefillBatch runs fresh prompts together (host cache, per-row last logits). */
+    readonly batchesPrefill: boolean,
   ) {}
 
   static async create(spec: ModelSpec, weights: Weights, options: ModelSessionOptions): Promise<ModelSession> {
@@ -67,7 +83,9 @@ export class ModelSession implements DecoderSession {
     if (options.graph && (options.graph.maxContext < maxContext || options.graph.dtype !== target.dtype || options.graph.weights !== target.weights || options.graph.logits !== (options.logits ?? 'last'))) {
       throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype}, not ${maxContext} in ${target.dtype}`);
     }
-    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }) });
+    // On the CPU the 'last' graph picks each row's own last token, which batched prefill needs.
+    const perRowLast = device === 'cpu' && (options.logits ?? 'last') === 'last';
+    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), perRowLast });
     // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
     // stays on the device; on CPU and CUDA it lives in host memory.
     const onDevice = target.device === 'webgpu';
@@ -82,7 +100,8 @@ export class ModelSession implements DecoderSession {
       ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, device, target.dtype)
       : new KvCache(graph.kvLayers, options.maxBatch, maxContext, target.dtype);
     const prefillChunk = options.prefillChunk ?? (target.device === 'webgpu' ? WEBGPU_PREFILL_CHUNK : 512);
-    return new ModelSession(spec, session, graph, cache, prefillChunk, target);
+    const batchesPrefill = (options.batchPrefill ?? BATCH_PREFILL_DEFAULT) && device === 'cpu' && graph.perRowLast && cache instanceof KvCache;
+    return new ModelSession(spec, session, graph, cache, prefillChunk, target, batchesPrefill);
   }
 
   get maxBatch(): number {
@@ -140,6 +159,73 @@ export class ModelSession implements DecoderSession {
   }
 
   /**
+   * Prefill several slots; logits of each entry's last position, in entry order. Fresh prompts
+   * (empty slot, at most prefillChunk tokens) run together as one batch: GroupQueryAttention's
+   * "first prompt" case (sequence length = total_sequence_length, no past), each row right-padded
+   * to the longest with seqlens_k = its own length - 1, which gives every row causal attention over
+   * its own tokens only and RoPE positions from 0. The run binds slot-less scratch cache rows
+   * (KvCache.scratch), and each row's real positions are then copied into its slot, so no other
+   * slot, decoding or not, is touched. GQA has no batched form for rows with a cached past ("batch
+   * size must be 1 when sequence_length > 1 and past context is given"), so those, lone prompts,
+   * and every entry of a session that does not batch (WebGPU, CUDA provider, logits 'all') are
+   * prefilled one by one.
+   */
+  async prefillBatch(entries: readonly PrefillEntry[]): Promise<Float32Array[]> {
+    const seen = new Set<number>();
+    for (const e of entries) {
+      checkSlot(e.slot, this.maxBatch);
+      if (seen.has(e.slot)) throw new RangeError(`slot ${e.slot} appears twice in one prefill batch`);
+      seen.add(e.slot);
+      if (e.tokens.length === 0) throw new RangeError('prefill needs at least one token');
+      if (this.length(e.slot) + e.tokens.length > this.maxContext) {
+        throw new ContextLengthError(`sequence of ${this.length(e.slot) + e.tokens.length} tokens exceeds the context of ${this.maxContext} tokens`);
+      }
+    }
+    const results: Float32Array[] = new Array(entries.length);
+    const groups = this.batchesPrefill ? freshPromptGroups(entries, (slot) => this.length(slot), this.prefillChunk) : [];
+    for (const group of groups) {
+      const logits = await this.serialised(() => this.prefillFresh(group.map((i) => entries[i]!)));
+      group.forEach((i, k) => (results[i] = logits[k]!));
+    }
+    const V = this.spec.vocabSize;
+    for (let i = 0; i < entries.length; i++) {
+      if (results[i]) continue;
+      const logits = await this.prefill(entries[i]!.slot, entries[i]!.tokens);
+      results[i] = logits.subarray(logits.length - V);
+    }
+    return results;
+  }
+
+  /** One run over fresh prompts right-padded to the longest (see prefillBatch). */
+  private async prefillFresh(batch: readonly PrefillEntry[]): Promise<Float32Array[]> {
+    const cache = this.cache as KvCache;
+    for (const e of batch) if (this.length(e.slot) !== 0) throw new Error(`slot ${e.slot} is not empty`);
+    const rows = batch.length;
+    const S = Math.max(...batch.map((e) => e.tokens.length));
+    // Padding positions hold token 0: their outputs and cache entries are never read.
+    const ids = new BigInt64Array(rows * S);
+    const seqlensK = new Int32Array(rows);
+    batch.forEach((e, r) => {
+      e.tokens.forEach((t, j) => (ids[r * S + j] = BigInt(t)));
+      seqlensK[r] = e.tokens.length - 1;
+    });
+    const scratch = cache.scratch(rows, S);
+    const out = await this.session.run(
+      {
+        ...scratch.feeds,
+        input_ids: new ort.Tensor('int64', ids, [rows, S]),
+        seqlens_k: new ort.Tensor('int32', seqlensK, [rows]),
+        total_sequence_length: new ort.Tensor('int32', Int32Array.of(S), []),
+      },
+      { ...scratch.fetches, logits: null } as unknown as ort.InferenceSession.FetchesType,
+    );
+    cache.adopt(scratch, batch.map((e, r) => ({ row: r, slot: e.slot, count: e.tokens.length })));
+    const logits = out.logits!.data as Float32Array;
+    const V = this.spec.vocabSize;
+    return batch.map((_, r) => logits.subarray(r * V, (r + 1) * V));
+  }
+
+  /**
    * One decode step for several sequences at once: each entry appends one token to its slot.
    * The batch covers rows [0, highest slot]; rows not in `entries` ride along writing a scratch
    * position past their end that their next real step overwrites. Returns logits per entry.
@@ -186,3 +272,32 @@ export class ModelSession implements DecoderSession {
   }
 }
 
+
+/**
+ * Which entries a batched prefill runs together: fresh prompts (empty slot, at most `chunk`
+ * tokens), longest first, grouped while right-padding to the group's longest keeps the padded
+ * tokens within BATCH_PREFILL_PADDING of the real ones. Groups of two or more, as entry indices.
+ */
+export function freshPromptGroups(entries: readonly PrefillEntry[], length: (slot: number) => number, chunk: number): number[][] {
+  const fresh = entries
+    .map((e, i) => ({ i, n: e.tokens.length }))
+    .filter(({ i, n }) => length(entries[i]!.slot) === 0 && n <= chunk)
+    .sort((a, b) => b.n - a.n || a.i - b.i);
+  const groups: number[][] = [];
+  let group: number[] = [];
+  let longest = 0;
+  let real = 0;
+  for (const { i, n } of fresh) {
+    if (group.length > 0 && (group.length + 1) * longest <= BATCH_PREFILL_PADDING * (real + n)) {
+      group.push(i);
+      real += n;
+      continue;
+    }
+    if (group.length > 1) groups.push(group);
+    group = [i];
+    longest = n;
+    real = n;
+  }
+  if (group.length > 1) groups.push(group);
+  return groups;
+}

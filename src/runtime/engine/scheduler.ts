@@ -152,23 +152,44 @@ export class BatchScheduler implements Scheduler {
     }
   }
 
-  /** Prefill up to `prefillChunk` prompt tokens, oldest request first. */
+  /**
+   * Prefill up to `prefillChunk` prompt tokens, oldest request first. Two or more pieces go to the
+   * session in one prefillBatch call (it runs fresh prompts together and the rest one by one);
+   * a lone piece, or a session without prefillBatch, is prefilled piece by piece.
+   */
   private async prefillStep(): Promise<void> {
     let budget = this.options.prefillChunk;
+    const pieces: { e: Entry; chunk: number[] }[] = [];
     for (const e of this.running) {
       if (budget <= 0) break;
       const prompt = e.request.promptTokens;
       if (e.prefilled >= prompt.length || e.sequence.finished) continue;
       const chunk = prompt.slice(e.prefilled, e.prefilled + budget);
+      pieces.push({ e, chunk });
+      budget -= chunk.length;
+    }
+    if (pieces.length >= 2 && this.session.prefillBatch) {
+      const t0 = performance.now();
+      const logits = await this.session.prefillBatch(pieces.map((p) => ({ slot: p.e.slot!, tokens: p.chunk })));
+      this.engine.prefillMs += performance.now() - t0;
+      this.engine.prefillCalls++;
+      pieces.forEach((p, k) => this.prefilled(p.e, p.chunk.length, logits[k]!));
+      return;
+    }
+    for (const { e, chunk } of pieces) {
       const t0 = performance.now();
       const logits = await this.session.prefill(e.slot!, chunk);
       this.engine.prefillMs += performance.now() - t0;
       this.engine.prefillCalls++;
-      this.engine.prefillTokens += chunk.length;
-      e.prefilled += chunk.length;
-      budget -= chunk.length;
-      if (e.prefilled === prompt.length) this.consume(e, logits);
+      this.prefilled(e, chunk.length, logits);
     }
+  }
+
+  /** Count a prefilled piece; sample the first token once the whole prompt is in the cache. */
+  private prefilled(e: Entry, tokens: number, logits: Float32Array): void {
+    this.engine.prefillTokens += tokens;
+    e.prefilled += tokens;
+    if (e.prefilled === e.request.promptTokens.length) this.consume(e, logits);
   }
 
   private async decodeStep(): Promise<void> {

@@ -36,6 +36,13 @@ export interface DecoderGraphOptions {
   weights?: WeightQuantization;
   /** Values per quantization block along the input width; default 32 (MOP_NBITS_BLOCK). */
   blockSize?: number;
+  /**
+   * With logits 'last': take each batch row's logits at min(seqlens_k[row], S - 1) instead of at
+   * S - 1. That is the same position for one sequence (any cached past) and for decode, and each
+   * row's own last token in a batch of fresh prompts right-padded to the longest, which is what a
+   * batched prefill needs (model-session.ts prefillBatch). Default false: a plain Slice.
+   */
+  perRowLast?: boolean;
 }
 
 /** One attention layer's cache: names of its graph inputs/outputs and its buffer geometry. */
@@ -58,6 +65,8 @@ export interface DecoderGraph {
   weights?: WeightQuantization;
   maxContext: number;
   logits: 'last' | 'all';
+  /** Built with perRowLast (logits 'last' only). */
+  perRowLast: boolean;
 }
 
 export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: DecoderGraphOptions): DecoderGraph {
@@ -155,7 +164,16 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     }
   });
 
-  if (options.logits === 'last') {
+  const perRowLast = options.logits === 'last' && options.perRowLast === true;
+  if (perRowLast) {
+    // Row b's logits come from position min(seqlens_k[b], S - 1): S - 1 whenever the row's new
+    // tokens end the sequence (one sequence, any past; decode), the row's own last token when
+    // fresh prompts are right-padded to the longest (GQA's first prompt: seqlens_k = length - 1).
+    const seqMinusOne = g.op('Sub', [g.op('Shape', ['input_ids'], { start: { i: 1 }, end: { i: 2 } }), g.int64Initializer('one', [1])]);
+    const row = g.op('Min', [g.op('Cast', [seqlensK], { to: { i: DataType.int64 } }), seqMinusOne]);
+    const index = g.op('Expand', [g.op('Unsqueeze', [row, g.int64Initializer('row_axes', [1, 2])]), g.int64Initializer('hidden_shape', [1, 1, spec.hidden])]);
+    h = g.op('GatherElements', [h, index], { axis: { i: 1 } });
+  } else if (options.logits === 'last') {
     // Only the final position's logits are needed to sample: skip the vocab projection elsewhere.
     h = g.op('Slice', [h, g.int64Initializer('last_start', [-1]), g.int64Initializer('last_end', [2 ** 62]), g.int64Initializer('seq_axis', [1])]);
   }
@@ -174,6 +192,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     ...(options.weights && { weights: options.weights }),
     maxContext: M,
     logits: options.logits,
+    perRowLast,
   };
 }
 
