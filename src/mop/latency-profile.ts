@@ -6,6 +6,9 @@ import { syntheticWeights } from '../runtime/model/synthetic.ts';
 import { type LatencyCoefficients, latencyCost } from './prune-cost.ts';
 import { layerParams } from './pruning-plan.ts';
 
+/** Vocabulary of the layer probes (the head probe keeps the model's). */
+const PROBE_VOCAB = 256;
+
 /**
  * The serving engine's decode-step time, per sub-block, for latency-aware pruning: measured with
  * the engine itself (ModelSession, the serving device, weight type and threads) on probe models of
@@ -13,10 +16,11 @@ import { layerParams } from './pruning-plan.ts';
  * on the values). Two widths per sub-block type give a fixed cost and a cost per parameter:
  *
  *   head      one empty layer: embedding gather, final norm, LM head, per-run overhead
+ *   small-head the same with a 256-token vocabulary: what the layer probes stand on
  *   attn      L (≤ 8) attention-only layers with all KV groups / with a quarter of them
  *   mlp       L MLP-only layers with the full MLP width / a quarter of it
  *
- * per layer = (probe − head) / L; the line through the two widths is the sub-block's model.
+ * per layer = (probe − small-head) / L; the line through the two widths is the sub-block's model.
  */
 export interface LatencyProfile {
   coefficients: LatencyCoefficients;
@@ -80,17 +84,29 @@ export async function measureLatencyProfile(spec: ModelSpec, o: LatencyProfileOp
   const smallFfn = ffn >= 128 ? Math.max(32, Math.round(ffn / 4 / 32) * 32) : Math.max(1, Math.round(ffn / 4));
   const L = Math.min(8, Math.max(1, spec.layers.length));
   const layer = (kvHeads: number, f: number): LayerSpec => ({ heads: kvHeads * group, kvHeads, headDim, ffn: f });
-  const probes: { name: string; layers: LayerSpec[] }[] = [
-    { name: 'head', layers: [layer(0, 0)] },
-    { name: 'attention-full', layers: Array.from({ length: L }, () => layer(kv, 0)) },
-    { name: 'attention-quarter', layers: Array.from({ length: L }, () => layer(smallKv, 0)) },
-    { name: 'mlp-full', layers: Array.from({ length: L }, () => layer(0, ffn)) },
-    { name: 'mlp-quarter', layers: Array.from({ length: L }, () => layer(0, smallFfn)) },
+  // The layer probes use a small vocabulary: a block's time does not depend on it, and a large LM
+  // head's own step-to-step noise would swamp the differences the fit needs. The head probe keeps
+  // the model's vocabulary: it is the step time pruning never removes.
+  const probes: { name: string; layers: LayerSpec[]; vocab: number }[] = [
+    { name: 'head', layers: [layer(0, 0)], vocab: spec.vocabSize },
+    { name: 'small-head', layers: [layer(0, 0)], vocab: PROBE_VOCAB },
+    { name: 'attention-full', layers: Array.from({ length: L }, () => layer(kv, 0)), vocab: PROBE_VOCAB },
+    { name: 'attention-quarter', layers: Array.from({ length: L }, () => layer(smallKv, 0)), vocab: PROBE_VOCAB },
+    { name: 'mlp-full', layers: Array.from({ length: L }, () => layer(0, ffn)), vocab: PROBE_VOCAB },
+    { name: 'mlp-quarter', layers: Array.from({ length: L }, () => layer(0, smallFfn)), vocab: PROBE_VOCAB },
   ];
   const contextTokens = o.contextTokens ?? 64;
   const batch = o.batch ?? 1;
   const models = probes.map((p, k) => {
-    const s: ModelSpec = { ...spec, layers: p.layers, maxContext: Math.max(spec.maxContext, contextTokens + 64) };
+    const vocab = Math.min(p.vocab, spec.vocabSize);
+    const s: ModelSpec = {
+      ...spec,
+      vocabSize: vocab,
+      bosTokenId: Math.min(spec.bosTokenId, vocab - 1),
+      eosTokenIds: spec.eosTokenIds.map((e) => Math.min(e, vocab - 1)),
+      layers: p.layers,
+      maxContext: Math.max(spec.maxContext, contextTokens + 64),
+    };
     return { spec: s, weights: syntheticWeights(s, 11 + k) };
   });
   const timings = await timeDecodeInterleaved(models, {
@@ -103,8 +119,8 @@ export async function measureLatencyProfile(spec: ModelSpec, o: LatencyProfileOp
     target: o.target ?? cpuTarget,
   });
   const us = timings.map((t) => t.medianMs * 1000);
-  const [head, attnFull, attnQuarter, mlpFull, mlpQuarter] = us as [number, number, number, number, number];
-  const per = (t: number) => (t - head) / L;
+  const [head, smallHead, attnFull, attnQuarter, mlpFull, mlpQuarter] = us as [number, number, number, number, number, number];
+  const per = (t: number) => (t - smallHead) / L;
   const params = (l: LayerSpec) => layerParams(spec.hidden, l);
   const attention = fitLine(params(layer(kv, 0)).attention, per(attnFull), params(layer(smallKv, 0)).attention, per(attnQuarter));
   const mlp = fitLine(params(layer(0, ffn)).mlp, per(mlpFull), params(layer(0, smallFfn)).mlp, per(mlpQuarter));

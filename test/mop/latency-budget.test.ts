@@ -55,7 +55,7 @@ describe('latency-aware pruning (--budget latency)', () => {
   it('the engine profile of a small shape has positive per-parameter costs and a base cost', async () => {
     const spec = syntheticSpec({ vocabSize: 256, hidden: 64, layers: 4, heads: 4, kvHeads: 2, ffn: 160, maxContext: 256 });
     const p = await measureLatencyProfile(spec, { threads: 1, steps: 8 });
-    assert.deepEqual(p.measured.probes.map((x) => x.name), ['head', 'attention-full', 'attention-quarter', 'mlp-full', 'mlp-quarter']);
+    assert.deepEqual(p.measured.probes.map((x) => x.name), ['head', 'small-head', 'attention-full', 'attention-quarter', 'mlp-full', 'mlp-quarter']);
     assert.ok(p.baseUs > 0);
     for (const [k, v] of Object.entries(p.coefficients)) assert.ok(Number.isFinite(v) && v >= 0, `${k} = ${v}`);
     assert.ok(p.coefficients.attentionUsPerParam > 0 || p.coefficients.attentionFixedUs > 0);

@@ -24,14 +24,14 @@ describe('POST /admin/prune with a latency budget and a width multiple', () => {
     const started = await admin(s, 'POST', '/admin/prune', body);
     assert.equal(started.status, 202, await started.clone().text());
     const { id } = (await started.json()) as { id: string };
-    let job = { status: 'running', error: null as unknown };
+    type Job = { status: string; error: unknown; progress: { message: string } | null };
+    let job: Job = { status: 'running', error: null, progress: null };
     const messages = new Set<string>();
     const end = Date.now() + 120_000;
     while (job.status === 'running' && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 50));
-      job = (await (await admin(s, 'GET', `/admin/prune/${id}`)).json()) as typeof job & { progress: { message: string } | null };
-      const m = (job as { progress: { message: string } | null }).progress?.message;
-      if (m) messages.add(m.replace(/\d+/g, 'N'));
+      job = (await (await admin(s, 'GET', `/admin/prune/${id}`)).json()) as Job;
+      if (job.progress?.message) messages.add(job.progress.message);
     }
     assert.equal(job.status, 'succeeded', JSON.stringify(job));
     assert.ok([...messages].some((m) => /decode-step profile/.test(m)), [...messages].join(' | '));
