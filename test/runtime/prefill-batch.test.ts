@@ -144,6 +144,26 @@ describe('batched prefill across requests', () => {
     await assert.rejects(batched.prefillBatch([{ slot: 0, tokens: [] }]), /at least one token/);
   });
 
+  it('batches with int8 weights (MatMulNBits) and float16 activations too, matching their own sequential prefill', async () => {
+    const prompts = ['Once upon a time', 'The sun was hot and the little dog wanted to find some shade', 'Lily'].map((t) => m.tokenizer.encode(t));
+    for (const target of [{ device: 'cpu' as const, dtype: 'float32' as const, weights: 'int8' as const }, { device: 'cpu' as const, dtype: 'float16' as const }]) {
+      const s = await ModelSession.create(m.model.spec, m.model.weights, { maxBatch: 3, maxContext: 64, threads: 1, target });
+      try {
+        const runs = countRuns(s);
+        const together = await s.prefillBatch(prompts.map((tokens, slot) => ({ slot, tokens })));
+        assert.equal(runs.runs, 1, `${target.weights ?? target.dtype}: one run`);
+        for (const [slot, tokens] of prompts.entries()) {
+          s.reset(slot);
+          const alone = await s.prefill(slot, tokens);
+          const diff = maxAbsDiff(together[slot]!, alone);
+          assert.ok(diff <= 1e-4, `${target.weights ?? target.dtype} slot ${slot}: max |Δlogit| ${diff}`);
+        }
+      } finally {
+        await s.release();
+      }
+    }
+  });
+
   it('returns last-position logits on a logits "all" session too (one by one)', async () => {
     const all = await ModelSession.create(m.model.spec, m.model.weights, { maxBatch: 2, maxContext: 64, logits: 'all', threads: 1 });
     try {
@@ -161,17 +181,19 @@ describe('batched prefill across requests', () => {
     }
   });
 
-  it('groups fresh prompts while padding to the longest stays within 1.5x the real tokens', () => {
+  it('groups fresh prompts while padding to the longest stays within a factor of the real tokens', () => {
     const e = (n: number, slot: number, past = 0): PrefillEntry & { past: number } => ({ slot, tokens: new Array(n).fill(1), past });
     const entries = [e(30, 0), e(3, 1), e(17, 2), e(9, 3), e(20, 4, 5), e(600, 5)];
     const length = (slot: number) => entries.find((x) => x.slot === slot)!.past;
     // 600 > chunk 512 and the slot-4 piece has a past: neither batches. 30+17 pad to 60 ≤ 70.5;
     // + 9 would pad to 90 > 84, so 9 and 3 form their own batch (18 ≤ 18).
-    assert.deepEqual(freshPromptGroups(entries, length, 512), [
+    assert.deepEqual(freshPromptGroups(entries, length, 512, 1.5), [
       [0, 2],
       [3, 1],
     ]);
     assert.deepEqual(freshPromptGroups([e(5, 0)], () => 0, 512), []);
+    // The default (4x) takes all four fresh prompts: 4 × 30 = 120 ≤ 4 × 59.
+    assert.deepEqual(freshPromptGroups(entries, length, 512), [[0, 2, 3, 1]]);
   });
 
   it('concurrent greedy requests get the same text as the same requests one at a time, prompts batched', async () => {

@@ -33,16 +33,19 @@ export interface ModelSessionOptions {
    * only; default BATCH_PREFILL_DEFAULT. Off, or elsewhere, prefillBatch prefills one by one.
    */
   batchPrefill?: boolean;
+  /** Padding allowed in a prefill batch, as padded / real tokens; default BATCH_PREFILL_PADDING. */
+  batchPrefillPadding?: number;
 }
 
 /** Whether a CPU session batches fresh prompts unless told otherwise (see docs/architecture.md). */
 export const BATCH_PREFILL_DEFAULT = true;
 
 /**
- * A batch of fresh prompts is right-padded to its longest one; a prompt joins a batch only while
- * the padded tokens stay within this factor of the real ones (padding costs as much as a token).
+ * A batch of fresh prompts is right-padded to its longest one for attention (the projections and
+ * MLP see only real tokens: packed tokens); a prompt joins a batch only while the padded tokens
+ * stay within this factor of the real ones, which bounds the attention work spent on padding.
  */
-export const BATCH_PREFILL_PADDING = 1.5;
+export const BATCH_PREFILL_PADDING = 4;
 
 /**
  * ONNX Runtime 1.30's WebGPU GroupQueryAttention gives wrong outputs for query rows 8 and up when
@@ -71,6 +74,7 @@ export class ModelSession implements DecoderSession {
     readonly target: ExecutionTarget,
     /** Whether prefillBatch runs fresh prompts together (host cache, per-row last logits). */
     readonly batchesPrefill: boolean,
+    private readonly batchPadding: number,
   ) {}
 
   static async create(spec: ModelSpec, weights: Weights, options: ModelSessionOptions): Promise<ModelSession> {
@@ -83,9 +87,10 @@ export class ModelSession implements DecoderSession {
     if (options.graph && (options.graph.maxContext < maxContext || options.graph.dtype !== target.dtype || options.graph.weights !== target.weights || options.graph.logits !== (options.logits ?? 'last'))) {
       throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype}, not ${maxContext} in ${target.dtype}`);
     }
-    // On the CPU the 'last' graph picks each row's own last token, which batched prefill needs.
-    const perRowLast = device === 'cpu' && (options.logits ?? 'last') === 'last';
-    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), perRowLast });
+    // On the CPU the 'last' graph takes packed tokens, so a batch of prompts of different lengths
+    // pays for padding in attention only (batched prefill).
+    const packedTokens = device === 'cpu' && (options.logits ?? 'last') === 'last';
+    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), packedTokens });
     // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
     // stays on the device; on CPU and CUDA it lives in host memory.
     const onDevice = target.device === 'webgpu';
@@ -100,8 +105,10 @@ export class ModelSession implements DecoderSession {
       ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, device, target.dtype)
       : new KvCache(graph.kvLayers, options.maxBatch, maxContext, target.dtype);
     const prefillChunk = options.prefillChunk ?? (target.device === 'webgpu' ? WEBGPU_PREFILL_CHUNK : 512);
-    const batchesPrefill = (options.batchPrefill ?? BATCH_PREFILL_DEFAULT) && device === 'cpu' && graph.perRowLast && cache instanceof KvCache;
-    return new ModelSession(spec, session, graph, cache, prefillChunk, target, batchesPrefill);
+    const batchesPrefill = (options.batchPrefill ?? BATCH_PREFILL_DEFAULT) && device === 'cpu' && graph.packedTokens && cache instanceof KvCache;
+    const padding = options.batchPrefillPadding ?? BATCH_PREFILL_PADDING;
+    if (!(padding >= 1)) throw new RangeError(`batchPrefillPadding must be at least 1, got ${padding}`);
+    return new ModelSession(spec, session, graph, cache, prefillChunk, target, batchesPrefill, padding);
   }
 
   get maxBatch(): number {
@@ -144,6 +151,7 @@ export class ModelSession implements DecoderSession {
           {
             ...feeds,
             input_ids: new ort.Tensor('int64', BigInt64Array.from(chunk, (t) => BigInt(t)), [1, chunk.length]),
+            ...(this.graph.packedTokens && packedIndexFeeds([chunk.length], chunk.length)),
             seqlens_k: new ort.Tensor('int32', Int32Array.of(total - 1), [1]),
             total_sequence_length: new ort.Tensor('int32', Int32Array.of(total), []),
           },
@@ -182,7 +190,7 @@ export class ModelSession implements DecoderSession {
       }
     }
     const results: Float32Array[] = new Array(entries.length);
-    const groups = this.batchesPrefill ? freshPromptGroups(entries, (slot) => this.length(slot), this.prefillChunk) : [];
+    const groups = this.batchesPrefill ? freshPromptGroups(entries, (slot) => this.length(slot), this.prefillChunk, this.batchPadding) : [];
     for (const group of groups) {
       const logits = await this.serialised(() => this.prefillFresh(group.map((i) => entries[i]!)));
       group.forEach((i, k) => (results[i] = logits[k]!));
@@ -201,19 +209,18 @@ export class ModelSession implements DecoderSession {
     const cache = this.cache as KvCache;
     for (const e of batch) if (this.length(e.slot) !== 0) throw new Error(`slot ${e.slot} is not empty`);
     const rows = batch.length;
-    const S = Math.max(...batch.map((e) => e.tokens.length));
-    // Padding positions hold token 0: their outputs and cache entries are never read.
-    const ids = new BigInt64Array(rows * S);
-    const seqlensK = new Int32Array(rows);
-    batch.forEach((e, r) => {
-      e.tokens.forEach((t, j) => (ids[r * S + j] = BigInt(t)));
-      seqlensK[r] = e.tokens.length - 1;
-    });
+    const counts = batch.map((e) => e.tokens.length);
+    const S = Math.max(...counts);
+    // The tokens back to back; attention sees them right-padded to S (padding positions repeat a
+    // row's last token: their outputs and cache entries are never read).
+    const ids = BigInt64Array.from(batch.flatMap((e) => e.tokens), (t) => BigInt(t));
+    const seqlensK = Int32Array.from(counts, (n) => n - 1);
     const scratch = cache.scratch(rows, S);
     const out = await this.session.run(
       {
         ...scratch.feeds,
-        input_ids: new ort.Tensor('int64', ids, [rows, S]),
+        input_ids: new ort.Tensor('int64', ids, [1, ids.length]),
+        ...packedIndexFeeds(counts, S),
         seqlens_k: new ort.Tensor('int32', seqlensK, [rows]),
         total_sequence_length: new ort.Tensor('int32', Int32Array.of(S), []),
       },
@@ -245,7 +252,8 @@ export class ModelSession implements DecoderSession {
       const out = await this.session.run(
         {
           ...feeds,
-          input_ids: new ort.Tensor('int64', ids, [rows, 1]),
+          input_ids: new ort.Tensor('int64', ids, this.graph.packedTokens ? [1, rows] : [rows, 1]),
+          ...(this.graph.packedTokens && packedIndexFeeds(new Array<number>(rows).fill(1), 1)),
           seqlens_k: new ort.Tensor('int32', seqlensK, [rows]),
           total_sequence_length: new ort.Tensor('int32', Int32Array.of(total), []),
         },
@@ -274,11 +282,36 @@ export class ModelSession implements DecoderSession {
 
 
 /**
+ * Where a packed-tokens graph (DecoderGraphOptions.packedTokens) finds each row's tokens: rows of
+ * `counts[b]` new tokens, back to back in input_ids, laid out for attention as [rows, S]. A
+ * padding position names its row's last token; logits come from each row's last token.
+ */
+export function packedIndexFeeds(counts: readonly number[], S: number): Record<string, ort.Tensor> {
+  const T = counts.reduce((a, b) => a + b, 0);
+  const pack = new BigInt64Array(counts.length * S);
+  const unpack = new BigInt64Array(T);
+  const logit = new BigInt64Array(counts.length);
+  let offset = 0;
+  counts.forEach((n, b) => {
+    if (n < 1 || n > S) throw new RangeError(`row ${b}: ${n} tokens in rows of ${S}`);
+    for (let s = 0; s < S; s++) pack[b * S + s] = BigInt(offset + Math.min(s, n - 1));
+    for (let s = 0; s < n; s++) unpack[offset + s] = BigInt(b * S + s);
+    logit[b] = BigInt(offset + n - 1);
+    offset += n;
+  });
+  return {
+    pack_index: new ort.Tensor('int64', pack, [pack.length]),
+    unpack_index: new ort.Tensor('int64', unpack, [T]),
+    logit_index: new ort.Tensor('int64', logit, [counts.length]),
+  };
+}
+
+/**
  * Which entries a batched prefill runs together: fresh prompts (empty slot, at most `chunk`
  * tokens), longest first, grouped while right-padding to the group's longest keeps the padded
- * tokens within BATCH_PREFILL_PADDING of the real ones. Groups of two or more, as entry indices.
+ * tokens within `padding` times the real ones. Groups of two or more, as entry indices.
  */
-export function freshPromptGroups(entries: readonly PrefillEntry[], length: (slot: number) => number, chunk: number): number[][] {
+export function freshPromptGroups(entries: readonly PrefillEntry[], length: (slot: number) => number, chunk: number, padding = BATCH_PREFILL_PADDING): number[][] {
   const fresh = entries
     .map((e, i) => ({ i, n: e.tokens.length }))
     .filter(({ i, n }) => length(entries[i]!.slot) === 0 && n <= chunk)
@@ -288,7 +321,7 @@ export function freshPromptGroups(entries: readonly PrefillEntry[], length: (slo
   let longest = 0;
   let real = 0;
   for (const { i, n } of fresh) {
-    if (group.length > 0 && (group.length + 1) * longest <= BATCH_PREFILL_PADDING * (real + n)) {
+    if (group.length > 0 && (group.length + 1) * longest <= padding * (real + n)) {
       group.push(i);
       real += n;
       continue;

@@ -12,7 +12,7 @@ import { blockSizeSetting, matMulNBits } from './matmul-nbits.ts';
  * place), SimplifiedLayerNormalization (RMSNorm). Every layer is built from its own LayerSpec, so a
  * pruned model needs no special case: a layer without heads has no attention, one without ffn no MLP.
  *
- * Inputs:  input_ids int64 [B,S]; seqlens_k int32 [B] (tokens in cache after this step, minus 1);
+ * Inputs:  input_ids int64 [B,S] ([1,T] with packedTokens, see below); seqlens_k int32 [B] (tokens in cache after this step, minus 1);
  *          total_sequence_length int32 scalar (max over the batch of seqlens_k + 1);
  *          past_key_i / past_value_i float [B, kvHeads_i, capacity, cacheHeadDim_i] per attention layer
  *          (capacity ≤ maxContext, chosen per run by the KV cache).
@@ -37,12 +37,15 @@ export interface DecoderGraphOptions {
   /** Values per quantization block along the input width; default 32 (MOP_NBITS_BLOCK). */
   blockSize?: number;
   /**
-   * With logits 'last': take each batch row's logits at min(seqlens_k[row], S - 1) instead of at
-   * S - 1. That is the same position for one sequence (any cached past) and for decode, and each
-   * row's own last token in a batch of fresh prompts right-padded to the longest, which is what a
-   * batched prefill needs (model-session.ts prefillBatch). Default false: a plain Slice.
+   * Packed tokens (logits 'last' only): input_ids is [1, T], the new tokens of every row back to
+   * back, and everything but attention runs on those T tokens. Three more inputs place them:
+   * pack_index int64 [B*S] (the packed token at each position of GroupQueryAttention's [B, S]
+   * layout; padding positions may name any token), unpack_index int64 [T] (each token's position
+   * b*S + s in that layout), logit_index int64 [B] (the packed token whose logits row b returns).
+   * A batch of fresh prompts of different lengths then pays for padding in attention only, not in
+   * the projections and MLP (model-session.ts prefillBatch). Default false: input_ids [B, S].
    */
-  perRowLast?: boolean;
+  packedTokens?: boolean;
 }
 
 /** One attention layer's cache: names of its graph inputs/outputs and its buffer geometry. */
@@ -65,8 +68,8 @@ export interface DecoderGraph {
   weights?: WeightQuantization;
   maxContext: number;
   logits: 'last' | 'all';
-  /** Built with perRowLast (logits 'last' only). */
-  perRowLast: boolean;
+  /** Built with packedTokens: input_ids [1, T] plus pack_index, unpack_index, logit_index. */
+  packedTokens: boolean;
 }
 
 export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: DecoderGraphOptions): DecoderGraph {
@@ -93,9 +96,27 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     return matMulNBits(g, x, name, quantizeMatrix(rows(), n, k, bits, blockSize), output);
   };
 
-  let h = g.op('Gather', [init('embed', w(weightName.embed).shape, w(weightName.embed).data), g.input('input_ids', DataType.int64, ['batch', 'seq'])], { axis: { i: 0 } });
+  const packedTokens = options.logits === 'last' && options.packedTokens === true;
+  const ids = g.input('input_ids', DataType.int64, packedTokens ? [1, 'tokens'] : ['batch', 'seq']);
+  let h = g.op('Gather', [init('embed', w(weightName.embed).shape, w(weightName.embed).data), ids], { axis: { i: 0 } });
   const seqlensK = g.input('seqlens_k', DataType.int32, ['batch']);
   const totalLen = g.input('total_sequence_length', DataType.int32, []);
+  // Packed tokens [1, T, C] ↔ attention's [B, S, C] (see DecoderGraphOptions.packedTokens).
+  let toRows = (x: string, _width: number): string => x;
+  let fromRows = (x: string, _width: number): string => x;
+  let logitIndex = '';
+  if (packedTokens) {
+    const packIndex = g.input('pack_index', DataType.int64, ['batch_seq']);
+    const unpackIndex = g.input('unpack_index', DataType.int64, ['tokens']);
+    logitIndex = g.input('logit_index', DataType.int64, ['batch']);
+    const batch = g.op('Shape', [seqlensK]);
+    const shapes = new Map<string, string>();
+    const shape = (name: string, make: () => string) => shapes.get(name) ?? (shapes.set(name, make()), shapes.get(name)!);
+    const rowsShape = (width: number) => shape(`rows_${width}`, () => g.op('Concat', [batch, g.int64Initializer(`rows_${width}`, [-1, width])], { axis: { i: 0 } }));
+    const tokensShape = (width: number) => shape(`tokens_${width}`, () => g.int64Initializer(`tokens_${width}`, [1, -1, width]));
+    toRows = (x, width) => g.op('Reshape', [g.op('Gather', [x, packIndex], { axis: { i: 1 } }), rowsShape(width)]);
+    fromRows = (x, width) => g.op('Gather', [g.op('Reshape', [x, tokensShape(width)]), unpackIndex], { axis: { i: 1 } });
+  }
 
   const rmsNorm = (x: string, gammaName: string, initName: string): string =>
     g.op('SimplifiedLayerNormalization', [x, init(initName, [spec.hidden], w(gammaName).data)], {
@@ -115,7 +136,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       const x = rmsNorm(h, weightName.attnNorm(i), `l${i}.attn_norm`);
       const qkvRows = (layer.heads + 2 * layer.kvHeads) * Dp;
       const packed = () => packQkv(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
-      const qkv = linear(x, `l${i}.qkv`, weightName.q(i), qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() }));
+      const qkv = toRows(linear(x, `l${i}.qkv`, weightName.q(i), qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() })), qkvRows);
       const cache: KvCacheLayout = {
         layer: i,
         kvHeads: layer.kvHeads,
@@ -147,7 +168,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       g.output(cache.presentValue, T, cacheDims);
       const oT = () => padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
       const oRows = () => (D === Dp ? w(weightName.o(i)).data : transpose({ shape: [layer.heads * Dp, spec.hidden], data: oT() }));
-      const attnOut = linear(attn!, `l${i}.o`, weightName.o(i), spec.hidden, layer.heads * Dp, oRows, oT);
+      const attnOut = linear(fromRows(attn!, layer.heads * Dp), `l${i}.o`, weightName.o(i), spec.hidden, layer.heads * Dp, oRows, oT);
       h = g.op('Add', [h, attnOut]);
     }
     if (layer.ffn > 0) {
@@ -164,15 +185,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     }
   });
 
-  const perRowLast = options.logits === 'last' && options.perRowLast === true;
-  if (perRowLast) {
-    // Row b's logits come from position min(seqlens_k[b], S - 1): S - 1 whenever the row's new
-    // tokens end the sequence (one sequence, any past; decode), the row's own last token when
-    // fresh prompts are right-padded to the longest (GQA's first prompt: seqlens_k = length - 1).
-    const seqMinusOne = g.op('Sub', [g.op('Shape', ['input_ids'], { start: { i: 1 }, end: { i: 2 } }), g.int64Initializer('one', [1])]);
-    const row = g.op('Min', [g.op('Cast', [seqlensK], { to: { i: DataType.int64 } }), seqMinusOne]);
-    const index = g.op('Expand', [g.op('Unsqueeze', [row, g.int64Initializer('row_axes', [1, 2])]), g.int64Initializer('hidden_shape', [1, 1, spec.hidden])]);
-    h = g.op('GatherElements', [h, index], { axis: { i: 1 } });
+  if (packedTokens) {
+    // Row b's logits: packed token logit_index[b]; [1, B, hidden] → [B, 1, hidden].
+    h = g.op('Transpose', [g.op('Gather', [h, logitIndex], { axis: { i: 1 } })], { perm: { ints: [1, 0, 2] } });
   } else if (options.logits === 'last') {
     // Only the final position's logits are needed to sample: skip the vocab projection elsewhere.
     h = g.op('Slice', [h, g.int64Initializer('last_start', [-1]), g.int64Initializer('last_end', [2 ** 62]), g.int64Initializer('seq_axis', [1])]);
@@ -192,7 +207,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     ...(options.weights && { weights: options.weights }),
     maxContext: M,
     logits: options.logits,
-    perRowLast,
+    packedTokens,
   };
 }
 
