@@ -24,6 +24,8 @@ export interface ServerConfig {
   context: number | undefined;
   /** Prompt tokens prefilled per scheduling step (bounds how long a long prompt stalls decodes). */
   prefillChunk: number;
+  /** Fresh prompts that arrive together are prefilled in one run (CPU; docs/architecture.md). */
+  batchPrefill: boolean;
   /** Per-request deadline from submission; 0 = none. */
   requestTimeoutMs: number;
   /** `max_tokens` of a /v1/completions request that omits it (OpenAI's default is 16). */
@@ -75,6 +77,7 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   maxQueue: 64,
   context: undefined,
   prefillChunk: 256,
+  batchPrefill: true,
   requestTimeoutMs: 600_000,
   maxTokensDefault: 16,
   maxBodyBytes: 4 * 1024 * 1024,
@@ -154,6 +157,7 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'maxQueue', flag: '--max-queue <n>', env: 'MOP_MAX_QUEUE', description: 'requests waiting for a slot before 429', parse: int(1) },
   { key: 'context', flag: '--context <n>', env: 'MOP_CONTEXT', description: "context length per sequence (default: the model's)", parse: int(2) },
   { key: 'prefillChunk', flag: '--prefill-chunk <n>', env: 'MOP_PREFILL_CHUNK', description: 'prompt tokens prefilled per scheduling step', parse: int(1) },
+  { key: 'batchPrefill', flag: '--batch-prefill <on|off>', env: 'MOP_BATCH_PREFILL', description: 'prefill fresh prompts that arrive together in one run (CPU): more prompt tokens/s, later first tokens within a burst', parse: (raw) => oneOf('on', 'off')(raw) === 'on' },
   { key: 'requestTimeoutMs', flag: '--request-timeout-ms <ms>', env: 'MOP_REQUEST_TIMEOUT_MS', description: 'per-request deadline (0 = none)', parse: int(0) },
   { key: 'maxTokensDefault', flag: '--max-tokens-default <n>', env: 'MOP_MAX_TOKENS_DEFAULT', description: 'max_tokens when a completions request omits it', parse: int(1) },
   { key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'MOP_MAX_BODY_BYTES', description: 'largest request body (413 beyond)', parse: int(1) },

@@ -75,6 +75,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       maxContext: config.context ?? model.spec.maxContext,
       target: resolved.target,
       ...(config.threads !== undefined && { threads: config.threads }),
+      batchPrefill: config.batchPrefill,
     },
     scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs },
     pruneThreads: config.pruneThreads,

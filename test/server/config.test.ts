@@ -51,6 +51,13 @@ describe('server configuration', () => {
     assert.equal(resolveConfig({ pruneTarget: '0.4', device: 'auto' }).pruneTarget, 0.4);
   });
 
+  it('batches fresh prompts unless --batch-prefill / MOP_BATCH_PREFILL is off', () => {
+    assert.equal(defaultServerConfig.batchPrefill, true);
+    assert.equal(configFromEnv({ MOP_BATCH_PREFILL: 'off' }).batchPrefill, false);
+    assert.equal(resolveConfig({ batchPrefill: 'on' }).batchPrefill, true);
+    assert.throws(() => resolveConfig({ batchPrefill: 'yes' }), /--batch-prefill \/ MOP_BATCH_PREFILL: expected one of on, off, got 'yes'/);
+  });
+
   it('redacts the admin token when printing the configuration', () => {
     const lines = formatConfig(resolveConfig({ adminToken: 's3cret', port: '1234' })).join('\n');
     assert.ok(!lines.includes('s3cret'));

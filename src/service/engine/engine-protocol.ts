@@ -20,6 +20,8 @@ export interface EngineSessionOptions {
   target: ExecutionTarget;
   /** ONNX Runtime intra-op threads of this variant's session. */
   threads?: number;
+  /** Prefill fresh prompts that arrive together in one run (CPU sessions; default on). */
+  batchPrefill?: boolean;
 }
 
 /** The worker's `workerData`. */

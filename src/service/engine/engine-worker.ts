@@ -32,6 +32,7 @@ async function main(): Promise<void> {
       target: init.session.target,
       ...(init.session.prefillChunk !== undefined && { prefillChunk: init.session.prefillChunk }),
       ...(init.session.threads !== undefined && { threads: init.session.threads }),
+      ...(init.session.batchPrefill !== undefined && { batchPrefill: init.session.batchPrefill }),
     });
     scheduler = new BatchScheduler(session, tokenizer, init.scheduling);
   } catch (e) {
