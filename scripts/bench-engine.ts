@@ -13,13 +13,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest } from '../src/runtime/device/device.ts';
 import { ModelSession } from '../src/runtime/engine/model-session.ts';
 import { accuracyLevel } from '../src/runtime/onnx/matmul-nbits.ts';
-import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
-import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
-import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
-import type { Weights } from '../src/runtime/model/tensor.ts';
+import { parameterCounts } from '../src/runtime/model/spec.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -40,14 +38,6 @@ const decodeSteps = Number(args.decode);
 const batches = args.batches.split(',').map(Number);
 const threads = Number(args.threads);
 
-async function modelFor(name: string): Promise<{ spec: ModelSpec; weights: Weights }> {
-  if (name === 'bundled') return loadModel(defaultModelPath());
-  const preset = syntheticPresets[name as keyof typeof syntheticPresets];
-  if (!preset) throw new Error(`unknown model '${name}': use bundled or one of ${Object.keys(syntheticPresets).join(', ')}`);
-  const spec = syntheticSpec(preset);
-  return { spec, weights: syntheticWeights(spec, 1) };
-}
-
 interface Row {
   model: string;
   dtype: string;
@@ -62,7 +52,7 @@ interface Row {
 
 const rows: Row[] = [];
 for (const name of args.models.split(',')) {
-  const { spec, weights } = await modelFor(name);
+  const { spec, weights } = await benchModel(name);
   const maxBatch = Math.max(...batches);
   const t0 = performance.now();
   const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: Math.min(spec.maxContext, promptLen + decodeSteps + 8), threads, target });

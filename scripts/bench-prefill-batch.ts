@@ -19,11 +19,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { benchModel } from './bench-model.ts';
 import { BATCH_PREFILL_PADDING, freshPromptGroups, ModelSession, type PrefillEntry } from '../src/runtime/engine/model-session.ts';
-import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
-import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
-import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
-import type { Weights } from '../src/runtime/model/tensor.ts';
+import { parameterCounts } from '../src/runtime/model/spec.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -45,14 +43,6 @@ const reps = Number(args.reps);
 const padding = Number(args.padding);
 if (args.dtype !== 'float32' && args.dtype !== 'int8') throw new Error(`--dtype: float32 or int8, not ${args.dtype}`);
 const target = args.dtype === 'float32' ? { device: 'cpu' as const, dtype: 'float32' as const } : { device: 'cpu' as const, dtype: 'float32' as const, weights: 'int8' as const };
-
-async function modelFor(name: string): Promise<{ spec: ModelSpec; weights: Weights }> {
-  if (name === 'bundled') return loadModel(defaultModelPath());
-  const preset = syntheticPresets[name as keyof typeof syntheticPresets];
-  if (!preset) throw new Error(`unknown model '${name}': use bundled or one of ${Object.keys(syntheticPresets).join(', ')}`);
-  const spec = syntheticSpec(preset);
-  return { spec, weights: syntheticWeights(spec, 1) };
-}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -84,7 +74,7 @@ interface Row {
 
 const rows: Row[] = [];
 for (const name of args.models.split(',')) {
-  const { spec, weights } = await modelFor(name);
+  const { spec, weights } = await benchModel(name);
   const session = await ModelSession.create(spec, weights, { maxBatch: nPrompts, maxContext: Math.min(spec.maxContext, maxLen + 8), threads, target, batchPrefill: true, batchPrefillPadding: padding });
   // Lengths spread over [min, max] (deterministic), token ids fixed and inside the vocabulary.
   const entries: PrefillEntry[] = Array.from({ length: nPrompts }, (_, slot) => {
