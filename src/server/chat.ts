@@ -3,7 +3,7 @@
  * prompt, n choices generated from it. JSON `chat.completion`, or `chat.completion.chunk` SSE
  * deltas: a role chunk per choice first, then content, then an empty delta with the finish reason.
  */
-import type { GenerationEvent, GenerationRequest, TokenEvent } from '../runtime/engine/sequence.ts';
+import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenEvent } from '../runtime/engine/sequence.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
 import { parseBody } from './endpoint.ts';
@@ -138,6 +138,6 @@ class ChatShape {
 
   private tokenLogprob(e: TokenEvent): ChatTokenLogprob {
     const entry = (token: number, logprob: number) => ({ token: this.tokenizer.tokenText(token), logprob, bytes: Array.from(this.tokenizer.tokenBytes(token)) });
-    return { ...entry(e.token, e.logprob), top_logprobs: (e.top ?? []).map((t) => entry(t.token, t.logprob)) };
+    return { ...entry(e.token, eventLogprob(e)), top_logprobs: (e.top ?? []).map((t) => entry(t.token, t.logprob)) };
   }
 }

@@ -8,7 +8,7 @@
 import { ContextLengthError } from '../runtime/engine/errors.ts';
 import type { PromptScores } from '../runtime/engine/prompt-scores.ts';
 import { SchedulerClosedError } from '../runtime/engine/scheduler-types.ts';
-import type { GenerationEvent, GenerationRequest, TokenEvent } from '../runtime/engine/sequence.ts';
+import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenEvent } from '../runtime/engine/sequence.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
@@ -236,8 +236,9 @@ class LogprobsBuilder {
     const top: Record<string, number> = {};
     for (const alt of e.top ?? []) top[this.tokenizer.tokenText(alt.token)] = alt.logprob;
     // As vLLM: the sampled token is always among the top entries.
-    top[this.tokenizer.tokenText(e.token)] = e.logprob;
-    this.push(e.token, e.logprob, top);
+    const logprob = eventLogprob(e);
+    top[this.tokenizer.tokenText(e.token)] = logprob;
+    this.push(e.token, logprob, top);
     this.offset += e.text.length;
   }
 

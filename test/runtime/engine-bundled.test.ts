@@ -71,7 +71,7 @@ describe('the bundled stories260K model', () => {
     for (const t of tokens) {
       assert.equal(t.top?.length, 3);
       assert.equal(t.top![0]!.token, t.token, 'greedy picks the most likely token');
-      assert.ok(t.logprob <= 0 && t.logprob === t.top![0]!.logprob);
+      assert.ok(t.logprob !== undefined && t.logprob <= 0 && t.logprob === t.top![0]!.logprob);
     }
     assert.deepEqual(events.at(-1), { type: 'finish', reason: 'length', text: '', promptTokens: 2, completionTokens: 5 });
   });

@@ -215,7 +215,7 @@ describe('logprobs', () => {
     assert.deepEqual(result.top?.map((t) => t.token), [2, 1, 0]);
     for (const t of result.top ?? []) assert.ok(Math.abs(t.logprob - expected[t.token]!) < 1e-6);
     assert.equal(result.token, 2);
-    assert.ok(Math.abs(result.logprob - expected[2]!) < 1e-6);
+    assert.ok(Math.abs(result.logprob! - expected[2]!) < 1e-6);
   });
 
   it('reports the chosen token even when it is not in the top N', () => {
@@ -224,7 +224,7 @@ describe('logprobs', () => {
     for (const id of [0, 1, 2]) history.push(id);
     const result = sampleOnce(params({ temperature: 0, logprobs: 1, presencePenalty: 2, frequencyPenalty: 2 }), history);
     assert.equal(result.token, 3);
-    assert.ok(Math.abs(result.logprob - expected[3]!) < 1e-6);
+    assert.ok(Math.abs(result.logprob! - expected[3]!) < 1e-6);
     assert.deepEqual(result.top?.map((t) => t.token), [2]);
     assert.ok(Math.abs(result.top![0]!.logprob - expected[2]!) < 1e-6);
   });
@@ -240,15 +240,20 @@ describe('logprobs', () => {
     for (const p of [params({ logprobs: 5 }), params({ logprobs: 5, repetitionPenalty: 1.3 })]) {
       for (let seed = 0; seed < 20; seed++) {
         const result = sampleOnce({ ...p, seed }, history);
-        assert.ok(Math.abs(result.logprob - expected[result.token]!) < 1e-6);
+        assert.ok(Math.abs(result.logprob! - expected[result.token]!) < 1e-6);
         result.top!.forEach((t) => assert.ok(Math.abs(t.logprob - expected[t.token]!) < 1e-6));
       }
     }
   });
 
-  it('logprobs 0 gives an empty top list, undefined gives none', () => {
-    assert.deepEqual(sampleOnce(params({ logprobs: 0 })).top, []);
-    assert.equal(sampleOnce(params()).top, undefined);
+  it('logprobs 0 gives an empty top list and the chosen token\'s logprob; undefined gives neither (no softmax pass)', () => {
+    const zero = sampleOnce(params({ temperature: 0, logprobs: 0 }));
+    assert.deepEqual(zero.top, []);
+    assert.ok(Math.abs(zero.logprob! - expected[2]!) < 1e-6);
+    const none = sampleOnce(params({ temperature: 0 }));
+    assert.equal(none.top, undefined);
+    assert.equal(none.logprob, undefined);
+    assert.equal(none.token, 2);
   });
 });
 
@@ -262,9 +267,9 @@ describe('numerical safety', () => {
 
   it('falls back to argmax when everything is -inf', () => {
     const logits = Float32Array.of(-Infinity, -Infinity, -Infinity);
-    const result = new Sampler(params({ topP: 0.5, minP: 0.1 }), 3).sample(logits, new TokenHistory());
+    const result = new Sampler(params({ topP: 0.5, minP: 0.1, logprobs: 0 }), 3).sample(logits, new TokenHistory());
     assert.equal(result.token, 0);
-    assert.ok(!Number.isNaN(result.logprob));
+    assert.ok(typeof result.logprob === 'number' && !Number.isNaN(result.logprob));
   });
 
   it('handles +inf logits and extreme temperatures', () => {

@@ -53,8 +53,12 @@ export interface TopLogprob {
 
 export interface SampleResult {
   token: number;
-  /** The chosen token's log-probability under the raw model distribution (see Sampler.sample). */
-  logprob: number;
+  /**
+   * The chosen token's log-probability under the raw model distribution (see Sampler.sample);
+   * present only when `params.logprobs` is set: the softmax normaliser is a pass of Math.exp over
+   * the whole vocabulary, the largest cost of a greedy step (scripts/bench-sampling.ts).
+   */
+  logprob?: number;
   /** The `params.logprobs` most likely tokens, most likely first; absent when logprobs is undefined. */
   top?: TopLogprob[];
 }
@@ -223,6 +227,7 @@ export class Sampler {
     else if (isGreedy(params)) token = argmax;
     else token = this.draw(max, argmax, !penalised);
 
+    if (params.logprobs === undefined) return { token };
     // Math.exp dominates a step's cost, so reuse the sampling pass's sum when it was over exactly
     // exp(raw - rawMax) (T = 1, no penalties, no top-k), and only otherwise pay a second pass.
     let expSum = this.reusableExpSum;
@@ -231,16 +236,12 @@ export class Sampler {
     // All -inf has no softmax; calling it uniform keeps the numbers finite instead of NaN.
     const logprobOf = (x: number): number => (rawMax === -Infinity ? -Math.log(vocab) : x - logSumExp);
 
-    const result: SampleResult = { token, logprob: logprobOf(sanitize(logits[token]!)) };
-    if (params.logprobs !== undefined) {
-      const top: TopLogprob[] = [];
-      for (let j = 0; j < topCount; j++) {
-        const id = this.topIds[j]!;
-        top.push({ token: id, logprob: logprobOf(sanitize(logits[id]!)) });
-      }
-      result.top = top;
+    const top: TopLogprob[] = [];
+    for (let j = 0; j < topCount; j++) {
+      const id = this.topIds[j]!;
+      top.push({ token: id, logprob: logprobOf(sanitize(logits[id]!)) });
     }
-    return result;
+    return { token, logprob: logprobOf(sanitize(logits[token]!)), top };
   }
 
   /**

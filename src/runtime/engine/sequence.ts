@@ -25,8 +25,15 @@ export interface TokenEvent {
   type: 'token';
   token: number;
   text: string;
-  logprob: number;
+  /** The token's log-probability and the top alternatives: present when the request asked for logprobs. */
+  logprob?: number;
   top?: TopLogprob[];
+}
+
+/** A token event's log-probability, where the request asked for logprobs (a bug otherwise). */
+export function eventLogprob(e: TokenEvent): number {
+  if (e.logprob === undefined) throw new Error(`token ${e.token} carries no log-probability: its request did not ask for logprobs`);
+  return e.logprob;
 }
 
 export interface FinishEvent {
@@ -76,12 +83,12 @@ export class Sequence {
     this.history.push(s.token);
     const events: GenerationEvent[] = [];
     if (this.eos.has(s.token)) {
-      events.push({ type: 'token', token: s.token, text: '', logprob: s.logprob, ...(s.top && { top: s.top }) });
+      events.push({ type: 'token', token: s.token, text: '', ...(s.logprob !== undefined && { logprob: s.logprob }), ...(s.top && { top: s.top }) });
       events.push(this.finish('stop'));
       return events;
     }
     const pushed = this.stops.push(this.decoder.push(s.token));
-    events.push({ type: 'token', token: s.token, text: pushed.emit, logprob: s.logprob, ...(s.top && { top: s.top }) });
+    events.push({ type: 'token', token: s.token, text: pushed.emit, ...(s.logprob !== undefined && { logprob: s.logprob }), ...(s.top && { top: s.top }) });
     if (pushed.stopped) events.push(this.finish('stop', false));
     else if (this.history.generated.length >= this.request.maxTokens) events.push(this.finish('length'));
     return events;
