@@ -1,5 +1,5 @@
 import type { ModelSpec } from '../runtime/model/spec.ts';
-import { paramCost, plannedCost, type PruneCost } from './prune-cost.ts';
+import { paramCost, plannedCost, type PruneCost, subBlockFixedCost } from './prune-cost.ts';
 import { clonePlan, keptNeurons, layerIsEmpty, plannedLayer, type PruningPlan, survivingLayers } from './pruning-plan.ts';
 
 /**
@@ -105,13 +105,32 @@ interface Unit {
   layer: number;
   /** Base indices of what the unit removes (one KV group; one or more neurons). */
   indices: number[];
+  /**
+   * What removing it saves: its structures, plus the sub-block's fixed cost for the unit that
+   * goes last (its layer's most important), since that one takes the sub-block with it.
+   */
   cost: number;
+  /** Cost of one of its structures (for ranking by importance per cost). */
+  structureCost: number;
   /** Importance per structure (a chunk: the mean of its neurons'). */
   score: number;
 }
 
 /** Importance per unit of cost (the 'global' ranking). */
-const scorePerCost = (u: Unit) => u.score / (u.cost / u.indices.length);
+const scorePerCost = (u: Unit) => u.score / u.structureCost;
+
+/**
+ * Charge the sub-block's fixed cost to the unit that would empty it (the layer's most important),
+ * so a width step cannot overshoot its budget by emptying sub-blocks. Latency costs only: with
+ * parameters the fixed part is the norm's `hidden` parameters, which MoP has always left out of a
+ * unit's cost (keeping parameter-budget prunes exactly as they were).
+ */
+function chargeFixed(units: Unit[], fixed: number, cost: PruneCost): Unit[] {
+  if (units.length === 0 || fixed === 0 || cost.unit !== 'latency') return units;
+  const last = units.reduce((a, u) => (u.score > a.score || (u.score === a.score && u.indices[0]! > a.indices[0]!) ? u : a));
+  last.cost += fixed;
+  return units;
+}
 
 export function widthCandidate(
   base: ModelSpec,
@@ -128,9 +147,9 @@ export function widthCandidate(
   plan.layers.forEach((l, i) => {
     if (layerIsEmpty(plan, i)) return;
     const ks = kvScores[i];
-    if (l.attention && ks) kvUnits.push(...normalized('kv', i, l.kvGroups, ks, cost.kvGroup(base, i), policy.normalize));
+    if (l.attention && ks) kvUnits.push(...chargeFixed(normalized('kv', i, l.kvGroups, ks, cost.kvGroup(base, i), policy.normalize), subBlockFixedCost(cost, base, i, 'attention'), cost));
     const ns = neuronScores[i];
-    if (l.mlp && ns) neuronUnits.push(...chunked(normalized('neuron', i, l.neurons, ns, cost.neuron(base), policy.normalize), multiple));
+    if (l.mlp && ns) neuronUnits.push(...chargeFixed(chunked(normalized('neuron', i, l.neurons, ns, cost.neuron(base), policy.normalize), multiple), subBlockFixedCost(cost, base, i, 'mlp'), cost));
   });
   const byScore = (a: Unit, b: Unit) => a.score - b.score || a.layer - b.layer || a.indices[0]! - b.indices[0]!;
 
@@ -187,7 +206,7 @@ function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores:
   let sum = 0;
   kept.forEach((k, index) => {
     if (!k) return;
-    units.push({ kind, layer, indices: [index], cost, score: scores[index]! });
+    units.push({ kind, layer, indices: [index], cost, structureCost: cost, score: scores[index]! });
     sum += scores[index]!;
   });
   const mean = sum / Math.max(units.length, 1);
@@ -214,6 +233,7 @@ function chunked(units: Unit[], multiple: number): Unit[] {
       layer: part[0]!.layer,
       indices: part.map((u) => u.indices[0]!),
       cost: part.reduce((s, u) => s + u.cost, 0),
+      structureCost: part[0]!.structureCost,
       score: part.reduce((s, u) => s + u.score, 0) / part.length,
     });
     at += size;

@@ -61,17 +61,21 @@ export function predictedStepUs(profile: LatencyProfile, spec: ModelSpec): numbe
   return us;
 }
 
-/** A line through two (params, µs) points, clamped to a non-negative fixed cost and slope. */
-function fitLine(p1: number, t1: number, p2: number, t2: number): { fixed: number; perParam: number } {
-  if (p1 === p2) return { fixed: 0, perParam: Math.max(0, t1) / Math.max(p1, 1) };
-  let perParam = (t1 - t2) / (p1 - p2);
-  let fixed = t1 - perParam * p1;
-  if (perParam < 0 || fixed < 0) {
-    // Noise bent the line: fall back to cost proportional to parameters through the larger probe.
-    perParam = Math.max(0, t1) / Math.max(p1, 1);
-    fixed = 0;
-  }
-  return { fixed, perParam };
+/** The least share of a full sub-block's time a fit may put in its per-parameter cost. */
+export const MIN_PER_PARAM_SHARE = 0.05;
+
+/**
+ * A line through two (params, µs) points of a sub-block (p1 the full one). Noise can bend it, so
+ * the fixed cost and slope are clamped: the slope carries at least MIN_PER_PARAM_SHARE of the full
+ * sub-block's time (a flat line would make width structures free to remove), the fixed cost is
+ * never negative, and a full probe measured no slower than the empty one (no signal at all) costs
+ * in proportion to parameters, at 1 ns per thousand.
+ */
+export function fitLine(p1: number, t1: number, p2: number, t2: number): { fixed: number; perParam: number } {
+  const full = t1 > 0 ? t1 : 1e-6 * p1;
+  let perParam = p1 === p2 ? full / p1 : (t1 - t2) / (p1 - p2);
+  perParam = Math.min(Math.max(perParam, (MIN_PER_PARAM_SHARE * full) / p1), full / p1);
+  return { fixed: Math.max(0, full - perParam * p1), perParam };
 }
 
 export async function measureLatencyProfile(spec: ModelSpec, o: LatencyProfileOptions = {}): Promise<LatencyProfile> {

@@ -55,6 +55,19 @@ export function latencyCost(c: LatencyCoefficients): PruneCost {
   };
 }
 
+/**
+ * What a sub-block costs beyond its structures: the last KV group (neuron) of base layer i takes
+ * this with it when it goes. For paramCost the norm's parameters; for a latency cost its fixed time.
+ */
+export function subBlockFixedCost(cost: PruneCost, base: ModelSpec, i: number, part: 'attention' | 'mlp'): number {
+  const l = base.layers[i]!;
+  if (part === 'attention') {
+    const group = l.kvHeads > 0 ? l.heads / l.kvHeads : 1;
+    return cost.subBlocks(base, { heads: group, kvHeads: 1, headDim: l.headDim, ffn: 0 }).attention - cost.kvGroup(base, i);
+  }
+  return cost.subBlocks(base, { heads: 0, kvHeads: 0, headDim: l.headDim, ffn: 1 }).mlp - cost.neuron(base);
+}
+
 /** Cost of the blocks the plan keeps (for paramCost: plannedBlockParams). */
 export function plannedCost(base: ModelSpec, plan: PruningPlan, cost: PruneCost): number {
   let n = 0;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type LatencyProfile, measureLatencyProfile, predictedStepUs } from '../../src/mop/latency-profile.ts';
+import { fitLine, type LatencyProfile, MIN_PER_PARAM_SHARE, measureLatencyProfile, predictedStepUs } from '../../src/mop/latency-profile.ts';
 import { runMop } from '../../src/mop/mop.ts';
 import { latencyCost, paramCost, plannedCost } from '../../src/mop/prune-cost.ts';
 import { fullPlan, plannedBlockParams } from '../../src/mop/pruning-plan.ts';
@@ -50,6 +50,30 @@ describe('latency-aware pruning (--budget latency)', () => {
     assert.ok(Math.abs(lat.stepRatio - predictedStepUs(profile, latency.model.spec) / predictedStepUs(profile, model.spec)) < 1e-12);
     assert.ok(lat.stepRatio < 1 && lat.stepRatio > 0.5);
     assert.ok(latency.report.steps.every((s) => s.ratio > s.parent.ratio));
+  });
+
+  it('width-only pruning lands on the target when sub-blocks have large fixed costs: the unit that empties a sub-block carries its fixed cost', async () => {
+    const { model, calibration } = await bundled();
+    // Fixed costs of a whole MLP's worth: emptying one sub-block saves as much as all its neurons.
+    for (const widthMultiple of [1, 4]) {
+      const { report } = await runMop(model, { target: 0.3, calibration, strategy: 'width', widthMultiple, latencyProfile: profileWith(3300, 0.1) });
+      assert.ok(Math.abs(report.result.latency!.blockRatio - 0.3) <= 0.005, `×${widthMultiple}: ${report.result.latency!.blockRatio}`);
+      for (const s of report.steps) assert.ok(s.committedParams <= s.budget * 1.05 + 3300 * 0.01, `×${widthMultiple} step ${s.step}: ${s.committedParams} > budget ${s.budget}`);
+    }
+  });
+
+  it('a noisy fit is clamped: never a negative fixed cost, never a slope below its share, proportional when there is no signal', () => {
+    const clean = fitLine(1000, 300, 250, 150); // 100 µs fixed + 0.2 µs per parameter
+    assert.ok(Math.abs(clean.fixed - 100) < 1e-9 && Math.abs(clean.perParam - 0.2) < 1e-12);
+    const flat = fitLine(1000, 300, 250, 310); // the smaller probe measured slower
+    assert.ok(Math.abs(flat.perParam - (MIN_PER_PARAM_SHARE * 300) / 1000) < 1e-12);
+    assert.ok(Math.abs(flat.fixed + flat.perParam * 1000 - 300) < 1e-9);
+    const steep = fitLine(1000, 300, 250, 10); // would need a negative fixed cost
+    assert.equal(steep.fixed, 0);
+    assert.ok(Math.abs(steep.perParam - 0.3) < 1e-12);
+    const none = fitLine(1000, -5, 250, -7); // the full probe no slower than the empty one
+    assert.equal(none.fixed, 0);
+    assert.ok(none.perParam > 0);
   });
 
   it('the engine profile of a small shape has positive per-parameter costs and a base cost', async () => {
