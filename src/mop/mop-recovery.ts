@@ -21,6 +21,10 @@ export interface MopRecoveryOptions {
   candidateSteps: number;
   /** Steps of the recovery after the target is reached (0 = none). */
   finalSteps: number;
+  /** A wall-clock budget (seconds of training) per candidate instead of candidateSteps. */
+  candidateTimeLimit?: number;
+  /** A wall-clock budget for the final recovery instead of finalSteps. */
+  finalTimeLimit?: number;
   /** Recovery windows and the distillation teacher (the model being pruned). */
   data: RecoveryData;
   description?: RecoveryTextDescription;
@@ -62,16 +66,35 @@ function loraRankFor(spec: ModelSpec, recipe: MopRecoveryOptions['recipe']): num
   return recipe.loraRank > narrowest ? narrowest : undefined;
 }
 
+/** How long one run trains: optimizer steps, or seconds of training (then steps is only a cap). */
+export type RecoveryBudget = { steps: number } | { seconds: number };
+
+/** The budget of the candidate runs or of the final run. */
+export function recoveryBudget(o: MopRecoveryOptions, phase: 'candidate' | 'final'): RecoveryBudget {
+  const seconds = phase === 'candidate' ? o.candidateTimeLimit : o.finalTimeLimit;
+  return seconds !== undefined ? { seconds } : { steps: phase === 'candidate' ? o.candidateSteps : o.finalSteps };
+}
+
+/** Whether a budget trains at all. */
+export function budgetTrains(b: RecoveryBudget): boolean {
+  return 'seconds' in b ? b.seconds > 0 : b.steps > 0;
+}
+
+/** The step cap of a time budget (the loop stops on time long before). */
+const TIME_BUDGET_STEP_CAP = 1_000_000;
+
 export async function runRecovery(
   model: ModelWeights,
   o: MopRecoveryOptions,
-  steps: number,
+  budget: RecoveryBudget,
   hooks: { signal?: AbortSignal | undefined; onProgress?: ((p: TrainProgress) => void) | undefined },
 ): Promise<{ model: ModelWeights; record: RecoveryRunRecord }> {
   const clamped = loraRankFor(model.spec, o.recipe);
+  const steps = 'seconds' in budget ? TIME_BUDGET_STEP_CAP : budget.steps;
   const recipe: Partial<RecoveryOptions> = {
     ...o.recipe,
     steps,
+    ...('seconds' in budget && { seconds: budget.seconds }),
     // A brief run gets a proportionally brief warm-up (the default recipe: 20 of 300).
     warmup: o.recipe.warmup ?? Math.round(steps / 15),
     ...(clamped !== undefined && { loraRank: clamped }),
@@ -82,7 +105,7 @@ export async function runRecovery(
   return {
     model: { spec: r.spec, weights: r.weights },
     record: {
-      steps,
+      steps: 'seconds' in budget ? rep.losses.length : steps,
       updates: rep.updates,
       stopped: rep.stopped,
       ...(rep.nonFiniteStep !== undefined && { nonFiniteStep: rep.nonFiniteStep }),

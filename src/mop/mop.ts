@@ -12,7 +12,7 @@ import { ampImportance, type ImportanceCriterion, importanceCriteria } from './i
 import { fullPlan, plannedBlockParams, type PruningPlan, survivingLayers } from './pruning-plan.ts';
 import { type LatencyProfile, predictedStepUs } from './latency-profile.ts';
 import { latencyCost, paramCost, plannedCost, type PruneCost } from './prune-cost.ts';
-import { type MopRecoveryOptions, type RecoveryProgress, type RecoveryRunRecord, runRecovery } from './mop-recovery.ts';
+import { budgetTrains, type MopRecoveryOptions, type RecoveryProgress, recoveryBudget, type RecoveryRunRecord, runRecovery } from './mop-recovery.ts';
 import type { CandidateRecord, PruneRecoveryReport, PruneReport, StepRecord, Strategy } from './report.ts';
 import { CandidateScorer, isSelectionCriterion, type SelectionCriterion, selectionCriteria } from './selection.ts';
 import { applyPlan, type ModelWeights, scatterPlan } from './surgery.ts';
@@ -162,7 +162,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
   const depthUnit = options.depthUnit ?? 'layer';
   const depthRule = options.depthRule ?? 'score';
   const recovery = options.recovery;
-  const candidateRecovery = recovery !== undefined && recovery.candidateSteps > 0;
+  const candidateRecovery = recovery !== undefined && budgetTrains(recoveryBudget(recovery, 'candidate'));
   // The 'random' criterion's coin: seeded, so a run repeats.
   const coin = new Xoshiro128ss((options.seed ?? options.calibration.description.seed) ^ 0x5eed);
   const widthMultiple = options.widthMultiple ?? 1;
@@ -261,7 +261,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
         let recoveryRecord: (RecoveryRunRecord & { scoreBefore: number }) | undefined;
         if (candidateRecovery) {
           const what = `step ${steps.length + 1}: ${c.branch} candidate`;
-          const run = await runRecovery(applyPlan(current, c.plan), recovery, recovery.candidateSteps, recoveryHooks('candidate', c.branch, progressOf(what, remaining, budget)));
+          const run = await runRecovery(applyPlan(current, c.plan), recovery, recoveryBudget(recovery, 'candidate'), recoveryHooks('candidate', c.branch, progressOf(what, remaining, budget)));
           candidateSeconds += run.record.wallSeconds;
           recovered.push(run.model);
           const f = await open(run.model);
@@ -324,8 +324,8 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
     let finalScoreBeforeRecovery: number | undefined;
     if (recovery) {
       let final: RecoveryRunRecord | undefined;
-      if (recovery.finalSteps > 0) {
-        const run = await runRecovery(model, recovery, recovery.finalSteps, recoveryHooks('final', undefined, { step: steps.length, totalEstimate: steps.length, ratio, message: 'final recovery' }));
+      if (budgetTrains(recoveryBudget(recovery, 'final'))) {
+        const run = await runRecovery(model, recovery, recoveryBudget(recovery, 'final'), recoveryHooks('final', undefined, { step: steps.length, totalEstimate: steps.length, ratio, message: 'final recovery' }));
         model = run.model;
         final = run.record;
         const f = await open(model);
@@ -341,6 +341,8 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
         recipe,
         candidateSteps: recovery.candidateSteps,
         finalSteps: recovery.finalSteps,
+        ...(recovery.candidateTimeLimit !== undefined && { candidateTimeLimit: recovery.candidateTimeLimit }),
+        ...(recovery.finalTimeLimit !== undefined && { finalTimeLimit: recovery.finalTimeLimit }),
         ...(recovery.description && { data: recovery.description }),
         candidateSeconds,
         finalSeconds: final?.wallSeconds ?? 0,

@@ -105,8 +105,11 @@ export interface PruneReport {
 export interface PruneRecoveryReport {
   /** The resolved recipe of every run (steps excepted). */
   recipe: Omit<RecoveryOptions, 'steps'>;
+  /** Step budgets; with a time limit (seconds of training per run) that limit was the budget instead. */
   candidateSteps: number;
   finalSteps: number;
+  candidateTimeLimit?: number;
+  finalTimeLimit?: number;
   data?: RecoveryTextDescription;
   /** Wall time of all candidate recoveries, of the final one, and their sum (graph and session builds included). */
   candidateSeconds: number;
@@ -161,5 +164,7 @@ function summarizeRecovery(r: PruneReport): string {
   const stopped = runs.filter((x) => x.stopped === 'non-finite');
   const final = rec.final ? `, final train loss ${rec.final.trainLossFirst.toFixed(3)} → ${rec.final.trainLossLast.toFixed(3)} at ${Math.round(rec.final.tokensPerSecond)} tok/s` : '';
   const warn = stopped.length ? `; ${stopped.length} recovery run(s) hit a non-finite loss (at step ${stopped.map((x) => x.nonFiniteStep).join(', ')}) and kept their last good weights` : '';
-  return `${rec.recipe.kind} recovery (${rec.recipe.loss}, ${rec.candidateSteps} steps per candidate, ${rec.finalSteps} final) ${rec.seconds.toFixed(1)} s${final}${warn}`;
+  const per = rec.candidateTimeLimit !== undefined ? `${rec.candidateTimeLimit} s` : `${rec.candidateSteps} steps`;
+  const last = rec.finalTimeLimit !== undefined ? `${rec.finalTimeLimit} s` : `${rec.finalSteps}`;
+  return `${rec.recipe.kind} recovery (${rec.recipe.loss}, ${per} per candidate, ${last} final) ${rec.seconds.toFixed(1)} s${final}${warn}`;
 }

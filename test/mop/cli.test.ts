@@ -27,7 +27,8 @@ describe('mop prune / mop eval', () => {
     try {
       const out = path.join(dir, 'pruned');
       // Recovery is on by default; a tiny budget keeps this test fast (flags and MOP_PRUNE_* alike).
-      const tiny = ['--recovery-steps', '2', '--final-recovery-steps', '10', '--recovery-batch', '2', '--recovery-seq-len', '32'];
+      // 128 tokens per candidate at 2 × 32 tokens a step: 2 steps.
+      const tiny = ['--recovery-tokens', '128', '--final-recovery-steps', '10', '--recovery-batch', '2', '--recovery-seq-len', '32'];
       const p = await mop(['prune', '--samples', '8', '--seq-len', '64', '--strategy', 'width', ...tiny, '--out', out], { MOP_PRUNE_TARGET: '0.2', MOP_PRUNE_RECOVERY_LOSS: 'ce' });
       assert.equal(p.code, 0, p.stderr);
       assert.match(p.stderr, /\[prune \d+\/\d+\] step 1/, 'plain progress lines when stderr is not a terminal');
@@ -66,6 +67,8 @@ describe('mop prune / mop eval', () => {
         [['--recovery-loss', 'mse'], /unknown recovery-loss 'mse'; choose one of: ce, kd/],
         [['--recovery', 'lora', '--recovery-lora-rank', '0'], /--recovery-lora-rank \/ MOP_PRUNE_RECOVERY_LORA_RANK: expected an integer in \[1, 4096\]/],
         [['--recovery', 'lora', '--recovery-lora-rank', '100'], /LoRA rank 100 exceeds the narrowest adapted layer width \(\d+\)/],
+        [['--final-recovery-seconds', '-1'], /--final-recovery-seconds \/ MOP_PRUNE_FINAL_RECOVERY_SECONDS: expected a number in \(0, 604800\], got "-1"/],
+        [['--final-recovery-tokens', '4096', '--final-recovery-seconds', '30'], /final-recovery-tokens and final-recovery-seconds are both set/],
         [['--width-multiple', '0'], /--width-multiple \/ MOP_PRUNE_WIDTH_MULTIPLE: expected an integer in \[1, 1024\], got "0"/],
         [['--budget', 'fast'], /unknown budget 'fast'; choose one of: params, latency/],
         [['--budget', 'latency', '--dtype', 'int3'], /int3/],

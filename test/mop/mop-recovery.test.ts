@@ -59,6 +59,19 @@ describe('MoP with recovery fine-tuning', () => {
     for (const p of [...candidate, ...final]) assert.ok(Number.isFinite(p.recovery!.loss) && p.recovery!.tokensPerSecond > 0 && p.recovery!.etaSeconds >= 0);
   });
 
+  it('time budgets: each candidate and the final run train for their seconds, and the report records the limits', async () => {
+    const { model, calibration } = await bundled();
+    const recovery = await tinyRecovery({ candidateSteps: 0, finalSteps: 0, candidateTimeLimit: 0.3, finalTimeLimit: 1 });
+    const { report } = await runMop(model, { target: 0.2, calibration, recovery });
+    const rec = report.recovery!;
+    assert.equal(rec.candidateTimeLimit, 0.3);
+    assert.equal(rec.finalTimeLimit, 1);
+    const runs = report.steps.flatMap((s) => s.candidates.map((c) => c.recovery!));
+    assert.ok(runs.length > 0 && runs.every((r) => r.steps >= 1 && r.seconds <= 0.3 + 2 * (r.seconds / r.steps) + 0.05), JSON.stringify(runs.map((r) => [r.steps, r.seconds])));
+    assert.ok(rec.final!.steps > runs[0]!.steps, `final ${rec.final!.steps} steps vs a candidate's ${runs[0]!.steps}`);
+    assert.ok(rec.final!.seconds <= 1 + 2 * (rec.final!.seconds / rec.final!.steps) + 0.05, `${rec.final!.seconds} s`);
+  });
+
   it('recovery changes the result: the final model differs from the same prune without recovery', async () => {
     const { model, calibration } = await bundled();
     const plain = await runMop(model, { target: 0.2, strategy: 'depth', calibration, seed: 1, threads: 1 });

@@ -100,6 +100,23 @@ describe('recover: full fine-tuning and LoRA on a tiny pruned model', () => {
     assert.ok(seen.every((p) => p.tokensPerSecond > 0 && p.steps === 30 && p.etaSeconds >= 0 && p.lr > 0));
   });
 
+  it('a seconds budget trains while one more step fits, reports the steps it ran, and decays the learning rate over the time', async () => {
+    const progress: TrainProgress[] = [];
+    const r = await recover({ spec, weights }, { ...base, kind: 'full', steps: 1_000_000, warmup: 66_667, seconds: 1.5 }, { windows }, { onProgress: (p) => progress.push(p) });
+    assert.equal(r.report.stopped, 'completed');
+    assert.ok(r.report.updates >= 2 && r.report.updates < 1_000_000, `${r.report.updates} updates`);
+    const perStep = r.report.seconds / r.report.updates;
+    assert.ok(r.report.seconds <= 1.5 + 2 * perStep + 0.05, `${r.report.seconds} s for a 1.5 s budget`);
+    assert.ok(r.report.seconds >= 1.5 - 3 * perStep - 0.05, `stopped early: ${r.report.seconds} s`);
+    // The learning rate warms up over the first 1/15 of the time, then decays: it ends far below its peak.
+    const lrs = progress.map((p) => p.lr);
+    const peak = Math.max(...lrs);
+    assert.ok(peak <= 1e-2 + 1e-12 && lrs.at(-1)! < 0.5 * peak, `peak ${peak}, last ${lrs.at(-1)}`);
+    // The estimated total is the steps done plus those that still fit; at the end it is what ran.
+    assert.equal(progress.at(-1)!.step, r.report.updates);
+    assert.ok(Math.abs(progress.at(-1)!.steps - r.report.updates) <= 1);
+  });
+
   it('0 steps returns the weights unchanged', async () => {
     const r = await recover({ spec, weights }, { ...base, steps: 0, kind: 'lora' }, { windows });
     assert.ok(sameBits(r.weights, weights));
@@ -140,6 +157,8 @@ describe('bad recovery options: one-line RecoveryInputError', () => {
     ['lr Infinity', { lr: Infinity }, /learning rate .* got Infinity/],
     ['steps −1', { steps: -1 }, /steps must be a non-negative integer, got -1/],
     ['steps 1.5', { steps: 1.5 }, /steps/],
+    ['seconds 0', { seconds: 0 }, /recovery seconds must be a positive number, got 0/],
+    ['seconds NaN', { seconds: NaN }, /recovery seconds must be a positive number, got NaN/],
     ['unknown kind', { kind: 'qlora' as never }, /unknown recovery kind 'qlora'/],
     ['unknown loss', { loss: 'mse' as never }, /unknown recovery loss 'mse'/],
     ['LoRA rank 0', { kind: 'lora', loraRank: 0 }, /LoRA rank must be a positive integer, got 0/],

@@ -17,6 +17,8 @@ const key = async (r: PruneRecipe, referenceBlocks = 1000, src = source) => (awa
 /** Another valid value for an option, from its kind in the table. */
 function otherValue(o: (typeof pruneOptions)[number], current: unknown): unknown {
   const t = o.type;
+  // An option unset by default (a budget that replaces another): any valid value sets it.
+  if (current === undefined && (t.kind === 'int' || t.kind === 'number')) return t.kind === 'int' ? t.min + 1 : t.max / 2;
   switch (t.kind) {
     case 'choice':
       return t.choices.find((c) => c !== current);

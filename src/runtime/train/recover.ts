@@ -21,8 +21,13 @@ export const recoveryLosses: readonly RecoveryLoss[] = ['ce', 'kd'];
 
 export interface RecoveryOptions {
   kind: RecoveryKind;
-  /** Optimizer updates; 0 returns the model unchanged. */
+  /** Optimizer updates; 0 returns the model unchanged. With `seconds`, the most steps. */
   steps: number;
+  /**
+   * Wall-clock budget of the training loop instead of `steps` (see TrainLoopOptions.seconds): the
+   * warm-up takes warmup / steps of the time. Undefined: train exactly `steps`.
+   */
+  seconds?: number;
   /** Peak learning rate (after warm-up). */
   lr: number;
   loss: RecoveryLoss;
@@ -76,6 +81,7 @@ export function validateRecoveryOptions(o: RecoveryOptions, spec?: ModelSpec): v
   if (!recoveryKinds.includes(o.kind)) fail(`unknown recovery kind '${String(o.kind)}' (expected ${recoveryKinds.join(' or ')})`);
   if (!recoveryLosses.includes(o.loss)) fail(`unknown recovery loss '${String(o.loss)}' (expected ${recoveryLosses.join(' or ')})`);
   if (!Number.isInteger(o.steps) || o.steps < 0) fail(`recovery steps must be a non-negative integer, got ${o.steps}`);
+  if (o.seconds !== undefined && !(Number.isFinite(o.seconds) && o.seconds > 0)) fail(`recovery seconds must be a positive number, got ${o.seconds}`);
   if (!Number.isFinite(o.lr) || o.lr <= 0) fail(`recovery learning rate must be a positive finite number, got ${o.lr}`);
   if (!(o.kdAlpha >= 0 && o.kdAlpha <= 1)) fail(`distillation share kdAlpha must be in [0, 1], got ${o.kdAlpha}`);
   if (!Number.isInteger(o.batch) || o.batch < 1) fail(`recovery batch must be a positive integer, got ${o.batch}`);
@@ -162,6 +168,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
     teacher = cache;
     outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed), {
       steps: o.steps,
+      ...(o.seconds !== undefined && { seconds: o.seconds }),
       schedule: { lr: o.lr, steps: o.steps, warmup: o.warmup },
       weightDecay: o.weightDecay,
       clip: o.clip,

@@ -1,7 +1,7 @@
 import { AdamW, type OptimizedTensor } from './adamw.ts';
 import type { BatchSampler, TrainingBatch } from './batch-sampler.ts';
 import { clipFactor } from './grad-clip.ts';
-import { learningRateAt, type LrSchedule } from './lr-schedule.ts';
+import { learningRateAt, learningRateAtFraction, type LrSchedule } from './lr-schedule.ts';
 import type { TeacherTargets, TrainingSession } from './training-session.ts';
 
 /**
@@ -24,8 +24,16 @@ export interface TrainProgress {
 }
 
 export interface TrainLoopOptions {
+  /** Most steps (with `seconds`: a cap). */
   steps: number;
   schedule: LrSchedule;
+  /**
+   * A wall-clock budget for the loop instead of a step count: steps run while one more (at the mean
+   * step time so far) fits, the learning rate follows the schedule's shape over the fraction of the
+   * time used (warm-up over `schedule.warmup / schedule.steps` of it). Not repeatable bit for bit:
+   * the step count depends on the machine's speed.
+   */
+  seconds?: number;
   weightDecay: number;
   /** Global gradient-norm limit; ≤ 0 or Infinity = off. */
   clip: number;
@@ -60,9 +68,14 @@ export async function trainSteps(
   const losses: number[] = [];
   const start = performance.now();
   let tokens = 0;
+  const budget = options.seconds;
+  const warmupShare = options.schedule.steps > 0 ? Math.min(options.schedule.warmup, options.schedule.steps) / options.schedule.steps : 0;
   for (let step = 0; step < options.steps; step++) {
     await new Promise((resolve) => setImmediate(resolve));
     options.signal?.throwIfAborted();
+    const before = (performance.now() - start) / 1000;
+    // A time budget: stop when one more step at the mean step time would run past it (one step at least).
+    if (budget !== undefined && step > 0 && before + before / step > budget) break;
     const batch = sampler.next();
     const teacher = options.teacher ? await options.teacher(batch) : undefined;
     const result = await session.run(batch, values, teacher);
@@ -73,19 +86,22 @@ export async function trainSteps(
       return { updates: optimizer.steps === 0 ? 0 : optimizer.steps - 1, losses, stopped: 'non-finite', nonFiniteStep: step + 1, tokens, seconds: (performance.now() - start) / 1000 };
     }
     for (const [name, p] of params) lastGood.get(name)!.set(p.data);
-    const lr = learningRateAt(step, options.schedule);
+    const lr = budget === undefined ? learningRateAt(step, options.schedule) : learningRateAtFraction(before / budget, options.schedule.lr, warmupShare, options.schedule.minRatio);
     optimizer.step(result.grads, lr, scale);
     tokens += batch.tokens;
     const elapsed = (performance.now() - start) / 1000;
+    const perStep = elapsed / (step + 1);
+    // With a time budget the total is an estimate: the steps done plus those that still fit.
+    const steps = budget === undefined ? options.steps : Math.min(options.steps, step + 1 + Math.max(0, Math.floor((budget - elapsed) / perStep)));
     options.onProgress?.({
       step: step + 1,
-      steps: options.steps,
+      steps,
       loss: result.loss,
       lr,
       gradNorm: norm,
       tokensPerSecond: tokens / elapsed,
       elapsedSeconds: elapsed,
-      etaSeconds: (elapsed / (step + 1)) * (options.steps - step - 1),
+      etaSeconds: perStep * (steps - step - 1),
     });
   }
   return { updates: optimizer.steps, losses, stopped: 'completed', tokens, seconds: (performance.now() - start) / 1000 };

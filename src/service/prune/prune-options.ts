@@ -41,6 +41,12 @@ export interface PruneRecipe {
   recoverySteps: number;
   /** Steps of the recovery after the target is reached. */
   finalRecoverySteps: number;
+  /** The per-candidate budget in trained tokens instead of steps (⌈tokens / (batch × seq len)⌉ steps). */
+  recoveryTokens: number | undefined;
+  finalRecoveryTokens: number | undefined;
+  /** The per-candidate budget in seconds of training instead of steps. */
+  recoverySeconds: number | undefined;
+  finalRecoverySeconds: number | undefined;
   recoveryLr: number;
   recoveryLoss: 'ce' | 'kd';
   /** With kd: share of the distillation term (the rest is next-token cross-entropy). */
@@ -104,6 +110,10 @@ export const pruneOptions: readonly PruneOption[] = [
   option('recovery', 'recovery', 'recovery fine-tuning of each candidate and of the result: none, lora or full', { kind: 'choice', choices: recoveryModes }, 'full'),
   option('recoverySteps', 'recovery-steps', 'recovery steps per candidate, before it is scored (0 = score candidates as cut)', { kind: 'int', min: 0, max: 100_000 }, 25),
   option('finalRecoverySteps', 'final-recovery-steps', 'recovery steps after the target is reached', { kind: 'int', min: 0, max: 1_000_000 }, 300),
+  option('recoveryTokens', 'recovery-tokens', 'per-candidate recovery budget in trained tokens, instead of --recovery-steps (steps = ⌈tokens / (recovery-batch × recovery-seq-len)⌉)', { kind: 'int', min: 1, max: 1e12 }, undefined),
+  option('finalRecoveryTokens', 'final-recovery-tokens', 'final recovery budget in trained tokens, instead of --final-recovery-steps', { kind: 'int', min: 1, max: 1e12 }, undefined),
+  option('recoverySeconds', 'recovery-seconds', 'per-candidate recovery budget in seconds of training, instead of --recovery-steps (as many steps as fit; the step count depends on the machine)', { kind: 'number', min: 0, max: 86_400 }, undefined),
+  option('finalRecoverySeconds', 'final-recovery-seconds', 'final recovery budget in seconds of training, instead of --final-recovery-steps', { kind: 'number', min: 0, max: 604_800 }, undefined),
   option('recoveryLr', 'recovery-lr', 'peak recovery learning rate (AdamW, warm-up then cosine decay)', { kind: 'number', min: 0, max: 1 }, 2e-3),
   option('recoveryLoss', 'recovery-loss', 'recovery loss: ce (next-token cross-entropy) or kd (distillation from the unpruned model, mixed with ce)', { kind: 'choice', choices: recoveryLosses }, 'kd'),
   option('recoveryKdAlpha', 'recovery-kd-alpha', 'with kd: share of the distillation term, in (0, 1] (the rest is cross-entropy)', { kind: 'number', min: 0, max: 1 }, 0.75),

@@ -5,7 +5,7 @@
 import { type CalibrationDescription, loadCalibration } from '../../mop/calibration.ts';
 import { MopInputError } from '../../mop/errors.ts';
 import { type MopProgress, type MopResult, runMop, validateMopOptions } from '../../mop/mop.ts';
-import type { MopRecoveryOptions } from '../../mop/mop-recovery.ts';
+import { budgetTrains, type MopRecoveryOptions, type RecoveryBudget } from '../../mop/mop-recovery.ts';
 import { loadRecoveryText } from '../../mop/recovery-data.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { ModelWeights } from '../../mop/surgery.ts';
@@ -38,6 +38,12 @@ export interface PruneRun {
 /** Checks that need neither the model nor the calibration file (fail before loading anything). */
 export function validateRecipe(recipe: PruneRecipe, spec?: ModelSpec): void {
   validateMopOptions(recipe);
+  if (recipe.recoveryTokens !== undefined && recipe.recoverySeconds !== undefined) {
+    throw new MopInputError('recovery-tokens and recovery-seconds are both set: give the candidates one budget (steps, tokens or seconds)');
+  }
+  if (recipe.finalRecoveryTokens !== undefined && recipe.finalRecoverySeconds !== undefined) {
+    throw new MopInputError('final-recovery-tokens and final-recovery-seconds are both set: give the final recovery one budget (steps, tokens or seconds)');
+  }
   const r = recoveryRecipe(recipe);
   if (!r) return;
   try {
@@ -51,7 +57,8 @@ export function validateRecipe(recipe: PruneRecipe, spec?: ModelSpec): void {
 
 /** The recovery recipe a prune recipe asks for (undefined: none, or no step to run). */
 function recoveryRecipe(recipe: PruneRecipe): MopRecoveryOptions['recipe'] | undefined {
-  if (recipe.recovery === 'none' || (recipe.recoverySteps === 0 && recipe.finalRecoverySteps === 0)) return undefined;
+  const budgets = recoveryBudgets(recipe);
+  if (recipe.recovery === 'none' || (!budgetTrains(budgets.candidate) && !budgetTrains(budgets.final))) return undefined;
   const r: Partial<RecoveryOptions> & { kind: 'lora' | 'full' } = {
     kind: recipe.recovery,
     lr: recipe.recoveryLr,
@@ -67,6 +74,17 @@ function recoveryRecipe(recipe: PruneRecipe): MopRecoveryOptions['recipe'] | und
   return r;
 }
 
+/** Each phase's budget: seconds, else tokens as steps, else the steps option. */
+function recoveryBudgets(recipe: PruneRecipe): { candidate: RecoveryBudget; final: RecoveryBudget } {
+  const perStep = recipe.recoveryBatch * recipe.recoverySeqLen;
+  const budget = (seconds: number | undefined, tokens: number | undefined, steps: number): RecoveryBudget =>
+    seconds !== undefined ? { seconds } : tokens !== undefined ? { steps: Math.ceil(tokens / perStep) } : { steps };
+  return {
+    candidate: budget(recipe.recoverySeconds, recipe.recoveryTokens, recipe.recoverySteps),
+    final: budget(recipe.finalRecoverySeconds, recipe.finalRecoveryTokens, recipe.finalRecoverySteps),
+  };
+}
+
 /**
  * MoP's recovery options for a recipe: the recovery text read and cut (MopInputError when it is
  * missing, empty or too short), the model being pruned as the distillation teacher. Undefined when
@@ -75,11 +93,14 @@ function recoveryRecipe(recipe: PruneRecipe): MopRecoveryOptions['recipe'] | und
 export async function prepareRecovery(recipe: PruneRecipe, tokenizer: Tokenizer, model: ModelWeights, threads?: number): Promise<MopRecoveryOptions | undefined> {
   const options = recoveryRecipe(recipe);
   if (!options) return undefined;
+  const budgets = recoveryBudgets(recipe);
   const text = await loadRecoveryText(tokenizer, { ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }), seqLen: recipe.recoverySeqLen, batch: recipe.recoveryBatch });
   return {
     recipe: { ...options, ...(threads !== undefined && { threads }) },
-    candidateSteps: recipe.recoverySteps,
-    finalSteps: recipe.finalRecoverySteps,
+    candidateSteps: 'steps' in budgets.candidate ? budgets.candidate.steps : 0,
+    finalSteps: 'steps' in budgets.final ? budgets.final.steps : 0,
+    ...('seconds' in budgets.candidate && { candidateTimeLimit: budgets.candidate.seconds }),
+    ...('seconds' in budgets.final && { finalTimeLimit: budgets.final.seconds }),
     // The model being pruned teaches its pruned candidates (distillation).
     data: { windows: text.windows, teacher: { spec: model.spec, weights: model.weights } },
     description: text.description,
