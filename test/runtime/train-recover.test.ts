@@ -7,7 +7,9 @@ import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthet
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { RecoveryInputError } from '../../src/runtime/train/errors.ts';
 import { initLoraAdapters, type LoraConfig, mergeLora } from '../../src/runtime/train/lora.ts';
-import { defaultRecoveryOptions, recover, type RecoveryOptions, validateRecoveryOptions } from '../../src/runtime/train/recover.ts';
+import { defaultRecoveryOptions, recover, type RecoveryOptions, trainingRowsPerRun, validateRecoveryOptions } from '../../src/runtime/train/recover.ts';
+import { BatchSampler } from '../../src/runtime/train/batch-sampler.ts';
+import { TeacherSession, TrainingSession } from '../../src/runtime/train/training-session.ts';
 import type { TrainProgress } from '../../src/runtime/train/train-loop.ts';
 import { buildTrainingGraph, trainingGraphIo } from '../../src/runtime/train/training-graph.ts';
 
@@ -182,4 +184,56 @@ describe('bad recovery options: one-line RecoveryInputError', () => {
     await assert.rejects(recover({ spec, weights }, base, { windows: [] }), /no token windows/);
   });
   it('the defaults are valid', () => validateRecoveryOptions({ ...defaultRecoveryOptions, seqLen: 16 }, spec));
+});
+
+describe('a training step in pieces (rows per ONNX Runtime run)', () => {
+  const rel = (a: Float32Array, b: Float32Array) => {
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < a.length; i++) {
+      num += (a[i]! - b[i]!) ** 2;
+      den += b[i]! ** 2;
+    }
+    return Math.sqrt(num / Math.max(den, 1e-30));
+  };
+
+  it('gives the whole batch\'s loss and gradients (pieces weighted by their tokens), for ce and kd', async () => {
+    const params = new Map([...expectedWeightShapes(spec)].map(([name]) => [name, weights.get(name)!.data]));
+    // Windows of different lengths: pieces carry different token counts, so the weighting matters.
+    const ragged = windows.map((w, i) => w.subarray(0, 9 + (i % 8)));
+    for (const loss of ['ce', 'kd'] as const) {
+      const session = await TrainingSession.create(spec, weights, { seqLen: 16, loss }, 1);
+      const teacherSession = loss === 'kd' ? await TeacherSession.create(spec, syntheticWeights(spec, 12), 16, 1) : undefined;
+      try {
+        const batch = new BatchSampler(ragged, 5, 16, 1).next();
+        const teacher = teacherSession && { logProbs: await teacherSession.logProbs(batch), alpha: 0.75 };
+        const pieceTeacher = teacherSession && { logProbs: await teacherSession.logProbs(batch, { rowsPerRun: 2 }), alpha: 0.75 };
+        if (teacher) assert.ok(rel(pieceTeacher!.logProbs, teacher.logProbs) < 1e-6, 'teacher log-probabilities in pieces');
+        const whole = await session.run(batch, params, teacher);
+        const pieces = await session.run(batch, params, pieceTeacher, { rowsPerRun: 2 });
+        assert.ok(Math.abs(pieces.loss - whole.loss) < 1e-5 * Math.abs(whole.loss), `${loss}: loss ${pieces.loss} vs ${whole.loss}`);
+        for (const [name, g] of whole.grads) assert.ok(rel(pieces.grads.get(name)!, g) < 1e-5, `${loss}: gradient of ${name}`);
+      } finally {
+        await session.release();
+        await teacherSession?.release();
+      }
+    }
+  });
+
+  it('sees a cancel between pieces, before the step ends', async () => {
+    const params = new Map([...expectedWeightShapes(spec)].map(([name]) => [name, weights.get(name)!.data]));
+    const session = await TrainingSession.create(spec, weights, { seqLen: 16, loss: 'ce' }, 1);
+    try {
+      const ac = new AbortController();
+      ac.abort();
+      await assert.rejects(session.run(new BatchSampler(windows, 4, 16, 1).next(), params, undefined, { rowsPerRun: 1, signal: ac.signal }), { name: 'AbortError' });
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('runs a 100M-parameter shape one row at a time and a small model whole (about 4 GFLOP a run)', () => {
+    assert.equal(trainingRowsPerRun(syntheticSpec({ vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 2048, tiedEmbeddings: true }), 128, 16), 1);
+    assert.equal(trainingRowsPerRun(spec, 16, 16), 16);
+  });
 });

@@ -1,4 +1,4 @@
-import { expectedWeightShapes, type ModelSpec } from '../model/spec.ts';
+import { expectedWeightShapes, type ModelSpec, parameterCounts } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { OptimizedTensor } from './adamw.ts';
 import { BatchSampler } from './batch-sampler.ts';
@@ -48,6 +48,12 @@ export interface RecoveryOptions {
   loraTargets: readonly LoraTarget[];
   /** ONNX Runtime intra-op threads (default: all cores). Runs repeat bit for bit at a fixed count. */
   threads?: number;
+  /**
+   * Rows of a step's batch per ONNX Runtime run; the pieces' gradients are combined, and a cancel
+   * is seen between pieces. Default: trainingRowsPerRun (about 4 GFLOP of work per run, so the
+   * whole batch on small models and one row at a time on a 100M-parameter one).
+   */
+  rowsPerRun?: number;
   /** Memory for cached teacher log-probabilities, per window, reused across epochs (default 256 MiB; 0 = recompute every step). */
   teacherCacheMiB?: number;
 }
@@ -91,6 +97,7 @@ export function validateRecoveryOptions(o: RecoveryOptions, spec?: ModelSpec): v
   if (!(o.clip >= 0)) fail(`gradient clip must be ≥ 0 (0 = off), got ${o.clip}`);
   if (!Number.isFinite(o.seed)) fail(`seed must be a finite number, got ${o.seed}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) fail(`threads must be a positive integer, got ${o.threads}`);
+  if (o.rowsPerRun !== undefined && (!Number.isInteger(o.rowsPerRun) || o.rowsPerRun < 1)) fail(`rows per run must be a positive integer, got ${o.rowsPerRun}`);
   if (o.teacherCacheMiB !== undefined && !(o.teacherCacheMiB >= 0 && Number.isFinite(o.teacherCacheMiB))) fail(`teacher cache must be a non-negative number of MiB, got ${o.teacherCacheMiB}`);
   if (o.kind === 'lora') {
     if (!Number.isInteger(o.loraRank) || o.loraRank <= 0) fail(`LoRA rank must be a positive integer, got ${o.loraRank}`);
@@ -98,6 +105,19 @@ export function validateRecoveryOptions(o: RecoveryOptions, spec?: ModelSpec): v
     if (spec) validateLoraConfig(spec, loraConfig(o));
   }
   if (spec && o.seqLen > spec.maxContext) fail(`recovery sequence length ${o.seqLen} exceeds the model's context of ${spec.maxContext}`);
+}
+
+/** Work one ONNX Runtime run of training may take: a few tenths of a second on 2 cores. */
+const RUN_FLOPS = 4e9;
+
+/**
+ * Default rows per run: training a row costs about 6 × parameters × tokens FLOPs (forward and
+ * backward), so the batch is cut into pieces of about RUN_FLOPS each; a run this short lets a
+ * cancel through within a second. Depends on the shape only, so a seeded run stays repeatable.
+ */
+export function trainingRowsPerRun(spec: ModelSpec, seqLen: number, batch: number): number {
+  const perRow = 6 * parameterCounts(spec).total * seqLen;
+  return Math.min(batch, Math.max(1, Math.floor(RUN_FLOPS / perRow)));
 }
 
 function loraConfig(o: RecoveryOptions): LoraConfig {
@@ -166,15 +186,18 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
     teacherSession = o.loss === 'kd' ? await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads) : undefined;
     const cache = teacherSession && new CachedTeacher(teacherSession, o.seqLen * spec.vocabSize, (o.teacherCacheMiB ?? 256) * 2 ** 20);
     teacher = cache;
+    const rowsPerRun = o.rowsPerRun ?? trainingRowsPerRun(spec, o.seqLen, o.batch);
+    const pieces = { rowsPerRun, ...(hooks.signal && { signal: hooks.signal }) };
     outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed), {
       steps: o.steps,
+      rowsPerRun,
       ...(o.seconds !== undefined && { seconds: o.seconds }),
       schedule: { lr: o.lr, steps: o.steps, warmup: o.warmup },
       weightDecay: o.weightDecay,
       clip: o.clip,
       ...(hooks.signal && { signal: hooks.signal }),
       ...(hooks.onProgress && { onProgress: hooks.onProgress }),
-      ...(cache && { teacher: async (batch) => ({ logProbs: await cache.logProbs(batch), alpha: o.kdAlpha }) }),
+      ...(cache && { teacher: async (batch) => ({ logProbs: await cache.logProbs(batch, pieces), alpha: o.kdAlpha }) }),
     });
   } finally {
     await session.release();

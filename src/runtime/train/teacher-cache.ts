@@ -7,9 +7,15 @@ import type { TrainingBatch } from './batch-sampler.ts';
  * the cache runs the teacher for the whole batch. Which windows are cached depends only on the
  * batch order, so a seeded run stays repeatable.
  */
+/** Pieces of a batch per run, and the signal checked between them (see TrainingSession.run). */
+export interface PieceOptions {
+  rowsPerRun?: number;
+  signal?: AbortSignal;
+}
+
 export interface TeacherModel {
   /** [rows, seqLen, vocab] log-probabilities for a batch. */
-  logProbs(batch: TrainingBatch): Promise<Float32Array>;
+  logProbs(batch: TrainingBatch, o?: PieceOptions): Promise<Float32Array>;
 }
 
 export class CachedTeacher implements TeacherModel {
@@ -24,7 +30,7 @@ export class CachedTeacher implements TeacherModel {
     private readonly budgetBytes: number,
   ) {}
 
-  async logProbs(batch: TrainingBatch): Promise<Float32Array> {
+  async logProbs(batch: TrainingBatch, o: PieceOptions = {}): Promise<Float32Array> {
     const n = this.rowFloats;
     if (batch.windows.every((w) => this.rows.has(w))) {
       const out = new Float32Array(batch.rows * n);
@@ -32,7 +38,7 @@ export class CachedTeacher implements TeacherModel {
       return out;
     }
     this.passes++;
-    const out = await this.teacher.logProbs(batch);
+    const out = await this.teacher.logProbs(batch, o);
     batch.windows.forEach((w, r) => {
       if (this.rows.has(w) || this.used + n * 4 > this.budgetBytes) return;
       this.rows.set(w, out.slice(r * n, (r + 1) * n));

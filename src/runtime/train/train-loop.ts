@@ -39,6 +39,8 @@ export interface TrainLoopOptions {
   clip: number;
   signal?: AbortSignal;
   onProgress?: (p: TrainProgress) => void;
+  /** Rows per ONNX Runtime run within a step (TrainingSession.run); default: the whole batch. */
+  rowsPerRun?: number;
   /** Distillation targets for a batch (required when the session's loss is 'kd'). */
   teacher?: (batch: TrainingBatch) => Promise<TeacherTargets>;
 }
@@ -78,7 +80,7 @@ export async function trainSteps(
     if (budget !== undefined && step > 0 && before + before / step > budget) break;
     const batch = sampler.next();
     const teacher = options.teacher ? await options.teacher(batch) : undefined;
-    const result = await session.run(batch, values, teacher);
+    const result = await session.run(batch, values, teacher, { ...(options.rowsPerRun !== undefined && { rowsPerRun: options.rowsPerRun }), ...(options.signal && { signal: options.signal }) });
     losses.push(result.loss);
     const { norm, scale } = clipFactor(result.grads.values(), options.clip);
     if (!Number.isFinite(result.loss) || !Number.isFinite(norm)) {

@@ -3,6 +3,7 @@ import { createOrtSession } from '../device/ort-session.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { TrainingBatch } from './batch-sampler.ts';
+import type { PieceOptions } from './teacher-cache.ts';
 import { buildTrainingGraph, type TrainingGraph, type TrainingGraphOptions, trainingGraphIo } from './training-graph.ts';
 
 /**
@@ -36,7 +37,56 @@ export class TrainingSession {
     return new TrainingSession(graph, session, spec.vocabSize);
   }
 
-  async run(batch: TrainingBatch, params: ReadonlyMap<string, Float32Array>, teacher?: TeacherTargets): Promise<StepResult> {
+  /**
+   * Loss and gradients of a batch. With `rowsPerRun` below the batch's rows the batch runs in
+   * pieces of that many rows, and the pieces' losses and gradients are combined weighted by their
+   * trained tokens (the graph's loss is a token-weighted mean, so this is the whole batch's, up to
+   * float rounding); between pieces the event loop turns and `signal` is checked, so a cancel is
+   * seen within one piece, not one step.
+   */
+  async run(batch: TrainingBatch, params: ReadonlyMap<string, Float32Array>, teacher?: TeacherTargets, o: PieceOptions = {}): Promise<StepResult> {
+    const per = Math.max(1, Math.floor(o.rowsPerRun ?? batch.rows));
+    if (per >= batch.rows) return this.runRows(batch, params, teacher);
+    const T = batch.seqLen;
+    const V = this.vocab;
+    let total = 0;
+    let loss = 0;
+    let ce = 0;
+    let kl = 0;
+    let grads: Map<string, Float32Array> | undefined;
+    for (let r0 = 0; r0 < batch.rows; r0 += per) {
+      const r1 = Math.min(batch.rows, r0 + per);
+      const weights = batch.weights.subarray(r0 * T, r1 * T);
+      const n = weights.reduce((s, w) => s + w, 0);
+      if (n === 0) continue;
+      if (r0 > 0) {
+        await new Promise((resolve) => setImmediate(resolve));
+        o.signal?.throwIfAborted();
+      }
+      const piece: TrainingBatch = { ...batch, rows: r1 - r0, ids: batch.ids.subarray(r0 * T, r1 * T), targets: batch.targets.subarray(r0 * T, r1 * T), weights, windows: batch.windows.slice(r0, r1), tokens: n };
+      const t = teacher && { ...teacher, logProbs: teacher.logProbs.subarray(r0 * T * V, r1 * T * V) };
+      const part = await this.runRows(piece, params, t);
+      // Weighted by tokens now, divided by the total at the end.
+      loss += n * part.loss;
+      ce += n * part.ce;
+      kl += n * (part.kl ?? 0);
+      if (!grads) {
+        for (const g of part.grads.values()) for (let i = 0; i < g.length; i++) g[i]! *= n;
+        grads = part.grads;
+      } else {
+        for (const [name, g] of part.grads) {
+          const acc = grads.get(name)!;
+          for (let i = 0; i < g.length; i++) acc[i]! += n * g[i]!;
+        }
+      }
+      total += n;
+    }
+    if (!grads || total === 0) return this.runRows(batch, params, teacher);
+    for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i]! /= total;
+    return { loss: loss / total, ce: ce / total, ...(this.graph.loss === 'kd' && { kl: kl / total }), grads };
+  }
+
+  private async runRows(batch: TrainingBatch, params: ReadonlyMap<string, Float32Array>, teacher?: TeacherTargets): Promise<StepResult> {
     const { rows, seqLen: T } = batch;
     const io = trainingGraphIo;
     const feeds: Record<string, ort.Tensor> = {
@@ -78,8 +128,26 @@ export class TeacherSession {
     return new TeacherSession(await createOrtSession(graph.model, 'cpu', { ...(threads !== undefined && { threads }) }), seqLen);
   }
 
-  /** [rows, seqLen, vocab] log-probabilities for the batch's inputs. */
-  async logProbs(batch: TrainingBatch): Promise<Float32Array> {
+  /** [rows, seqLen, vocab] log-probabilities for the batch's inputs, in pieces of `rowsPerRun` rows (a cancel is seen between them). */
+  async logProbs(batch: TrainingBatch, o: PieceOptions = {}): Promise<Float32Array> {
+    const per = Math.max(1, Math.floor(o.rowsPerRun ?? batch.rows));
+    if (per >= batch.rows) return this.logProbsOf(batch);
+    const T = batch.seqLen;
+    let out: Float32Array | undefined;
+    for (let r0 = 0; r0 < batch.rows; r0 += per) {
+      const r1 = Math.min(batch.rows, r0 + per);
+      if (r0 > 0) {
+        await new Promise((resolve) => setImmediate(resolve));
+        o.signal?.throwIfAborted();
+      }
+      const piece = await this.logProbsOf({ ...batch, rows: r1 - r0, ids: batch.ids.subarray(r0 * T, r1 * T), targets: batch.targets.subarray(r0 * T, r1 * T), weights: batch.weights.subarray(r0 * T, r1 * T), windows: batch.windows.slice(r0, r1) });
+      out ??= new Float32Array((batch.rows * piece.length) / (r1 - r0));
+      out.set(piece, (r0 * piece.length) / (r1 - r0));
+    }
+    return out!;
+  }
+
+  private async logProbsOf(batch: TrainingBatch): Promise<Float32Array> {
     const io = trainingGraphIo;
     const out = await this.session.run(
       {
