@@ -26,6 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { printDocCommentAndExit } from './script-help.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { closedLoop } from './isolation/closed-loop.ts';
@@ -61,11 +62,7 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
-if (args.help) {
-  const text = fs.readFileSync(new URL(import.meta.url), 'utf8');
-  process.stdout.write(text.slice(text.indexOf('/**'), text.indexOf('*/') + 2) + '\n');
-  process.exit(0);
-}
+if (args.help) printDocCommentAndExit(import.meta.url);
 
 if (args['render-only']) {
   // Rewrite the Markdown from a report JSON (targets re-evaluated; --note replaces the note) without measuring.

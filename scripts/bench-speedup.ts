@@ -33,6 +33,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { printDocCommentAndExit } from './script-help.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { parseDtypeRequest, targetFor, type ExecutionTarget } from '../src/runtime/device/device.ts';
@@ -72,11 +73,7 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
-if (args.help) {
-  const text = fs.readFileSync(new URL(import.meta.url), 'utf8');
-  process.stdout.write(text.slice(text.indexOf('/**'), text.indexOf('*/') + 2) + '\n');
-  process.exit(0);
-}
+if (args.help) printDocCommentAndExit(import.meta.url);
 
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 

@@ -12,7 +12,7 @@ import type { ModelWeights } from '../../mop/surgery.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 import { defaultRecoveryOptions, type RecoveryOptions, validateRecoveryOptions } from '../../runtime/train/recover.ts';
 import { cpuTarget, type DeviceName, type ExecutionTarget } from '../../runtime/device/device.ts';
-import { measureLatencyProfile } from '../../mop/latency-profile.ts';
+import { type LatencyProfile, measureLatencyProfile } from '../../mop/latency-profile.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../../runtime/tokenizer/create.ts';
 import type { PruneRecipe } from './prune-options.ts';
@@ -120,7 +120,7 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
   });
   const recovery = await prepareRecovery(recipe, tokenizer, model, run.threads);
   run.onCalibrated?.(calibration.description);
-  let latencyProfile;
+  let latencyProfile: LatencyProfile | undefined;
   if (recipe.budget === 'latency') {
     const target = run.servingTarget ?? cpuTarget;
     run.onProgress?.({ step: 0, totalEstimate: 1, ratio: 0, message: `measuring the engine's decode-step profile (${target.weights ?? target.dtype}, ${target.device})` });
