@@ -161,6 +161,7 @@ describe('bad recovery options: one-line RecoveryInputError', () => {
     ['steps 1.5', { steps: 1.5 }, /steps/],
     ['seconds 0', { seconds: 0 }, /recovery seconds must be a positive number, got 0/],
     ['seconds NaN', { seconds: NaN }, /recovery seconds must be a positive number, got NaN/],
+    ['rows per run 0', { rowsPerRun: 0 }, /rows per run must be a positive integer, got 0/],
     ['unknown kind', { kind: 'qlora' as never }, /unknown recovery kind 'qlora'/],
     ['unknown loss', { loss: 'mse' as never }, /unknown recovery loss 'mse'/],
     ['LoRA rank 0', { kind: 'lora', loraRank: 0 }, /LoRA rank must be a positive integer, got 0/],
