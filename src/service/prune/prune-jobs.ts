@@ -49,6 +49,8 @@ export interface PruneJobsDeps {
   activate(id: string): void;
   /** The model store, when the server has one (read per job: it is attached after start-up). */
   store?: () => PruneJobStore | undefined;
+  /** How a prune worker is started (default: a worker thread). */
+  startWorker?: typeof startPruneWorker;
 }
 
 /** The model store as prune jobs use it (store-sync/variant-store.ts implements it). */
@@ -85,8 +87,11 @@ export class PruneConflictError extends Error {
 interface PruneJob {
   view: PruneJobView;
   worker: PruneWorkerHandle | undefined;
-  /** Its store key (with a store); `hit`: the entry was already there, so nothing is pruned. */
-  stored: (PruneStoreKey & { hit: StoredEntry | undefined; store: PruneJobStore }) | undefined;
+  /**
+   * Its store key (with a store); `served`: a variant already serves that entry, `hit`: the entry
+   * is in the store. Either way nothing is pruned.
+   */
+  stored: (PruneStoreKey & { served: string | undefined; hit: StoredEntry | undefined; store: PruneJobStore }) | undefined;
   cancelled: boolean;
   started: number;
   done: Promise<void>;
@@ -124,8 +129,8 @@ export class PruneJobs {
     try {
       job.stored = await this.lookUp(sourceId, request, referenceBlocks, source.target);
       view.storeKey = job.stored?.key ?? null;
-      view.fromStore = job.stored?.hit !== undefined;
-      if (!job.stored?.hit) job.worker = startPruneWorker(
+      view.fromStore = job.stored?.hit !== undefined || job.stored?.served !== undefined;
+      if (!job.stored?.hit && job.stored?.served === undefined) job.worker = (this.deps.startWorker ?? startPruneWorker)(
         {
           model: { spec: source.model.spec, weights: source.model.weights, tokenizer: source.model.tokenizer, path: source.model.path },
           recipe: request,
@@ -153,7 +158,7 @@ export class PruneJobs {
     }
     this.jobs.set(id, job);
     this.running = job;
-    job.done = this.run(job, source).finally(() => (this.running = undefined));
+    job.done = this.run(job, source);
     this.publish(job);
     return this.summary(job);
   }
@@ -208,7 +213,8 @@ export class PruneJobs {
     const sourceDigest = store?.sourceDigest(sourceId);
     if (!store || sourceDigest === undefined) return undefined;
     const key = await pruneStoreKey(sourceDigest, recipeOf(request), referenceBlocks, servingTarget);
-    return { ...key, store, hit: store.variantWithKey(key.key) === undefined ? await store.find(key.key) : undefined };
+    const served = store.variantWithKey(key.key);
+    return { ...key, store, served, hit: served === undefined ? await store.find(key.key) : undefined };
   }
 
   /** The pruned model: from the worker, or read from the store on a cache hit. */
@@ -224,17 +230,16 @@ export class PruneJobs {
     const { request } = job.view;
     const { log } = this.deps;
     try {
-      const served = job.stored && job.stored.store.variantWithKey(job.stored.key);
+      const served = job.stored?.served;
       if (served !== undefined) {
         // The same work is already served here (restored from the store): nothing to prune or load.
         job.view.variant = served;
-        job.view.fromStore = true;
-        job.view.status = 'succeeded';
         log(`prune ${job.view.id}: variant '${served}' already serves entry ${job.stored!.key}; nothing to prune`);
         if (request.activate) {
           this.deps.activate(served);
           await job.stored!.store.recordAdded(served, job.stored!.key, true);
         }
+        job.view.status = 'succeeded';
         return;
       }
       if (job.stored?.hit) log(`prune ${job.view.id}: ${request.strategy} to ${request.target} of ${source.id} is in the model store (entry ${job.stored.key}); loading it instead of pruning`);
@@ -248,11 +253,12 @@ export class PruneJobs {
       for (const s of result.report.steps) this.deps.metrics()?.countPruneStep(request.strategy, s.chosen);
       job.view.report = result.report;
       job.view.variant = variant.id;
-      job.view.status = 'succeeded';
-      log(`prune ${job.view.id}: done in ${((performance.now() - job.started) / 1000).toFixed(1)} s: variant '${variantId}', ratio ${result.report.result.ratio.toFixed(3)}, ${result.report.result.steps.depth} depth + ${result.report.result.steps.width} width steps`);
       if (request.activate) this.deps.activate(variantId);
       // Recorded only once the entry is in the store (a hit, or the worker's put succeeded).
       if (job.stored) await job.stored.store.recordAdded(variantId, job.stored.key, request.activate);
+      // Succeeded only now: a client that sees the status may start the next job at once.
+      job.view.status = 'succeeded';
+      log(`prune ${job.view.id}: done in ${((performance.now() - job.started) / 1000).toFixed(1)} s: variant '${variantId}', ratio ${result.report.result.ratio.toFixed(3)}, ${result.report.result.steps.depth} depth + ${result.report.result.steps.width} width steps`);
     } catch (e) {
       if (job.cancelled) {
         job.view.status = 'cancelled';
@@ -263,6 +269,8 @@ export class PruneJobs {
         log(`prune ${job.view.id}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       }
     } finally {
+      // In the same turn as the status change, so no request sees a finished job still 'running' here.
+      if (this.running === job) this.running = undefined;
       job.view.finishedAt = new Date().toISOString();
       this.deps.metrics()?.observePruneJob(request.strategy, job.view.status, (performance.now() - job.started) / 1000);
       this.publish(job);
