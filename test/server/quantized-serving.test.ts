@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { writeGguf } from '../../src/runtime/model/gguf.ts';
 import type { RunningServer } from '../../src/server/main.ts';
+import { loadStories, tempDir } from '../runtime/model-helpers.ts';
 import { postJson, scrape, startTestServer } from './helpers/server.ts';
 
 describe('a server started with --dtype int8', () => {
@@ -15,5 +18,28 @@ describe('a server started with --dtype int8', () => {
     assert.equal(metrics.get('mop_model_info{device="cpu",dtype="int8",model="stories260K"}'), 1);
     const models = (await (await fetch(s.url + '/admin/models', { headers: { authorization: 'Bearer q-token' } })).json()) as { data: { dtype: string }[] };
     assert.equal(models.data[0]!.dtype, 'int8');
+  });
+});
+
+describe('a server started on a GGUF Q8_0 checkpoint with --dtype int8', () => {
+  let s: RunningServer;
+  const lines: string[] = [];
+  before(async () => {
+    const m = await loadStories();
+    const path = join(await tempDir('serve-q8_0'), 'stories.q8_0.gguf');
+    await writeGguf(m, path, { dtype: 'q8_0', tokenizer: m.tokenizer as never });
+    s = await startTestServer({ model: path, dtype: 'int8' }, { log: (l) => lines.push(l) });
+  });
+  after(async () => s?.close());
+
+  it("runs the file's own Q8_0 blocks where they fit the graph and says how many in its start-up log", async () => {
+    // stories260K: gate and up (ffn_down's 172-wide rows stay F32 in the file) and the tied head come
+    // from the file; Q/K/V and O are widened from head size 8 to the kernels' 16, so they are quantized here.
+    const line = lines.find((l) => l.startsWith('int8 weights:'));
+    assert.match(line ?? lines.join('\n'), /^int8 weights: 11 matrices run the checkpoint's own blocks, 15 quantized at load/);
+    const res = await postJson(s.url + '/v1/completions', { prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { choices: { text: string }[] };
+    assert.ok(body.choices[0]!.text.length > 0);
   });
 });

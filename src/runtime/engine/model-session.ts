@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { cpuTarget, type ExecutionTarget } from '../device/device.ts';
 import { createOrtSession, type OutputLocation } from '../device/ort-session.ts';
+import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { concatFloat32, type Weights } from '../model/tensor.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
@@ -35,6 +36,8 @@ export interface ModelSessionOptions {
   batchPrefill?: boolean;
   /** Padding allowed in a prefill batch, as padded / real tokens; default BATCH_PREFILL_PADDING. */
   batchPrefillPadding?: number;
+  /** The checkpoint's own quantized matrices, run as they are by an int8 / int4 graph where they match. */
+  fileBlocks?: FileBlocks;
 }
 
 /** Whether a CPU session batches fresh prompts unless told otherwise (see docs/architecture.md). */
@@ -90,7 +93,7 @@ export class ModelSession implements DecoderSession {
     // On the CPU the 'last' graph takes packed tokens, so a batch of prompts of different lengths
     // pays for padding in attention only (batched prefill).
     const packedTokens = device === 'cpu' && (options.logits ?? 'last') === 'last';
-    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), packedTokens });
+    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), ...(options.fileBlocks && { fileBlocks: options.fileBlocks }), packedTokens });
     // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
     // stays on the device; on CPU and CUDA it lives in host memory.
     const onDevice = target.device === 'webgpu';

@@ -48,6 +48,7 @@ export async function openModel(options: OpenModelOptions = {}): Promise<OpenedM
     maxBatch: options.maxBatch ?? 1,
     maxContext: options.maxContext ?? model.spec.maxContext,
     ...(options.threads !== undefined && { threads: options.threads }),
+    ...(model.fileBlocks && { fileBlocks: model.fileBlocks }),
     target: resolved.target,
   });
   return { model, tokenizer, session, target: resolved.target, deviceNote: resolved.note, ...(resolved.warning && { deviceWarning: resolved.warning }) };

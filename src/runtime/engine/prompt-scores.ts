@@ -1,3 +1,4 @@
+import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { ExecutionTarget } from '../device/device.ts';
@@ -66,7 +67,7 @@ export class ScoringSession implements PromptScorer {
   constructor(
     private readonly spec: ModelSpec,
     private readonly weights: Weights,
-    private readonly options: { maxContext: number; target?: ExecutionTarget; threads?: number },
+    private readonly options: { maxContext: number; target?: ExecutionTarget; threads?: number; fileBlocks?: FileBlocks },
   ) {}
 
   async scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
@@ -78,6 +79,7 @@ export class ScoringSession implements PromptScorer {
       logits: 'all',
       ...(this.options.target && { target: this.options.target }),
       ...(this.options.threads !== undefined && { threads: this.options.threads }),
+      ...(this.options.fileBlocks && { fileBlocks: this.options.fileBlocks }),
     });
     const session = await this.session;
     session.reset(0);

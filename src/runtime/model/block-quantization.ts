@@ -144,3 +144,78 @@ export function dequantizeMatrix(q: BlockQuantizedMatrix): Float32Array {
   }
   return out;
 }
+
+/**
+ * A checkpoint's own block-quantized matrices (GGUF Q8_0 / Q4_0), by weight name, rows in our
+ * layout: the graph runs them verbatim wherever the float weights it is built from are still
+ * exactly their values (the unpruned model), so a file quantized by any tool serves its own codes.
+ */
+export type FileBlocks = ReadonlyMap<string, BlockQuantizedMatrix>;
+
+/** Matrices of one width and block form with their rows stacked in order (the packed QKV projection). */
+export function stackBlockRows(parts: readonly BlockQuantizedMatrix[]): BlockQuantizedMatrix {
+  const first = parts[0];
+  if (!first) throw new RangeError('stackBlockRows: no matrices');
+  if (parts.length === 1) return first;
+  for (const q of parts) {
+    if (q.bits !== first.bits || q.blockSize !== first.blockSize || q.k !== first.k) throw new RangeError(`stackBlockRows: a [${q.n}, ${q.k}] ${q.bits}-bit matrix does not stack under a [${first.n}, ${first.k}] ${first.bits}-bit one`);
+  }
+  const concat = <T extends Uint8Array | Float32Array>(arrays: T[], make: (n: number) => T): T => {
+    const out = make(arrays.reduce((n, a) => n + a.length, 0));
+    let at = 0;
+    for (const a of arrays) {
+      out.set(a, at);
+      at += a.length;
+    }
+    return out;
+  };
+  return {
+    bits: first.bits,
+    blockSize: first.blockSize,
+    n: parts.reduce((n, q) => n + q.n, 0),
+    k: first.k,
+    codes: concat(parts.map((q) => q.codes), (n) => new Uint8Array(n)),
+    scales: concat(parts.map((q) => q.scales), (n) => new Float32Array(n)),
+  };
+}
+
+/** Row r of the result is row `order[r]` of `q` (a RoPE layout change moves whole rows, hence whole blocks). */
+export function permuteBlockRows(q: BlockQuantizedMatrix, order: ArrayLike<number>): BlockQuantizedMatrix {
+  if (order.length !== q.n) throw new RangeError(`permuteBlockRows: ${order.length} rows for a matrix of ${q.n}`);
+  const nb = blocksPerRow(q.k, q.blockSize);
+  const rowBytes = (nb * q.blockSize * q.bits) / 8;
+  const codes = new Uint8Array(q.codes.length);
+  const scales = new Float32Array(q.scales.length);
+  for (let r = 0; r < q.n; r++) {
+    const src = order[r]!;
+    codes.set(q.codes.subarray(src * rowBytes, (src + 1) * rowBytes), r * rowBytes);
+    scales.set(q.scales.subarray(src * nb, (src + 1) * nb), r * nb);
+  }
+  return { ...q, codes, scales };
+}
+
+/**
+ * Whether `q` dequantizes to exactly the float rows `w` [n, k]: then running `q` runs `w`, and
+ * quantizing `w` again could only lose (a file made with another quantizer's scales, an importance
+ * matrix, or codes our rounding would not pick). Stops at the first value that differs.
+ */
+export function holdsExactly(q: BlockQuantizedMatrix, w: Float32Array): boolean {
+  const { n, k, bits, blockSize } = q;
+  if (w.length !== n * k) return false;
+  const nb = blocksPerRow(k, blockSize);
+  const blob = (blockSize * bits) / 8;
+  const zero = bits === 8 ? 128 : 8;
+  for (let r = 0; r < n; r++) {
+    for (let b = 0; b < nb; b++) {
+      const scale = q.scales[r * nb + b]!;
+      const at = (r * nb + b) * blob;
+      const len = Math.min(blockSize, k - b * blockSize);
+      const from = r * k + b * blockSize;
+      for (let i = 0; i < len; i++) {
+        const code = bits === 8 ? q.codes[at + i]! : (q.codes[at + (i >> 1)]! >> ((i & 1) * 4)) & 15;
+        if (Math.fround((code - zero) * scale) !== w[from + i]) return false;
+      }
+    }
+  }
+  return true;
+}

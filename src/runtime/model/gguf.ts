@@ -21,9 +21,9 @@ import { numel, sameShape } from './tensor.ts';
 import type { Tensor, Weights } from './tensor.ts';
 import { ByteReader, checkModel, copyF32, f32Bytes, formatShape, readCheckpointFile, requireBytes, writeAll } from './checkpoint-io.ts';
 import { decodeBf16, decodeF16, encodeF16, f16ToNumber, numberToF16 } from './half.ts';
-import { interleavedToRotateHalf, rotateHalfToInterleaved } from './rope-layout.ts';
+import { interleavedToRotateHalf, ropeRowOrder, rotateHalfToInterleaved } from './rope-layout.ts';
 import { readLlama2cTokenizer } from './llama2c.ts';
-import { quantizeMatrix } from './block-quantization.ts';
+import { type BlockQuantizedMatrix, type FileBlocks, permuteBlockRows, quantizeMatrix } from './block-quantization.ts';
 import { TokenType } from '../tokenizer/types.ts';
 import type { ByteBpeSource, ScoredVocabSource, TokenizerSource } from '../tokenizer/types.ts';
 
@@ -217,6 +217,38 @@ export function readGgufTensor(g: GgufFile, name: string): Tensor {
             ? dequantizeQ8_0(g.bytes.subarray(t.offset, t.offset + size), n)
             : dequantizeQ4_0(g.bytes.subarray(t.offset, t.offset + size), n);
   return { shape: [...t.shape], data };
+}
+
+/**
+ * A Q8_0 or Q4_0 matrix's blocks as MatMulNBits reads them, straight from the file's bytes (no
+ * float on the way): Q8_0's int8 q becomes the code q + 128, Q4_0's nibbles (value j low, value
+ * j + 16 high in byte j) are repacked two neighbours to a byte; the f16 scales are kept. Undefined
+ * for other types and for anything but a matrix.
+ */
+export function ggufBlocks(g: GgufFile, name: string): BlockQuantizedMatrix | undefined {
+  const t = g.tensors.get(name);
+  if (!t || t.shape.length !== 2 || (t.type !== GgmlType.Q8_0 && t.type !== GgmlType.Q4_0)) return undefined;
+  const [n, k] = t.shape as [number, number];
+  const size = tensorByteSize(g, t);
+  requireBytes(g.file, g.bytes.length, t.offset + size);
+  const bytes = g.bytes.subarray(t.offset, t.offset + size);
+  const blocks = (n * k) / Q8_0_BLOCK;
+  const scales = new Float32Array(blocks);
+  if (t.type === GgmlType.Q8_0) {
+    const codes = new Uint8Array(n * k);
+    for (let b = 0, p = 0; b < blocks; b++, p += Q8_0_BLOCK_BYTES) {
+      scales[b] = f16ToNumber(bytes[p]! | (bytes[p + 1]! << 8));
+      for (let j = 0; j < Q8_0_BLOCK; j++) codes[b * Q8_0_BLOCK + j] = bytes[p + 2 + j]! ^ 0x80;
+    }
+    return { bits: 8, blockSize: Q8_0_BLOCK, n, k, codes, scales };
+  }
+  const codes = new Uint8Array((n * k) / 2);
+  const nibble = (p: number, j: number) => (j < 16 ? bytes[p + 2 + j]! & 15 : bytes[p + 2 + j - 16]! >> 4);
+  for (let b = 0, p = 0; b < blocks; b++, p += Q4_0_BLOCK_BYTES) {
+    scales[b] = f16ToNumber(bytes[p]! | (bytes[p + 1]! << 8));
+    for (let j = 0; j < Q8_0_BLOCK; j += 2) codes[b * 16 + (j >> 1)] = nibble(p, j) | (nibble(p, j + 1) << 4);
+  }
+  return { bits: 4, blockSize: Q8_0_BLOCK, n, k, codes, scales };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -589,7 +621,7 @@ function tokenizerFromGguf(g: GgufFile, spec: ModelSpec): TokenizerSource | unde
 }
 
 /** Build spec, rotate-half weights and tokenizer from a parsed GGUF. */
-export function modelFromGguf(g: GgufFile): { spec: ModelSpec; weights: Weights; tokenizer: TokenizerSource | undefined; chatTemplate: string | undefined } {
+export function modelFromGguf(g: GgufFile): { spec: ModelSpec; weights: Weights; fileBlocks: FileBlocks; tokenizer: TokenizerSource | undefined; chatTemplate: string | undefined } {
   const spec = specFromGguf(g);
   const names = tensorNames(spec);
   const shapes = expectedWeightShapes(spec);
@@ -606,18 +638,23 @@ export function modelFromGguf(g: GgufFile): { spec: ModelSpec; weights: Weights;
   }
   requireBytes(g.file, g.bytes.length, end);
   const weights: Weights = new Map();
+  const fileBlocks = new Map<string, BlockQuantizedMatrix>();
   for (const n of names) {
     const t = readGgufTensor(g, n.gguf);
     weights.set(n.hf, n.ropeHeads !== undefined ? interleavedToRotateHalf(t, n.ropeHeads) : t);
+    // The embedding's blocks serve only as a tied LM head (the gather reads float).
+    if (n.hf === weightName.embed && !spec.tiedEmbeddings) continue;
+    const q = ggufBlocks(g, n.gguf);
+    if (q) fileBlocks.set(n.hf, n.ropeHeads !== undefined ? permuteBlockRows(q, ropeRowOrder(q.n, n.ropeHeads, true)) : q);
   }
   checkModel(spec, weights, g.file);
-  return { spec, weights, tokenizer: tokenizerFromGguf(g, spec), chatTemplate: new Meta(g, '').str('tokenizer.chat_template') };
+  return { spec, weights, fileBlocks, tokenizer: tokenizerFromGguf(g, spec), chatTemplate: new Meta(g, '').str('tokenizer.chat_template') };
 }
 
 /** Read a GGUF model file. `tokenizerPath` (a llama2.c tokenizer) is used only when the GGUF has none. */
 export async function readGguf(path: string, options: { tokenizerPath?: string } = {}): Promise<LoadedModel> {
   const g = parseGguf(await readCheckpointFile(path), path);
-  const { spec, weights, tokenizer: embedded, chatTemplate } = modelFromGguf(g);
+  const { spec, weights, fileBlocks, tokenizer: embedded, chatTemplate } = modelFromGguf(g);
   let tokenizer: TokenizerSource;
   if (embedded) tokenizer = embedded;
   else if (options.tokenizerPath) {
@@ -631,6 +668,7 @@ export async function readGguf(path: string, options: { tokenizerPath?: string }
   } else throw new ModelFormatError(`${path}: no tokenizer metadata (tokenizer.ggml.model); pass a tokenizer path`);
   const model: LoadedModel = { spec, weights, tokenizer, format: 'gguf', path };
   if (chatTemplate !== undefined) model.chatTemplate = chatTemplate;
+  if (fileBlocks.size > 0) model.fileBlocks = fileBlocks;
   return model;
 }
 

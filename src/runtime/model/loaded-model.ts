@@ -1,4 +1,5 @@
 import type { TokenizerSource } from '../tokenizer/types.ts';
+import type { FileBlocks } from './block-quantization.ts';
 import type { ModelSpec } from './spec.ts';
 import type { Weights } from './tensor.ts';
 
@@ -14,4 +15,10 @@ export interface LoadedModel {
   path: string;
   /** Jinja chat template, when the checkpoint ships one. */
   chatTemplate?: string;
+  /**
+   * The checkpoint's own quantized matrices (GGUF Q8_0 / Q4_0). An int8 / int4 graph runs them as
+   * they are wherever `weights` still hold exactly their values; anything pruned or fine-tuned
+   * since is quantized afresh, so a derived model may carry them along harmlessly.
+   */
+  fileBlocks?: FileBlocks;
 }

@@ -27,22 +27,34 @@ function permuteRows(t: Tensor, heads: number, toRotateHalf: boolean): Tensor {
   if (t.shape.length !== 2 || rows === undefined || cols === undefined) {
     throw new Error(`RoPE layout: expected a 2-D projection, got shape [${t.shape}]`);
   }
+  const order = ropeRowOrder(rows, heads, toRotateHalf);
+  const out = new Float32Array(t.data.length);
+  for (let r = 0; r < rows; r++) out.set(t.data.subarray(order[r]! * cols, (order[r]! + 1) * cols), r * cols);
+  return { shape: [rows, cols], data: out };
+}
+
+/**
+ * Where each row of a [heads * headDim, ·] Q/K projection comes from when it changes RoPE layout:
+ * row r of the result is row order[r] of the source (toRotateHalf: interleaved → rotate-half).
+ * Quantized matrices move their rows (and so their blocks) the same way.
+ */
+export function ropeRowOrder(rows: number, heads: number, toRotateHalf: boolean): Int32Array {
   if (heads <= 0 || rows % heads !== 0 || (rows / heads) % 2 !== 0) {
     throw new Error(`RoPE layout: ${rows} rows do not split into ${heads} heads of even width`);
   }
   const headDim = rows / heads;
   const half = headDim / 2;
-  const out = new Float32Array(t.data.length);
+  const order = new Int32Array(rows);
   for (let h = 0; h < heads; h++) {
     const base = h * headDim;
     for (let j = 0; j < half; j++) {
       for (const c of [0, 1]) {
         const rotateHalfRow = base + j + c * half;
         const interleavedRow = base + 2 * j + c;
-        const [dst, src] = toRotateHalf ? [rotateHalfRow, interleavedRow] : [interleavedRow, rotateHalfRow];
-        out.set(t.data.subarray(src * cols, (src + 1) * cols), dst * cols);
+        if (toRotateHalf) order[rotateHalfRow] = interleavedRow;
+        else order[interleavedRow] = rotateHalfRow;
       }
     }
   }
-  return { shape: [rows, cols], data: out };
+  return order;
 }

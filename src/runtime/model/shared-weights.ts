@@ -1,3 +1,4 @@
+import type { BlockQuantizedMatrix, FileBlocks } from './block-quantization.ts';
 import type { Weights } from './tensor.ts';
 
 /**
@@ -16,6 +17,19 @@ export function shareWeights(weights: Weights): Weights {
     data.set(t.data);
     out.set(name, { shape: t.shape, data });
   }
+  return out;
+}
+
+/** A checkpoint's quantized matrices in SharedArrayBuffers, as shareWeights does for floats. */
+export function shareFileBlocks(blocks: FileBlocks): FileBlocks {
+  const shared = <T extends Uint8Array | Float32Array>(a: T, make: (b: SharedArrayBuffer) => T): T => {
+    if (a.buffer instanceof SharedArrayBuffer) return a;
+    const out = make(new SharedArrayBuffer(a.byteLength));
+    out.set(a);
+    return out;
+  };
+  const out = new Map<string, BlockQuantizedMatrix>();
+  for (const [name, q] of blocks) out.set(name, { ...q, codes: shared(q.codes, (b) => new Uint8Array(b)), scales: shared(q.scales, (b) => new Float32Array(b)) });
   return out;
 }
 

@@ -3,7 +3,7 @@ import type { Tensor, Weights } from '../model/tensor.ts';
 import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type FloatType, floatTypeCode, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeTableInitializers } from './rope-cache.ts';
-import { bitsOf, checkQuantizable, quantizeMatrix, type WeightQuantization } from '../model/block-quantization.ts';
+import { type BlockQuantizedMatrix, bitsOf, checkQuantizable, type FileBlocks, holdsExactly, quantizeMatrix, stackBlockRows, type WeightQuantization } from '../model/block-quantization.ts';
 import { blockSizeSetting, matMulNBits } from './matmul-nbits.ts';
 
 /**
@@ -22,7 +22,8 @@ import { blockSizeSetting, matMulNBits } from './matmul-nbits.ts';
  * Bind present_* to the very buffers given as past_*: GQA then writes only the new positions
  * instead of copying the cache (its "past-present share buffer" mode).
  * With `weights` int8 / int4, every block projection and the LM head are MatMulNBits nodes over
- * weights quantized here from float32 (block-quantization.ts); the embedding gather, norms,
+ * weights quantized here from float32 (block-quantization.ts), or over the checkpoint's own blocks
+ * (`fileBlocks`) where those hold exactly the float weights given; the embedding gather, norms,
  * activations and cache stay float32.
  */
 export interface DecoderGraphOptions {
@@ -36,6 +37,8 @@ export interface DecoderGraphOptions {
   weights?: WeightQuantization;
   /** Values per quantization block along the input width; default 32 (MOP_NBITS_BLOCK). */
   blockSize?: number;
+  /** The checkpoint's own quantized matrices: run as they are where they match (see above). */
+  fileBlocks?: FileBlocks;
   /**
    * Packed tokens (logits 'last' only): input_ids is [1, T], the new tokens of every row back to
    * back, and everything but attention runs on those T tokens. Three more inputs place them:
@@ -66,6 +69,8 @@ export interface DecoderGraph {
   dtype: FloatType;
   /** Set when projections run as MatMulNBits. */
   weights?: WeightQuantization;
+  /** With `weights`: matrices run from the checkpoint's own blocks, and matrices quantized here. */
+  weightBlocks?: { fromFile: number; quantized: number };
   maxContext: number;
   logits: 'last' | 'all';
   /** Built with packedTokens: input_ids [1, T] plus pack_index, unpack_index, logit_index. */
@@ -86,14 +91,26 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
   if (options.weights && dtype !== 'float32') throw new RangeError(`${options.weights} weights run with float32 activations, not ${dtype}`);
   const bits = options.weights ? bitsOf(options.weights) : undefined;
   const blockSize = options.blockSize ?? blockSizeSetting();
+  const weightBlocks = { fromFile: 0, quantized: 0 };
+  /** The checkpoint's blocks of `tensors` stacked, when they hold exactly `w` [n, k] in this graph's block form. */
+  const blocksFromFile = (tensors: readonly string[], n: number, k: number, w: Float32Array): BlockQuantizedMatrix | undefined => {
+    const parts = tensors.map((t) => options.fileBlocks?.get(t));
+    if (parts.some((q) => q === undefined || q.bits !== bits || q.blockSize !== blockSize || q.k !== k)) return undefined;
+    const q = stackBlockRows(parts as BlockQuantizedMatrix[]);
+    return q.n === n && holdsExactly(q, w) ? q : undefined;
+  };
   /**
-   * x · Wᵀ for a weight W [n, k]: a MatMul over the transposed float matrix, or MatMulNBits over W
-   * itself (its rows are what blocks run along). Both forms are made lazily: only one is needed.
+   * x · Wᵀ for a weight W [n, k] (the rows of `tensors` stacked): a MatMul over the transposed
+   * float matrix, or MatMulNBits over W itself (its rows are what blocks run along). Both forms
+   * are made lazily: only one is needed.
    */
-  const linear = (x: string, name: string, tensor: string, n: number, k: number, rows: () => Float32Array, transposed: () => Float32Array, output?: string): string => {
+  const linear = (x: string, name: string, tensors: readonly string[], n: number, k: number, rows: () => Float32Array, transposed: () => Float32Array, output?: string): string => {
     if (bits === undefined) return g.node('MatMul', [x, init(name, [k, n], transposed())], output ? [output] : 1)[0]!;
-    checkQuantizable(tensor, k, bits, blockSize);
-    return matMulNBits(g, x, name, quantizeMatrix(rows(), n, k, bits, blockSize), output);
+    checkQuantizable(tensors[0]!, k, bits, blockSize);
+    const w = rows();
+    const fromFile = blocksFromFile(tensors, n, k, w);
+    weightBlocks[fromFile ? 'fromFile' : 'quantized']++;
+    return matMulNBits(g, x, name, fromFile ?? quantizeMatrix(w, n, k, bits, blockSize), output);
   };
 
   const packedTokens = options.logits === 'last' && options.packedTokens === true;
@@ -136,7 +153,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       const x = rmsNorm(h, weightName.attnNorm(i), `l${i}.attn_norm`);
       const qkvRows = (layer.heads + 2 * layer.kvHeads) * Dp;
       const packed = () => packQkv(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
-      const qkv = toRows(linear(x, `l${i}.qkv`, weightName.q(i), qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() })), qkvRows);
+      const qkv = toRows(linear(x, `l${i}.qkv`, [weightName.q(i), weightName.k(i), weightName.v(i)], qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() })), qkvRows);
       const cache: KvCacheLayout = {
         layer: i,
         kvHeads: layer.kvHeads,
@@ -168,14 +185,14 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       g.output(cache.presentValue, T, cacheDims);
       const oT = () => padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
       const oRows = () => (D === Dp ? w(weightName.o(i)).data : transpose({ shape: [layer.heads * Dp, spec.hidden], data: oT() }));
-      const attnOut = linear(fromRows(attn!, layer.heads * Dp), `l${i}.o`, weightName.o(i), spec.hidden, layer.heads * Dp, oRows, oT);
+      const attnOut = linear(fromRows(attn!, layer.heads * Dp), `l${i}.o`, [weightName.o(i)], spec.hidden, layer.heads * Dp, oRows, oT);
       h = g.op('Add', [h, attnOut]);
     }
     if (layer.ffn > 0) {
       const x = rmsNorm(h, weightName.mlpNorm(i), `l${i}.mlp_norm`);
       const proj = (x: string, name: string, weight: string): string => {
         const t = w(weight);
-        return linear(x, name, weight, t.shape[0]!, t.shape[1]!, () => t.data, () => transpose(t));
+        return linear(x, name, [weight], t.shape[0]!, t.shape[1]!, () => t.data, () => transpose(t));
       };
       const gate = proj(x, `l${i}.gate`, weightName.gate(i));
       const up = proj(x, `l${i}.up`, weightName.up(i));
@@ -195,7 +212,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
   h = rmsNorm(h, weightName.finalNorm, 'final_norm');
   const head = spec.tiedEmbeddings ? w(weightName.embed) : w(weightName.lmHead);
   const headName = spec.tiedEmbeddings ? weightName.embed : weightName.lmHead;
-  const lmHead = (output?: string) => linear(h, 'lm_head', headName, spec.vocabSize, spec.hidden, () => head.data, () => transpose(head), output);
+  const lmHead = (output?: string) => linear(h, 'lm_head', [headName], spec.vocabSize, spec.hidden, () => head.data, () => transpose(head), output);
   if (dtype === 'float32') lmHead('logits');
   else g.node('Cast', [lmHead()], ['logits'], { to: { i: DataType.float } });
   g.output('logits', DataType.float, ['batch', options.logits === 'last' ? 1 : 'seq', spec.vocabSize]);
@@ -204,7 +221,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     model: g.toModel({ '': 21, 'com.microsoft': 1 }),
     kvLayers,
     dtype,
-    ...(options.weights && { weights: options.weights }),
+    ...(options.weights && { weights: options.weights, weightBlocks }),
     maxContext: M,
     logits: options.logits,
     packedTokens,

@@ -14,7 +14,7 @@ import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/se
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
 import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
 import { fromWireError, VariantUnavailableError } from './engine-errors.ts';
-import type { EngineInit, FromEngine, ToEngine } from './engine-protocol.ts';
+import type { EngineInit, FromEngine, ToEngine, WeightBlockCounts } from './engine-protocol.ts';
 
 interface Pending {
   handle: RequestHandle;
@@ -44,6 +44,8 @@ export class EngineClient implements Scheduler, PromptScorer {
     readonly target: ExecutionTarget,
     /** How long the worker took to build its graph and session. */
     readonly loadMs: number,
+    /** With int8 / int4 weights: matrices run from the checkpoint's own blocks, and quantized at load. */
+    readonly weightBlocks: WeightBlockCounts | undefined,
   ) {
     this.latest = idleStats(init.session.maxBatch * maxContext);
     worker.on('message', (m: FromEngine) => this.onMessage(m));
@@ -58,7 +60,7 @@ export class EngineClient implements Scheduler, PromptScorer {
       const onMessage = (m: FromEngine) => {
         if (m.type === 'ready') {
           cleanup();
-          resolve(new EngineClient(worker, init, m.maxContext, m.prefillChunk, m.target, m.loadMs));
+          resolve(new EngineClient(worker, init, m.maxContext, m.prefillChunk, m.target, m.loadMs, m.weightBlocks));
         } else if (m.type === 'init-failed') {
           cleanup();
           reject(fromWireError(m.error));

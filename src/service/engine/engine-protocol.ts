@@ -8,6 +8,7 @@ import type { ExecutionTarget } from '../../runtime/device/device.ts';
 import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import type { SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/sequence.ts';
+import type { FileBlocks } from '../../runtime/model/block-quantization.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
 import type { TokenizerSource } from '../../runtime/tokenizer/types.ts';
@@ -30,9 +31,16 @@ export interface EngineInit {
   variant: string;
   spec: ModelSpec;
   weights: Weights;
+  /** The checkpoint's own quantized matrices (in SharedArrayBuffers too). */
+  fileBlocks?: FileBlocks;
   tokenizer: TokenizerSource;
   session: EngineSessionOptions;
   scheduling: SchedulerOptions;
+}
+
+export interface WeightBlockCounts {
+  fromFile: number;
+  quantized: number;
 }
 
 /** A generation request without its AbortSignal (aborts are messages). */
@@ -55,7 +63,8 @@ export type ToEngine =
   | { type: 'exit' };
 
 export type FromEngine =
-  | { type: 'ready'; maxContext: number; prefillChunk: number; target: ExecutionTarget; loadMs: number }
+  /** `weightBlocks`: with int8 / int4 weights, matrices run from the checkpoint's own blocks and matrices quantized at load. */
+  | { type: 'ready'; maxContext: number; prefillChunk: number; target: ExecutionTarget; loadMs: number; weightBlocks?: WeightBlockCounts }
   | { type: 'init-failed'; error: WireError }
   /** The scheduler refused a submission the main thread's checks let through. */
   | { type: 'rejected'; id: number; error: WireError }

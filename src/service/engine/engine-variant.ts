@@ -8,7 +8,7 @@ import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import type { RequestHandle, Scheduler, SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import type { GenerationRequest } from '../../runtime/engine/sequence.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
-import { shareWeights } from '../../runtime/model/shared-weights.ts';
+import { shareFileBlocks, shareWeights } from '../../runtime/model/shared-weights.ts';
 import { parameterCounts } from '../../runtime/model/spec.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 import type { ServedVariant, VariantStatus } from './served-variant.ts';
@@ -64,7 +64,7 @@ export class EngineVariant implements ServedVariant, Scheduler {
 
   /** Share the weights, start the worker and wait until its session is built. */
   static async start(options: EngineVariantOptions): Promise<EngineVariant> {
-    const model: LoadedModel = { ...options.model, weights: shareWeights(options.model.weights) };
+    const model: LoadedModel = { ...options.model, weights: shareWeights(options.model.weights), ...(options.model.fileBlocks && { fileBlocks: shareFileBlocks(options.model.fileBlocks) }) };
     const opts = { ...options, model };
     return new EngineVariant(opts, await EngineClient.start(engineInit(opts)));
   }
@@ -87,6 +87,11 @@ export class EngineVariant implements ServedVariant, Scheduler {
 
   get target() {
     return this.engine.target;
+  }
+
+  /** With int8 / int4 weights: matrices run from the checkpoint's own blocks, and quantized at load. */
+  get weightBlocks() {
+    return this.engine.weightBlocks;
   }
 
   /** The session options a variant derived from this one is built with. */
@@ -165,5 +170,5 @@ export class EngineVariant implements ServedVariant, Scheduler {
 }
 
 function engineInit(o: EngineVariantOptions): EngineInit {
-  return { variant: o.id, spec: o.model.spec, weights: o.model.weights, tokenizer: o.model.tokenizer, session: o.session, scheduling: o.scheduling };
+  return { variant: o.id, spec: o.model.spec, weights: o.model.weights, ...(o.model.fileBlocks && { fileBlocks: o.model.fileBlocks }), tokenizer: o.model.tokenizer, session: o.session, scheduling: o.scheduling };
 }

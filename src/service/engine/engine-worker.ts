@@ -8,6 +8,7 @@ import { createDecoderSession } from '../../runtime/engine/create-session.ts';
 import type { DecoderSession } from '../../runtime/engine/decoder-session.ts';
 import { ScoringSession } from '../../runtime/engine/prompt-scores.ts';
 import { cpuTarget } from '../../runtime/device/device.ts';
+import { ModelSession } from '../../runtime/engine/model-session.ts';
 import { BatchScheduler } from '../../runtime/engine/scheduler.ts';
 import type { SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import { createTokenizer } from '../../runtime/tokenizer/create.ts';
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
       ...(init.session.prefillChunk !== undefined && { prefillChunk: init.session.prefillChunk }),
       ...(init.session.threads !== undefined && { threads: init.session.threads }),
       ...(init.session.batchPrefill !== undefined && { batchPrefill: init.session.batchPrefill }),
+      ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
     });
     scheduler = new BatchScheduler(session, tokenizer, init.scheduling);
   } catch (e) {
@@ -46,6 +48,7 @@ async function main(): Promise<void> {
     maxContext: session.maxContext,
     target: init.session.target.device === 'cuda-native' ? cpuTarget : init.session.target,
     ...(init.session.threads !== undefined && { threads: init.session.threads }),
+    ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
   });
   const aborts = new Map<number, AbortController>();
   let lastStats = '';
@@ -112,7 +115,8 @@ async function main(): Promise<void> {
         break;
     }
   });
-  post({ type: 'ready', maxContext: session.maxContext, prefillChunk: session.prefillChunk, target: session.target, loadMs: performance.now() - t0 });
+  const weightBlocks = session instanceof ModelSession ? session.graph.weightBlocks : undefined;
+  post({ type: 'ready', maxContext: session.maxContext, prefillChunk: session.prefillChunk, target: session.target, loadMs: performance.now() - t0, ...(weightBlocks && { weightBlocks }) });
 }
 
 void main();

@@ -27,6 +27,8 @@ export interface ServedVariant extends PromptScorer {
   /** Context per sequence (prompt + output). */
   readonly maxContext: number;
   readonly target: ExecutionTarget;
+  /** With int8 / int4 weights: matrices run from the checkpoint's own blocks (GGUF Q8_0 / Q4_0), and quantized at load. */
+  readonly weightBlocks?: { fromFile: number; quantized: number } | undefined;
   /** Where the weights came from (a checkpoint path, or the source and the prune that made it). */
   readonly path: string;
   /** Unix seconds when it started serving (/v1/models `created`). */
