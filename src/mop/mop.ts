@@ -17,6 +17,7 @@ import type { CandidateRecord, PruneRecoveryReport, PruneReport, StepRecord, Str
 import { CandidateScorer, isSelectionCriterion, type SelectionCriterion, selectionCriteria } from './selection.ts';
 import { applyPlan, type ModelWeights, scatterPlan } from './surgery.ts';
 import { defaultRecoveryOptions } from '../runtime/train/recover.ts';
+import { SharedTeacher } from '../runtime/train/shared-teacher.ts';
 
 /**
  * MoP, Mixture of Pruners (see docs/mop.md of the shared design notes): from the current model,
@@ -161,7 +162,9 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
   const stepLayers = options.stepLayers ?? 1;
   const depthUnit = options.depthUnit ?? 'layer';
   const depthRule = options.depthRule ?? 'score';
-  const recovery = options.recovery;
+  // Distillation: one teacher session and log-probability cache for every recovery of this prune.
+  const sharedTeacher = options.recovery?.data.teacher && { ...defaultRecoveryOptions, ...options.recovery.recipe }.loss === 'kd' ? new SharedTeacher(options.recovery.data.teacher) : undefined;
+  const recovery = options.recovery && sharedTeacher ? { ...options.recovery, data: { ...options.recovery.data, sharedTeacher } } : options.recovery;
   const candidateRecovery = recovery !== undefined && budgetTrains(recoveryBudget(recovery, 'candidate'));
   // The 'random' criterion's coin: seeded, so a run repeats.
   const coin = new Xoshiro128ss((options.seed ?? options.calibration.description.seed) ^ 0x5eed);
@@ -389,6 +392,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
     return { model, plan, report };
   } finally {
     await forward.release();
+    await sharedTeacher?.release();
   }
 }
 

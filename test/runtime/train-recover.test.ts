@@ -9,6 +9,7 @@ import { RecoveryInputError } from '../../src/runtime/train/errors.ts';
 import { initLoraAdapters, type LoraConfig, mergeLora } from '../../src/runtime/train/lora.ts';
 import { defaultRecoveryOptions, recover, type RecoveryOptions, trainingRowsPerRun, validateRecoveryOptions } from '../../src/runtime/train/recover.ts';
 import { BatchSampler } from '../../src/runtime/train/batch-sampler.ts';
+import { SharedTeacher } from '../../src/runtime/train/shared-teacher.ts';
 import { TeacherSession, TrainingSession } from '../../src/runtime/train/training-session.ts';
 import type { TrainProgress } from '../../src/runtime/train/train-loop.ts';
 import { buildTrainingGraph, trainingGraphIo } from '../../src/runtime/train/training-graph.ts';
@@ -77,6 +78,26 @@ describe('recover: full fine-tuning and LoRA on a tiny pruned model', () => {
     assert.equal(uncached.report.teacherPasses, 9);
     assert.ok(cached.report.teacherPasses! <= 4, `${cached.report.teacherPasses} passes for 12 windows in batches of 4`);
     assert.deepEqual(cached.report.losses, uncached.report.losses);
+  });
+
+  it('a teacher shared by the runs of one prune builds one session and computes each window once for all of them; a run equals one with its own teacher', async () => {
+    const teacher = { spec, weights: syntheticWeights(spec, 12) };
+    const shared = new SharedTeacher(teacher);
+    const options = { ...base, steps: 9, kind: 'full' as const, loss: 'kd' as const };
+    try {
+      const first = await recover({ spec, weights }, options, { windows, sharedTeacher: shared });
+      const second = await recover({ spec, weights: syntheticWeights(spec, 13) }, { ...options, seed: 4 }, { windows, sharedTeacher: shared });
+      const own = await recover({ spec, weights: syntheticWeights(spec, 13) }, { ...options, seed: 4 }, { windows, teacher });
+      assert.equal(shared.sessionsBuilt, 1);
+      assert.ok(first.report.teacherPasses! > 0);
+      // 9 steps of 4 rows went over all 12 windows in the first run: the second needs no teacher pass.
+      assert.equal(second.report.teacherPasses, 0);
+      assert.ok(own.report.teacherPasses! > 0);
+      assert.deepEqual(second.report.losses, own.report.losses);
+      assert.ok(sameBits(second.weights, own.weights));
+    } finally {
+      await shared.release();
+    }
   });
 
   it('a non-finite loss stops the run and returns the weights of the last finite step (lr 1e30: step 2 overflows)', async () => {

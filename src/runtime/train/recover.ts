@@ -5,6 +5,7 @@ import { BatchSampler } from './batch-sampler.ts';
 import { RecoveryInputError } from './errors.ts';
 import { initLoraAdapters, type LoraConfig, type LoraTarget, loraTargets, mergeLora, validateLoraConfig } from './lora.ts';
 import { type TrainOutcome, type TrainProgress, trainSteps } from './train-loop.ts';
+import { SharedTeacher } from './shared-teacher.ts';
 import { CachedTeacher } from './teacher-cache.ts';
 import { TeacherSession, TrainingSession } from './training-session.ts';
 
@@ -134,6 +135,11 @@ export interface RecoveryData {
   windows: readonly Int32Array[];
   /** The distillation teacher (the dense model), required for loss 'kd'. */
   teacher?: ModelWeights;
+  /**
+   * The same teacher kept across several recover() runs (one prune's candidates and final run):
+   * its session and cached log-probabilities are reused; its owner releases it. Stands in for `teacher`.
+   */
+  sharedTeacher?: SharedTeacher;
 }
 
 export interface RecoveryHooks {
@@ -181,11 +187,18 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
   const session = await TrainingSession.create(spec, model.weights, { seqLen: o.seqLen, loss: o.loss, ...(lora && { lora }) }, o.threads);
   let teacher: CachedTeacher | undefined;
   let teacherSession: TeacherSession | undefined;
+  let passesBefore = 0;
   let outcome: TrainOutcome;
   try {
-    teacherSession = o.loss === 'kd' ? await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads) : undefined;
-    const cache = teacherSession && new CachedTeacher(teacherSession, o.seqLen * spec.vocabSize, (o.teacherCacheMiB ?? 256) * 2 ** 20);
-    teacher = cache;
+    const cacheBytes = (o.teacherCacheMiB ?? 256) * 2 ** 20;
+    if (o.loss === 'kd' && data.sharedTeacher) {
+      teacher = await data.sharedTeacher.cached(o.seqLen, o.threads, cacheBytes);
+      passesBefore = teacher.passes;
+    } else if (o.loss === 'kd') {
+      teacherSession = await TeacherSession.create(data.teacher!.spec, data.teacher!.weights, o.seqLen, o.threads);
+      teacher = new CachedTeacher(teacherSession, o.seqLen * spec.vocabSize, cacheBytes);
+    }
+    const cache = teacher;
     const rowsPerRun = o.rowsPerRun ?? trainingRowsPerRun(spec, o.seqLen, o.batch);
     const pieces = { rowsPerRun, ...(hooks.signal && { signal: hooks.signal }) };
     outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed), {
@@ -226,7 +239,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
     tokens: outcome.tokens,
     seconds: outcome.seconds,
     tokensPerSecond: outcome.seconds > 0 ? outcome.tokens / outcome.seconds : 0,
-    ...(teacher && { teacherPasses: teacher.passes }),
+    ...(teacher && { teacherPasses: teacher.passes - passesBefore }),
   };
   return { spec, weights, report };
 }
@@ -238,7 +251,7 @@ function validateData(spec: ModelSpec, o: RecoveryOptions, data: RecoveryData): 
     for (const id of w) if (!(id >= 0 && id < spec.vocabSize)) throw new RecoveryInputError(`recovery window ${i} has token id ${id}, outside the vocabulary (size ${spec.vocabSize})`);
   }
   if (o.loss === 'kd') {
-    const t = data.teacher;
+    const t = data.sharedTeacher?.model ?? data.teacher;
     if (!t) throw new RecoveryInputError(`recovery loss 'kd' needs a teacher model`);
     if (t.spec.vocabSize !== spec.vocabSize) throw new RecoveryInputError(`teacher vocabulary (${t.spec.vocabSize}) differs from the model's (${spec.vocabSize})`);
     if (o.seqLen > t.spec.maxContext) throw new RecoveryInputError(`recovery sequence length ${o.seqLen} exceeds the teacher's context of ${t.spec.maxContext}`);
