@@ -25,19 +25,24 @@ export interface PromptScorer {
 
 /** Scores from full-sequence logits ([tokens.length × vocab], row t predicting token t + 1). */
 export function promptScoresFromLogits(tokens: readonly number[], logits: Float32Array, vocab: number, topN: number): PromptScores {
-  const logprobs: (number | null)[] = [null];
-  const top: PromptScores['top'] = [null];
-  for (let t = 1; t < tokens.length; t++) {
-    const row = logits.subarray((t - 1) * vocab, t * vocab);
+  const scores: PromptScores = { logprobs: [null], top: [null] };
+  appendScores(scores, tokens, 0, logits, vocab, topN);
+  return scores;
+}
+
+/** Add the scores that the logits of positions from, from + 1, … (one row each) give: row r scores token from + r + 1. */
+function appendScores(scores: PromptScores, tokens: readonly number[], from: number, logits: Float32Array, vocab: number, topN: number): void {
+  const rows = logits.length / vocab;
+  for (let r = 0; r < rows && from + r + 1 < tokens.length; r++) {
+    const row = logits.subarray(r * vocab, (r + 1) * vocab);
     let max = -Infinity;
     for (const x of row) if (x > max) max = x;
     let sum = 0;
     for (const x of row) sum += Math.exp(x - max);
     const logZ = max + Math.log(sum);
-    logprobs.push(row[tokens[t]!]! - logZ);
-    top.push(topK(row, topN).map((token) => ({ token, logprob: row[token]! - logZ })));
+    scores.logprobs.push(row[tokens[from + r + 1]!]! - logZ);
+    scores.top.push(topK(row, topN).map((token) => ({ token, logprob: row[token]! - logZ })));
   }
-  return { logprobs, top };
 }
 
 /** Indices of the k largest entries, largest first (ties: lower index first). */
@@ -56,6 +61,22 @@ function topK(row: Float32Array, k: number): number[] {
   return best;
 }
 
+/** Prompt tokens per scoring run unless told otherwise: the server's default prefill chunk. */
+export const DEFAULT_SCORING_CHUNK = 256;
+
+export interface ScoringSessionOptions {
+  maxContext: number;
+  target?: ExecutionTarget;
+  threads?: number;
+  fileBlocks?: FileBlocks;
+  /**
+   * Prompt tokens per run (default 256). Each run's logits are scored before the next runs, and
+   * the thread is yielded in between, so decode steps of the serving session beside it wait for
+   * one piece, not for the whole prompt (the engine worker passes the scheduler's prefill chunk).
+   */
+  chunk?: number;
+}
+
 /**
  * A scoring session beside the serving one: the same model with a graph that returns logits for
  * every position (the serving graph returns the last position's only), one sequence at a time,
@@ -63,32 +84,45 @@ function topK(row: Float32Array, k: number): number[] {
  */
 export class ScoringSession implements PromptScorer {
   private session: Promise<ModelSession> | undefined;
+  /** One prompt at a time: its pieces share the session's one cache slot. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly spec: ModelSpec,
     private readonly weights: Weights,
-    private readonly options: { maxContext: number; target?: ExecutionTarget; threads?: number; fileBlocks?: FileBlocks },
+    private readonly options: ScoringSessionOptions,
   ) {}
 
   async scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
     if (tokens.length === 0) throw new RangeError('the prompt has no tokens');
     if (tokens.length > this.options.maxContext) throw new ContextLengthError(`the prompt has ${tokens.length} tokens; the context holds ${this.options.maxContext}`);
+    const chunk = Math.max(1, this.options.chunk ?? DEFAULT_SCORING_CHUNK);
     this.session ??= ModelSession.create(this.spec, this.weights, {
       maxBatch: 1,
       maxContext: this.options.maxContext,
       logits: 'all',
+      prefillChunk: chunk,
       ...(this.options.target && { target: this.options.target }),
       ...(this.options.threads !== undefined && { threads: this.options.threads }),
       ...(this.options.fileBlocks && { fileBlocks: this.options.fileBlocks }),
     });
-    const session = await this.session;
-    session.reset(0);
-    try {
-      const logits = await session.prefill(0, tokens);
-      return promptScoresFromLogits(tokens, logits, this.spec.vocabSize, topN);
-    } finally {
+    const run = this.queue.then(async () => {
+      const session = await this.session!;
       session.reset(0);
-    }
+      try {
+        const scores: PromptScores = { logprobs: [null], top: [null] };
+        for (let from = 0; from < tokens.length; from += chunk) {
+          if (from > 0) await new Promise((resolve) => setImmediate(resolve));
+          const logits = await session.prefill(0, tokens.slice(from, from + chunk));
+          appendScores(scores, tokens, from, logits, this.spec.vocabSize, topN);
+        }
+        return scores;
+      } finally {
+        session.reset(0);
+      }
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   async release(): Promise<void> {

@@ -49,6 +49,8 @@ async function main(): Promise<void> {
     target: init.session.target.device === 'cuda-native' ? cpuTarget : init.session.target,
     ...(init.session.threads !== undefined && { threads: init.session.threads }),
     ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
+    // Scored in pieces of the scheduler's prefill chunk: decode steps wait for one piece at most.
+    chunk: init.scheduling.prefillChunk,
   });
   const aborts = new Map<number, AbortController>();
   let lastStats = '';
