@@ -11,6 +11,8 @@ export interface OrtSessionOptions {
   threads?: number;
   /** Outputs to leave on the device, by name; everything else comes back to host memory. */
   outputLocations?: Record<string, OutputLocation>;
+  /** Record ONNX Runtime's per-op profile; written to `<prefix>_<date>.json` at endProfiling (scripts/bench-op-profile.ts). */
+  profilePrefix?: string;
 }
 
 /**
@@ -30,6 +32,7 @@ export function createOrtSession(model: OnnxModel, device: OrtDeviceName, option
     extra: { session: { intra_op: { allow_spinning: process.env.MOP_ORT_SPIN === '1' ? '1' : '0' }, inter_op: { allow_spinning: '0' } } },
   };
   if (options.outputLocations) sessionOptions.preferredOutputLocation = options.outputLocations;
+  if (options.profilePrefix !== undefined) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: options.profilePrefix });
   return ort.InferenceSession.create(model.bytes, sessionOptions);
 }
 

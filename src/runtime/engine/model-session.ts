@@ -38,6 +38,8 @@ export interface ModelSessionOptions {
   batchPrefillPadding?: number;
   /** The checkpoint's own quantized matrices, run as they are by an int8 / int4 graph where they match. */
   fileBlocks?: FileBlocks;
+  /** Record ONNX Runtime's per-op profile (benchmarks); endProfiling() writes it. */
+  profilePrefix?: string;
 }
 
 /** Whether a CPU session batches fresh prompts unless told otherwise (see docs/architecture.md). */
@@ -103,6 +105,7 @@ export class ModelSession implements DecoderSession {
     const session = await createOrtSession(graph.model, device, {
       ...(options.threads !== undefined && { threads: options.threads }),
       ...(outputLocations && { outputLocations }),
+      ...(options.profilePrefix !== undefined && { profilePrefix: options.profilePrefix }),
     });
     const cache: KvStore = onDevice
       ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, device, target.dtype)
@@ -268,6 +271,12 @@ export class ModelSession implements DecoderSession {
       for (const e of entries) this.cache.lengths[e.slot] = this.length(e.slot) + 1;
       return entries.map((e) => logits.subarray(e.slot * V, (e.slot + 1) * V));
     });
+  }
+
+  /** Write the per-op profile a session created with `profilePrefix` has recorded so far. */
+  async endProfiling(): Promise<void> {
+    await this.queue.catch(() => undefined);
+    this.session.endProfiling();
   }
 
   async release(): Promise<void> {
