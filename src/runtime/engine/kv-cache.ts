@@ -25,10 +25,10 @@ export interface ScratchKv {
  *
  * Why the capacity grows instead of being maxContext from the start: onnxruntime-node returns every
  * fetched output as a fresh JavaScript copy, the cache's present_* outputs included, so each run
- * costs one copy of the bound cache views. Keeping capacity within 2× of the longest live
- * sequence makes that copy proportional to the context in use (the same order as attention's own
- * reads), not to the model's maximum context. Growth re-lays the buffers out (doubling, so
- * amortised O(1) per token); an idle or much shorter batch lets it shrink back.
+ * costs one copy of the bound cache views. Keeping capacity within 128 positions of the longest
+ * live sequence makes that copy proportional to the context in use (the same order as attention's
+ * own reads), not to the model's maximum context. Growth re-lays the buffers out (at most once per
+ * 128 tokens); an idle or much shorter batch lets it shrink back (kv-store.ts nextCapacity).
  */
 export class KvCache implements KvStore {
   private keys: KvArray[] = [];

@@ -37,18 +37,22 @@ export interface KvStore {
 }
 
 /**
- * The capacity a cache should have for a run needing `needed` positions: double (at least to the
- * next power of two) when the longest live sequence no longer fits, halve back when the live
- * sequences use a quarter or less. Keeps per-run costs proportional to the context in use.
+ * The capacity a cache should have for a run needing `needed` positions: the longest live sequence
+ * rounded up to a whole number of INITIAL_CAPACITY positions, grown when it no longer fits and
+ * shrunk back when the live sequences use a quarter or less. Each run copies the bound cache once
+ * in the Node binding, so a capacity close to the context in use keeps that copy small: at 520
+ * positions it is 640, not the 1,024 that doubling gave (scripts/bench-engine.ts --prompt 520; see
+ * kv-cache.ts). A growth re-lays the buffers out once per INITIAL_CAPACITY tokens at most.
  */
 export function nextCapacity(capacity: number, needed: number, lengths: Int32Array, maxContext: number): number {
   let live = needed;
   for (const len of lengths) live = Math.max(live, len);
-  if (live > capacity) return Math.min(maxContext, Math.max(capacity * 2, nextPowerOfTwo(live)));
-  if (capacity > INITIAL_CAPACITY && live * 4 <= capacity) return Math.max(INITIAL_CAPACITY, nextPowerOfTwo(live) * 2);
+  if (live > capacity) return Math.min(maxContext, roundUp(live));
+  if (capacity > INITIAL_CAPACITY && live * 4 <= capacity) return Math.min(maxContext, roundUp(live));
   return capacity;
 }
 
-function nextPowerOfTwo(n: number): number {
-  return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+/** n rounded up to a whole number (at least one) of INITIAL_CAPACITY positions. */
+function roundUp(n: number): number {
+  return Math.max(1, Math.ceil(n / INITIAL_CAPACITY)) * INITIAL_CAPACITY;
 }
