@@ -1,4 +1,5 @@
 import type { ExecutionTarget } from '../device/device.ts';
+import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import { ModelSession } from './model-session.ts';
@@ -17,7 +18,7 @@ export interface DecoderPerplexity {
 }
 
 export async function decoderPerplexity(
-  model: { spec: ModelSpec; weights: Weights },
+  model: { spec: ModelSpec; weights: Weights; fileBlocks?: FileBlocks },
   windows: readonly Int32Array[],
   options: { target?: ExecutionTarget; threads?: number } = {},
 ): Promise<DecoderPerplexity> {
@@ -28,6 +29,8 @@ export async function decoderPerplexity(
     logits: 'all',
     ...(options.threads !== undefined && { threads: options.threads }),
     ...(options.target && { target: options.target }),
+    // A GGUF Q8_0 / Q4_0 checkpoint is measured with its own blocks, as it is served.
+    ...(model.fileBlocks && { fileBlocks: model.fileBlocks }),
   });
   const V = model.spec.vocabSize;
   let sum = 0;
