@@ -59,6 +59,24 @@ describe('ONNX decoder graph matches the reference forward pass', () => {
     assert.ok(maxAbsDiff(all, referenceForward(pruned, weights, prompt)) <= TOL);
   });
 
+  it('folds each residual Add into the next RMSNorm (one SkipSimplifiedLayerNormalization per norm after the first), with the logits of the unfused graph', async () => {
+    const weights = syntheticWeights(uniform, 3);
+    const build = (fuse: boolean) => buildDecoderGraph(uniform, weights, { maxContext: 32, logits: 'last', packedTokens: true, fuseResidualNorm: fuse });
+    const skipNodes = (bytes: Uint8Array) => Buffer.from(bytes).toString('latin1').split('SkipSimplifiedLayerNormalization').length - 1;
+    const [fused, plain] = [build(true), build(false)];
+    // Each fused node names its op type twice (node name and op type); 3 layers = 6 norms, the first plain.
+    assert.equal(skipNodes(fused.model.bytes) / 2, 5);
+    assert.equal(skipNodes(plain.model.bytes), 0);
+    const prompt = [1, 9, 4, 33, 2];
+    const logits: Float32Array[] = [];
+    for (const graph of [fused, plain]) {
+      const session = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph });
+      logits.push(await session.prefill(0, prompt), ...(await session.decode([{ slot: 0, token: 7 }])));
+      await session.release();
+    }
+    assert.ok(maxAbsDiff(logits[0]!, logits[2]!) <= 1e-5 && maxAbsDiff(logits[1]!, logits[3]!) <= 1e-5);
+  });
+
   it('applies linear and llama3 RoPE scaling like the reference', async () => {
     for (const scaling of [
       { type: 'linear' as const, factor: 4 },
@@ -136,7 +154,8 @@ describe('KV cache slots', () => {
 
   it('reuses a graph built for a longer context, and refuses one that cannot serve the session', async () => {
     const weights = syntheticWeights(uniform, 1);
-    const graph = buildDecoderGraph(uniform, weights, { maxContext: 64, logits: 'last' });
+    // Built as ModelSession builds it on the CPU (packed tokens, residuals folded into the norms).
+    const graph = buildDecoderGraph(uniform, weights, { maxContext: 64, logits: 'last', packedTokens: true, fuseResidualNorm: true });
     const reused = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph });
     const fresh = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1 });
     assert.equal(maxAbsDiff(await reused.prefill(0, [1, 2, 3, 4]), await fresh.prefill(0, [1, 2, 3, 4])), 0);

@@ -40,6 +40,12 @@ export interface DecoderGraphOptions {
   /** The checkpoint's own quantized matrices: run as they are where they match (see above). */
   fileBlocks?: FileBlocks;
   /**
+   * Fold each residual Add into the RMSNorm after it (com.microsoft.SkipSimplifiedLayerNormalization
+   * returns the normalised sum and the sum): one node instead of two per sub-block. CPU graphs;
+   * default false.
+   */
+  fuseResidualNorm?: boolean;
+  /**
    * Packed tokens (logits 'last' only): input_ids is [1, T], the new tokens of every row back to
    * back, and everything but attention runs on those T tokens. Three more inputs place them:
    * pack_index int64 [B*S] (the packed token at each position of GroupQueryAttention's [B, S]
@@ -135,12 +141,38 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     fromRows = (x, width) => g.op('Gather', [g.op('Reshape', [x, tokensShape(width)]), unpackIndex], { axis: { i: 1 } });
   }
 
-  const rmsNorm = (x: string, gammaName: string, initName: string): string =>
+  const plainNorm = (x: string, gammaName: string, initName: string): string =>
     g.op('SimplifiedLayerNormalization', [x, init(initName, [spec.hidden], w(gammaName).data)], {
       axis: { i: -1 },
       epsilon: { f: spec.normEps },
       stash_type: { i: 1 },
     });
+  /**
+   * The residual stream: `h` plus, with fuseResidualNorm, a sub-block output not yet added to it.
+   * The next norm adds it (SkipSimplifiedLayerNormalization: normalised sum and sum in one node).
+   */
+  let pending: string | undefined;
+  const addResidual = (delta: string): void => {
+    if (!options.fuseResidualNorm) h = g.op('Add', [h, delta]);
+    else {
+      settle();
+      pending = delta;
+    }
+  };
+  const settle = (): void => {
+    if (pending === undefined) return;
+    h = g.op('Add', [h, pending]);
+    pending = undefined;
+  };
+  /** RMSNorm of the residual stream (adding a pending sub-block output first, in the same node). */
+  const rmsNorm = (gammaName: string, initName: string): string => {
+    if (pending === undefined) return plainNorm(h, gammaName, initName);
+    const [normed, sum] = [`${initName}.out`, `${initName}.sum`];
+    g.node('SkipSimplifiedLayerNormalization', [h, pending, init(initName, [spec.hidden], w(gammaName).data)], [normed, '', '', sum], { epsilon: { f: spec.normEps } }, 'com.microsoft');
+    h = sum;
+    pending = undefined;
+    return normed;
+  };
 
   const ropeTables = ropeTableInitializers(g, spec.rope, M, dtype);
   const kvLayers: KvCacheLayout[] = [];
@@ -150,7 +182,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       const D = layer.headDim;
       const Dp = paddedHeadDim(D);
       const [cos, sin] = ropeTables(D);
-      const x = rmsNorm(h, weightName.attnNorm(i), `l${i}.attn_norm`);
+      const x = rmsNorm(weightName.attnNorm(i), `l${i}.attn_norm`);
       const qkvRows = (layer.heads + 2 * layer.kvHeads) * Dp;
       const packed = () => packQkv(w(weightName.q(i)), w(weightName.k(i)), w(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
       const qkv = toRows(linear(x, `l${i}.qkv`, [weightName.q(i), weightName.k(i), weightName.v(i)], qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() })), qkvRows);
@@ -186,10 +218,10 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       const oT = () => padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
       const oRows = () => (D === Dp ? w(weightName.o(i)).data : transpose({ shape: [layer.heads * Dp, spec.hidden], data: oT() }));
       const attnOut = linear(fromRows(attn!, layer.heads * Dp), `l${i}.o`, [weightName.o(i)], spec.hidden, layer.heads * Dp, oRows, oT);
-      h = g.op('Add', [h, attnOut]);
+      addResidual(attnOut);
     }
     if (layer.ffn > 0) {
-      const x = rmsNorm(h, weightName.mlpNorm(i), `l${i}.mlp_norm`);
+      const x = rmsNorm(weightName.mlpNorm(i), `l${i}.mlp_norm`);
       const proj = (x: string, name: string, weight: string): string => {
         const t = w(weight);
         return linear(x, name, [weight], t.shape[0]!, t.shape[1]!, () => t.data, () => transpose(t));
@@ -198,9 +230,10 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
       const up = proj(x, `l${i}.up`, weightName.up(i));
       const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
       const down = proj(act, `l${i}.down`, weightName.down(i));
-      h = g.op('Add', [h, down]);
+      addResidual(down);
     }
   });
+  settle();
 
   if (packedTokens) {
     // Row b's logits: packed token logit_index[b]; [1, B, hidden] → [B, 1, hidden].
@@ -209,7 +242,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     // Only the final position's logits are needed to sample: skip the vocab projection elsewhere.
     h = g.op('Slice', [h, g.int64Initializer('last_start', [-1]), g.int64Initializer('last_end', [2 ** 62]), g.int64Initializer('seq_axis', [1])]);
   }
-  h = rmsNorm(h, weightName.finalNorm, 'final_norm');
+  h = plainNorm(h, weightName.finalNorm, 'final_norm');
   const head = spec.tiedEmbeddings ? w(weightName.embed) : w(weightName.lmHead);
   const headName = spec.tiedEmbeddings ? weightName.embed : weightName.lmHead;
   const lmHead = (output?: string) => linear(h, 'lm_head', [headName], spec.vocabSize, spec.hidden, () => head.data, () => transpose(head), output);

@@ -1,0 +1,67 @@
+/**
+ * What folding the residual Adds into the RMSNorms (SkipSimplifiedLayerNormalization, the CPU
+ * serving graph's default) saves per decode step: the same model's serving graph built with and
+ * without the fold, two ModelSessions timed step by step interleaved (A B A B …, so load from
+ * other processes hits both alike), median of the timed steps, over several rounds.
+ *
+ *   node --import tsx scripts/bench-fused-norm.ts [--model 100m] [--dtype int8] [--threads 1]
+ *     [--prompt 128] [--steps 64] [--rounds 3]
+ */
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { printDocCommentAndExit } from './script-help.ts';
+import { benchModel } from './bench-model.ts';
+import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
+import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { buildDecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string', default: '100m' },
+    dtype: { type: 'string', default: 'int8' },
+    threads: { type: 'string', default: String(os.availableParallelism()) },
+    prompt: { type: 'string', default: '128' },
+    steps: { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) printDocCommentAndExit(import.meta.url);
+const dtype = parseDtypeRequest(args.dtype);
+if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: float32, int8 or int4 (CPU), not '${args.dtype}'`);
+const target = targetFor('cpu', dtype);
+const [threads, promptTokens, steps, rounds] = [args.threads, args.prompt, args.steps, args.rounds].map(Number) as [number, number, number, number];
+
+const model = await benchModel(args.model);
+const maxContext = promptTokens + steps + 2;
+const prompt = Array.from({ length: promptTokens }, (_, k) => 3 + ((k * 104729) % (model.spec.vocabSize - 3)));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+const variants = [
+  { name: 'fused (default)', fuse: true },
+  { name: 'Add + norm', fuse: false },
+];
+const sessions = await Promise.all(
+  variants.map(async (v) => {
+    const graph = buildDecoderGraph(model.spec, model.weights, { maxContext, logits: 'last', dtype: 'float32', ...(target.weights && { weights: target.weights }), packedTokens: true, fuseResidualNorm: v.fuse });
+    return ModelSession.create(model.spec, model.weights, { maxBatch: 1, maxContext, threads, target, graph });
+  }),
+);
+console.log(`${args.model}, ${dtype}, ${threads} thread(s), batch 1, ${promptTokens}-token prompt, ${steps} steps a round`);
+for (let round = 1; round <= rounds; round++) {
+  const times = sessions.map(() => [] as number[]);
+  for (const s of sessions) {
+    s.reset(0);
+    await s.prefill(0, prompt);
+  }
+  for (let i = 0; i < steps; i++) {
+    for (const [j, s] of sessions.entries()) {
+      const t0 = performance.now();
+      await s.decode([{ slot: 0, token: 5 + (i % 50) }]);
+      if (i >= 4) times[j]!.push(performance.now() - t0);
+    }
+  }
+  const [a, b] = times.map(median) as [number, number];
+  console.log(`round ${round}: ${variants[0]!.name} ${a.toFixed(2)} ms, ${variants[1]!.name} ${b.toFixed(2)} ms a step (${(100 * (1 - a / b)).toFixed(1)}% less)`);
+}
+for (const s of sessions) await s.release();
