@@ -61,6 +61,11 @@ describe('batched prefill across requests', () => {
     await batched.release();
   });
 
+  it('builds the packed-token graph only where prompts are batched (off, the packing would only cost gathers)', () => {
+    assert.equal(batched.graph.packedTokens, true);
+    assert.equal(one.graph.packedTokens, false);
+  });
+
   it('a batched prefill gives each sequence the logits and cache of its own prefill, and leaves a decoding slot alone', async () => {
     const V = m.model.spec.vocabSize;
     // Slot 1 is mid-generation when the burst arrives: prompt, then 5 greedy decode steps.

@@ -94,7 +94,8 @@ export class ModelSession implements DecoderSession {
     }
     // On the CPU the 'last' graph takes packed tokens, so a batch of prompts of different lengths
     // pays for padding in attention only (batched prefill).
-    const packedTokens = device === 'cpu' && (options.logits ?? 'last') === 'last';
+    // Without batched prefill the packing's gathers would only cost time (two per attention layer).
+    const packedTokens = device === 'cpu' && (options.logits ?? 'last') === 'last' && (options.batchPrefill ?? BATCH_PREFILL_DEFAULT);
     const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), ...(options.fileBlocks && { fileBlocks: options.fileBlocks }), packedTokens, fuseResidualNorm: device === 'cpu' });
     // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
     // stays on the device; on CPU and CUDA it lives in host memory.
