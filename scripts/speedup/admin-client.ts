@@ -17,6 +17,8 @@ export interface PruneRequestBody {
   calibration?: string;
   /** Recovery fine-tuning (the server's default is on); benchmarks of speed or isolation say 'none'. */
   recovery?: 'none' | 'lora' | 'full';
+  /** What the target counts: block parameters (default) or decode-step time (latency-aware MoP). */
+  budget?: 'params' | 'latency';
 }
 
 export interface PruneJobResult {

@@ -347,7 +347,7 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     L.push(`## ${s.model}`);
     L.push('');
     L.push(
-      `${s.shape}; ${fmt.params(s.dense.total)} parameters (blocks ${fmt.params(s.dense.blocks)}, embedding/norm/head ${fmt.params(s.dense.embeddings)}); context ${s.context} per slot; ${(s.wallSec / 60).toFixed(1)} min; load average during the load runs ${s.loadAvg.map((x) => (Number.isFinite(x) ? x.toFixed(2) : '–')).join('–')} on ${r.machine.cores} cores (this benchmark included).${s.error ? ` **Error: ${s.error}**` : ''}`,
+      `${s.shape}; ${fmt.params(s.dense.total)} parameters (blocks ${fmt.params(s.dense.blocks)}, embedding/norm/head ${fmt.params(s.dense.embeddings)}); context ${s.context} per slot; ${(s.wallSec / 60).toFixed(1)} min; load average during the load runs ${s.loadAvg.map((x) => (Number.isFinite(x) ? x.toFixed(2) : '–')).join('–')} on ${r.machine.cores} cores (this benchmark included).${s.budget === 'latency' ? ' **Pruned with `--budget latency`**: each target is a share of decode-step time (from the engine\'s own profile); the variants table gives the parameter compression each came to.' : ''}${s.error ? ` **Error: ${s.error}**` : ''}`,
     );
     L.push('');
     L.push('### Variants');

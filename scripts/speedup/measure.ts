@@ -47,6 +47,8 @@ export interface MeasureOptions {
   profile: { steps: number; warmup: number; promptTokens: number };
   /** Device and weight storage of every served session and of the profile; default CPU float32. */
   target?: ExecutionTarget;
+  /** What the prune targets count (`--budget`): block parameters, or decode-step time. */
+  budget: 'params' | 'latency';
   log: (line: string) => void;
 }
 
@@ -111,6 +113,7 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
     error: null,
     wallSec: 0,
     loadAvg: [Number.POSITIVE_INFINITY, 0],
+    budget: o.budget,
   };
 
   // The decode-step profile, before the server holds any memory.
@@ -184,7 +187,7 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
           const job = await admin.prune(
             // No recovery fine-tuning: latency is a property of the pruned shape, and a 1B model cannot be
             // fine-tuned in a benchmark's time here (the shapes are those MoP picks by calibration loss as cut).
-            { target: ratio, strategy, id, activate: false, samples: o.samples, seq_len: o.seqLen, recovery: 'none' },
+            { target: ratio, strategy, id, activate: false, samples: o.samples, seq_len: o.seqLen, recovery: 'none', budget: o.budget },
             { timeoutMs: o.pruneTimeoutSec * 1000, onProgress: (l) => log(`  ${id}: ${l}`) },
           );
           row.pruneSeconds = job.seconds;

@@ -124,6 +124,7 @@ describe('measureModel end to end (tiny model)', () => {
       runTimeoutSec: 60,
       pruneTimeoutSec: 60,
       profile: { steps: 3, warmup: 1, promptTokens: 8 },
+      budget: 'params',
       log: (l) => lines.push(l),
     });
     assert.equal(s.error, null, lines.join('\n'));

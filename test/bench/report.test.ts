@@ -247,6 +247,21 @@ describe('targets', () => {
     assert.match(t2.note, /by the median decode step llama\.cpp is faster \(14\.0 vs 15\.6 ms ours\)/);
   });
 
+  it('shows but does not judge the 40% targets when the variants were pruned with a latency budget', () => {
+    const s = { ...section(), budget: 'latency' as const };
+    const t = evaluateTargets({ models: [s], peer, peerError: null });
+    for (const id of ['e2e-c1', 'e2e-c8', 'e2e-c1-vs-bound'] as const) {
+      const x = t.find((y) => y.id === id)!;
+      assert.equal(x.met, null, id);
+      assert.notEqual(x.value, null, `${id}: the figure is still shown`);
+      assert.match(x.note, /latency budget/);
+    }
+    assert.equal(t.find((x) => x.id === 'decode-vs-llamacpp')!.met, false, 'the peer target does not depend on the budget');
+    const md = renderMarkdown({ ...report(), models: [s], targets: t }, { svgFile: 'a.svg', jsonFile: 'a.json', bound1b: undefined });
+    assert.match(md, /Pruned with `--budget latency`/);
+    assert.match(md, /\| not judged \|/);
+  });
+
   it('says "not measured" instead of guessing when data is missing', () => {
     const s = section();
     s.variants = s.variants.filter((v) => v.strategy !== 'mop');
