@@ -54,6 +54,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
   const resolved = await resolveTarget(config.device, config.dtype, systemProbe());
   if (resolved.warning) log(`warning: ${resolved.warning}`);
+  // A checkpoint's own quantized blocks serve int8 / int4 graphs only; float serving drops them.
+  if (!resolved.target.weights) delete model.fileBlocks;
   const chatTemplate = loadChatTemplate(config.chatTemplate, model.chatTemplate);
 
   // Opened before anything is served: a path that cannot be a store is a start-up error.

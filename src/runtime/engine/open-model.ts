@@ -44,6 +44,8 @@ export async function openModel(options: OpenModelOptions = {}): Promise<OpenedM
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
   const resolved = await resolveTarget(options.device ?? 'auto', options.dtype ?? 'auto', options.probe ?? systemProbe());
+  // A checkpoint's own quantized blocks serve int8 / int4 graphs only; float serving drops them.
+  if (!resolved.target.weights) delete model.fileBlocks;
   const session = await createDecoderSession(model.spec, model.weights, {
     maxBatch: options.maxBatch ?? 1,
     maxContext: options.maxContext ?? model.spec.maxContext,
