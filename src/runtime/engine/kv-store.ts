@@ -41,7 +41,7 @@ export interface KvStore {
  * rounded up to a whole number of INITIAL_CAPACITY positions, grown when it no longer fits and
  * shrunk back when the live sequences use a quarter or less. Each run copies the bound cache once
  * in the Node binding, so a capacity close to the context in use keeps that copy small: at 520
- * positions it is 640, not the 1,024 that doubling gave (scripts/bench-engine.ts --prompt 520; see
+ * positions it is 640, not the 1,024 that doubling gave (B=8 C=640,1024 scripts/bench-kv-copy.ts; see
  * kv-cache.ts). A growth re-lays the buffers out once per INITIAL_CAPACITY tokens at most.
  */
 export function nextCapacity(capacity: number, needed: number, lengths: Int32Array, maxContext: number): number {
