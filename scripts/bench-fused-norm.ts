@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { printDocCommentAndExit } from './script-help.ts';
 import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/model-session.ts';
 import { buildDecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
 
 const { values: args } = parseArgs({
@@ -43,7 +43,7 @@ const variants = [
 ];
 const sessions = await Promise.all(
   variants.map(async (v) => {
-    const graph = buildDecoderGraph(model.spec, model.weights, { maxContext, logits: 'last', dtype: 'float32', ...(target.weights && { weights: target.weights }), packedTokens: true, fuseResidualNorm: v.fuse });
+    const graph = buildDecoderGraph(model.spec, model.weights, { maxContext, logits: 'last', dtype: 'float32', ...(target.weights && { weights: target.weights }), packedTokens: true, fuseResidualNorm: v.fuse, cacheOutputs: cacheOutputsOn('cpu') });
     return ModelSession.create(model.spec, model.weights, { maxBatch: 1, maxContext, threads, target, graph });
   }),
 );

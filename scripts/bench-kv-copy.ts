@@ -1,43 +1,62 @@
 /**
- * The per-step KV-cache copy in onnxruntime-node (issue 14, item 3): step time of the 100M shape
- * (int8 weights) with the cache's present_* outputs fetched into pre-allocated tensors on the past
- * buffers (what the engine does), against fetching `logits` alone; and whether the output tensor
- * is our buffer, and whether the new position reached our cache. Prints one line per case.
+ * The per-step KV-cache copy in onnxruntime-node (issue 14, item 3): decode-step time of a
+ * ModelSession whose graph returns the whole cache, fetched into pre-allocated tensors on the past
+ * buffers so GQA writes in place (cacheOutputs 'present': the binding then copies the whole bound
+ * cache into a fresh JavaScript array every run), against one whose graph returns only the
+ * positions the run added, which the cache writes in itself (cacheOutputs 'new', the CPU default).
+ * Both sessions serve the same weights; the timed steps alternate between them (A B A B …, so load
+ * from other processes hits both alike). Each case fills `--batch` slots to a length that makes the
+ * cache hold `capacity` positions (zeros: step time does not depend on the values) and prints the
+ * median step of each mode.
  *
- *   B=8 C=128,1024 node --import tsx scripts/bench-kv-copy.ts
+ *   node --import tsx scripts/bench-kv-copy.ts [--model 100m] [--dtype int8] [--threads 2]
+ *     [--batch 1,8] [--capacity 128,512,1024] [--steps 12]
  */
-import * as ort from 'onnxruntime-node';
-import { buildDecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
-import { createOrtSession } from '../src/runtime/device/ort-session.ts';
-import { syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
-const spec = syntheticSpec({ vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 2048, maxContext: 2048 });
-const g = buildDecoderGraph(spec, syntheticWeights(spec, 1), { maxContext: 2048, logits: 'last', weights: 'int8' });
-const s = await createOrtSession(g.model, 'cpu', { threads: 2 });
-const B = Number(process.env.B ?? 8);
-for (const C of (process.env.C ?? "128,1024").split(",").map(Number)) {
-  const n = B * 4 * C * 64;
-  const bufs = g.kvLayers.map(() => [new Float32Array(n), new Float32Array(n)]);
-  const feeds = (pos: number): Record<string, ort.Tensor> => {
-    const f: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', BigInt64Array.from({ length: B }, () => 5n), [B, 1]), seqlens_k: new ort.Tensor('int32', Int32Array.from({ length: B }, () => pos), [B]), total_sequence_length: new ort.Tensor('int32', Int32Array.of(pos + 1), []) };
-    g.kvLayers.forEach((l, i) => { f[l.pastKey] = new ort.Tensor('float32', bufs[i]![0]!, [B, 4, C, 64]); f[l.pastValue] = new ort.Tensor('float32', bufs[i]![1]!, [B, 4, C, 64]); });
-    return f;
-  };
-  for (const mode of ['prealloc', 'logits-only', 'prealloc', 'logits-only']) {
-    const times: number[] = [];
-    let same = false;
-    for (let step = 0; step < 12; step++) {
-      const pos = 50 + step;
-      const f = feeds(pos);
-      const fetches = mode === 'prealloc' ? { ...Object.fromEntries(g.kvLayers.flatMap((l) => [[l.presentKey, f[l.pastKey]], [l.presentValue, f[l.pastValue]]])), logits: null } : ['logits'];
-      const t0 = performance.now();
-      const out = await s.run(f, fetches as never);
-      times.push(performance.now() - t0);
-      if (mode === 'prealloc') same = (out[g.kvLayers[0]!.presentKey]!.data as Float32Array).buffer === bufs[0]![0]!.buffer;
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { printDocCommentAndExit } from './script-help.ts';
+import { benchModel } from './bench-model.ts';
+import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
+import type { CacheOutputs } from '../src/runtime/onnx/decoder-graph.ts';
+import { ModelSession } from '../src/runtime/engine/model-session.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string', default: '100m' },
+    dtype: { type: 'string', default: 'int8' },
+    threads: { type: 'string', default: String(os.availableParallelism()) },
+    batch: { type: 'string', default: '1,8' },
+    capacity: { type: 'string', default: '128,512,1024' },
+    steps: { type: 'string', default: '12' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) printDocCommentAndExit(import.meta.url);
+const dtype = parseDtypeRequest(args.dtype);
+if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: float32, int8 or int4 (CPU), not '${args.dtype}'`);
+const list = (s: string) => s.split(',').map(Number);
+const [batches, capacities, steps, threads] = [list(args.batch), list(args.capacity), Number(args.steps), Number(args.threads)];
+const model = await benchModel(args.model);
+const maxContext = Math.max(...capacities);
+const maxBatch = Math.max(...batches);
+const modes: CacheOutputs[] = ['present', 'new'];
+const sessions = await Promise.all(modes.map((cacheOutputs) => ModelSession.create(model.spec, model.weights, { maxBatch, maxContext, threads, target: targetFor('cpu', dtype), cacheOutputs })));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const cacheMb = (B: number, C: number) => (2 * sessions[0]!.graph.kvLayers.reduce((n, l) => n + B * l.kvHeads * C * l.cacheHeadDim * 4, 0)) / 1e6;
+console.log(`${args.model}, ${dtype}, ${threads} thread(s); median decode step of ${steps}, modes interleaved step by step; load average ${os.loadavg()[0]!.toFixed(2)}`);
+for (const B of batches) {
+  for (const C of capacities) {
+    const times = modes.map(() => [] as number[]);
+    for (const s of sessions) for (let slot = 0; slot < maxBatch; slot++) s.cache.lengths[slot] = slot < B ? C - steps - 1 : 0;
+    for (let step = 0; step < steps; step++) {
+      for (const [k, s] of sessions.entries()) {
+        const t0 = performance.now();
+        await s.decode(Array.from({ length: B }, (_, slot) => ({ slot, token: 5 + step })));
+        times[k]!.push(performance.now() - t0);
+      }
     }
-    // Did the new position land in our buffer? (key of slot 0, head 0, position 61)
-    const wrote = bufs[0]![0]!.subarray(61 * 64, 62 * 64).some((x) => x !== 0);
-    times.sort((a, b) => a - b);
-    console.log(`batch ${B}, capacity ${C}, cache ${(2 * g.kvLayers.length * n * 4 / 1e6).toFixed(0)} MB: ${mode}: median step ${times[6]!.toFixed(2)} ms; output is our buffer: ${mode === 'prealloc' ? same : '-'}; new position written into our cache: ${wrote}`);
-    bufs.forEach((b) => { b[0]!.fill(0); b[1]!.fill(0); });
+    const [whole, fresh] = times.map(median) as [number, number];
+    console.log(`batch ${B}, capacity ${C} (${cacheMb(B, C).toFixed(0)} MB of cache bound): whole cache fetched (present) ${whole.toFixed(2)} ms, new positions only (new) ${fresh.toFixed(2)} ms, ${(fresh / whole).toFixed(2)}×`);
   }
 }
+await Promise.all(sessions.map((s) => s.release()));

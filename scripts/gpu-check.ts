@@ -31,7 +31,7 @@ import { resolveTarget } from '../src/runtime/device/resolve.ts';
 import { loadCudaBinding } from '../src/runtime/cuda/native-binding.ts';
 import { createDecoderSession } from '../src/runtime/engine/create-session.ts';
 import type { DecoderSession } from '../src/runtime/engine/decoder-session.ts';
-import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/model-session.ts';
 import type { NativeCudaSession } from '../src/runtime/cuda/native-session.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
@@ -217,7 +217,7 @@ async function measureDecode(t: ExecutionTarget) {
   const steps = Number(args.steps);
   const maxContext = Math.max(...contexts) + steps + 1;
   const t0 = performance.now();
-  const graph = t.device === 'cuda-native' ? undefined : buildDecoderGraph(spec, big.weights, { maxContext, logits: 'last', dtype: t.dtype });
+  const graph = t.device === 'cuda-native' ? undefined : buildDecoderGraph(spec, big.weights, { maxContext, logits: 'last', dtype: t.dtype, cacheOutputs: cacheOutputsOn(t.device) });
   if (graph) denseGraphs.set(t.device, graph); // the speedup part serves the dense model with it
   const graphBuildSec = (performance.now() - t0) / 1000;
   const rows: Record<string, unknown>[] = [];

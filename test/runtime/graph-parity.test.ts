@@ -61,7 +61,7 @@ describe('ONNX decoder graph matches the reference forward pass', () => {
 
   it('folds each residual Add into the next RMSNorm (one SkipSimplifiedLayerNormalization per norm after the first), with the logits of the unfused graph', async () => {
     const weights = syntheticWeights(uniform, 3);
-    const build = (fuse: boolean) => buildDecoderGraph(uniform, weights, { maxContext: 32, logits: 'last', packedTokens: true, fuseResidualNorm: fuse });
+    const build = (fuse: boolean) => buildDecoderGraph(uniform, weights, { maxContext: 32, logits: 'last', packedTokens: true, fuseResidualNorm: fuse, cacheOutputs: 'new' });
     const skipNodes = (bytes: Uint8Array) => Buffer.from(bytes).toString('latin1').split('SkipSimplifiedLayerNormalization').length - 1;
     const [fused, plain] = [build(true), build(false)];
     // Each fused node names its op type twice (node name and op type); 3 layers = 6 norms, the first plain.
@@ -155,13 +155,15 @@ describe('KV cache slots', () => {
   it('reuses a graph built for a longer context, and refuses one that cannot serve the session', async () => {
     const weights = syntheticWeights(uniform, 1);
     // Built as ModelSession builds it on the CPU (packed tokens, residuals folded into the norms).
-    const graph = buildDecoderGraph(uniform, weights, { maxContext: 64, logits: 'last', packedTokens: true, fuseResidualNorm: true });
+    const graph = buildDecoderGraph(uniform, weights, { maxContext: 64, logits: 'last', packedTokens: true, fuseResidualNorm: true, cacheOutputs: 'new' });
     const reused = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph });
     const fresh = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1 });
     assert.equal(maxAbsDiff(await reused.prefill(0, [1, 2, 3, 4]), await fresh.prefill(0, [1, 2, 3, 4])), 0);
     await reused.release();
     await fresh.release();
-    await assert.rejects(ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 128, threads: 1, graph }), /built for context 64 in float32, not 128/);
-    await assert.rejects(ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph, target: { device: 'cpu', dtype: 'float16' } }), /in float32, not 32 in float16/);
+    await assert.rejects(ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 128, threads: 1, graph }), /built for context 64 in float32 with new cache outputs, not 128/);
+    await assert.rejects(ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph, target: { device: 'cpu', dtype: 'float16' } }), /in float32 with new cache outputs, not 32 in float16/);
+    const inPlace = buildDecoderGraph(uniform, weights, { maxContext: 64, logits: 'last', packedTokens: true, fuseResidualNorm: true });
+    await assert.rejects(ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph: inPlace }), /with present cache outputs, not 32 in float32 with new/);
   });
 });

@@ -31,18 +31,20 @@ export interface KvStore {
   decodeRows(count: number): number;
   /** Bind slots [0, decodeRows(count)) for a decode step, with room for `needed` positions. */
   bindDecode(count: number, needed: number): Promise<KvBinding>;
-  /** Take over the cache outputs of the run made with the last binding. */
-  commit(outputs: ort.InferenceSession.ReturnType): Promise<void>;
+  /** Take over the cache outputs of the run made with the last binding, fed `seqlensK`. */
+  commit(outputs: ort.InferenceSession.ReturnType, seqlensK: Int32Array): Promise<void>;
   release(): void;
 }
 
 /**
  * The capacity a cache should have for a run needing `needed` positions: the longest live sequence
  * rounded up to a whole number of INITIAL_CAPACITY positions, grown when it no longer fits and
- * shrunk back when the live sequences use a quarter or less. Each run copies the bound cache once
- * in the Node binding, so a capacity close to the context in use keeps that copy small: at 520
- * positions it is 640, not the 1,024 that doubling gave (B=8 C=640,1024 scripts/bench-kv-copy.ts; see
- * kv-cache.ts). A growth re-lays the buffers out once per INITIAL_CAPACITY tokens at most.
+ * shrunk back when the live sequences use a quarter or less. Each run reads the bound cache whole
+ * (attention, and GQA's copy into its own buffer; see kv-cache.ts), so a capacity close to the
+ * context in use keeps that work small: at 520 positions it is 640, not the 1,024 that doubling
+ * gave (batch 8 of the 100M int8 shape: 45–46 vs 57–61 ms a step, `scripts/bench-kv-copy.ts
+ * --batch 8 --capacity 640,1024,640,1024`). A growth re-lays the buffers out once per
+ * INITIAL_CAPACITY tokens at most.
  */
 export function nextCapacity(capacity: number, needed: number, lengths: Int32Array, maxContext: number): number {
   let live = needed;

@@ -1,10 +1,10 @@
 import * as ort from 'onnxruntime-node';
-import { cpuTarget, type ExecutionTarget } from '../device/device.ts';
+import { cpuTarget, type DeviceName, type ExecutionTarget } from '../device/device.ts';
 import { createOrtSession, type OutputLocation } from '../device/ort-session.ts';
 import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { concatFloat32, type Weights } from '../model/tensor.ts';
-import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
+import { buildDecoderGraph, type CacheOutputs, type DecoderGraph } from '../onnx/decoder-graph.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
 import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession, type PrefillEntry } from './decoder-session.ts';
 import { ContextLengthError } from './errors.ts';
@@ -40,6 +40,17 @@ export interface ModelSessionOptions {
   fileBlocks?: FileBlocks;
   /** Record ONNX Runtime's per-op profile (benchmarks); endProfiling() writes it. */
   profilePrefix?: string;
+  /** How the cache leaves each run (DecoderGraphOptions.cacheOutputs); default cacheOutputsOn(device). */
+  cacheOutputs?: CacheOutputs;
+}
+
+/**
+ * The cache outputs a session's graph has on a device: on the CPU only the new positions leave the
+ * graph (DecoderGraphOptions.cacheOutputs); WebGPU keeps the whole cache on the GPU, and the CUDA
+ * provider keeps the in-place form, not yet measured otherwise on a GPU.
+ */
+export function cacheOutputsOn(device: DeviceName): CacheOutputs {
+  return device === 'cpu' ? 'new' : 'present';
 }
 
 /** Whether a CPU session batches fresh prompts unless told otherwise (see docs/architecture.md). */
@@ -89,14 +100,16 @@ export class ModelSession implements DecoderSession {
     const device = target.device;
     if (device === 'cuda-native') throw new RangeError('cuda-native runs no ONNX graph: open it with createDecoderSession');
     // A graph built for a longer context serves a shorter one (its RoPE tables cover more).
-    if (options.graph && (options.graph.maxContext < maxContext || options.graph.dtype !== target.dtype || options.graph.weights !== target.weights || options.graph.logits !== (options.logits ?? 'last'))) {
-      throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype}, not ${maxContext} in ${target.dtype}`);
+    const cacheOutputs = options.cacheOutputs ?? cacheOutputsOn(device);
+    if (device === 'webgpu' && cacheOutputs !== 'present') throw new RangeError(`cacheOutputs '${cacheOutputs}' needs a host-memory cache; WebGPU keeps the cache on the GPU: use 'present'`);
+    if (options.graph && (options.graph.maxContext < maxContext || options.graph.dtype !== target.dtype || options.graph.weights !== target.weights || options.graph.logits !== (options.logits ?? 'last') || options.graph.cacheOutputs !== cacheOutputs)) {
+      throw new RangeError(`the graph given was built for context ${options.graph.maxContext} in ${options.graph.dtype} with ${options.graph.cacheOutputs} cache outputs, not ${maxContext} in ${target.dtype} with ${cacheOutputs}`);
     }
     // On the CPU the 'last' graph takes packed tokens, so a batch of prompts of different lengths
     // pays for padding in attention only (batched prefill).
     // Without batched prefill the packing's gathers would only cost time (two per attention layer).
     const packedTokens = device === 'cpu' && (options.logits ?? 'last') === 'last' && (options.batchPrefill ?? BATCH_PREFILL_DEFAULT);
-    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), ...(options.fileBlocks && { fileBlocks: options.fileBlocks }), packedTokens, fuseResidualNorm: device === 'cpu' });
+    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), ...(options.fileBlocks && { fileBlocks: options.fileBlocks }), packedTokens, fuseResidualNorm: device === 'cpu', cacheOutputs });
     // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
     // stays on the device; on CPU and CUDA it lives in host memory.
     const onDevice = target.device === 'webgpu';
@@ -110,7 +123,7 @@ export class ModelSession implements DecoderSession {
     });
     const cache: KvStore = onDevice
       ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, device, target.dtype)
-      : new KvCache(graph.kvLayers, options.maxBatch, maxContext, target.dtype);
+      : new KvCache(graph.kvLayers, options.maxBatch, maxContext, target.dtype, graph.cacheOutputs);
     const prefillChunk = options.prefillChunk ?? (target.device === 'webgpu' ? WEBGPU_PREFILL_CHUNK : 512);
     const batchesPrefill = (options.batchPrefill ?? BATCH_PREFILL_DEFAULT) && device === 'cpu' && graph.packedTokens && cache instanceof KvCache;
     const padding = options.batchPrefillPadding ?? BATCH_PREFILL_PADDING;
@@ -154,17 +167,18 @@ export class ModelSession implements DecoderSession {
         const base = this.length(slot);
         const total = base + chunk.length;
         const { feeds, fetches } = await this.cache.bindSlot(slot, total);
+        const seqlensK = Int32Array.of(total - 1);
         const out = await this.session.run(
           {
             ...feeds,
             input_ids: new ort.Tensor('int64', BigInt64Array.from(chunk, (t) => BigInt(t)), [1, chunk.length]),
             ...(this.graph.packedTokens && packedIndexFeeds([chunk.length], chunk.length)),
-            seqlens_k: new ort.Tensor('int32', Int32Array.of(total - 1), [1]),
+            seqlens_k: new ort.Tensor('int32', seqlensK, [1]),
             total_sequence_length: new ort.Tensor('int32', Int32Array.of(total), []),
           },
           { ...fetches, logits: null } as unknown as ort.InferenceSession.FetchesType,
         );
-        await this.cache.commit(out);
+        await this.cache.commit(out, seqlensK);
         this.cache.lengths[slot] = total;
         parts.push(out.logits!.data as Float32Array);
       }
@@ -233,7 +247,7 @@ export class ModelSession implements DecoderSession {
       },
       { ...scratch.fetches, logits: null } as unknown as ort.InferenceSession.FetchesType,
     );
-    cache.adopt(scratch, batch.map((e, r) => ({ row: r, slot: e.slot, count: e.tokens.length })));
+    cache.adopt(scratch, batch.map((e, r) => ({ row: r, slot: e.slot, count: e.tokens.length })), out);
     const logits = out.logits!.data as Float32Array;
     const V = this.spec.vocabSize;
     return batch.map((_, r) => logits.subarray(r * V, (r + 1) * V));
@@ -266,7 +280,7 @@ export class ModelSession implements DecoderSession {
         },
         { ...fetches, logits: null } as unknown as ort.InferenceSession.FetchesType,
       );
-      await this.cache.commit(out);
+      await this.cache.commit(out, seqlensK);
       const logits = out.logits!.data as Float32Array;
       const V = this.spec.vocabSize;
       for (const e of entries) this.cache.lengths[e.slot] = this.length(e.slot) + 1;

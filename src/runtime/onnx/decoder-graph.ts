@@ -16,7 +16,8 @@ import { blockSizeSetting, matMulNBits } from './matmul-nbits.ts';
  *          total_sequence_length int32 scalar (max over the batch of seqlens_k + 1);
  *          past_key_i / past_value_i float [B, kvHeads_i, capacity, cacheHeadDim_i] per attention layer
  *          (capacity ≤ maxContext, chosen per run by the KV cache).
- * Outputs: logits float32 [B, S or 1, vocab]; present_key_i / present_value_i (same shape as past).
+ * Outputs: logits float32 [B, S or 1, vocab]; present_key_i / present_value_i (same shape as past),
+ *          or with cacheOutputs 'new' new_key_i / new_value_i [B, kvHeads_i, S, cacheHeadDim_i].
  * Weights, activations and the cache are `dtype` (float16 on GPUs); RMSNorm accumulates in float32
  * (stash_type) and logits are cast to float32 before they leave the graph.
  * Bind present_* to the very buffers given as past_*: GQA then writes only the new positions
@@ -55,7 +56,21 @@ export interface DecoderGraphOptions {
    * the projections and MLP (model-session.ts prefillBatch). Default false: input_ids [B, S].
    */
   packedTokens?: boolean;
+  /**
+   * What the graph returns of the cache. 'present' (default): present_key_i / present_value_i,
+   * the whole cache, which the caller binds to its past_* buffers so that GroupQueryAttention
+   * writes the new positions in place. 'new': only the positions this run added,
+   * new_key_i / new_value_i [B, kvHeads_i, S, cacheHeadDim_i] — row b's positions
+   * max(0, seqlens_k[b] + 1 - S) onwards — which the caller writes into its cache itself.
+   * onnxruntime-node copies every fetched output into a fresh JavaScript array, so a whole-cache
+   * output costs a copy of the cache per run (docs/architecture.md, "KV cache"); 'new' makes that
+   * copy S positions per row. GQA then fills an arena buffer of its own from past_* instead of
+   * writing into it.
+   */
+  cacheOutputs?: CacheOutputs;
 }
+
+export type CacheOutputs = 'present' | 'new';
 
 /** One attention layer's cache: names of its graph inputs/outputs and its buffer geometry. */
 export interface KvCacheLayout {
@@ -67,6 +82,9 @@ export interface KvCacheLayout {
   pastValue: string;
   presentKey: string;
   presentValue: string;
+  /** Outputs of a cacheOutputs 'new' graph: the positions one run added. */
+  newKey: string;
+  newValue: string;
 }
 
 export interface DecoderGraph {
@@ -81,6 +99,8 @@ export interface DecoderGraph {
   logits: 'last' | 'all';
   /** Built with packedTokens: input_ids [1, T] plus pack_index, unpack_index, logit_index. */
   packedTokens: boolean;
+  /** Whether the cache leaves the graph whole (present_*) or as the new positions only (new_*). */
+  cacheOutputs: CacheOutputs;
 }
 
 export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: DecoderGraphOptions): DecoderGraph {
@@ -176,6 +196,30 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
 
   const ropeTables = ropeTableInitializers(g, spec.rope, M, dtype);
   const kvLayers: KvCacheLayout[] = [];
+  const cacheOutputs = options.cacheOutputs ?? 'present';
+  /**
+   * GatherElements indices picking, from a present cache [B, kvHeads, capacity, Dp], the positions
+   * this run wrote: row b's max(0, seqlens_k[b] + 1 - S) + s for s < S (S = the run's attention
+   * length, taken from the first attention layer's input; fresh right-padded prompts start at 0).
+   */
+  let newPositions: string | undefined;
+  const newPositionIndex = new Map<string, string>();
+  const newIndex = (qkv: string, kvHeads: number, Dp: number): string => {
+    if (newPositions === undefined) {
+      const S = g.op('Shape', [qkv], { start: { i: 1 }, end: { i: 2 } });
+      const zero = g.int64Initializer('new_pos_zero', [0]);
+      const one = g.int64Initializer('new_pos_one', [1]);
+      const start = g.op('Max', [g.op('Sub', [g.op('Add', [g.op('Cast', [seqlensK], { to: { i: DataType.int64 } }), one]), S]), zero]);
+      const axis0 = g.int64Initializer('new_pos_axis0', [0]);
+      const scalar = (x: string) => g.op('Squeeze', [x, axis0]);
+      const steps = g.op('Range', [scalar(zero), scalar(S), scalar(one)]);
+      const index = g.op('Add', [g.op('Unsqueeze', [start, one]), steps]);
+      newPositions = g.op('Unsqueeze', [index, g.int64Initializer('new_pos_axes', [1, 3])]);
+    }
+    const key = `${kvHeads}x${Dp}`;
+    if (!newPositionIndex.has(key)) newPositionIndex.set(key, g.op('Expand', [newPositions, g.int64Initializer(`new_pos_shape_${key}`, [1, kvHeads, 1, Dp])]));
+    return newPositionIndex.get(key)!;
+  };
 
   spec.layers.forEach((layer, i) => {
     if (layer.heads > 0) {
@@ -194,16 +238,19 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
         pastValue: `past_value_${i}`,
         presentKey: `present_key_${i}`,
         presentValue: `present_value_${i}`,
+        newKey: `new_key_${i}`,
+        newValue: `new_value_${i}`,
       };
       kvLayers.push(cache);
       // Capacity is symbolic: the cache grows with the longest live sequence (engine/kv-cache.ts).
       const cacheDims = ['batch', layer.kvHeads, 'kv_capacity', Dp];
       g.input(cache.pastKey, T, cacheDims);
       g.input(cache.pastValue, T, cacheDims);
-      const [attn] = g.node(
+      const whole = cacheOutputs === 'present';
+      const [attn, presentKey, presentValue] = g.node(
         'GroupQueryAttention',
         [qkv, '', '', cache.pastKey, cache.pastValue, seqlensK, totalLen, cos, sin],
-        [`l${i}.attn`, cache.presentKey, cache.presentValue],
+        [`l${i}.attn`, whole ? cache.presentKey : `l${i}.present_key`, whole ? cache.presentValue : `l${i}.present_value`],
         {
           num_heads: { i: layer.heads },
           kv_num_heads: { i: layer.kvHeads },
@@ -213,8 +260,17 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
         },
         'com.microsoft',
       );
-      g.output(cache.presentKey, T, cacheDims);
-      g.output(cache.presentValue, T, cacheDims);
+      if (whole) {
+        g.output(cache.presentKey, T, cacheDims);
+        g.output(cache.presentValue, T, cacheDims);
+      } else {
+        const index = newIndex(qkv, layer.kvHeads, Dp);
+        g.node('GatherElements', [presentKey!, index], [cache.newKey], { axis: { i: 2 } });
+        g.node('GatherElements', [presentValue!, index], [cache.newValue], { axis: { i: 2 } });
+        const newDims = ['batch', layer.kvHeads, 'new_positions', Dp];
+        g.output(cache.newKey, T, newDims);
+        g.output(cache.newValue, T, newDims);
+      }
       const oT = () => padRowsTransposedO(w(weightName.o(i)), layer.heads, D, Dp);
       const oRows = () => (D === Dp ? w(weightName.o(i)).data : transpose({ shape: [layer.heads * Dp, spec.hidden], data: oT() }));
       const attnOut = linear(fromRows(attn!, layer.heads * Dp), `l${i}.o`, [weightName.o(i)], spec.hidden, layer.heads * Dp, oRows, oT);
@@ -258,6 +314,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
     maxContext: M,
     logits: options.logits,
     packedTokens,
+    cacheOutputs,
   };
 }
 
