@@ -4,10 +4,11 @@
  * their values). Token ids are fixed, not sampled, so this measures the engine alone.
  *
  *   npm run bench:engine -- [--models bundled,100m] [--prompt 128] [--decode 64] [--threads N]
- *     [--dtype float32|int8|int4] [--out bench-out/engine.json]
+ *     [--dtype float32|int8|int4] [--ort-spin on|off] [--out bench-out/engine.json]
  *
  * --dtype int8|int4 runs every projection and the LM head as MatMulNBits (CPU); MOP_NBITS_ACCURACY
  * (0 or 4) picks that op's accuracy_level, to compare float32 against int8 activations.
+ * --ort-spin on lets idle ONNX Runtime pool threads spin (the server's --ort-spin); default off.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,11 +28,14 @@ const { values: args } = parseArgs({
     batches: { type: 'string', default: '1,8' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
     dtype: { type: 'string', default: 'float32' },
+    'ort-spin': { type: 'string', default: 'off' },
     out: { type: 'string', default: 'bench-out/engine.json' },
   },
 });
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: the engine benchmark runs on the CPU: float32, int8 or int4, not ${args.dtype}`);
+if (args['ort-spin'] !== 'on' && args['ort-spin'] !== 'off') throw new Error(`--ort-spin: on or off, not ${args['ort-spin']}`);
+const spin = args['ort-spin'] === 'on';
 const target = dtype === 'float32' ? { device: 'cpu' as const, dtype } : { device: 'cpu' as const, dtype: 'float32' as const, weights: dtype };
 const promptLen = Number(args.prompt);
 const decodeSteps = Number(args.decode);
@@ -55,7 +59,7 @@ for (const name of args.models.split(',')) {
   const { spec, weights } = await benchModel(name);
   const maxBatch = Math.max(...batches);
   const t0 = performance.now();
-  const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: Math.min(spec.maxContext, promptLen + decodeSteps + 8), threads, target });
+  const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: Math.min(spec.maxContext, promptLen + decodeSteps + 8), threads, target, spin });
   process.stderr.write(`${name}: ${(parameterCounts(spec).total / 1e6).toFixed(1)}M params, ${dtype}${dtype === 'float32' ? '' : ` (accuracy_level ${accuracyLevel()})`}, session built in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${threads} threads\n`);
   const prompt = Array.from({ length: promptLen }, (_, i) => 1 + ((i * 31) % (spec.vocabSize - 1)));
   // Warm-up: first runs allocate arenas and pick kernels.
@@ -87,7 +91,7 @@ for (const name of args.models.split(',')) {
   await session.release();
 }
 
-const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), threads, node: process.version, loadAvg: os.loadavg(), rows };
+const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), threads, spin, node: process.version, loadAvg: os.loadavg(), rows };
 fs.mkdirSync(path.dirname(args.out), { recursive: true });
 fs.writeFileSync(args.out, JSON.stringify(report, null, 2));
 console.log('| model | dtype | params | batch | prompt | prefill tok/s | decode tok/s | ms/decode step |');

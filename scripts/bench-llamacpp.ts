@@ -7,12 +7,13 @@
  *
  *   node --import tsx scripts/bench-llamacpp.ts [--models bundled,100m] [--quants f32,q8_0] [--threads N,1]
  *        [--prompt-tokens 32] [--tokens 64] [--reps 5] [--peer-dir .peer] [--peer-version 3.22.1]
- *        [--gguf-dir bench-out/speedup] [--no-install] [--out bench-out/speedup/llamacpp.json]
+ *        [--gguf-dir bench-out/speedup] [--no-install] [--ort-spin on|off] [--out bench-out/speedup/llamacpp.json]
  *
  * Models: `bundled` (stories260K), `100m`, `1b`, `tinyllama-1b` (synthetic, same seed as
  * bench-speedup, so the same weights); the GGUF files are written under --gguf-dir, one per
  * quantization: f32, q8_0 (ours: --dtype int8, the same blocks) and q4_0 (ours: int4). Threads:
- * llama.cpp's users pin them; the default measures all cores and 1.
+ * llama.cpp's users pin them; the default measures all cores and 1. --ort-spin on lets our idle
+ * pool threads spin as llama.cpp's do (the server's --ort-spin; default off, as the server).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     'peer-version': { type: 'string', default: PEER_VERSION },
     'gguf-dir': { type: 'string', default: 'bench-out/speedup' },
     'no-install': { type: 'boolean', default: false },
+    'ort-spin': { type: 'string', default: 'off' },
     out: { type: 'string', default: 'bench-out/speedup/llamacpp.json' },
   },
 });
@@ -47,6 +49,8 @@ const threads = args.threads.split(',').map((t) => int('threads', t.trim(), 1, 2
 const promptTokens = int('prompt-tokens', args['prompt-tokens'], 2, 1024);
 const tokens = int('tokens', args.tokens, 2, 1024);
 const reps = int('reps', args.reps, 1, 20);
+if (args['ort-spin'] !== 'on' && args['ort-spin'] !== 'off') throw new Error(`--ort-spin: on or off, not '${args['ort-spin']}'`);
+const ortSpin = args['ort-spin'] === 'on';
 const models = args.models.split(',').map((m) => m.trim()).filter(Boolean);
 for (const m of models) if (!isBenchModelName(m)) throw new Error(`unknown model '${m}'`);
 const quants = args.quants.split(',').map((q) => q.trim().toLowerCase()).filter(Boolean) as PeerQuant[];
@@ -60,6 +64,7 @@ const report: PeerReport = {
   peer: null,
   machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version },
   threads,
+  ortSpin,
   promptTokens,
   tokens,
   reps,
@@ -97,6 +102,7 @@ for (const name of models) {
       model,
       ggufDir: args['gguf-dir'],
       threads,
+      spin: ortSpin,
       promptTokens,
       tokens,
       reps,

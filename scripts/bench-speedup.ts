@@ -10,7 +10,7 @@
  *
  *   node --import tsx scripts/bench-speedup.ts [--models bundled,100m] [--strategies mop,depth,width]
  *     [--ratios 0.2,0.4,0.6] [--concurrency 1,8] [--requests 16,32] [--max-tokens 64] [--rounds auto|N]
- *     [--samples 8] [--seq-len 64] [--threads N] [--max-loaded 3] [--dtype float32|int8|int4]
+ *     [--samples 8] [--seq-len 64] [--threads N] [--ort-spin on|off] [--max-loaded 3] [--dtype float32|int8|int4]
  *     [--peer-quants f32,q8_0] [--no-peer | --peer-json FILE] [--budget params|latency]
  *     [--out-dir docs] [--quick] [--render-only REPORT.json[,REPORT2.json] [--peer-json PEER.json,...]]
  *
@@ -63,6 +63,7 @@ const { values: args } = parseArgs({
     samples: { type: 'string' },
     'seq-len': { type: 'string' },
     threads: { type: 'string' },
+    'ort-spin': { type: 'string' },
     'max-loaded': { type: 'string' },
     dtype: { type: 'string' },
     budget: { type: 'string' },
@@ -162,6 +163,9 @@ const rounds: number | 'auto' = (args.rounds ?? 'auto') === 'auto' ? 'auto' : nu
 const samples = num('samples', args.samples ?? (quick ? '4' : '8'), posInt);
 const seqLen = num('seq-len', args['seq-len'] ?? (quick ? '32' : '64'), (n) => posInt(n) && n >= 2);
 const threads = num('threads', args.threads ?? String(os.availableParallelism()), posInt);
+const ortSpinArg = args['ort-spin'] ?? 'off';
+if (ortSpinArg !== 'on' && ortSpinArg !== 'off') throw new Error(`--ort-spin: on or off, not '${ortSpinArg}'`);
+const ortSpin = ortSpinArg === 'on';
 const maxLoaded = num('max-loaded', args['max-loaded'] ?? '3', posInt);
 const tolerance = num('tolerance', args.tolerance ?? '0.1', (n) => n > 0 && n < 1);
 const outDir = args['out-dir'] ?? (quick ? 'bench-out/speedup-quick' : 'docs');
@@ -200,6 +204,7 @@ for (const name of models as BenchModelName[]) {
       samples,
       seqLen,
       threads,
+      ortSpin,
       maxLoaded: loadedCap,
       tolerance,
       runTimeoutSec: 600,
@@ -231,7 +236,7 @@ if (args['peer-json']) {
     const quants = big ? peerQuantList.filter((q) => q !== 'f32') : peerQuantList;
     if (quants.length === 0) continue;
     const peerOut = path.join('bench-out', 'speedup', `llamacpp-${m}${quick ? '-quick' : ''}.json`);
-    const peerArgs = ['--import', 'tsx', 'scripts/bench-llamacpp.ts', '--models', m, '--quants', quants.join(','), '--threads', threads > 1 ? `${threads},1` : String(threads), '--tokens', String(maxTokens), '--reps', quick ? '3' : '5', '--out', peerOut];
+    const peerArgs = ['--import', 'tsx', 'scripts/bench-llamacpp.ts', '--models', m, '--quants', quants.join(','), '--threads', threads > 1 ? `${threads},1` : String(threads), '--tokens', String(maxTokens), '--reps', quick ? '3' : '5', '--ort-spin', ortSpinArg, '--out', peerOut];
     log(`llama.cpp peer: node ${peerArgs.join(' ')}`);
     fs.rmSync(peerOut, { force: true });
     const r = spawnSync(process.execPath, peerArgs, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 30 * 60_000 });
@@ -259,6 +264,7 @@ const report: SpeedupReport = {
     loadAvgStart,
     loadAvgEnd: os.loadavg(),
     threads,
+    ortSpin,
   },
   settings: {
     quick,

@@ -91,6 +91,8 @@ export interface PeerReport {
   machine: { cpu: string; cores: number; node: string };
   /** Thread counts measured; the first is the headline (all cores). */
   threads: number[];
+  /** Whether our session's idle pool threads spun (the server's --ort-spin); absent in older reports: off. */
+  ortSpin?: boolean;
   promptTokens: number;
   tokens: number;
   reps: number;
@@ -230,6 +232,8 @@ export interface PeerModelOptions {
   model: LoadedModel;
   ggufDir: string;
   threads: number[];
+  /** Our session's idle pool threads spin (llama.cpp's threads always do). */
+  spin: boolean;
   promptTokens: number;
   tokens: number;
   reps: number;
@@ -279,7 +283,7 @@ async function benchThreads(o: PeerModelOptions, threads: number, file: string |
   const theirs: GenTiming[] = [];
   let session: ModelSession | undefined;
   try {
-    session = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: Math.min(contextSize, spec.maxContext), threads, target: oursTarget(o.quant) });
+    session = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: Math.min(contextSize, spec.maxContext), threads, target: oursTarget(o.quant), spin: o.spin });
   } catch (e) {
     // e.g. int4 on a width that is not whole blocks: llama.cpp still runs (its file keeps such tensors F32).
     const msg = `ours at ${o.quant}: ${e instanceof Error ? e.message : String(e)}`;

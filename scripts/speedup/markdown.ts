@@ -184,7 +184,7 @@ function peerAnalysis(r: SpeedupReport): string[] {
     if (spread(run.llamacpp) > 1.5 || spread(run.ours) > 1.5) {
       out.push(
         `  Repetitions varied widely (best/median ${spread(run.ours).toFixed(1)}× ours, ${spread(run.llamacpp).toFixed(1)}× llama.cpp; load average ${run.loadAvg.map((x) => x.toFixed(2)).join(' → ')} on ${r.machine.cores} cores): ` +
-          `other processes were using the CPU. llama.cpp's threads synchronise after every op with spin-waiting barriers, so one descheduled thread stalls the whole step, which is why its median falls far more than ours under contention (ONNX Runtime is run here with spinning off). The best repetitions are the fair comparison.`,
+          `other processes were using the CPU. llama.cpp's threads synchronise after every op with spin-waiting barriers, so one descheduled thread stalls the whole step, which is why its median falls far more than ours under contention (ONNX Runtime's idle threads ${r.machine.ortSpin ? 'spin here too: --ort-spin on' : 'sleep here: --ort-spin off'}). The best repetitions are the fair comparison.`,
       );
     }
   }
@@ -292,7 +292,7 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
   L.push('');
   const before = r.machine.loadAvgStart[0]!;
   L.push(
-    `- Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memGiB.toFixed(0)} GiB, ${r.machine.platform}, Node ${r.machine.node}; ONNX Runtime CPU with ${r.machine.threads} intra-op threads per variant; weights ${r.settings.dtype && r.settings.dtype !== 'float32' ? `${r.settings.dtype} (MatMulNBits blocks of 32 for every projection and the LM head; activations and KV cache float32)` : 'float32'}. ` +
+    `- Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memGiB.toFixed(0)} GiB, ${r.machine.platform}, Node ${r.machine.node}; ONNX Runtime CPU with ${r.machine.threads} intra-op threads per variant (idle pool threads ${r.machine.ortSpin ? 'spinning: --ort-spin on' : 'sleeping: --ort-spin off'}); weights ${r.settings.dtype && r.settings.dtype !== 'float32' ? `${r.settings.dtype} (MatMulNBits blocks of 32 for every projection and the LM head; activations and KV cache float32)` : 'float32'}. ` +
       `Load average (1 min) before the run: ${before.toFixed(2)}${before > r.machine.cores * 0.5 ? ` — **other processes were using the CPU (the machine is shared); absolute figures are noisy, the interleaved ratios much less so (see the per-round spread)**` : ''}. During the run the load average includes this benchmark's own ${r.machine.threads} busy threads.`,
   );
   if (st.quick) L.push('- **Quick smoke run** (`--quick`): few requests, short generations; the figures are not the benchmark.');

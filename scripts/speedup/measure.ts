@@ -39,6 +39,8 @@ export interface MeasureOptions {
   samples: number;
   seqLen: number;
   threads: number;
+  /** The served sessions' idle pool threads spin (the server's --ort-spin); default off. */
+  ortSpin?: boolean;
   maxLoaded: number;
   tolerance: number;
   /** Bound on one load run (s) and on one prune job (s). */
@@ -127,7 +129,7 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
 
   log(`starting the server (context ${context}, ${maxBatch} slots, ${o.threads} threads)`);
   const token = `bench-${Math.random().toString(36).slice(2)}`;
-  const server = await startBenchServer({ model: loaded, denseId: 'dense', adminToken: token, maxBatch, context, threads: o.threads, ...(o.target && { target: o.target }), log: (l) => log(`  server: ${l}`) });
+  const server = await startBenchServer({ model: loaded, denseId: 'dense', adminToken: token, maxBatch, context, threads: o.threads, ...(o.ortSpin !== undefined && { ortSpin: o.ortSpin }), ...(o.target && { target: o.target }), log: (l) => log(`  server: ${l}`) });
   const admin = new AdminClient(server.url, token);
   const probe = (id: string) => instrumentScheduler(server.service.get(id)!.scheduler);
   probe('dense');

@@ -84,7 +84,7 @@ export interface SpeedupReport {
   date: string;
   command: string;
   durationSec: number;
-  machine: { cpu: string; cores: number; memGiB: number; node: string; platform: string; loadAvgStart: number[]; loadAvgEnd: number[]; threads: number };
+  machine: { cpu: string; cores: number; memGiB: number; node: string; platform: string; loadAvgStart: number[]; loadAvgEnd: number[]; threads: number; /** absent in older reports: off */ ortSpin?: boolean };
   settings: {
     quick: boolean;
     /** Weight storage of every served model: float32, or int8 / int4 blocks (MatMulNBits). Absent: float32. */

@@ -16,6 +16,8 @@ export interface BenchServerOptions {
   maxBatch: number;
   context: number;
   threads: number;
+  /** Idle pool threads of the served sessions spin (--ort-spin); default off. */
+  ortSpin?: boolean;
   /** Device and dtype (or quantized weights) of the served sessions; default CPU float32. */
   target?: ExecutionTarget;
   log: (line: string) => void;
@@ -30,6 +32,7 @@ export async function startBenchServer(o: BenchServerOptions): Promise<RunningSe
     maxQueue: 4 * o.maxBatch,
     context: o.context,
     threads: o.threads,
+    ortSpin: o.ortSpin ?? false,
     requestTimeoutMs: 0,
     adminToken: o.adminToken,
     servedModelName: o.denseId,

@@ -26,6 +26,8 @@ export interface ServerConfig {
   prefillChunk: number;
   /** Fresh prompts that arrive together are prefilled in one run (CPU; docs/architecture.md). */
   batchPrefill: boolean;
+  /** Idle ONNX Runtime pool threads of serving sessions spin instead of sleeping. */
+  ortSpin: boolean;
   /** Per-request deadline from submission; 0 = none. */
   requestTimeoutMs: number;
   /** `max_tokens` of a /v1/completions request that omits it (OpenAI's default is 16). */
@@ -78,6 +80,7 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   context: undefined,
   prefillChunk: 256,
   batchPrefill: true,
+  ortSpin: false,
   requestTimeoutMs: 600_000,
   maxTokensDefault: 16,
   maxBodyBytes: 4 * 1024 * 1024,
@@ -167,6 +170,7 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto, cpu, webgpu, cuda or cuda-native (auto: a working GPU, else the CPU)', parse: parseDeviceRequest },
   { key: 'dtype', flag: '--dtype <type>', env: 'MOP_DTYPE', description: 'weights/activations/KV type: auto (float16 on GPU, float32 on CPU), float32, float16, or int8 / int4 block-quantized weights (CPU)', parse: parseDtypeRequest },
   { key: 'threads', flag: '--threads <n>', env: 'MOP_THREADS', description: 'ONNX Runtime intra-op threads (default: all cores)', parse: int(1, 1024) },
+  { key: 'ortSpin', flag: '--ort-spin <on|off>', env: 'MOP_ORT_SPIN', description: "idle ONNX Runtime pool threads of serving sessions spin instead of sleeping (ONNX Runtime's default): faster steps where cores are spare, stolen cores where they are not", parse: (raw) => oneOf('on', 'off')(raw) === 'on' },
   { key: 'chatTemplate', flag: '--chat-template <file>', env: 'MOP_CHAT_TEMPLATE', description: "Jinja chat template file (default: the checkpoint's, else a plain 'role: content' transcript)", parse: text },
   { key: 'maxN', flag: '--max-n <n>', env: 'MOP_MAX_N', description: 'largest n (choices per prompt) a request may ask for', parse: int(1, 1024) },
   { key: 'pruneThreads', flag: '--prune-threads <n>', env: 'MOP_PRUNE_THREADS', description: 'ONNX Runtime threads of the prune worker (default: all cores); serving keeps --threads', parse: int(1, 1024) },

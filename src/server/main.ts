@@ -78,6 +78,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       target: resolved.target,
       ...(config.threads !== undefined && { threads: config.threads }),
       batchPrefill: config.batchPrefill,
+      spin: config.ortSpin,
     },
     scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs },
     pruneThreads: config.pruneThreads,
@@ -91,7 +92,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   log(`loaded ${describeLoadedModel(model, dense.maxContext, dense.target)} (${resolved.note}); engine worker ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const blocks = dense.weightBlocks;
   if (blocks) log(`${dense.target.weights} weights: ${blocks.fromFile} matrices run the checkpoint's own blocks, ${blocks.quantized} quantized at load${blocks.quantized > 0 && blocks.fromFile > 0 ? ' (the file holds them as float or another bit width, or the kernels need them widened)' : ''}`);
-  log(`threads: serving ${config.threads ?? 'all cores'} per variant (--threads), pruning ${config.pruneThreads ?? 'all cores'} at nice ${config.pruneNice} (--prune-threads, --prune-nice); HTTP, metrics and health checks on the main thread`);
+  log(`threads: serving ${config.threads ?? 'all cores'} per variant (--threads; idle pool threads ${config.ortSpin ? 'spin' : 'sleep'}, --ort-spin), pruning ${config.pruneThreads ?? 'all cores'} at nice ${config.pruneNice} (--prune-threads, --prune-nice); HTTP, metrics and health checks on the main thread`);
   if (chatTemplate.source === 'default') {
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);

@@ -51,6 +51,13 @@ describe('server configuration', () => {
     assert.equal(resolveConfig({ pruneTarget: '0.4', device: 'auto' }).pruneTarget, 0.4);
   });
 
+  it('lets idle pool threads sleep unless --ort-spin / MOP_ORT_SPIN is on', () => {
+    assert.equal(defaultServerConfig.ortSpin, false);
+    assert.equal(configFromEnv({ MOP_ORT_SPIN: 'on' }).ortSpin, true);
+    assert.equal(resolveConfig({ ortSpin: 'off' }).ortSpin, false);
+    assert.throws(() => resolveConfig({ ortSpin: '1' }), /--ort-spin \/ MOP_ORT_SPIN: expected one of on, off, got '1'/);
+  });
+
   it('batches fresh prompts unless --batch-prefill / MOP_BATCH_PREFILL is off', () => {
     assert.equal(defaultServerConfig.batchPrefill, true);
     assert.equal(configFromEnv({ MOP_BATCH_PREFILL: 'off' }).batchPrefill, false);

@@ -13,6 +13,12 @@ export interface OrtSessionOptions {
   outputLocations?: Record<string, OutputLocation>;
   /** Record ONNX Runtime's per-op profile; written to `<prefix>_<date>.json` at endProfiling (scripts/bench-op-profile.ts). */
   profilePrefix?: string;
+  /**
+   * Let idle intra-op pool threads spin instead of sleeping (ONNX Runtime's own default). Default
+   * false: on a small machine spinning threads steal the cores that the next run, another
+   * variant's session or the event loop needs (docs/architecture.md, "Spinning pool threads").
+   */
+  spin?: boolean;
 }
 
 /**
@@ -27,9 +33,7 @@ export function createOrtSession(model: OnnxModel, device: OrtDeviceName, option
     interOpNumThreads: 1,
     executionMode: 'sequential',
     externalData: model.externalData.map((e) => ({ path: e.path, data: e.data })),
-    // Idle pool threads must not spin: on a small machine they steal the cores that the next
-    // run (or another session, or the event loop) needs.
-    extra: { session: { intra_op: { allow_spinning: process.env.MOP_ORT_SPIN === '1' ? '1' : '0' }, inter_op: { allow_spinning: '0' } } },
+    extra: { session: { intra_op: { allow_spinning: options.spin ? '1' : '0' }, inter_op: { allow_spinning: '0' } } },
   };
   if (options.outputLocations) sessionOptions.preferredOutputLocation = options.outputLocations;
   if (options.profilePrefix !== undefined) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: options.profilePrefix });

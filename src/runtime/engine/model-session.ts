@@ -42,6 +42,8 @@ export interface ModelSessionOptions {
   profilePrefix?: string;
   /** How the cache leaves each run (DecoderGraphOptions.cacheOutputs); default cacheOutputsOn(device). */
   cacheOutputs?: CacheOutputs;
+  /** Idle intra-op threads spin between runs (OrtSessionOptions.spin); default false. */
+  spin?: boolean;
 }
 
 /**
@@ -120,6 +122,7 @@ export class ModelSession implements DecoderSession {
       ...(options.threads !== undefined && { threads: options.threads }),
       ...(outputLocations && { outputLocations }),
       ...(options.profilePrefix !== undefined && { profilePrefix: options.profilePrefix }),
+      ...(options.spin !== undefined && { spin: options.spin }),
     });
     const cache: KvStore = onDevice
       ? await DeviceKvCache.create(graph.kvLayers, options.maxBatch, maxContext, device, target.dtype)

@@ -23,6 +23,8 @@ export interface EngineSessionOptions {
   threads?: number;
   /** Prefill fresh prompts that arrive together in one run (CPU sessions; default on). */
   batchPrefill?: boolean;
+  /** Idle ONNX Runtime pool threads spin instead of sleeping (default off). */
+  spin?: boolean;
 }
 
 /** The worker's `workerData`. */

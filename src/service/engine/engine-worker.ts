@@ -34,6 +34,7 @@ async function main(): Promise<void> {
       ...(init.session.prefillChunk !== undefined && { prefillChunk: init.session.prefillChunk }),
       ...(init.session.threads !== undefined && { threads: init.session.threads }),
       ...(init.session.batchPrefill !== undefined && { batchPrefill: init.session.batchPrefill }),
+      ...(init.session.spin !== undefined && { spin: init.session.spin }),
       ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
     });
     scheduler = new BatchScheduler(session, tokenizer, init.scheduling);
