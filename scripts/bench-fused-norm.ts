@@ -1,11 +1,13 @@
 /**
- * What folding the residual Adds into the RMSNorms (SkipSimplifiedLayerNormalization, the CPU
- * serving graph's default) saves per decode step: the same model's serving graph built with and
- * without the fold, two ModelSessions timed step by step interleaved (A B A B …, so load from
- * other processes hits both alike), median of the timed steps, over several rounds.
+ * What a graph fusion saves per decode step: the same model's serving graph built with and without
+ * it, two ModelSessions timed step by step interleaved (A B A B …, so load from other processes
+ * hits both alike), median of the timed steps, over several rounds. --fusion norm: residual Adds
+ * folded into the RMSNorms (SkipSimplifiedLayerNormalization, the CPU serving graph's default);
+ * --fusion gate-up: each MLP's gate and up projections as one stacked matrix (fuseGateUp, not the
+ * default: docs/architecture.md gives the figures).
  *
- *   node --import tsx scripts/bench-fused-norm.ts [--model 100m] [--dtype int8] [--threads 1]
- *     [--prompt 128] [--steps 64] [--rounds 3]
+ *   node --import tsx scripts/bench-fused-norm.ts [--fusion norm|gate-up] [--model 100m] [--dtype int8]
+ *     [--threads 1] [--batch 1] [--prompt 128] [--steps 64] [--rounds 3]
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -23,6 +25,8 @@ const { values: args } = parseArgs({
     prompt: { type: 'string', default: '128' },
     steps: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
+    fusion: { type: 'string', default: 'norm' },
+    batch: { type: 'string', default: '1' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -37,27 +41,37 @@ const maxContext = promptTokens + steps + 2;
 const prompt = Array.from({ length: promptTokens }, (_, k) => 3 + ((k * 104729) % (model.spec.vocabSize - 3)));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-const variants = [
-  { name: 'fused (default)', fuse: true },
-  { name: 'Add + norm', fuse: false },
-];
+if (args.fusion !== 'norm' && args.fusion !== 'gate-up') throw new Error(`--fusion: norm or gate-up, not '${args.fusion}'`);
+const batch = Number(args.batch);
+const variants =
+  args.fusion === 'norm'
+    ? [
+        { name: 'fused (default)', fuseResidualNorm: true, fuseGateUp: false },
+        { name: 'Add + norm', fuseResidualNorm: false, fuseGateUp: false },
+      ]
+    : [
+        { name: 'gate and up as one matrix', fuseResidualNorm: true, fuseGateUp: true },
+        { name: 'gate and up apart', fuseResidualNorm: true, fuseGateUp: false },
+      ];
 const sessions = await Promise.all(
   variants.map(async (v) => {
-    const graph = buildDecoderGraph(model.spec, model.weights, { maxContext, logits: 'last', dtype: 'float32', ...(target.weights && { weights: target.weights }), packedTokens: true, fuseResidualNorm: v.fuse, cacheOutputs: cacheOutputsOn('cpu') });
-    return ModelSession.create(model.spec, model.weights, { maxBatch: 1, maxContext, threads, target, graph });
+    const graph = buildDecoderGraph(model.spec, model.weights, { maxContext, logits: 'last', dtype: 'float32', ...(target.weights && { weights: target.weights }), packedTokens: true, fuseResidualNorm: v.fuseResidualNorm, fuseGateUp: v.fuseGateUp, cacheOutputs: cacheOutputsOn('cpu') });
+    return ModelSession.create(model.spec, model.weights, { maxBatch: batch, maxContext, threads, target, graph });
   }),
 );
-console.log(`${args.model}, ${dtype}, ${threads} thread(s), batch 1, ${promptTokens}-token prompt, ${steps} steps a round`);
+console.log(`${args.model}, ${dtype}, ${threads} thread(s), batch ${batch}, ${promptTokens}-token prompt, ${steps} steps a round`);
 for (let round = 1; round <= rounds; round++) {
   const times = sessions.map(() => [] as number[]);
   for (const s of sessions) {
-    s.reset(0);
-    await s.prefill(0, prompt);
+    for (let slot = 0; slot < batch; slot++) {
+      s.reset(slot);
+      await s.prefill(slot, prompt);
+    }
   }
   for (let i = 0; i < steps; i++) {
     for (const [j, s] of sessions.entries()) {
       const t0 = performance.now();
-      await s.decode([{ slot: 0, token: 5 + (i % 50) }]);
+      await s.decode(Array.from({ length: batch }, (_, slot) => ({ slot, token: 5 + (i % 50) })));
       if (i >= 4) times[j]!.push(performance.now() - t0);
     }
   }

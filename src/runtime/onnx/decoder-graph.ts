@@ -1,5 +1,5 @@
 import { type ModelSpec, weightName } from '../model/spec.ts';
-import type { Tensor, Weights } from '../model/tensor.ts';
+import { concatFloat32, type Tensor, type Weights } from '../model/tensor.ts';
 import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type FloatType, floatTypeCode, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeTableInitializers } from './rope-cache.ts';
@@ -46,6 +46,11 @@ export interface DecoderGraphOptions {
    * default false.
    */
   fuseResidualNorm?: boolean;
+  /**
+   * Run each MLP's gate and up projections as one matrix (their rows stacked) and split the result:
+   * one MatMul / MatMulNBits per MLP instead of two. Default false.
+   */
+  fuseGateUp?: boolean;
   /**
    * Packed tokens (logits 'last' only): input_ids is [1, T], the new tokens of every row back to
    * back, and everything but attention runs on those T tokens. Three more inputs place them:
@@ -282,8 +287,19 @@ export function buildDecoderGraph(spec: ModelSpec, weights: Weights, options: De
         const t = w(weight);
         return linear(x, name, [weight], t.shape[0]!, t.shape[1]!, () => t.data, () => transpose(t));
       };
-      const gate = proj(x, `l${i}.gate`, weightName.gate(i));
-      const up = proj(x, `l${i}.up`, weightName.up(i));
+      let gate: string;
+      let up: string;
+      if (options.fuseGateUp) {
+        // One projection over the gate rows stacked on the up rows, split after: one node (and
+        // one quantization of x) instead of two.
+        const F = layer.ffn;
+        const rows = () => concatFloat32([w(weightName.gate(i)).data, w(weightName.up(i)).data]);
+        const both = linear(x, `l${i}.gate_up`, [weightName.gate(i), weightName.up(i)], 2 * F, spec.hidden, rows, () => transpose({ shape: [2 * F, spec.hidden], data: rows() }));
+        [gate, up] = g.node('Split', [both, g.int64Initializer(`l${i}.gate_up_split`, [F, F])], 2, { axis: { i: -1 } }) as [string, string];
+      } else {
+        gate = proj(x, `l${i}.gate`, weightName.gate(i));
+        up = proj(x, `l${i}.up`, weightName.up(i));
+      }
       const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
       const down = proj(act, `l${i}.down`, weightName.down(i));
       addResidual(down);
