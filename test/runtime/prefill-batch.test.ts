@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generateText } from '../../src/runtime/engine/generate.ts';
-import { KvCache } from '../../src/runtime/engine/kv-cache.ts';
 import { freshPromptGroups, ModelSession, type PrefillEntry } from '../../src/runtime/engine/model-session.ts';
 import { openModel, type OpenedModel } from '../../src/runtime/engine/open-model.ts';
 import { defaultSamplingParams } from '../../src/runtime/engine/sampling-params.ts';
@@ -9,6 +8,7 @@ import { BatchScheduler } from '../../src/runtime/engine/scheduler.ts';
 import type { RequestHandle } from '../../src/runtime/engine/scheduler-types.ts';
 import type { GenerationRequest } from '../../src/runtime/engine/sequence.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
+import { slotCache } from '../helpers/slot-cache.ts';
 
 const greedy = defaultSamplingParams({ temperature: 0 });
 
@@ -22,22 +22,6 @@ function countRuns(session: ModelSession): { runs: number } {
     return run(...a);
   };
   return counter;
-}
-
-/** A copy of the cached positions [0, length) of one slot, every layer, keys then values. */
-function slotCache(session: ModelSession, slot: number): Float32Array[] {
-  const cache = session.cache as KvCache;
-  const length = session.length(slot);
-  const { feeds } = cache.views(slot, 1, length);
-  const out: Float32Array[] = [];
-  for (const l of cache.layout) {
-    for (const name of [l.pastKey, l.pastValue]) {
-      const data = feeds[name]!.data as Float32Array;
-      const D = l.cacheHeadDim;
-      for (let h = 0; h < l.kvHeads; h++) out.push(data.slice(h * cache.capacity * D, (h * cache.capacity + length) * D));
-    }
-  }
-  return out;
 }
 
 async function collect(h: RequestHandle): Promise<string> {
