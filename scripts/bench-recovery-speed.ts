@@ -52,7 +52,7 @@ async function measureOne(model: string, kind: RecoveryKind): Promise<Measuremen
     const m = await loadModel(defaultModelPath());
     ({ spec, weights } = m);
     const tok = createTokenizer(m.tokenizer);
-    const stream = tok.encode(readFileSync(resolve(packageRoot(), 'data/tinystories-calibration.txt'), 'utf8'), { addBos: false });
+    const stream = tok.encode(readFileSync(resolve(packageRoot(), 'data/tinystories-recovery-start.txt'), 'utf8'), { addBos: false });
     windows = [];
     for (let off = 0; off + SEQ <= stream.length && windows.length < 256; off += SEQ) windows.push(Int32Array.from([spec.bosTokenId, ...stream.slice(off, off + SEQ)]));
   } else {

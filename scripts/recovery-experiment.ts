@@ -1,8 +1,8 @@
 /**
  * Recovery experiment on the bundled model: prune to a target with MoP (default settings, 32×128
  * calibration, seed 0), then fine-tune the pruned model with each recipe and report held-out
- * perplexity before and after. Recovery text is the bundled calibration slice
- * (data/tinystories-calibration.txt) cut into BOS + seqLen windows; evaluation is the disjoint
+ * perplexity before and after. Recovery text is the bundled first recovery slice
+ * (data/tinystories-recovery-start.txt, the calibration slice until 2026-12-03) cut into BOS + seqLen windows; evaluation is the disjoint
  * held-out slice (data/tinystories-heldout.txt) in non-overlapping windows of 256, as
  * `npm run bench:quality` measures it. Not a test.
  *
@@ -11,7 +11,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { defaultCalibrationPath, defaultHeldoutPath, loadCalibration } from '../src/mop/calibration.ts';
+import { defaultHeldoutPath, loadCalibration } from '../src/mop/calibration.ts';
+import { defaultRecoveryStartPath } from '../src/mop/recovery-data.ts';
 import { perplexity, textWindows } from '../src/mop/evaluate.ts';
 import { runMop } from '../src/mop/mop.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
@@ -46,7 +47,7 @@ const pruned = (await runMop(denseModel, { target: Number(args.target), calibrat
 const pruneSeconds = (performance.now() - t0) / 1000;
 const prunedPpl = (await perplexity(pruned, heldout, { threads })).perplexity;
 
-const stream = tokenizer.encode(fs.readFileSync(defaultCalibrationPath(), 'utf8'), { addBos: false });
+const stream = tokenizer.encode(fs.readFileSync(defaultRecoveryStartPath(), 'utf8'), { addBos: false });
 const windows: Int32Array[] = [];
 for (let off = 0; off + seqLen <= stream.length; off += seqLen) windows.push(Int32Array.from([dense.spec.bosTokenId, ...stream.slice(off, off + seqLen)]));
 

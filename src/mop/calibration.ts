@@ -30,7 +30,7 @@ export interface CalibrationDescription {
 }
 
 export interface CalibrationOptions {
-  /** Text file; default: the bundled TinyStories calibration slice. */
+  /** Text file; default: the bundled TinyStories calibration slice (text recovery does not train on). */
   path?: string;
   samples: number;
   seqLen: number;

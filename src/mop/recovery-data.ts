@@ -1,16 +1,17 @@
 import { resolve } from 'node:path';
 import { packageRoot } from '../runtime/model/load.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
-import { defaultCalibrationPath, readTextFile, tokenizeText } from './calibration.ts';
+import { readTextFile, tokenizeText } from './calibration.ts';
 import { MopInputError } from './errors.ts';
 
 /**
  * Recovery text: the token windows recovery fine-tuning trains on. Each text file is tokenized as
  * one stream and cut into non-overlapping windows of BOS + seqLen tokens (a last partial window is
- * dropped), so every position of a window trains. By default: the calibration slice plus the
- * middle of the TinyStories text it came from (data/tinystories-recovery.txt); both end hundreds
- * of kilobytes before the held-out slice, so recovery never trains on the text quality is measured
- * on (test/mop/recovery-data.test.ts checks that no window is shared).
+ * dropped), so every position of a window trains. By default: the first 350 KB of the TinyStories
+ * text the bundled slices come from (data/tinystories-recovery-start.txt and
+ * data/tinystories-recovery.txt). It ends before the calibration slice, which ends before the
+ * held-out slice, so recovery trains neither on the text MoP picks candidates by nor on the text
+ * quality is measured on (test/mop/recovery-data.test.ts checks that no window is shared).
  */
 export interface RecoveryText {
   windows: Int32Array[];
@@ -25,15 +26,25 @@ export interface RecoveryTextDescription {
   seqLen: number;
 }
 
-/** The bundled middle slice of TinyStories (between the calibration and held-out slices, see data/README.md). */
+/** The bundled first ~150 KB of the TinyStories source text (data/README.md). */
+export function defaultRecoveryStartPath(): string {
+  return resolve(packageRoot(), 'data/tinystories-recovery-start.txt');
+}
+
+/** The bundled ~200 KB that follow it in the source text (data/README.md). */
 export function defaultRecoveryMiddlePath(): string {
   return resolve(packageRoot(), 'data/tinystories-recovery.txt');
 }
 
-/** What recovery trains on without --recovery-data: the calibration slice and the middle slice. */
+/**
+ * What recovery trains on without --recovery-data: the two recovery slices, none of it the
+ * calibration text. Why apart: with a brief recovery per candidate, each candidate has just trained
+ * on the text it is then scored on, and scores on seen text favoured the candidate the held-out
+ * text did not (src/runtime/train/README.md, "Calibration text the recovery does not train on").
+ */
 export function defaultRecoverySources(): { path: string; label: string }[] {
   return [
-    { path: defaultCalibrationPath(), label: 'bundled:data/tinystories-calibration.txt' },
+    { path: defaultRecoveryStartPath(), label: 'bundled:data/tinystories-recovery-start.txt' },
     { path: defaultRecoveryMiddlePath(), label: 'bundled:data/tinystories-recovery.txt' },
   ];
 }

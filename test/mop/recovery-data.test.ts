@@ -3,25 +3,35 @@ import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { defaultHeldoutPath, tokenizeText } from '../../src/mop/calibration.ts';
+import { defaultCalibrationPath, defaultHeldoutPath, tokenizeText } from '../../src/mop/calibration.ts';
 import { loadRecoveryText } from '../../src/mop/recovery-data.ts';
 import { bundled } from './helpers.ts';
 
 describe('recovery text', () => {
-  it('the default recovery text (calibration + middle slice) shares no 64-token run with the held-out text', async () => {
+  it('the default recovery text shares no 64-token run with the calibration or the held-out text, nor the calibration with the held-out text', async () => {
     const { tokenizer } = await bundled();
     const text = await loadRecoveryText(tokenizer, { seqLen: 128, batch: 16 });
-    assert.deepEqual(text.description.sources, ['bundled:data/tinystories-calibration.txt', 'bundled:data/tinystories-recovery.txt']);
+    assert.deepEqual(text.description.sources, ['bundled:data/tinystories-recovery-start.txt', 'bundled:data/tinystories-recovery.txt']);
     assert.ok(text.windows.length > 1000, `${text.windows.length} windows`);
     // Half a training window. (Runs of ~32 tokens do recur: TinyStories is formulaic — "Once upon a
     // time, there was a little bird named …" — without any story being shared.)
     const K = 64;
-    const heldout = tokenizeText(tokenizer, readFileSync(defaultHeldoutPath(), 'utf8'));
-    const seen = new Set<string>();
-    for (let i = 0; i + K <= heldout.length; i++) seen.add(heldout.slice(i, i + K).join(','));
-    let shared = 0;
-    for (const w of text.windows) for (let i = 1; i + K <= w.length; i++) if (seen.has(Array.from(w.subarray(i, i + K)).join(','))) shared++;
-    assert.equal(shared, 0, 'recovery windows that repeat held-out text');
+    const runs = (file: string): Set<string> => {
+      const tokens = tokenizeText(tokenizer, readFileSync(file, 'utf8'));
+      const seen = new Set<string>();
+      for (let i = 0; i + K <= tokens.length; i++) seen.add(tokens.slice(i, i + K).join(','));
+      return seen;
+    };
+    const heldout = runs(defaultHeldoutPath());
+    const calibration = runs(defaultCalibrationPath());
+    const sharedWith = (seen: Set<string>) => {
+      let shared = 0;
+      for (const w of text.windows) for (let i = 1; i + K <= w.length; i++) if (seen.has(Array.from(w.subarray(i, i + K)).join(','))) shared++;
+      return shared;
+    };
+    assert.equal(sharedWith(heldout), 0, 'recovery windows that repeat held-out text');
+    assert.equal(sharedWith(calibration), 0, 'recovery windows that repeat calibration text');
+    assert.equal([...calibration].filter((r) => heldout.has(r)).length, 0, 'calibration runs that repeat held-out text');
   });
 
   it('a recovery text file that is missing, empty or shorter than one batch is an error naming the numbers', async () => {

@@ -51,7 +51,7 @@ export interface PruneRecipe {
   recoveryLoss: 'ce' | 'kd';
   /** With kd: share of the distillation term (the rest is next-token cross-entropy). */
   recoveryKdAlpha: number;
-  /** Recovery text file; undefined = the bundled calibration slice plus the middle TinyStories slice. */
+  /** Recovery text file; undefined = the bundled TinyStories recovery slices (not the calibration text). */
   recoveryData: string | undefined;
   recoveryBatch: number;
   recoverySeqLen: number;
@@ -117,7 +117,7 @@ export const pruneOptions: readonly PruneOption[] = [
   option('recoveryLr', 'recovery-lr', 'peak recovery learning rate (AdamW, warm-up then cosine decay)', { kind: 'number', min: 0, max: 1 }, 2e-3),
   option('recoveryLoss', 'recovery-loss', 'recovery loss: ce (next-token cross-entropy) or kd (distillation from the unpruned model, mixed with ce)', { kind: 'choice', choices: recoveryLosses }, 'kd'),
   option('recoveryKdAlpha', 'recovery-kd-alpha', 'with kd: share of the distillation term, in (0, 1] (the rest is cross-entropy)', { kind: 'number', min: 0, max: 1 }, 0.75),
-  option('recoveryData', 'recovery-data', 'recovery text file (default: bundled calibration slice plus the middle TinyStories slice, disjoint from the held-out text)', { kind: 'text' }, undefined),
+  option('recoveryData', 'recovery-data', 'recovery text file (default: the bundled TinyStories recovery slices, disjoint from the calibration and held-out text)', { kind: 'text' }, undefined),
   option('recoveryBatch', 'recovery-batch', 'recovery sequences per step', { kind: 'int', min: 1, max: 1024 }, 16),
   option('recoverySeqLen', 'recovery-seq-len', 'tokens trained per recovery sequence', { kind: 'int', min: 2, max: 8192 }, 128),
   option('recoveryLoraRank', 'recovery-lora-rank', 'LoRA rank with --recovery lora (at most the narrowest adapted projection)', { kind: 'int', min: 1, max: 4096 }, 8),

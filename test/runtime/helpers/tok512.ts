@@ -10,8 +10,8 @@ import type { ScoredVocabSource } from '../../../src/runtime/tokenizer/types.ts'
 
 export const TOK512_BIN = fileURLToPath(new URL('../../../models/stories260K/tok512.bin', import.meta.url));
 export const TOK512_MODEL = fileURLToPath(new URL('../../../models/stories260K/tok512.model', import.meta.url));
-/** The bundled TinyStories slices (data/README.md): calibration then held-out, 250 KB in all. */
-export const TINYSTORIES_FILES = ['tinystories-calibration.txt', 'tinystories-heldout.txt'].map((f) => fileURLToPath(new URL(`../../../data/${f}`, import.meta.url)));
+/** Two bundled TinyStories slices (data/README.md): the first recovery slice then held-out, 250 KB in all. */
+export const TINYSTORIES_FILES = ['tinystories-recovery-start.txt', 'tinystories-heldout.txt'].map((f) => fileURLToPath(new URL(`../../../data/${f}`, import.meta.url)));
 
 /** Parses llama2.c's tokenizer.bin into a ScoredVocabSource, as the model reader would. */
 export function readTok512Bin(path = TOK512_BIN): ScoredVocabSource {
