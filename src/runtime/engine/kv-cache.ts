@@ -10,6 +10,7 @@ type KvArray = Float32Array | Uint16Array;
 export interface ScratchKv {
   feeds: Record<string, ort.Tensor>;
   fetches: Record<string, ort.Tensor | null>;
+  /** The buffers the run writes ('present'); empty with 'new', whose rows come from the run's outputs. */
   keys: KvArray[];
   values: KvArray[];
   rows: number;
@@ -21,7 +22,7 @@ export interface ScratchKv {
  * for each attention layer one key and one value buffer of
  * [maxBatch, kvHeads, capacity, headDim] floats. A sequence owns one batch slot; because the slot is
  * the outermost dimension, slots [0, n) and any single slot are contiguous views, which
- * GroupQueryAttention reads and updates in place.
+ * GroupQueryAttention reads (and, with 'present', updates in place).
  *
  * How a run's new positions get here depends on the graph's cacheOutputs:
  * - 'new' (CPU): the graph returns only the positions the run added (new_*), and commit writes them
@@ -44,6 +45,8 @@ export class KvCache implements KvStore {
   capacity = 0;
   /** Tokens cached per slot. */
   readonly lengths: Int32Array;
+  /** The first slot of the last binding ('new' outputs land in its rows). */
+  private boundFirst: number | undefined;
 
   constructor(
     readonly layout: readonly KvCacheLayout[],
@@ -82,9 +85,6 @@ export class KvCache implements KvStore {
     if (first === undefined) throw new Error('commit without a binding');
     this.writeNew(outputs, seqlensK, first);
   }
-
-  /** The first slot of the last binding ('new' outputs land in its rows). */
-  private boundFirst: number | undefined;
 
   /** Copy run rows' new positions (new_* outputs) into slots first, first + 1, …. */
   private writeNew(outputs: ort.InferenceSession.ReturnType, seqlensK: Int32Array, first: number, slots?: readonly number[]): void {
