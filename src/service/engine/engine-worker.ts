@@ -52,6 +52,7 @@ async function main(): Promise<void> {
     ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
     // Scored in pieces of the scheduler's prefill chunk: decode steps wait for one piece at most.
     chunk: init.scheduling.prefillChunk,
+    // No --ort-spin here: a second spinning pool beside the serving session's would take its cores.
   });
   const aborts = new Map<number, AbortController>();
   let lastStats = '';
