@@ -68,6 +68,22 @@ export interface ServerConfig {
   pruneHeapMb: number | undefined;
   /** Nice value of the prune worker's threads (Linux): 0 = same priority as serving. */
   pruneNice: number;
+  /** Bearer keys accepted on /v1 (any one of them); undefined = /v1 open, as vLLM without --api-key. */
+  apiKeys: string[] | undefined;
+  /** Origins a browser may call the API from (CORS); undefined = no CORS headers (browsers refuse cross-site reads). */
+  allowedOrigins: string[] | undefined;
+  /** Server-side files an admin request names (calibration, recovery_data) must lie under this directory; undefined = the bundled data/. */
+  dataDir: string | undefined;
+  /** Most model variants served at once (dense included); a prune or restore past it gets 409. */
+  maxVariants: number;
+  /** A decode/prefill step (or a worker heartbeat) older than this marks the variant stalled (503 engine_stalled). */
+  engineStallMs: number;
+  /** Serve /admin and /admin/events on this port instead of the API port; undefined = on the API port. */
+  adminPort: number | undefined;
+  /** Most /admin/events WebSocket clients at once. */
+  maxEventClients: number;
+  /** Finished prune jobs kept in GET /admin/prune (their full reports stay in the model store). */
+  maxJobHistory: number;
 }
 
 export const defaultServerConfig: Readonly<ServerConfig> = {
@@ -101,6 +117,14 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   modelStorePollMs: 5000,
   pruneHeapMb: undefined,
   pruneNice: 10,
+  apiKeys: undefined,
+  allowedOrigins: undefined,
+  dataDir: undefined,
+  maxVariants: 8,
+  engineStallMs: 60_000,
+  adminPort: undefined,
+  maxEventClients: 16,
+  maxJobHistory: 32,
 };
 
 /** A bad flag or environment value; the message names both and says what is expected. */
@@ -151,6 +175,35 @@ const text = (raw: string): string => {
   return raw;
 };
 
+/** A comma-separated list of non-empty items (keys, origins). */
+const list = (raw: string): string[] => {
+  const items = raw.split(',').map((s) => s.trim());
+  if (items.length === 0 || items.some((s) => s === '')) throw new Error(`expected a comma-separated list of non-empty values, got '${raw}'`);
+  return items;
+};
+
+/** Secrets short enough to guess are refused, not warned about. */
+const MIN_SECRET_CHARS = 16;
+
+const secret = (raw: string): string => {
+  if (raw.length < MIN_SECRET_CHARS) throw new Error(`expected at least ${MIN_SECRET_CHARS} characters (got ${raw.length}); generate one with: openssl rand -hex 32`);
+  return raw;
+};
+
+const secretList = (raw: string): string[] => {
+  const keys = list(raw);
+  keys.forEach(secret);
+  return keys;
+};
+
+const origins = (raw: string): string[] => {
+  const items = list(raw);
+  for (const o of items) {
+    if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) throw new Error(`expected '*' or origins like https://app.example.com (scheme and host, no path), got '${o}'`);
+  }
+  return items;
+};
+
 export const configKnobs: readonly ConfigKnob[] = [
   { key: 'port', flag: '--port <n>', env: 'PORT', description: 'TCP port to listen on', parse: int(0, 65535) },
   { key: 'host', flag: '--host <address>', env: 'HOST', description: 'address to listen on', parse: text },
@@ -165,7 +218,15 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'maxTokensDefault', flag: '--max-tokens-default <n>', env: 'MOP_MAX_TOKENS_DEFAULT', description: 'max_tokens when a completions request omits it', parse: int(1) },
   { key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'MOP_MAX_BODY_BYTES', description: 'largest request body (413 beyond)', parse: int(1) },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'MOP_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, time in-flight requests get to finish', parse: int(0) },
-  { key: 'adminToken', flag: '--admin-token <token>', env: 'MOP_ADMIN_TOKEN', description: 'bearer token for /admin/* (unset = admin API off)', parse: text, secret: true },
+  { key: 'adminToken', flag: '--admin-token <token>', env: 'MOP_ADMIN_TOKEN', description: 'bearer token for /admin/* (unset = admin API off; at least 16 characters)', parse: secret, secret: true },
+  { key: 'apiKeys', flag: '--api-key <keys>', env: 'MOP_API_KEY', description: 'comma-separated bearer keys accepted on /v1 (unset = /v1 needs no key; each at least 16 characters)', parse: secretList, secret: true },
+  { key: 'allowedOrigins', flag: '--allowed-origins <origins>', env: 'MOP_ALLOWED_ORIGINS', description: "comma-separated origins browsers may call the API from, or '*' (unset = no CORS)", parse: origins },
+  { key: 'dataDir', flag: '--data-dir <dir>', env: 'MOP_DATA_DIR', description: 'directory that files named in admin requests (calibration, recovery_data) must lie under (default: the bundled data/ directory)', parse: text },
+  { key: 'maxVariants', flag: '--max-variants <n>', env: 'MOP_MAX_VARIANTS', description: 'most model variants served at once, dense included (a prune or restore past it: 409)', parse: int(1, 256) },
+  { key: 'engineStallMs', flag: '--engine-stall-ms <ms>', env: 'MOP_ENGINE_STALL_MS', description: 'an engine step or heartbeat older than this marks the variant stalled: 503 engine_stalled, /ready and then /health fail', parse: int(100) },
+  { key: 'adminPort', flag: '--admin-port <n>', env: 'MOP_ADMIN_PORT', description: 'serve /admin and /admin/events on this port only, not on --port (unset = on --port)', parse: int(0, 65535) },
+  { key: 'maxEventClients', flag: '--max-event-clients <n>', env: 'MOP_MAX_EVENT_CLIENTS', description: 'most /admin/events WebSocket clients at once', parse: int(1, 10_000) },
+  { key: 'maxJobHistory', flag: '--max-job-history <n>', env: 'MOP_MAX_JOB_HISTORY', description: 'finished prune jobs listed by /admin/prune (full reports stay in the model store)', parse: int(1, 10_000) },
   { key: 'servedModelName', flag: '--served-model-name <id>', env: 'MOP_SERVED_MODEL_NAME', description: "model id clients use (default: the checkpoint's file name)", parse: text },
   { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto, cpu, webgpu, cuda or cuda-native (auto: a working GPU, else the CPU)', parse: parseDeviceRequest },
   { key: 'dtype', flag: '--dtype <type>', env: 'MOP_DTYPE', description: 'weights/activations/KV type: auto (float16 on GPU, float32 on CPU), float32, float16, or int8 / int4 block-quantized weights (CPU)', parse: parseDtypeRequest },

@@ -20,13 +20,13 @@ describe('server configuration', () => {
     const envs = configKnobs.map((k) => k.env);
     assert.ok(envs.includes('PORT') && envs.includes('HOST'));
     assert.ok(envs.filter((e) => e !== 'PORT' && e !== 'HOST').every((e) => e.startsWith('MOP_')));
-    const c = configFromEnv({ PORT: '9001', HOST: '127.0.0.1', MOP_MAX_BATCH: '4', MOP_CONTEXT: '256', MOP_SERVED_MODEL_NAME: 'tiny', MOP_ADMIN_TOKEN: 's3cret' });
+    const c = configFromEnv({ PORT: '9001', HOST: '127.0.0.1', MOP_MAX_BATCH: '4', MOP_CONTEXT: '256', MOP_SERVED_MODEL_NAME: 'tiny', MOP_ADMIN_TOKEN: 's3cret-admin-token-0123' });
     assert.equal(c.port, 9001);
     assert.equal(c.host, '127.0.0.1');
     assert.equal(c.maxBatch, 4);
     assert.equal(c.context, 256);
     assert.equal(c.servedModelName, 'tiny');
-    assert.equal(c.adminToken, 's3cret');
+    assert.equal(c.adminToken, 's3cret-admin-token-0123');
   });
 
   it('maps every flag to its config key the way commander camel-cases it', () => {
@@ -66,8 +66,8 @@ describe('server configuration', () => {
   });
 
   it('redacts the admin token when printing the configuration', () => {
-    const lines = formatConfig(resolveConfig({ adminToken: 's3cret', port: '1234' })).join('\n');
-    assert.ok(!lines.includes('s3cret'));
+    const lines = formatConfig(resolveConfig({ adminToken: 's3cret-admin-token-0123', port: '1234' })).join('\n');
+    assert.ok(!lines.includes('s3cret-admin-token-0123'));
     assert.match(lines, /MOP_ADMIN_TOKEN\s+<redacted>/);
     assert.match(lines, /PORT\s+1234/);
   });

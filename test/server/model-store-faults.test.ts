@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { defaultModelOf, type ServerProcess, servedIds, startServerProcess } from './helpers/server-process.ts';
 
-const TOKEN = 'fault-token';
+const TOKEN = 'fault-admin-token-0123';
 const POLL_MS = 300;
 // Small calibration and no recovery fine-tuning (on by default): prunes of seconds, not minutes.
 const quick = { samples: 8, seq_len: 64, recovery: 'none' };

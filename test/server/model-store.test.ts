@@ -14,7 +14,7 @@ import type { RunningServer } from '../../src/server/main.ts';
 import { runMop } from '../helpers/run-cli.ts';
 import { postJson, scrape, startTestServer, waitFor } from './helpers/server.ts';
 
-const TOKEN = 'store-token';
+const TOKEN = 'store-admin-token-0123';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 // Small calibration and no recovery fine-tuning (on by default): prunes of seconds, not minutes.
 const quick = { samples: 8, seq_len: 64, recovery: 'none' };

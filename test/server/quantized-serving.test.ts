@@ -8,7 +8,7 @@ import { postJson, scrape, startTestServer } from './helpers/server.ts';
 
 describe('a server started with --dtype int8', () => {
   let s: RunningServer;
-  before(async () => (s = await startTestServer({ dtype: 'int8', adminToken: 'q-token' })));
+  before(async () => (s = await startTestServer({ dtype: 'int8', adminToken: 'quantized-admin-token' })));
   after(async () => s.close());
 
   it('serves completions and says int8 where dashboards and operators look', async () => {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server/main.ts';
 import { assertOpenAIError, postJson, startTestServer, waitFor } from '../server/helpers/server.ts';
 
-const TOKEN = 'engine-fault-token';
+const TOKEN = 'engine-fault-admin-token';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 
 const admin = (s: RunningServer, method: string, path: string, body?: unknown) =>
