@@ -30,6 +30,8 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** Store entries used within this long are not evicted (default 10 min; tests shorten it). */
   storeEvictGraceMs?: number;
+  /** Each engine worker's entry module (default: the real one); fault tests wrap it. */
+  engineWorker?: URL;
 }
 
 export interface RunningServer {
@@ -86,6 +88,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     pruneNice: config.pruneNice,
     restart: { maxRestarts: config.engineRestarts, windowMs: 60_000 },
     unloadGraceMs: config.shutdownGraceMs,
+    ...(options.engineWorker && { engineWorker: options.engineWorker }),
     log,
   });
   const dense = service.active!;

@@ -29,6 +29,8 @@ export interface ModelServiceOptions {
   /** Nice value of the prune worker's threads on Linux (default 10): serving wins CPU contention. */
   pruneNice?: number;
   restart?: RestartPolicy;
+  /** The engine worker's entry module (default: engine-worker.ts); tests wrap it to inject faults. */
+  engineWorker?: URL;
   /** Grace for requests on a variant unloaded because another replica dropped it (default 30 s). */
   unloadGraceMs?: number;
   log: (line: string) => void;
@@ -222,5 +224,5 @@ export class ModelService {
 }
 
 function variantBase(o: ModelServiceOptions) {
-  return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }) };
+  return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }), ...(o.engineWorker && { engineWorker: o.engineWorker }) };
 }

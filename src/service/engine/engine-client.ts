@@ -22,6 +22,9 @@ interface Pending {
   detach: () => void;
 }
 
+/** The engine worker thread's entry module. */
+export const defaultEngineWorker = siblingModule(import.meta.url, 'engine-worker');
+
 const idleStats = (capacity: number): SchedulerStats => ({ running: 0, waiting: 0, lastBatchSize: 0, kvTokensUsed: 0, kvTokensCapacity: capacity, engine: zeroEngineTimes() });
 
 export class EngineClient implements Scheduler, PromptScorer {
@@ -53,9 +56,12 @@ export class EngineClient implements Scheduler, PromptScorer {
     worker.on('exit', (code) => this.onExit(`engine worker exited with code ${code}`));
   }
 
-  /** Start a worker and wait until its session is built; a model that fails to build rejects. */
-  static start(init: EngineInit): Promise<EngineClient> {
-    const worker = startWorkerThread(siblingModule(import.meta.url, 'engine-worker'), { workerData: init, name: `engine ${init.variant}` });
+  /**
+   * Start a worker and wait until its session is built; a model that fails to build rejects.
+   * `module` is the worker's entry (default: engine-worker); tests pass a wrapper that injects faults.
+   */
+  static start(init: EngineInit, module: URL = defaultEngineWorker): Promise<EngineClient> {
+    const worker = startWorkerThread(module, { workerData: init, name: `engine ${init.variant}` });
     return new Promise((resolve, reject) => {
       const onMessage = (m: FromEngine) => {
         if (m.type === 'ready') {

@@ -35,6 +35,8 @@ export interface EngineVariantOptions {
   log: (line: string) => void;
   /** Told whenever the status changes (admin events). */
   onStatus?: (v: EngineVariant) => void;
+  /** The engine worker's entry module (default: engine-worker.ts); tests wrap it to inject faults. */
+  engineWorker?: URL;
 }
 
 export class EngineVariant implements ServedVariant, Scheduler {
@@ -66,7 +68,7 @@ export class EngineVariant implements ServedVariant, Scheduler {
   static async start(options: EngineVariantOptions): Promise<EngineVariant> {
     const model: LoadedModel = { ...options.model, weights: shareWeights(options.model.weights), ...(options.model.fileBlocks && { fileBlocks: shareFileBlocks(options.model.fileBlocks) }) };
     const opts = { ...options, model };
-    return new EngineVariant(opts, await EngineClient.start(engineInit(opts)));
+    return new EngineVariant(opts, await EngineClient.start(engineInit(opts), opts.engineWorker));
   }
 
   get scheduler(): Scheduler {
@@ -156,7 +158,7 @@ export class EngineVariant implements ServedVariant, Scheduler {
     this.options.log(`model '${this.id}': engine stopped (${reason}); restarting it`);
     this.setStatus('restarting', reason);
     try {
-      const engine = await EngineClient.start(engineInit(this.options));
+      const engine = await EngineClient.start(engineInit(this.options), this.options.engineWorker);
       if (this.released) return void (await engine.release());
       this.engine = engine;
       this.watch(engine);
