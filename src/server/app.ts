@@ -14,7 +14,6 @@ import type { RequestOutcome, ServerMetrics } from './metrics.ts';
 import type { ModelCard, ModelList } from './protocol.ts';
 import { VariantUnavailableError } from '../service/engine/engine-errors.ts';
 import type { ModelService } from '../service/model-service.ts';
-import { DEFAULT_MODEL_ALIAS } from '../service/variant-registry.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import type { ChatTemplate } from './chat-template.ts';
 
@@ -77,7 +76,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // Counted under the variant the handler resolved (never drawn again: an A/B split is random);
       // a request that failed before resolving counts under the variant it names, or the active one.
       const model = (json as { model?: unknown } | undefined)?.model;
-      const variant = ctx.variant ?? (typeof model === 'string' && model !== '' && model !== DEFAULT_MODEL_ALIAS ? deps.service.get(model) : model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS ? deps.service.active : undefined);
+      const variant = ctx.variant ?? deps.service.lookup(model);
       const err = toApiError(e, log);
       countFailure(deps, variant, outcomeOf(err));
       return err.toResponse();
@@ -92,7 +91,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.json(list);
   });
   app.get('/v1/models/:id{.+}', (c) => {
-    const variant = deps.service.get(c.req.param('id')) ?? (c.req.param('id') === DEFAULT_MODEL_ALIAS ? deps.service.active : undefined);
+    const variant = deps.service.lookup(c.req.param('id'));
     if (!variant) return modelNotFound(c.req.param('id')).toResponse();
     return c.json(modelCard(variant));
   });

@@ -119,6 +119,11 @@ export class ModelService {
     return this.variants.resolve(model);
   }
 
+  /** The variant `model` names, or the active one for the default alias; never draws the A/B split. */
+  lookup(model: unknown): ServedVariant | undefined {
+    return this.variants.lookup(model);
+  }
+
   get split(): TrafficSplit | undefined {
     return this.variants.split;
   }

@@ -7,6 +7,11 @@
 /** What a request's `model` field may say besides a variant id: "use the active one". */
 export const DEFAULT_MODEL_ALIAS = 'default';
 
+/** Whether a request's `model` field asks for the active variant: omitted, null, '' or "default". */
+export function isDefaultModel(model: unknown): model is undefined | null | '' | typeof DEFAULT_MODEL_ALIAS {
+  return model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS;
+}
+
 /** An A/B test: this share of requests that do not name a model go to `variant` instead of the active one. */
 export interface TrafficSplit {
   variant: string;
@@ -43,12 +48,21 @@ export class VariantRegistry<V extends { readonly id: string }> {
    * an A/B split, the split variant for its share of requests.
    */
   resolve(model: string | null | undefined): V | undefined {
-    if (model === undefined || model === null || model === '' || model === DEFAULT_MODEL_ALIAS) {
+    if (isDefaultModel(model)) {
       const split = this.trafficSplit;
       if (split && this.random() < split.share) return this.variants.get(split.variant) ?? this.active;
       return this.active;
     }
     return this.variants.get(model);
+  }
+
+  /**
+   * The variant `model` names, or the active one for the default alias, without drawing the A/B
+   * split: for describing a model or accounting a request, never for routing one.
+   */
+  lookup(model: unknown): V | undefined {
+    if (isDefaultModel(model)) return this.active;
+    return typeof model === 'string' ? this.variants.get(model) : undefined;
   }
 
   /** Start (or replace) an A/B split; undefined ends it. */
