@@ -7,7 +7,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { bearerMatches } from './admin-auth.ts';
+import { bearerCheck } from './bearer-auth.ts';
 import type { ServiceEvent } from '../service/service-events.ts';
 
 /** Where admin events come from (the service). */
@@ -20,11 +20,12 @@ export const ADMIN_EVENTS_PATH = '/admin/events';
 /** Serve `/admin/events` on the HTTP server's upgrade requests. Returns a closer. */
 export function attachAdminEventSocket(server: Server, events: EventSource, adminToken: string | undefined): () => void {
   const wss = new WebSocketServer({ noServer: true });
+  const tokenMatches = bearerCheck(adminToken === undefined ? [] : [adminToken]);
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '').split('?')[0];
     if (path !== ADMIN_EVENTS_PATH) return refuse(socket, 404, 'Not Found');
     if (adminToken === undefined) return refuse(socket, 404, 'Not Found');
-    if (!bearerMatches(req.headers.authorization, adminToken)) return refuse(socket, 401, 'Unauthorized');
+    if (!tokenMatches(req.headers.authorization)) return refuse(socket, 401, 'Unauthorized');
     wss.handleUpgrade(req, socket, head, (ws) => {
       const unsubscribe = events.subscribe((e) => ws.send(JSON.stringify(e)));
       ws.on('close', unsubscribe);

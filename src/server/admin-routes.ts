@@ -11,7 +11,7 @@ import { EntryReferencedError, ManifestCorruptError, ManifestVersionError } from
 import { PruneConflictError, PruneWorkerError } from '../service/prune/prune-jobs.ts';
 import { jsonLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
-import { bearerMatches } from './admin-auth.ts';
+import { bearerCheck } from './bearer-auth.ts';
 import { adminDisabled, ApiError, conflict, fromZodError, invalidRequest, modelNotFound, notFound, unauthorized } from './errors.ts';
 
 export interface AdminDeps {
@@ -45,10 +45,11 @@ const splitSchema = z.object({ variant: z.string().min(1), share: z.number().min
 
 export function adminRoutes(deps: AdminDeps): Hono {
   const app = new Hono();
+  const tokenMatches = bearerCheck(deps.token === undefined ? [] : [deps.token]);
 
   app.use('*', async (c, next) => {
     if (deps.token === undefined) return adminDisabled().toResponse();
-    if (!bearerMatches(c.req.header('authorization'), deps.token)) return unauthorized().toResponse();
+    if (!tokenMatches(c.req.header('authorization'))) return unauthorized().toResponse();
     await next();
   });
 
