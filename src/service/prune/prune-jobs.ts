@@ -14,6 +14,8 @@ import type { EngineVariant } from '../engine/engine-variant.ts';
 import type { HexDigest, StoredEntry } from '../model-store/index.ts';
 import type { PruneJobRequest, PruneJobView } from './prune-job-view.ts';
 import { type PrunedModel, type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';
+import { checkInputFile, type InputFileLimits } from './prune-input-files.ts';
+import { pruneOptions } from './prune-options.ts';
 import { type PruneStoreKey, pruneStoreKey, recipeOf } from './prune-store-key.ts';
 import { validateRecipe } from './run-prune.ts';
 
@@ -51,6 +53,12 @@ export interface PruneJobsDeps {
   store?: () => PruneJobStore | undefined;
   /** How a prune worker is started (default: a worker thread). */
   startWorker?: typeof startPruneWorker;
+  /** Finished jobs kept for GET /admin/prune (default DEFAULT_MAX_JOB_HISTORY); older ones are forgotten. */
+  maxJobHistory?: number;
+  /** How long the worker may take to read its inputs (default: calibratedTimeoutMs of the named files' size). */
+  calibratedTimeoutMs?: number;
+  /** Size and time bounds of the named input files (default: MAX_INPUT_FILE_BYTES, INPUT_READ_TIMEOUT_MS). */
+  inputFiles?: Omit<InputFileLimits, 'signal'>;
 }
 
 /** The model store as prune jobs use it (store-sync/variant-store.ts implements it). */
@@ -93,73 +101,78 @@ interface PruneJob {
    */
   stored: (PruneStoreKey & { served: string | undefined; hit: StoredEntry | undefined; store: PruneJobStore }) | undefined;
   cancelled: boolean;
+  /** Aborted by a cancel: ends whatever the job awaits (file checks, hashing, the worker). */
+  abort: AbortController;
+  /** Rejects with an AbortError once the job is cancelled. */
+  whenCancelled: Promise<never>;
   started: number;
   done: Promise<void>;
 }
 
+/** Finished jobs kept for GET /admin/prune when the server sets no limit. */
+export const DEFAULT_MAX_JOB_HISTORY = 32;
+
+/**
+ * How long a prune worker may take to read and cut its calibration and recovery text before the
+ * job fails: its start-up, plus tokenizing the files the request names (about 1 MiB/s on one core).
+ */
+export function calibratedTimeoutMs(inputBytes: number): number {
+  return 60_000 + 5_000 * Math.ceil(inputBytes / 2 ** 20);
+}
+
+/** What a job awaits while it starts; settled once it prunes, or once it ended before that. */
+interface StartSignal {
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
 export class PruneJobs {
+  /** The running job and up to maxJobHistory finished ones, oldest first. */
   private readonly jobs = new Map<string, PruneJob>();
   private running: PruneJob | undefined;
-  private starting = false;
+  private closed = false;
   private counter = 0;
 
   constructor(private readonly deps: PruneJobsDeps) {}
 
+  /** Finished jobs kept (older ones are forgotten). */
+  get historyLimit(): number {
+    return this.deps.maxJobHistory ?? DEFAULT_MAX_JOB_HISTORY;
+  }
+
   /**
-   * Validate, start the worker and wait until it has read the calibration text (so a missing or
-   * too short file is the caller's 400, not a failed job); throws MopInputError (400),
-   * PruneConflictError (409).
+   * Validate, register the job (from here it is listed and can be cancelled), check its files,
+   * start the worker and wait until it has read the calibration text, so a missing or too short
+   * file is the caller's 400, not a failed job: a job refused so is not kept. Throws
+   * MopInputError (400; PruneFileError names the field), PruneConflictError (409),
+   * PruneWorkerError (500: the worker failed, or did not read its inputs in time). Resolves with
+   * the job, running, or cancelled when a cancel came first.
    */
   async start(request: PruneJobRequest): Promise<PruneJobView> {
     validateRecipe(request);
-    if (this.running || this.starting) {
-      const id = this.running?.view.id;
-      throw new PruneConflictError(id ? `prune job ${id} is still running; wait for it or cancel it (DELETE /admin/prune/${id})` : 'another prune job is being started', 'prune_in_progress');
+    if (this.closed) throw new PruneConflictError('the server is shutting down; it starts no prune jobs', 'shutting_down');
+    if (this.running) {
+      const id = this.running.view.id;
+      throw new PruneConflictError(`prune job ${id} is still running; wait for it or cancel it (DELETE /admin/prune/${id})`, 'prune_in_progress');
     }
     const sourceId = request.source ?? this.deps.denseId;
     const source = this.deps.registry.get(sourceId);
     if (!source) throw new MopInputError(`no model variant '${sourceId}' to prune`);
     if (request.id !== undefined && this.deps.registry.has(request.id)) throw new PruneConflictError(`a model variant '${request.id}' already exists`, 'variant_exists');
-    const dense = this.deps.registry.get(this.deps.denseId);
     const id = `prune-${++this.counter}`;
     const view: PruneJobView = { id, status: 'running', request, createdAt: new Date().toISOString(), finishedAt: null, progress: null, variant: null, error: null, storeKey: null, fromStore: false };
-    const job: PruneJob = { view, worker: undefined, stored: undefined, cancelled: false, started: performance.now(), done: Promise.resolve() };
-    const referenceBlocks = parameterCounts((dense ?? source).model.spec).blocks;
-    this.starting = true;
-    try {
-      job.stored = await this.lookUp(sourceId, request, referenceBlocks, source.target);
-      view.storeKey = job.stored?.key ?? null;
-      view.fromStore = job.stored?.hit !== undefined || job.stored?.served !== undefined;
-      if (!job.stored?.hit && job.stored?.served === undefined) job.worker = (this.deps.startWorker ?? startPruneWorker)(
-        {
-          model: { spec: source.model.spec, weights: source.model.weights, tokenizer: source.model.tokenizer, path: source.model.path },
-          recipe: request,
-          ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
-          ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),
-          device: source.target.device,
-          servingTarget: source.target,
-          nice: this.deps.pruneNice,
-          ...(job.stored && { store: { root: job.stored.store.root, key: job.stored.key, sourceDigest: job.stored.sourceDigest, recipe: job.stored.recipe, chatTemplate: source.model.chatTemplate } }),
-        },
-        (p) => {
-          job.view.progress = p;
-          this.publish(job);
-          this.logProgress(job);
-        },
-        this.deps.pruneHeapMb !== undefined ? { heapMb: this.deps.pruneHeapMb } : {},
-      );
-      await job.worker?.calibrated;
-    } catch (e) {
-      job.worker?.cancel();
-      if (e instanceof MopInputError) throw e;
-      throw new PruneWorkerError(`the prune worker failed before it started pruning: ${e instanceof Error ? e.message : String(e)}`);
-    } finally {
-      this.starting = false;
-    }
+    const abort = new AbortController();
+    const whenCancelled = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(new DOMException('cancelled', 'AbortError')), { once: true }));
+    whenCancelled.catch(() => undefined);
+    const job: PruneJob = { view, worker: undefined, stored: undefined, cancelled: false, abort, whenCancelled, started: performance.now(), done: Promise.resolve() };
+    // Registered before the first await: the slot is taken, and the job can be seen and cancelled.
     this.jobs.set(id, job);
     this.running = job;
-    job.done = this.run(job, source);
     this.publish(job);
+    let signal!: StartSignal;
+    const pruning = new Promise<void>((resolve, reject) => (signal = { resolve, reject }));
+    job.done = this.run(job, source, signal);
+    await pruning;
     return this.summary(job);
   }
 
@@ -172,30 +185,110 @@ export class PruneJobs {
     return [...this.jobs.values()].map((j) => this.summary(j));
   }
 
+  /** Whether `id` named a job that is no longer kept: aged out of the history, or refused (400) as it started. */
+  forgotten(id: string): boolean {
+    const n = /^prune-([1-9][0-9]*)$/.exec(id)?.[1];
+    return n !== undefined && Number(n) <= this.counter && !this.jobs.has(id);
+  }
+
   /** Cancel a running job; a finished one cannot be (409). Resolves when it has stopped. */
   async cancel(id: string): Promise<PruneJobView | undefined> {
     const job = this.jobs.get(id);
     if (!job) return undefined;
     if (job.view.status !== 'running') throw new PruneConflictError(`prune job ${id} already ${job.view.status}; only a running job can be cancelled`, 'job_finished');
-    job.cancelled = true;
-    job.worker?.cancel();
+    this.stop(job);
     await job.done;
     return this.summary(job);
   }
 
-  /** Cancel whatever runs and wait for its thread to end (shutdown: no native call may be cut short). */
-  async close(): Promise<void> {
+  /**
+   * Shutdown: start no more jobs, cancel whatever runs and wait up to `graceMs` for its thread to
+   * end (no native call may be cut short). A worker that does not stop in time (inside a long
+   * ONNX Runtime call) is left to end with the process: terminating it would abort the process.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.closed = true;
     const job = this.running;
     if (!job) return;
-    job.cancelled = true;
-    job.worker?.cancel();
-    await job.done;
-    await job.worker?.exited;
+    this.stop(job);
+    const stopped = (async () => {
+      await job.done;
+      await job.worker?.exited;
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([stopped.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
+    clearTimeout(timer);
+    if (!inTime) {
+      this.deps.log(`prune ${job.view.id}: its worker did not stop within ${graceMs} ms of the cancel; shutting down without waiting for it`);
+      job.worker?.detach();
+    }
   }
 
   /** Wait for the running job, if any (tests, start-up prune). */
   async idle(): Promise<void> {
     await this.running?.done;
+  }
+
+  private stop(job: PruneJob): void {
+    job.cancelled = true;
+    job.abort.abort();
+    job.worker?.cancel();
+  }
+
+  /** `work`, or an AbortError as soon as the job is cancelled (a worker that ignores its cancel holds nothing up). */
+  private untilCancelled<T>(job: PruneJob, work: Promise<T>): Promise<T> {
+    return Promise.race([work, job.whenCancelled]);
+  }
+
+  /**
+   * Everything before pruning: the named files checked (regular files only, bounded in size and
+   * time), the store looked up, the worker started and its calibration text read, within
+   * calibratedTimeoutMs. Throws MopInputError for bad input.
+   */
+  private async prepare(job: PruneJob, source: EngineVariant): Promise<void> {
+    const { request } = job.view;
+    const limits: InputFileLimits = { ...this.deps.inputFiles, signal: job.abort.signal };
+    let inputBytes = 0;
+    for (const o of pruneOptions) {
+      const path = request[o.key];
+      if (o.type.kind === 'text' && typeof path === 'string') inputBytes += await checkInputFile(o, path, limits);
+    }
+    const dense = this.deps.registry.get(this.deps.denseId);
+    const referenceBlocks = parameterCounts((dense ?? source).model.spec).blocks;
+    job.stored = await this.untilCancelled(job, this.lookUp(source.id, request, referenceBlocks, source.target, limits));
+    job.view.storeKey = job.stored?.key ?? null;
+    job.view.fromStore = job.stored?.hit !== undefined || job.stored?.served !== undefined;
+    if (job.stored?.hit || job.stored?.served !== undefined) return;
+    job.worker = (this.deps.startWorker ?? startPruneWorker)(
+      {
+        model: { spec: source.model.spec, weights: source.model.weights, tokenizer: source.model.tokenizer, path: source.model.path },
+        recipe: request,
+        ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
+        ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),
+        device: source.target.device,
+        servingTarget: source.target,
+        nice: this.deps.pruneNice,
+        ...(job.stored && { store: { root: job.stored.store.root, key: job.stored.key, sourceDigest: job.stored.sourceDigest, recipe: job.stored.recipe, chatTemplate: source.model.chatTemplate } }),
+      },
+      (p) => {
+        job.view.progress = p;
+        this.publish(job);
+        this.logProgress(job);
+      },
+      this.deps.pruneHeapMb !== undefined ? { heapMb: this.deps.pruneHeapMb } : {},
+    );
+    // A cancel in the same turn as the start (the worker did not exist yet) reaches it here.
+    if (job.cancelled) job.worker.cancel();
+    const ms = this.deps.calibratedTimeoutMs ?? calibratedTimeoutMs(inputBytes);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new PruneWorkerError(`the prune worker did not read its calibration and recovery text within ${ms / 1000} s; the job failed, its worker was asked to stop, and the next prune may start`)), ms);
+    });
+    try {
+      await this.untilCancelled(job, Promise.race([job.worker.calibrated, late]));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private lastLogged = 0;
@@ -208,11 +301,11 @@ export class PruneJobs {
   }
 
   /** With a store: the job's key, and the entry when it is already there (a cache hit: no prune). */
-  private async lookUp(sourceId: string, request: PruneJobRequest, referenceBlocks: number, servingTarget: ExecutionTarget): Promise<PruneJob['stored']> {
+  private async lookUp(sourceId: string, request: PruneJobRequest, referenceBlocks: number, servingTarget: ExecutionTarget, limits: InputFileLimits): Promise<PruneJob['stored']> {
     const store = this.deps.store?.();
     const sourceDigest = store?.sourceDigest(sourceId);
     if (!store || sourceDigest === undefined) return undefined;
-    const key = await pruneStoreKey(sourceDigest, recipeOf(request), referenceBlocks, servingTarget);
+    const key = await pruneStoreKey(sourceDigest, recipeOf(request), referenceBlocks, servingTarget, limits);
     const served = store.variantWithKey(key.key);
     return { ...key, store, served, hit: served === undefined ? await store.find(key.key) : undefined };
   }
@@ -226,10 +319,21 @@ export class PruneJobs {
     return { spec: loaded.model.spec, weights: loaded.model.weights, report: loaded.report };
   }
 
-  private async run(job: PruneJob, source: EngineVariant): Promise<void> {
+  /** The whole job: prepare (then `pruning` settles), prune, register; never throws. */
+  private async run(job: PruneJob, source: EngineVariant, pruning: StartSignal): Promise<void> {
     const { request } = job.view;
     const { log } = this.deps;
+    let prepared = false;
+    let refused = false;
     try {
+      try {
+        await this.prepare(job, source);
+      } catch (e) {
+        job.worker?.cancel();
+        throw e;
+      }
+      prepared = true;
+      pruning.resolve();
       const served = job.stored?.served;
       if (served !== undefined) {
         // The same work is already served here (restored from the store): nothing to prune or load.
@@ -244,7 +348,7 @@ export class PruneJobs {
       }
       if (job.stored?.hit) log(`prune ${job.view.id}: ${request.strategy} to ${request.target} of ${source.id} is in the model store (entry ${job.stored.key}); loading it instead of pruning`);
       else log(`prune ${job.view.id}: ${request.strategy} to ${request.target} of ${source.id} (${request.samples}×${request.seqLen} calibration tokens, criterion ${request.criterion}, ${this.deps.pruneThreads ?? 'all'} prune threads)`);
-      const result = await this.produce(job);
+      const result = await this.untilCancelled(job, this.produce(job));
       if (job.cancelled) throw new DOMException('cancelled', 'AbortError');
       const variantId = request.id ?? this.uniqueId(`${request.strategy}-${Math.round(request.target * 100)}`);
       const model: LoadedModel = { ...source.model, spec: result.spec, weights: result.weights, path: `${source.model.path} → ${variantId}` };
@@ -263,18 +367,31 @@ export class PruneJobs {
       if (job.cancelled) {
         job.view.status = 'cancelled';
         log(`prune ${job.view.id}: cancelled`);
+        if (!prepared) pruning.resolve();
       } else {
         job.view.status = 'failed';
         job.view.error = e instanceof Error ? e.message : String(e);
-        log(`prune ${job.view.id}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        // Bad input found while starting: the request is answered 400 and keeps no job.
+        refused = !prepared && e instanceof MopInputError;
+        if (refused) log(`prune ${job.view.id}: refused: ${job.view.error}`);
+        else log(`prune ${job.view.id}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        if (!prepared) pruning.reject(refused || e instanceof PruneWorkerError ? e : new PruneWorkerError(`the prune worker failed before it started pruning: ${job.view.error}`));
       }
     } finally {
       // In the same turn as the status change, so no request sees a finished job still 'running' here.
       if (this.running === job) this.running = undefined;
       job.view.finishedAt = new Date().toISOString();
-      this.deps.metrics()?.observePruneJob(request.strategy, job.view.status, (performance.now() - job.started) / 1000);
+      if (!refused) this.deps.metrics()?.observePruneJob(request.strategy, job.view.status, (performance.now() - job.started) / 1000);
       this.publish(job);
+      if (refused) this.jobs.delete(job.view.id);
+      this.trimHistory();
     }
+  }
+
+  /** Forget the oldest finished jobs beyond the history limit (the running one is always kept). */
+  private trimHistory(): void {
+    const finished = [...this.jobs.values()].filter((j) => j !== this.running);
+    for (const j of finished.slice(0, Math.max(0, finished.length - this.historyLimit))) this.jobs.delete(j.view.id);
   }
 
   private uniqueId(base: string): string {

@@ -9,9 +9,9 @@
  */
 import { defaultCalibrationPath } from '../../mop/calibration.ts';
 import { cpuTarget, describeTarget, type ExecutionTarget } from '../../runtime/device/device.ts';
-import { MopInputError } from '../../mop/errors.ts';
 import { defaultRecoverySources } from '../../mop/recovery-data.ts';
-import { digestFile, type EntryRecipe, type HexDigest, storeKey } from '../model-store/index.ts';
+import { type EntryRecipe, type HexDigest, storeKey } from '../model-store/index.ts';
+import { digestInputFile, type InputFileLimits } from './prune-input-files.ts';
 import { type PruneRecipe, pruneOptions } from './prune-options.ts';
 
 /**
@@ -34,28 +34,21 @@ export interface PruneStoreKey {
 /**
  * The key of pruning the model whose digest is `sourceDigest` with `recipe`, measuring the ratio
  * against `referenceBlocks`. `recipe` may carry fields the option table does not know yet: they
- * are hashed as they are. Reads every file setting (MopInputError when one cannot be read).
+ * are hashed as they are. Reads every file setting: only regular files, within `limits`
+ * (PruneFileError when one cannot be read).
  */
-export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe, referenceBlocks: number, servingTarget: ExecutionTarget = cpuTarget): Promise<PruneStoreKey> {
+export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe, referenceBlocks: number, servingTarget: ExecutionTarget = cpuTarget, limits: InputFileLimits = {}): Promise<PruneStoreKey> {
   const material: Record<string, unknown> = { ...recipe, referenceBlocks };
   if (recipe.budget === 'latency') material.latencyTarget = describeTarget(servingTarget);
   for (const o of pruneOptions) {
     if (o.type.kind !== 'text') continue;
     const set = recipe[o.key] as string | undefined;
     const paths = set !== undefined ? [set] : (defaultFiles[o.key]?.() ?? []);
-    const digests = await Promise.all(paths.map((p) => digestSetting(p, o.name)));
+    const digests = await Promise.all(paths.map((p) => digestInputFile(o, p, limits)));
     material[o.key] = digests.length === 0 ? undefined : { sha256: digests.length === 1 ? digests[0]! : digests };
   }
   const entryRecipe = material as EntryRecipe;
   return { key: storeKey(sourceDigest, entryRecipe), sourceDigest, recipe: entryRecipe };
-}
-
-async function digestSetting(path: string, name: string): Promise<HexDigest> {
-  try {
-    return await digestFile(path);
-  } catch (e) {
-    throw new MopInputError(`${name} file ${path}: ${(e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
 }
 
 /** The recipe fields of a prune job request (where the result goes is not part of what it is). */

@@ -30,6 +30,8 @@ export interface PruneWorkerHandle {
   cancel(): void;
   /** Resolves when the thread has ended (shutdown waits for it). */
   exited: Promise<void>;
+  /** Stop keeping the process alive (shutdown gave up waiting): the thread ends with the process, never terminated. */
+  detach(): void;
 }
 
 /** `heapMb`: the worker's JavaScript heap limit; past it the worker ends (the job fails), not the process. */
@@ -85,5 +87,6 @@ export function startPruneWorker(init: PruneWorkerInit, onProgress: (p: MopProgr
       worker.postMessage({ type: 'cancel' } satisfies ToPruneWorker);
     },
     exited,
+    detach: () => worker.unref(),
   };
 }
