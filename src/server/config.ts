@@ -219,7 +219,8 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'MOP_MAX_BODY_BYTES', description: 'largest request body (413 beyond)', parse: int(1) },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'MOP_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, time in-flight requests get to finish', parse: int(0) },
   { key: 'adminToken', flag: '--admin-token <token>', env: 'MOP_ADMIN_TOKEN', description: 'bearer token for /admin/* (unset = admin API off; at least 16 characters)', parse: secret, secret: true },
-  { key: 'apiKeys', flag: '--api-key <keys>', env: 'MOP_API_KEY', description: 'comma-separated bearer keys accepted on /v1 (unset = /v1 needs no key; each at least 16 characters)', parse: secretList, secret: true },
+  // Commander files --api-key under apiKey; the config holds the list as apiKeys.
+  { key: 'apiKey', flag: '--api-key <keys>', env: 'MOP_API_KEY', description: 'comma-separated bearer keys accepted on /v1 (unset = /v1 needs no key; each at least 16 characters)', parse: secretList, secret: true, assign: (config, value) => (config.apiKeys = value as string[]), read: (config) => config.apiKeys },
   { key: 'allowedOrigins', flag: '--allowed-origins <origins>', env: 'MOP_ALLOWED_ORIGINS', description: "comma-separated origins browsers may call the API from, or '*' (unset = no CORS)", parse: origins },
   { key: 'dataDir', flag: '--data-dir <dir>', env: 'MOP_DATA_DIR', description: 'directory that files named in admin requests (calibration, recovery_data) must lie under (default: the bundled data/ directory)', parse: text },
   { key: 'maxVariants', flag: '--max-variants <n>', env: 'MOP_MAX_VARIANTS', description: 'most model variants served at once, dense included (a prune or restore past it: 409)', parse: int(1, 256) },
