@@ -4,6 +4,7 @@
  * whole surface answers 404 (off), so a server never exposes it by accident.
  */
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { MopInputError } from '../mop/errors.ts';
 import type { ModelService } from '../service/model-service.ts';
@@ -12,7 +13,8 @@ import { PruneConflictError, PruneWorkerError } from '../service/prune/prune-job
 import { jsonLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import { bearerCheck } from './bearer-auth.ts';
-import { adminDisabled, ApiError, conflict, fromZodError, invalidRequest, modelNotFound, notFound, unauthorized } from './errors.ts';
+import { requireJsonBody } from './content-type.ts';
+import { adminDisabled, ApiError, bodyTooLarge, conflict, fromZodError, invalidRequest, modelNotFound, notFound, unauthorized, unavailable } from './errors.ts';
 
 export interface AdminDeps {
   token: string | undefined;
@@ -22,7 +24,14 @@ export interface AdminDeps {
   /** What a prune request that omits them uses (the server's --prune-* settings). */
   pruneDefaults: Omit<PruneRecipe, 'target'>;
   log: (line: string) => void;
+  /** True once shutdown began: admin changes are refused (503 `draining`), reads still answer. */
+  draining: () => boolean;
 }
+
+/** Admin bodies are small JSON objects (a prune recipe, a split). */
+export const ADMIN_MAX_BODY_BYTES = 64 * 1024;
+
+const MUTATING_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * POST /admin/prune body: every option of the shared prune table under its snake_case name (the
@@ -52,6 +61,14 @@ export function adminRoutes(deps: AdminDeps): Hono {
     if (!tokenMatches(c.req.header('authorization'))) return unauthorized().toResponse();
     await next();
   });
+  app.use('*', async (c, next) => {
+    if (deps.draining() && MUTATING_METHODS.has(c.req.method)) {
+      return unavailable('The server is shutting down: admin changes are refused; send them to the next instance.', 'draining').toResponse();
+    }
+    await next();
+  });
+  app.use('*', requireJsonBody());
+  app.use('*', bodyLimit({ maxSize: ADMIN_MAX_BODY_BYTES, onError: () => bodyTooLarge(ADMIN_MAX_BODY_BYTES).toResponse() }));
 
   app.post('/prune', async (c) => {
     let body: unknown;

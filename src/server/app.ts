@@ -1,13 +1,16 @@
 /**
  * The HTTP surface as a hono app, independent of how it is served (node-server in production,
- * `app.request()` in a test): routes, body limits, JSON decoding, and the one place where thrown
- * errors become OpenAI-shaped responses.
+ * `app.request()` in a test): routes, CORS, API keys, content type and body limits, JSON decoding,
+ * and the one place where thrown errors become OpenAI-shaped responses.
  */
 import { Hono } from 'hono';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { requireApiKey } from './api-key.ts';
 import { handleChatCompletion } from './chat.ts';
 import { handleCompletion } from './completions.ts';
+import { requireJsonBody } from './content-type.ts';
+import { corsFor } from './cors.ts';
 import type { EndpointContext, EndpointLimits } from './endpoint.ts';
 import { ApiError, bodyTooLarge, internalError, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
@@ -36,6 +39,10 @@ export interface AppDeps {
   log?: (line: string) => void;
   /** The /admin routes (prune jobs, variants), mounted when given. */
   admin?: Hono;
+  /** Bearer keys of which every /v1 request must carry one (--api-key); unset or empty: /v1 is open. */
+  apiKeys?: readonly string[] | undefined;
+  /** Origins (or '*') browsers may call /v1 from (--allowed-origins); unset: no CORS headers at all. */
+  allowedOrigins?: readonly string[] | undefined;
 }
 
 type Env = { Variables: { clientSignal: AbortSignal } };
@@ -54,6 +61,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     await next();
   });
 
+  // CORS first: a preflight carries no API key. Then the key, then the content type (415 before a
+  // byte of the body is read), then the body limit.
+  if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use('/v1/*', corsFor(deps.allowedOrigins));
+  if (deps.apiKeys && deps.apiKeys.length > 0) app.use('/v1/*', requireApiKey(deps.apiKeys));
+  app.use('/v1/*', requireJsonBody(() => countFailure(deps, undefined, 'invalid')));
   app.use(
     '/v1/*',
     bodyLimit({

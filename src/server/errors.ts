@@ -14,7 +14,7 @@ export interface OpenAIErrorBody {
   };
 }
 
-export type ErrorStatus = 400 | 401 | 404 | 409 | 413 | 429 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 404 | 409 | 413 | 415 | 429 | 500 | 503;
 
 /** An error meant for the client: status, OpenAI type/code, the offending request field. */
 export class ApiError extends Error {
@@ -67,6 +67,22 @@ export const unauthorized = (): ApiError =>
   new ApiError(401, 'Missing or wrong admin token: send Authorization: Bearer <MOP_ADMIN_TOKEN>.', 'authentication_error', null, 'invalid_api_key', {
     'www-authenticate': 'Bearer',
   });
+
+/** As vLLM's --api-key: the official clients raise AuthenticationError. */
+export const invalidApiKey = (): ApiError =>
+  new ApiError(401, 'Missing or wrong API key: send Authorization: Bearer <key> with one of the keys the server was started with (--api-key / MOP_API_KEY).', 'authentication_error', null, 'invalid_api_key', {
+    'www-authenticate': 'Bearer',
+  });
+
+/** A body that is not declared as JSON: refused before it is read (a web page can send text/plain cross-site without a preflight). */
+export const unsupportedMediaType = (contentType: string | undefined): ApiError =>
+  new ApiError(
+    415,
+    `The request body must be JSON: send \`content-type: application/json\` (got ${contentType ? `\`${contentType.slice(0, 100)}\`` : 'no content type'}).`,
+    'invalid_request_error',
+    null,
+    'unsupported_media_type',
+  );
 
 export const adminDisabled = (): ApiError =>
   new ApiError(404, 'The admin API is off: start the server with --admin-token / MOP_ADMIN_TOKEN to enable it.', 'invalid_request_error', null, 'admin_disabled');

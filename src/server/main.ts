@@ -104,7 +104,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   service.attachMetrics(metrics);
   const state: ServerState = { ready: false, draining: false };
   const app = createApp({
-    admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune }),
+    admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune, draining: () => state.draining }),
+    apiKeys: config.apiKeys,
+    allowedOrigins: config.allowedOrigins,
     service,
     chatTemplate,
     metrics,

@@ -136,7 +136,7 @@ describe('bad input is answered with an OpenAI error, and the server keeps worki
         c.close();
       },
     });
-    await assertOpenAIError(await fetch(completions, { method: 'POST', body: chunked, duplex: 'half' } as RequestInit), 413, null);
+    await assertOpenAIError(await fetch(completions, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunked, duplex: 'half' } as RequestInit), 413, null);
   });
 
   it('unsupported features are refused, not ignored', async () => {
@@ -146,7 +146,7 @@ describe('bad input is answered with an OpenAI error, and the server keeps worki
   });
 
   it('unknown routes → 404 in the same shape', async () => {
-    await assertOpenAIError(await fetch(server.url + '/v1/embeddings', { method: 'POST', body: '{}' }), 404);
+    await assertOpenAIError(await postJson(server.url + '/v1/embeddings', {}), 404);
   });
 
   it('after all of that, a normal request is answered correctly and failures were counted', async () => {

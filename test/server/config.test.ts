@@ -104,7 +104,7 @@ describe('mop serve', () => {
     assert.match(log, /MOP_MAX_BATCH\s+8/);
     assert.match(log, /loaded .*stories260K\.bin/);
     assert.match(log, /chat template: the checkpoint has none/);
-    const res = await fetch(url + '/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 4, temperature: 0 }) });
+    const res = await fetch(url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 4, temperature: 0 }) });
     assert.equal(res.status, 200);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');

@@ -234,6 +234,38 @@ describe('model store entries', () => {
     assert.equal((await store.verify(o.key, { contents: true })).ok, true);
   });
 
+  it('put rewrites an entry whose content changed after it was written, even at the same size', async (t) => {
+    const store = await ModelStore.open(await tempDir(t));
+    const o = origin();
+    const { dir } = await store.put(o.key, filesWriter(sampleFiles), o);
+    await fs.writeFile(path.join(dir, 'model.safetensors'), new Uint8Array(4096).fill(8));
+    let ran = false;
+    const again = await store.put(o.key, async (d) => ((ran = true), filesWriter(sampleFiles)(d)), o);
+    assert.equal(again.outcome, 'written');
+    assert.equal(ran, true);
+    assert.equal((await store.verify(o.key, { contents: true })).ok, true);
+  });
+
+  it('verify with contents reports a file entry.json does not list, and a symlink in place of a listed file', async (t) => {
+    const store = await ModelStore.open(await tempDir(t));
+    const a = origin(1);
+    const b = origin(2);
+    const entryA = await store.put(a.key, filesWriter(sampleFiles), a);
+    const entryB = await store.put(b.key, filesWriter(sampleFiles), b);
+    await fs.writeFile(path.join(entryA.dir, 'model.safetensors.index.json'), '{}');
+    const va = await store.verify(a.key, { contents: true });
+    assert.ok(!va.ok);
+    assert.equal(va.file, path.join(entryA.dir, 'model.safetensors.index.json'));
+    assert.match(va.reason, /is not listed in entry\.json \(added after the entry was written\)/);
+    const elsewhere = path.join(await tempDir(t), 'weights');
+    await fs.copyFile(path.join(entryB.dir, 'model.safetensors'), elsewhere);
+    await fs.rm(path.join(entryB.dir, 'model.safetensors'));
+    await fs.symlink(elsewhere, path.join(entryB.dir, 'model.safetensors'));
+    const vb = await store.verify(b.key);
+    assert.ok(!vb.ok);
+    assert.match(vb.reason, /model\.safetensors is not a regular file/);
+  });
+
   it('a store path below a regular file fails to open with a clear error', async (t) => {
     const dir = await tempDir(t);
     await fs.writeFile(path.join(dir, 'file'), '');

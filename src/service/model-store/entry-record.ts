@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { digestFile } from './digest.ts';
 import { errorCode } from './errors.ts';
-import type { FileInTree } from './durable-fs.ts';
+import { type FileInTree, listFilesInTree } from './durable-fs.ts';
 import { isHexDigest, type HexDigest, type EntryRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';
 
 /** The file inside every entry directory that describes it; written last, before the publishing rename. */
@@ -112,7 +112,8 @@ export function isEntryProblem(x: EntryRecord | EntryProblem): x is EntryProblem
 /**
  * Check an entry directory: entry.json is a current, consistent record, and every file it lists
  * exists with the recorded size (a cut safetensors is caught here) and, with `contents`, the
- * recorded SHA-256 (reads every byte). Returns the record, or the first problem found.
+ * recorded SHA-256 and nothing unlisted beside it (checkEntryContents: reads every byte). Returns
+ * the record, or the first problem found.
  */
 export async function checkEntryDirectory(dir: string, key: string, options: { contents?: boolean } = {}): Promise<EntryRecord | EntryProblem> {
   const recordPath = join(dir, ENTRY_FILE);
@@ -129,7 +130,8 @@ export async function checkEntryDirectory(dir: string, key: string, options: { c
     const abs = join(dir, ...f.path.split('/'));
     let size: number;
     try {
-      const st = await fs.stat(abs);
+      // lstat: a symlink in place of a recorded file could point anywhere, later.
+      const st = await fs.lstat(abs);
       if (!st.isFile()) return { file: abs, reason: `${abs} is not a regular file` };
       size = st.size;
     } catch (e) {
@@ -141,16 +143,38 @@ export async function checkEntryDirectory(dir: string, key: string, options: { c
     }
   }
   if (options.contents) {
-    for (const f of record.files) {
-      const abs = join(dir, ...f.path.split('/'));
-      let digest: string;
-      try {
-        digest = await digestFile(abs);
-      } catch (e) {
-        return { file: abs, reason: `${abs} cannot be read: ${(e as Error).message}` };
-      }
-      if (digest !== f.sha256) return { file: abs, reason: `${abs} has SHA-256 ${digest}, ${ENTRY_FILE} records ${f.sha256} (its content changed after it was written)` };
-    }
+    const problem = await checkEntryContents(dir, record);
+    if (problem) return problem;
   }
   return record;
+}
+
+/**
+ * The content check of an entry whose record was already read: every listed file hashes to its
+ * recorded SHA-256, and the directory holds no file the record does not list (a loader could read
+ * one: a shard index, a generation config). Reads every byte; undefined when the entry is sound.
+ */
+export async function checkEntryContents(dir: string, record: Pick<EntryRecord, 'files'>): Promise<EntryProblem | undefined> {
+  let present: FileInTree[];
+  try {
+    present = await listFilesInTree(dir);
+  } catch (e) {
+    return { file: dir, reason: `${dir} cannot be listed: ${(e as Error).message}` };
+  }
+  const listed = new Set(record.files.map((f) => f.path));
+  const extra = present.find((f) => !listed.has(f.path) && !RESERVED_FILES.includes(f.path));
+  if (extra) return { file: extra.absolute, reason: `${extra.absolute} is not listed in ${ENTRY_FILE} (added after the entry was written)` };
+  const byPath = new Map(present.map((f) => [f.path, f]));
+  for (const f of record.files) {
+    const abs = join(dir, ...f.path.split('/'));
+    if (!byPath.has(f.path)) return { file: abs, reason: `${abs} is missing or not a regular file` };
+    let digest: string;
+    try {
+      digest = await digestFile(abs);
+    } catch (e) {
+      return { file: abs, reason: `${abs} cannot be read: ${(e as Error).message}` };
+    }
+    if (digest !== f.sha256) return { file: abs, reason: `${abs} has SHA-256 ${digest}, ${ENTRY_FILE} records ${f.sha256} (its content changed after it was written)` };
+  }
+  return undefined;
 }

@@ -34,7 +34,10 @@ export class ManifestCorruptError extends Error {
   }
 }
 
-/** An entry directory exists but is incomplete or damaged; `file` is the first file found wrong. */
+/**
+ * An entry directory exists but is incomplete or damaged (a missing or cut file, or content that no
+ * longer matches the SHA-256 recorded when it was written); `file` is the first file found wrong.
+ */
 export class EntryInvalidError extends Error {
   override name = 'EntryInvalidError';
   constructor(
@@ -42,7 +45,7 @@ export class EntryInvalidError extends Error {
     readonly file: string,
     readonly reason: string,
   ) {
-    super(`model-store entry ${key} is invalid: ${reason}`);
+    super(`model-store entry ${key} is invalid: ${reason}; it is not loaded: run the same prune again to rewrite it, or delete the entry's directory`);
   }
 }
 

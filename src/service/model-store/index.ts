@@ -1,7 +1,7 @@
 /** The model store's public surface (see README.md). */
 export { canonicalJson, type JsonValue } from './canonical-json.ts';
 export { digestFile, digestWeights } from './digest.ts';
-export { ENTRY_FILE, type EntryFile, type EntryRecord, LAST_USED_FILE } from './entry-record.ts';
+export { checkEntryContents, ENTRY_FILE, type EntryFile, type EntryProblem, type EntryRecord, LAST_USED_FILE } from './entry-record.ts';
 export {
   EntryInvalidError,
   EntryReferencedError,

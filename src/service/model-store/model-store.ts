@@ -167,9 +167,11 @@ export class ModelStore {
   /**
    * Publish the entry `key` by running `write` into a fresh scratch directory, recording every
    * file's size and SHA-256 in entry.json, fsyncing, and renaming it into entries/ in one step.
-   * An entry already there (sound) is a hit and `write` is not called; if another writer publishes
-   * the same key first, this copy is discarded and the result is a hit too. A damaged entry in
-   * the way is moved aside and rewritten. Fails with StoreWriteError (full disk, read-only store,
+   * An entry already there is a hit when it is sound, contents included (every file is hashed
+   * again: a put runs off the serving thread), and `write` is not called; if another writer
+   * publishes the same key first, this copy is discarded and the result is a hit too. A damaged
+   * entry in the way (a cut file, or content changed after it was written) is moved aside and
+   * rewritten. Fails with StoreWriteError (full disk, read-only store,
    * a writer that threw, ...) leaving nothing visible, or ManifestVersionError when a newer
    * release owns the store. Either outcome marks the entry used.
    */
@@ -180,7 +182,7 @@ export class ModelStore {
     await this.refuseIfNewerManifest();
     const dir = this.entryDir(key);
     if (await pathExists(dir)) {
-      const existing = await checkEntryDirectory(dir, key);
+      const existing = await checkEntryDirectory(dir, key, { contents: true });
       if (!isEntryProblem(existing)) {
         this.count.hits++;
         await this.markUsed(key);
@@ -259,7 +261,8 @@ export class ModelStore {
   /**
    * The entry `key` for loading: undefined when there is none; EntryInvalidError (naming the
    * file) when it is there but incomplete or damaged (missing or cut files are caught by size).
-   * Marks it used for LRU eviction.
+   * Contents are not hashed here: the loader checks them with checkEntryContents off the serving
+   * thread before it reads the weights. Marks it used for LRU eviction.
    */
   async get(key: HexDigest): Promise<StoredEntry | undefined> {
     const dir = this.entryDir(key);

@@ -7,7 +7,7 @@ import type { PruneReport } from '../../mop/report.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
-import type { HexDigest } from '../model-store/index.ts';
+import { EntryInvalidError, type HexDigest, type StoredEntry } from '../model-store/index.ts';
 import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
 import type { FromStoredModelWorker, StoredModelTask } from './stored-model-protocol.ts';
 
@@ -17,9 +17,14 @@ export interface StoredModel {
   report: PruneReport | null;
 }
 
-/** Read the checkpoint directory `dir` in a worker; its weights arrive in shared memory. */
-export async function loadStoredModel(dir: string): Promise<StoredModel> {
-  const m = await runTask({ task: 'load', dir });
+/**
+ * Verify a store entry's files against its record (SHA-256 of each, nothing unlisted) and read its
+ * checkpoint, both in a worker; the weights arrive in shared memory. EntryInvalidError (naming the
+ * file) when the contents are not what was written.
+ */
+export async function loadStoredModel(entry: StoredEntry): Promise<StoredModel> {
+  const m = await runTask({ task: 'load', dir: entry.dir, record: { key: entry.record.key, files: entry.record.files } });
+  if (m.type === 'invalid') throw new EntryInvalidError(entry.key, m.problem.file, m.problem.reason);
   if (m.type !== 'loaded') throw new Error('stored-model worker answered out of turn');
   return { model: m.model, report: m.report };
 }

@@ -5,6 +5,7 @@
  * side is reached through `StoreServing` (the model service implements it), so this module does
  * not depend on the service that uses it.
  */
+import { basename } from 'node:path';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
 import {
@@ -61,6 +62,12 @@ export class VariantStore {
   private denseDigest: HexDigest | undefined;
   /** Store key of every variant served from (or written to) the store. */
   private readonly keys = new Map<string, HexDigest>();
+  /**
+   * Entries whose contents failed verification at load (by key), with the entry.json creation
+   * time they were checked against: shown as their `problem`, and a prune of that key prunes again
+   * (its put rewrites the entry). A rewritten entry (another createdAt) is judged afresh.
+   */
+  private readonly damaged = new Map<HexDigest, { problem: string; createdAt: string }>();
   private serving: StoreServing | undefined;
   private watch: ManifestWatch | undefined;
   /** Manifest work (writes, and applying other replicas' changes) runs one at a time. */
@@ -156,19 +163,43 @@ export class VariantStore {
       if (!(e instanceof EntryInvalidError)) throw e;
       this.options.log(`model store: ${e.message}; pruning again`);
     }
+    const damage = entry && this.damaged.get(key);
+    if (damage && damage.createdAt === entry!.record.createdAt) {
+      this.options.log(`model store: entry ${key} failed verification (${damage.problem}); pruning again`);
+      entry = undefined;
+    }
     if (entry) this.counts.hits++;
     else this.counts.misses++;
     return entry;
   }
 
-  /** Read a stored checkpoint off the main thread (a prune cache hit). */
-  load(dir: string): Promise<StoredModel> {
-    return loadStoredModel(dir);
+  /**
+   * Read a stored checkpoint (a prune cache hit at `dir`, an entry directory) off the main thread,
+   * its files verified against entry.json first; EntryInvalidError when they do not match.
+   */
+  async load(dir: string): Promise<StoredModel> {
+    const key = basename(dir);
+    const checked = await this.store.verify(key);
+    if (!checked.ok) throw new EntryInvalidError(key, checked.file, checked.reason);
+    return this.loadEntry({ key, dir, record: checked.record });
+  }
+
+  /** Verify and read an entry in the stored-model worker, remembering a verification failure. */
+  private async loadEntry(entry: StoredEntry): Promise<StoredModel> {
+    try {
+      const stored = await loadStoredModel(entry);
+      this.damaged.delete(entry.key);
+      return stored;
+    } catch (e) {
+      if (e instanceof EntryInvalidError) this.damaged.set(entry.key, { problem: e.reason, createdAt: entry.record.createdAt });
+      throw e;
+    }
   }
 
   /** A variant registered from (or written to) the store: record it in the manifest, activating it if asked. */
   async recordAdded(id: string, key: HexDigest, activate: boolean): Promise<void> {
     this.keys.set(id, key);
+    this.damaged.delete(key); // written anew by this prune, or verified by its load
     this.usageReadAt = -Infinity; // a new entry: re-read the sizes at the next scrape
     await this.record(`add '${id}'`, (m) => ({ ...m, variants: [...m.variants.filter((v) => v.id !== id), { id, key }], active: activate ? id : m.active }));
     await this.evict();
@@ -197,9 +228,12 @@ export class VariantStore {
     return purged;
   }
 
-  /** Every entry, for GET /admin/store. */
-  list(): Promise<EntrySummary[]> {
-    return this.store.list();
+  /** Every entry, for GET /admin/store; one whose contents failed verification here shows that as its problem. */
+  async list(): Promise<EntrySummary[]> {
+    return (await this.store.list()).map((e) => {
+      const damage = this.damaged.get(e.key);
+      return e.problem === null && damage && damage.createdAt === e.createdAt ? { ...e, problem: damage.problem } : e;
+    });
   }
 
   /** Size, entries and prune hits / misses; the directory is re-read at most once a second (a scrape reads this several times). */
@@ -278,13 +312,15 @@ export class VariantStore {
       }
       try {
         const t0 = performance.now();
-        const stored = await loadStoredModel(entry.dir);
+        const stored = await this.loadEntry(entry);
         await serving.addStored(v.id, stored);
         this.keys.set(v.id, v.key);
         sources.add(v.key);
         log(`model store: loaded variant '${v.id}' from ${entry.dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${why})`);
       } catch (e) {
-        log(`model store: skipping variant '${v.id}': loading ${entry.dir} failed: ${(e as Error).message}`);
+        // Damaged contents: skipped, not deleted (the operator decides; a prune of it rewrites it).
+        if (e instanceof EntryInvalidError) log(`model store: skipping variant '${v.id}': ${e.message}`);
+        else log(`model store: skipping variant '${v.id}': loading ${entry.dir} failed: ${(e as Error).message}`);
       }
     }
     if (m.active !== null && m.active !== serving.activeId()) {
