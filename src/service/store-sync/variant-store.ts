@@ -73,6 +73,8 @@ export class VariantStore {
   /** Manifest work (writes, and applying other replicas' changes) runs one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
   private lastWatchError = '';
+  /** Id conflicts with the manifest already logged (id, manifest key, key here): each is logged once. */
+  private readonly reportedConflicts = new Set<string>();
   private usageCache = { bytes: 0, entries: 0 };
   private usageReadAt = -Infinity;
   private usageRead: Promise<void> = Promise.resolve();
@@ -281,6 +283,24 @@ export class VariantStore {
   }
 
   /**
+   * Whether manifest variant `id` (entry `key`) is already served here: same entry, nothing to do;
+   * another variant under that id (another entry, or one not from the store), the one here is kept
+   * and the conflict logged once.
+   */
+  private servedHere(id: string, key: HexDigest): boolean {
+    if (!this.serving!.has(id)) return false;
+    const here = this.keys.get(id);
+    const conflict = `${id}\0${key}\0${here}`;
+    if (here !== key && !this.reportedConflicts.has(conflict)) {
+      this.reportedConflicts.add(conflict);
+      this.options.log(
+        `model store: manifest variant '${id}' (entry ${key}) has the id of a variant served here (${here === undefined ? 'no store entry recorded for it' : `entry ${here}`}); keeping the one served here (unload it, or prune under another id, to load the manifest's)`,
+      );
+    }
+    return true;
+  }
+
+  /**
    * Make this server serve what the manifest says: load the listed variants it lacks (without
    * pruning), apply the active variant and the split, and (when following) unload stored variants
    * no longer listed. Entries that are missing, damaged or pruned from another model are logged
@@ -291,10 +311,7 @@ export class VariantStore {
     const log = this.options.log;
     const sources = new Set<string>([this.denseDigest!, ...this.keys.values()]);
     for (const v of m.variants) {
-      if (serving.has(v.id)) {
-        if (this.keys.get(v.id) !== v.key) log(`model store: manifest variant '${v.id}' (entry ${v.key}) clashes with a variant of that id served here; skipped`);
-        continue;
-      }
+      if (this.servedHere(v.id, v.key)) continue;
       let entry: StoredEntry | undefined;
       try {
         entry = await this.store.get(v.key);
@@ -313,6 +330,9 @@ export class VariantStore {
       try {
         const t0 = performance.now();
         const stored = await this.loadEntry(entry);
+        // The id may have been taken while the entry loaded (a prune here with an explicit id):
+        // adding it now would start an engine that cannot be registered.
+        if (this.servedHere(v.id, v.key)) continue;
         await serving.addStored(v.id, stored);
         this.keys.set(v.id, v.key);
         sources.add(v.key);

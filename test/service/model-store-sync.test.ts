@@ -1,0 +1,148 @@
+/**
+ * VariantStore (the server's side of the model store) against a real store directory and a fake
+ * serving side that records what it is asked to do: id conflicts with another replica's manifest,
+ * manifest writes that fail, and eviction of entries served here.
+ */
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { writePrunedModel } from '../../src/mop/export.ts';
+import type { ModelSpec } from '../../src/runtime/model/spec.ts';
+import { syntheticSpec, syntheticVocabulary, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
+import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { digestWeights, type ManifestSplit, type ManifestState, ModelStore, storeKey } from '../../src/service/model-store/index.ts';
+import type { StoredModel } from '../../src/service/store-sync/stored-model-io.ts';
+import { type StoreServing, VariantStore, type VariantStoreOptions } from '../../src/service/store-sync/variant-store.ts';
+import { recipe, tempDir } from './model-store-helpers.ts';
+
+const spec: ModelSpec = syntheticSpec({ vocabSize: 64, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 24, maxContext: 64 });
+const dense = { spec, weights: syntheticWeights(spec, 3) as Weights };
+const denseDigest = digestWeights(dense.spec, dense.weights);
+
+/** A real entry pruned "from" the dense model (its weights are the dense ones: only loading matters here). */
+async function putEntry(store: ModelStore, seed: number): Promise<string> {
+  const r = recipe({ seed });
+  const key = storeKey(denseDigest, r);
+  await store.put(key, (dir) => writePrunedModel(dir, dense, { tokenizer: syntheticVocabulary(64) }), { sourceDigest: denseDigest, recipe: r });
+  return key;
+}
+
+/** The serving side, in memory: it records every call; `onHas` may change what `has` answers. */
+class FakeServing implements StoreServing {
+  readonly denseId = 'dense';
+  readonly served = new Set<string>(['dense']);
+  readonly added: string[] = [];
+  readonly unloaded: string[] = [];
+  active = 'dense';
+  current: ManifestSplit | undefined;
+  onHas: ((id: string) => void) | undefined;
+  has(id: string): boolean {
+    this.onHas?.(id);
+    return this.served.has(id);
+  }
+  activeId(): string {
+    return this.active;
+  }
+  isServing(id: string): boolean {
+    return this.served.has(id);
+  }
+  split(): ManifestSplit | undefined {
+    return this.current;
+  }
+  async addStored(id: string, _stored: StoredModel): Promise<void> {
+    this.added.push(id);
+    // The registry refuses a second variant of an id; the engine started for it would leak.
+    if (this.served.has(id)) throw new Error(`a model variant '${id}' already exists`);
+    this.served.add(id);
+  }
+  applyActive(id: string): void {
+    this.active = id;
+  }
+  applySplit(split: ManifestSplit | undefined): void {
+    this.current = split;
+  }
+  async unloadLocal(id: string): Promise<void> {
+    this.unloaded.push(id);
+    this.served.delete(id);
+  }
+}
+
+interface Harness {
+  root: string;
+  vs: VariantStore;
+  serving: FakeServing;
+  lines: string[];
+  /** Another replica's handle on the same directory. */
+  other: ModelStore;
+}
+
+/** `setUp` runs before the VariantStore starts; `ref.vs` is set once it is open (for hooks that run during start). */
+async function startVariantStore(
+  t: TestContext,
+  setUp: (h: { root: string; other: ModelStore; serving: FakeServing; ref: { vs?: VariantStore } }) => Promise<void> = async () => {},
+  options: Partial<VariantStoreOptions> = {},
+): Promise<Harness> {
+  const root = await tempDir(t);
+  const other = await ModelStore.open(root, { writerName: 'other-replica' });
+  const serving = new FakeServing();
+  const ref: { vs?: VariantStore } = {};
+  await setUp({ root, other, serving, ref });
+  const lines: string[] = [];
+  const vs = await VariantStore.open({ root, maxBytes: undefined, pollMs: 50, log: (l) => lines.push(l), ...options });
+  ref.vs = vs;
+  t.after(() => vs.stop());
+  await vs.start(serving, dense);
+  return { root, vs, serving, lines, other };
+}
+
+const state = (variants: { id: string; key: string }[], active: string | null = null): ManifestState => ({ variants, active, split: null });
+
+describe('a manifest variant whose id is served here', () => {
+  it('is not added when the id was taken while its entry loaded: one log line says the conflict and which one is kept', async (t) => {
+    let key = '';
+    const h = await startVariantStore(t, async ({ other, serving }) => {
+      key = await putEntry(other, 1);
+      await other.writeManifest(state([{ id: 'mop-30', key }]));
+      // A prune here with the explicit id 'mop-30' registers it while the store loads the entry.
+      let asked = 0;
+      serving.onHas = (id) => {
+        if (id === 'mop-30' && ++asked === 2) serving.served.add('mop-30');
+      };
+    });
+    assert.deepEqual(h.serving.added, [], 'no second engine was started for the id');
+    const conflicts = h.lines.filter((l) => l.includes("'mop-30'"));
+    assert.equal(conflicts.length, 1, h.lines.join('\n'));
+    assert.match(conflicts[0]!, new RegExp(`manifest variant 'mop-30' \\(entry ${key}\\) has the id of a variant served here .*keeping the one served here`));
+  });
+
+  it('under the same entry is nothing to do, and nothing is logged', async (t) => {
+    let key = '';
+    const h = await startVariantStore(t, async ({ other, serving, ref }) => {
+      key = await putEntry(other, 1);
+      await other.writeManifest(state([{ id: 'mop-30', key }]));
+      let asked = 0;
+      serving.onHas = (id) => {
+        if (id !== 'mop-30' || ++asked !== 2) return;
+        // The prune here finished first with the same recipe: same id, same entry.
+        serving.served.add('mop-30');
+        void ref.vs!.recordAdded('mop-30', key, false);
+      };
+    });
+    assert.deepEqual(h.serving.added, []);
+    assert.ok(!h.lines.some((l) => /has the id of a variant served here/.test(l)), h.lines.join('\n'));
+  });
+
+  it('under another entry is logged once, however often the manifest changes', async (t) => {
+    const h = await startVariantStore(t, async ({ serving }) => void serving.served.add('mop-30'));
+    const key = await putEntry(h.other, 2);
+    for (const active of ['dense', null, 'dense']) {
+      await h.other.writeManifest(state([{ id: 'mop-30', key }], active));
+      await new Promise((r) => setTimeout(r, 200)); // a few polls
+    }
+    const conflicts = h.lines.filter((l) => /has the id of a variant served here/.test(l));
+    assert.equal(conflicts.length, 1, h.lines.join('\n'));
+    assert.match(conflicts[0]!, /\(no store entry recorded for it\); keeping the one served here/);
+    assert.deepEqual(h.serving.added, []);
+  });
+});
