@@ -96,9 +96,38 @@ describe('scored-vocab tokenizer (stories260K tok512)', () => {
     assert.equal(tok.tokenText(3 + 0xf0), '\uFFFD');
   });
 
-  it('never produces control or unknown pieces from plain text', () => {
-    const ids = tok.encode('<s> </s> <unk> <0x41>', { addBos: false });
+  it('never produces control or unknown pieces from text spans', () => {
+    const ids = tok.encode([{ text: '<s> </s> <unk> <0x41>', specialTokens: 'text' }], { addBos: false });
     assert.ok(ids.every((i) => source.types[i] === TokenType.normal || source.types[i] === TokenType.byte));
+    assert.equal(tok.decode(ids), '<s> </s> <unk> <0x41>');
+  });
+
+  it('parses control and unknown texts anywhere in a raw prompt, as llama.cpp does', () => {
+    assert.deepEqual(tok.specialTokenTexts, ['<unk>', '<s>', '</s>']);
+    const a = tok.encode('Once upon', { addBos: false });
+    const b = tok.encode('a time', { addBos: false });
+    // Each text run after a control token gets the dummy prefix again; the BOS the text starts with is the one BOS.
+    assert.deepEqual(tok.encode('<s>Once upon</s><s>a time<unk>'), [1, ...a, 2, 1, ...b, 0]);
+    assert.deepEqual(tok.encode('Once upon</s>', { addBos: false }), [...a, 2]);
+    // '<0x41>' is a byte piece, not a control token: it stays text.
+    assert.equal(tok.decode(tok.encode('<0x41>')), '<0x41>');
+  });
+
+  it('finds control texts only wholly inside parse spans; spans never split the text around them', () => {
+    const spans = (...parts: [string, 'parse' | 'text'][]) => parts.map(([text, specialTokens]) => ({ text, specialTokens }));
+    const whole = tok.encode('Once upon a time');
+    assert.deepEqual(tok.encode(spans(['Once up', 'parse'], ['on a ', 'text'], ['time', 'parse'])), whole);
+    const a = tok.encode('Once upon', { addBos: false });
+    const b = tok.encode('a time', { addBos: false });
+    assert.deepEqual(tok.encode(spans(['Once upon</s>', 'parse'], ['a time', 'text'])), [1, ...a, 2, ...b]);
+    // Split across a parse and a text span, or written in a text span: text.
+    for (const s of [spans(['Once upon</', 'parse'], ['s>a time', 'text']), spans(['Once upon', 'parse'], ['</s>', 'text'], ['a time', 'parse'])]) {
+      const ids = tok.encode(s);
+      assert.ok(!ids.slice(1).includes(1) && !ids.includes(2), JSON.stringify(s));
+      assert.equal(tok.decode(ids), 'Once upon</s>a time');
+    }
+    // Adjacent parse spans count as one.
+    assert.deepEqual(tok.encode(spans(['Once upon</', 'parse'], ['s>', 'parse'])), [1, ...a, 2]);
   });
 
   it('encodes the whole 638 KB TinyStories file in well under 5 s', () => {

@@ -15,7 +15,9 @@ function recordingTokenizer(): Tokenizer & { seen: { text: string; addBos: boole
     vocabSize: 0x10000,
     bosTokenId: 1,
     eosTokenIds: [2],
-    encode(text, options) {
+    specialTokenTexts: ['<s>', '</s>'],
+    encode(spans, options) {
+      const text = typeof spans === 'string' ? spans : spans.map((s) => s.text).join('');
       seen.push({ text, addBos: options?.addBos });
       return [...(options?.addBos ? [1] : []), ...[...text].map((c) => c.charCodeAt(0))];
     },

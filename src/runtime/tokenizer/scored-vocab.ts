@@ -1,7 +1,8 @@
 import { ByteDecodedTokenizer, EMPTY_BYTES } from './byte-decoded-tokenizer.ts';
 import type { ByteStreamOptions } from './stream-decoder.ts';
+import { type LiteralToken, LiteralTokenSplitter, normalizeSpans } from './text-spans.ts';
 import { TokenizerError, TokenType } from './types.ts';
-import type { EncodeOptions, ScoredVocabSource, Tokenizer } from './types.ts';
+import type { EncodeOptions, ScoredVocabSource, TextSpan, Tokenizer } from './types.ts';
 
 /** Sentencepiece's visible space. */
 export const SPACE_MARK = '\u2581';
@@ -44,6 +45,7 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
   readonly vocabSize: number;
   readonly bosTokenId: number | undefined;
   readonly eosTokenIds: readonly number[];
+  readonly specialTokenTexts: readonly string[];
 
   private readonly pieces: readonly string[];
   private readonly scores: readonly number[];
@@ -59,8 +61,11 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
   private readonly maxMergeableLength: number;
   /** byte value -> id of its `<0xNN>` piece (-1 when the vocabulary lacks it). */
   private readonly byteIds = new Int32Array(256).fill(-1);
-  /** User-defined pieces, matched whole in the raw text (llama.cpp partitions them out first). */
-  private readonly userDefined: { text: string; id: number }[] = [];
+  /**
+   * Pieces matched whole in the raw text before BPE, as llama.cpp partitions them out: user-defined
+   * pieces always, control and unknown ones (BOS, EOS, `<unk>`) in `parse` spans only.
+   */
+  private readonly literalTokens: LiteralTokenSplitter;
   protected override readonly bytes: Uint8Array[];
   protected override readonly stream: ByteStreamOptions;
 
@@ -95,6 +100,7 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
 
     let maxLen = 0;
     this.isMergeable = new Uint8Array(pieces.length);
+    const literal: LiteralToken[] = [];
     this.bytes = pieces.map((piece, id) => {
       const type = types[id];
       if (type === TokenType.byte) {
@@ -110,9 +116,10 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
         }
         maxLen = Math.max(maxLen, piece.length);
       } else if (type === TokenType.userDefined) {
-        this.userDefined.push({ text: piece.replaceAll(SPACE_MARK, ' '), id });
+        literal.push({ text: piece.replaceAll(SPACE_MARK, ' '), id, control: false });
       } else {
         // Control, unknown and unused tokens are not text.
+        if (type === TokenType.control || type === TokenType.unknown) literal.push({ text: piece, id, control: true });
         return EMPTY_BYTES;
       }
       return utf8.encode(piece.replaceAll(SPACE_MARK, ' '));
@@ -122,8 +129,11 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
       const unit = piece.charCodeAt(0);
       if (piece.length === 1 && (unit < 0xd800 || unit >= 0xe000)) this.charIds[unit] = id;
     }
-    // Longest match first, like llama.cpp's special-token partitioning.
-    this.userDefined = this.userDefined.filter((u) => u.text.length > 0).sort((a, b) => b.text.length - a.text.length);
+    // First id wins on duplicate texts, as for mergeable pieces.
+    const seen = new Set<string>();
+    const unique = literal.filter((t) => t.text.length > 0 && !seen.has(t.text) && seen.add(t.text));
+    this.literalTokens = new LiteralTokenSplitter(unique);
+    this.specialTokenTexts = unique.filter((t) => t.control).map((t) => t.text);
 
     this.stream = {
       tokenBytes: (id) => this.tokenBytes(id),
@@ -132,13 +142,12 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
     };
   }
 
-  encode(text: string, options?: EncodeOptions): number[] {
+  encode(text: string | readonly TextSpan[], options?: EncodeOptions): number[] {
     const ids: number[] = [];
-    if ((options?.addBos ?? true) && this.bosTokenId !== undefined) ids.push(this.bosTokenId);
     // As llama.cpp: each run of text gets the dummy prefix when it starts the text or follows a
-    // user-defined token; an empty text encodes to nothing.
+    // matched token; an empty text encodes to nothing.
     let prefix = true;
-    for (const fragment of this.partition(text)) {
+    for (const fragment of this.literalTokens.split(normalizeSpans(text))) {
       if (typeof fragment === 'number') {
         ids.push(fragment);
         prefix = true;
@@ -147,6 +156,8 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
         prefix = false;
       }
     }
+    const bos = this.bosTokenId;
+    if ((options?.addBos ?? true) && bos !== undefined && ids[0] !== bos) ids.unshift(bos);
     return ids;
   }
 
@@ -170,28 +181,6 @@ export class ScoredVocabTokenizer extends ByteDecodedTokenizer implements Tokeni
       this.pairCache.set(key, merged);
     }
     return merged;
-  }
-
-  /** Splits raw text into plain-text runs and user-defined token ids. */
-  private *partition(text: string): Generator<string | number> {
-    if (this.userDefined.length === 0) {
-      if (text.length > 0) yield text;
-      return;
-    }
-    let start = 0;
-    let i = 0;
-    while (i < text.length) {
-      const hit = this.userDefined.find((u) => text.startsWith(u.text, i));
-      if (!hit) {
-        i++;
-        continue;
-      }
-      if (i > start) yield text.slice(start, i);
-      yield hit.id;
-      i += hit.text.length;
-      start = i;
-    }
-    if (start < text.length) yield text.slice(start);
   }
 
   /** BPE-encodes one run of plain text, appending to `out`. */

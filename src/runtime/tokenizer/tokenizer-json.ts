@@ -1,9 +1,11 @@
 import { ByteDecodedTokenizer, EMPTY_BYTES } from './byte-decoded-tokenizer.ts';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { parseBytePiece } from './scored-vocab.ts';
+import { SpecialTokenMasking } from './special-token-masking.ts';
 import type { ByteStreamOptions } from './stream-decoder.ts';
+import { normalizeSpans } from './text-spans.ts';
 import { TokenizerError } from './types.ts';
-import type { EncodeOptions, Tokenizer, TokenizerJsonSource } from './types.ts';
+import type { EncodeOptions, TextSpan, Tokenizer, TokenizerJsonSource } from './types.ts';
 
 type Json = Record<string, unknown>;
 
@@ -44,8 +46,13 @@ export class TokenizerJsonTokenizer extends ByteDecodedTokenizer implements Toke
   readonly vocabSize: number;
   readonly bosTokenId: number | undefined;
   readonly eosTokenIds: readonly number[];
+  readonly specialTokenTexts: readonly string[];
 
   private readonly hf: HfTokenizer;
+  /** Encodes spans whose special tokens' texts are not all to be parsed (built on first use). */
+  private masking: SpecialTokenMasking | undefined;
+  private readonly json: Json;
+  private readonly config: Json;
   private readonly origin: string;
   private readonly addBosByDefault: boolean;
   private readonly tokens: (string | undefined)[];
@@ -61,6 +68,8 @@ export class TokenizerJsonTokenizer extends ByteDecodedTokenizer implements Toke
     const config = source.config ?? {};
     if (!isObject(config)) throw new TokenizerError(`${origin}: tokenizer_config.json is not a JSON object`);
     rejectUnsupportedFeatures(json, origin);
+    this.json = json;
+    this.config = config;
     try {
       this.hf = new HfTokenizer(json, config);
     } catch (e) {
@@ -73,6 +82,7 @@ export class TokenizerJsonTokenizer extends ByteDecodedTokenizer implements Toke
     this.tokens = Array.from(this.hf.model?.vocab ?? [], (t) => (typeof t === 'string' ? t : undefined));
     const added = this.hf.get_added_tokens_decoder();
     this.vocabSize = this.tokens.length;
+    this.specialTokenTexts = [...added.values()].filter((t) => t.special && t.content.length > 0).map((t) => t.content);
 
     const decoding = analyseDecoder(json['decoder'], origin);
     this.bytes = [];
@@ -106,10 +116,18 @@ export class TokenizerJsonTokenizer extends ByteDecodedTokenizer implements Toke
     };
   }
 
-  encode(text: string, options?: EncodeOptions): number[] {
+  encode(text: string | readonly TextSpan[], options?: EncodeOptions): number[] {
     // BOS is added here rather than by the library's post-processor, so it is added exactly once
     // (also when the text already starts with the BOS token, e.g. from a chat template).
-    const ids: (number | undefined)[] = text.length === 0 ? [] : this.hf.encode(text, { add_special_tokens: false }).ids;
+    const spans = normalizeSpans(text);
+    let ids: (number | undefined)[];
+    if (spans.length === 0) ids = [];
+    // All of it parse text: the library as it is (it parses special tokens everywhere).
+    else if (spans.length === 1 && spans[0]!.specialTokens === 'parse') ids = this.hf.encode(spans[0]!.text, { add_special_tokens: false }).ids;
+    else {
+      this.masking ??= new SpecialTokenMasking(this.json, this.config, this.hf.get_added_tokens_decoder().values(), this.hf.normalizer !== null, this.origin);
+      ids = this.masking.encode(spans);
+    }
     if (ids.some((id) => typeof id !== 'number')) {
       throw new TokenizerError(
         `${this.origin}: the text has a piece the vocabulary cannot represent and there is no unknown token`,

@@ -66,15 +66,35 @@ export interface StreamDecoder {
 }
 
 export interface EncodeOptions {
-  /** Prepend the BOS token (default true when the tokenizer has one). */
+  /**
+   * Prepend the BOS token (default true when the tokenizer has one). Added once: not again when
+   * the text itself starts with the BOS token.
+   */
   addBos?: boolean;
+}
+
+/**
+ * A stretch of text to encode. In a `parse` span a special token's text (`<s>`, `</s>`,
+ * `<|im_start|>`…) is that control token, as vLLM and llama.cpp read a raw prompt; in a `text` span
+ * it is ordinary text, as a chat message's content must be.
+ */
+export interface TextSpan {
+  text: string;
+  specialTokens: 'parse' | 'text';
 }
 
 export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number | undefined;
   readonly eosTokenIds: readonly number[];
-  encode(text: string, options?: EncodeOptions): number[];
+  /** The texts that are control tokens in a `parse` span (BOS, EOS, `<|im_start|>`…), no empty one. */
+  readonly specialTokenTexts: readonly string[];
+  /**
+   * Token ids for a text (one `parse` span), or for spans encoded as their concatenation: spans
+   * never force a token boundary; they only say where a special token's text may be that token
+   * (only wholly inside `parse` text; adjacent `parse` spans count as one).
+   */
+  encode(text: string | readonly TextSpan[], options?: EncodeOptions): number[];
   /** Whole-sequence decode; control tokens (BOS/EOS...) produce no text. */
   decode(ids: readonly number[]): string;
   /** The bytes a token contributes to the output text (empty for control tokens). */
