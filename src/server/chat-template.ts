@@ -1,13 +1,18 @@
 /**
- * Chat messages → prompt text, with the checkpoint's Jinja chat template (tokenizer_config.json /
+ * Chat messages → prompt tokens, with the checkpoint's Jinja chat template (tokenizer_config.json /
  * GGUF `tokenizer.chat_template`) rendered by @huggingface/jinja. A template given on the command
  * line wins; a checkpoint without one (llama2.c files like the bundled model) gets a plain
  * "role: content" transcript, and the start-up log says so (vLLM refuses instead; a default keeps
  * `mop serve` usable out of the box).
+ *
+ * The template's own special tokens (`<|im_start|>`, a mid-conversation `</s><s>`…) become control
+ * tokens; the same texts inside a message's content or name stay text, so a user cannot close
+ * their turn and open a system one by typing it.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { Template } from '@huggingface/jinja';
-import type { Tokenizer } from '../runtime/tokenizer/types.ts';
+import type { TextSpan, Tokenizer } from '../runtime/tokenizer/types.ts';
 import { invalidRequest } from './errors.ts';
 import type { ChatMessage } from './protocol.ts';
 
@@ -58,10 +63,16 @@ function compile(text: string, source: ChatTemplateSource): ChatTemplate {
     encode(messages, tokenizer) {
       const bos = tokenizer.bosTokenId === undefined ? '' : tokenizer.tokenText(tokenizer.bosTokenId);
       const eos = tokenizer.eosTokenIds[0] === undefined ? '' : tokenizer.tokenText(tokenizer.eosTokenIds[0]);
+      const client = messages.flatMap((m) => [messageText(m), ...(m.name !== undefined ? [m.name] : [])]);
+      const marks = new SpecialTextMarks(tokenizer.specialTokenTexts, client);
       let rendered: string;
       try {
         rendered = template.render({
-          messages: messages.map((m) => ({ role: m.role, content: messageText(m), ...(m.name !== undefined && { name: m.name }) })),
+          messages: messages.map((m) => ({
+            role: m.role,
+            content: marks.mark(messageText(m)),
+            ...(m.name !== undefined && { name: marks.mark(m.name) }),
+          })),
           add_generation_prompt: true,
           bos_token: bos,
           eos_token: eos,
@@ -70,12 +81,59 @@ function compile(text: string, source: ChatTemplateSource): ChatTemplate {
         // Templates reject conversations they cannot express (raise_exception), e.g. roles out of turn.
         throw invalidRequest(`The chat template cannot render these messages: ${(e as Error).message}`, 'messages');
       }
-      // Templates write BOS as text; our tokenizers do not parse special tokens from text, so
-      // strip it and let encode() add the real id (LLaMA-family models all want one).
+      // A leading BOS the template writes is left to encode() to add, so there is exactly one
+      // also where the tokenizer does not know the BOS text as a special token (LLaMA-family
+      // models all want one).
       if (bos && rendered.startsWith(bos)) rendered = rendered.slice(bos.length);
-      return tokenizer.encode(rendered, { addBos: true });
+      return tokenizer.encode(marks.spans(rendered), { addBos: true });
     },
   };
+}
+
+/**
+ * Client strings go into the template with each special token's text replaced by a mark (private-
+ * use characters around a random number no client string contains), so the template's own
+ * logic (`trim`, `in`, `split`…) sees the same text as ever for an ordinary message; in the
+ * rendered prompt each mark becomes a `text` span holding the original special token's text,
+ * everything else a `parse` span.
+ */
+class SpecialTextMarks {
+  private readonly texts: readonly string[];
+  private readonly find: RegExp | undefined;
+  private readonly nonce: string;
+  private readonly markPattern: RegExp;
+
+  constructor(specialTokenTexts: readonly string[], clientStrings: readonly string[]) {
+    // Longest first: the alternation then takes the longest special text at each position.
+    this.texts = [...specialTokenTexts].filter((t) => t.length > 0).sort((a, b) => b.length - a.length);
+    this.find = this.texts.length > 0 ? new RegExp(this.texts.map(escapeRegExp).join('|'), 'g') : undefined;
+    let nonce: string;
+    do nonce = BigInt('0x' + randomBytes(8).toString('hex')).toString();
+    while (clientStrings.some((s) => s.includes(nonce)));
+    this.nonce = nonce;
+    this.markPattern = new RegExp(`\uE000${nonce}\\.(\\d+)\uE001`, 'g');
+  }
+
+  mark(s: string): string {
+    if (!this.find) return s;
+    return s.replace(this.find, (t) => `\uE000${this.nonce}.${this.texts.indexOf(t)}\uE001`);
+  }
+
+  spans(rendered: string): TextSpan[] {
+    const out: TextSpan[] = [];
+    let at = 0;
+    for (const m of rendered.matchAll(this.markPattern)) {
+      out.push({ text: rendered.slice(at, m.index), specialTokens: 'parse' });
+      out.push({ text: this.texts[Number(m[1])] ?? '', specialTokens: 'text' });
+      at = m.index + m[0].length;
+    }
+    out.push({ text: rendered.slice(at), specialTokens: 'parse' });
+    return out;
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** A message's text: a string, or its text parts concatenated; null content is empty. */
