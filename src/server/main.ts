@@ -17,11 +17,25 @@ import { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import { VariantStore } from '../service/store-sync/variant-store.ts';
 import { attachAdminEventSocket } from './admin-events.ts';
+import { servedOn } from './admin-port.ts';
 import { adminRoutes } from './admin-routes.ts';
 import { createApp, type ServerState } from './app.ts';
 import { loadChatTemplate } from './chat-template.ts';
 import { formatConfig, modelNameFromPath, type ServerConfig } from './config.ts';
 import { ServerMetrics } from './metrics.ts';
+import { settlesWithin } from './bounded-wait.ts';
+import { abortable, StartupAbortedError } from './startup-abort.ts';
+
+/**
+ * How long past --shutdown-grace-ms a shutdown may take at most: an engine's answer to the drain
+ * (it finishes the step it is in), then releasing the engines and closing the socket. A part that
+ * does not answer within its share is logged and left behind; the process exits anyway.
+ */
+export const shutdownMarginMs = 8000;
+/** Past the grace period, how long the drain waits for engines to answer (one model step). */
+const drainAnswerMs = 5000;
+/** How long the engines get to free their sessions, and open connections to finish, after the drain. */
+const releaseMs = 2000;
 
 export interface StartOptions {
   /** A model loaded by the caller (benchmarks with synthetic weights); default: read config.model. */
@@ -32,17 +46,28 @@ export interface StartOptions {
   storeEvictGraceMs?: number;
   /** Each engine worker's entry module (default: the real one); fault tests wrap it. */
   engineWorker?: URL;
+  /**
+   * Aborting it (SIGTERM during start-up) stops start-up at the next step boundary (load, engine
+   * start, listen, probe, store restore, start-up prune): what was started is released and
+   * startServer rejects with StartupAbortedError.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8000 (a wildcard host is reported as loopback). */
   url: string;
   port: number;
+  /** Base URL of /admin and /admin/events: the --admin-port listener, or `url` without one. */
+  adminUrl: string;
   /** Served variants, prune jobs, activation and unloading. */
   service: ModelService;
   metrics: ServerMetrics;
   state: ServerState;
-  /** Graceful shutdown: 503 for new work, in-flight requests finish (up to the grace period), socket closed. */
+  /**
+   * Graceful shutdown: 503 for new work, in-flight requests finish (up to the grace period), socket
+   * closed, engines released; done within the grace period plus shutdownMarginMs.
+   */
   close(): Promise<void>;
 }
 
@@ -50,24 +75,33 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   log('mop serve: configuration (flag / environment variable):');
   for (const line of formatConfig(config)) log(line);
+  const signal = options.signal;
+  /** Between two start-up steps: when shutdown was asked for, release what start-up holds and stop. */
+  const stopIfAborted = async (next: string, release: () => Promise<void>) => {
+    if (!signal?.aborted) return;
+    await release();
+    throw new StartupAbortedError(next);
+  };
+  const nothing = async () => {};
 
-  const model = options.model ?? (await loadModel(config.model ?? defaultModelPath(), config.tokenizer !== undefined ? { tokenizerPath: config.tokenizer } : {}));
+  const model = options.model ?? (await abortable(loadModel(config.model ?? defaultModelPath(), config.tokenizer !== undefined ? { tokenizerPath: config.tokenizer } : {}), signal, 'the model was loaded'));
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
-  const resolved = await resolveTarget(config.device, config.dtype, systemProbe());
+  const resolved = await abortable(resolveTarget(config.device, config.dtype, systemProbe()), signal, 'the device was chosen');
   if (resolved.warning) log(`warning: ${resolved.warning}`);
   // A checkpoint's own quantized blocks serve int8 / int4 graphs only; float serving drops them.
   if (!resolved.target.weights) delete model.fileBlocks;
   const chatTemplate = loadChatTemplate(config.chatTemplate, model.chatTemplate);
 
   // Opened before anything is served: a path that cannot be a store is a start-up error.
-  const store = config.modelStore === undefined ? undefined : await VariantStore.open({
+  const store = config.modelStore === undefined ? undefined : await abortable(VariantStore.open({
     root: config.modelStore,
     maxBytes: config.modelStoreMaxBytes,
     pollMs: config.modelStorePollMs,
     ...(options.storeEvictGraceMs !== undefined && { evictGraceMs: options.storeEvictGraceMs }),
     log,
-  });
+  }), signal, 'the model store was opened');
+  await stopIfAborted('the engine started', nothing);
 
   const t0 = performance.now();
   const service = await ModelService.start({
@@ -91,6 +125,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     ...(options.engineWorker && { engineWorker: options.engineWorker }),
     log,
   });
+  // The engine's session build cannot be cut short (no worker is terminated inside a native call): released once built.
+  const releaseEngines = async () => void (await settlesWithin(service.release(), releaseMs, (e) => log(`releasing the engines failed: ${errorText(e)}`)));
+  await stopIfAborted('listening', releaseEngines);
   const dense = service.active!;
   log(`loaded ${describeLoadedModel(model, dense.maxContext, dense.target)} (${resolved.note}); engine worker ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const blocks = dense.weightBlocks;
@@ -117,28 +154,25 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     limits: { maxTokensDefault: config.maxTokensDefault, maxN: config.maxN, maxChoices: config.maxQueue },
   });
 
-  let server: Server;
+  // With --admin-port, /admin and its WebSocket live on a listener of their own; the API port answers 404 for them.
+  let server: Server | undefined;
+  let adminServer: Server | undefined;
   try {
-    server = await listen(app.fetch, config.port, config.host);
+    server = await listen(config.adminPort === undefined ? app.fetch : servedOn('api', app.fetch), config.port, config.host);
+    if (config.adminPort !== undefined) adminServer = await listen(servedOn('admin', app.fetch), config.adminPort, config.host);
   } catch (e) {
-    await service.release();
+    if (server) await closeServer(server, 0);
+    await releaseEngines();
     throw e;
   }
-  const closeEvents = attachAdminEventSocket(server, service.events, config.adminToken);
-  log(config.adminToken === undefined ? 'admin API: off (set --admin-token / MOP_ADMIN_TOKEN to enable /admin and /admin/events)' : 'admin API: on (/admin/*, WebSocket /admin/events; bearer token required)');
+  const servers = adminServer ? [server, adminServer] : [server];
+  const closeEvents = attachAdminEventSocket(adminServer ?? server, service.events, config.adminToken);
   const port = (server.address() as AddressInfo).port;
-  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
-  const url = `http://${shownHost}:${port}`;
-  log(`listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port} (model id '${dense.id}')`);
-
-  // Ready only once the engine has actually produced a token.
-  try {
-    await probe(dense);
-    state.ready = true;
-    log('ready: probe generation succeeded');
-  } catch (e) {
-    log(`not ready: probe generation failed: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  const url = baseUrl(config.host, port);
+  const adminUrl = adminServer ? baseUrl(config.host, (adminServer.address() as AddressInfo).port) : url;
+  const adminWhere = adminServer ? `on ${listenAddress(config.host, (adminServer.address() as AddressInfo).port)} only (--admin-port; /admin on port ${port} answers 404)` : `on port ${port}`;
+  log(config.adminToken === undefined ? `admin API: off (set --admin-token / MOP_ADMIN_TOKEN to enable /admin and /admin/events${adminServer ? `, served ${adminWhere}` : ''})` : `admin API: on (/admin/*, WebSocket /admin/events; bearer token required) ${adminWhere}`);
+  log(`listening on ${listenAddress(config.host, port)} (model id '${dense.id}')`);
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -146,11 +180,27 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       state.draining = true;
       log(`shutting down: draining in-flight requests (grace ${config.shutdownGraceMs} ms)`);
       closeEvents();
-      await service.drain(config.shutdownGraceMs);
-      await closeServer(server);
-      await service.release();
+      const drainBoundMs = config.shutdownGraceMs + drainAnswerMs;
+      const drained = await settlesWithin(service.drain(config.shutdownGraceMs), drainBoundMs, (e) => log(`shutting down: the drain failed: ${errorText(e)}`));
+      if (!drained) log(`shutting down: in-flight work did not end within ${drainBoundMs} ms (an engine, a prune or the model store does not answer); going on without it`);
+      // Releasing fails what an engine still holds, so those streams get an error event while the sockets close.
+      const released = settlesWithin(service.release(), releaseMs, (e) => log(`shutting down: releasing the engines failed: ${errorText(e)}`));
+      await Promise.all([...servers.map((s) => closeServer(s, releaseMs)), released]);
+      if (!(await released)) log(`shutting down: an engine did not answer release within ${releaseMs} ms; leaving its thread to the process exit`);
       log('shut down');
     })());
+
+  // Ready only once the engine has actually produced a token.
+  await stopIfAborted('the probe generation', close);
+  try {
+    await probe(dense, signal);
+    state.ready = true;
+    log('ready: probe generation succeeded');
+  } catch (e) {
+    if (!signal?.aborted) log(`not ready: probe generation failed: ${errorText(e)}`);
+  }
+  await stopIfAborted('restoring the model store', close);
+
   // Model store: the dense model serves (and /ready is 200) while the recorded variants load.
   let recordedActive: string | null = null;
   if (store) {
@@ -160,6 +210,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       log(`model store: restoring from ${store.root} failed: ${e instanceof Error ? e.message : String(e)}; serving '${dense.id}'`);
     }
   }
+  await stopIfAborted('the start-up prune', close);
   // Start-up prune: the dense model serves meanwhile; the pruned one takes over when it is ready.
   // With a store, a result already there is loaded instead of pruned, and a choice the manifest
   // records (an operator's activation) wins over the declarative target's activation.
@@ -173,9 +224,23 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       throw e;
     }
   }
+  await stopIfAborted('serving', close);
 
-  return { url, port, service, metrics, state, close };
+  return { url, port, adminUrl, service, metrics, state, close };
 }
+
+/** Where a client reaches a listener: a wildcard host is reported as loopback. */
+function baseUrl(host: string, port: number): string {
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  return `http://${shown}:${port}`;
+}
+
+/** The address a listener is bound to, as logged. */
+function listenAddress(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, port: number, hostname: string): Promise<Server> {
   return new Promise((resolve, reject) => {
@@ -188,10 +253,10 @@ function listen(fetch: (req: Request) => Response | Promise<Response>, port: num
   });
 }
 
-/** One greedy token from BOS: proves engine worker, scheduler and sampler work end to end. */
-async function probe(v: ServedVariant): Promise<void> {
+/** One greedy token from BOS: proves engine worker, scheduler and sampler work end to end. `signal` cancels it. */
+async function probe(v: ServedVariant, signal: AbortSignal | undefined): Promise<void> {
   const bos = v.tokenizer.bosTokenId ?? v.tokenizer.encode('a', { addBos: false })[0] ?? 0;
-  const handle = v.scheduler.submit({ promptTokens: [bos], maxTokens: 1, sampling: defaultSamplingParams({ temperature: 0 }), ignoreEos: true });
+  const handle = v.scheduler.submit({ promptTokens: [bos], maxTokens: 1, sampling: defaultSamplingParams({ temperature: 0 }), ignoreEos: true, ...(signal && { signal }) });
   for await (const e of handle.events) {
     if (e.type === 'finish' && e.completionTokens !== 1) throw new Error(`probe finished with reason ${e.reason} after ${e.completionTokens} tokens`);
   }
@@ -199,11 +264,11 @@ async function probe(v: ServedVariant): Promise<void> {
 
 /**
  * Stop listening and wait for open connections to finish their responses. Idle keep-alive
- * connections are closed at once; any still open after 5 s (a client that never reads) are cut.
+ * connections are closed at once; any still open after `cutAfterMs` (a client that never reads) are cut.
  */
-async function closeServer(server: Server): Promise<void> {
+async function closeServer(server: Server, cutAfterMs: number): Promise<void> {
   await new Promise<void>((resolve) => {
-    const force = setTimeout(() => server.closeAllConnections(), 5000);
+    const force = setTimeout(() => server.closeAllConnections(), cutAfterMs);
     force.unref();
     const idle = setInterval(() => server.closeIdleConnections(), 100);
     idle.unref();

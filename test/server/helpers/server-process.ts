@@ -25,7 +25,24 @@ export interface ServerProcess {
 
 /** Start `mop serve --host 127.0.0.1 --port 0 --threads 1 <args>`; resolves once it listens. */
 export async function startServerProcess(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/mop.ts'), 'serve', '--host', '127.0.0.1', '--port', '0', '--threads', '1', '--prune-threads', '1', ...args], {
+  const server = spawnServerProcess(args, env, { timeoutMs });
+  const listening = await server.waitForLine(/^listening on http:\/\/127\.0\.0\.1:\d+/);
+  const port = /:(\d+) /.exec(listening)![1]!;
+  return { ...server, url: `http://127.0.0.1:${port}` };
+}
+
+export interface SpawnOptions {
+  /** Default wait of waitForLine. */
+  timeoutMs?: number;
+  /** A command that runs node, e.g. ['unshare', '--pid', '--fork', '--mount-proc'] (PID 1 in a new namespace). */
+  wrapper?: string[];
+}
+
+/** Start `mop serve` as startServerProcess does, without waiting: `url` is empty until the caller reads the listening line. */
+export function spawnServerProcess(args: string[], env: Record<string, string> = {}, options: SpawnOptions = {}): ServerProcess & { exited: Promise<void> } {
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const command = [...(options.wrapper ?? []), process.execPath, '--import', 'tsx', path.join(root, 'src/cli/mop.ts'), 'serve', '--host', '127.0.0.1', '--port', '0', '--threads', '1', '--prune-threads', '1', ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -67,11 +84,10 @@ export async function startServerProcess(args: string[], env: Record<string, str
       });
     });
   };
-  const listening = await waitForLine(/^listening on http:\/\/127\.0\.0\.1:\d+/);
-  const port = /:(\d+) /.exec(listening)![1]!;
   return {
     child,
-    url: `http://127.0.0.1:${port}`,
+    url: '',
+    exited,
     lines,
     waitForLine,
     kill: async () => {
