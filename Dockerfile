@@ -52,9 +52,9 @@ FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 AS cuda
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 # libvulkan1: the Vulkan loader, for --device webgpu (the WebGPU provider is bundled in
 # onnxruntime-node); the NVIDIA container toolkit mounts the driver's Vulkan ICD when the
-# `graphics` capability is asked for (below).
+# `graphics` capability is asked for (below). tini: the init the image runs as PID 1 (ENTRYPOINT).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvulkan1 \
+ && apt-get install -y --no-install-recommends libvulkan1 tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 mop \
  && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin mop
@@ -76,7 +76,9 @@ EXPOSE 8000
 # minutes on big models, hence the generous start period; Kubernetes uses its own probes instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "bin/mop.js"]
+# tini as PID 1 forwards SIGTERM/SIGINT to node and reaps zombies; the server handles the signal
+# (drain, or a start-up that stops at its next step) and exits within MOP_SHUTDOWN_GRACE_MS + 8 s.
+ENTRYPOINT ["tini", "--", "node", "bin/mop.js"]
 # --device cuda selects ONNX Runtime's CUDA execution provider; it needs this image (the CPU
 # image has no CUDA provider) and a GPU passed to the container (docker run --gpus all).
 # --device webgpu (KV cache resident on the GPU) also works here; see docs/gpu.md.
@@ -84,6 +86,10 @@ CMD ["serve", "--device", "cuda"]
 
 # --- runtime (default): the CPU image ----------------------------------------------------------
 FROM node:20.20.2-bookworm-slim AS runtime
+# tini (Debian's package): the init the image runs as PID 1 (ENTRYPOINT below).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
@@ -99,5 +105,6 @@ USER 1000:1000
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "bin/mop.js"]
+# tini as PID 1 forwards SIGTERM/SIGINT to node and reaps zombies (see the cuda stage).
+ENTRYPOINT ["tini", "--", "node", "bin/mop.js"]
 CMD ["serve"]

@@ -1,7 +1,8 @@
 /**
  * Static checks of the Dockerfile and .dockerignore (no Docker engine here, and hadolint is in
  * neither Debian bookworm nor npm): multi-stage, pinned base images, non-root numeric USER,
- * HEALTHCHECK on /health with node (the images have no curl), the CUDA target's provider install,
+ * HEALTHCHECK on /health with node (the images have no curl), tini as PID 1 in front of node
+ * (test/server/shutdown.test.ts runs node as PID 1 without it), the CUDA target's provider install,
  * and a build context that holds what the COPY lines need and nothing else. The HEALTHCHECK
  * command itself is run against a live server.
  */
@@ -165,13 +166,23 @@ describe('Dockerfile', () => {
         assert.doesNotMatch(hc.args, /\bcurl\b|\bwget\b/);
       });
 
-      it('starts `node bin/mop.js serve` and exposes 8000, with settings from the environment', () => {
-        assert.deepEqual(execForm(last(instr(s, 'ENTRYPOINT'))!.args), ['node', 'bin/mop.js']);
+      it('starts `node bin/mop.js serve` under tini and exposes 8000, with settings from the environment', () => {
+        assert.deepEqual(execForm(last(instr(s, 'ENTRYPOINT'))!.args), ['tini', '--', 'node', 'bin/mop.js']);
         assert.equal(execForm(last(instr(s, 'CMD'))!.args)![0], 'serve');
         assert.ok(instr(s, 'EXPOSE').some((e) => e.args.split(/\s+/).includes('8000')));
         const env = instr(s, 'ENV').map((e) => e.args).join(' ');
         assert.match(env, /NODE_ENV=production/);
         assert.match(env, /PORT=8000/);
+      });
+
+      it("installs the distribution's tini for PID 1 (it forwards SIGTERM to node and reaps zombies), without apt lists left behind", () => {
+        const install = instr(s, 'RUN').find((r) => /\bapt-get install\b[^&]*\btini\b/.test(r.args));
+        assert.ok(install, 'a RUN that apt-get installs tini');
+        assert.match(install.args, /apt-get update/);
+        assert.match(install.args, /--no-install-recommends/);
+        assert.match(install.args, /rm -rf \/var\/lib\/apt\/lists\/\*/);
+        const user = last(instr(s, 'USER'))!;
+        assert.ok(install.line < user.line, 'installed before USER drops root');
       });
 
       it('holds the built app, production node_modules, the bundled model and calibration data', () => {
