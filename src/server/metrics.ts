@@ -9,7 +9,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RequestHandle } from '../runtime/engine/scheduler-types.ts';
-import type { GenerationEvent } from '../runtime/engine/sequence.ts';
+import type { FinishReason, GenerationEvent } from '../runtime/engine/sequence.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import type { StoreUsage } from '../service/store-sync/variant-store.ts';
 
@@ -23,6 +23,13 @@ export const TOKEN_BUCKETS = Array.from({ length: 18 }, (_, i) => 2 ** i);
 
 /** How an HTTP generation request ended. */
 export type RequestOutcome = 'success' | 'aborted' | 'timeout' | 'invalid' | 'not_found' | 'too_large' | 'rejected' | 'unavailable' | 'error';
+
+/** Every label value of the counters with a label besides `model`, so a model's label sets can be removed one by one. */
+const REQUEST_OUTCOMES = Object.keys({ success: 0, aborted: 0, timeout: 0, invalid: 0, not_found: 0, too_large: 0, rejected: 0, unavailable: 0, error: 0 } satisfies Record<RequestOutcome, 0>) as RequestOutcome[];
+const FINISH_REASONS = Object.keys({ stop: 0, length: 0, abort: 0, timeout: 0 } satisfies Record<FinishReason, 0>) as FinishReason[];
+
+/** Unloaded ids remembered for sweeping (see forgetModel); the oldest beyond this are let go. */
+const MAX_FORGOTTEN_MODELS = 256;
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -40,12 +47,19 @@ export class ServerMetrics {
   private readonly aborted: Counter<'model'>;
   private readonly pruneDuration: Histogram<'strategy' | 'status'>;
   private readonly pruneSteps: Counter<'strategy' | 'branch'>;
+  /** Ids of unloaded variants whose series are removed at scrape time (see forgetModel). */
+  private readonly forgotten = new Set<string>();
+  /** Generations being tracked, by model: their observations are still to come. */
+  private readonly inFlight = new Map<string, number>();
 
   /**
    * `variants` is read at every scrape, so variants added later get gauges without re-wiring;
    * `store` likewise (absent: the server has no model store, and the store series are not exported).
    */
-  constructor(variants: () => readonly ServedVariant[], store?: () => { usage(): Promise<StoreUsage> } | undefined) {
+  constructor(
+    private readonly variants: () => readonly ServedVariant[],
+    store?: () => { usage(): Promise<StoreUsage> } | undefined,
+  ) {
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames: ['model'] as const, buckets, registers });
     this.e2e = histogram('mop_e2e_request_latency_seconds', 'End-to-end latency of a generation: submission to last token.', LATENCY_BUCKETS);
@@ -151,6 +165,36 @@ export class ServerMetrics {
     this.pruneSteps.inc({ strategy, branch });
   }
 
+  /**
+   * The variant `model` was unloaded: its series leave /metrics. They go at the first scrape at
+   * which no generation of it is still tracked (a draining variant's last requests are still
+   * exported) and the id is not served again (a variant re-added under the same id keeps them).
+   * Until the id is served again, later scrapes sweep it again: a request that resolved the
+   * variant before the unload may settle and count after the first sweep.
+   */
+  forgetModel(model: string): void {
+    this.forgotten.delete(model);
+    this.forgotten.add(model);
+    if (this.forgotten.size > MAX_FORGOTTEN_MODELS) this.forgotten.delete(this.forgotten.values().next().value!);
+  }
+
+  /** At scrape time: remove the series of forgotten models that may go now (see forgetModel). */
+  private sweepForgotten(): void {
+    if (this.forgotten.size === 0) return;
+    const served = new Set(this.variants().map((v) => v.id));
+    for (const model of this.forgotten) {
+      if (served.has(model)) {
+        this.forgotten.delete(model);
+        continue;
+      }
+      if (this.inFlight.has(model)) continue;
+      for (const h of [this.e2e, this.ttft, this.tpot, this.queueTime, this.promptLen, this.generationLen]) h.remove({ model });
+      for (const c of [this.promptTokens, this.generationTokens, this.aborted]) c.remove({ model });
+      for (const finished_reason of FINISH_REASONS) this.success.remove({ model, finished_reason });
+      for (const outcome of REQUEST_OUTCOMES) this.requests.remove({ model, outcome });
+    }
+  }
+
   /** Count one finished HTTP generation request. */
   countRequest(model: string, outcome: RequestOutcome): void {
     this.requests.inc({ model, outcome });
@@ -162,6 +206,7 @@ export class ServerMetrics {
    */
   async *track(model: string, handle: RequestHandle): AsyncGenerator<GenerationEvent> {
     const labels = { model };
+    this.inFlight.set(model, (this.inFlight.get(model) ?? 0) + 1);
     let last = handle.submittedAt;
     let sawFirstEvent = false;
     let sawFirstToken = false;
@@ -192,11 +237,15 @@ export class ServerMetrics {
       }
     } finally {
       if (!finished) this.aborted.inc(labels);
+      const left = this.inFlight.get(model)! - 1;
+      if (left > 0) this.inFlight.set(model, left);
+      else this.inFlight.delete(model);
     }
   }
 
   /** The text exposition for GET /metrics. */
   async render(): Promise<{ contentType: string; body: string }> {
+    this.sweepForgotten();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }
