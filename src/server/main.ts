@@ -136,10 +136,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   if (chatTemplate.source === 'default') {
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);
-  service.events.subscribe((e) => e.type === 'model_removed' && metrics.forgetModel(e.id));
 
   const metrics = new ServerMetrics(() => service.list(), store && (() => service.modelStore));
   service.attachMetrics(metrics);
+  service.events.subscribe((e) => e.type === 'model_removed' && metrics.forgetModel(e.id));
   const state: ServerState = { ready: false, draining: false };
   const app = createApp({
     admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune, draining: () => state.draining }),
