@@ -10,6 +10,9 @@ import { MopInputError } from '../mop/errors.ts';
 import type { ModelService } from '../service/model-service.ts';
 import { EntryReferencedError, ManifestCorruptError, ManifestVersionError } from '../service/model-store/index.ts';
 import { PruneConflictError, PruneWorkerError } from '../service/prune/prune-jobs.ts';
+import { resolveUnderDataDir } from '../service/prune/data-dir.ts';
+import { PruneFileError } from '../service/prune/prune-input-files.ts';
+import { DEFAULT_MODEL_ALIAS, isDefaultModel } from '../service/variant-registry.ts';
 import { jsonLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import { bearerCheck } from './bearer-auth.ts';
@@ -26,6 +29,8 @@ export interface AdminDeps {
   log: (line: string) => void;
   /** True once shutdown began: admin changes are refused (503 `draining`), reads still answer. */
   draining: () => boolean;
+  /** Files a prune request names must lie under this directory (--data-dir); undefined = the bundled data/. */
+  dataDir?: string | undefined;
 }
 
 /** Admin bodies are small JSON objects (a prune recipe, a split). */
@@ -43,6 +48,8 @@ const pruneTargetFields = z
     id: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_" and "-", at most 64')
+      // A variant called "default" could never be reached: requests naming it get the active one.
+      .refine((id) => !isDefaultModel(id), `"${DEFAULT_MODEL_ALIAS}" is reserved (requests naming it get the active variant); choose another id`)
       .optional(),
     activate: z.boolean().default(true),
   })
@@ -93,7 +100,20 @@ export function adminRoutes(deps: AdminDeps): Hono {
       if (e instanceof MopInputError) throw invalidRequest(e.message, e.message.split(':')[0]);
       throw e;
     }
-    const job = await deps.service.jobs.start({ ...recipe, activate, ...(source !== undefined && { source }), ...(id !== undefined && { id }) });
+    // Files named in the request only from the data directory; the server's own defaults are the operator's.
+    for (const o of pruneOptions) {
+      if (o.type.kind !== 'text' || rest[o.json] === undefined) continue;
+      const real = await resolveUnderDataDir(recipe[o.key] as string, deps.dataDir);
+      if (real === undefined) throw invalidRequest(`${o.json} must name a regular file under the server's data directory (--data-dir), as a path relative to it or an absolute one.`, o.json);
+      (recipe as unknown as Record<string, unknown>)[o.key] = real;
+    }
+    let job;
+    try {
+      job = await deps.service.jobs.start({ ...recipe, activate, ...(source !== undefined && { source }), ...(id !== undefined && { id }) });
+    } catch (e) {
+      if (e instanceof PruneFileError) throw invalidRequest(e.message, e.field);
+      throw e;
+    }
     return c.json(job, 202, { location: `/admin/prune/${job.id}` });
   });
 
@@ -101,13 +121,13 @@ export function adminRoutes(deps: AdminDeps): Hono {
 
   app.get('/prune/:id', (c) => {
     const job = deps.service.jobs.get(c.req.param('id'));
-    if (!job) throw jobNotFound(c.req.param('id'));
+    if (!job) throw jobNotFound(deps.service, c.req.param('id'));
     return c.json(job);
   });
 
   app.delete('/prune/:id', async (c) => {
     const job = await deps.service.jobs.cancel(c.req.param('id'));
-    if (!job) throw jobNotFound(c.req.param('id'));
+    if (!job) throw jobNotFound(deps.service, c.req.param('id'));
     return c.json(job);
   });
 
@@ -218,8 +238,17 @@ function parsePurge(raw: string | undefined): boolean {
   throw invalidRequest(`purge must be true or false, got '${raw}'.`, 'purge');
 }
 
-function jobNotFound(id: string): ApiError {
-  return new ApiError(404, `No prune job '${id}'.`, 'invalid_request_error', null, 'job_not_found');
+/** 404 for a job id: never existed, or no longer kept (then where its result may be). */
+function jobNotFound(service: ModelService, id: string): ApiError {
+  if (!service.jobs.forgotten(id)) return new ApiError(404, `No prune job '${id}'.`, 'invalid_request_error', null, 'job_not_found');
+  const where = service.modelStore ? ' If it succeeded, its pruned model is in the model store: GET /admin/store lists the entries with their recipes.' : '';
+  return new ApiError(
+    404,
+    `Prune job '${id}' aged out: the server keeps the last ${service.jobs.historyLimit} finished jobs (--max-job-history), and none for a request it refused.${where}`,
+    'invalid_request_error',
+    null,
+    'job_aged_out',
+  );
 }
 
 function variantView(v: ServedVariant, active: boolean) {

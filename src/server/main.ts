@@ -120,6 +120,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     pruneThreads: config.pruneThreads,
     ...(config.pruneHeapMb !== undefined && { pruneHeapMb: config.pruneHeapMb }),
     pruneNice: config.pruneNice,
+    maxJobHistory: config.maxJobHistory,
     restart: { maxRestarts: config.engineRestarts, windowMs: 60_000 },
     unloadGraceMs: config.shutdownGraceMs,
     ...(options.engineWorker && { engineWorker: options.engineWorker }),
@@ -142,7 +143,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   service.events.subscribe((e) => e.type === 'model_removed' && metrics.forgetModel(e.id));
   const state: ServerState = { ready: false, draining: false };
   const app = createApp({
-    admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune, draining: () => state.draining }),
+    admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune, draining: () => state.draining, dataDir: config.dataDir }),
     apiKeys: config.apiKeys,
     allowedOrigins: config.allowedOrigins,
     service,

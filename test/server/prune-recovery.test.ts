@@ -18,10 +18,11 @@ describe('POST /admin/prune with recovery fine-tuning', () => {
   let s: RunningServer;
   let dir: string;
   before(async () => {
-    s = await startTestServer({ adminToken: TOKEN });
+    // Files an admin request names must lie under --data-dir.
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-recovery-http-'));
     await fs.writeFile(path.join(dir, 'empty.txt'), '\n');
     await fs.writeFile(path.join(dir, 'short.txt'), 'Once upon a time there was a cat. '.repeat(20));
+    s = await startTestServer({ adminToken: TOKEN, dataDir: dir });
   });
   after(async () => {
     await s.close();
@@ -44,7 +45,7 @@ describe('POST /admin/prune with recovery fine-tuning', () => {
       [{ recovery_seconds: '5' }, /recovery_seconds: expected a number/],
       [{ recovery_tokens: 4096, recovery_seconds: 5 }, /recovery-tokens and recovery-seconds are both set/],
       [{ depth_rule: 'first' }, /unknown depth-rule 'first'; choose one of: score, third-to-last/],
-      [{ recovery_data: path.join(dir, 'nope.txt') }, /recovery data file not found/],
+      [{ recovery_data: path.join(dir, 'nope.txt') }, /recovery_data must name a regular file under the server's data directory/],
       [{ recovery_data: path.join(dir, 'empty.txt') }, /recovery data file is empty/],
       [{ recovery_data: path.join(dir, 'short.txt') }, /too short: it has \d+ tokens, one recovery batch of 16 × 128 needs 2048/],
     ];

@@ -18,7 +18,7 @@ export const INPUT_READ_TIMEOUT_MS = 30_000;
 
 /** A file option that cannot be used: answered 400 with the option's JSON name as the param. */
 export class PruneFileError extends MopInputError {
-  override name = 'PruneFileError';
+  // Named as its base: callers that report a MopInputError by name (the CLI) see no difference.
   constructor(
     message: string,
     /** The request field (JSON name) that named the file. */
