@@ -9,6 +9,7 @@ import {
   SamplingParamsError,
   validateSamplingParams,
 } from '../runtime/engine/sampling-params.ts';
+import { deriveSeed } from '../runtime/engine/rng.ts';
 import { invalidRequest } from './errors.ts';
 
 /** The sampling fields both endpoints share, as they arrive (null = omitted). */
@@ -36,9 +37,17 @@ const wireName: Record<keyof SamplingParams, string> = {
 };
 
 /**
- * Sampling for choice `choice` of a request. With a seed, choice j samples with seed + j: the n
- * choices differ from one another, yet the same request returns the same choices every time.
+ * The seed choice `choice` of a request with `seed` samples with: choice 0 the seed itself (so
+ * `n: 1` is the seed's own output), choice j > 0 a 64-bit mix of seed and j. The n choices differ
+ * from one another, the same request returns the same choices every time, and every safe-integer
+ * seed the schema accepts works for every n.
  */
+export function choiceSeed(seed: number, choice: number): number {
+  // A seed outside the range is left for validateSamplingParams to refuse under its wire name.
+  return choice === 0 || !Number.isSafeInteger(seed) ? seed : deriveSeed(seed, choice);
+}
+
+/** Sampling for choice `choice` of a request (with a seed: see choiceSeed). */
 export function samplingParams(wire: WireSampling, logprobs: number | undefined, choice: number): SamplingParams {
   const seed = wire.seed ?? undefined;
   const p = defaultSamplingParams({
@@ -49,7 +58,7 @@ export function samplingParams(wire: WireSampling, logprobs: number | undefined,
     presencePenalty: wire.presence_penalty ?? undefined,
     frequencyPenalty: wire.frequency_penalty ?? undefined,
     repetitionPenalty: wire.repetition_penalty ?? undefined,
-    seed: seed === undefined ? undefined : seed + choice,
+    seed: seed === undefined ? undefined : choiceSeed(seed, choice),
     logprobs,
   });
   try {

@@ -181,7 +181,7 @@ describe('the server, driven by the official openai client', () => {
     assert.equal(new Set(sequential).size, prompts.length);
   });
 
-  it('numbers choices prompt × n + j and gives choice j the seed + j, reproducibly', async () => {
+  it('numbers choices prompt × n + j and gives choice 0 the request seed and each other choice its own, reproducibly', async () => {
     const body = { model: 'stories260K', prompt: ['Once upon a time', 'The dog'], n: 2, max_tokens: 12, temperature: 1, seed: 42 };
     const a = await client.completions.create(body);
     assert.deepEqual(

@@ -19,6 +19,24 @@ export function createRng(seed?: number): Rng {
   return seed === undefined ? Xoshiro128ss.fromWords(randomFillSync(new Uint32Array(4))) : new Xoshiro128ss(seed);
 }
 
+const MASK_64 = (1n << 64n) - 1n;
+
+/**
+ * The seed of stream `stream` of a seeded generator family: splitmix64's output number `stream`
+ * from state `seed` (as 64-bit two's complement), cut to 53 bits. A safe integer for every safe
+ * integer seed and every stream, so derived streams never overflow the seed range; unlike
+ * seed + stream, stream 1 of seed s is unrelated to stream 0 of seed s + 1.
+ */
+export function deriveSeed(seed: number, stream: number): number {
+  if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be a safe integer, got ${seed}`);
+  if (!(Number.isSafeInteger(stream) && stream >= 0)) throw new RangeError(`stream must be a non-negative safe integer, got ${stream}`);
+  let z = (BigInt.asUintN(64, BigInt(seed)) + BigInt(stream + 1) * 0x9e3779b97f4a7c15n) & MASK_64;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK_64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK_64;
+  z ^= z >> 31n;
+  return Number(z >> 11n);
+}
+
 export class Xoshiro128ss implements Rng {
   private s0 = 0;
   private s1 = 0;
