@@ -5,15 +5,14 @@
  * `logprobs`, the prompt tokens' log-probabilities come from the variant's prompt scoring (plain
  * numbers from its engine worker); `max_tokens: 0` with `echo` generates nothing.
  */
-import { ContextLengthError } from '../runtime/engine/errors.ts';
 import type { PromptScores } from '../runtime/engine/prompt-scores.ts';
-import { SchedulerClosedError } from '../runtime/engine/scheduler-types.ts';
 import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenEvent } from '../runtime/engine/sequence.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
-import { parseBody } from './endpoint.ts';
-import { invalidRequest, modelNotFound, unavailable } from './errors.ts';
+import { parseBody, streamErrorBody } from './endpoint.ts';
+import { invalidRequest, modelNotFound } from './errors.ts';
+import { toApiError } from './service-errors.ts';
 import { Fanout } from './fanout.ts';
 import { type PreparedPrompt, preparePrompts, resolveMaxTokens } from './prompt.ts';
 import {
@@ -48,10 +47,13 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
   const echo = body.echo ?? false;
   if (body.max_tokens === 0 && !echo) throw invalidRequest('max_tokens 0 generates nothing; it is accepted only with echo: true (to return the prompt and its log-probabilities).', 'max_tokens');
   // Once per prompt, however many choices share it.
-  const promptScores = echo && logprobs !== undefined ? await scorePrompts(variant, prompts, logprobs, context) : undefined;
+  const promptScores = echo && logprobs !== undefined ? await scorePrompts(variant, prompts, logprobs, context, ctx) : undefined;
   const shape = new CompletionShape(responseId('cmpl'), variant.id, tokenizer, prompts, n, echo, logprobs !== undefined, promptScores);
   if (body.max_tokens === 0) {
-    if (body.stream) return sseResponse(shape.promptOnlyChunks(body.stream_options?.include_usage ?? false));
+    // Scored (or echoed) without generating: answered here, so counted here.
+    ctx.metrics.countRequest(variant.id, 'success');
+    ctx.counted = true;
+    if (body.stream) return sseResponse(shape.promptOnlyChunks(body.stream_options?.include_usage ?? false), streamErrorBody(ctx));
     return Response.json(shape.response(Array.from({ length: prompts.length * n }, () => [])));
   }
   const stop = stopList(body.stop);
@@ -64,13 +66,17 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
   });
 
   const fanout = new Fanout(variant, ctx.metrics, requests, ctx.signal);
-  if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false));
+  ctx.counted = true;
+  if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false), streamErrorBody(ctx));
   const events = await fanout.collect();
   return Response.json(shape.response(events));
 }
 
-/** Each prompt's log-probabilities; the engine's refusals as HTTP errors. */
-async function scorePrompts(variant: ServedVariant, prompts: readonly PreparedPrompt[], topN: number, context: number): Promise<PromptScores[]> {
+/**
+ * Each prompt's log-probabilities, admitted like generations (queue limit, deadline, drain) and
+ * abandoned when the client goes away; the engine's refusals as HTTP errors.
+ */
+async function scorePrompts(variant: ServedVariant, prompts: readonly PreparedPrompt[], topN: number, context: number, ctx: EndpointContext): Promise<PromptScores[]> {
   const out: PromptScores[] = [];
   for (const [i, p] of prompts.entries()) {
     const param = prompts.length > 1 ? `prompt[${i}]` : 'prompt';
@@ -78,11 +84,9 @@ async function scorePrompts(variant: ServedVariant, prompts: readonly PreparedPr
       throw invalidRequest(`This model's maximum context length is ${context} tokens, but the prompt has ${p.tokens.length} tokens. Please shorten the prompt.`, param, 'context_length_exceeded');
     }
     try {
-      out.push(await variant.scorePrompt(p.tokens, topN));
+      out.push(await variant.scorePrompt(p.tokens, topN, ctx.signal));
     } catch (e) {
-      if (e instanceof ContextLengthError) throw invalidRequest(e.message, param, 'context_length_exceeded');
-      if (e instanceof SchedulerClosedError) throw unavailable('The server is shutting down and takes no new requests.');
-      throw e;
+      throw toApiError(e, ctx.log, param);
     }
   }
   return out;

@@ -2,7 +2,8 @@
  * What a generation endpoint handler gets from the app: the served variants, metrics, limits
  * from the configuration, and the client connection's abort signal.
  */
-import { fromZodError } from './errors.ts';
+import { fromZodError, type OpenAIErrorBody } from './errors.ts';
+import { toApiError } from './service-errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
@@ -28,6 +29,10 @@ export interface EndpointContext {
   limits: EndpointLimits;
   /** Aborted when the client disconnects. */
   signal: AbortSignal;
+  /** Set once a Fanout took the request: from then on it counts the outcome, not the app. */
+  counted?: boolean;
+  /** Where unexpected errors are logged. */
+  log: (line: string) => void;
 }
 
 /** Validate a parsed JSON body against a schema; the first violation becomes a 400 naming the field. */
@@ -35,4 +40,9 @@ export function parseBody<S extends z.ZodType>(schema: S, json: unknown): z.infe
   const parsed = schema.safeParse(json);
   if (!parsed.success) throw fromZodError(parsed.error);
   return parsed.data;
+}
+
+/** How a stream reports a failure after its headers are sent: the same mapping as before them. */
+export function streamErrorBody(ctx: EndpointContext): (e: unknown) => OpenAIErrorBody {
+  return (e) => toApiError(e, ctx.log).toBody();
 }

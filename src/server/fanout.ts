@@ -4,12 +4,9 @@
  * AbortController tied to the client connection: a client that goes away, or a consumer that stops
  * reading, aborts every generation so their batch slots and KV memory are freed at once.
  */
-import { ContextLengthError } from '../runtime/engine/errors.ts';
-import { QueueFullError, SchedulerClosedError } from '../runtime/engine/scheduler-types.ts';
 import type { FinishEvent, GenerationEvent, GenerationRequest } from '../runtime/engine/sequence.ts';
-import { ApiError, invalidRequest, queueFull, unavailable } from './errors.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
-import { VariantUnavailableError } from '../service/engine/engine-errors.ts';
+import { outcomeOf, toApiError } from './service-errors.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 
 /** One event of one choice. */
@@ -17,9 +14,6 @@ export interface ChoiceEvent {
   index: number;
   event: GenerationEvent;
 }
-
-/** Seconds a client told "queue full" should wait before retrying. */
-export const RETRY_AFTER_SECONDS = 1;
 
 export class Fanout {
   private readonly controller = new AbortController();
@@ -30,7 +24,8 @@ export class Fanout {
 
   /**
    * Submit every request (their `signal` is replaced by the fan-out's). A rejected submission
-   * aborts those already accepted and throws the matching ApiError (429, 503, 400).
+   * aborts those already accepted and throws the scheduler's error (the app maps it: 429, 503,
+   * 400). From then on the fan-out counts the HTTP request's outcome, exactly once.
    */
   constructor(
     private readonly variant: ServedVariant,
@@ -49,7 +44,7 @@ export class Fanout {
       }
     } catch (e) {
       this.controller.abort(e);
-      throw submitError(e);
+      throw e;
     }
   }
 
@@ -74,7 +69,7 @@ export class Fanout {
       );
     };
     this.iterators.forEach((_, i) => pull(i));
-    let failed = false;
+    let failure: { error: unknown } | undefined;
     try {
       while (pending.size > 0) {
         const { index, result } = await Promise.race(pending.values());
@@ -87,7 +82,7 @@ export class Fanout {
         yield { index, event: result.value };
       }
     } catch (e) {
-      failed = true;
+      failure = { error: e };
       throw e;
     } finally {
       if (pending.size > 0) {
@@ -95,7 +90,8 @@ export class Fanout {
         // Let every tracked stream see the abort and close, so metrics count it.
         await Promise.allSettled(this.iterators.map((it) => it.return?.()));
       }
-      this.settle(failed ? 'error' : undefined);
+      // A failed generation counts as its error says (engine error, stalled or dead engine), never as success or abort.
+      this.settle(failure && outcomeOf(toApiError(failure.error, () => undefined)));
     }
   }
 
@@ -118,15 +114,4 @@ export class Fanout {
     }
     this.metrics.countRequest(this.variant.id, outcome);
   }
-}
-
-/** Scheduler refusals as HTTP errors. */
-function submitError(e: unknown): unknown {
-  if (e instanceof QueueFullError) return queueFull(RETRY_AFTER_SECONDS);
-  if (e instanceof SchedulerClosedError) return unavailable('The server is shutting down and takes no new requests.');
-  if (e instanceof ContextLengthError) return invalidRequest(e.message, 'prompt', 'context_length_exceeded');
-  if (e instanceof VariantUnavailableError) return unavailable(e.message, 'model_unavailable');
-  if (e instanceof RangeError) return invalidRequest(e.message);
-  if (e instanceof ApiError) return e;
-  return e;
 }

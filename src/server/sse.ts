@@ -3,14 +3,9 @@
  * The stream is pull-based (a chunk is produced when the socket can take it) and cancelling it
  * (client gone) stops the producer, which aborts the generations behind it.
  */
-import { VariantUnavailableError } from '../service/engine/engine-errors.ts';
 import type { OpenAIErrorBody } from './errors.ts';
-import { internalError, unavailable } from './errors.ts';
 
 const encoder = new TextEncoder();
-
-/** A variant's engine that died under the stream is the service's 503, anything else a 500. */
-const streamError = (e: unknown): OpenAIErrorBody => (e instanceof VariantUnavailableError ? unavailable(e.message, 'model_unavailable') : internalError()).toBody();
 
 const frame = (data: string): Uint8Array => encoder.encode(`data: ${data}\n\n`);
 
@@ -18,7 +13,7 @@ const frame = (data: string): Uint8Array => encoder.encode(`data: ${data}\n\n`);
  * A streaming Response from `chunks`. A failure mid-stream is sent as an OpenAI error object in
  * its own event (the status line is long gone), followed by [DONE], as vLLM does.
  */
-export function sseResponse(chunks: AsyncIterable<unknown>, onError: (e: unknown) => OpenAIErrorBody = streamError): Response {
+export function sseResponse(chunks: AsyncIterable<unknown>, onError: (e: unknown) => OpenAIErrorBody): Response {
   const it = chunks[Symbol.asyncIterator]();
   let closed = false;
   const body = new ReadableStream<Uint8Array>({

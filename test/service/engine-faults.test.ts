@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server/main.ts';
+import { faultEngineWorker, injectEngineFault } from '../../scripts/faults/inject.ts';
 import { assertOpenAIError, postJson, startTestServer, waitFor } from '../server/helpers/server.ts';
 
 const TOKEN = 'engine-fault-admin-token';
@@ -60,7 +61,7 @@ describe('an engine worker that dies', () => {
 describe('a variant whose engine keeps dying', () => {
   let s: RunningServer;
   before(async () => {
-    s = await startTestServer({ adminToken: TOKEN, maxBatch: 2, engineRestarts: 0 });
+    s = await startTestServer({ adminToken: TOKEN, maxBatch: 2, engineRestarts: 0 }, { engineWorker: faultEngineWorker });
     const started = await admin(s, 'POST', '/prune', { target: 0.2, samples: 8, seq_len: 64, id: 'small', activate: false });
     assert.equal(started.status, 202, await started.clone().text());
     await s.service.jobs.idle();
@@ -70,7 +71,7 @@ describe('a variant whose engine keeps dying', () => {
 
   it('is marked unavailable (503 for its requests) while the other variants keep serving and /ready stays 200', async () => {
     assert.equal((await complete(s, 'small')).status, 200);
-    await admin(s, 'POST', '/models/small/restart');
+    injectEngineFault({ variant: 'small', action: 'crash' });
     await waitFor(() => s.service.get('small')!.status === 'unavailable', 10_000, 'the variant to be given up on');
     const err = await assertOpenAIError(await complete(s, 'small'), 503);
     assert.equal(err.code, 'model_unavailable');
@@ -100,7 +101,7 @@ describe('a variant whose engine keeps dying', () => {
   });
 
   it('takes /ready out of rotation when the active variant is the one that is unavailable', async () => {
-    await admin(s, 'POST', '/models/stories260K/restart');
+    injectEngineFault({ variant: 'stories260K', action: 'crash' });
     await waitFor(() => s.service.get('stories260K')!.status === 'unavailable', 10_000, 'the dense variant to be given up on');
     const r = await ready(s);
     assert.equal(r.status, 503);

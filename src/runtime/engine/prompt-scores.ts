@@ -77,12 +77,28 @@ export interface ScoringSessionOptions {
   chunk?: number;
 }
 
+/** One prompt being scored piece by piece: the scheduler runs one piece per scheduling step. */
+export interface ScoreRun {
+  /** Score the next piece; the whole prompt's scores once the last piece is done, else undefined. */
+  step(): Promise<PromptScores | undefined>;
+  /** Free the session's slot (after the last piece, or when the request is abandoned). */
+  close(): void;
+}
+
+/** What the scheduler needs of a scorer: one run at a time, in pieces. */
+export interface PieceScorer {
+  /** Throws ContextLengthError / RangeError for prompts it cannot score. */
+  check(tokens: readonly number[]): void;
+  begin(tokens: readonly number[], topN: number): Promise<ScoreRun>;
+  release(): Promise<void>;
+}
+
 /**
  * A scoring session beside the serving one: the same model with a graph that returns logits for
  * every position (the serving graph returns the last position's only), one sequence at a time,
  * built on first use so a server that never scores never pays for it.
  */
-export class ScoringSession implements PromptScorer {
+export class ScoringSession implements PromptScorer, PieceScorer {
   private session: Promise<ModelSession> | undefined;
   /** One prompt at a time: its pieces share the session's one cache slot. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -93,10 +109,51 @@ export class ScoringSession implements PromptScorer {
     private readonly options: ScoringSessionOptions,
   ) {}
 
-  async scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
+  check(tokens: readonly number[]): void {
     if (tokens.length === 0) throw new RangeError('the prompt has no tokens');
     if (tokens.length > this.options.maxContext) throw new ContextLengthError(`the prompt has ${tokens.length} tokens; the context holds ${this.options.maxContext}`);
+  }
+
+  /** Start scoring `tokens`; the caller runs its pieces and closes it. One run at a time. */
+  async begin(tokens: readonly number[], topN: number): Promise<ScoreRun> {
+    this.check(tokens);
     const chunk = Math.max(1, this.options.chunk ?? DEFAULT_SCORING_CHUNK);
+    const session = await this.open(chunk);
+    session.reset(0);
+    const scores: PromptScores = { logprobs: [null], top: [null] };
+    let from = 0;
+    return {
+      step: async () => {
+        const logits = await session.prefill(0, tokens.slice(from, from + chunk));
+        appendScores(scores, tokens, from, logits, this.spec.vocabSize, topN);
+        from += chunk;
+        return from >= tokens.length ? scores : undefined;
+      },
+      close: () => session.reset(0),
+    };
+  }
+
+  /** A whole prompt at once (pieces yield the thread in between); concurrent calls queue. */
+  async scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
+    this.check(tokens);
+    const run = this.queue.then(async () => {
+      const piece = await this.begin(tokens, topN);
+      try {
+        for (;;) {
+          const done = await piece.step();
+          if (done) return done;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      } finally {
+        piece.close();
+      }
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The session, built on first use; a build that failed is retried by the next call, not cached. */
+  private open(chunk: number): Promise<ModelSession> {
     this.session ??= ModelSession.create(this.spec, this.weights, {
       maxBatch: 1,
       maxContext: this.options.maxContext,
@@ -106,26 +163,16 @@ export class ScoringSession implements PromptScorer {
       ...(this.options.threads !== undefined && { threads: this.options.threads }),
       ...(this.options.fileBlocks && { fileBlocks: this.options.fileBlocks }),
     });
-    const run = this.queue.then(async () => {
-      const session = await this.session!;
-      session.reset(0);
-      try {
-        const scores: PromptScores = { logprobs: [null], top: [null] };
-        for (let from = 0; from < tokens.length; from += chunk) {
-          if (from > 0) await new Promise((resolve) => setImmediate(resolve));
-          const logits = await session.prefill(0, tokens.slice(from, from + chunk));
-          appendScores(scores, tokens, from, logits, this.spec.vocabSize, topN);
-        }
-        return scores;
-      } finally {
-        session.reset(0);
-      }
+    const pending = this.session;
+    pending.catch(() => {
+      if (this.session === pending) this.session = undefined;
     });
-    this.queue = run.catch(() => undefined);
-    return run;
+    return pending;
   }
 
   async release(): Promise<void> {
-    if (this.session) await (await this.session).release();
+    const session = this.session;
+    this.session = undefined;
+    if (session) await (await session.catch(() => undefined))?.release();
   }
 }

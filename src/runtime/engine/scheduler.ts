@@ -1,8 +1,10 @@
 import type { Tokenizer } from '../tokenizer/types.ts';
-import { ContextLengthError } from './errors.ts';
+import { admitOrThrow, type HeldRequests, waitingRequests } from './admission.ts';
+import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from './errors.ts';
 import { EventChannel } from './event-channel.ts';
 import type { DecoderSession } from './decoder-session.ts';
-import { type EngineTimes, type Scheduler, QueueFullError, SchedulerClosedError, type SchedulerOptions, type SchedulerStats, type RequestHandle, zeroEngineTimes } from './scheduler-types.ts';
+import type { PieceScorer, PromptScores, ScoreRun } from './prompt-scores.ts';
+import { type EngineTimes, type Scheduler, SchedulerClosedError, type SchedulerOptions, type SchedulerStats, type RequestHandle, zeroEngineTimes } from './scheduler-types.ts';
 import { type FinishReason, type GenerationEvent, type GenerationRequest, Sequence } from './sequence.ts';
 
 /** A request's life inside the scheduler. */
@@ -19,16 +21,36 @@ interface Entry {
   nextToken: number | undefined;
 }
 
+/** A prompt-scoring request (echo + logprobs): queued with the generations, run piece by piece. */
+interface ScoreEntry {
+  tokens: readonly number[];
+  topN: number;
+  signal: AbortSignal | undefined;
+  deadline: number;
+  resolve: (scores: PromptScores) => void;
+  reject: (error: Error) => void;
+  /** Set once its first piece is about to run. */
+  run: ScoreRun | undefined;
+}
+
 /**
  * Continuous batching over one DecoderSession. Each scheduling step: drop aborted or expired
  * requests, admit waiting ones into free KV slots, prefill at most `prefillChunk` prompt tokens
  * (so a long prompt delays running decodes by one chunk, not by its whole length), then run one
  * batched decode step for every sequence that has a token to feed. Requests join and leave between
  * steps; a finished or abandoned request frees its slot at once.
+ *
+ * Prompt scorings (given a `scorer`) share the queue limit, deadline, abort and drain of
+ * generations: one runs at a time, one piece per scheduling step, so decodes beside it wait for a
+ * piece at most. A failed step ends every request it carried with an EngineStepError.
  */
 export class BatchScheduler implements Scheduler {
   private readonly waiting: Entry[] = [];
   private readonly running = new Set<Entry>();
+  /** Scorings in arrival order; the first one runs. */
+  private readonly scorings: ScoreEntry[] = [];
+  /** performance.now() when the session call in progress began; undefined between calls. */
+  private busySince: number | undefined;
   private readonly freeSlots: number[];
   private nextId = 1;
   private looping = false;
@@ -41,8 +63,14 @@ export class BatchScheduler implements Scheduler {
     private readonly session: DecoderSession,
     private readonly tokenizer: Tokenizer,
     private readonly options: SchedulerOptions,
+    /** Prompt scoring (echo + logprobs); without it, score() refuses. */
+    private readonly scorer?: PieceScorer,
   ) {
     this.freeSlots = Array.from({ length: session.maxBatch }, (_, i) => i);
+  }
+
+  private held(): HeldRequests {
+    return { generations: this.waiting.length + this.running.size, scorings: this.scorings.length };
   }
 
   submit(request: GenerationRequest): RequestHandle {
@@ -53,10 +81,7 @@ export class BatchScheduler implements Scheduler {
       throw new ContextLengthError(`the prompt has ${promptLength} tokens; the context holds ${this.session.maxContext} (prompt + at least one generated token)`);
     }
     if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
-    // Requests that a free slot will take at the next step are not waiting in the queue.
-    if (this.waiting.length - this.freeSlots.length >= this.options.maxQueue) {
-      throw new QueueFullError(`the request queue is full (${this.options.maxQueue} waiting)`);
-    }
+    admitOrThrow('generations', this.held(), this.session.maxBatch, this.options.maxQueue);
     // Built now so invalid sampling parameters fail the submission, not the batch.
     const sequence = new Sequence(request, this.tokenizer, this.session.spec.vocabSize);
     const entry: Entry = {
@@ -64,7 +89,7 @@ export class BatchScheduler implements Scheduler {
       request,
       sequence,
       channel: new EventChannel<GenerationEvent>(() => this.kick()),
-      deadline: this.options.requestTimeoutMs > 0 ? performance.now() + this.options.requestTimeoutMs : Infinity,
+      deadline: this.deadline(),
       slot: undefined,
       prefilled: 0,
       nextToken: undefined,
@@ -76,12 +101,38 @@ export class BatchScheduler implements Scheduler {
     return entry.handle;
   }
 
+  /**
+   * Log-probabilities of a prompt's tokens, admitted like a generation (QueueFullError,
+   * SchedulerClosedError, ContextLengthError, RangeError are thrown at once). The promise rejects
+   * with RequestAbortedError when `signal` aborts, RequestTimeoutError past the deadline.
+   */
+  score(tokens: readonly number[], topN: number, signal?: AbortSignal): Promise<PromptScores> {
+    if (this.closed) throw new SchedulerClosedError('the server is shutting down and accepts no new requests');
+    if (!this.scorer) throw new RangeError('this scheduler has no prompt scorer');
+    this.scorer.check(tokens);
+    admitOrThrow('scorings', this.held(), this.session.maxBatch, this.options.maxQueue);
+    return new Promise((resolve, reject) => {
+      this.scorings.push({ tokens, topN, signal, deadline: this.deadline(), resolve, reject, run: undefined });
+      signal?.addEventListener('abort', () => this.kick(), { once: true });
+      this.kick();
+    });
+  }
+
+  /** How long the session call in progress has run (0 between calls): a watchdog's stall signal. */
+  busyMs(now = performance.now()): number {
+    return this.busySince === undefined ? 0 : now - this.busySince;
+  }
+
+  private deadline(): number {
+    return this.options.requestTimeoutMs > 0 ? performance.now() + this.options.requestTimeoutMs : Infinity;
+  }
+
   stats(): SchedulerStats {
     let used = 0;
     for (const e of this.running) if (e.slot !== undefined) used += this.session.length(e.slot);
     return {
       running: this.running.size,
-      waiting: Math.max(0, this.waiting.length - this.freeSlots.length),
+      waiting: waitingRequests(this.held(), this.session.maxBatch),
       lastBatchSize: this.lastBatch,
       kvTokensUsed: used,
       kvTokensCapacity: this.session.maxBatch * this.session.maxContext,
@@ -92,13 +143,13 @@ export class BatchScheduler implements Scheduler {
   async drain(graceMs: number): Promise<void> {
     this.closed = true;
     const idle = new Promise<void>((resolve) => {
-      if (!this.looping && this.running.size === 0 && this.waiting.length === 0) resolve();
+      if (!this.looping && !this.hasWork()) resolve();
       else this.idleWaiters.push(resolve);
     });
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), graceMs)));
     if ((await Promise.race([idle, expired])) === 'expired') {
-      for (const e of [...this.waiting, ...this.running]) e.deadline = 0;
+      for (const e of [...this.waiting, ...this.running, ...this.scorings]) e.deadline = 0;
       this.kick();
       await idle;
     }
@@ -112,27 +163,39 @@ export class BatchScheduler implements Scheduler {
     setImmediate(() => void this.loop());
   }
 
+  private hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.size > 0 || this.scorings.length > 0;
+  }
+
   private async loop(): Promise<void> {
     try {
-      while (this.waiting.length > 0 || this.running.size > 0) {
+      while (this.hasWork()) {
         this.dropAbandoned();
         this.admit();
+        await this.scoreStep();
         await this.prefillStep();
         await this.decodeStep();
         // Let HTTP handlers run between steps (session runs already yield while they compute).
         await new Promise((r) => setImmediate(r));
       }
     } catch (err) {
-      // An engine failure must not leave clients hanging: end every request with an abort.
-      for (const e of [...this.waiting, ...this.running]) this.finish(e, 'abort');
-      process.emitWarning(`scheduler step failed: ${err instanceof Error ? err.message : String(err)}`);
+      // A failed step must not leave clients hanging, nor look like a success or an abort: every
+      // request it carried (and every waiting one, whose session is in doubt) ends with the error.
+      const error = new EngineStepError(`a model step failed: ${err instanceof Error ? err.message : String(err)}`);
+      for (const e of [...this.waiting, ...this.running]) this.fail(e, error);
+      for (const s of this.scorings.splice(0)) this.settleScore(s, error);
+      this.onStepFailure?.(error);
     } finally {
+      this.busySince = undefined;
       this.looping = false;
       this.lastBatch = 0;
-      if (this.waiting.length > 0 || this.running.size > 0) this.kick();
+      if (this.hasWork()) this.kick();
       else for (const w of this.idleWaiters.splice(0)) w();
     }
   }
+
+  /** Told once per failed step (after its requests were failed): the worker reports it. */
+  onStepFailure: ((error: EngineStepError) => void) | undefined;
 
   private dropAbandoned(): void {
     const now = performance.now();
@@ -140,6 +203,36 @@ export class BatchScheduler implements Scheduler {
       if (e.channel.cancelled || e.request.signal?.aborted) this.finish(e, 'abort');
       else if (now >= e.deadline) this.finish(e, 'timeout');
     }
+    for (const s of [...this.scorings]) {
+      if (s.signal?.aborted) this.settleScore(s, new RequestAbortedError('the client went away before the prompt was scored'));
+      else if (now >= s.deadline) this.settleScore(s, new RequestTimeoutError(`the prompt was not scored within the request deadline (${this.options.requestTimeoutMs} ms)`));
+    }
+  }
+
+  /** One piece of the oldest scoring. A scoring session that fails fails that request only. */
+  private async scoreStep(): Promise<void> {
+    const s = this.scorings[0];
+    if (!s || !this.scorer) return;
+    this.busySince = performance.now();
+    try {
+      s.run ??= await this.scorer.begin(s.tokens, s.topN);
+      const scores = await s.run.step();
+      if (scores) this.settleScore(s, scores);
+    } catch (err) {
+      this.settleScore(s, err instanceof Error && err.name !== 'Error' ? err : new EngineStepError(`prompt scoring failed: ${err instanceof Error ? err.message : String(err)}`));
+    } finally {
+      this.busySince = undefined;
+    }
+  }
+
+  /** Resolve or reject a scoring and take it out of the queue, freeing the scoring session's slot. */
+  private settleScore(s: ScoreEntry, outcome: PromptScores | Error): void {
+    const at = this.scorings.indexOf(s);
+    if (at >= 0) this.scorings.splice(at, 1);
+    s.run?.close();
+    s.run = undefined;
+    if (outcome instanceof Error) s.reject(outcome);
+    else s.resolve(outcome);
   }
 
   private admit(): void {
@@ -169,16 +262,18 @@ export class BatchScheduler implements Scheduler {
       budget -= chunk.length;
     }
     if (pieces.length >= 2 && this.session.prefillBatch) {
-      const t0 = performance.now();
+      const t0 = (this.busySince = performance.now());
       const logits = await this.session.prefillBatch(pieces.map((p) => ({ slot: p.e.slot!, tokens: p.chunk })));
+      this.busySince = undefined;
       this.engine.prefillMs += performance.now() - t0;
       this.engine.prefillCalls++;
       pieces.forEach((p, k) => this.prefilled(p.e, p.chunk.length, logits[k]!));
       return;
     }
     for (const { e, chunk } of pieces) {
-      const t0 = performance.now();
+      const t0 = (this.busySince = performance.now());
       const logits = await this.session.prefill(e.slot!, chunk);
+      this.busySince = undefined;
       this.engine.prefillMs += performance.now() - t0;
       this.engine.prefillCalls++;
       this.prefilled(e, chunk.length, logits);
@@ -196,8 +291,9 @@ export class BatchScheduler implements Scheduler {
     const ready = [...this.running].filter((e) => e.nextToken !== undefined && !e.sequence.finished);
     this.lastBatch = ready.length;
     if (ready.length === 0) return;
-    const t0 = performance.now();
+    const t0 = (this.busySince = performance.now());
     const logits = await this.session.decode(ready.map((e) => ({ slot: e.slot!, token: e.nextToken! })));
+    this.busySince = undefined;
     this.engine.decodeMs += performance.now() - t0;
     this.engine.decodeSteps++;
     this.engine.decodeRows += ready.length;
@@ -216,6 +312,12 @@ export class BatchScheduler implements Scheduler {
 
   private finish(e: Entry, reason: FinishReason): void {
     if (!e.sequence.finished) e.channel.push(e.sequence.finish(reason));
+    this.release(e);
+  }
+
+  /** End a request with an error instead of a finish event (tokens already sent stay sent). */
+  private fail(e: Entry, error: Error): void {
+    e.channel.fail(error);
     this.release(e);
   }
 

@@ -1,4 +1,4 @@
-import { ContextLengthError } from '../../runtime/engine/errors.ts';
+import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from '../../runtime/engine/errors.ts';
 import { QueueFullError, SchedulerClosedError } from '../../runtime/engine/scheduler-types.ts';
 import type { WireError } from './engine-protocol.ts';
 
@@ -16,6 +16,14 @@ export class VariantUnavailableError extends Error {
   }
 }
 
+/**
+ * A variant's engine has not been heard from (or has been inside one model step) for longer than
+ * the stall limit: its requests fail at once rather than wait on a thread that may never answer.
+ */
+export class EngineStalledError extends VariantUnavailableError {
+  override name = 'EngineStalledError';
+}
+
 /** The typed error a worker's refusal stands for, so the HTTP layer maps it as it would locally. */
 export function fromWireError(e: WireError): Error {
   switch (e.name) {
@@ -27,6 +35,12 @@ export function fromWireError(e: WireError): Error {
       return new ContextLengthError(e.message);
     case 'RangeError':
       return new RangeError(e.message);
+    case 'EngineStepError':
+      return new EngineStepError(e.message);
+    case 'RequestTimeoutError':
+      return new RequestTimeoutError(e.message);
+    case 'RequestAbortedError':
+      return new RequestAbortedError(e.message);
     default: {
       const err = new Error(e.message);
       err.name = e.name;

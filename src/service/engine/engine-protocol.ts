@@ -38,6 +38,8 @@ export interface EngineInit {
   tokenizer: TokenizerSource;
   session: EngineSessionOptions;
   scheduling: SchedulerOptions;
+  /** How often the worker sends a heartbeat (the main thread's stall watchdog listens for it); default 1000. */
+  heartbeatMs?: number;
 }
 
 export interface WeightBlockCounts {
@@ -57,7 +59,7 @@ export interface WireError {
 export type ToEngine =
   | { type: 'submit'; id: number; request: WireRequest }
   | { type: 'abort'; id: number }
-  /** Prompt log-probabilities (echo + logprobs); answered by 'scored' or 'rejected'. */
+  /** Prompt log-probabilities (echo + logprobs), admitted like a generation; answered by 'scored' or 'rejected'; 'abort' cancels it. */
   | { type: 'score'; id: number; tokens: number[]; topN: number }
   | { type: 'drain'; graceMs: number }
   | { type: 'release' }
@@ -74,6 +76,10 @@ export type FromEngine =
   | { type: 'event'; id: number; event: GenerationEvent; admittedAt?: number }
   | { type: 'scored'; id: number; scores: PromptScores }
   | { type: 'stats'; stats: SchedulerStats }
+  /** Proof of life; `busyMs`: how long the session call in progress has run (0 between calls). */
+  | { type: 'heartbeat'; busyMs: number }
+  /** A model step failed; the requests it carried were rejected with this error. */
+  | { type: 'step-failed'; error: WireError }
   | { type: 'drained' }
   | { type: 'released' };
 

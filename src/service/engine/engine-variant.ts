@@ -12,8 +12,8 @@ import { shareFileBlocks, shareWeights } from '../../runtime/model/shared-weight
 import { parameterCounts } from '../../runtime/model/spec.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 import type { ServedVariant, VariantStatus } from './served-variant.ts';
-import { EngineClient } from './engine-client.ts';
-import { VariantUnavailableError } from './engine-errors.ts';
+import { EngineClient, heartbeatMsFor } from './engine-client.ts';
+import { EngineStalledError, VariantUnavailableError } from './engine-errors.ts';
 import type { EngineInit, EngineSessionOptions } from './engine-protocol.ts';
 
 export interface RestartPolicy {
@@ -37,7 +37,11 @@ export interface EngineVariantOptions {
   onStatus?: (v: EngineVariant) => void;
   /** The engine worker's entry module (default: engine-worker.ts); tests wrap it to inject faults. */
   engineWorker?: URL;
+  /** An engine step (or silence) longer than this marks the variant stalled (default 60 s). */
+  stallMs?: number;
 }
+
+export const DEFAULT_STALL_MS = 60_000;
 
 export class EngineVariant implements ServedVariant, Scheduler {
   readonly id: string;
@@ -51,6 +55,8 @@ export class EngineVariant implements ServedVariant, Scheduler {
   readonly model: LoadedModel;
   private readonly deaths: number[] = [];
   private released = false;
+  /** A restart in progress (admin request or the restart policy): a second one joins it. */
+  private restarting: Promise<void> | undefined;
 
   private constructor(
     private readonly options: EngineVariantOptions,
@@ -69,6 +75,10 @@ export class EngineVariant implements ServedVariant, Scheduler {
     const model: LoadedModel = { ...options.model, weights: shareWeights(options.model.weights), ...(options.model.fileBlocks && { fileBlocks: shareFileBlocks(options.model.fileBlocks) }) };
     const opts = { ...options, model };
     return new EngineVariant(opts, await EngineClient.start(engineInit(opts), opts.engineWorker));
+  }
+
+  private get stallMs(): number {
+    return this.options.stallMs ?? DEFAULT_STALL_MS;
   }
 
   get scheduler(): Scheduler {
@@ -107,7 +117,7 @@ export class EngineVariant implements ServedVariant, Scheduler {
   }
 
   submit(request: GenerationRequest): RequestHandle {
-    if (this.status !== 'serving') throw new VariantUnavailableError(this.id, `model '${this.id}' is ${this.status}: ${this.statusReason ?? 'its engine is not running'}`);
+    this.refuseUnlessServing();
     return this.engine.submit(request);
   }
 
@@ -115,9 +125,24 @@ export class EngineVariant implements ServedVariant, Scheduler {
     return this.engine.stats();
   }
 
-  scorePrompt(tokens: readonly number[], topN: number): Promise<PromptScores> {
-    if (this.status !== 'serving') return Promise.reject(new VariantUnavailableError(this.id, `model '${this.id}' is ${this.status}: ${this.statusReason ?? 'its engine is not running'}`));
-    return this.engine.scorePrompt(tokens, topN);
+  scorePrompt(tokens: readonly number[], topN: number, signal?: AbortSignal): Promise<PromptScores> {
+    try {
+      this.refuseUnlessServing();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.engine.scorePrompt(tokens, topN, signal);
+  }
+
+  stalledMs(): number {
+    const since = this.status === 'stalled' ? this.engine.stalledSince : undefined;
+    return since === undefined ? 0 : performance.now() - since;
+  }
+
+  private refuseUnlessServing(): void {
+    if (this.status === 'serving') return;
+    const message = `model '${this.id}' is ${this.status}: ${this.statusReason ?? 'its engine is not running'}`;
+    throw this.status === 'stalled' ? new EngineStalledError(this.id, message) : new VariantUnavailableError(this.id, message);
   }
 
   drain(graceMs: number): Promise<void> {
@@ -129,13 +154,59 @@ export class EngineVariant implements ServedVariant, Scheduler {
     await this.engine.release();
   }
 
-  /** End the engine thread as a crash would (its requests fail; the restart policy applies). */
-  kill(): Promise<void> {
-    return this.engine.crash();
+  /**
+   * Replace the engine with a fresh one, whatever its state (serving, stalled, given up on): the
+   * requests it holds fail with 503 at once, and the old thread exits at its next step boundary
+   * (a thread stuck inside an ONNX Runtime call cannot be stopped sooner without aborting the
+   * process). An operator's restart also resets the restart policy's count of deaths.
+   */
+  restart(reason: string): Promise<void> {
+    this.deaths.length = 0;
+    return this.replaceEngine(reason);
   }
 
   private watch(engine: EngineClient): void {
     engine.onUnexpectedExit = (reason) => void this.recover(reason);
+    engine.startWatching({
+      stallMs: this.stallMs,
+      onStall: (reason) => {
+        this.options.log(`model '${this.id}': engine stalled: ${reason}; its requests get 503 engine_stalled until it answers again (POST /admin/models/${this.id}/restart starts a new engine)`);
+        this.setStatus('stalled', `engine stalled: ${reason}`);
+      },
+      onRecover: (ms) => {
+        if (this.status !== 'stalled') return;
+        this.options.log(`model '${this.id}': engine answered again after ${(ms / 1000).toFixed(1)} s stalled; serving`);
+        this.setStatus('serving', undefined);
+      },
+      onStepFailure: (message) => this.options.log(`model '${this.id}': engine step failed: ${message}; the requests it carried ended with 500 engine_error`),
+    });
+  }
+
+  private replaceEngine(reason: string): Promise<void> {
+    if (this.released) return Promise.resolve();
+    this.restarting ??= (async () => {
+      const old = this.engine;
+      old.detach();
+      this.setStatus('restarting', reason);
+      void old.abandon(new VariantUnavailableError(this.id, `the engine of '${this.id}' stopped (${reason}); the request was not finished`));
+      await this.startEngine(reason);
+    })().finally(() => (this.restarting = undefined));
+    return this.restarting;
+  }
+
+  /** Start a new engine; serving when it is up, unavailable when it cannot be built. */
+  private async startEngine(reason: string): Promise<void> {
+    try {
+      const engine = await EngineClient.start(engineInit(this.options), this.options.engineWorker);
+      if (this.released) return void (await engine.release());
+      this.engine = engine;
+      this.watch(engine);
+      this.setStatus('serving', undefined);
+      this.options.log(`model '${this.id}': engine restarted in ${(engine.loadMs / 1000).toFixed(1)} s (${reason})`);
+    } catch (e) {
+      this.options.log(`model '${this.id}': engine restart failed: ${e instanceof Error ? e.message : String(e)}; the variant is unavailable`);
+      this.setStatus('unavailable', `its engine could not be restarted: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   private setStatus(status: VariantStatus, reason: string | undefined): void {
@@ -157,20 +228,10 @@ export class EngineVariant implements ServedVariant, Scheduler {
     }
     this.options.log(`model '${this.id}': engine stopped (${reason}); restarting it`);
     this.setStatus('restarting', reason);
-    try {
-      const engine = await EngineClient.start(engineInit(this.options), this.options.engineWorker);
-      if (this.released) return void (await engine.release());
-      this.engine = engine;
-      this.watch(engine);
-      this.setStatus('serving', undefined);
-      this.options.log(`model '${this.id}': engine restarted in ${(engine.loadMs / 1000).toFixed(1)} s`);
-    } catch (e) {
-      this.options.log(`model '${this.id}': engine restart failed: ${e instanceof Error ? e.message : String(e)}; the variant is unavailable`);
-      this.setStatus('unavailable', `its engine could not be restarted: ${e instanceof Error ? e.message : String(e)}`);
-    }
+    await this.startEngine(reason);
   }
 }
 
 function engineInit(o: EngineVariantOptions): EngineInit {
-  return { variant: o.id, spec: o.model.spec, weights: o.model.weights, ...(o.model.fileBlocks && { fileBlocks: o.model.fileBlocks }), tokenizer: o.model.tokenizer, session: o.session, scheduling: o.scheduling };
+  return { heartbeatMs: heartbeatMsFor(o.stallMs ?? DEFAULT_STALL_MS), variant: o.id, spec: o.model.spec, weights: o.model.weights, ...(o.model.fileBlocks && { fileBlocks: o.model.fileBlocks }), tokenizer: o.model.tokenizer, session: o.session, scheduling: o.scheduling };
 }

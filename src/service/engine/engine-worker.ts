@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createDecoderSession } from '../../runtime/engine/create-session.ts';
 import type { DecoderSession } from '../../runtime/engine/decoder-session.ts';
-import { ScoringSession } from '../../runtime/engine/prompt-scores.ts';
+import { type PromptScores, ScoringSession } from '../../runtime/engine/prompt-scores.ts';
 import { cpuTarget } from '../../runtime/device/device.ts';
 import { ModelSession } from '../../runtime/engine/model-session.ts';
 import { BatchScheduler } from '../../runtime/engine/scheduler.ts';
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   let session: DecoderSession;
   let scheduler: BatchScheduler;
+  let scoring: ScoringSession;
   try {
     const tokenizer = createTokenizer(init.tokenizer);
     session = await createDecoderSession(init.spec, init.weights, {
@@ -37,23 +38,24 @@ async function main(): Promise<void> {
       ...(init.session.spin !== undefined && { spin: init.session.spin }),
       ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
     });
-    scheduler = new BatchScheduler(session, tokenizer, init.scheduling);
+    // Prompt scoring needs logits at every position: its own session, built on first use. The native
+    // CUDA decoder returns last-position logits only, so its variants score on the CPU.
+    scoring = new ScoringSession(init.spec, init.weights, {
+      maxContext: session.maxContext,
+      target: init.session.target.device === 'cuda-native' ? cpuTarget : init.session.target,
+      ...(init.session.threads !== undefined && { threads: init.session.threads }),
+      ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
+      // Scored in pieces of the scheduler's prefill chunk: decode steps wait for one piece at most.
+      chunk: init.scheduling.prefillChunk,
+      // No --ort-spin here: a second spinning pool beside the serving session's would take its cores.
+    });
+    scheduler = new BatchScheduler(session, tokenizer, init.scheduling, scoring);
   } catch (e) {
     post({ type: 'init-failed', error: toWireError(e) });
     port.close();
     return;
   }
-  // Prompt scoring needs logits at every position: its own session, built on first use. The native
-  // CUDA decoder returns last-position logits only, so its variants score on the CPU.
-  const scoring = new ScoringSession(init.spec, init.weights, {
-    maxContext: session.maxContext,
-    target: init.session.target.device === 'cuda-native' ? cpuTarget : init.session.target,
-    ...(init.session.threads !== undefined && { threads: init.session.threads }),
-    ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
-    // Scored in pieces of the scheduler's prefill chunk: decode steps wait for one piece at most.
-    chunk: init.scheduling.prefillChunk,
-    // No --ort-spin here: a second spinning pool beside the serving session's would take its cores.
-  });
+  scheduler.onStepFailure = (error) => post({ type: 'step-failed', error: toWireError(error) });
   const aborts = new Map<number, AbortController>();
   let lastStats = '';
   const pushStats = () => {
@@ -64,6 +66,9 @@ async function main(): Promise<void> {
     post({ type: 'stats', stats });
   };
   const statsTimer = setInterval(pushStats, STATS_INTERVAL_MS);
+  // Proof of life for the main thread's watchdog: it stops when this thread is blocked, and says
+  // how long the session call in progress has run when a call is what blocks the scheduler.
+  const heartbeat = setInterval(() => post({ type: 'heartbeat', busyMs: scheduler.busyMs() }), init.heartbeatMs ?? 1000);
 
   const run = async (id: number, request: ToEngine & { type: 'submit' }) => {
     const ac = new AbortController();
@@ -94,12 +99,17 @@ async function main(): Promise<void> {
       case 'abort':
         aborts.get(m.id)?.abort();
         break;
-      case 'score':
-        scoring.scorePrompt(m.tokens, m.topN).then(
-          (scores) => post({ type: 'scored', id: m.id, scores }),
-          (e: unknown) => post({ type: 'rejected', id: m.id, error: toWireError(e) }),
-        );
+      case 'score': {
+        const ac = new AbortController();
+        aborts.set(m.id, ac);
+        new Promise<PromptScores>((resolve) => resolve(scheduler.score(m.tokens, m.topN, ac.signal)))
+          .then(
+            (scores) => post({ type: 'scored', id: m.id, scores }),
+            (e: unknown) => post({ type: 'rejected', id: m.id, error: toWireError(e) }),
+          )
+          .finally(() => aborts.delete(m.id));
         break;
+      }
       case 'drain':
         void scheduler.drain(m.graceMs).then(() => {
           pushStats();
@@ -112,6 +122,7 @@ async function main(): Promise<void> {
         break;
       case 'release':
         clearInterval(statsTimer);
+        clearInterval(heartbeat);
         void Promise.allSettled([session.release(), scoring.release()]).finally(() => {
           post({ type: 'released' });
           port.close();

@@ -5,18 +5,24 @@
  * those live in the variant's engine worker.
  */
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
-import type { PromptScorer } from '../../runtime/engine/prompt-scores.ts';
+import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import type { Scheduler } from '../../runtime/engine/scheduler-types.ts';
 import type { LayerSpec } from '../../runtime/model/spec.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 
-/** serving: takes requests; restarting: its engine died and is being started again; unavailable: given up on. */
-export type VariantStatus = 'serving' | 'restarting' | 'unavailable';
+/**
+ * serving: takes requests; restarting: its engine died (or an operator asked) and a new one is
+ * starting; stalled: its engine has not finished a step within --engine-stall-ms (503 until it
+ * answers again or is restarted); unavailable: given up on.
+ */
+export type VariantStatus = 'serving' | 'restarting' | 'stalled' | 'unavailable';
 
-export interface ServedVariant extends PromptScorer {
+export interface ServedVariant {
   /** The `model` id clients send, and the `model` label of every metric series. */
   readonly id: string;
   readonly scheduler: Scheduler;
+  /** Log-probabilities of a prompt's tokens (echo + logprobs), admitted like a generation; `signal` aborts it. */
+  scorePrompt(tokens: readonly number[], topN: number, signal?: AbortSignal): Promise<PromptScores>;
   readonly tokenizer: Tokenizer;
   /** Total parameters (embeddings included). */
   readonly parameters: number;
@@ -34,6 +40,8 @@ export interface ServedVariant extends PromptScorer {
   /** Unix seconds when it started serving (/v1/models `created`). */
   readonly created: number;
   readonly status: VariantStatus;
+  /** Milliseconds the engine has been stalled (0 unless status is 'stalled'). */
+  stalledMs(): number;
   /** Why it is not serving, when it is not. */
   readonly statusReason: string | undefined;
 }
