@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import type { CalibrationDescription } from '../../src/mop/calibration.ts';
 import { cpuTarget } from '../../src/runtime/device/device.ts';
 import type { EngineVariant } from '../../src/service/engine/engine-variant.ts';
 import type { PruneJobRequest, PruneJobView } from '../../src/service/prune/prune-job-view.ts';
@@ -20,20 +21,16 @@ import { tempDir } from './model-store-helpers.ts';
 const request: PruneJobRequest = { ...defaultPruneSettings(), target: 0.3, activate: false };
 const never = <T>() => new Promise<T>(() => undefined);
 
-/** A worker as injected: `calibrates` says whether it ever reads its inputs; it answers no cancel unless `obeys`. */
-function fakeWorker(o: { calibrates: boolean; obeys?: boolean; result?: PrunedModel }): PruneWorkerHandle & { cancels: number; detached: boolean } {
-  let reject!: (e: unknown) => void;
-  const cancelled = new Promise<never>((_, r) => (reject = r));
-  cancelled.catch(() => undefined);
+/** A worker as injected: `calibrates` says whether it ever reads its inputs; it never answers a cancel, nor exits. */
+function fakeWorker(o: { calibrates: boolean; result?: PrunedModel }): PruneWorkerHandle & { cancels: number; detached: boolean } {
   const w = {
     cancels: 0,
     detached: false,
-    calibrated: o.calibrates ? Promise.resolve({ source: 'fake', samples: 1, seqLen: 2, seed: 0, textTokens: 2 }) : o.obeys ? cancelled : never(),
-    result: o.result ? Promise.resolve(o.result) : o.obeys ? cancelled : never<PrunedModel>(),
-    exited: o.obeys ? cancelled.catch(() => undefined) : never<void>(),
+    calibrated: o.calibrates ? Promise.resolve({ source: 'fake', samples: 1, seqLen: 2, seed: 0, textTokens: 2 }) : never<CalibrationDescription>(),
+    result: o.result ? Promise.resolve(o.result) : never<PrunedModel>(),
+    exited: never<void>(),
     cancel: () => {
       w.cancels++;
-      reject(new DOMException('cancelled', 'AbortError'));
     },
     detach: () => {
       w.detached = true;
