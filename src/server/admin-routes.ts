@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { MopInputError } from '../mop/errors.ts';
-import type { ModelService } from '../service/model-service.ts';
+import { type ModelService, VariantLimitError } from '../service/model-service.ts';
 import { EntryReferencedError, ManifestCorruptError, ManifestVersionError } from '../service/model-store/index.ts';
 import { PruneConflictError, PruneWorkerError } from '../service/prune/prune-jobs.ts';
 import { resolveUnderDataDir } from '../service/prune/data-dir.ts';
@@ -107,6 +107,8 @@ export function adminRoutes(deps: AdminDeps): Hono {
       if (real === undefined) throw invalidRequest(`${o.json} must name a regular file under the server's data directory (--data-dir), as a path relative to it or an absolute one.`, o.json);
       (recipe as unknown as Record<string, unknown>)[o.key] = real;
     }
+    // Refused before anything runs: a prune whose result could not be served (409).
+    deps.service.checkRoomFor(id);
     let job;
     try {
       job = await deps.service.jobs.start({ ...recipe, activate, ...(source !== undefined && { source }), ...(id !== undefined && { id }) });
@@ -219,6 +221,7 @@ export function adminRoutes(deps: AdminDeps): Hono {
     if (e instanceof ApiError) return e.toResponse();
     if (e instanceof MopInputError) return invalidRequest(e.message).toResponse();
     if (e instanceof PruneConflictError) return conflict(e.message, e.code).toResponse();
+    if (e instanceof VariantLimitError) return conflict(e.message, e.code).toResponse();
     // A purge the store refuses: another replica serves the entry again, or a newer release owns the store.
     if (e instanceof EntryReferencedError || e instanceof ManifestVersionError || e instanceof ManifestCorruptError) return conflict(e.message, 'model_store_refused').toResponse();
     if (e instanceof PruneWorkerError) {

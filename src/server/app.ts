@@ -12,10 +12,10 @@ import { handleCompletion } from './completions.ts';
 import { requireJsonBody } from './content-type.ts';
 import { corsFor } from './cors.ts';
 import type { EndpointContext, EndpointLimits } from './endpoint.ts';
-import { ApiError, bodyTooLarge, internalError, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
+import { outcomeOf, toApiError } from './service-errors.ts';
+import { bodyTooLarge, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
 import type { ModelCard, ModelList } from './protocol.ts';
-import { VariantUnavailableError } from '../service/engine/engine-errors.ts';
 import type { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import type { ChatTemplate } from './chat-template.ts';
@@ -79,7 +79,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const generation = (handler: Handler) => async (c: Context<Env>) => {
     let json: unknown;
-    const ctx: EndpointContext = { service: deps.service, chatTemplate: deps.chatTemplate, metrics: deps.metrics, limits: deps.limits, signal: c.get('clientSignal') };
+    const ctx: EndpointContext = { service: deps.service, chatTemplate: deps.chatTemplate, metrics: deps.metrics, limits: deps.limits, signal: c.get('clientSignal'), log };
     try {
       if (deps.state.draining) throw unavailable('The server is shutting down and takes no new requests.');
       json = await readJson(c);
@@ -90,7 +90,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       const model = (json as { model?: unknown } | undefined)?.model;
       const variant = ctx.variant ?? deps.service.lookup(model);
       const err = toApiError(e, log);
-      countFailure(deps, variant, outcomeOf(err));
+      // Once a fan-out took the request, it counted the outcome itself.
+      if (!ctx.counted) countFailure(deps, variant, outcomeOf(err));
       return err.toResponse();
     }
   };
@@ -110,7 +111,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   if (deps.admin) app.route('/admin', deps.admin);
 
-  app.get('/health', (c) => c.json({ status: 'ok' }));
+  // Liveness: the process answers, and the active model's engine is not stuck. A stalled active
+  // engine fails it so that Kubernetes restarts the pod (its thread cannot be stopped otherwise).
+  app.get('/health', (c) => {
+    const active = deps.service.active;
+    const stalledMs = active?.stalledMs() ?? 0;
+    if (active && stalledMs > 0) return unavailable(`not live: the engine of the active model '${active.id}' has been stalled for ${Math.round(stalledMs / 1000)} s (${active.statusReason ?? 'no step finished'})`, 'engine_stalled').toResponse();
+    return c.json({ status: 'ok' });
+  });
   app.get('/ready', (c) => {
     const active = deps.service.active;
     if (deps.state.draining) return unavailable('draining: the server is shutting down').toResponse();
@@ -143,31 +151,6 @@ async function readJson(c: Context<Env>): Promise<unknown> {
     return JSON.parse(text);
   } catch (e) {
     throw invalidRequest(`We could not parse the JSON body of your request: ${(e as Error).message}`);
-  }
-}
-
-function toApiError(e: unknown, log: (line: string) => void): ApiError {
-  if (e instanceof ApiError) return e;
-  // An engine worker died under the request (or is restarting): the service's fault, not the client's.
-  if (e instanceof VariantUnavailableError) return unavailable(e.message, 'model_unavailable');
-  log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  return internalError();
-}
-
-function outcomeOf(err: ApiError): RequestOutcome {
-  switch (err.status) {
-    case 400:
-      return 'invalid';
-    case 404:
-      return 'not_found';
-    case 413:
-      return 'too_large';
-    case 429:
-      return 'rejected';
-    case 503:
-      return 'unavailable';
-    default:
-      return 'error';
   }
 }
 

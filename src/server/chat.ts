@@ -6,7 +6,7 @@
 import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenEvent } from '../runtime/engine/sequence.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
-import { parseBody } from './endpoint.ts';
+import { parseBody, streamErrorBody } from './endpoint.ts';
 import { invalidRequest, modelNotFound } from './errors.ts';
 import { Fanout } from './fanout.ts';
 import { resolveMaxTokens } from './prompt.ts';
@@ -54,8 +54,9 @@ export async function handleChatCompletion(json: unknown, ctx: EndpointContext):
   }
 
   const fanout = new Fanout(variant, ctx.metrics, requests, ctx.signal);
+  ctx.counted = true;
   const shape = new ChatShape(responseId('chatcmpl'), variant.id, tokenizer, promptTokens.length, n, wantLogprobs);
-  if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false));
+  if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false), streamErrorBody(ctx));
   return Response.json(shape.response(await fanout.collect()));
 }
 

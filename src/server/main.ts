@@ -124,6 +124,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     restart: { maxRestarts: config.engineRestarts, windowMs: 60_000 },
     unloadGraceMs: config.shutdownGraceMs,
     ...(options.engineWorker && { engineWorker: options.engineWorker }),
+    stallMs: config.engineStallMs,
+    maxVariants: config.maxVariants,
     log,
   });
   // The engine's session build cannot be cut short (no worker is terminated inside a native call): released once built.

@@ -102,6 +102,7 @@ export class ServerMetrics {
       const s = v.scheduler.stats();
       return s.kvTokensCapacity > 0 ? s.kvTokensUsed / s.kvTokensCapacity : 0;
     });
+    gauge('mop_engine_stalled', 'Always 0 or 1: 1 while the variant\'s engine has not finished a step within --engine-stall-ms.', (v) => (v.status === 'stalled' ? 1 : 0));
     gauge('mop_model_parameters', 'Parameters of the served variant.', (v) => v.parameters);
     gauge('mop_model_compression_ratio', "Fraction of the dense model's block parameters removed (0 = dense).", (v) => v.compressionRatio);
     new Gauge({

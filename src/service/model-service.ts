@@ -16,6 +16,19 @@ import type { StoreServing, VariantStore } from './store-sync/variant-store.ts';
 import type { ServedVariant } from './engine/served-variant.ts';
 import { type TrafficSplit, VariantRegistry } from './variant-registry.ts';
 
+export const DEFAULT_MAX_VARIANTS = 8;
+
+/** One more variant cannot be served: the id is taken, or --max-variants are served (409). */
+export class VariantLimitError extends Error {
+  override name = 'VariantLimitError';
+  constructor(
+    message: string,
+    readonly code: 'variant_exists' | 'too_many_variants',
+  ) {
+    super(message);
+  }
+}
+
 export interface ModelServiceOptions {
   /** The dense model as loaded, and the id clients use for it. */
   model: LoadedModel;
@@ -33,6 +46,10 @@ export interface ModelServiceOptions {
   restart?: RestartPolicy;
   /** The engine worker's entry module (default: engine-worker.ts); tests wrap it to inject faults. */
   engineWorker?: URL;
+  /** An engine step (or silence) longer than this marks its variant stalled (--engine-stall-ms; default 60 s). */
+  stallMs?: number;
+  /** Most variants served at once, dense included (--max-variants; default 8). */
+  maxVariants?: number;
   /** Grace for requests on a variant unloaded because another replica dropped it (default 30 s). */
   unloadGraceMs?: number;
   log: (line: string) => void;
@@ -42,6 +59,8 @@ export class ModelService {
   readonly events = new ServiceEvents();
   readonly jobs: PruneJobs;
   private readonly variants = new VariantRegistry<EngineVariant>();
+  /** Ids of variants whose engine is starting: reserved, and counted against --max-variants. */
+  private readonly starting = new Set<string>();
   private metrics: PruneMetrics | undefined;
   private store: VariantStore | undefined;
 
@@ -189,18 +208,40 @@ export class ModelService {
   }
 
   /**
-   * Stop a variant's engine thread at once, as a crash would: the requests it holds fail (503) and
-   * the restart policy starts it again. For an engine that no longer answers.
+   * Start a fresh engine for a variant, whatever its state (serving, stalled, unavailable): the
+   * requests it holds fail with 503 and the old thread exits at its next step boundary. Returns
+   * once the restart has begun; the variant's status says when it serves again.
    */
-  async restart(id: string): Promise<void> {
+  restart(id: string): void {
     const v = this.variants.get(id);
     if (!v) throw new Error(`no model variant '${id}'`);
-    await v.kill();
+    void v.restart('restarted by an operator');
   }
 
+  /** Throws VariantLimitError unless one more variant (not yet registered or starting) fits. */
+  checkRoomFor(id?: string): void {
+    if (id !== undefined && (this.variants.has(id) || this.starting.has(id))) throw new VariantLimitError(`a model variant '${id}' is already served (or starting); choose another id`, 'variant_exists');
+    const max = this.options.maxVariants ?? DEFAULT_MAX_VARIANTS;
+    const count = this.variants.list().length + this.starting.size;
+    if (count >= max) throw new VariantLimitError(`${count} model variants are served (or starting), the most this server holds (--max-variants ${max}); unload one first (DELETE /admin/models/{id})`, 'too_many_variants');
+  }
+
+  /** Start a variant's engine and register it; the id is reserved meanwhile, and an engine that cannot be registered is released. */
   private async addVariant(id: string, model: LoadedModel, source: EngineVariant, compressionRatio: number): Promise<EngineVariant> {
-    const variant = await EngineVariant.start({ ...variantBase(this.options), id, model, session: source.sessionOptions, compressionRatio, onStatus: (v) => this.publishStatus(v) });
-    this.variants.add(variant);
+    this.checkRoomFor(id);
+    this.starting.add(id);
+    let variant: EngineVariant;
+    try {
+      variant = await EngineVariant.start({ ...variantBase(this.options), id, model, session: source.sessionOptions, compressionRatio, onStatus: (v) => this.publishStatus(v) });
+    } finally {
+      this.starting.delete(id);
+    }
+    try {
+      this.variants.add(variant);
+    } catch (e) {
+      await variant.release();
+      throw e;
+    }
     this.events.publish({ type: 'model_added', id, compressionRatio, parameters: variant.parameters });
     return variant;
   }
@@ -232,5 +273,5 @@ export class ModelService {
 }
 
 function variantBase(o: ModelServiceOptions) {
-  return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }), ...(o.engineWorker && { engineWorker: o.engineWorker }) };
+  return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }), ...(o.engineWorker && { engineWorker: o.engineWorker }), ...(o.stallMs !== undefined && { stallMs: o.stallMs }) };
 }
