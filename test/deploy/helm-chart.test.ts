@@ -15,6 +15,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { configKnobs } from '../../src/server/config.ts';
+import { shutdownMarginMs } from '../../src/server/main.ts';
 import { loadChart, parseManifests, parseValues, renderChart, splitHelmOutput } from './helm-template.ts';
 import { chartDir, dashboardPath, renderedDir } from './queried-metrics.ts';
 
@@ -46,6 +47,18 @@ const serverContainer = (docs: Doc[]): Doc => {
   assert.ok(c, 'a container named server');
   return c;
 };
+/** The client Service (the release's full name), beside the optional `<name>-admin` one. */
+const apiService = (docs: Doc[]): Doc => {
+  const svc = byKind(docs, 'Service').find((d) => d.metadata.name === 'mop-serve');
+  assert.ok(svc, 'the client Service mop-serve');
+  return svc;
+};
+const named = (docs: Doc[], kind: string, name: string): Doc => {
+  const d = byKind(docs, kind).find((x) => x.metadata.name === name);
+  assert.ok(d, `${kind} ${name}`);
+  return d;
+};
+const secretRef = (c: Doc, env: string): Doc | undefined => (c.env as Doc[] | undefined)?.find((e) => e.name === env)?.valueFrom.secretKeyRef;
 const configEnv = (docs: Doc[]): Record<string, unknown> => byKind(docs, 'ConfigMap').find((c) => !c.metadata.name.endsWith('-dashboard'))!.data as Record<string, unknown>;
 
 describe('deploy/helm/rendered (helm output) and the subset renderer', () => {
@@ -99,7 +112,7 @@ for (const c of cases) {
       const s = serverContainer(docs);
       const port = (s.ports as Doc[]).find((p) => p.name === 'http');
       assert.equal(port?.containerPort, Number(configEnv(docs).PORT));
-      const svc = one(docs, 'Service');
+      const svc = apiService(docs);
       assert.equal(svc.spec.ports[0].targetPort, 'http');
       const podLabels = one(docs, 'Deployment').spec.template.metadata.labels;
       for (const [k, v] of Object.entries(svc.spec.selector as Record<string, string>)) assert.equal(podLabels[k], v, `Service selector ${k}`);
@@ -132,6 +145,8 @@ for (const c of cases) {
       assert.deepEqual(preStop?.[0], 'sleep');
       assert.ok(spec.terminationGracePeriodSeconds > preStopSeconds + drainSeconds, `${spec.terminationGracePeriodSeconds}s ≤ ${preStopSeconds}s preStop + ${drainSeconds}s drain`);
       assert.ok(spec.terminationGracePeriodSeconds <= preStopSeconds + drainSeconds + 30, 'and not much longer');
+      // The server's own bound on a shutdown: the grace period plus shutdownMarginMs (main.ts).
+      assert.ok(spec.terminationGracePeriodSeconds >= preStopSeconds + drainSeconds + shutdownMarginMs / 1000, `room for the server's shutdown margin (${shutdownMarginMs} ms)`);
     });
 
     it('run as non-root, without privilege escalation or capabilities, on a read-only root filesystem', () => {
@@ -167,8 +182,8 @@ for (const c of cases) {
       const s = serverContainer(docs);
       const deployment = one(docs, 'Deployment');
       if (gpu) {
-        const secret = one(docs, 'Secret');
-        const ref = (s.env as Doc[]).find((e) => e.name === 'MOP_ADMIN_TOKEN')!.valueFrom.secretKeyRef;
+        const secret = named(docs, 'Secret', 'mop-serve-admin');
+        const ref = secretRef(s, 'MOP_ADMIN_TOKEN')!;
         assert.equal(ref.name, secret.metadata.name);
         assert.ok(ref.key in secret.stringData);
         const volume = (deployment.spec.template.spec.volumes as Doc[]).find((v) => v.name === 'models');
@@ -192,7 +207,7 @@ for (const c of cases) {
         assert.equal(deployment.spec.replicas, undefined, 'the HPA owns the replica count');
       } else {
         assert.equal(byKind(docs, 'Secret').length, 0);
-        assert.equal(s.env, undefined, 'no MOP_ADMIN_TOKEN: the admin API is off');
+        assert.equal(s.env, undefined, 'no MOP_ADMIN_TOKEN, no MOP_API_KEY: the admin API is off and /v1 open');
         assert.equal(byKind(docs, 'PersistentVolumeClaim').length, 0);
         assert.equal(byKind(docs, 'Job').length, 0);
         assert.equal(configEnv(docs).MOP_MODEL_STORE, undefined);
@@ -218,17 +233,17 @@ for (const c of cases) {
         assert.equal(store?.persistentVolumeClaim.claimName, one(docs, 'PersistentVolumeClaim').metadata.name);
         assert.equal(pod.restartPolicy, 'Never');
         assert.equal(pod.securityContext.runAsNonRoot, true);
-        const selector = one(docs, 'Service').spec.selector as Record<string, string>;
+        const selector = apiService(docs).spec.selector as Record<string, string>;
         const labels = job.spec.template.metadata.labels as Record<string, string>;
         assert.ok(!Object.entries(selector).every(([k, v]) => labels[k] === v), 'the Service never routes to the hook pod');
       });
     }
 
-    it('alert on p99 latency, error ratio and queue saturation, scoped to this release', () => {
+    it('alert on p99 latency, error ratio, queue saturation and stalled engines, scoped to this release', () => {
       const rule = one(docs, 'PrometheusRule');
       const rules = (rule.spec.groups as Doc[]).flatMap((g) => g.rules as Doc[]);
       const names = rules.map((r) => r.alert);
-      for (const want of ['MopServeP99LatencyHigh', 'MopServeErrorRatioHigh', 'MopServeQueueSaturated']) assert.ok(names.includes(want), `alert ${want}`);
+      for (const want of ['MopServeP99LatencyHigh', 'MopServeErrorRatioHigh', 'MopServeQueueSaturated', 'MopServeEngineStalled']) assert.ok(names.includes(want), `alert ${want}`);
       for (const r of rules) {
         assert.ok(r.expr && r.for && r.labels?.severity && r.annotations?.summary, `${r.alert} has expr, for, severity, summary`);
         assert.match(r.expr, /job="mop-serve",namespace="mop"/, `${r.alert} is scoped to the release`);
@@ -237,6 +252,63 @@ for (const c of cases) {
       const queue = rules.find((r) => r.alert === 'MopServeQueueSaturated')!;
       assert.match(queue.expr, new RegExp(`/ ${String(configEnv(docs).MOP_MAX_QUEUE)} >`), 'queue saturation is relative to MOP_MAX_QUEUE');
       assert.match(rules.find((r) => r.alert === 'MopServeP99LatencyHigh')!.expr, /histogram_quantile\(0\.99,/);
+      // Every server-side failure: a 503 (engine died, restarting, stalled) counts as unavailable.
+      const failed = /outcome=~"([^"]+)"/.exec(rules.find((r) => r.alert === 'MopServeErrorRatioHigh')!.expr)?.[1]?.split('|').sort();
+      assert.deepEqual(failed, ['error', 'timeout', 'unavailable']);
+      assert.match(rules.find((r) => r.alert === 'MopServeEngineStalled')!.expr, /^max by \(namespace, pod, model\) \(mop_engine_stalled\{job="mop-serve",namespace="mop"\}\) > 0$/);
+    });
+
+    it(gpu ? 'serve /admin on its own port behind a Service of its own, never through the client Service' : 'serve /admin on the API port, with no admin Service', () => {
+      const s = serverContainer(docs);
+      const client = apiService(docs);
+      assert.deepEqual((client.spec.ports as Doc[]).map((p) => p.targetPort), ['http'], 'the client Service exposes the API port only');
+      if (gpu) {
+        assert.equal(configEnv(docs).MOP_ADMIN_PORT, '9000');
+        const port = (s.ports as Doc[]).find((p) => p.name === 'admin');
+        assert.equal(port?.containerPort, 9000);
+        const admin = named(docs, 'Service', 'mop-serve-admin');
+        assert.deepEqual(admin.spec.ports, [{ name: 'admin', port: 9000, targetPort: 'admin', protocol: 'TCP' }]);
+        const podLabels = one(docs, 'Deployment').spec.template.metadata.labels;
+        for (const [k, v] of Object.entries(admin.spec.selector as Record<string, string>)) assert.equal(podLabels[k], v, `admin Service selector ${k}`);
+        // The ServiceMonitor scrapes by port name: the admin Service has no 'http' port, so it is never scraped.
+        assert.ok(!(admin.spec.ports as Doc[]).some((p) => p.name === one(docs, 'ServiceMonitor').spec.endpoints[0].port));
+      } else {
+        assert.equal(configEnv(docs).MOP_ADMIN_PORT, undefined);
+        assert.deepEqual(byKind(docs, 'Service').map((d) => d.metadata.name), ['mop-serve']);
+        assert.deepEqual((s.ports as Doc[]).map((p) => p.name), ['http']);
+      }
+    });
+
+    it(gpu ? 'take the API key from a Secret, in the server and in the helm test pod' : 'leave /v1 without an API key', () => {
+      const s = serverContainer(docs);
+      const testPod = byKind(docs, 'Pod').find((p) => p.metadata.annotations?.['helm.sh/hook'] === 'test')!;
+      if (gpu) {
+        const secret = named(docs, 'Secret', 'mop-serve-api-key');
+        const ref = secretRef(s, 'MOP_API_KEY')!;
+        assert.deepEqual(ref, { name: secret.metadata.name, key: 'api-key' });
+        assert.ok(ref.key in secret.stringData);
+        assert.deepEqual(secretRef(testPod.spec.containers[0], 'MOP_API_KEY'), ref);
+        assert.match(testPod.spec.containers[0].args[0], /authorization: 'Bearer ' \+ key/);
+        const checksum = one(docs, 'Deployment').spec.template.metadata.annotations['checksum/api-key-secret'];
+        assert.match(checksum, /^[0-9a-f]{64}$/, 'a key change rolls the pods');
+      } else {
+        assert.equal(secretRef(s, 'MOP_API_KEY'), undefined);
+        assert.equal(testPod.spec.containers[0].env, undefined);
+      }
+    });
+
+    it(gpu ? 'let only the chosen peers in: the API port from apiFrom (and the release), the admin port from adminFrom' : 'create no NetworkPolicy unless asked', () => {
+      if (!gpu) return assert.equal(byKind(docs, 'NetworkPolicy').length, 0);
+      const np = one(docs, 'NetworkPolicy');
+      assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+      const podLabels = one(docs, 'Deployment').spec.template.metadata.labels;
+      for (const [k, v] of Object.entries(np.spec.podSelector.matchLabels as Record<string, string>)) assert.equal(podLabels[k], v, `policy selects the pods by ${k}`);
+      const rules = np.spec.ingress as Doc[];
+      assert.deepEqual(rules.map((r) => (r.ports as Doc[]).map((p) => p.port)), [['http'], ['admin']]);
+      const [api, admin] = rules as [Doc, Doc];
+      assert.deepEqual(api.from.slice(1).map((p: Doc) => p.namespaceSelector.matchLabels['kubernetes.io/metadata.name']), ['gateway', 'monitoring']);
+      assert.deepEqual(api.from[0], { podSelector: { matchLabels: np.spec.podSelector.matchLabels } }, 'the helm test pod reaches the API');
+      assert.deepEqual(admin.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'mop-ops' } }, podSelector: { matchLabels: { app: 'mop-operator' } } }]);
     });
 
     it('ship the Grafana dashboard in a ConfigMap the sidecar picks up', () => {
@@ -258,6 +330,38 @@ describe('other value combinations (subset renderer)', () => {
     assert.deepEqual(ref, { name: 'mop-admin', key: 'token' });
     assert.match(notes, /get secret mop-admin/);
     assert.match(notes, /\/admin\/prune -H "Authorization: Bearer \$MOP_ADMIN_TOKEN"/);
+  });
+
+  it('uses an existing Secret for the API key without creating one', () => {
+    const { docs, notes } = renderDocs({ apiKey: { existingSecret: 'mop-keys', existingSecretKey: 'keys' } });
+    assert.equal(byKind(docs, 'Secret').length, 0);
+    assert.deepEqual(secretRef(serverContainer(docs), 'MOP_API_KEY'), { name: 'mop-keys', key: 'keys' });
+    assert.match(notes, /get secret mop-keys -o jsonpath='\{\.data\.keys\}'/);
+    assert.match(notes, /Authorization: Bearer \$MOP_API_KEY/);
+  });
+
+  it('wires the admin token and the API key side by side', () => {
+    const { docs } = renderDocs({ admin: { token: 'admin-token-of-16+' }, apiKey: { value: 'api-key-of-16-chars' } });
+    const env = serverContainer(docs).env as Doc[];
+    assert.deepEqual(env.map((e) => e.name), ['MOP_ADMIN_TOKEN', 'MOP_API_KEY']);
+    assert.deepEqual(byKind(docs, 'Secret').map((d) => d.metadata.name).sort(), ['mop-serve-admin', 'mop-serve-api-key']);
+  });
+
+  it('lets any source reach the API port when apiFrom is empty, and nobody the admin port when adminFrom is', () => {
+    const open = one(renderDocs({ networkPolicy: { enabled: true } }).docs, 'NetworkPolicy');
+    assert.deepEqual(open.spec.ingress, [{ ports: [{ port: 'http', protocol: 'TCP' }] }], 'no `from`: any source; no admin port without admin.port');
+    const closed = one(renderDocs({ networkPolicy: { enabled: true }, admin: { port: 9000 } }).docs, 'NetworkPolicy');
+    assert.ok(!(closed.spec.ingress as Doc[]).some((r) => (r.ports as Doc[]).some((p) => p.port === 'admin')), 'no rule for the admin port: nobody reaches it');
+    const extra = one(renderDocs({ networkPolicy: { enabled: true, extraIngress: [{ ports: [{ port: 'http' }], from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] } }).docs, 'NetworkPolicy');
+    assert.deepEqual(extra.spec.ingress[1], { ports: [{ port: 'http' }], from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] });
+  });
+
+  it('tells how to reach the admin API on its own port', () => {
+    const { docs, notes } = renderDocs({ admin: { token: 'admin-token-of-16+', port: 9100 } });
+    assert.equal(configEnv(docs).MOP_ADMIN_PORT, '9100');
+    assert.match(notes, /port-forward service\/mop-serve-admin 9100:9100/);
+    assert.match(notes, /curl -s localhost:9100\/admin\/prune/);
+    assert.doesNotMatch(notes, /localhost:8000\/admin/);
   });
 
   it('mounts an existing claim without creating one', () => {

@@ -76,6 +76,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.admin.token .Values.admin.existingSecret }}true{{ end }}
 {{- end }}
 
+{{/* The Secret holding the API key(s) for /v1: an existing one, or the chart's own. */}}
+{{- define "mop-serve.apiKeySecretName" -}}
+{{- if .Values.apiKey.existingSecret }}
+{{- .Values.apiKey.existingSecret }}
+{{- else }}
+{{- printf "%s-api-key" (include "mop-serve.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether /v1 asks for an API key (MOP_API_KEY). */}}
+{{- define "mop-serve.apiKeyEnabled" -}}
+{{- if or .Values.apiKey.value .Values.apiKey.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The port /admin is reached on: its own (admin.port), else the API Service's. */}}
+{{- define "mop-serve.adminServicePort" -}}
+{{- if .Values.admin.port }}
+{{- .Values.admin.port | int64 }}
+{{- else }}
+{{- .Values.service.port | int64 }}
+{{- end }}
+{{- end }}
+
 {{/* Selector that scopes alert and recording expressions to this release's scrape job. */}}
 {{- define "mop-serve.promSelector" -}}
 job="{{ include "mop-serve.fullname" . }}",namespace="{{ .Release.Namespace }}"
