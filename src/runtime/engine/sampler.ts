@@ -150,20 +150,21 @@ const FLOAT32_MAX = 3.4028234663852886e38;
 
 /**
  * Turns one step's logits into a token for one request. Construct one per request (it owns the
- * request's RNG, so a seed reproduces the whole sequence) and reuse it for every step: scratch
- * buffers are vocabulary-sized and allocated once here.
+ * request's RNG, so a seed reproduces the whole sequence) and reuse it for every step. The
+ * parameters are checked here; the vocabulary-sized scratch buffers are allocated at the first
+ * step that needs them (a queued request holds none) and kept for the next steps until `release`.
  */
 export class Sampler {
   readonly params: SamplingParams;
   readonly vocabSize: number;
   private readonly rng: Rng;
   /** Sanitised raw logits, then penalised logits. */
-  private readonly work: Float32Array;
-  /** Unnormalised probabilities exp((logit - max) / T), indexed by token id. */
-  private readonly weights: Float32Array;
-  /** Candidate token ids, when truncation has selected a subset. */
-  private readonly order: Int32Array;
-  private readonly topIds: Int32Array;
+  private work: Float32Array | undefined;
+  /** Unnormalised probabilities exp((logit - max) / T), indexed by token id (drawing only). */
+  private weights: Float32Array | undefined;
+  /** Candidate token ids, when truncation has selected a subset (drawing only). */
+  private order: Int32Array | undefined;
+  private topIds: Int32Array | undefined;
   /** Σ exp(raw - rawMax) when the current step's draw already computed it, else NaN. */
   private reusableExpSum = NaN;
 
@@ -173,10 +174,16 @@ export class Sampler {
     this.params = validateSamplingParams({ ...params });
     this.vocabSize = vocabSize;
     this.rng = rng ?? createRng(params.seed);
-    this.work = new Float32Array(vocabSize);
-    this.weights = new Float32Array(vocabSize);
-    this.order = new Int32Array(vocabSize);
-    this.topIds = new Int32Array(Math.min(vocabSize, params.logprobs ?? 0));
+  }
+
+  /** Bytes of scratch buffers held now: 0 before the first step and after `release`. */
+  get bufferBytes(): number {
+    return (this.work?.byteLength ?? 0) + (this.weights?.byteLength ?? 0) + (this.order?.byteLength ?? 0) + (this.topIds?.byteLength ?? 0);
+  }
+
+  /** Drop the scratch buffers (the request is done); a later step would allocate them again. */
+  release(): void {
+    this.work = this.weights = this.order = this.topIds = undefined;
   }
 
   /**
@@ -190,7 +197,8 @@ export class Sampler {
   sample(logits: Float32Array, history: TokenHistory): SampleResult {
     const vocab = this.vocabSize;
     if (logits.length !== vocab) throw new RangeError(`expected ${vocab} logits, got ${logits.length}`);
-    const { work, params } = this;
+    const params = this.params;
+    const work = (this.work ??= new Float32Array(vocab));
 
     let rawMax = -Infinity;
     let rawArgmax = 0;
@@ -204,7 +212,8 @@ export class Sampler {
     }
 
     // Select the top alternatives now, while `work` still holds the raw logits.
-    const topCount = params.logprobs === undefined ? 0 : selectTop(work, params.logprobs, this.topIds);
+    const topIds = params.logprobs === undefined ? undefined : (this.topIds ??= new Int32Array(Math.min(vocab, params.logprobs)));
+    const topCount = topIds === undefined ? 0 : selectTop(work, params.logprobs!, topIds);
 
     let max = rawMax;
     let argmax = rawArgmax;
@@ -225,7 +234,7 @@ export class Sampler {
     this.reusableExpSum = NaN;
     if (max === -Infinity) token = rawArgmax;
     else if (isGreedy(params)) token = argmax;
-    else token = this.draw(max, argmax, !penalised);
+    else token = this.draw(work, max, argmax, !penalised);
 
     if (params.logprobs === undefined) return { token };
     // Math.exp dominates a step's cost, so reuse the sampling pass's sum when it was over exactly
@@ -238,19 +247,21 @@ export class Sampler {
 
     const top: TopLogprob[] = [];
     for (let j = 0; j < topCount; j++) {
-      const id = this.topIds[j]!;
+      const id = topIds![j]!;
       top.push({ token: id, logprob: logprobOf(sanitize(logits[id]!)) });
     }
     return { token, logprob: logprobOf(sanitize(logits[token]!)), top };
   }
 
   /**
-   * Draws a token from the penalised logits in `work` (max and argmax given). `raw` says they
+   * Draws a token from the penalised logits `work` (max and argmax given). `raw` says they
    * are the unpenalised logits, so the full-vocabulary weight sum can double as the softmax
    * normaliser of the raw distribution at temperature 1.
    */
-  private draw(max: number, argmax: number, raw: boolean): number {
-    const { work, weights, order, vocabSize: vocab, params } = this;
+  private draw(work: Float32Array, max: number, argmax: number, raw: boolean): number {
+    const { vocabSize: vocab, params } = this;
+    const weights = (this.weights ??= new Float32Array(vocab));
+    const order = (this.order ??= new Int32Array(vocab));
     const invT = 1 / params.temperature;
     const topK = params.topK > 0 && params.topK < vocab ? params.topK : 0;
     // Either order[0..n) lists the candidates (`useOrder`), or, while nothing truncates, every

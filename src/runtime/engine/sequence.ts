@@ -50,7 +50,9 @@ export type GenerationEvent = TokenEvent | FinishEvent;
 /**
  * The per-request side of generation: sampling, detokenising, stop detection and finish rules.
  * It sees logits and returns events; which batch slot or session produced the logits is the
- * driver's business (a single-request loop or a batching scheduler).
+ * driver's business (a single-request loop or a batching scheduler). Built at submission, so bad
+ * sampling parameters fail the submission; the sampler's vocabulary-sized buffers come at the
+ * first step and go at the finish, so a request waiting in the queue holds none.
  */
 export class Sequence {
   private readonly sampler: Sampler;
@@ -70,6 +72,11 @@ export class Sequence {
     this.decoder = tokenizer.createDecoder(request.promptTokens[request.promptTokens.length - 1]);
     this.stops = new StopMatcher([...(request.stop ?? [])]);
     this.eos = new Set(request.ignoreEos ? [] : tokenizer.eosTokenIds);
+  }
+
+  /** Bytes of sampler scratch buffers held now: none until the first step, none once finished. */
+  get bufferBytes(): number {
+    return this.sampler.bufferBytes;
   }
 
   get generatedTokens(): readonly number[] {
@@ -96,6 +103,8 @@ export class Sequence {
 
   /** End early (abort, timeout, context full); releases held text unless a stop string matched. */
   finish(reason: FinishReason, release = true): FinishEvent {
+    // The sequence may stay referenced (an event consumer, the scheduler's bookkeeping) after it ends.
+    this.sampler.release();
     let text = '';
     if (release) text = this.stops.push(this.decoder.flush()).emit + this.stops.flush();
     this.finished = {
