@@ -32,10 +32,3 @@ export function shareFileBlocks(blocks: FileBlocks): FileBlocks {
   for (const [name, q] of blocks) out.set(name, { ...q, codes: shared(q.codes, (b) => new Uint8Array(b)), scales: shared(q.scales, (b) => new Float32Array(b)) });
   return out;
 }
-
-/** Bytes held by a model's weights (for logs). */
-export function weightBytes(weights: Weights): number {
-  let n = 0;
-  for (const t of weights.values()) n += t.data.byteLength;
-  return n;
-}
