@@ -131,6 +131,18 @@ describe('helm subset renderer', () => {
     assert.equal(render('{{- range $k, $v := .Values.m }}{{ $k }}={{ $v }};{{ end }} {{ range .Values.l }}<{{ . }}>{{ end }} {{`{{ $labels.x }}`}}', 'm: {b: 2, a: 1}\nl: [p, q]\n'), 'a=1;b=2; <p><q> {{ $labels.x }}');
   });
 
+  it('treats an include that printed nothing as false in if / or, as the chart\'s on-switches use it', () => {
+    // The shape of mop-serve.adminEnabled / apiKeyEnabled / adminServicePort; helm v4.1.4 printed these lines.
+    const helpers = [
+      '{{- define "a" -}}{{- if .Values.a }}true{{ end }}{{- end }}',
+      '{{- define "b" -}}{{- if .Values.b }}true{{ end }}{{- end }}',
+      '{{- define "port" -}}\n{{- if .Values.port }}\n{{- .Values.port | int64 }}\n{{- else }}\n{{- .Values.other | int64 }}\n{{- end }}\n{{- end }}',
+    ].join('\n');
+    const template = 'x: "{{ if or (include "a" .) (include "b" .) }}either{{ else }}neither{{ end }} {{ if include "a" . }}a{{ else }}not-a{{ end }} {{ include "port" . }} {{ with .Values.port }}{{ . | int64 }}{{ end }}|"';
+    assert.equal(render(template, 'a: ""\nb: yes-b\nport: ""\nother: 9000\n', helpers), 'x: "either not-a 9000 |"');
+    assert.equal(render(template, 'a: ""\nb: ""\nport: 9100\nother: 9000\n', helpers), 'x: "neither not-a 9100 9100|"');
+  });
+
   it('refuses what the subset does not implement instead of rendering it differently', () => {
     assert.throws(() => render('{{ lower "A" }}'), (e: Error) => e instanceof TemplateError && /function "lower" is outside the subset/.test(e.message));
     assert.throws(() => render('{{ .Capabilities.KubeVersion }}'), TemplateError);
