@@ -144,7 +144,7 @@ export function adminRoutes(deps: AdminDeps): Hono {
     if (!v) throw modelNotFound(id);
     if (v.status !== 'serving') throw conflict(`'${id}' is ${v.status} (${v.statusReason ?? 'its engine is not running'}); it cannot be activated`, 'model_unavailable');
     await deps.service.activate(id);
-    return c.json(variantView(v, true));
+    return c.json({ ...variantView(v, true), ...storeWarning(deps.service) });
   });
 
   // For an engine that no longer answers: its thread is stopped (its requests fail with 503) and
@@ -165,11 +165,11 @@ export function adminRoutes(deps: AdminDeps): Hono {
     if (!deps.service.has(parsed.data.variant)) throw modelNotFound(parsed.data.variant);
     await deps.service.setSplit(parsed.data);
     deps.log(`traffic split: ${Math.round(parsed.data.share * 100)}% of default requests to '${parsed.data.variant}'`);
-    return c.json({ split: deps.service.split });
+    return c.json({ split: deps.service.split, ...storeWarning(deps.service) });
   });
   app.delete('/split', async (c) => {
     await deps.service.setSplit(undefined);
-    return c.json({ split: null });
+    return c.json({ split: null, ...storeWarning(deps.service) });
   });
 
   app.delete('/models/:id', async (c) => {
@@ -184,7 +184,7 @@ export function adminRoutes(deps: AdminDeps): Hono {
     }
     // Requests already running on it finish (up to the grace period) before its memory goes.
     const { purged } = await deps.service.unload(id, deps.unloadGraceMs, { purge });
-    return c.json({ id, object: 'model', deleted: true, ...(purge && { purged }) });
+    return c.json({ id, object: 'model', deleted: true, ...(purge && { purged }), ...storeWarning(deps.service) });
   });
 
   // The model store: every entry with its size, key, recipe, and who serves it.
@@ -232,6 +232,15 @@ export function adminRoutes(deps: AdminDeps): Hono {
     return new ApiError(500, 'Internal server error.', 'server_error').toResponse();
   });
   return app;
+}
+
+/**
+ * `model_store_warning` when the change applied here but the model-store manifest could not record
+ * it (other replicas do not see it yet; it is retried): the admin's answer says so.
+ */
+function storeWarning(service: ModelService): { model_store_warning?: string } {
+  const warning = service.modelStore?.unrecorded();
+  return warning === undefined ? {} : { model_store_warning: warning };
 }
 
 /** `?purge=true|false`; anything else is a 400 naming the parameter. */

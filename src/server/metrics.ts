@@ -156,6 +156,19 @@ export class ServerMetrics {
       });
     storeCounter('mop_model_store_hits_total', 'Prune jobs answered from the model store (nothing pruned).', (u) => u.hits);
     storeCounter('mop_model_store_misses_total', 'Prune jobs whose result was not in the model store (pruned, then stored).', (u) => u.misses);
+    new Counter({
+      name: 'mop_model_store_errors_total',
+      help: 'Model-store operations that failed, by op: manifest_write (each try; the change is retried until recorded), load (a stored variant skipped), evict, purge.',
+      labelNames: ['op'],
+      registers,
+      async collect() {
+        const s = store();
+        if (!s) return;
+        const { errors } = await s.usage();
+        this.reset();
+        for (const [op, n] of Object.entries(errors)) this.inc({ op }, n);
+      },
+    });
   }
 
   observePruneJob(strategy: string, status: string, seconds: number): void {

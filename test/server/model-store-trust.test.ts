@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ServerConfig } from '../../src/server/config.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { ModelStore } from '../../src/service/model-store/index.ts';
-import { startTestServer } from './helpers/server.ts';
+import { scrape, startTestServer, waitFor } from './helpers/server.ts';
 
 const TOKEN = 'store-trust-token-0123';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
@@ -107,5 +107,48 @@ describe('a store entry whose weights were changed on the volume, size kept', ()
     const listed = await json<StoreListing>(admin(s!, 'GET', '/store'));
     assert.equal(listed.data[0]!.problem, null);
     assert.ok(await answers(s!, 'mop-30'));
+  });
+});
+
+describe('a model store whose manifest cannot be written', () => {
+  let dir: string;
+  let s: RunningServer | undefined;
+  const lines: string[] = [];
+  const tmp = () => path.join(dir, 'tmp');
+  const manifest = async () => JSON.parse(await fs.readFile(path.join(dir, 'manifest.json'), 'utf8')) as { active: string | null; variants: { id: string }[] };
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-store-trust-'));
+    s = await startWithStore(dir, lines);
+    const job = await prune(s, { target: 0.3, id: 'mop-30' });
+    assert.equal(job.status, 'succeeded', job.error ?? '');
+    // Manifests are written through tmp/: a regular file in its place makes every write fail.
+    await fs.rm(tmp(), { recursive: true });
+    await fs.writeFile(tmp(), '');
+  });
+  after(async () => {
+    await s?.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('an admin change says in its answer that the manifest did not record it, and the failures are counted', async () => {
+    const r = await json<{ id: string; active: boolean; model_store_warning?: string }>(admin(s!, 'POST', '/models/stories260K/activate'));
+    assert.equal(r.active, true);
+    assert.match(r.model_store_warning ?? '', /manifest could not be written .*activate 'stories260K' applies on this replica only: other replicas do not see it/);
+    assert.equal((await manifest()).active, 'mop-30', 'the manifest on disk is unchanged');
+    assert.equal(s!.service.active!.id, 'stories260K', 'serving changed here');
+    const m = await scrape(s!.url);
+    assert.ok((m.get('mop_model_store_errors_total{op="manifest_write"}') ?? 0) >= 1, [...m.keys()].filter((k) => k.startsWith('mop_model_store')).join(' '));
+    assert.equal(m.get('mop_model_store_errors_total{op="load"}'), 0);
+    assert.equal(lines.filter((l) => /could not record 'activate 'stories260K''/.test(l)).length, 1, lines.join('\n'));
+  });
+
+  it('the change is written once the manifest can be written again, and later answers carry no warning', async () => {
+    await fs.rm(tmp());
+    await fs.mkdir(tmp());
+    await waitFor(async () => (await manifest()).active === 'stories260K', 10_000, 'the pending activation to reach the manifest');
+    assert.deepEqual((await manifest()).variants.map((v) => v.id), ['mop-30']);
+    const r = await json<Record<string, unknown>>(admin(s!, 'PUT', '/split', { variant: 'mop-30', share: 0.5 }));
+    assert.equal(r.model_store_warning, undefined);
+    assert.ok(lines.some((l) => /the manifest is written again; recorded activate 'stories260K'/.test(l)), lines.join('\n'));
   });
 });

@@ -11,10 +11,10 @@ import { writePrunedModel } from '../../src/mop/export.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticVocabulary, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
-import { digestWeights, type ManifestSplit, type ManifestState, ModelStore, storeKey } from '../../src/service/model-store/index.ts';
+import { digestWeights, type ManifestSplit, type ManifestState, ModelStore, StoreWriteError, storeKey } from '../../src/service/model-store/index.ts';
 import type { StoredModel } from '../../src/service/store-sync/stored-model-io.ts';
 import { type StoreServing, VariantStore, type VariantStoreOptions } from '../../src/service/store-sync/variant-store.ts';
-import { recipe, tempDir } from './model-store-helpers.ts';
+import { namesIn, recipe, tempDir, until } from './model-store-helpers.ts';
 
 const spec: ModelSpec = syntheticSpec({ vocabSize: 64, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 24, maxContext: 64 });
 const dense = { spec, weights: syntheticWeights(spec, 3) as Weights };
@@ -77,17 +77,19 @@ interface Harness {
   other: ModelStore;
 }
 
-/** `setUp` runs before the VariantStore starts; `ref.vs` is set once it is open (for hooks that run during start). */
+/**
+ * `setUp` runs before the VariantStore starts and may return options for it; `ref.vs` is set once
+ * it is open (for hooks that run during start).
+ */
 async function startVariantStore(
   t: TestContext,
-  setUp: (h: { root: string; other: ModelStore; serving: FakeServing; ref: { vs?: VariantStore } }) => Promise<void> = async () => {},
-  options: Partial<VariantStoreOptions> = {},
+  setUp: (h: { root: string; other: ModelStore; serving: FakeServing; ref: { vs?: VariantStore } }) => Promise<Partial<VariantStoreOptions> | void> = async () => {},
 ): Promise<Harness> {
   const root = await tempDir(t);
   const other = await ModelStore.open(root, { writerName: 'other-replica' });
   const serving = new FakeServing();
   const ref: { vs?: VariantStore } = {};
-  await setUp({ root, other, serving, ref });
+  const options = (await setUp({ root, other, serving, ref })) ?? {};
   const lines: string[] = [];
   const vs = await VariantStore.open({ root, maxBytes: undefined, pollMs: 50, log: (l) => lines.push(l), ...options });
   ref.vs = vs;
@@ -144,5 +146,94 @@ describe('a manifest variant whose id is served here', () => {
     assert.equal(conflicts.length, 1, h.lines.join('\n'));
     assert.match(conflicts[0]!, /\(no store entry recorded for it\); keeping the one served here/);
     assert.deepEqual(h.serving.added, []);
+  });
+});
+
+
+/** A store handle whose manifest writes fail while `failing.on` (as on a full or read-only volume). */
+async function storeWithFailingWrites(root: string): Promise<{ store: ModelStore; failing: { on: boolean } }> {
+  const store = await ModelStore.open(root, { cleanOnOpen: false });
+  const failing = { on: false };
+  const write = store.writeManifest.bind(store);
+  store.writeManifest = async (s) => {
+    if (failing.on) throw new StoreWriteError(`cannot write ${root}/manifest.json: no space left on device (ENOSPC)`, 'ENOSPC');
+    return write(s);
+  };
+  return { store, failing };
+}
+
+describe('a manifest write that fails', () => {
+  it('keeps the change: another replica’s manifest change does not unload the variant, and the change is recorded once writes work again', async (t) => {
+    let failing = { on: false };
+    const h = await startVariantStore(t, async ({ root }) => {
+      const injected = await storeWithFailingWrites(root);
+      failing = injected.failing;
+      return { store: injected.store };
+    });
+    const key = await putEntry(h.other, 1);
+    // A prune here finished: its variant serves, and its manifest record fails.
+    h.serving.served.add('mop-30');
+    failing.on = true;
+    await h.vs.recordAdded('mop-30', key, false);
+
+    // Another replica changes the manifest, which does not list mop-30.
+    await h.other.writeManifest({ variants: [], active: 'dense', split: { variant: 'dense', share: 0.25 } });
+    await until(() => h.serving.current?.variant === 'dense', 5000, 'the other replica’s split to be applied');
+    await new Promise((r) => setTimeout(r, 200)); // a few more polls and retries
+    assert.deepEqual(h.serving.unloaded, [], 'the variant whose record failed was not unloaded');
+    assert.ok(h.serving.served.has('mop-30'));
+
+    const complaint = h.lines.filter((l) => /could not record 'add 'mop-30'' in the manifest/.test(l));
+    assert.equal(complaint.length, 1, h.lines.join('\n'));
+    assert.match(complaint[0]!, /no space left on device \(ENOSPC\).*applies on this replica only until a retry/);
+    assert.ok((await h.vs.usage()).errors.manifest_write >= 2, 'the first write and its retries are counted');
+    assert.match(h.vs.unrecorded() ?? '', /could not be written .*add 'mop-30' applies on this replica only/);
+
+    failing.on = false;
+    await until(async () => ((await h.other.readManifest()).manifest?.variants ?? []).some((v) => v.id === 'mop-30'), 5000, 'the pending change to be written');
+    const { manifest } = await h.other.readManifest();
+    assert.deepEqual(manifest!.variants, [{ id: 'mop-30', key }]);
+    assert.deepEqual(manifest!.split, { variant: 'dense', share: 0.25 }, 'the other replica’s change is kept');
+    assert.equal(h.vs.unrecorded(), undefined);
+    assert.ok(h.lines.some((l) => /the manifest is written again; recorded add 'mop-30'/.test(l)), h.lines.join('\n'));
+  });
+
+  it('a pending activation loses to a later activation by another replica; the pending add does not', async (t) => {
+    let failing = { on: false };
+    const h = await startVariantStore(t, async ({ root, other }) => {
+      await other.writeManifest({ variants: [], active: 'dense', split: null });
+      const injected = await storeWithFailingWrites(root);
+      failing = injected.failing;
+      return { store: injected.store };
+    });
+    const key = await putEntry(h.other, 1);
+    h.serving.served.add('mop-30');
+    h.serving.served.add('base');
+    failing.on = true;
+    await h.vs.recordAdded('mop-30', key, true);
+    h.serving.active = 'mop-30';
+    await h.other.writeManifest({ variants: [], active: 'base', split: null });
+    await until(() => h.serving.active === 'base', 5000, 'the other replica’s activation');
+    failing.on = false;
+    await until(async () => ((await h.other.readManifest()).manifest?.variants ?? []).length === 1, 5000, 'the pending add to be written');
+    const { manifest } = await h.other.readManifest();
+    assert.equal(manifest!.active, 'base');
+    assert.deepEqual(manifest!.variants, [{ id: 'mop-30', key }]);
+  });
+
+  it('does not let eviction delete the entry of a variant served here', async (t) => {
+    let failing = { on: false };
+    const h = await startVariantStore(t, async ({ root }) => {
+      const injected = await storeWithFailingWrites(root);
+      failing = injected.failing;
+      return { store: injected.store, maxBytes: 1, evictGraceMs: 0 };
+    });
+    const key = await putEntry(h.other, 1);
+    const unserved = await putEntry(h.other, 2);
+    h.serving.served.add('mop-30');
+    failing.on = true;
+    await h.vs.recordAdded('mop-30', key, false);
+    assert.deepEqual(await namesIn(path.join(h.root, 'entries')), [key], 'the unserved entry is evicted, the served one kept');
+    assert.ok(h.lines.some((l) => l.includes(`evicted entry ${unserved}`)), h.lines.join('\n'));
   });
 });

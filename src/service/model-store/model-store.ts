@@ -362,9 +362,10 @@ export class ModelStore {
    * at most `maxBytes` (damaged entries go first). Entries used or written within `graceMs`
    * (default 10 min) are kept: they may be about to enter the manifest (a replica that has just
    * pruned writes the entry, then the manifest). The result can stay above `maxBytes` when what
-   * is left is referenced or recent.
+   * is left is referenced or recent. `keep` names entries the caller serves from memory: kept too,
+   * whether or not a manifest lists them yet (a manifest write of theirs may have failed).
    */
-  async evict(maxBytes: number, options: { graceMs?: number } = {}): Promise<EvictionResult> {
+  async evict(maxBytes: number, options: { graceMs?: number; keep?: ReadonlySet<HexDigest> } = {}): Promise<EvictionResult> {
     if (!(Number.isFinite(maxBytes) && maxBytes >= 0)) throw new StoreInputError(`maxBytes must be a non-negative number, got ${maxBytes}`);
     await this.refuseIfNewerManifest();
     const graceMs = options.graceMs ?? 10 * 60 * 1000;
@@ -372,7 +373,7 @@ export class ModelStore {
     const bytesBefore = entries.reduce((n, e) => n + e.bytes, 0);
     const now = Date.now();
     const candidates = entries
-      .filter((e) => e.referencedBy.length === 0 && now - Date.parse(e.lastUsedAt) >= graceMs)
+      .filter((e) => e.referencedBy.length === 0 && !options.keep?.has(e.key) && now - Date.parse(e.lastUsedAt) >= graceMs)
       .sort((a, b) => Number(b.problem !== null) - Number(a.problem !== null) || Date.parse(a.lastUsedAt) - Date.parse(b.lastUsedAt));
     let bytes = bytesBefore;
     const evicted: EntrySummary[] = [];

@@ -19,6 +19,7 @@ import {
   ModelStore,
   type StoredEntry,
 } from '../model-store/index.ts';
+import { applyLocalChange, describeLocalChange, EMPTY_STATE, type LocalChange, rebasePending } from './manifest-changes.ts';
 import { digestInWorker, loadStoredModel, type StoredModel } from './stored-model-io.ts';
 
 /** What the store needs from the serving side; none of these write the manifest. */
@@ -44,18 +45,27 @@ export interface VariantStoreOptions {
   pollMs: number;
   /** Entries used within this long are never evicted (default 10 min: a replica may be about to reference it). */
   evictGraceMs?: number;
+  /** The store at `root`, already open (default: opened here). Tests pass one whose writes fail. */
+  store?: ModelStore;
   log: (line: string) => void;
 }
 
-/** Counts for the metrics: prunes answered from the store, and prunes that had to run. */
+/**
+ * What failed, for `mop_model_store_errors_total{op}`: a manifest write (the change stays pending
+ * and is retried), loading a stored variant (missing, damaged, from another model), eviction, and
+ * deleting an entry on a purge.
+ */
+export const STORE_ERROR_OPS = ['manifest_write', 'load', 'evict', 'purge'] as const;
+export type StoreErrorOp = (typeof STORE_ERROR_OPS)[number];
+
+/** Counts for the metrics: prunes answered from the store, prunes that had to run, and failures by operation. */
 export interface StoreUsage {
   bytes: number;
   entries: number;
   hits: number;
   misses: number;
+  errors: Record<StoreErrorOp, number>;
 }
-
-const EMPTY_STATE: ManifestState = { variants: [], active: null, split: null };
 
 export class VariantStore {
   /** SHA-256 of the dense model's weights: the source of prunes of the dense model. */
@@ -79,6 +89,15 @@ export class VariantStore {
   private usageReadAt = -Infinity;
   private usageRead: Promise<void> = Promise.resolve();
   private counts = { hits: 0, misses: 0 };
+  private readonly errors: Record<StoreErrorOp, number> = { manifest_write: 0, load: 0, evict: 0, purge: 0 };
+  /** Changes made here that the manifest does not hold yet (a write failed): replayed until one succeeds. */
+  private pending: LocalChange[] = [];
+  /** The manifest state the pending changes were made on: what this replica last read, applied or wrote. */
+  private base: ManifestState = EMPTY_STATE;
+  /** Why the last manifest write failed, while changes are pending. */
+  private writeFailure: string | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   private constructor(
     readonly store: ModelStore,
@@ -87,7 +106,7 @@ export class VariantStore {
 
   /** Open (create) the store and clean what crashed writers left; a path that cannot be a store throws. */
   static async open(options: VariantStoreOptions): Promise<VariantStore> {
-    const store = await ModelStore.open(options.root, { cleanOnOpen: false });
+    const store = options.store ?? (await ModelStore.open(options.root, { cleanOnOpen: false }));
     const cleaned = await store.cleanup();
     for (const f of cleaned.failed) options.log(`model store: could not remove leftover ${f.path}: ${f.error}`);
     return new VariantStore(store, options);
@@ -118,10 +137,11 @@ export class VariantStore {
       this.options.log(`model store: ${(e as Error).message}; serving '${serving.denseId}' without the recorded state`);
     }
     const before = new Set(this.keys.keys());
+    if (manifest) this.base = stateOf(manifest);
     if (manifest) await this.serialized(() => this.apply(manifest, 'restore'));
     const restored = [...this.keys.keys()].filter((id) => !before.has(id));
     if (manifest) this.options.log(`model store: restored ${restored.length ? restored.map((id) => `'${id}'`).join(', ') : 'no variants'}; active '${serving.activeId()}'`);
-    this.watch = this.store.watchManifest(this.options.pollMs, (s) => this.serialized(() => (s.manifest ? this.apply(s.manifest, 'follow') : undefined)), {
+    this.watch = this.store.watchManifest(this.options.pollMs, (s) => this.serialized(() => (s.manifest ? this.follow(s.manifest) : undefined)), {
       ...(baseline !== undefined && { baseline }),
       onError: (e) => {
         const message = e instanceof Error ? e.message : String(e);
@@ -137,8 +157,26 @@ export class VariantStore {
 
   /** Stop following the manifest (shutdown) and wait for manifest work in progress. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.watch?.stop();
+    clearTimeout(this.retryTimer);
     await this.queue.catch(() => undefined);
+    if (this.pending.length > 0) {
+      this.options.log(`model store: stopping with changes the manifest never recorded (${this.pending.map(describeLocalChange).join(', ')}): ${this.writeFailure}`);
+    }
+  }
+
+  /**
+   * While changes made here are not in the manifest (its write failed): a sentence for admin
+   * answers saying so and what happens next; undefined when the manifest holds everything.
+   */
+  unrecorded(): string | undefined {
+    if (this.pending.length === 0) return undefined;
+    return (
+      `the model-store manifest could not be written (${this.writeFailure}), so ${this.pending.map(describeLocalChange).join(', ')} ` +
+      `applies on this replica only: other replicas do not see it and a restart would not restore it. It is retried every ${this.options.pollMs} ms ` +
+      `(the log says when it is recorded; mop_model_store_errors_total{op="manifest_write"} counts the failures)`
+    );
   }
 
   /** What a prune of variant `id` starts from: the dense model's digest, or a stored variant's key; undefined when unknown. */
@@ -180,10 +218,15 @@ export class VariantStore {
    * its files verified against entry.json first; EntryInvalidError when they do not match.
    */
   async load(dir: string): Promise<StoredModel> {
-    const key = basename(dir);
-    const checked = await this.store.verify(key);
-    if (!checked.ok) throw new EntryInvalidError(key, checked.file, checked.reason);
-    return this.loadEntry({ key, dir, record: checked.record });
+    try {
+      const key = basename(dir);
+      const checked = await this.store.verify(key);
+      if (!checked.ok) throw new EntryInvalidError(key, checked.file, checked.reason);
+      return await this.loadEntry({ key, dir, record: checked.record });
+    } catch (e) {
+      this.errors.load++;
+      throw e;
+    }
   }
 
   /** Verify and read an entry in the stored-model worker, remembering a verification failure. */
@@ -203,27 +246,41 @@ export class VariantStore {
     this.keys.set(id, key);
     this.damaged.delete(key); // written anew by this prune, or verified by its load
     this.usageReadAt = -Infinity; // a new entry: re-read the sizes at the next scrape
-    await this.record(`add '${id}'`, (m) => ({ ...m, variants: [...m.variants.filter((v) => v.id !== id), { id, key }], active: activate ? id : m.active }));
+    await this.record({ kind: 'add', id, key, activate });
     await this.evict();
   }
 
   recordActive(id: string): Promise<void> {
-    return this.record(`activate '${id}'`, (m) => ({ ...m, active: id }));
+    return this.record({ kind: 'active', id });
   }
 
   recordSplit(split: ManifestSplit | undefined): Promise<void> {
-    return this.record(split ? `split to '${split.variant}'` : 'end the split', (m) => ({ ...m, split: split ? { variant: split.variant, share: split.share } : null }));
+    return this.record({ kind: 'split', split: split ? { variant: split.variant, share: split.share } : null });
   }
 
-  /** A variant unloaded here: drop it from the manifest, and with `purge` delete its entry too (true when one was deleted). */
+  /**
+   * A variant unloaded here: drop it from the manifest, and with `purge` delete its entry too (true
+   * when one was deleted). The entry is kept while the manifest still lists the variant (its write
+   * failed: other replicas may load it) or when the store refuses (another replica serves it since
+   * the check); the log says which.
+   */
   async recordRemoved(id: string, purge: boolean): Promise<boolean> {
     const key = this.keys.get(id);
     this.keys.delete(id);
-    await this.record(`remove '${id}'`, (m) => ({ ...m, variants: m.variants.filter((v) => v.id !== id), split: m.split?.variant === id ? null : m.split }));
+    await this.record({ kind: 'remove', id });
     let purged = false;
     if (purge && key !== undefined) {
-      purged = await this.store.remove(key);
-      if (purged) this.options.log(`model store: deleted entry ${key} of '${id}'`);
+      if (this.pending.some((c) => c.kind === 'remove' && c.id === id)) {
+        this.options.log(`model store: kept entry ${key} of '${id}': the manifest still lists '${id}' (its write failed); purge it once the manifest can be written`);
+      } else {
+        try {
+          purged = await this.store.remove(key);
+          if (purged) this.options.log(`model store: deleted entry ${key} of '${id}'`);
+        } catch (e) {
+          this.errors.purge++;
+          this.options.log(`model store: could not delete entry ${key} of '${id}': ${(e as Error).message}`);
+        }
+      }
     }
     await this.evict();
     await this.refreshUsage();
@@ -242,7 +299,7 @@ export class VariantStore {
   async usage(): Promise<StoreUsage> {
     if (performance.now() - this.usageReadAt > 1000) this.usageRead = this.refreshUsage();
     await this.usageRead; // concurrent callers (one scrape's collectors) share one read
-    return { ...this.usageCache, ...this.counts };
+    return { ...this.usageCache, ...this.counts, errors: { ...this.errors } };
   }
 
   private async refreshUsage(): Promise<void> {
@@ -255,25 +312,78 @@ export class VariantStore {
     }
   }
 
+  /** Keep the store under its limit; entries of variants served here are kept even if no manifest lists them. */
   private async evict(): Promise<void> {
     if (this.options.maxBytes === undefined) return;
     try {
-      const r = await this.store.evict(this.options.maxBytes, { graceMs: this.options.evictGraceMs ?? 10 * 60 * 1000 });
+      const r = await this.store.evict(this.options.maxBytes, { graceMs: this.options.evictGraceMs ?? 10 * 60 * 1000, keep: new Set(this.keys.values()) });
       for (const e of r.evicted) this.options.log(`model store: evicted entry ${e.key} (${e.bytes} bytes, last used ${e.lastUsedAt}) to stay under ${this.options.maxBytes} bytes`);
     } catch (e) {
+      this.errors.evict++;
       this.options.log(`model store: eviction failed: ${(e as Error).message}`);
     }
   }
 
-  /** Read-change-write the manifest; a failure is logged (serving has already changed here). */
-  private record(what: string, change: (m: ManifestState) => ManifestState): Promise<void> {
+  /**
+   * Record a change made here in the manifest. Serving has already changed, so a failed write is not
+   * undone: the change stays pending (one log line) and is written with the next manifest work, a
+   * retry every poll interval, or when another replica's manifest is merged.
+   */
+  private record(change: LocalChange): Promise<void> {
     return this.serialized(async () => {
-      try {
-        await this.store.updateManifest((current) => change(current ?? EMPTY_STATE));
-      } catch (e) {
-        this.options.log(`model store: could not record '${what}' in the manifest: ${(e as Error).message}`);
+      this.pending.push(change);
+      const failure = await this.flush();
+      if (failure !== undefined) {
+        this.options.log(
+          `model store: could not record '${describeLocalChange(change)}' in the manifest: ${failure}; it applies on this replica only until a retry (every ${this.options.pollMs} ms) records it`,
+        );
       }
     });
+  }
+
+  /** Write the pending changes onto the current manifest (inside `serialized`); the failure's message, or undefined. */
+  private async flush(): Promise<string | undefined> {
+    if (this.pending.length === 0) return undefined;
+    const changes = this.pending;
+    try {
+      const written = await this.store.updateManifest((current) => changes.reduce(applyLocalChange, current ?? EMPTY_STATE));
+      this.pending = [];
+      this.base = stateOf(written);
+      if (this.writeFailure !== undefined) this.options.log(`model store: the manifest is written again; recorded ${changes.map(describeLocalChange).join(', ')}`);
+      this.writeFailure = undefined;
+      return undefined;
+    } catch (e) {
+      this.errors.manifest_write++;
+      this.writeFailure = e instanceof Error ? e.message : String(e);
+      this.scheduleRetry();
+      return this.writeFailure;
+    }
+  }
+
+  /** Try the pending changes again after one poll interval; their entries are marked used meanwhile (no replica evicts them). */
+  private scheduleRetry(): void {
+    if (this.retryTimer !== undefined || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.serialized(async () => {
+        for (const c of this.pending) if (c.kind === 'add') await this.store.markUsed(c.key);
+        await this.flush();
+      });
+    }, this.options.pollMs);
+    this.retryTimer.unref();
+  }
+
+  /**
+   * Another replica wrote the manifest: changes still pending here are rebased onto it (its later
+   * choice of active variant or split wins; variants added or removed here stay so), the result is
+   * applied, and written back when anything was pending.
+   */
+  private async follow(manifest: Manifest): Promise<void> {
+    const next = stateOf(manifest);
+    this.pending = rebasePending(this.pending, this.base, next);
+    this.base = next;
+    await this.apply(this.pending.reduce(applyLocalChange, next), 'follow');
+    await this.flush();
   }
 
   private serialized<T>(work: () => Promise<T> | T): Promise<T> {
@@ -312,21 +422,27 @@ export class VariantStore {
     const sources = new Set<string>([this.denseDigest!, ...this.keys.values()]);
     for (const v of m.variants) {
       if (this.servedHere(v.id, v.key)) continue;
+      const skip = (reason: string) => {
+        this.errors.load++;
+        log(`model store: skipping variant '${v.id}': ${reason}`);
+      };
       let entry: StoredEntry | undefined;
       try {
         entry = await this.store.get(v.key);
       } catch (e) {
-        log(`model store: skipping variant '${v.id}': ${(e as Error).message}`);
+        skip((e as Error).message);
         continue;
       }
       if (!entry) {
-        log(`model store: skipping variant '${v.id}': its entry ${v.key} is not in ${this.root}`);
+        skip(`its entry ${v.key} is not in ${this.root}`);
         continue;
       }
       if (!sources.has(entry.record.sourceDigest)) {
-        log(`model store: skipping variant '${v.id}': entry ${v.key} was pruned from another model (source ${entry.record.sourceDigest.slice(0, 12)}…)`);
+        skip(`entry ${v.key} was pruned from another model (source ${entry.record.sourceDigest.slice(0, 12)}…)`);
         continue;
       }
+      // Failed verification already (logged then): not hashed again until the entry is rewritten.
+      if (this.damaged.get(v.key)?.createdAt === entry.record.createdAt) continue;
       try {
         const t0 = performance.now();
         const stored = await this.loadEntry(entry);
@@ -339,8 +455,7 @@ export class VariantStore {
         log(`model store: loaded variant '${v.id}' from ${entry.dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${why})`);
       } catch (e) {
         // Damaged contents: skipped, not deleted (the operator decides; a prune of it rewrites it).
-        if (e instanceof EntryInvalidError) log(`model store: skipping variant '${v.id}': ${e.message}`);
-        else log(`model store: skipping variant '${v.id}': loading ${entry.dir} failed: ${(e as Error).message}`);
+        skip(e instanceof EntryInvalidError ? e.message : `loading ${entry.dir} failed: ${(e as Error).message}`);
       }
     }
     if (m.active !== null && m.active !== serving.activeId()) {
@@ -363,4 +478,8 @@ export class VariantStore {
       }
     }
   }
+}
+
+function stateOf(m: ManifestState): ManifestState {
+  return { variants: m.variants, active: m.active, split: m.split };
 }
