@@ -38,3 +38,21 @@ describe('prompt scoring in pieces', () => {
     }
   });
 });
+
+describe('a scoring session whose build failed', () => {
+  it('builds again on the next request instead of failing every later one', async () => {
+    const weights = new Map(model.weights);
+    const name = [...weights.keys()].find((k) => k.endsWith('down_proj.weight'))!;
+    const held = weights.get(name)!;
+    weights.delete(name);
+    const scoring = new ScoringSession(model.spec, weights, { maxContext: 256, threads: 1 });
+    try {
+      await assert.rejects(scoring.scorePrompt(prompt, 1));
+      weights.set(name, held);
+      const scores = await scoring.scorePrompt(prompt, 1);
+      assert.equal(scores.logprobs.length, prompt.length);
+    } finally {
+      await scoring.release();
+    }
+  });
+});
