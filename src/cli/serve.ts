@@ -23,6 +23,7 @@ export function serveCommand(): Command {
     let running: RunningServer | undefined;
     let graceMs: number | undefined;
     let signals = 0;
+    let duringStartup: NodeJS.Signals | undefined;
     const shutdown = (signal: NodeJS.Signals) => {
       // A second signal means "now": skip the grace period.
       if (++signals > 1) {
@@ -37,6 +38,7 @@ export function serveCommand(): Command {
       }, bound).unref();
       if (!running) {
         process.stderr.write(`received ${signal} during start-up; exiting\n`);
+        duringStartup = signal;
         startup.abort();
         return;
       }
@@ -75,6 +77,11 @@ export function serveCommand(): Command {
         process.exit(1);
       }
       throw e;
+    }
+    // A signal that came after start-up's last check: shut down now.
+    if (duringStartup) {
+      signals = 0;
+      shutdown(duringStartup);
     }
   });
   return cmd;
