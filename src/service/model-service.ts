@@ -68,7 +68,8 @@ export class ModelService {
   readonly denseId: string;
 
   private constructor(
-    private readonly options: ModelServiceOptions,
+    /** Without `model`: the loader's arrays are not kept; the dense variant's shared copy is. */
+    private readonly options: Omit<ModelServiceOptions, 'model'>,
     dense: EngineVariant,
   ) {
     this.denseId = dense.id;
@@ -93,7 +94,8 @@ export class ModelService {
   static async start(options: ModelServiceOptions): Promise<ModelService> {
     let service: ModelService | undefined;
     const dense = await EngineVariant.start({ ...variantBase(options), id: options.id, model: options.model, session: options.session, compressionRatio: 0, onStatus: (v) => service?.publishStatus(v) });
-    service = new ModelService(options, dense);
+    const { model: _loaded, ...kept } = options;
+    service = new ModelService(kept, dense);
     return service;
   }
 
@@ -272,6 +274,6 @@ export class ModelService {
   }
 }
 
-function variantBase(o: ModelServiceOptions) {
+function variantBase(o: Omit<ModelServiceOptions, 'model'>) {
   return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }), ...(o.engineWorker && { engineWorker: o.engineWorker }), ...(o.stallMs !== undefined && { stallMs: o.stallMs }) };
 }
