@@ -186,6 +186,7 @@ export class ModelService {
    * drop it from the model store's manifest, and with `purge` delete its entry (resolves true then).
    */
   async unload(id: string, graceMs: number, options: { purge?: boolean } = {}): Promise<{ purged: boolean }> {
+    if (options.purge) await this.store?.checkPurge(id); // a refused purge (409) unloads nothing
     await this.unloadLocal(id, graceMs);
     return { purged: (await this.store?.recordRemoved(id, options.purge === true)) ?? false };
   }

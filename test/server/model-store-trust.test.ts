@@ -152,3 +152,41 @@ describe('a model store whose manifest cannot be written', () => {
     assert.ok(lines.some((l) => /the manifest is written again; recorded activate 'stories260K'/.test(l)), lines.join('\n'));
   });
 });
+
+describe('a purge the store refuses', () => {
+  let dir: string;
+  let s: RunningServer | undefined;
+  let key: string;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-store-trust-'));
+    s = await startWithStore(dir, []);
+    const job = await prune(s, { target: 0.3, id: 'mop-30', activate: false });
+    assert.equal(job.status, 'succeeded', job.error ?? '');
+    key = job.storeKey;
+  });
+  after(async () => {
+    await s?.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  async function assertRefusedAndStillServing(): Promise<void> {
+    const r = await admin(s!, 'DELETE', '/models/mop-30?purge=true');
+    const body = (await r.json()) as { error: { code: string; message: string } };
+    assert.equal(r.status, 409, JSON.stringify(body));
+    assert.equal(body.error.code, 'model_store_refused');
+    assert.ok((await modelIds(s!)).includes('mop-30'), 'the variant is still listed');
+    assert.ok(await answers(s!, 'mop-30'), 'and still serving');
+    assert.ok((await fs.readdir(path.join(dir, 'entries'))).includes(key), 'the entry is kept');
+  }
+
+  it('when another replica serves the entry under another id: 409, and the variant is still listed and serving', async () => {
+    const other = await ModelStore.open(dir, { writerName: 'other-replica', cleanOnOpen: false });
+    await other.updateManifest((m) => ({ ...m!, variants: [...m!.variants, { id: 'elsewhere', key }] }));
+    await assertRefusedAndStillServing();
+  });
+
+  it('when the manifest is corrupt (it cannot say who uses the entry): 409, and the variant is still listed and serving', async () => {
+    await fs.writeFile(path.join(dir, 'manifest.json'), '{"version": 1, "variants": [');
+    await assertRefusedAndStillServing();
+  });
+});

@@ -56,7 +56,7 @@ export class EntryReferencedError extends Error {
     readonly key: string,
     readonly variants: readonly string[],
   ) {
-    super(`model-store entry ${key} is referenced by manifest variant(s) ${variants.join(', ')}; remove them from the manifest first or force the removal`);
+    super(`model-store entry ${key} is referenced by variant(s) ${variants.join(', ')}; unload them (which removes them from the manifest) first, or force the removal`);
   }
 }
 

@@ -10,6 +10,7 @@ import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
 import {
   EntryInvalidError,
+  EntryReferencedError,
   type EntrySummary,
   type HexDigest,
   type Manifest,
@@ -285,6 +286,25 @@ export class VariantStore {
     await this.evict();
     await this.refreshUsage();
     return purged;
+  }
+
+  /**
+   * Refuse a purge of `id`'s entry before anything is unloaded: EntryReferencedError when another
+   * variant uses the entry (in the manifest, pending here, or served here), ManifestVersionError /
+   * ManifestCorruptError when the manifest cannot say. Serialized with manifest work, so it sees
+   * every change applied so far; a replica that references the entry after this check still
+   * keeps it (recordRemoved then keeps the entry and logs why).
+   */
+  checkPurge(id: string): Promise<void> {
+    const key = this.keys.get(id);
+    if (key === undefined) return Promise.resolve();
+    return this.serialized(async () => {
+      const { manifest } = await this.store.readManifest();
+      const state = this.pending.reduce(applyLocalChange, manifest ? stateOf(manifest) : EMPTY_STATE);
+      const users = new Set(state.variants.filter((v) => v.key === key && v.id !== id).map((v) => v.id));
+      for (const [other, k] of this.keys) if (k === key && other !== id) users.add(other);
+      if (users.size > 0) throw new EntryReferencedError(key, [...users]);
+    });
   }
 
   /** Every entry, for GET /admin/store; one whose contents failed verification here shows that as its problem. */
