@@ -170,7 +170,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     throw e;
   }
   const servers = adminServer ? [server, adminServer] : [server];
-  const closeEvents = attachAdminEventSocket(adminServer ?? server, service.events, config.adminToken);
+  const closeEvents = attachAdminEventSocket(adminServer ?? server, service.events, { adminToken: config.adminToken, maxClients: config.maxEventClients, log });
   const port = (server.address() as AddressInfo).port;
   const url = baseUrl(config.host, port);
   const adminUrl = adminServer ? baseUrl(config.host, (adminServer.address() as AddressInfo).port) : url;

@@ -133,7 +133,7 @@ describe('a server with --api-key and --allowed-origins', () => {
 
   it('serves the official client with any configured key', async () => {
     for (const key of [KEY_1, KEY_2]) {
-      const r = await client(key).completions.create({ prompt: 'Once upon a time', max_tokens: 2, temperature: 0 });
+      const r = await client(key).completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 2, temperature: 0 });
       assert.equal(r.choices.length, 1);
       assert.equal((await client(key).models.list()).data.length, 1);
     }
@@ -141,7 +141,7 @@ describe('a server with --api-key and --allowed-origins', () => {
 
   it('a wrong key raises the client\'s AuthenticationError', async () => {
     for (const key of ['sk-wrong-key-0123456789', KEY_1.slice(0, -1), KEY_1 + 'x', 'short']) {
-      await assert.rejects(client(key).completions.create({ prompt: 'Once upon a time', max_tokens: 2 }), (e: unknown) => {
+      await assert.rejects(client(key).completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 2 }), (e: unknown) => {
         assert.ok(e instanceof OpenAI.AuthenticationError, String(e));
         assert.equal(e.status, 401);
         assert.equal(e.code, 'invalid_api_key');
