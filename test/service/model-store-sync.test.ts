@@ -118,6 +118,24 @@ describe('a manifest variant whose id is served here', () => {
     assert.match(conflicts[0]!, new RegExp(`manifest variant 'mop-30' \\(entry ${key}\\) has the id of a variant served here .*keeping the one served here`));
   });
 
+  it('is reported as the conflict, not as a failed load, when the id was registered while its engine started', async (t) => {
+    let key = '';
+    const h = await startVariantStore(t, async ({ other, serving }) => {
+      key = await putEntry(other, 1);
+      await other.writeManifest(state([{ id: 'mop-30', key }]));
+      // The service refuses the second registration (the prune here got the id first).
+      serving.addStored = async (id) => {
+        serving.added.push(id);
+        serving.served.add(id);
+        throw new Error(`a model variant '${id}' is already served (or starting); choose another id`);
+      };
+    });
+    const about = h.lines.filter((l) => l.includes("'mop-30'"));
+    assert.equal(about.length, 1, h.lines.join('\n'));
+    assert.match(about[0]!, /has the id of a variant served here .*keeping the one served here/);
+    assert.equal((await h.vs.usage()).errors.load, 0);
+  });
+
   it('under the same entry is nothing to do, and nothing is logged', async (t) => {
     let key = '';
     const h = await startVariantStore(t, async ({ other, serving, ref }) => {

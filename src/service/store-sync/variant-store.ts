@@ -56,8 +56,7 @@ export interface VariantStoreOptions {
  * and is retried), loading a stored variant (missing, damaged, from another model), eviction, and
  * deleting an entry on a purge.
  */
-export const STORE_ERROR_OPS = ['manifest_write', 'load', 'evict', 'purge'] as const;
-export type StoreErrorOp = (typeof STORE_ERROR_OPS)[number];
+export type StoreErrorOp = 'manifest_write' | 'load' | 'evict' | 'purge';
 
 /** Counts for the metrics: prunes answered from the store, prunes that had to run, and failures by operation. */
 export interface StoreUsage {
@@ -474,6 +473,8 @@ export class VariantStore {
         sources.add(v.key);
         log(`model store: loaded variant '${v.id}' from ${entry.dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${why})`);
       } catch (e) {
+        // The id was registered here while this one started (the service refuses a second one).
+        if (this.servedHere(v.id, v.key)) continue;
         // Damaged contents: skipped, not deleted (the operator decides; a prune of it rewrites it).
         skip(e instanceof EntryInvalidError ? e.message : `loading ${entry.dir} failed: ${(e as Error).message}`);
       }
