@@ -24,7 +24,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
 import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
-import { type GgufWriteDtype, writeGguf } from '../../src/runtime/model/gguf.ts';
+import { type GgufWriteDtype, writeGguf } from '../../src/runtime/model/gguf-writer.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { argmax } from './decode-profile.ts';

@@ -7,7 +7,7 @@ import { generate, generateText } from '../../src/runtime/engine/generate.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
 import { openModel, type OpenedModel } from '../../src/runtime/engine/open-model.ts';
 import { defaultSamplingParams } from '../../src/runtime/engine/sampling-params.ts';
-import { writeGguf } from '../../src/runtime/model/gguf.ts';
+import { writeGguf } from '../../src/runtime/model/gguf-writer.ts';
 import { writeHfDirectory } from '../../src/runtime/model/hf.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ScoredVocabSource } from '../../src/runtime/tokenizer/types.ts';

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { DeviceError, parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
 import { resolveTarget } from '../../src/runtime/device/resolve.ts';
 import { ModelSession } from '../../src/runtime/engine/model-session.ts';
-import { quantizeQ8_0 } from '../../src/runtime/model/gguf.ts';
+import { quantizeQ8_0 } from '../../src/runtime/model/ggml-blocks.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';

@@ -2,18 +2,11 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
-import {
-  GgmlType,
-  GgufType,
-  buildGgufContents,
-  dequantizeQ8_0,
-  parseGguf,
-  quantizeQ8_0,
-  readGguf,
-  writeGguf,
-  writeGgufFile,
-} from '../../src/runtime/model/gguf.ts';
-import type { GgufContents } from '../../src/runtime/model/gguf.ts';
+import { dequantizeQ8_0, quantizeQ8_0 } from '../../src/runtime/model/ggml-blocks.ts';
+import { GgmlType, GgufType, parseGguf } from '../../src/runtime/model/gguf-container.ts';
+import { readGguf } from '../../src/runtime/model/gguf-model.ts';
+import { buildGgufContents, writeGguf, writeGgufFile } from '../../src/runtime/model/gguf-writer.ts';
+import type { GgufContents } from '../../src/runtime/model/gguf-writer.ts';
 import { roundToF16 } from '../../src/runtime/model/half.ts';
 import { defaultModelPath } from '../../src/runtime/model/load.ts';
 import { ModelFormatError, weightName } from '../../src/runtime/model/spec.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { writeGguf } from '../../src/runtime/model/gguf.ts';
+import { writeGguf } from '../../src/runtime/model/gguf-writer.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { loadStories, tempDir } from '../runtime/model-helpers.ts';
 import { postJson, scrape, startTestServer } from './helpers/server.ts';

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { CheckpointFormat, LoadedModel } from './loaded-model.ts';
 import { ModelFormatError } from './spec.ts';
 import { readHfDirectory } from './hf.ts';
-import { readGguf } from './gguf.ts';
+import { readGguf } from './gguf-model.ts';
 import { readLlama2c } from './llama2c.ts';
 
 const ACCEPTED =
