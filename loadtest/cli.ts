@@ -127,7 +127,9 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSigint);
   try {
-    const report = await runLoad({ ...req.load, signal: stop.signal });
+    // The server's own variable works here too (its first key), so one environment serves both.
+    const serverKey = process.env.MOP_API_KEY?.split(',')[0]?.trim();
+    const report = await runLoad({ ...(serverKey && { apiKey: serverKey }), ...req.load, signal: stop.signal });
     const json = `${JSON.stringify(report, null, 2)}\n`;
     if (req.out) {
       await fs.mkdir(path.dirname(path.resolve(req.out)), { recursive: true });

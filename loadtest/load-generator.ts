@@ -246,7 +246,7 @@ async function sendOne(
       method: 'POST',
       dispatcher: agent,
       signal: ctrl.signal,
-      headers: { 'content-type': 'application/json', accept: o.stream ? 'text/event-stream' : 'application/json' },
+      headers: { 'content-type': 'application/json', accept: o.stream ? 'text/event-stream' : 'application/json', ...(o.apiKey !== undefined && { authorization: `Bearer ${o.apiKey}` }) },
       body: payload,
     });
     out.ttfbMs = performance.now() - t0;

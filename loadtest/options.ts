@@ -63,6 +63,8 @@ export interface LoadOptions {
   recordRequests: boolean;
   /** Stops the run early (in-flight requests are aborted and counted as `interrupted`). */
   signal: AbortSignal | undefined;
+  /** Sent as `Authorization: Bearer <key>` (a server started with --api-key); undefined: no header. */
+  apiKey: string | undefined;
 }
 
 export type LoadOptionsInput = Partial<LoadOptions> & { url: string };
@@ -93,6 +95,7 @@ export const DEFAULTS = {
   maxErrorRate: 0.01,
   recordRequests: false,
   signal: undefined,
+  apiKey: undefined,
 } satisfies Omit<LoadOptions, 'url'>;
 
 /**
@@ -132,6 +135,7 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   { key: 'seed', flag: 'seed', env: 'SEED', type: 'string', k6Default: '1', help: 'seed of --prompt-order random' },
   { key: 'p95Ms', flag: 'p95-ms', env: 'P95_MS', type: 'string', k6Default: '10000', help: 'threshold: p95 end-to-end latency (ms) must stay under' },
   { key: 'maxErrorRate', flag: 'max-error-rate', env: 'MAX_ERROR_RATE', type: 'string', k6Default: '0.01', help: 'threshold: error rate must stay under' },
+  { key: 'apiKey', flag: 'api-key', env: 'API_KEY', type: 'string', k6Default: '', help: "bearer key for a server started with --api-key (default: none; the CLI also reads MOP_API_KEY)" },
 ];
 
 export class LoadConfigError extends Error {
@@ -201,6 +205,7 @@ export function resolveLoadOptions(input: LoadOptionsInput): ResolvedLoadOptions
   const maxInFlight = o.maxInFlight ?? o.concurrency;
   positiveInt('maxInFlight', maxInFlight);
   if (o.prompts !== undefined) check(o.prompts.length > 0, 'prompts must not be empty');
+  if (o.apiKey !== undefined) check(o.apiKey !== '' && !/\s/.test(o.apiKey), 'apiKey must be a non-empty key without white space');
   const { model: _model, ...rest } = o;
   return { ...rest, models, maxInFlight, endpoint: completionsEndpoint(o.url) };
 }

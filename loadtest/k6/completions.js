@@ -118,6 +118,8 @@ const MAX_REQUESTS = integer('MAX_REQUESTS', '100', 1);
 const DURATION_MS = durationMs('DURATION', '30s');
 const GRACEFUL_STOP_MS = durationMs('GRACEFUL_STOP', '30s');
 const TIMEOUT_MS = durationMs('TIMEOUT', '60s');
+// A server started with --api-key wants one of its keys on every /v1 request.
+const API_KEY = env('API_KEY', '');
 const STREAM = bool('STREAM', 'false');
 const INCLUDE_USAGE = bool('INCLUDE_USAGE', 'true');
 const MAX_TOKENS = integer('MAX_TOKENS', '64', 1);
@@ -319,7 +321,7 @@ export default function () {
   const body = buildBody(i);
   const tags = { model: body.model || 'default' };
   const res = http.post(ENDPOINT, JSON.stringify(body), {
-    headers: { 'Content-Type': 'application/json', Accept: STREAM ? 'text/event-stream' : 'application/json' },
+    headers: Object.assign({ 'Content-Type': 'application/json', Accept: STREAM ? 'text/event-stream' : 'application/json' }, API_KEY ? { Authorization: 'Bearer ' + API_KEY } : {}),
     timeout: TIMEOUT_MS + 'ms',
     tags: tags,
     responseType: 'text',

@@ -117,6 +117,7 @@ describe('k6 scripts', () => {
       if (spec.key === 'durationSec' || spec.key === 'gracefulStopSec' || spec.key === 'timeoutSec') k6 = parseDurationSec(spec.k6Default);
       else if (spec.key === 'model') k6 = spec.k6Default === '' ? [] : spec.k6Default.split(',');
       else if (spec.key === 'extraBody') k6 = JSON.parse(spec.k6Default);
+      else if (spec.key === 'apiKey') k6 = spec.k6Default === '' ? undefined : spec.k6Default;
       else if (spec.type === 'boolean') k6 = spec.k6Default === 'true';
       else if (typeof node === 'number') k6 = Number(spec.k6Default);
       else k6 = spec.k6Default;
