@@ -254,4 +254,26 @@ describe('a manifest write that fails', () => {
     assert.deepEqual(await namesIn(path.join(h.root, 'entries')), [key], 'the unserved entry is evicted, the served one kept');
     assert.ok(h.lines.some((l) => l.includes(`evicted entry ${unserved}`)), h.lines.join('\n'));
   });
+
+  it('a purge waits until the manifest records the removal, then deletes the entry', async (t) => {
+    let failing = { on: false };
+    const h = await startVariantStore(t, async ({ root, other }) => {
+      const key = await putEntry(other, 1);
+      await other.writeManifest(state([{ id: 'mop-30', key }]));
+      const injected = await storeWithFailingWrites(root);
+      failing = injected.failing;
+      return { store: injected.store };
+    });
+    const key = h.vs.keyOf('mop-30')!;
+    assert.ok(h.serving.served.has('mop-30'), 'restored from the manifest');
+    await h.vs.checkPurge('mop-30');
+    failing.on = true;
+    await h.serving.unloadLocal('mop-30');
+    assert.equal(await h.vs.recordRemoved('mop-30', true), false);
+    assert.deepEqual(await namesIn(path.join(h.root, 'entries')), [key], 'kept while the manifest still lists mop-30');
+    assert.match(h.vs.unrecorded() ?? '', /remove 'mop-30'/);
+    failing.on = false;
+    await until(async () => (await namesIn(path.join(h.root, 'entries'))).length === 0, 5000, 'the entry to be deleted once the removal is recorded');
+    assert.deepEqual((await h.other.readManifest()).manifest!.variants, []);
+  });
 });

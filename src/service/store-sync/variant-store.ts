@@ -94,6 +94,8 @@ export class VariantStore {
   private pending: LocalChange[] = [];
   /** The manifest state the pending changes were made on: what this replica last read, applied or wrote. */
   private base: ManifestState = EMPTY_STATE;
+  /** Entries to delete (variant id → key) once the manifest records their variant's removal (a purge whose write failed). */
+  private readonly deferredPurges = new Map<string, HexDigest>();
   /** Why the last manifest write failed, while changes are pending. */
   private writeFailure: string | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -260,9 +262,9 @@ export class VariantStore {
 
   /**
    * A variant unloaded here: drop it from the manifest, and with `purge` delete its entry too (true
-   * when one was deleted). The entry is kept while the manifest still lists the variant (its write
-   * failed: other replicas may load it) or when the store refuses (another replica serves it since
-   * the check); the log says which.
+   * when one was deleted). While the manifest still lists the variant (its write failed: other
+   * replicas may load the entry) the deletion waits until the removal is recorded; an entry the
+   * store refuses to delete (another replica uses it since the check) is kept. The log says which.
    */
   async recordRemoved(id: string, purge: boolean): Promise<boolean> {
     const key = this.keys.get(id);
@@ -271,20 +273,28 @@ export class VariantStore {
     let purged = false;
     if (purge && key !== undefined) {
       if (this.pending.some((c) => c.kind === 'remove' && c.id === id)) {
-        this.options.log(`model store: kept entry ${key} of '${id}': the manifest still lists '${id}' (its write failed); purge it once the manifest can be written`);
+        this.deferredPurges.set(id, key);
+        this.options.log(`model store: entry ${key} of '${id}' is deleted once the manifest records that '${id}' was removed (its write failed)`);
       } else {
-        try {
-          purged = await this.store.remove(key);
-          if (purged) this.options.log(`model store: deleted entry ${key} of '${id}'`);
-        } catch (e) {
-          this.errors.purge++;
-          this.options.log(`model store: could not delete entry ${key} of '${id}': ${(e as Error).message}`);
-        }
+        purged = await this.purgeEntry(id, key);
       }
     }
     await this.evict();
     await this.refreshUsage();
     return purged;
+  }
+
+  /** Delete `id`'s entry `key` (its removal is in the manifest); false, logged, when the store refuses. */
+  private async purgeEntry(id: string, key: HexDigest): Promise<boolean> {
+    try {
+      const removed = await this.store.remove(key);
+      if (removed) this.options.log(`model store: deleted entry ${key} of '${id}'`);
+      return removed;
+    } catch (e) {
+      this.errors.purge++;
+      this.options.log(`model store: kept entry ${key} of '${id}': ${(e as Error).message}`);
+      return false;
+    }
   }
 
   /**
@@ -370,6 +380,14 @@ export class VariantStore {
       this.base = stateOf(written);
       if (this.writeFailure !== undefined) this.options.log(`model store: the manifest is written again; recorded ${changes.map(describeLocalChange).join(', ')}`);
       this.writeFailure = undefined;
+      // Purges that waited for their removal to be recorded.
+      for (const c of changes) {
+        if (c.kind !== 'remove') continue;
+        const key = this.deferredPurges.get(c.id);
+        if (key === undefined) continue;
+        this.deferredPurges.delete(c.id);
+        await this.purgeEntry(c.id, key);
+      }
       return undefined;
     } catch (e) {
       this.errors.manifest_write++;
