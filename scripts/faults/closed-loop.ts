@@ -24,7 +24,7 @@ export class ClosedLoop {
         const outcome = await send(baseUrl, o.request(this.sent++));
         this.outcomes.push(outcome);
         // A server that refuses at once (connection refused, 429/503) is not hammered in a tight loop.
-        if (outcome.end === 'connection' || outcome.status >= 400) await new Promise((r) => setTimeout(r, 20));
+        if (outcome.end === 'connection' || outcome.status >= 400) await new Promise((r) => setTimeout(r, 50));
       }
     };
     this.running = Promise.all(Array.from({ length: o.concurrency }, worker)).then(() => {

@@ -13,11 +13,11 @@ export const stalledReadersScenario: ScenarioDef = {
   id: 'stalled-readers',
   title: 'SSE clients that stop reading',
   procedure: (s) =>
-    `${s.maxBatch} raw sockets (as many as --max-batch) each send a streaming completion of ${s.longTokens} tokens with \`logprobs: 5\` and never read (the socket is paused: the kernel buffers fill and the server's writes back up); meanwhile 2 bystanders stream ${s.maxTokens}-token completions in a closed loop for ${(s.observeMs * 2) / 1000} s. Then the stalled sockets read again (up to ${s.endWaitMs / 1000} s) and ${s.maxBatch} more completions are sent.`,
+    `${s.maxBatch / 2} raw sockets each send a streaming completion of ${s.longTokens} tokens, \`n: 2\` (together as many sequences as --max-batch), \`logprobs: 5\`, and never read (the socket is paused: the kernel buffers fill and the server's writes back up); meanwhile 2 bystanders stream ${s.maxTokens}-token completions in a closed loop for ${(s.observeMs * 2) / 1000} s. Then the stalled sockets read again (up to ${s.endWaitMs / 1000} s) and ${s.maxBatch} more completions are sent.`,
   entry: 'mop serve',
   serverArgs: () => [],
   body: async (server, s, record) => {
-    const readers = await Promise.all(Array.from({ length: s.maxBatch }, (_, i) => StalledReader.open(server.url, '/v1/completions', { prompt: s.prompts[i % s.prompts.length], max_tokens: s.longTokens, temperature: 0, ignore_eos: true, stream: true, logprobs: 5 }, s.statusWaitMs)));
+    const readers = await Promise.all(Array.from({ length: Math.max(1, s.maxBatch / 2) }, (_, i) => StalledReader.open(server.url, '/v1/completions', { prompt: s.prompts[i % s.prompts.length], max_tokens: s.longTokens, n: 2, temperature: 0, ignore_eos: true, stream: true, logprobs: 5 }, s.statusWaitMs)));
     await sleep(300);
     const bystanders = new ClosedLoop(server.url, { concurrency: 2, maxRequests: 1000, maxMs: s.observeMs * 2, request: (i) => streamRequest(s, i) });
     const during = await (async () => {
