@@ -1,12 +1,10 @@
 /**
  * What a graph fusion saves per decode step: the same model's serving graph built with and without
  * it, two ModelSessions timed step by step interleaved (A B A B …, so load from other processes
- * hits both alike), median of the timed steps, over several rounds. --fusion norm: residual Adds
- * folded into the RMSNorms (SkipSimplifiedLayerNormalization, the CPU serving graph's default);
- * --fusion gate-up: each MLP's gate and up projections as one stacked matrix (fuseGateUp, not the
- * default: docs/architecture.md gives the figures).
+ * hits both alike), median of the timed steps, over several rounds: residual Adds folded into the
+ * RMSNorms (SkipSimplifiedLayerNormalization, the CPU serving graph's default) against Add + norm.
  *
- *   node --import tsx scripts/bench-fused-norm.ts [--fusion norm|gate-up] [--model 100m] [--dtype int8]
+ *   node --import tsx scripts/bench-fused-norm.ts [--model 100m] [--dtype int8]
  *     [--threads 1] [--batch 1] [--prompt 128] [--steps 64] [--rounds 3]
  */
 import os from 'node:os';
@@ -25,7 +23,6 @@ const { values: args } = parseArgs({
     prompt: { type: 'string', default: '128' },
     steps: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
-    fusion: { type: 'string', default: 'norm' },
     batch: { type: 'string', default: '1' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -41,21 +38,14 @@ const maxContext = promptTokens + steps + 2;
 const prompt = Array.from({ length: promptTokens }, (_, k) => 3 + ((k * 104729) % (model.spec.vocabSize - 3)));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-if (args.fusion !== 'norm' && args.fusion !== 'gate-up') throw new Error(`--fusion: norm or gate-up, not '${args.fusion}'`);
 const batch = Number(args.batch);
-const variants =
-  args.fusion === 'norm'
-    ? [
-        { name: 'fused (default)', fuseResidualNorm: true, fuseGateUp: false },
-        { name: 'Add + norm', fuseResidualNorm: false, fuseGateUp: false },
-      ]
-    : [
-        { name: 'gate and up as one matrix', fuseResidualNorm: true, fuseGateUp: true },
-        { name: 'gate and up apart', fuseResidualNorm: true, fuseGateUp: false },
-      ];
+const variants = [
+  { name: 'fused (default)', fuseResidualNorm: true },
+  { name: 'Add + norm', fuseResidualNorm: false },
+];
 const sessions = await Promise.all(
   variants.map(async (v) => {
-    const graph = buildDecoderGraph(model.spec, model.weights, { maxContext, logits: 'last', dtype: 'float32', ...(target.weights && { weights: target.weights }), packedTokens: true, fuseResidualNorm: v.fuseResidualNorm, fuseGateUp: v.fuseGateUp, cacheOutputs: cacheOutputsOn('cpu') });
+    const graph = buildDecoderGraph(model.spec, model.weights, { maxContext, logits: 'last', dtype: 'float32', ...(target.weights && { weights: target.weights }), packedTokens: true, fuseResidualNorm: v.fuseResidualNorm, cacheOutputs: cacheOutputsOn('cpu') });
     return ModelSession.create(model.spec, model.weights, { maxBatch: batch, maxContext, threads, target, graph });
   }),
 );

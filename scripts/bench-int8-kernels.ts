@@ -21,7 +21,7 @@ import { benchModel } from './bench-model.ts';
 import { createOrtSession } from '../src/runtime/device/ort-session.ts';
 import { quantizeMatrix } from '../src/runtime/model/block-quantization.ts';
 import { weightName } from '../src/runtime/model/spec.ts';
-import { transpose } from '../src/runtime/onnx/decoder-graph.ts';
+import { transpose } from '../src/runtime/onnx/weight-packing.ts';
 import { matMulNBits } from '../src/runtime/onnx/matmul-nbits.ts';
 import { DataType, type OnnxModel, OnnxGraphBuilder } from '../src/runtime/onnx/onnx-model.ts';
 

@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { printDocCommentAndExit } from './script-help.ts';
 import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import type { CacheOutputs } from '../src/runtime/onnx/decoder-graph.ts';
+import type { CacheOutputs } from '../src/runtime/onnx/decoder-attention.ts';
 import { ModelSession } from '../src/runtime/engine/model-session.ts';
 
 const { values: args } = parseArgs({

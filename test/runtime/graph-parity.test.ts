@@ -77,24 +77,6 @@ describe('ONNX decoder graph matches the reference forward pass', () => {
     assert.ok(maxAbsDiff(logits[0]!, logits[2]!) <= 1e-5 && maxAbsDiff(logits[1]!, logits[3]!) <= 1e-5);
   });
 
-  it('runs gate and up as one stacked matrix split after (fuseGateUp), int8 included, with the logits of the separate projections', async () => {
-    const weights = syntheticWeights(uniform, 4);
-    const prompt = [1, 9, 4, 33, 2];
-    for (const quant of [undefined, 'int8' as const]) {
-      const logits: Float32Array[] = [];
-      for (const fuseGateUp of [true, false]) {
-        const graph = buildDecoderGraph(uniform, weights, { maxContext: 32, logits: 'last', packedTokens: true, fuseResidualNorm: true, fuseGateUp, cacheOutputs: 'new', ...(quant && { weights: quant }) });
-        // NodeProto.op_type (field 4, length 5) = "Split": one per MLP when fused.
-        const splits = Buffer.from(graph.model.bytes).toString('latin1').split('\x22\x05Split').length - 1;
-        assert.equal(splits, fuseGateUp ? uniform.layers.length : 0);
-        const session = await ModelSession.create(uniform, weights, { maxBatch: 1, maxContext: 32, threads: 1, graph, ...(quant && { target: { device: 'cpu', dtype: 'float32', weights: quant } }) });
-        logits.push(await session.prefill(0, prompt), ...(await session.decode([{ slot: 0, token: 7 }])));
-        await session.release();
-      }
-      assert.ok(maxAbsDiff(logits[0]!, logits[2]!) <= 1e-5 && maxAbsDiff(logits[1]!, logits[3]!) <= 1e-5, `${quant ?? 'float32'}: logits differ`);
-    }
-  });
-
   it('applies linear and llama3 RoPE scaling like the reference', async () => {
     for (const scaling of [
       { type: 'linear' as const, factor: 4 },

@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node';
 import type { OrtDeviceName } from '../device/device.ts';
-import type { KvCacheLayout } from '../onnx/decoder-graph.ts';
+import type { KvCacheLayout } from '../onnx/decoder-attention.ts';
 import type { FloatType } from '../onnx/onnx-model.ts';
 import { DeviceKvOps } from './device-kv-ops.ts';
 import { INITIAL_CAPACITY, type KvBinding, type KvStore, nextCapacity } from './kv-store.ts';

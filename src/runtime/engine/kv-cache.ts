@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import type { CacheOutputs, KvCacheLayout } from '../onnx/decoder-graph.ts';
+import type { CacheOutputs, KvCacheLayout } from '../onnx/decoder-attention.ts';
 import type { FloatType } from '../onnx/onnx-model.ts';
 import { INITIAL_CAPACITY, type KvBinding, type KvStore, nextCapacity } from './kv-store.ts';
 

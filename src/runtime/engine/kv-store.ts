@@ -1,5 +1,5 @@
 import type * as ort from 'onnxruntime-node';
-import type { KvCacheLayout } from '../onnx/decoder-graph.ts';
+import type { KvCacheLayout } from '../onnx/decoder-attention.ts';
 
 /** The smallest capacity a cache starts with (tokens per sequence). */
 export const INITIAL_CAPACITY = 128;

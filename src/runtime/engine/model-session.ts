@@ -4,7 +4,8 @@ import { createOrtSession, type OutputLocation } from '../device/ort-session.ts'
 import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { concatFloat32, type Weights } from '../model/tensor.ts';
-import { buildDecoderGraph, type CacheOutputs, type DecoderGraph } from '../onnx/decoder-graph.ts';
+import type { CacheOutputs } from '../onnx/decoder-attention.ts';
+import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
 import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession, type PrefillEntry } from './decoder-session.ts';
 import { ContextLengthError } from './errors.ts';

@@ -1,6 +1,6 @@
 import { type ModelSpec, weightName } from '../model/spec.ts';
 import type { Tensor, Weights } from '../model/tensor.ts';
-import { packQkvTransposed, padRowsTransposedO, transpose } from './decoder-graph.ts';
+import { packQkvTransposed, padRowsTransposedO, transpose } from './weight-packing.ts';
 import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type OnnxModel, OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeCosSin, ropeTableInitializers } from './rope-cache.ts';

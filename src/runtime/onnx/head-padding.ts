@@ -3,7 +3,7 @@ const GQA_HEAD_MULTIPLE = 16;
 
 /**
  * The head width a graph computes with: `headDim` rounded up to GQA's multiple. The padding is zeros
- * (decoder-graph.ts) with an identity rotation (rope-cache.ts), so results are exact.
+ * (weight-packing.ts) with an identity rotation (rope-cache.ts), so results are exact.
  */
 export function paddedHeadDim(headDim: number): number {
   return Math.ceil(headDim / GQA_HEAD_MULTIPLE) * GQA_HEAD_MULTIPLE;

@@ -26,7 +26,7 @@ export function ropeInverseFrequencies(rope: RopeSpec, headDim: number): Float64
 
 /**
  * cos/sin tables [positions, paddedDim/2] for the rotate-half layout. Columns past headDim/2 belong
- * to zero padding (see decoder-graph.ts) and get the identity rotation.
+ * to zero padding (see weight-packing.ts) and get the identity rotation.
  */
 export function ropeCosSin(rope: RopeSpec, headDim: number, paddedDim: number, positions: number): { cos: Float32Array; sin: Float32Array } {
   const inv = ropeInverseFrequencies(rope, headDim);
