@@ -4,7 +4,7 @@ import type { OnnxModel } from '../onnx/onnx-model.ts';
 import { causalMask, ropeTables } from './attention-constants.ts';
 import { DiffGraph, type Precision } from './diff-graph.ts';
 import { add, causalAttention, embedding, matmulWT, nextTokenLoss, reshape, rmsNorm, rope, scale, swiglu, transpose } from './diff-ops.ts';
-import { type LoraConfig, loraSites } from './lora.ts';
+import { type LoraConfig, type LoraSite, loraSites } from './lora.ts';
 
 /**
  * ModelSpec + weights → one ONNX graph that runs a LLaMA forward pass over [batch, T] token ids,
@@ -77,81 +77,108 @@ export function buildTrainingGraph(spec: ModelSpec, weights: Weights, options: T
   const T = options.seqLen;
   if (!Number.isInteger(T) || T < 1) throw new Error(`training graph: seqLen must be a positive integer, got ${T}`);
   const dg = new DiffGraph('training', precision);
-  const io = trainingGraphIo;
-  const H = spec.hidden;
-  const V = spec.vocabSize;
-  const shapes = expectedWeightShapes(spec);
   const withGradients = options.gradients ?? true;
-  const isTrainable = options.trainable ?? (() => withGradients && !options.lora);
-  const trainable: TrainableInput[] = [];
+  const params = new TrainingParameters(dg, spec, weights, options.trainable ?? (() => withGradients && !options.lora), options.lora);
 
-  const values = new Map<string, string>();
-  /** A weight as a graph value: a trainable input, or a frozen initializer (made on first use). */
-  const weight = (name: string): string => {
-    let v = values.get(name);
+  const ids = dg.g.input(trainingGraphIo.inputIds, 7, ['batch', T]);
+  const flatIds = dg.op('Reshape', [ids, dg.ints(-1)]);
+  const embedded = embedding(dg, params.weight(weightName.embed), flatIds, spec.vocabSize, spec.hidden); // [N, H], N = batch·T
+  const h = addLayers(dg, spec, params, embedded, T);
+  const final = rmsNorm(dg, h, params.weight(weightName.finalNorm), spec.normEps);
+  const logits = matmulWT(dg, final, params.weight(spec.tiedEmbeddings ? weightName.embed : weightName.lmHead)); // [N, V]
+  addLossOutputs(dg, logits, spec.vocabSize, T, options, withGradients, params.trainable);
+  return { model: dg.toModel(), seqLen: T, loss: options.loss, precision, trainable: params.trainable };
+}
+
+/**
+ * The model's tensors as graph values: a weight is a trainable input or a frozen initializer
+ * (made on first use), and a projection with a LoRA adapter adds the adapter's trainable inputs.
+ * `trainable` lists the inputs in the order the graph declares them.
+ */
+class TrainingParameters {
+  readonly trainable: TrainableInput[] = [];
+  private readonly values = new Map<string, string>();
+  private readonly shapes: Map<string, number[]>;
+  private readonly adapters: Map<string, LoraSite>;
+
+  constructor(
+    private readonly dg: DiffGraph,
+    spec: ModelSpec,
+    private readonly weights: Weights,
+    private readonly isTrainable: (weight: string) => boolean,
+    private readonly lora: LoraConfig | undefined,
+  ) {
+    this.shapes = expectedWeightShapes(spec);
+    this.adapters = new Map(loraSites(spec, lora?.targets ?? []).map((s) => [s.weight, s]));
+  }
+
+  /** A weight as a graph value. */
+  weight(name: string): string {
+    let v = this.values.get(name);
     if (v) return v;
-    const t = weights.get(name);
-    const shape = shapes.get(name);
+    const t = this.weights.get(name);
+    const shape = this.shapes.get(name);
     if (!t || !shape) throw new Error(`weight '${name}' missing while building the training graph`);
-    if (isTrainable(name)) {
-      v = dg.input(name, shape, true);
-      trainable.push({ name, shape, grad: gradOutputName(name) });
+    if (this.isTrainable(name)) {
+      v = this.dg.input(name, shape, true);
+      this.trainable.push({ name, shape, grad: gradOutputName(name) });
     } else {
-      v = dg.constant(name, shape, t.data);
+      v = this.dg.constant(name, shape, t.data);
     }
-    values.set(name, v);
+    this.values.set(name, v);
     return v;
-  };
+  }
 
-  const adapters = new Map(loraSites(spec, options.lora?.targets ?? []).map((s) => [s.weight, s]));
   /** y = x·Wᵀ (+ (α/r)·(x·Aᵀ)·Bᵀ where W carries an adapter). */
-  const linear = (x: string, name: string): string => {
-    const y = matmulWT(dg, x, weight(name));
-    const site = adapters.get(name);
-    if (!site || !options.lora) return y;
-    const { rank, alpha } = options.lora;
+  linear(x: string, name: string): string {
+    const { dg } = this;
+    const y = matmulWT(dg, x, this.weight(name));
+    const site = this.adapters.get(name);
+    if (!site || !this.lora) return y;
+    const { rank, alpha } = this.lora;
     const a = dg.input(site.a, [rank, site.in], true);
     const b = dg.input(site.b, [site.out, rank], true);
-    trainable.push({ name: site.a, shape: [rank, site.in], grad: gradOutputName(site.a) }, { name: site.b, shape: [site.out, rank], grad: gradOutputName(site.b) });
+    this.trainable.push({ name: site.a, shape: [rank, site.in], grad: gradOutputName(site.a) }, { name: site.b, shape: [site.out, rank], grad: gradOutputName(site.b) });
     return add(dg, y, scale(dg, matmulWT(dg, matmulWT(dg, x, a), b), alpha / rank));
-  };
+  }
+}
 
-  const ids = dg.g.input(io.inputIds, 7, ['batch', T]);
-  const flatIds = dg.op('Reshape', [ids, dg.ints(-1)]);
-  let h = embedding(dg, weight(weightName.embed), flatIds, V, H); // [N, H], N = batch·T
-
+/** Every layer's attention and MLP sub-blocks over the residual stream h [N, H]; returns the stream after them. */
+function addLayers(dg: DiffGraph, spec: ModelSpec, params: TrainingParameters, embedded: string, T: number): string {
   const tables = new Map<number, ReturnType<typeof ropeTables>>();
   const ropeFor = (D: number) => {
     if (!tables.has(D)) tables.set(D, ropeTables(dg, spec.rope, D, T));
     return tables.get(D)!;
   };
   let mask: string | undefined;
-
+  let h = embedded;
   spec.layers.forEach((layer, i) => {
     if (layer.heads > 0) {
       const { heads, kvHeads: KV, headDim: D } = layer;
       const G = heads / KV;
-      const x = rmsNorm(dg, h, weight(weightName.attnNorm(i)), spec.normEps);
+      const x = rmsNorm(dg, h, params.weight(weightName.attnNorm(i)), spec.normEps);
       // [N, n·D] → [B, KV, n, T, D]: consecutive query heads share a KV head (n = G for queries, 1 for keys/values).
       const heads5d = (t: string, n: number) => transpose(dg, reshape(dg, t, [-1, T, KV, n, D]), [0, 2, 3, 1, 4]);
-      const q = rope(dg, heads5d(linear(x, weightName.q(i)), G), ropeFor(D));
-      const k = rope(dg, heads5d(linear(x, weightName.k(i)), 1), ropeFor(D));
-      const v = heads5d(linear(x, weightName.v(i)), 1);
+      const q = rope(dg, heads5d(params.linear(x, weightName.q(i)), G), ropeFor(D));
+      const k = rope(dg, heads5d(params.linear(x, weightName.k(i)), 1), ropeFor(D));
+      const v = heads5d(params.linear(x, weightName.v(i)), 1);
       mask ??= causalMask(dg, T);
       const o = causalAttention(dg, q, k, v, 1 / Math.sqrt(D), mask);
       const merged = reshape(dg, transpose(dg, o, [0, 3, 1, 2, 4]), [-1, heads * D]);
-      h = add(dg, h, linear(merged, weightName.o(i)));
+      h = add(dg, h, params.linear(merged, weightName.o(i)));
     }
     if (layer.ffn > 0) {
-      const x = rmsNorm(dg, h, weight(weightName.mlpNorm(i)), spec.normEps);
-      const act = swiglu(dg, linear(x, weightName.gate(i)), linear(x, weightName.up(i)));
-      h = add(dg, h, linear(act, weightName.down(i)));
+      const x = rmsNorm(dg, h, params.weight(weightName.mlpNorm(i)), spec.normEps);
+      const act = swiglu(dg, params.linear(x, weightName.gate(i)), params.linear(x, weightName.up(i)));
+      h = add(dg, h, params.linear(act, weightName.down(i)));
     }
   });
+  return h;
+}
 
-  const final = rmsNorm(dg, h, weight(weightName.finalNorm), spec.normEps);
-  const logits = matmulWT(dg, final, weight(spec.tiedEmbeddings ? weightName.embed : weightName.lmHead)); // [N, V]
-
+/** The loss inputs and outputs, the backward pass, and the gradient of every trainable input. */
+function addLossOutputs(dg: DiffGraph, logits: string, V: number, T: number, options: TrainingGraphOptions, withGradients: boolean, trainable: readonly TrainableInput[]): void {
+  const io = trainingGraphIo;
   const targets = dg.op('Reshape', [dg.g.input(io.targets, 7, ['batch', T]), dg.ints(-1)]);
   const lossWeights = dg.op('Reshape', [dg.input(io.lossWeights, ['batch', T]), dg.ints(-1)]);
   const teacher =
@@ -172,5 +199,4 @@ export function buildTrainingGraph(spec: ModelSpec, weights: Weights, options: T
       dg.output(g, t.grad, t.shape);
     }
   }
-  return { model: dg.toModel(), seqLen: T, loss: options.loss, precision, trainable };
 }
