@@ -56,7 +56,9 @@ export function registerPruneCommand(program: Command): void {
       // The same key a server computes for this prune of the same checkpoint (the Helm hook relies on it).
       const store = o.modelStore === undefined ? undefined : await ModelStore.open(o.modelStore);
       const stored = store && (await pruneStoreKey(digestWeights(model.spec, model.weights), recipe, referenceBlocks ?? parameterCounts(model.spec).blocks, servingTarget));
-      const hit = store && stored && (await store.get(stored.key).catch(() => undefined));
+      // An entry counts only if its files still hold what was recorded (same size is not enough).
+      const intact = store && stored && (await store.verify(stored.key, { contents: true })).ok;
+      const hit = intact ? await store.get(stored.key).catch(() => undefined) : undefined;
       if (hit) {
         process.stdout.write(`model store ${o.modelStore}: entry ${hit.key} is already there; nothing to prune\n`);
         if (o.out !== undefined) {

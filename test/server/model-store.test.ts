@@ -205,6 +205,19 @@ describe('mop prune --model-store, then a server with the same start-up target',
     const again = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--recovery', 'none', '--threads', '1', '--quiet'], {}, 120_000);
     assert.match(again.stdout, new RegExp(`entry ${key} is already there; nothing to prune`));
 
+    // A file of the entry changed at the same size: the CLI prunes again and rewrites the entry.
+    const entry = path.join(dir, 'entries', key);
+    const files = await Promise.all((await fs.readdir(entry)).map(async (f) => ({ f, size: (await fs.stat(path.join(entry, f))).size })));
+    const weights = path.join(entry, files.sort((a, b) => b.size - a.size)[0]!.f);
+    const bytes = await fs.readFile(weights);
+    const original = Buffer.from(bytes);
+    bytes[bytes.length - 1]! ^= 0xff;
+    await fs.writeFile(weights, bytes);
+    const rewritten = await runMop(['prune', '--model-store', dir, '--target', '0.3', '--samples', '8', '--seq-len', '64', '--recovery', 'none', '--threads', '1', '--quiet'], {}, 300_000);
+    assert.equal(rewritten.code, 0, rewritten.stderr);
+    assert.doesNotMatch(rewritten.stdout, /already there/);
+    assert.deepEqual(await fs.readFile(weights), original, 'the entry holds the pruned weights again');
+
     const lines: string[] = [];
     s = await startWithStore(dir, { pruneTarget: 0.3, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64, recovery: 'none' } }, lines);
     await s.service.jobs.idle();
