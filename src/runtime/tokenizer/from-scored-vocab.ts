@@ -29,14 +29,27 @@ export function scoredVocabToHfTokenizer(source: ScoredVocabSource): HfTokenizer
   for (let id = 0; id < pieces.length; id++) {
     if (!Object.hasOwn(vocab, pieces[id]!)) vocab[pieces[id]!] = id;
   }
+  const added = addedTokens(source, vocab);
+  const special = { bos: pieceOf(source.bosTokenId), eos: pieceOf(source.eosTokenIds[0]), unk: pieceOf(source.unkTokenId) };
+  return { tokenizerJson: tokenizerJsonOf(source, vocab, added, special), tokenizerConfig: tokenizerConfigOf(added, special) };
+}
 
-  const added_tokens: Record<string, unknown>[] = [];
+/** The pieces of the BOS, first EOS and unknown tokens (null where the vocabulary has none). */
+interface SpecialPieces {
+  bos: string | null;
+  eos: string | null;
+  unk: string | null;
+}
+
+/** tokenizer.json's added_tokens: as LlamaConverter, control (and unk) pieces are special added tokens, user-defined ones plain. */
+function addedTokens(source: ScoredVocabSource, vocab: Record<string, number>): Record<string, unknown>[] {
+  const { pieces, types } = source;
+  const added: Record<string, unknown>[] = [];
   for (let id = 0; id < pieces.length; id++) {
     const type = types[id];
-    // As LlamaConverter: control (and unk) pieces are special added tokens, user-defined ones plain.
     if (type !== TokenType.control && type !== TokenType.unknown && type !== TokenType.userDefined) continue;
     if (vocab[pieces[id]!] !== id) continue;
-    added_tokens.push({
+    added.push({
       id,
       content: pieces[id],
       single_word: false,
@@ -46,19 +59,17 @@ export function scoredVocabToHfTokenizer(source: ScoredVocabSource): HfTokenizer
       special: type !== TokenType.userDefined,
     });
   }
+  return added;
+}
 
+function tokenizerJsonOf(source: ScoredVocabSource, vocab: Record<string, number>, added_tokens: Record<string, unknown>[], { bos, unk }: SpecialPieces): Record<string, unknown> {
   const merges = deriveMerges(source, vocab);
   // Pieces never contain ' ' (it is '▁'), so the compact "left right" form is unambiguous; fall back
   // to the pair form (tokenizers >= 0.20) only if one does.
   const mergesJson = merges.some(([l, r]) => l.includes(' ') || r.includes(' '))
     ? merges
     : merges.map(([l, r]) => `${l} ${r}`);
-
-  const bos = pieceOf(source.bosTokenId);
-  const eos = pieceOf(source.eosTokenIds[0]);
-  const unk = pieceOf(source.unkTokenId);
-
-  const tokenizerJson: Record<string, unknown> = {
+  return {
     version: '1.0',
     truncation: null,
     padding: null,
@@ -97,13 +108,15 @@ export function scoredVocabToHfTokenizer(source: ScoredVocabSource): HfTokenizer
       merges: mergesJson,
     },
   };
+}
 
+function tokenizerConfigOf(added_tokens: Record<string, unknown>[], { bos, eos, unk }: SpecialPieces): Record<string, unknown> {
   const added_tokens_decoder: Record<string, unknown> = {};
   for (const t of added_tokens) {
     const { id, ...rest } = t;
     added_tokens_decoder[String(id)] = rest;
   }
-  const tokenizerConfig: Record<string, unknown> = {
+  return {
     add_bos_token: bos !== null,
     add_eos_token: false,
     added_tokens_decoder,
@@ -118,7 +131,6 @@ export function scoredVocabToHfTokenizer(source: ScoredVocabSource): HfTokenizer
     sp_model_kwargs: {},
     tokenizer_class: 'LlamaTokenizer',
   };
-  return { tokenizerJson, tokenizerConfig };
 }
 
 /**
