@@ -178,7 +178,7 @@ export function adminRoutes(deps: AdminDeps): Hono {
     if (deps.service.active?.id === id) throw conflict(`'${id}' is the active model; activate another variant before unloading it`, 'model_active');
     const purge = parsePurge(c.req.query('purge'));
     if (purge) {
-      const store = deps.service.modelStore;
+      const store = deps.service.storeSync;
       if (!store) throw invalidRequest('purge=true deletes a variant\'s model-store entry, but this server has no model store (--model-store / MOP_MODEL_STORE).', 'purge');
       if (store.keyOf(id) === undefined) throw invalidRequest(`'${id}' is not served from the model store; there is no entry to purge (unload it without purge).`, 'purge');
     }
@@ -189,7 +189,7 @@ export function adminRoutes(deps: AdminDeps): Hono {
 
   // The model store: every entry with its size, key, recipe, and who serves it.
   app.get('/store', async (c) => {
-    const store = deps.service.modelStore;
+    const store = deps.service.storeSync;
     if (!store) throw new ApiError(404, 'This server has no model store (set --model-store / MOP_MODEL_STORE).', 'invalid_request_error', null, 'no_model_store');
     const served = new Map<string, string[]>();
     for (const v of deps.service.list()) {
@@ -239,7 +239,7 @@ export function adminRoutes(deps: AdminDeps): Hono {
  * it (other replicas do not see it yet; it is retried): the admin's answer says so.
  */
 function storeWarning(service: ModelService): { model_store_warning?: string } {
-  const warning = service.modelStore?.unrecorded();
+  const warning = service.storeSync?.unrecorded();
   return warning === undefined ? {} : { model_store_warning: warning };
 }
 
@@ -253,7 +253,7 @@ function parsePurge(raw: string | undefined): boolean {
 /** 404 for a job id: never existed, or no longer kept (then where its result may be). */
 function jobNotFound(service: ModelService, id: string): ApiError {
   if (!service.jobs.forgotten(id)) return new ApiError(404, `No prune job '${id}'.`, 'invalid_request_error', null, 'job_not_found');
-  const where = service.modelStore ? ' If it succeeded, its pruned model is in the model store: GET /admin/store lists the entries with their recipes.' : '';
+  const where = service.storeSync ? ' If it succeeded, its pruned model is in the model store: GET /admin/store lists the entries with their recipes.' : '';
   return new ApiError(
     404,
     `Prune job '${id}' aged out: the server keeps the last ${service.jobs.historyLimit} finished jobs (--max-job-history), and none for a request it refused.${where}`,

@@ -15,7 +15,7 @@ import type { LoadedModel } from '../runtime/model/loaded-model.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../runtime/tokenizer/create.ts';
 import { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
-import { VariantStore } from '../service/store-sync/variant-store.ts';
+import { StoreSync } from '../service/store-sync/store-sync.ts';
 import { attachAdminEventSocket } from './admin-events.ts';
 import { servedOn } from './admin-port.ts';
 import { adminRoutes } from './admin-routes.ts';
@@ -94,7 +94,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const chatTemplate = loadChatTemplate(config.chatTemplate, model.chatTemplate);
 
   // Opened before anything is served: a path that cannot be a store is a start-up error.
-  const store = config.modelStore === undefined ? undefined : await abortable(VariantStore.open({
+  const store = config.modelStore === undefined ? undefined : await abortable(StoreSync.open({
     root: config.modelStore,
     maxBytes: config.modelStoreMaxBytes,
     pollMs: config.modelStorePollMs,
@@ -140,7 +140,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);
 
-  const metrics = new ServerMetrics(() => service.list(), store && (() => service.modelStore));
+  const metrics = new ServerMetrics(() => service.list(), store && (() => service.storeSync));
   service.attachMetrics(metrics);
   service.events.subscribe((e) => e.type === 'model_removed' && metrics.forgetModel(e.id));
   const state: ServerState = { ready: false, draining: false };

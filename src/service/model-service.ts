@@ -12,7 +12,7 @@ import type { EngineSessionOptions } from './engine/engine-protocol.ts';
 import { PruneJobs, type PruneMetrics } from './prune/prune-jobs.ts';
 import { ServiceEvents } from './service-events.ts';
 import type { StoredModel } from './store-sync/stored-model-io.ts';
-import type { StoreServing, VariantStore } from './store-sync/variant-store.ts';
+import type { StoreServing, StoreSync } from './store-sync/store-sync.ts';
 import type { ServedVariant } from './engine/served-variant.ts';
 import { type TrafficSplit, VariantRegistry } from './variant-registry.ts';
 
@@ -62,7 +62,7 @@ export class ModelService {
   /** Ids of variants whose engine is starting: reserved, and counted against --max-variants. */
   private readonly starting = new Set<string>();
   private metrics: PruneMetrics | undefined;
-  private store: VariantStore | undefined;
+  private sync: StoreSync | undefined;
 
   /** The dense model's id: the default source of prunes and the reference of compression ratios. */
   readonly denseId: string;
@@ -86,7 +86,7 @@ export class ModelService {
       ...(options.maxJobHistory !== undefined && { maxJobHistory: options.maxJobHistory }),
       addVariant: (id, model, source, ratio) => this.addVariant(id, model, source, ratio),
       activate: (id) => this.applyActive(id),
-      store: () => this.store,
+      store: () => this.sync,
     });
   }
 
@@ -109,16 +109,16 @@ export class ModelService {
    * keeps serving meanwhile), then record every change made here and apply other replicas' changes.
    * Resolves when the restore is done.
    */
-  async attachStore(store: VariantStore): Promise<{ restored: string[]; recordedActive: string | null }> {
-    this.store = store;
+  async attachStore(sync: StoreSync): Promise<{ restored: string[]; recordedActive: string | null }> {
+    this.sync = sync;
     const dense = this.variants.get(this.denseId)!;
-    const { restored, manifest } = await store.start(this.storeServing(), dense.model);
+    const { restored, manifest } = await sync.start(this.storeServing(), dense.model);
     return { restored, recordedActive: manifest?.active ?? null };
   }
 
-  /** The model store this service follows, if any. */
-  get modelStore(): VariantStore | undefined {
-    return this.store;
+  /** How this service follows a model store (--model-store), if it does. */
+  get storeSync(): StoreSync | undefined {
+    return this.sync;
   }
 
   /** Every served variant. */
@@ -155,7 +155,7 @@ export class ModelService {
   /** Start, replace or (undefined) end the A/B split, and record it in the model store. */
   async setSplit(split: TrafficSplit | undefined): Promise<void> {
     this.applySplit(split);
-    await this.store?.recordSplit(split);
+    await this.sync?.recordSplit(split);
   }
 
   private applySplit(split: TrafficSplit | undefined): void {
@@ -171,7 +171,7 @@ export class ModelService {
   /** Make a variant the one new requests get (requests in flight keep theirs), and record it in the model store. */
   async activate(id: string): Promise<void> {
     this.applyActive(id);
-    await this.store?.recordActive(id);
+    await this.sync?.recordActive(id);
   }
 
   private applyActive(id: string): void {
@@ -186,9 +186,9 @@ export class ModelService {
    * drop it from the model store's manifest, and with `purge` delete its entry (resolves true then).
    */
   async unload(id: string, graceMs: number, options: { purge?: boolean } = {}): Promise<{ purged: boolean }> {
-    if (options.purge) await this.store?.checkPurge(id); // a refused purge (409) unloads nothing
+    if (options.purge) await this.sync?.checkPurge(id); // a refused purge (409) unloads nothing
     await this.unloadLocal(id, graceMs);
-    return { purged: (await this.store?.recordRemoved(id, options.purge === true)) ?? false };
+    return { purged: (await this.sync?.recordRemoved(id, options.purge === true)) ?? false };
   }
 
   private async unloadLocal(id: string, graceMs: number): Promise<void> {
@@ -202,7 +202,7 @@ export class ModelService {
   /** Shutdown: cancel a running prune, drain every variant (up to graceMs), free the engines. */
   async drain(graceMs: number): Promise<void> {
     // Side by side, so the whole drain fits in one grace period (not one per part).
-    await Promise.all([this.store?.stop(), this.jobs.close(graceMs), ...this.variants.list().map((v) => v.drain(graceMs))]);
+    await Promise.all([this.sync?.stop(), this.jobs.close(graceMs), ...this.variants.list().map((v) => v.drain(graceMs))]);
   }
 
   async release(): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * VariantStore (the server's side of the model store) against a real store directory and a fake
+ * StoreSync (the server's side of the model store) against a real store directory and a fake
  * serving side that records what it is asked to do: id conflicts with another replica's manifest,
  * manifest writes that fail, and eviction of entries served here.
  */
@@ -13,7 +13,7 @@ import { syntheticSpec, syntheticVocabulary, syntheticWeights } from '../../src/
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { digestWeights, type ManifestSplit, type ManifestState, ModelStore, StoreWriteError, storeKey } from '../../src/service/model-store/index.ts';
 import type { StoredModel } from '../../src/service/store-sync/stored-model-io.ts';
-import { type StoreServing, VariantStore, type VariantStoreOptions } from '../../src/service/store-sync/variant-store.ts';
+import { type StoreServing, StoreSync, type StoreSyncOptions } from '../../src/service/store-sync/store-sync.ts';
 import { namesIn, recipe, tempDir, until } from './model-store-helpers.ts';
 
 const spec: ModelSpec = syntheticSpec({ vocabSize: 64, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 24, maxContext: 64 });
@@ -70,7 +70,7 @@ class FakeServing implements StoreServing {
 
 interface Harness {
   root: string;
-  vs: VariantStore;
+  vs: StoreSync;
   serving: FakeServing;
   lines: string[];
   /** Another replica's handle on the same directory. */
@@ -78,20 +78,20 @@ interface Harness {
 }
 
 /**
- * `setUp` runs before the VariantStore starts and may return options for it; `ref.vs` is set once
+ * `setUp` runs before the StoreSync starts and may return options for it; `ref.vs` is set once
  * it is open (for hooks that run during start).
  */
-async function startVariantStore(
+async function startStoreSync(
   t: TestContext,
-  setUp: (h: { root: string; other: ModelStore; serving: FakeServing; ref: { vs?: VariantStore } }) => Promise<Partial<VariantStoreOptions> | void> = async () => {},
+  setUp: (h: { root: string; other: ModelStore; serving: FakeServing; ref: { vs?: StoreSync } }) => Promise<Partial<StoreSyncOptions> | void> = async () => {},
 ): Promise<Harness> {
   const root = await tempDir(t);
   const other = await ModelStore.open(root, { writerName: 'other-replica' });
   const serving = new FakeServing();
-  const ref: { vs?: VariantStore } = {};
+  const ref: { vs?: StoreSync } = {};
   const options = (await setUp({ root, other, serving, ref })) ?? {};
   const lines: string[] = [];
-  const vs = await VariantStore.open({ root, maxBytes: undefined, pollMs: 50, log: (l) => lines.push(l), ...options });
+  const vs = await StoreSync.open({ root, maxBytes: undefined, pollMs: 50, log: (l) => lines.push(l), ...options });
   ref.vs = vs;
   t.after(() => vs.stop());
   await vs.start(serving, dense);
@@ -103,7 +103,7 @@ const state = (variants: { id: string; key: string }[], active: string | null = 
 describe('a manifest variant whose id is served here', () => {
   it('is not added when the id was taken while its entry loaded: one log line says the conflict and which one is kept', async (t) => {
     let key = '';
-    const h = await startVariantStore(t, async ({ other, serving }) => {
+    const h = await startStoreSync(t, async ({ other, serving }) => {
       key = await putEntry(other, 1);
       await other.writeManifest(state([{ id: 'mop-30', key }]));
       // A prune here with the explicit id 'mop-30' registers it while the store loads the entry.
@@ -120,7 +120,7 @@ describe('a manifest variant whose id is served here', () => {
 
   it('is reported as the conflict, not as a failed load, when the id was registered while its engine started', async (t) => {
     let key = '';
-    const h = await startVariantStore(t, async ({ other, serving }) => {
+    const h = await startStoreSync(t, async ({ other, serving }) => {
       key = await putEntry(other, 1);
       await other.writeManifest(state([{ id: 'mop-30', key }]));
       // The service refuses the second registration (the prune here got the id first).
@@ -138,7 +138,7 @@ describe('a manifest variant whose id is served here', () => {
 
   it('under the same entry is nothing to do, and nothing is logged', async (t) => {
     let key = '';
-    const h = await startVariantStore(t, async ({ other, serving, ref }) => {
+    const h = await startStoreSync(t, async ({ other, serving, ref }) => {
       key = await putEntry(other, 1);
       await other.writeManifest(state([{ id: 'mop-30', key }]));
       let asked = 0;
@@ -154,7 +154,7 @@ describe('a manifest variant whose id is served here', () => {
   });
 
   it('under another entry is logged once, however often the manifest changes', async (t) => {
-    const h = await startVariantStore(t, async ({ serving }) => void serving.served.add('mop-30'));
+    const h = await startStoreSync(t, async ({ serving }) => void serving.served.add('mop-30'));
     const key = await putEntry(h.other, 2);
     for (const active of ['dense', null, 'dense']) {
       await h.other.writeManifest(state([{ id: 'mop-30', key }], active));
@@ -183,7 +183,7 @@ async function storeWithFailingWrites(root: string): Promise<{ store: ModelStore
 describe('a manifest write that fails', () => {
   it('keeps the change: another replica’s manifest change does not unload the variant, and the change is recorded once writes work again', async (t) => {
     let failing = { on: false };
-    const h = await startVariantStore(t, async ({ root }) => {
+    const h = await startStoreSync(t, async ({ root }) => {
       const injected = await storeWithFailingWrites(root);
       failing = injected.failing;
       return { store: injected.store };
@@ -218,7 +218,7 @@ describe('a manifest write that fails', () => {
 
   it('a pending activation loses to a later activation by another replica; the pending add does not', async (t) => {
     let failing = { on: false };
-    const h = await startVariantStore(t, async ({ root, other }) => {
+    const h = await startStoreSync(t, async ({ root, other }) => {
       await other.writeManifest({ variants: [], active: 'dense', split: null });
       const injected = await storeWithFailingWrites(root);
       failing = injected.failing;
@@ -241,7 +241,7 @@ describe('a manifest write that fails', () => {
 
   it('does not let eviction delete the entry of a variant served here', async (t) => {
     let failing = { on: false };
-    const h = await startVariantStore(t, async ({ root }) => {
+    const h = await startStoreSync(t, async ({ root }) => {
       const injected = await storeWithFailingWrites(root);
       failing = injected.failing;
       return { store: injected.store, maxBytes: 1, evictGraceMs: 0 };
@@ -257,7 +257,7 @@ describe('a manifest write that fails', () => {
 
   it('a purge waits until the manifest records the removal, then deletes the entry', async (t) => {
     let failing = { on: false };
-    const h = await startVariantStore(t, async ({ root, other }) => {
+    const h = await startStoreSync(t, async ({ root, other }) => {
       const key = await putEntry(other, 1);
       await other.writeManifest(state([{ id: 'mop-30', key }]));
       const injected = await storeWithFailingWrites(root);

@@ -61,7 +61,7 @@ export interface PruneJobsDeps {
   inputFiles?: Omit<InputFileLimits, 'signal'>;
 }
 
-/** The model store as prune jobs use it (store-sync/variant-store.ts implements it). */
+/** The model store as prune jobs use it (store-sync/store-sync.ts implements it). */
 export interface PruneJobStore {
   readonly root: string;
   /** What a prune of variant `id` starts from (its content digest); undefined: not storable. */

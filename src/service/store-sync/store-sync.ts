@@ -38,7 +38,7 @@ export interface StoreServing {
   unloadLocal(id: string): Promise<void>;
 }
 
-export interface VariantStoreOptions {
+export interface StoreSyncOptions {
   root: string;
   /** Evict least recently used unreferenced entries above this many bytes; undefined = no limit. */
   maxBytes: number | undefined;
@@ -67,7 +67,7 @@ export interface StoreUsage {
   errors: Record<StoreErrorOp, number>;
 }
 
-export class VariantStore {
+export class StoreSync {
   /** SHA-256 of the dense model's weights: the source of prunes of the dense model. */
   private denseDigest: HexDigest | undefined;
   /** Store key of every variant served from (or written to) the store. */
@@ -103,15 +103,15 @@ export class VariantStore {
 
   private constructor(
     readonly store: ModelStore,
-    private readonly options: VariantStoreOptions,
+    private readonly options: StoreSyncOptions,
   ) {}
 
   /** Open (create) the store and clean what crashed writers left; a path that cannot be a store throws. */
-  static async open(options: VariantStoreOptions): Promise<VariantStore> {
+  static async open(options: StoreSyncOptions): Promise<StoreSync> {
     const store = options.store ?? (await ModelStore.open(options.root, { cleanOnOpen: false }));
     const cleaned = await store.cleanup();
     for (const f of cleaned.failed) options.log(`model store: could not remove leftover ${f.path}: ${f.error}`);
-    return new VariantStore(store, options);
+    return new StoreSync(store, options);
   }
 
   get root(): string {
