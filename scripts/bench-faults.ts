@@ -29,7 +29,8 @@
  *
  * Full run (default): the synthetic 100M shape (`mop synth --preset 100m`, cached under
  * bench-out/synth-100m) with int8 weights, one serving thread, --max-batch 4, --max-queue 8,
- * context 256; soak 10,000 requests of each kind. `--quick`: the bundled stories260K, shorter
+ * context 512; soak 10,000 requests of each kind (each kind capped at --soak-max-sec, default 60 s: give
+ * more for the whole 10,000 on a slow machine). `--quick`: the bundled stories260K, shorter
  * phases and waits, soak 500 of each kind; a few minutes. `--model` picks the scenarios' model
  * either way (the soak always runs on the bundled one). `--scenarios` runs only those (ids above,
  * `soak` included). Writes the Markdown report and a .json beside it (default
@@ -118,7 +119,7 @@ const settings: FaultSettings = {
   quick,
   maxBatch: 4,
   maxQueue: 8,
-  context: 256,
+  context: 512,
   concurrency: 4,
   maxTokens: bundled ? 64 : 32,
   longTokens: 200,
@@ -177,7 +178,7 @@ for (const def of allScenarios as readonly ScenarioDef[]) {
 }
 if (picked.includes('soak')) {
   const requests = args['soak-requests'] !== undefined ? posInt('soak-requests', args['soak-requests']) : quick ? 500 : 10_000;
-  const maxSec = args['soak-max-sec'] !== undefined ? posInt('soak-max-sec', args['soak-max-sec']) : quick ? 20 : 75;
+  const maxSec = args['soak-max-sec'] !== undefined ? posInt('soak-max-sec', args['soak-max-sec']) : quick ? 20 : 60;
   report.soak = await runSoak({ settings, requests, maxSec, concurrency: posInt('soak-concurrency', args['soak-concurrency']) });
   write();
 }

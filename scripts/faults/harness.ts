@@ -99,6 +99,8 @@ export interface ScenarioDef {
   /** Takes /metrics at the end (false where the server is meant to be gone by then). */
   scrapeAtEnd?: boolean;
   body: (server: ServerChild, s: FaultSettings, record: ScenarioRecord) => Promise<void>;
+  /** Its requests may be refused as invalid (400): the requests are meant to be bad. */
+  expectsInvalid?: boolean;
   /** Runs after the server has stopped, whatever happened (unmounts, scratch files). */
   cleanup?: (s: FaultSettings) => Promise<void>;
 }
@@ -155,6 +157,10 @@ export async function runScenario(def: ScenarioDef, s: FaultSettings): Promise<S
     else if (exit.code !== 0 && def.scrapeAtEnd !== false) record.notes.push(`(bench) the server exited with ${exit.code ?? exit.signal} at the end of the scenario`);
     await def.cleanup?.(s).catch((e) => record.notes.push(`(bench) cleanup failed: ${String(e)}`));
   }
+  // A 400 where the scenario sends good requests is the bench's own mistake (a prompt too long for
+  // --context, say): the scenario then did not measure what it says.
+  const invalid = record.rows.flatMap((r) => Object.entries(r.byStatus).filter(([k]) => k.startsWith('400')).map(([k, n]) => `${n} × ${k} in '${r.group}'`));
+  if (!def.expectsInvalid && invalid.length > 0) record.checks.push({ what: '(bench sanity) no request refused as invalid', ok: false, seen: invalid.join('; ') });
   const notable = server.lines.filter((l) => NOTABLE.test(l) && !/^\s*MOP_|^\s{2}/.test(l));
   record.notes.unshift(...notable.slice(0, 6).map(clip), ...(notable.length > 12 ? [`… ${notable.length - 12} more such lines …`] : []), ...notable.slice(Math.max(6, notable.length - 6)).map(clip));
   result.seconds = (performance.now() - t0) / 1000;

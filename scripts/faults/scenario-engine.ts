@@ -41,7 +41,7 @@ async function underLoad(server: ServerChild, s: FaultSettings, record: Scenario
     { what: 'first 503 / error event', ms: first503 },
     { what: '/ready not 200', ms: probes.firstFailure('/ready', at)?.ms ?? null },
     { what: '/health not 200', ms: probes.firstFailure('/health', at)?.ms ?? null },
-    { what: 'first request sent after it served', ms: back },
+    { what: 'first request sent after it served (at its end)', ms: back },
     { what: '/ready 200 again', ms: probes.recovered('/ready', at) },
   );
   const ended = inFlight.filter((o) => o.end === 'finish' || o.end === 'error-event' || (o.end === 'body' && o.status !== 0));

@@ -76,6 +76,7 @@ export const badCalibrationScenario: ScenarioDef = {
   procedure: (s) =>
     `With \`--data-dir\` set to a scratch directory, \`POST /admin/prune\` (\`${JSON.stringify(QUICK_PRUNE)}\`, not activated) naming as \`calibration\`: /dev/zero, a zero device made in the data directory (mknod, where permitted), a FIFO nobody writes, a missing file, a directory, files outside the data directory (absolute and ../). A 202 is followed up to ${s.statusWaitMs / 1000} s for the job's end. Then a normal prune (the data directory's good calibration file) must be accepted, and is cancelled. Two bystanders stream meanwhile.`,
   entry: 'mop serve',
+  expectsInvalid: true,
   serverArgs: (s) => ['--data-dir', dataDir(s)],
   prepare: async (s) => prepareDataDir(s),
   body: async (server, s, record) => {
