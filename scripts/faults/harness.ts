@@ -58,18 +58,19 @@ export function streamRequest(s: FaultSettings, i: number, extra: Record<string,
   return { path: '/v1/completions', body: { prompt: s.prompts[i % s.prompts.length], max_tokens: s.maxTokens, temperature: 0, ignore_eos: true, stream: true, ...extra }, statusWaitMs: s.statusWaitMs, endWaitMs: s.endWaitMs };
 }
 
+// A JSON answer's status comes with its end, so JSON requests wait as long for it as a stream waits for its end.
 export function generationRequest(s: FaultSettings, i: number, extra: Record<string, unknown> = {}): RequestSpec {
-  return { path: '/v1/completions', body: { prompt: s.prompts[i % s.prompts.length], max_tokens: s.maxTokens, temperature: 0, ignore_eos: true, ...extra }, statusWaitMs: s.statusWaitMs, endWaitMs: s.endWaitMs };
+  return { path: '/v1/completions', body: { prompt: s.prompts[i % s.prompts.length], max_tokens: s.maxTokens, temperature: 0, ignore_eos: true, ...extra }, statusWaitMs: s.endWaitMs, endWaitMs: s.endWaitMs };
 }
 
 /** Log-probabilities of a prompt (echo, max_tokens 0): what evaluation harnesses send. */
 export function scoringRequest(s: FaultSettings, i: number, extra: Record<string, unknown> = {}): RequestSpec {
   const prompt = [0, 1, 2, 3].map((k) => s.prompts[(i + k) % s.prompts.length]).join(' ');
-  return { path: '/v1/completions', body: { prompt, max_tokens: 0, echo: true, logprobs: 1, ...extra }, statusWaitMs: s.statusWaitMs, endWaitMs: s.endWaitMs };
+  return { path: '/v1/completions', body: { prompt, max_tokens: 0, echo: true, logprobs: 1, ...extra }, statusWaitMs: s.endWaitMs, endWaitMs: s.endWaitMs };
 }
 
 export function chatRequest(s: FaultSettings, i: number, extra: Record<string, unknown> = {}): RequestSpec {
-  return { path: '/v1/chat/completions', body: { messages: [{ role: 'user', content: s.prompts[i % s.prompts.length] }], max_tokens: s.maxTokens, temperature: 0, ignore_eos: true, ...extra }, statusWaitMs: s.statusWaitMs, endWaitMs: s.endWaitMs };
+  return { path: '/v1/chat/completions', body: { messages: [{ role: 'user', content: s.prompts[i % s.prompts.length] }], max_tokens: s.maxTokens, temperature: 0, ignore_eos: true, ...extra }, statusWaitMs: s.endWaitMs, endWaitMs: s.endWaitMs };
 }
 
 /** An admin call (bearer token), bounded like any request. */
