@@ -5,6 +5,7 @@
  * happened — including the harness failing — into a ScenarioResult.
  */
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RequestSpec } from './client.ts';
 import { outcomeDeltas, requestOutcomes } from './metrics.ts';
 import type { Check, Detection, RequestTally, ScenarioResult } from './report.ts';
@@ -106,6 +107,10 @@ export interface ScenarioDef {
   cleanup?: (s: FaultSettings) => Promise<void>;
 }
 
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** Paths in the report relative to the repository (the report is read elsewhere). */
+const relative = (text: string) => text.replaceAll(repoRoot + path.sep, '');
+
 /** Server log lines a reader of the report wants next to the numbers. */
 const NOTABLE = /error|fail|stall|restart|unavailable|crash|exit|warn|died|killed|abort|refus|not ready|did not|timed out|EROFS|ENOSPC/i;
 
@@ -164,6 +169,10 @@ export async function runScenario(def: ScenarioDef, s: FaultSettings): Promise<S
   if (!def.expectsInvalid && invalid.length > 0) record.checks.push({ what: '(bench sanity) no request refused as invalid', ok: false, seen: invalid.join('; ') });
   const notable = server.lines.filter((l) => NOTABLE.test(l) && !/^\s*MOP_|^\s{2}/.test(l));
   record.notes.unshift(...notable.slice(0, 6).map(clip), ...(notable.length > 12 ? [`… ${notable.length - 12} more such lines …`] : []), ...notable.slice(Math.max(6, notable.length - 6)).map(clip));
+  result.server = relative(result.server);
+  result.procedure = relative(result.procedure);
+  record.notes.splice(0, record.notes.length, ...record.notes.map(relative));
+  if (result.error !== null) result.error = relative(result.error);
   result.seconds = (performance.now() - t0) / 1000;
   s.log(`scenario ${def.id}: done in ${result.seconds.toFixed(0)} s${result.error ? ' (harness error)' : ''}`);
   return result;
