@@ -1,6 +1,6 @@
 import type { DeviceName } from '../runtime/device/device.ts';
-import { openMaskedForward } from '../runtime/engine/ort-masked-forward.ts';
-import { type TokenBatch, toBatches } from '../runtime/engine/token-batch.ts';
+import { openMaskedForward } from '../runtime/calibration/ort-masked-forward.ts';
+import { type TokenBatch, toBatches } from '../runtime/calibration/token-batch.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { checkSamplingShape, tokenizeText } from './calibration.ts';
 import { MopInputError } from './errors.ts';

@@ -1,6 +1,6 @@
 import { type ModelSpec, weightName } from '../runtime/model/spec.ts';
 import type { Tensor, Weights } from '../runtime/model/tensor.ts';
-import type { ForwardTaps } from '../runtime/engine/masked-forward.ts';
+import type { ForwardTaps } from '../runtime/calibration/masked-forward.ts';
 
 /**
  * How important each prunable structure is, from one calibration pass of the current model

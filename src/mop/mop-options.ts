@@ -1,6 +1,6 @@
 import type { DeviceName } from '../runtime/device/device.ts';
-import type { MaskedForward } from '../runtime/engine/masked-forward.ts';
-import { openMaskedForward } from '../runtime/engine/ort-masked-forward.ts';
+import type { MaskedForward } from '../runtime/calibration/masked-forward.ts';
+import { openMaskedForward } from '../runtime/calibration/ort-masked-forward.ts';
 import { Xoshiro128ss } from '../runtime/engine/rng.ts';
 import { type ModelSpec, parameterCounts } from '../runtime/model/spec.ts';
 import { defaultRecoveryOptions } from '../runtime/train/recover.ts';

@@ -1,6 +1,5 @@
-import type { MaskedForward } from '../runtime/engine/masked-forward.ts';
-import type { ForwardTaps } from '../runtime/engine/masked-forward.ts';
-import { toBatches } from '../runtime/engine/token-batch.ts';
+import type { ForwardTaps, MaskedForward } from '../runtime/calibration/masked-forward.ts';
+import { toBatches } from '../runtime/calibration/token-batch.ts';
 import { defaultRecoveryOptions } from '../runtime/train/recover.ts';
 import { type Candidate, depthCandidate, smallestUnitParams, widthCandidate } from './candidates.ts';
 import { thirdToLastScores } from './depth-rule.ts';

@@ -1,5 +1,5 @@
-import type { ForwardTaps, MaskedForward } from '../runtime/engine/masked-forward.ts';
-import type { TokenBatch } from '../runtime/engine/token-batch.ts';
+import type { ForwardTaps, MaskedForward } from '../runtime/calibration/masked-forward.ts';
+import type { TokenBatch } from '../runtime/calibration/token-batch.ts';
 import { batchCosine, batchKl, batchNll } from './evaluate.ts';
 import type { PruningPlan } from './pruning-plan.ts';
 
