@@ -11,7 +11,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { RequestHandle } from '../runtime/engine/scheduler-types.ts';
 import type { FinishReason, GenerationEvent } from '../runtime/engine/sequence.ts';
 import type { ServedVariant } from '../service/engine/served-variant.ts';
-import type { StoreUsage } from '../service/store-sync/store-sync.ts';
+import type { StoreUsage } from '../service/store-sync/store-usage.ts';
 
 /** Seconds, from a sub-millisecond GPU decode step to a minutes-long CPU generation. */
 export const LATENCY_BUCKETS = [

@@ -12,7 +12,8 @@ import type { EngineSessionOptions } from './engine/engine-protocol.ts';
 import { PruneJobs, type PruneMetrics } from './prune/prune-jobs.ts';
 import { ServiceEvents } from './service-events.ts';
 import type { StoredModel } from './store-sync/stored-model-io.ts';
-import type { StoreServing, StoreSync } from './store-sync/store-sync.ts';
+import type { StoreServing } from './store-sync/store-serving.ts';
+import type { StoreSync } from './store-sync/store-sync.ts';
 import type { ServedVariant } from './engine/served-variant.ts';
 import { type TrafficSplit, VariantRegistry } from './variant-registry.ts';
 

@@ -13,7 +13,8 @@ import { syntheticSpec, syntheticVocabulary, syntheticWeights } from '../../src/
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { digestWeights, type ManifestSplit, type ManifestState, ModelStore, StoreWriteError, storeKey } from '../../src/service/model-store/index.ts';
 import type { StoredModel } from '../../src/service/store-sync/stored-model-io.ts';
-import { type StoreServing, StoreSync, type StoreSyncOptions } from '../../src/service/store-sync/store-sync.ts';
+import type { StoreServing } from '../../src/service/store-sync/store-serving.ts';
+import { StoreSync, type StoreSyncOptions } from '../../src/service/store-sync/store-sync.ts';
 import { namesIn, recipe, tempDir, until } from './model-store-helpers.ts';
 
 const spec: ModelSpec = syntheticSpec({ vocabSize: 64, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 24, maxContext: 64 });
