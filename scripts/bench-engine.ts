@@ -16,7 +16,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest } from '../src/runtime/device/device.ts';
-import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { accuracyLevel } from '../src/runtime/onnx/matmul-nbits.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
 

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { printDocCommentAndExit } from './script-help.ts';
 import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/model-session.ts';
+import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { buildDecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
 
 const { values: args } = parseArgs({

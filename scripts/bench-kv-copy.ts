@@ -18,7 +18,7 @@ import { printDocCommentAndExit } from './script-help.ts';
 import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import type { CacheOutputs } from '../src/runtime/onnx/decoder-attention.ts';
-import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 
 const { values: args } = parseArgs({
   options: {

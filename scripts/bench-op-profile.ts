@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { printDocCommentAndExit } from './script-help.ts';
 import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { loadModel } from '../src/runtime/model/load.ts';
 import { parameterCounts, type ModelSpec } from '../src/runtime/model/spec.ts';
 import type { Weights } from '../src/runtime/model/tensor.ts';

@@ -19,7 +19,7 @@ import { textWindows } from '../src/mop/evaluate.ts';
 import { runMop } from '../src/mop/mop.ts';
 import { type ExecutionTarget, targetFor } from '../src/runtime/device/device.ts';
 import { decoderPerplexity } from '../src/runtime/engine/decoder-perplexity.ts';
-import { ModelSession } from '../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import { parameterCounts, type ModelSpec } from '../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';

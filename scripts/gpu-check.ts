@@ -31,7 +31,7 @@ import { resolveTarget } from '../src/runtime/device/resolve.ts';
 import { loadCudaBinding } from '../src/runtime/cuda/native-binding.ts';
 import { createDecoderSession } from '../src/runtime/engine/create-session.ts';
 import type { DecoderSession } from '../src/runtime/engine/decoder-session.ts';
-import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/model-session.ts';
+import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import type { NativeCudaSession } from '../src/runtime/cuda/native-session.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
@@ -146,7 +146,7 @@ await part('parity', async () => {
     }
   }
   // A 96-token prompt in one run, then in the session's default pieces: whether long prefill runs
-  // are right on this device (see WEBGPU_PREFILL_CHUNK in model-session.ts).
+  // are right on this device (see WEBGPU_PREFILL_CHUNK in ort-decoder-session.ts).
   const long = createTokenizer(m.tokenizer).encode(fs.readFileSync(defaultCalibrationPath(), 'utf8').slice(0, 2000)).slice(0, 96);
   const longTarget: ExecutionTarget = { device: target.device, dtype: dtypes.at(-1)! };
   out.longPromptOneRun = await parity(m, long, 4, longTarget, 512);

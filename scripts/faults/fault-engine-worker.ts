@@ -9,7 +9,7 @@
  * then `injectEngineFault({ variant, action: 'stall', ms })` from the main thread.
  */
 import { BroadcastChannel, workerData } from 'node:worker_threads';
-import type { ModelSession as ModelSessionType } from '../../src/runtime/engine/model-session.ts';
+import type { ModelSession as ModelSessionType } from '../../src/runtime/engine/ort-decoder-session.ts';
 
 export const FAULT_CHANNEL = 'mop-engine-faults';
 
@@ -22,7 +22,7 @@ export type EngineFault =
 const variant = (workerData as { variant?: string } | undefined)?.variant;
 if (variant !== undefined) {
   let failSteps = 0;
-  const { ModelSession } = await import('../../src/runtime/engine/model-session.ts');
+  const { ModelSession } = await import('../../src/runtime/engine/ort-decoder-session.ts');
   const decode = ModelSession.prototype.decode;
   ModelSession.prototype.decode = function (this: ModelSessionType, ...args: Parameters<typeof decode>) {
     if (failSteps > 0) {

@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
 import { type GgufWriteDtype, writeGguf } from '../../src/runtime/model/gguf-writer.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';

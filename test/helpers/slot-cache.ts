@@ -1,5 +1,5 @@
 import type { KvCache } from '../../src/runtime/engine/kv-cache.ts';
-import type { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import type { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 
 /** A copy of the cached positions [0, length) of one slot of a host-memory cache: every layer, keys then values, one array per head. */
 export function slotCache(session: ModelSession, slot: number): Float32Array[] {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { CudaEmulator } from '../../scripts/cuda/kernel-emulator.ts';
 import type { CudaBinding } from '../../src/runtime/cuda/native-binding.ts';
 import { NativeCudaSession } from '../../src/runtime/cuda/native-session.ts';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';

@@ -4,7 +4,7 @@ import { loadCalibration } from '../../src/mop/calibration.ts';
 import { runMop } from '../../src/mop/mop.ts';
 import { systemProbe } from '../../src/runtime/device/probe.ts';
 import { DeviceKvCache } from '../../src/runtime/engine/device-kv-cache.ts';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { FloatType } from '../../src/runtime/onnx/onnx-model.ts';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate, generateText } from '../../src/runtime/engine/generate.ts';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { openModel, type OpenedModel } from '../../src/runtime/engine/open-model.ts';
 import { defaultSamplingParams } from '../../src/runtime/engine/sampling-params.ts';
 import { writeGguf } from '../../src/runtime/model/gguf-writer.ts';

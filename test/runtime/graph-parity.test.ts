@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { buildDecoderGraph } from '../../src/runtime/onnx/decoder-graph.ts';
 import type { LayerSpec, ModelSpec } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DeviceError, parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
 import { resolveTarget } from '../../src/runtime/device/resolve.ts';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { quantizeQ8_0 } from '../../src/runtime/model/ggml-blocks.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';

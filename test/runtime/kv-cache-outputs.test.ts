@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KvCache } from '../../src/runtime/engine/kv-cache.ts';
-import { ModelSession } from '../../src/runtime/engine/model-session.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { openModel, type OpenedModel } from '../../src/runtime/engine/open-model.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
 import { slotCache } from '../helpers/slot-cache.ts';

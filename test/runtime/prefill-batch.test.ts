@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generateText } from '../../src/runtime/engine/generate.ts';
-import { freshPromptGroups, ModelSession, type PrefillEntry } from '../../src/runtime/engine/model-session.ts';
+import { freshPromptGroups, ModelSession, type PrefillEntry } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { openModel, type OpenedModel } from '../../src/runtime/engine/open-model.ts';
 import { defaultSamplingParams } from '../../src/runtime/engine/sampling-params.ts';
 import { BatchScheduler } from '../../src/runtime/engine/scheduler.ts';

@@ -2,7 +2,7 @@ import { cpuTarget } from '../device/device.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { DecoderSession } from './decoder-session.ts';
-import { ModelSession, type ModelSessionOptions } from './model-session.ts';
+import { ModelSession, type ModelSessionOptions } from './ort-decoder-session.ts';
 
 /**
  * A session for a model on its target: the native CUDA decoder for `cuda-native`, else ONNX Runtime.

@@ -1,7 +1,7 @@
 import type { ExecutionTarget } from '../device/device.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
-import { ModelSession } from './model-session.ts';
+import { ModelSession } from './ort-decoder-session.ts';
 
 /**
  * Decode-step timing of ModelSessions (no server): the engine's own profile. The speedup benchmark

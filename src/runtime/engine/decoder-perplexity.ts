@@ -2,7 +2,7 @@ import type { ExecutionTarget } from '../device/device.ts';
 import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
-import { ModelSession } from './model-session.ts';
+import { ModelSession } from './ort-decoder-session.ts';
 
 /**
  * Perplexity of token windows through the serving graph itself (ModelSession with logits for every

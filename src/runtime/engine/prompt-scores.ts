@@ -3,7 +3,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { ExecutionTarget } from '../device/device.ts';
 import { ContextLengthError } from './errors.ts';
-import { ModelSession } from './model-session.ts';
+import { ModelSession } from './ort-decoder-session.ts';
 
 /**
  * Prompt log-probabilities: log p(token t | tokens before t) for every prompt token after the

@@ -58,7 +58,7 @@ export interface DecoderGraphOptions {
    * layout; padding positions may name any token), unpack_index int64 [T] (each token's position
    * b*S + s in that layout), logit_index int64 [B] (the packed token whose logits row b returns).
    * A batch of fresh prompts of different lengths then pays for padding in attention only, not in
-   * the projections and MLP (model-session.ts prefillBatch). Default false: input_ids [B, S].
+   * the projections and MLP (ort-decoder-session.ts prefillBatch). Default false: input_ids [B, S].
    */
   packedTokens?: boolean;
   /**

@@ -8,7 +8,7 @@ import { createDecoderSession } from '../../runtime/engine/create-session.ts';
 import type { DecoderSession } from '../../runtime/engine/decoder-session.ts';
 import { ScoringSession } from '../../runtime/engine/prompt-scores.ts';
 import { cpuTarget } from '../../runtime/device/device.ts';
-import { ModelSession } from '../../runtime/engine/model-session.ts';
+import { ModelSession } from '../../runtime/engine/ort-decoder-session.ts';
 import { BatchScheduler } from '../../runtime/engine/scheduler.ts';
 import type { SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import { createTokenizer } from '../../runtime/tokenizer/create.ts';
