@@ -6,8 +6,8 @@
  *   npm run bench:engine -- [--models bundled,100m] [--prompt 128] [--decode 64] [--threads N]
  *     [--dtype float32|int8|int4] [--ort-spin on|off] [--out bench-out/engine.json]
  *
- * --dtype int8|int4 runs every projection and the LM head as MatMulNBits (CPU); MOP_NBITS_ACCURACY
- * (0 or 4) picks that op's accuracy_level, to compare float32 against int8 activations.
+ * --dtype int8|int4 runs every projection and the LM head as MatMulNBits (CPU) at the serving
+ * accuracy_level; scripts/bench-quantization.ts compares the levels (float32 against int8 activations).
  * --ort-spin on lets idle ONNX Runtime pool threads spin (the server's --ort-spin); default off.
  */
 import fs from 'node:fs';
@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { benchModel } from './bench-model.ts';
 import { parseDtypeRequest } from '../src/runtime/device/device.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
-import { accuracyLevel } from '../src/runtime/onnx/matmul-nbits.ts';
+import { DEFAULT_ACCURACY_LEVEL } from '../src/runtime/onnx/matmul-nbits.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
 
 const { values: args } = parseArgs({
@@ -60,7 +60,7 @@ for (const name of args.models.split(',')) {
   const maxBatch = Math.max(...batches);
   const t0 = performance.now();
   const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: Math.min(spec.maxContext, promptLen + decodeSteps + 8), threads, target, spin });
-  process.stderr.write(`${name}: ${(parameterCounts(spec).total / 1e6).toFixed(1)}M params, ${dtype}${dtype === 'float32' ? '' : ` (accuracy_level ${accuracyLevel()})`}, session built in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${threads} threads\n`);
+  process.stderr.write(`${name}: ${(parameterCounts(spec).total / 1e6).toFixed(1)}M params, ${dtype}${dtype === 'float32' ? '' : ` (accuracy_level ${DEFAULT_ACCURACY_LEVEL})`}, session built in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${threads} threads\n`);
   const prompt = Array.from({ length: promptLen }, (_, i) => 1 + ((i * 31) % (spec.vocabSize - 1)));
   // Warm-up: first runs allocate arenas and pick kernels.
   await session.prefill(0, prompt.slice(0, 16));
@@ -76,7 +76,7 @@ for (const name of args.models.split(',')) {
     const decodeSec = (performance.now() - t) / 1000;
     const row: Row = {
       model: name,
-      dtype: dtype === 'float32' ? dtype : `${dtype} (accuracy_level ${accuracyLevel()})`,
+      dtype: dtype === 'float32' ? dtype : `${dtype} (accuracy_level ${DEFAULT_ACCURACY_LEVEL})`,
       params: parameterCounts(spec).total,
       batch,
       promptTokens: promptLen,

@@ -3,7 +3,7 @@
  * decode step's projections): the same chain of projections — each layer's MLP gate (hidden →
  * ffn) then down (ffn → hidden) of a synthetic model, every matrix its own weights — built as
  *   - MatMulNBits, 8-bit blocks of 32 (what `--dtype int8` runs: ggml Q8_0's arithmetic),
- *   - MatMulNBits, 8-bit blocks of 128 (MOP_NBITS_BLOCK=128: fewer scales, no longer Q8_0),
+ *   - MatMulNBits, 8-bit blocks of 128 (MatMulNBitsSettings.blockSize 128: fewer scales, no longer Q8_0),
  *   - DynamicQuantizeMatMul (int8 weights with one scale per output column, activations quantized
  *     per run: ONNX Runtime's other int8 path),
  *   - float32 MatMul,

@@ -20,6 +20,7 @@ import { runMop } from '../src/mop/mop.ts';
 import { type ExecutionTarget, targetFor } from '../src/runtime/device/device.ts';
 import { decoderPerplexity } from '../src/runtime/engine/decoder-perplexity.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
+import type { MatMulNBitsSettings } from '../src/runtime/onnx/matmul-nbits.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import { parameterCounts, type ModelSpec } from '../src/runtime/model/spec.ts';
 import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
@@ -54,11 +55,9 @@ const storages: { label: string; dtype: Dtype; block: number }[] = [
   { label: 'int8, block 128', dtype: 'int8', block: 128 },
   { label: 'int4', dtype: 'int4', block: 32 },
 ];
-/** Build-time settings of the MatMulNBits graph (read by onnx/matmul-nbits.ts when a graph is built). */
-function nbitsEnv(block: number, level: number | null): void {
-  process.env.MOP_NBITS_BLOCK = String(block);
-  if (level === null) delete process.env.MOP_NBITS_ACCURACY;
-  else process.env.MOP_NBITS_ACCURACY = String(level);
+/** The MatMulNBits settings of a storage or variant (null: the default). */
+function nbitsSettings(block: number | null, level: number | null): MatMulNBitsSettings {
+  return { ...(block !== null && { blockSize: block }), ...(level !== null && { accuracyLevel: level }) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,9 +98,8 @@ for (const m of models) {
     const t0 = performance.now();
     const p = parameterCounts(m.spec);
     const row: QualityRow = { model: m.name, params: { total: p.total, blocks: p.blocks }, ffn: [...new Set(m.spec.layers.map((l) => l.ffn))].join('/'), dtype: label, perplexity: null, vsFloat32: null, tokens: 0, error: null, seconds: 0 };
-    nbitsEnv(block, null);
     try {
-      const r = await decoderPerplexity(m, heldout.sequences, { target: targetFor('cpu', dtype), threads });
+      const r = await decoderPerplexity(m, heldout.sequences, { target: targetFor('cpu', dtype), threads, matMulNBits: nbitsSettings(block, null) });
       row.perplexity = r.perplexity;
       row.tokens = r.tokens;
       if (dtype === 'float32') float32 = r.perplexity;
@@ -144,13 +142,10 @@ const variants: { label: string; dtype: Dtype; block: number | null; level: numb
 ];
 const sessions: { v: (typeof variants)[number]; session: ModelSession; build: number }[] = [];
 for (const v of variants) {
-  nbitsEnv(v.block ?? 32, v.level);
   const t0 = performance.now();
   const t: ExecutionTarget = targetFor('cpu', v.dtype);
-  sessions.push({ v, session: await ModelSession.create(speedSpec, speedWeights, { maxBatch: 1, maxContext: promptLen + steps + 8, threads, target: t }), build: (performance.now() - t0) / 1000 });
+  sessions.push({ v, session: await ModelSession.create(speedSpec, speedWeights, { maxBatch: 1, maxContext: promptLen + steps + 8, threads, target: t, matMulNBits: nbitsSettings(v.block, v.level) }), build: (performance.now() - t0) / 1000 });
 }
-delete process.env.MOP_NBITS_ACCURACY;
-delete process.env.MOP_NBITS_BLOCK;
 const prompt = Array.from({ length: promptLen }, (_, k) => 3 + ((k * 104729) % (speedSpec.vocabSize - 3)));
 const prefillMs = sessions.map(() => [] as number[]);
 const stepMs = sessions.map(() => [] as number[]);
@@ -232,7 +227,7 @@ const f32Step = speed[0]!.medianStepMs;
 for (const r of speed) L.push(`| ${r.label} | ${f(r.medianStepMs, 2)} | ${(1000 / r.medianStepMs).toFixed(1)} | ${(r.medianStepMs / f32Step).toFixed(3)} | ${r.prefillTokensPerSec.toFixed(0)} | ${r.buildSeconds.toFixed(1)} |`);
 L.push('');
 L.push(
-  'accuracy_level 4 quantizes the activations to int8 per block and runs integer dot products (MLAS CompInt8); 0 leaves the kernel to choose. In ONNX Runtime 1.30 on this x64 CPU, 8-bit weights at level 0 take a slow path, so the graph builder uses 4 (src/runtime/onnx/matmul-nbits.ts; `MOP_NBITS_ACCURACY` overrides it for measurements like this one). Blocks of 32 are the default because they are ggml\'s Q8_0 / Q4_0 blocks (the llama.cpp peer runs the very same weights); `MOP_NBITS_BLOCK=128` trades that for the faster kernel shown above.',
+  'accuracy_level 4 quantizes the activations to int8 per block and runs integer dot products (MLAS CompInt8); 0 leaves the kernel to choose. In ONNX Runtime 1.30 on this x64 CPU, 8-bit weights at level 0 take a slow path, so the graph builder uses 4 (src/runtime/onnx/matmul-nbits.ts; this benchmark sets it per session through the `matMulNBits` option). Blocks of 32 are the default because they are ggml\'s Q8_0 / Q4_0 blocks (the llama.cpp peer runs the very same weights); blocks of 128 trade that for the faster kernel shown above.',
 );
 L.push('');
 const out = args.out;

@@ -2,6 +2,7 @@ import type { ExecutionTarget } from '../device/device.ts';
 import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
+import type { MatMulNBitsSettings } from '../onnx/matmul-nbits.ts';
 import { ModelSession } from './ort-decoder-session.ts';
 
 /**
@@ -20,7 +21,7 @@ export interface DecoderPerplexity {
 export async function decoderPerplexity(
   model: { spec: ModelSpec; weights: Weights; fileBlocks?: FileBlocks },
   windows: readonly Int32Array[],
-  options: { target?: ExecutionTarget; threads?: number } = {},
+  options: { target?: ExecutionTarget; threads?: number; matMulNBits?: MatMulNBitsSettings } = {},
 ): Promise<DecoderPerplexity> {
   const longest = windows.reduce((m, w) => Math.max(m, w.length), 2);
   const session = await ModelSession.create(model.spec, model.weights, {
@@ -31,6 +32,7 @@ export async function decoderPerplexity(
     ...(options.target && { target: options.target }),
     // A GGUF Q8_0 / Q4_0 checkpoint is measured with its own blocks, as it is served.
     ...(model.fileBlocks && { fileBlocks: model.fileBlocks }),
+    ...(options.matMulNBits && { matMulNBits: options.matMulNBits }),
   });
   const V = model.spec.vocabSize;
   let sum = 0;

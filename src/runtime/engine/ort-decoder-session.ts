@@ -6,6 +6,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import { concatFloat32, type Weights } from '../model/tensor.ts';
 import type { CacheOutputs } from '../onnx/decoder-attention.ts';
 import { buildDecoderGraph, type DecoderGraph } from '../onnx/decoder-graph.ts';
+import type { MatMulNBitsSettings } from '../onnx/matmul-nbits.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
 import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession, type PrefillEntry } from './decoder-session.ts';
 import { ContextLengthError } from './errors.ts';
@@ -39,6 +40,8 @@ export interface ModelSessionOptions {
   batchPrefillPadding?: number;
   /** The checkpoint's own quantized matrices, run as they are by an int8 / int4 graph where they match. */
   fileBlocks?: FileBlocks;
+  /** How an int8 / int4 graph's MatMulNBits nodes are built; default what serving runs (benchmarks vary it). */
+  matMulNBits?: MatMulNBitsSettings;
   /** Record ONNX Runtime's per-op profile (benchmarks); endProfiling() writes it. */
   profilePrefix?: string;
   /** How the cache leaves each run (DecoderGraphOptions.cacheOutputs); default cacheOutputsOn(device). */
@@ -112,7 +115,7 @@ export class ModelSession implements DecoderSession {
     // pays for padding in attention only (batched prefill).
     // Without batched prefill the packing's gathers would only cost time (two per attention layer).
     const packedTokens = device === 'cpu' && (options.logits ?? 'last') === 'last' && (options.batchPrefill ?? BATCH_PREFILL_DEFAULT);
-    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), ...(options.fileBlocks && { fileBlocks: options.fileBlocks }), packedTokens, fuseResidualNorm: device === 'cpu', cacheOutputs });
+    const graph = options.graph ?? buildDecoderGraph(spec, weights, { maxContext, logits: options.logits ?? 'last', dtype: target.dtype, ...(target.weights && { weights: target.weights }), ...(options.fileBlocks && { fileBlocks: options.fileBlocks }), ...options.matMulNBits, packedTokens, fuseResidualNorm: device === 'cpu', cacheOutputs });
     // Only the WebGPU provider can leave outputs on the GPU in onnxruntime-node: there the cache
     // stays on the device; on CPU and CUDA it lives in host memory.
     const onDevice = target.device === 'webgpu';

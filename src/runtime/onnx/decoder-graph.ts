@@ -41,8 +41,10 @@ export interface DecoderGraphOptions {
   dtype?: FloatType;
   /** Block-quantized projections and LM head (CPU, float32 activations only). */
   weights?: WeightQuantization;
-  /** Values per quantization block along the input width; default 32 (MOP_NBITS_BLOCK). */
+  /** Values per quantization block along the input width (MatMulNBitsSettings); default 32. */
   blockSize?: number;
+  /** MatMulNBits accuracy_level (MatMulNBitsSettings); default DEFAULT_ACCURACY_LEVEL. */
+  accuracyLevel?: number;
   /** The checkpoint's own quantized matrices: run as they are where they match (see above). */
   fileBlocks?: FileBlocks;
   /**

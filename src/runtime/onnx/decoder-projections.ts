@@ -1,14 +1,12 @@
 import { type BlockQuantizedMatrix, bitsOf, checkQuantizable, type FileBlocks, holdsExactly, quantizeMatrix, stackBlockRows, type WeightQuantization } from '../model/block-quantization.ts';
 import type { Tensor } from '../model/tensor.ts';
-import { blockSizeSetting, matMulNBits } from './matmul-nbits.ts';
+import { type MatMulNBitsSettings, matMulNBits, resolveMatMulNBits } from './matmul-nbits.ts';
 import type { OnnxGraphBuilder } from './onnx-model.ts';
 import { transpose } from './weight-packing.ts';
 
-export interface ProjectionOptions {
+export interface ProjectionOptions extends MatMulNBitsSettings {
   /** Block-quantized projections (MatMulNBits); float MatMul without. */
   weights?: WeightQuantization;
-  /** Values per quantization block along the input width. */
-  blockSize?: number;
   /** The checkpoint's own quantized matrices, run as they are where they hold exactly the float weights. */
   fileBlocks?: FileBlocks;
 }
@@ -22,6 +20,7 @@ export class DecoderProjections {
   readonly weightBlocks = { fromFile: 0, quantized: 0 };
   private readonly bits: 4 | 8 | undefined;
   private readonly blockSize: number;
+  private readonly accuracyLevel: number;
 
   constructor(
     private readonly g: OnnxGraphBuilder,
@@ -31,7 +30,7 @@ export class DecoderProjections {
     private readonly options: ProjectionOptions,
   ) {
     this.bits = options.weights ? bitsOf(options.weights) : undefined;
-    this.blockSize = options.blockSize ?? blockSizeSetting();
+    ({ blockSize: this.blockSize, accuracyLevel: this.accuracyLevel } = resolveMatMulNBits(options));
   }
 
   /**
@@ -45,7 +44,7 @@ export class DecoderProjections {
     const w = rows();
     const fromFile = this.blocksFromFile(tensors, n, k, w);
     this.weightBlocks[fromFile ? 'fromFile' : 'quantized']++;
-    return matMulNBits(g, x, name, fromFile ?? quantizeMatrix(w, n, k, bits, blockSize), output);
+    return matMulNBits(g, x, name, fromFile ?? quantizeMatrix(w, n, k, bits, blockSize), output, this.accuracyLevel);
   }
 
   /** x · Wᵀ for one stored weight matrix, as it is. */
