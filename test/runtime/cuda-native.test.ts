@@ -60,6 +60,26 @@ describe('native CUDA decoder (kernels emulated in JavaScript: checks the orches
     assert.ok(cuda.graphLaunches >= 12, `decode steps ran as graphs ${cuda.graphLaunches} times`);
   });
 
+  it('with cudaGraphs false runs decode steps kernel by kernel, with the logits of graph replay', async () => {
+    const m = await loadModel(defaultModelPath());
+    const logits: Float32Array[][] = [];
+    const launches: number[] = [];
+    for (const cudaGraphs of [true, false]) {
+      const cuda = new CudaEmulator();
+      const gpu = await NativeCudaSession.create(m.spec, m.weights, { maxBatch: 1, maxContext: 64, prefillChunk: 4, binding: cuda, cudaGraphs });
+      try {
+        const out = [await gpu.prefill(0, [1, 403, 407, 261])];
+        for (const token of [378, 500, 12]) out.push(...(await gpu.decode([{ slot: 0, token }])));
+        logits.push(out);
+      } finally {
+        await gpu.release();
+      }
+      launches.push(cuda.graphLaunches);
+    }
+    assert.deepEqual(launches, [3, 0]);
+    logits[0]!.forEach((x, i) => assert.deepEqual(logits[1]![i], x));
+  });
+
   it('runs pruned shapes: per-layer heads and ffn, layers without attention or without an MLP', async () => {
     const base = syntheticSpec({ vocabSize: 96, hidden: 32, layers: 4, heads: 4, kvHeads: 2, ffn: 48, maxContext: 64 });
     const spec: ModelSpec = {

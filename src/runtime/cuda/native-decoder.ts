@@ -11,6 +11,11 @@ export interface NativeDecoderOptions {
   maxContext: number;
   /** Most token rows in one forward pass (the prefill chunk); at least maxBatch. */
   maxTokens: number;
+  /**
+   * Replay decode steps as captured CUDA graphs (default true); false launches them kernel by
+   * kernel, which tells a graph-capture fault from a kernel fault on a GPU.
+   */
+  cudaGraphs?: boolean;
 }
 
 interface LayerBuffers {
@@ -179,7 +184,7 @@ export class NativeDecoder {
     this.cuda.upload(this.io.slots, slots);
     this.cuda.upload(this.io.logitRows, logitRows);
     const everyRow = m === n && logitRows.every((r, i) => r === i);
-    if (everyRow && n <= maxBatch && process.env.MOP_CUDA_GRAPHS !== '0') {
+    if (everyRow && n <= maxBatch && this.options.cudaGraphs !== false) {
       let graph = this.graphs.get(n);
       if (!graph) {
         this.cuda.captureBegin();

@@ -13,6 +13,8 @@ export interface NativeSessionOptions {
   prefillChunk?: number;
   /** The addon, or a stand-in (tests use a kernel emulator); default: build/cuda/mop_cuda.node. */
   binding?: CudaBinding;
+  /** Decode steps as CUDA graphs (NativeDecoderOptions.cudaGraphs); default true. */
+  cudaGraphs?: boolean;
 }
 
 /**
@@ -44,7 +46,7 @@ export class NativeCudaSession implements DecoderSession {
     }
     const maxContext = Math.min(options.maxContext, spec.maxContext);
     const prefillChunk = options.prefillChunk ?? 256;
-    const decoder = NativeDecoder.create(binding, spec, weights, { maxBatch: options.maxBatch, maxContext, maxTokens: Math.max(prefillChunk, options.maxBatch) });
+    const decoder = NativeDecoder.create(binding, spec, weights, { maxBatch: options.maxBatch, maxContext, maxTokens: Math.max(prefillChunk, options.maxBatch), ...(options.cudaGraphs !== undefined && { cudaGraphs: options.cudaGraphs }) });
     return new NativeCudaSession(spec, decoder, options.maxBatch, maxContext, prefillChunk);
   }
 
