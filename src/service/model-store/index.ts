@@ -18,19 +18,12 @@ export {
   type ManifestSplit,
   type ManifestState,
   type ManifestVariant,
+  stateOf,
 } from './manifest.ts';
 export type { ManifestWatch } from './manifest-watch.ts';
-export {
-  type EntryOrigin,
-  type EntrySummary,
-  type EntryWriter,
-  type EvictionResult,
-  ModelStore,
-  type ModelStoreOptions,
-  type PutResult,
-  type StoreCounters,
-  type StoredEntry,
-  type VerifyResult,
-} from './model-store.ts';
+export type { EntrySummary } from './entry-summary.ts';
+export type { EntryOrigin, EntryWriter } from './entry-writer.ts';
+export type { EvictionResult } from './eviction.ts';
+export { ModelStore, type ModelStoreOptions, type PutResult, type StoreCounters, type StoredEntry, type VerifyResult } from './model-store.ts';
 export type { CleanupResult } from './scratch-cleanup.ts';
 export { type HexDigest, isHexDigest, type EntryRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';

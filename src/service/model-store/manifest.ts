@@ -102,6 +102,11 @@ export function parseManifest(bytes: Uint8Array, file: string): Manifest {
   return { ...copyState(state), version: MANIFEST_VERSION, updatedAt: state.updatedAt, writer: state.writer };
 }
 
+/** The serving state a manifest records, without its version, time and writer. */
+export function stateOf(m: ManifestState): ManifestState {
+  return { variants: m.variants, active: m.active, split: m.split };
+}
+
 /** Only the known fields, copied: callers cannot alias or smuggle extra fields into the file. */
 function copyState(state: ManifestState): ManifestState {
   return {

@@ -7,30 +7,18 @@
 import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { directoryBytes, fsyncDirectory, fsyncDirectoryTree, listFilesInTree, pathExists, writeFileSynced } from './durable-fs.ts';
-import {
-  checkEntryDirectory,
-  ENTRY_FILE,
-  type EntryRecord,
-  hashAndSyncFiles,
-  isEntryProblem,
-  LAST_USED_FILE,
-  RESERVED_FILES,
-} from './entry-record.ts';
-import {
-  describeFsError,
-  EntryInvalidError,
-  EntryReferencedError,
-  errorCode,
-  ManifestCorruptError,
-  StoreInputError,
-  StoreWriteError,
-} from './errors.ts';
-import { type Manifest, type ManifestSnapshot, type ManifestState, readManifestFile, writeManifestFile } from './manifest.ts';
-import { type ManifestWatch, watchManifestFile } from './manifest-watch.ts';
+import { fsyncDirectory, pathExists } from './durable-fs.ts';
+import { type EntryOrigin, type EntryWriter, writeEntryInScratch } from './entry-writer.ts';
+import { checkEntryDirectory, type EntryRecord, isEntryProblem, LAST_USED_FILE } from './entry-record.ts';
+import { type EntrySummary, summarizeEntry } from './entry-summary.ts';
+import { describeFsError, EntryInvalidError, EntryReferencedError, errorCode, ManifestCorruptError, StoreInputError, StoreWriteError } from './errors.ts';
+import { DEFAULT_EVICT_GRACE_MS, evictionCandidates, type EvictionResult } from './eviction.ts';
+import { type Manifest, type ManifestSnapshot, type ManifestState, readManifestFile, stateOf } from './manifest.ts';
+import type { ManifestWatch } from './manifest-watch.ts';
+import { OwnManifestWrites, type WatchOptions } from './own-manifest-writes.ts';
 import { type CleanupResult, cleanScratch } from './scratch-cleanup.ts';
 import { markScratchInUse, releaseScratch, scratchName } from './scratch-names.ts';
-import { isHexDigest, type HexDigest, type EntryRecipe, STORE_FORMAT_VERSION, storeKey } from './store-key.ts';
+import { isHexDigest, type HexDigest, storeKey } from './store-key.ts';
 import { type StoreLayout, storeLayout } from './store-layout.ts';
 
 export interface ModelStoreOptions {
@@ -46,19 +34,6 @@ export interface ModelStoreOptions {
   cleanOnOpen?: boolean;
 }
 
-/** What an entry is the result of; its key must be storeKey(sourceDigest, recipe). */
-export interface EntryOrigin {
-  sourceDigest: HexDigest;
-  recipe: EntryRecipe;
-}
-
-/**
- * Writes the checkpoint files into `dir` (an empty directory inside the store), e.g.
- * `(dir) => writePrunedModel(dir, pruned, source, report)`. It must not create entry.json or
- * last-used, nor symlinks.
- */
-export type EntryWriter = (dir: string) => Promise<void>;
-
 /** An entry ready to load from `dir`. */
 export interface StoredEntry {
   key: HexDigest;
@@ -72,30 +47,6 @@ export interface PutResult extends StoredEntry {
 }
 
 export type VerifyResult = { ok: true; record: EntryRecord } | { ok: false; file: string; reason: string };
-
-/** One entry as `list()` shows it. */
-export interface EntrySummary {
-  key: HexDigest;
-  dir: string;
-  /** From entry.json; null when it cannot be read (see `problem`). */
-  recipe: EntryRecipe | null;
-  sourceDigest: HexDigest | null;
-  /** Bytes of all files in the entry directory. */
-  bytes: number;
-  createdAt: string | null;
-  /** ISO time it was last handed out by get() (or written). */
-  lastUsedAt: string;
-  /** Manifest variant ids that serve it. */
-  referencedBy: string[];
-  /** Why the entry cannot be loaded, naming the file; null for a sound entry. */
-  problem: string | null;
-}
-
-export interface EvictionResult {
-  evicted: EntrySummary[];
-  bytesBefore: number;
-  bytesAfter: number;
-}
 
 /** Monotonic counts since open, for a metrics layer. */
 export interface StoreCounters {
@@ -114,8 +65,6 @@ export interface StoreCounters {
 }
 
 const DEFAULT_STALE_SCRATCH_MS = 6 * 60 * 60 * 1000;
-/** Recent own manifest writes, remembered so watchers do not report them back. */
-const OWN_WRITES_REMEMBERED = 16;
 
 export class ModelStore {
   readonly root: string;
@@ -123,13 +72,14 @@ export class ModelStore {
   private readonly layout: StoreLayout;
   private readonly staleScratchMs: number;
   private readonly count: StoreCounters = { hits: 0, misses: 0, written: 0, failedPuts: 0, invalid: 0, removed: 0 };
-  private readonly ownManifestDigests: string[] = [];
+  private readonly ownWrites: OwnManifestWrites;
 
   private constructor(root: string, options: ModelStoreOptions) {
     this.root = root;
     this.layout = storeLayout(root);
     this.staleScratchMs = options.staleScratchMs ?? DEFAULT_STALE_SCRATCH_MS;
     this.writerName = options.writerName ?? `${hostname()}:${process.pid}`;
+    this.ownWrites = new OwnManifestWrites(this.layout, this.writerName);
   }
 
   /**
@@ -199,7 +149,7 @@ export class ModelStore {
     const scratch = join(this.layout.tmp, scratchName(key));
     markScratchInUse(scratch);
     try {
-      const record = await this.writeScratchEntry(scratch, key, write, origin);
+      const record = await writeEntryInScratch(scratch, key, write, origin, { root: this.root, tmp: this.layout.tmp, writerName: this.writerName });
       try {
         await fs.rename(scratch, dir);
       } catch (e) {
@@ -222,40 +172,6 @@ export class ModelStore {
       await fs.rm(scratch, { recursive: true, force: true }).catch(() => undefined); // gone after a rename; else our leftovers
       releaseScratch(scratch);
     }
-  }
-
-  private async writeScratchEntry(scratch: string, key: HexDigest, write: EntryWriter, origin: EntryOrigin): Promise<EntryRecord> {
-    try {
-      await fs.mkdir(this.layout.tmp, { recursive: true }); // recreates tmp/ if someone removed it
-      // Not recursive: a recursive mkdir reports ENOENT on a read-only filesystem instead of EROFS.
-      await fs.mkdir(scratch);
-    } catch (e) {
-      throw new StoreWriteError(`cannot write to model store ${this.root}: ${describeFsError(e)}`, errorCode(e), { cause: e });
-    }
-    try {
-      await write(scratch);
-    } catch (e) {
-      throw new StoreWriteError(`writing the checkpoint for model-store entry ${key} failed: ${describeFsError(e)}`, errorCode(e), { cause: e });
-    }
-    const files = await listFilesInTree(scratch);
-    const reserved = files.find((f) => RESERVED_FILES.includes(f.path));
-    if (reserved) throw new StoreInputError(`the entry writer created ${reserved.path}, a name the store reserves for itself`);
-    if (files.length === 0) throw new StoreInputError(`the entry writer for ${key} wrote no files`);
-    const entryFiles = await hashAndSyncFiles(files);
-    const record: EntryRecord = {
-      formatVersion: STORE_FORMAT_VERSION,
-      key,
-      sourceDigest: origin.sourceDigest,
-      recipe: origin.recipe,
-      createdAt: new Date().toISOString(),
-      writer: this.writerName,
-      files: entryFiles,
-      totalBytes: entryFiles.reduce((n, f) => n + f.bytes, 0),
-    };
-    await writeFileSynced(join(scratch, LAST_USED_FILE), '');
-    await writeFileSynced(join(scratch, ENTRY_FILE), JSON.stringify(record, null, 2) + '\n');
-    await fsyncDirectoryTree(scratch);
-    return record;
   }
 
   /**
@@ -307,30 +223,8 @@ export class ModelStore {
     const references = await this.manifestReferences();
     const out: EntrySummary[] = [];
     for (const key of (await fs.readdir(this.layout.entries)).filter(isHexDigest).sort()) {
-      const dir = join(this.layout.entries, key);
-      const record = await checkEntryDirectory(dir, key);
-      const problem = isEntryProblem(record) ? record.reason : null;
-      const sound = isEntryProblem(record) ? undefined : record;
-      let bytes: number;
-      let lastUsed: Date;
-      try {
-        bytes = await directoryBytes(dir);
-        lastUsed = (await fs.stat(join(dir, LAST_USED_FILE)).catch(() => fs.stat(dir))).mtime;
-      } catch (e) {
-        if (errorCode(e) === 'ENOENT') continue; // removed meanwhile
-        throw e;
-      }
-      out.push({
-        key,
-        dir,
-        recipe: sound?.recipe ?? null,
-        sourceDigest: sound?.sourceDigest ?? null,
-        bytes,
-        createdAt: sound?.createdAt ?? null,
-        lastUsedAt: lastUsed.toISOString(),
-        referencedBy: references.get(key) ?? [],
-        problem,
-      });
+      const summary = await summarizeEntry(join(this.layout.entries, key), key, references.get(key) ?? []);
+      if (summary) out.push(summary); // else removed meanwhile
     }
     return out;
   }
@@ -368,13 +262,9 @@ export class ModelStore {
   async evict(maxBytes: number, options: { graceMs?: number; keep?: ReadonlySet<HexDigest> } = {}): Promise<EvictionResult> {
     if (!(Number.isFinite(maxBytes) && maxBytes >= 0)) throw new StoreInputError(`maxBytes must be a non-negative number, got ${maxBytes}`);
     await this.refuseIfNewerManifest();
-    const graceMs = options.graceMs ?? 10 * 60 * 1000;
     const entries = await this.list();
     const bytesBefore = entries.reduce((n, e) => n + e.bytes, 0);
-    const now = Date.now();
-    const candidates = entries
-      .filter((e) => e.referencedBy.length === 0 && !options.keep?.has(e.key) && now - Date.parse(e.lastUsedAt) >= graceMs)
-      .sort((a, b) => Number(b.problem !== null) - Number(a.problem !== null) || Date.parse(a.lastUsedAt) - Date.parse(b.lastUsedAt));
+    const candidates = evictionCandidates(entries, options.graceMs ?? DEFAULT_EVICT_GRACE_MS, options.keep, Date.now());
     let bytes = bytesBefore;
     const evicted: EntrySummary[] = [];
     for (const entry of candidates) {
@@ -401,20 +291,8 @@ export class ModelStore {
    * replica is overwritten, not merged. Refuses (writing nothing) over a newer-version or corrupt
    * manifest, or for a malformed state.
    */
-  async writeManifest(state: ManifestState): Promise<Manifest> {
-    const tmp = join(this.layout.tmp, scratchName('manifest'));
-    markScratchInUse(tmp);
-    try {
-      await fs.mkdir(this.layout.tmp, { recursive: true });
-      // Remembered before the rename, so a watcher polling right after it already knows the digest.
-      const written = await writeManifestFile(this.layout.manifest, tmp, state, this.writerName, (digest) => {
-        this.ownManifestDigests.push(digest);
-        if (this.ownManifestDigests.length > OWN_WRITES_REMEMBERED) this.ownManifestDigests.shift();
-      });
-      return written.manifest;
-    } finally {
-      releaseScratch(tmp);
-    }
+  writeManifest(state: ManifestState): Promise<Manifest> {
+    return this.ownWrites.write(state);
   }
 
   /**
@@ -423,7 +301,7 @@ export class ModelStore {
    */
   async updateManifest(change: (current: ManifestState | null) => ManifestState): Promise<Manifest> {
     const { manifest } = await this.readManifest();
-    return this.writeManifest(change(manifest && { variants: manifest.variants, active: manifest.active, split: manifest.split }));
+    return this.writeManifest(change(manifest && stateOf(manifest)));
   }
 
   /**
@@ -432,18 +310,8 @@ export class ModelStore {
    * readManifest) to hear only about later changes; without it the current manifest is reported
    * first. Unusable manifests go to `onError`, once per content.
    */
-  watchManifest(
-    intervalMs: number,
-    onChange: (snapshot: ManifestSnapshot) => void | Promise<void>,
-    options: { onError?: (error: unknown) => void; baseline?: string } = {},
-  ): ManifestWatch {
-    return watchManifestFile(this.layout.manifest, {
-      intervalMs,
-      onChange,
-      ...(options.onError && { onError: options.onError }),
-      ...(options.baseline !== undefined && { baseline: options.baseline }),
-      isOwnWrite: (digest) => this.ownManifestDigests.includes(digest),
-    });
+  watchManifest(intervalMs: number, onChange: (snapshot: ManifestSnapshot) => void | Promise<void>, options: WatchOptions = {}): ManifestWatch {
+    return this.ownWrites.watch(intervalMs, onChange, options);
   }
 
   /** Store key → manifest variant ids; throws for a manifest that cannot be read. */

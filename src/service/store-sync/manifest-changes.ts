@@ -62,8 +62,3 @@ export function rebasePending(pending: readonly LocalChange[], base: ManifestSta
   }
   return out;
 }
-
-/** The serving state a manifest records, without its version and writer. */
-export function stateOf(m: ManifestState): ManifestState {
-  return { variants: m.variants, active: m.active, split: m.split };
-}

@@ -5,8 +5,8 @@
  * entries used, so no replica's eviction takes them), or when another replica's manifest is merged.
  * A purge whose removal is pending deletes its entry only once the removal is recorded.
  */
-import type { HexDigest, Manifest, ManifestState, ModelStore } from '../model-store/index.ts';
-import { applyLocalChange, describeLocalChange, EMPTY_STATE, type LocalChange, rebasePending, stateOf } from './manifest-changes.ts';
+import { type HexDigest, type Manifest, type ManifestState, type ModelStore, stateOf } from '../model-store/index.ts';
+import { applyLocalChange, describeLocalChange, EMPTY_STATE, type LocalChange, rebasePending } from './manifest-changes.ts';
 import type { SerialQueue } from './serial-queue.ts';
 
 export interface ManifestRecorderOptions {

@@ -18,11 +18,12 @@ import {
   type ManifestSplit,
   type ManifestWatch,
   ModelStore,
+  stateOf,
   type StoredEntry,
 } from '../model-store/index.ts';
 import { EntryVerification } from './entry-verification.ts';
 import { ManifestApplier } from './manifest-apply.ts';
-import { EMPTY_STATE, stateOf } from './manifest-changes.ts';
+import { EMPTY_STATE } from './manifest-changes.ts';
 import { ManifestRecorder } from './manifest-recorder.ts';
 import { SerialQueue } from './serial-queue.ts';
 import type { StoreServing } from './store-serving.ts';
