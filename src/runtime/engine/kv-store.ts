@@ -42,9 +42,8 @@ export interface KvStore {
  * shrunk back when the live sequences use a quarter or less. Each run reads the bound cache whole
  * (attention, and GQA's copy into its own buffer; see kv-cache.ts), so a capacity close to the
  * context in use keeps that work small: at 520 positions it is 640, not the 1,024 that doubling
- * gave (batch 8 of the 100M int8 shape: 45–46 vs 57–61 ms a step, `scripts/bench-kv-copy.ts
- * --batch 8 --capacity 640,1024,640,1024`). A growth re-lays the buffers out once per
- * INITIAL_CAPACITY tokens at most.
+ * gave (docs/architecture.md, "KV cache", has the figures). A growth re-lays the buffers out once
+ * per INITIAL_CAPACITY tokens at most.
  */
 export function nextCapacity(capacity: number, needed: number, lengths: Int32Array, maxContext: number): number {
   let live = needed;
