@@ -25,7 +25,7 @@
  *
  *   node --import tsx scripts/bench-faults.ts [--quick] [--model 100m|bundled|DIR] [--scenarios a,b]
  *     [--soak-requests N] [--soak-max-sec S] [--soak-concurrency C] [--out docs/reliability-report.md]
- *     [--render-only REPORT.json]
+ *     [--render-only REPORT.json[,RERUN.json...]]
  *
  * Full run (default): the synthetic 100M shape (`mop synth --preset 100m`, cached under
  * bench-out/synth-100m) with int8 weights, one serving thread, --max-batch 4, --max-queue 8,
@@ -35,6 +35,8 @@
  * either way (the soak always runs on the bundled one). `--scenarios` runs only those (ids above,
  * `soak` included). Writes the Markdown report and a .json beside it (default
  * docs/reliability-report.md), after every scenario, so an interrupted run leaves what it measured.
+ * `--render-only A.json,B.json` rewrites the report from JSON: B's scenarios replace A's of the same
+ * id (a rerun of a few scenarios joined to a full run; the command line says so).
  * Every request, wait and server is bounded in time; nothing leaves this machine.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -74,9 +76,22 @@ if (args.help) printDocCommentAndExit(import.meta.url);
 const outMd = path.resolve(repoRoot, args.out);
 const outJson = outMd.replace(/\.md$/, '') + '.json';
 if (args['render-only']) {
-  const report = JSON.parse(fs.readFileSync(args['render-only'], 'utf8')) as FaultsReport;
+  // A.json[,B.json...]: B's scenarios (and soak) replace A's of the same id, so a rerun of a few scenarios joins a full run.
+  const files = args['render-only'].split(',');
+  const reports = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as FaultsReport);
+  const report = reports[0]!;
+  for (const later of reports.slice(1)) {
+    for (const sc of later.scenarios) {
+      const i = report.scenarios.findIndex((x) => x.id === sc.id);
+      if (i >= 0) report.scenarios[i] = sc;
+      else report.scenarios.push(sc);
+    }
+    if (later.soak) report.soak = later.soak;
+    report.command += ` ; then ${later.command} (${later.date}, code ${later.code}, load average ${later.machine.loadAvgStart[0]!.toFixed(2)} to ${later.machine.loadAvgEnd[0]!.toFixed(2)}) ; joined by npm run bench:faults -- --render-only ${files.map((f) => path.relative(repoRoot, path.resolve(f))).join(',')}`;
+  }
+  fs.writeFileSync(outJson, JSON.stringify(report, null, 2) + '\n');
   fs.writeFileSync(outMd, renderFaultsReport(report));
-  process.stderr.write(`re-rendered ${path.relative(repoRoot, outMd)} from ${args['render-only']}\n`);
+  process.stderr.write(`rendered ${path.relative(repoRoot, outMd)} (and .json) from ${files.join(', ')}\n`);
   process.exit(0);
 }
 
