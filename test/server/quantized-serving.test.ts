@@ -16,7 +16,7 @@ describe('a server started with --dtype int8', () => {
     assert.equal(res.status, 200);
     const metrics = await scrape(s.url);
     assert.equal(metrics.get('mop_model_info{device="cpu",dtype="int8",model="stories260K"}'), 1);
-    const models = (await (await fetch(s.url + '/admin/models', { headers: { authorization: 'Bearer q-token' } })).json()) as { data: { dtype: string }[] };
+    const models = (await (await fetch(s.url + '/admin/models', { headers: { authorization: 'Bearer quantized-admin-token' } })).json()) as { data: { dtype: string }[] };
     assert.equal(models.data[0]!.dtype, 'int8');
   });
 });
