@@ -6,31 +6,27 @@
 import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenEvent } from '../runtime/engine/sequence.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
-import { parseBody, streamErrorBody } from './endpoint.ts';
-import { invalidRequest, modelNotFound } from './errors.ts';
-import { Fanout } from './fanout.ts';
+import { parseBody, resolveVariant } from './endpoint.ts';
+import { invalidRequest } from './errors.ts';
+import { type ChoiceEvent, Fanout } from './fanout.ts';
+import { answerGenerations, ChunkFraming, generationChunks, ResponseEnvelope } from './generation-response.ts';
 import { resolveMaxTokens } from './prompt.ts';
 import {
   type ChatCompletionChoice,
   type ChatCompletionChunk,
+  type ChatCompletionChunkChoice,
   type ChatCompletionResponse,
-  type ChatLogprobs,
   type ChatRequest,
   type ChatTokenLogprob,
   chatRequestSchema,
   type FinishReasonWire,
-  responseId,
-  unixNow,
   usage,
 } from './protocol.ts';
 import { samplingParams, stopList } from './sampling.ts';
-import { sseResponse } from './sse.ts';
 
 export async function handleChatCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
   const body: ChatRequest = parseBody(chatRequestSchema(ctx.limits), json);
-  const variant = ctx.service.resolve(body.model);
-  if (!variant) throw modelNotFound(body.model!);
-  ctx.variant = variant;
+  const variant = resolveVariant(ctx, body.model);
   if (body.tools && body.tools.length > 0) throw invalidRequest('tools are not supported.', 'tools');
   if (body.response_format && body.response_format.type !== 'text') throw invalidRequest(`response_format ${body.response_format.type} is not supported.`, 'response_format');
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw invalidRequest('logit_bias is not supported.', 'logit_bias');
@@ -54,18 +50,13 @@ export async function handleChatCompletion(json: unknown, ctx: EndpointContext):
   }
 
   const fanout = new Fanout(variant, ctx.metrics, requests, ctx.signal);
-  ctx.counted = true;
-  const shape = new ChatShape(responseId('chatcmpl'), variant.id, tokenizer, promptTokens.length, n, wantLogprobs);
-  if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false), streamErrorBody(ctx));
-  return Response.json(shape.response(await fanout.collect()));
+  return answerGenerations(ctx, fanout, body, new ChatShape(new ResponseEnvelope('chatcmpl', variant.id), tokenizer, promptTokens.length, n, wantLogprobs));
 }
 
+/** Builds the `chat.completion` response and `chat.completion.chunk` deltas for one request. */
 class ChatShape {
-  private readonly created = unixNow();
-
   constructor(
-    private readonly id: string,
-    private readonly model: string,
+    private readonly envelope: ResponseEnvelope,
     private readonly tokenizer: Tokenizer,
     private readonly promptTokens: number,
     private readonly n: number,
@@ -94,47 +85,18 @@ class ChatShape {
         finish_reason: finish,
       };
     });
-    return {
-      id: this.id,
-      object: 'chat.completion',
-      created: this.created,
-      model: this.model,
-      system_fingerprint: null,
-      choices,
-      usage: usage(this.promptTokens, completionTokens),
-    };
+    return { ...this.envelope.fields('chat.completion'), choices, usage: usage(this.promptTokens, completionTokens) };
   }
 
-  async *chunks(fanout: Fanout, includeUsage: boolean): AsyncGenerator<ChatCompletionChunk> {
-    const extra = includeUsage ? { usage: null } : {};
-    const chunk = (choice: ChatCompletionChunk['choices'][number]): ChatCompletionChunk => ({
-      id: this.id,
-      object: 'chat.completion.chunk',
-      created: this.created,
-      model: this.model,
-      system_fingerprint: null,
-      choices: [choice],
-      ...extra,
-    });
-    let completionTokens = 0;
-    try {
-      for (let index = 0; index < this.n; index++) {
-        yield chunk({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
-      }
-      for await (const { index, event } of fanout.events()) {
-        if (event.type === 'token') {
-          if (!event.text && !this.logprobs) continue;
-          const logprobs: ChatLogprobs | null = this.logprobs ? { content: [this.tokenLogprob(event)], refusal: null } : null;
-          yield chunk({ index, delta: { content: event.text }, logprobs, finish_reason: null });
-        } else {
-          completionTokens += event.completionTokens;
-          yield chunk({ index, delta: event.text ? { content: event.text } : {}, logprobs: null, finish_reason: event.reason });
-        }
-      }
-      if (includeUsage) yield { ...chunk({ index: 0, delta: {}, logprobs: null, finish_reason: null }), choices: [], usage: usage(this.promptTokens, completionTokens) };
-    } finally {
-      fanout.abort();
-    }
+  /** A role delta per choice first, then content deltas, then an empty delta with the finish reason. */
+  chunks(fanout: Fanout, includeUsage: boolean): AsyncGenerator<ChatCompletionChunk> {
+    const roles = Array.from({ length: this.n }, (_, index): ChatCompletionChunkChoice => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+    const choiceOf = ({ index, event }: ChoiceEvent): ChatCompletionChunkChoice | undefined => {
+      if (event.type === 'finish') return { index, delta: event.text ? { content: event.text } : {}, logprobs: null, finish_reason: event.reason };
+      if (!event.text && !this.logprobs) return undefined;
+      return { index, delta: { content: event.text }, logprobs: this.logprobs ? { content: [this.tokenLogprob(event)], refusal: null } : null, finish_reason: null };
+    };
+    return generationChunks(fanout, new ChunkFraming(this.envelope, 'chat.completion.chunk', includeUsage, this.promptTokens), roles, choiceOf);
   }
 
   private tokenLogprob(e: TokenEvent): ChatTokenLogprob {

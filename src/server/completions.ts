@@ -10,10 +10,11 @@ import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenE
 import type { ServedVariant } from '../service/engine/served-variant.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
-import { parseBody, streamErrorBody } from './endpoint.ts';
-import { invalidRequest, modelNotFound } from './errors.ts';
+import { parseBody, resolveVariant, streamErrorBody } from './endpoint.ts';
+import { invalidRequest } from './errors.ts';
 import { toApiError } from './service-errors.ts';
-import { Fanout } from './fanout.ts';
+import { type ChoiceEvent, Fanout } from './fanout.ts';
+import { answerGenerations, ChunkFraming, generationChunks, includeUsage, ResponseEnvelope } from './generation-response.ts';
 import { type PreparedPrompt, preparePrompts, resolveMaxTokens } from './prompt.ts';
 import {
   type CompletionChoice,
@@ -22,8 +23,6 @@ import {
   type CompletionResponse,
   completionRequestSchema,
   type FinishReasonWire,
-  responseId,
-  unixNow,
   usage,
 } from './protocol.ts';
 import { samplingParams, stopList } from './sampling.ts';
@@ -31,9 +30,7 @@ import { sseResponse } from './sse.ts';
 
 export async function handleCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
   const body: CompletionRequest = parseBody(completionRequestSchema(ctx.limits), json);
-  const variant = ctx.service.resolve(body.model);
-  if (!variant) throw modelNotFound(body.model!);
-  ctx.variant = variant;
+  const variant = resolveVariant(ctx, body.model);
   rejectUnsupported(body);
 
   const { tokenizer } = variant;
@@ -48,12 +45,12 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
   if (body.max_tokens === 0 && !echo) throw invalidRequest('max_tokens 0 generates nothing; it is accepted only with echo: true (to return the prompt and its log-probabilities).', 'max_tokens');
   // Once per prompt, however many choices share it.
   const promptScores = echo && logprobs !== undefined ? await scorePrompts(variant, prompts, logprobs, context, ctx) : undefined;
-  const shape = new CompletionShape(responseId('cmpl'), variant.id, tokenizer, prompts, n, echo, logprobs !== undefined, promptScores);
+  const shape = new CompletionShape(new ResponseEnvelope('cmpl', variant.id), tokenizer, prompts, n, echo, logprobs !== undefined, promptScores);
   if (body.max_tokens === 0) {
     // Scored (or echoed) without generating: answered here, so counted here.
     ctx.metrics.countRequest(variant.id, 'success');
     ctx.counted = true;
-    if (body.stream) return sseResponse(shape.promptOnlyChunks(body.stream_options?.include_usage ?? false), streamErrorBody(ctx));
+    if (body.stream) return sseResponse(shape.promptOnlyChunks(includeUsage(body)), streamErrorBody(ctx));
     return Response.json(shape.response(Array.from({ length: prompts.length * n }, () => [])));
   }
   const stop = stopList(body.stop);
@@ -65,11 +62,7 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
     }
   });
 
-  const fanout = new Fanout(variant, ctx.metrics, requests, ctx.signal);
-  ctx.counted = true;
-  if (body.stream) return sseResponse(shape.chunks(fanout, body.stream_options?.include_usage ?? false), streamErrorBody(ctx));
-  const events = await fanout.collect();
-  return Response.json(shape.response(events));
+  return answerGenerations(ctx, new Fanout(variant, ctx.metrics, requests, ctx.signal), body, shape);
 }
 
 /**
@@ -101,11 +94,8 @@ function rejectUnsupported(body: CompletionRequest): void {
 
 /** Builds response objects and stream chunks for one request. */
 class CompletionShape {
-  private readonly created = unixNow();
-
   constructor(
-    private readonly id: string,
-    private readonly model: string,
+    private readonly envelope: ResponseEnvelope,
     private readonly tokenizer: Tokenizer,
     private readonly prompts: readonly PreparedPrompt[],
     private readonly n: number,
@@ -123,16 +113,20 @@ class CompletionShape {
     return this.promptScores?.[Math.floor(index / this.n)];
   }
 
+  private framing(includeUsage: boolean): ChunkFraming<'text_completion', CompletionChoice> {
+    return new ChunkFraming(this.envelope, 'text_completion', includeUsage, this.promptTokens());
+  }
+
   /** max_tokens 0: the echoed prompts (with their log-probabilities), each choice finished at once by its length limit. */
   async *promptOnlyChunks(includeUsage: boolean): AsyncGenerator<CompletionResponse> {
-    const extra = includeUsage ? { usage: null } : {};
+    const framing = this.framing(includeUsage);
     for (let index = 0; index < this.prompts.length * this.n; index++) {
       const p = this.prompt(index);
       const lp = this.logprobs ? new LogprobsBuilder(this.tokenizer) : undefined;
       lp?.addPrompt(p.tokens, this.scores(index));
-      yield { ...this.envelope(), choices: [{ text: p.text, index, logprobs: lp?.take() ?? null, finish_reason: 'length' }], ...extra };
+      yield framing.chunk({ text: p.text, index, logprobs: lp?.take() ?? null, finish_reason: 'length' });
     }
-    if (includeUsage) yield { ...this.envelope(), choices: [], usage: usage(this.promptTokens(), 0) };
+    yield* framing.usageChunk(0);
   }
 
   response(events: GenerationEvent[][]): CompletionResponse {
@@ -157,53 +151,40 @@ class CompletionShape {
       }
       return { text, index, logprobs: lp?.take() ?? null, finish_reason: finish };
     });
-    return { ...this.envelope(), choices, usage: usage(this.promptTokens(), completionTokens) };
+    return { ...this.envelope.fields('text_completion'), choices, usage: usage(this.promptTokens(), completionTokens) };
   }
 
-  async *chunks(fanout: Fanout, includeUsage: boolean): AsyncGenerator<CompletionResponse> {
+  chunks(fanout: Fanout, includeUsage: boolean): AsyncGenerator<CompletionResponse> {
     const builders = new Map<number, LogprobsBuilder>();
-    const builder = (index: number) => {
+    const logprobsOf = (index: number, add: (b: LogprobsBuilder) => void): CompletionLogprobs | null => {
+      if (!this.logprobs) return null;
       let b = builders.get(index);
       if (!b) builders.set(index, (b = new LogprobsBuilder(this.tokenizer)));
-      return b;
+      add(b);
+      return b.take();
     };
-    const extra = includeUsage ? { usage: null } : {};
-    const chunk = (choice: CompletionChoice): CompletionResponse => ({ ...this.envelope(), choices: [choice], ...extra });
-    let completionTokens = 0;
-    try {
-      if (this.echo) {
-        for (let index = 0; index < this.prompts.length * this.n; index++) {
-          const p = this.prompt(index);
-          if (this.logprobs) builder(index).addPrompt(p.tokens, this.scores(index));
-          yield chunk({ text: p.text, index, logprobs: this.logprobs ? builder(index).take() : null, finish_reason: null });
-        }
-      }
-      for await (const { index, event } of fanout.events()) {
-        if (event.type === 'token') {
-          // A token that completes no character yet is worth a chunk only for its logprob.
-          if (!event.text && !this.logprobs) continue;
-          if (this.logprobs) builder(index).addToken(event);
-          yield chunk({ text: event.text, index, logprobs: this.logprobs ? builder(index).take() : null, finish_reason: null });
-        } else {
-          completionTokens += event.completionTokens;
-          if (this.logprobs) builder(index).addText(event.text);
-          yield chunk({ text: event.text, index, logprobs: this.logprobs ? builder(index).take() : null, finish_reason: event.reason });
-        }
-      }
-      if (includeUsage) yield { ...this.envelope(), choices: [], usage: usage(this.promptTokens(), completionTokens) };
-    } finally {
-      // Cancelled before or between events: nothing may keep generating for a gone client.
-      fanout.abort();
+    const echoed = this.echoedChoices(logprobsOf);
+    const choiceOf = ({ index, event }: ChoiceEvent): CompletionChoice | undefined => {
+      if (event.type === 'finish') return { text: event.text, index, logprobs: logprobsOf(index, (b) => b.addText(event.text)), finish_reason: event.reason };
+      // A token that completes no character yet is worth a chunk only for its logprob.
+      if (!event.text && !this.logprobs) return undefined;
+      return { text: event.text, index, logprobs: logprobsOf(index, (b) => b.addToken(event)), finish_reason: null };
+    };
+    return generationChunks(fanout, this.framing(includeUsage), echoed, choiceOf);
+  }
+
+  /** With echo, each choice's prompt first (and its log-probabilities). */
+  private *echoedChoices(logprobsOf: (index: number, add: (b: LogprobsBuilder) => void) => CompletionLogprobs | null): Generator<CompletionChoice> {
+    if (!this.echo) return;
+    for (let index = 0; index < this.prompts.length * this.n; index++) {
+      const p = this.prompt(index);
+      yield { text: p.text, index, logprobs: logprobsOf(index, (b) => b.addPrompt(p.tokens, this.scores(index))), finish_reason: null };
     }
   }
 
   /** Each prompt counts once, however many choices it has (as OpenAI bills it). */
   private promptTokens(): number {
     return this.prompts.reduce((a, p) => a + p.tokens.length, 0);
-  }
-
-  private envelope() {
-    return { id: this.id, object: 'text_completion' as const, created: this.created, model: this.model, system_fingerprint: null };
   }
 }
 

@@ -2,7 +2,7 @@
  * What a generation endpoint handler gets from the app: the served variants, metrics, limits
  * from the configuration, and the client connection's abort signal.
  */
-import { fromZodError, type OpenAIErrorBody } from './errors.ts';
+import { fromZodError, modelNotFound, type OpenAIErrorBody } from './errors.ts';
 import { toApiError } from './service-errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { ModelService } from '../service/model-service.ts';
@@ -40,6 +40,14 @@ export function parseBody<S extends z.ZodType>(schema: S, json: unknown): z.infe
   const parsed = schema.safeParse(json);
   if (!parsed.success) throw fromZodError(parsed.error);
   return parsed.data;
+}
+
+/** The variant a request's `model` field resolves to (once: an A/B split is drawn here); 404 for an unknown id. */
+export function resolveVariant(ctx: EndpointContext, model: string | null | undefined): ServedVariant {
+  const variant = ctx.service.resolve(model);
+  if (!variant) throw modelNotFound(model!);
+  ctx.variant = variant;
+  return variant;
 }
 
 /** How a stream reports a failure after its headers are sent: the same mapping as before them. */
