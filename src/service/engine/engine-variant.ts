@@ -5,8 +5,7 @@
  * short time gives up and reports itself unavailable; other variants are untouched.
  */
 import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
-import type { RequestHandle, Scheduler, SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
-import type { GenerationRequest } from '../../runtime/engine/sequence.ts';
+import type { Scheduler, SchedulerOptions } from '../../runtime/engine/scheduler-types.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import { shareFileBlocks, shareWeights } from '../../runtime/model/shared-weights.ts';
 import { parameterCounts } from '../../runtime/model/spec.ts';
@@ -15,6 +14,7 @@ import type { ServedVariant, VariantStatus } from './served-variant.ts';
 import { EngineClient, heartbeatMsFor } from './engine-client.ts';
 import { EngineStalledError, VariantUnavailableError } from './engine-errors.ts';
 import type { EngineInit, EngineSessionOptions } from './engine-protocol.ts';
+import { VariantScheduler } from './variant-scheduler.ts';
 
 export interface RestartPolicy {
   /** Most restarts within `windowMs`; one more death and the variant is unavailable. */
@@ -43,7 +43,7 @@ export interface EngineVariantOptions {
 
 export const DEFAULT_STALL_MS = 60_000;
 
-export class EngineVariant implements ServedVariant, Scheduler {
+export class EngineVariant implements ServedVariant {
   readonly id: string;
   readonly tokenizer: Tokenizer;
   readonly parameters: number;
@@ -53,6 +53,8 @@ export class EngineVariant implements ServedVariant, Scheduler {
   statusReason: string | undefined;
   /** The model with its weights in shared memory: what a prune of this variant starts from. */
   readonly model: LoadedModel;
+  /** Submissions go to the current engine, refused unless the variant is serving. */
+  readonly scheduler: Scheduler = new VariantScheduler({ currentEngine: () => this.engine, refuseUnlessServing: () => this.refuseUnlessServing() });
   private readonly deaths: number[] = [];
   private released = false;
   /** A restart in progress (admin request or the restart policy): a second one joins it. */
@@ -79,10 +81,6 @@ export class EngineVariant implements ServedVariant, Scheduler {
 
   private get stallMs(): number {
     return this.options.stallMs ?? DEFAULT_STALL_MS;
-  }
-
-  get scheduler(): Scheduler {
-    return this;
   }
 
   get layers() {
@@ -114,15 +112,6 @@ export class EngineVariant implements ServedVariant, Scheduler {
   /** The worker thread's id (diagnostics; tests stop it to simulate a crash). */
   get threadId(): number {
     return this.engine.threadId;
-  }
-
-  submit(request: GenerationRequest): RequestHandle {
-    this.refuseUnlessServing();
-    return this.engine.submit(request);
-  }
-
-  stats(): SchedulerStats {
-    return this.engine.stats();
   }
 
   scorePrompt(tokens: readonly number[], topN: number, signal?: AbortSignal): Promise<PromptScores> {
