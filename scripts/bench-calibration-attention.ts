@@ -9,7 +9,7 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './script-help.ts';
+import { printDocCommentAndExit } from './lib/script-help.ts';
 import { fullPlan } from '../src/mop/pruning-plan.ts';
 import { openMaskedForward } from '../src/runtime/calibration/ort-masked-forward.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';

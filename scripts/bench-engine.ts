@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchModel } from './bench-model.ts';
+import { benchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest } from '../src/runtime/device/device.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { DEFAULT_ACCURACY_LEVEL } from '../src/runtime/onnx/matmul-nbits.ts';

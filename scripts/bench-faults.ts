@@ -46,7 +46,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './script-help.ts';
+import { printDocCommentAndExit } from './lib/script-help.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { shellCommand } from './isolation/server-settings.ts';

@@ -16,8 +16,8 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { printDocCommentAndExit } from './script-help.ts';
-import { benchModel } from './bench-model.ts';
+import { printDocCommentAndExit } from './lib/script-help.ts';
+import { benchModel } from './lib/bench-model.ts';
 import { createOrtSession } from '../src/runtime/device/ort-session.ts';
 import { quantizeMatrix } from '../src/runtime/model/block-quantization.ts';
 import { weightName } from '../src/runtime/model/spec.ts';

@@ -14,8 +14,8 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './script-help.ts';
-import { benchModel } from './bench-model.ts';
+import { printDocCommentAndExit } from './lib/script-help.ts';
+import { benchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import type { CacheOutputs } from '../src/runtime/onnx/decoder-attention.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';

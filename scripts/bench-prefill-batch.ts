@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchModel } from './bench-model.ts';
+import { benchModel } from './lib/bench-model.ts';
 import { BATCH_PREFILL_PADDING, freshPromptGroups, ModelSession, type PrefillEntry } from '../src/runtime/engine/ort-decoder-session.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
 

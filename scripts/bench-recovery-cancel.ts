@@ -8,7 +8,7 @@
  * a step ran before). Not a test. Options: --model 100m|bundled, --reps 3, --threads 2.
  */
 import { parseArgs } from 'node:util';
-import { benchModel } from './bench-model.ts';
+import { benchModel } from './lib/bench-model.ts';
 import { createRng } from '../src/runtime/engine/rng.ts';
 import { recover, trainingRowsPerRun } from '../src/runtime/train/recover.ts';
 

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './script-help.ts';
+import { printDocCommentAndExit } from './lib/script-help.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import { defaultServerConfig } from '../src/server/config.ts';
 import { startServer } from '../src/server/main.ts';

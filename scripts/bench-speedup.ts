@@ -36,7 +36,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './script-help.ts';
+import { printDocCommentAndExit } from './lib/script-help.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { parseDtypeRequest, targetFor, type ExecutionTarget } from '../src/runtime/device/device.ts';
