@@ -120,7 +120,7 @@ function renderSoak(s: SoakResult): string[] {
   out.push('<a id="soak"></a>');
   out.push('## Soak: RSS across many requests');
   out.push('');
-  out.push(`${s.model}, ${s.concurrency} requests at a time, one kind after another; RSS of the server process (${s.server}) sampled every 250 ms, each kind measured from its first sample; a warm-up of every kind (2% of N, 50 to 200 requests each) comes first and is not measured. Target: flat within ±${(s.tolerance * 100).toFixed(0)}%.`);
+  out.push(`${s.model}, ${s.concurrency} requests at a time, one kind after another; RSS of the server process (${s.server}) sampled every 250 ms, each kind measured from its first sample; a warm-up of ${s.warmup === undefined ? 'every kind (2% of N, 50 to 200 requests each)' : `${s.warmup} requests of every kind`} comes first and is not measured. Target: flat within ±${(s.tolerance * 100).toFixed(0)}%.`);
   out.push('');
   if (s.error !== null) out.push('```', s.error, '```', '');
   if (s.rows.length > 0) {

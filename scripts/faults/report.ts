@@ -88,6 +88,8 @@ export interface SoakResult {
   model: string;
   concurrency: number;
   server: string;
+  /** Unmeasured requests of every kind sent first (older reports: absent). */
+  warmup?: number;
   rows: SoakRow[];
   /** Allowed drift either way (0.1 = ±10%). */
   tolerance: number;
