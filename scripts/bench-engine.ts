@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchModel } from './lib/bench-model.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest } from '../src/runtime/device/device.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { DEFAULT_ACCURACY_LEVEL } from '../src/runtime/onnx/matmul-nbits.ts';
@@ -56,7 +56,7 @@ interface Row {
 
 const rows: Row[] = [];
 for (const name of args.models.split(',')) {
-  const { spec, weights } = await benchModel(name);
+  const { spec, weights } = await loadBenchModel(name);
   const maxBatch = Math.max(...batches);
   const t0 = performance.now();
   const session = await ModelSession.create(spec, weights, { maxBatch, maxContext: Math.min(spec.maxContext, promptLen + decodeSteps + 8), threads, target, spin });

@@ -10,7 +10,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { printDocCommentAndExit } from './lib/script-help.ts';
-import { benchModel } from './lib/bench-model.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { buildDecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
@@ -33,7 +33,7 @@ if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error
 const target = targetFor('cpu', dtype);
 const [threads, promptTokens, steps, rounds] = [args.threads, args.prompt, args.steps, args.rounds].map(Number) as [number, number, number, number];
 
-const model = await benchModel(args.model);
+const model = await loadBenchModel(args.model);
 const maxContext = promptTokens + steps + 2;
 const prompt = Array.from({ length: promptTokens }, (_, k) => 3 + ((k * 104729) % (model.spec.vocabSize - 3)));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;

@@ -17,7 +17,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { printDocCommentAndExit } from './lib/script-help.ts';
-import { benchModel } from './lib/bench-model.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 import { createOrtSession } from '../src/runtime/device/ort-session.ts';
 import { quantizeMatrix } from '../src/runtime/model/block-quantization.ts';
 import { weightName } from '../src/runtime/model/spec.ts';
@@ -38,7 +38,7 @@ if (args.help) printDocCommentAndExit(import.meta.url);
 
 /** ONNX TensorProto element type int8 (onnx-model.ts names only the types the graphs use). */
 const INT8 = 3;
-const model = await benchModel(args.model);
+const model = await loadBenchModel(args.model);
 const { spec, weights } = model;
 const mlpLayers = spec.layers.map((l, i) => ({ l, i })).filter(({ l }) => l.ffn > 0);
 const layers = mlpLayers.slice(0, args.layers !== undefined ? Number(args.layers) : mlpLayers.length);

@@ -15,7 +15,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { printDocCommentAndExit } from './lib/script-help.ts';
-import { benchModel } from './lib/bench-model.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import type { CacheOutputs } from '../src/runtime/onnx/decoder-attention.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
@@ -36,7 +36,7 @@ const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: float32, int8 or int4 (CPU), not '${args.dtype}'`);
 const list = (s: string) => s.split(',').map(Number);
 const [batches, capacities, steps, threads] = [list(args.batch), list(args.capacity), Number(args.steps), Number(args.threads)];
-const model = await benchModel(args.model);
+const model = await loadBenchModel(args.model);
 const maxContext = Math.max(...capacities);
 const maxBatch = Math.max(...batches);
 const modes: CacheOutputs[] = ['present', 'new'];

@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchModel, ensurePeer, loadPeer, PEER_VERSION, type PeerQuant, peerQuants, type PeerReport, peerEntry } from './speedup/llamacpp-peer.ts';
-import { approxServedBytes, isBenchModelName, loadBenchModel } from './speedup/models.ts';
+import { approxServedBytes, isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
 
 const { values: args } = parseArgs({
   options: {

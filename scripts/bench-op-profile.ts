@@ -18,13 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { printDocCommentAndExit } from './lib/script-help.ts';
-import { benchModel } from './lib/bench-model.ts';
+import { isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { loadModel } from '../src/runtime/model/load.ts';
 import { parameterCounts, type ModelSpec } from '../src/runtime/model/spec.ts';
 import type { Weights } from '../src/runtime/model/tensor.ts';
-import { syntheticPresets } from '../src/runtime/model/synthetic.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -52,7 +51,7 @@ for (const [name, v] of Object.entries({ threads, batch, prompt: promptTokens, s
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
 async function load(name: string): Promise<{ spec: ModelSpec; weights: Weights }> {
-  if (name === 'bundled' || name in syntheticPresets) return benchModel(name);
+  if (isBenchModelName(name)) return loadBenchModel(name);
   return loadModel(name);
 }
 

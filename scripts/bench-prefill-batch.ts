@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchModel } from './lib/bench-model.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 import { BATCH_PREFILL_PADDING, freshPromptGroups, ModelSession, type PrefillEntry } from '../src/runtime/engine/ort-decoder-session.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
 
@@ -74,7 +74,7 @@ interface Row {
 
 const rows: Row[] = [];
 for (const name of args.models.split(',')) {
-  const { spec, weights } = await benchModel(name);
+  const { spec, weights } = await loadBenchModel(name);
   const session = await ModelSession.create(spec, weights, { maxBatch: nPrompts, maxContext: Math.min(spec.maxContext, maxLen + 8), threads, target, batchPrefill: true, batchPrefillPadding: padding });
   // Lengths spread over [min, max] (deterministic), token ids fixed and inside the vocabulary.
   const entries: PrefillEntry[] = Array.from({ length: nPrompts }, (_, slot) => {

@@ -23,11 +23,11 @@ import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import type { MatMulNBitsSettings } from '../src/runtime/onnx/matmul-nbits.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import { parameterCounts, type ModelSpec } from '../src/runtime/model/spec.ts';
-import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
 import type { Weights } from '../src/runtime/model/tensor.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/prune-options.ts';
 import { prepareRecovery } from '../src/service/prune/run-prune.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -126,9 +126,8 @@ interface SpeedRow {
   buildSeconds: number;
 }
 
-const speedName = args['speed-model'] as keyof typeof syntheticPresets;
-const speedSpec = syntheticSpec(syntheticPresets[speedName]);
-const speedWeights = syntheticWeights(speedSpec, 1);
+const speedName = args['speed-model']!;
+const { spec: speedSpec, weights: speedWeights } = await loadBenchModel(speedName);
 const steps = Number(args.steps);
 const promptLen = Number(args.prompt);
 const variants: { label: string; dtype: Dtype; block: number | null; level: number | null }[] = [

@@ -8,12 +8,12 @@
  * a step ran before). Not a test. Options: --model 100m|bundled, --reps 3, --threads 2.
  */
 import { parseArgs } from 'node:util';
-import { benchModel } from './lib/bench-model.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 import { createRng } from '../src/runtime/engine/rng.ts';
 import { recover, trainingRowsPerRun } from '../src/runtime/train/recover.ts';
 
 const { values: args } = parseArgs({ options: { model: { type: 'string', default: '100m' }, reps: { type: 'string', default: '3' }, threads: { type: 'string', default: '2' } } });
-const model = await benchModel(args.model!);
+const model = await loadBenchModel(args.model!);
 const { spec } = model;
 const rng = createRng(7);
 const windows = Array.from({ length: 64 }, () => Int32Array.from({ length: 129 }, () => 3 + Math.floor(rng.nextFloat() * (spec.vocabSize - 3))));

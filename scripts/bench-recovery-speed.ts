@@ -15,9 +15,9 @@ import { parseArgs } from 'node:util';
 import { defaultModelPath, loadModel, packageRoot } from '../src/runtime/model/load.ts';
 import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
 import type { Weights } from '../src/runtime/model/tensor.ts';
-import { syntheticPresets, syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { recover, type RecoveryKind } from '../src/runtime/train/recover.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -56,8 +56,7 @@ async function measureOne(model: string, kind: RecoveryKind): Promise<Measuremen
     windows = [];
     for (let off = 0; off + SEQ <= stream.length && windows.length < 256; off += SEQ) windows.push(Int32Array.from([spec.bosTokenId, ...stream.slice(off, off + SEQ)]));
   } else {
-    spec = syntheticSpec(syntheticPresets['100m']);
-    weights = syntheticWeights(spec, 1);
+    ({ spec, weights } = await loadBenchModel('100m'));
     let s = 12345;
     windows = Array.from({ length: 16 }, () => Int32Array.from({ length: SEQ + 1 }, () => ((s = (s * 1103515245 + 12345) >>> 0) >>> 8) % spec.vocabSize));
   }

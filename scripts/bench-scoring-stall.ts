@@ -18,7 +18,7 @@ import { printDocCommentAndExit } from './lib/script-help.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import { defaultServerConfig } from '../src/server/config.ts';
 import { startServer } from '../src/server/main.ts';
-import { isBenchModelName, loadBenchModel } from './speedup/models.ts';
+import { isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -15,10 +15,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { LoadedModel } from '../src/runtime/model/loaded-model.ts';
-import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../src/runtime/model/synthetic.ts';
 import { defaultServerConfig, type ServerConfig } from '../src/server/config.ts';
 import { type RunningServer, startServer } from '../src/server/main.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -56,17 +55,11 @@ interface Row {
 }
 
 
-function synthetic(name: keyof typeof syntheticPresets): LoadedModel {
-  const spec = syntheticSpec(syntheticPresets[name]);
-  return { spec, weights: syntheticWeights(spec, 1), tokenizer: syntheticVocabulary(spec.vocabSize), format: 'hf', path: `synthetic-${name}` };
-}
-
 async function start(name: string): Promise<RunningServer> {
   const config: ServerConfig = { ...defaultServerConfig, host: '127.0.0.1', port: 0, maxBatch, maxQueue: 4 * maxBatch, context, threads, requestTimeoutMs: 0 };
   const log = (line: string) => process.stderr.write(`  [${name}] ${line}\n`);
   if (name === 'bundled') return startServer(config, { log });
-  if (!(name in syntheticPresets)) throw new Error(`unknown model '${name}': use bundled or one of ${Object.keys(syntheticPresets).join(', ')}`);
-  return startServer({ ...config, servedModelName: `synthetic-${name}` }, { log, model: synthetic(name as keyof typeof syntheticPresets) });
+  return startServer({ ...config, servedModelName: `synthetic-${name}` }, { log, model: await loadBenchModel(name) });
 }
 
 /** A prompt of about `promptTokens` tokens: text for the bundled model, ids for synthetic ones. */

@@ -46,7 +46,7 @@ import { paramShares } from './speedup/decode-profile.ts';
 import { type PeerQuant, peerQuants, type PeerReport } from './speedup/llamacpp-peer.ts';
 import { renderMarkdown } from './speedup/markdown.ts';
 import { measureModel } from './speedup/measure.ts';
-import { approxServedBytes, type BenchModelName, isBenchModelName } from './speedup/models.ts';
+import { approxServedBytes, type BenchModelName, isBenchModelName } from './lib/bench-model.ts';
 import { chartPanels, evaluateTargets, type ModelSection, type SpeedupReport, type StrategyName } from './speedup/report.ts';
 import { renderLatencyChart } from './speedup/svg.ts';
 

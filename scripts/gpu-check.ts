@@ -37,10 +37,11 @@ import { buildDecoderGraph, type DecoderGraph } from '../src/runtime/onnx/decode
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import type { LoadedModel } from '../src/runtime/model/loaded-model.ts';
 import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
-import { syntheticPresets, syntheticSpec, syntheticVocabulary, syntheticWeights } from '../src/runtime/model/synthetic.ts';
+import { syntheticPresets } from '../src/runtime/model/synthetic.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { runKernelChecks } from './cuda/kernel-check.ts';
 import { startBenchServer } from './speedup/serve.ts';
+import { loadBenchModel } from './lib/bench-model.ts';
 
 const started = performance.now();
 const { values: args } = parseArgs({
@@ -190,8 +191,8 @@ async function parity(m: LoadedModel, prompt: number[], steps: number, t: Execut
 const preset = args.preset as keyof typeof syntheticPresets;
 if (!(preset in syntheticPresets)) throw new Error(`unknown preset '${preset}'; one of ${Object.keys(syntheticPresets).join(', ')}`);
 log(`building the synthetic '${preset}' model`);
-const spec = syntheticSpec(syntheticPresets[preset]);
-const big: LoadedModel = { spec, weights: syntheticWeights(spec, 1), tokenizer: syntheticVocabulary(spec.vocabSize), format: 'hf', path: `synthetic-${preset}` };
+const big = await loadBenchModel(preset);
+const { spec } = big;
 const counts = parameterCounts(spec);
 report.model = { preset, parameters: counts.total, shape: syntheticPresets[preset] };
 const bandwidthGBs = args['bandwidth-gbs'] ? Number(args['bandwidth-gbs']) : null;

@@ -14,7 +14,7 @@ import { type DecodeProfile, paramShares, profileDecode, timeDecodeInterleaved }
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { clientFigures, finishMeasurement, type Measurement, serverStats } from './figures.ts';
 import { addSeries, type HistogramSeries, parseHistograms, snapshotDelta } from './histogram.ts';
-import { type BenchModelName, loadBenchModel } from './models.ts';
+import { type BenchModelName, loadBenchModel } from '../lib/bench-model.ts';
 import type { ModelSection, StrategyName, VariantResult } from './report.ts';
 import { startBenchServer } from './serve.ts';
 import type { ExecutionTarget } from '../../src/runtime/device/device.ts';

@@ -8,7 +8,7 @@ import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 
 export interface BenchServerOptions {
-  /** The dense checkpoint (see models.ts loadBenchModel). */
+  /** The dense checkpoint (see scripts/lib/bench-model.ts loadBenchModel). */
   model: LoadedModel;
   /** Served id of the dense model. */
   denseId: string;
