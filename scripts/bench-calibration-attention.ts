@@ -14,6 +14,7 @@ import { fullPlan } from '../src/mop/pruning-plan.ts';
 import { openMaskedForward } from '../src/runtime/calibration/ort-masked-forward.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import { syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,7 +33,6 @@ const models = [
   { name: 'stories260K', ...(await loadModel(defaultModelPath())) },
   { name: 'hidden 256, head 32', spec: wide, weights: syntheticWeights(wide, 1) },
 ];
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 console.log(`${rows} × ${seqLen} tokens a pass, ${threads} thread(s), median of ${runs} passes`);
 for (const m of models) {
   const ids = Int32Array.from({ length: rows * seqLen }, (_, k) => 1 + ((k * 104729) % (m.spec.vocabSize - 1)));

@@ -14,6 +14,7 @@ import { loadBenchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { buildDecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,7 +37,6 @@ const [threads, promptTokens, steps, rounds] = [args.threads, args.prompt, args.
 const model = await loadBenchModel(args.model);
 const maxContext = promptTokens + steps + 2;
 const prompt = Array.from({ length: promptTokens }, (_, k) => 3 + ((k * 104729) % (model.spec.vocabSize - 3)));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 const batch = Number(args.batch);
 const variants = [

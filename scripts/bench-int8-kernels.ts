@@ -24,6 +24,7 @@ import { weightName } from '../src/runtime/model/spec.ts';
 import { transpose } from '../src/runtime/onnx/weight-packing.ts';
 import { matMulNBits } from '../src/runtime/onnx/matmul-nbits.ts';
 import { DataType, type OnnxModel, OnnxGraphBuilder } from '../src/runtime/onnx/onnx-model.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -97,7 +98,7 @@ for (const threads of args.threads.split(',').map(Number)) {
     }
   }
   kernels.forEach((k, j) => {
-    const t = times[j]!.sort((a, b) => a - b)[times[j]!.length >> 1]!;
+    const t = median(times[j]!);
     console.log(`  ${threads} thread(s): ${k.name}: ${t.toFixed(2)} ms a run, ${((params * k.bytesPerParam) / t / 1e6).toFixed(1)} GB/s of weights`);
   });
   for (const s of sessions) await s.release();

@@ -19,6 +19,7 @@ import { loadBenchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import type { CacheOutputs } from '../src/runtime/onnx/decoder-attention.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,7 +42,6 @@ const maxContext = Math.max(...capacities);
 const maxBatch = Math.max(...batches);
 const modes: CacheOutputs[] = ['present', 'new'];
 const sessions = await Promise.all(modes.map((cacheOutputs) => ModelSession.create(model.spec, model.weights, { maxBatch, maxContext, threads, target: targetFor('cpu', dtype), cacheOutputs })));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const cacheMb = (B: number, C: number) => (2 * sessions[0]!.graph.kvLayers.reduce((n, l) => n + B * l.kvHeads * C * l.cacheHeadDim * 4, 0)) / 1e6;
 console.log(`${args.model}, ${dtype}, ${threads} thread(s); median decode step of ${steps}, modes interleaved step by step; load average ${os.loadavg()[0]!.toFixed(2)}`);
 for (const B of batches) {

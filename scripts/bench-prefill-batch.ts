@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { loadBenchModel } from './lib/bench-model.ts';
 import { BATCH_PREFILL_PADDING, freshPromptGroups, ModelSession, type PrefillEntry } from '../src/runtime/engine/ort-decoder-session.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -44,11 +45,6 @@ const padding = Number(args.padding);
 if (args.dtype !== 'float32' && args.dtype !== 'int8') throw new Error(`--dtype: float32 or int8, not ${args.dtype}`);
 const target = args.dtype === 'float32' ? { device: 'cpu' as const, dtype: 'float32' as const } : { device: 'cpu' as const, dtype: 'float32' as const, weights: 'int8' as const };
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-};
 
 interface Row {
   model: string;

@@ -28,6 +28,7 @@ import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/prune-options.ts';
 import { prepareRecovery } from '../src/service/prune/run-prune.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -163,7 +164,6 @@ for (let i = 0; i < steps + 2; i++) {
     if (i >= 2) stepMs[k]!.push(performance.now() - t0);
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const speed: SpeedRow[] = sessions.map((s, k) => ({
   label: s.v.label,
   dtype: s.v.dtype,

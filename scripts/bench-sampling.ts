@@ -19,6 +19,7 @@ import { Sequence } from '../src/runtime/engine/sequence.ts';
 import { createRng } from '../src/runtime/engine/rng.ts';
 import { loadModel } from '../src/runtime/model/load.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({ options: { model: { type: 'string' }, tokens: { type: 'string', default: '400' }, threads: { type: 'string', default: '2' } } });
 const repoRoot = path.resolve(import.meta.dirname, '..');
@@ -65,8 +66,7 @@ for (const s of settings) {
     for (let i = 0; i < tokens; i++) seq.step(logits[i % logits.length]!);
     per.push(((performance.now() - t0) * 1000) / tokens);
   }
-  per.sort((a, b) => a - b);
-  rows.push({ setting: s.name, usPerToken: per[2]! });
+  rows.push({ setting: s.name, usPerToken: median(per) });
 }
 const step = await timeDecode({ spec: model.spec, weights: model.weights }, { batch: 1, promptTokens: 64, steps: 30, warmup: 4, threads: Number(args.threads), target: targetFor('cpu', 'int8') });
 const stepUs = step.medianMs * 1000;

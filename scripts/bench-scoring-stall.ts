@@ -19,6 +19,7 @@ import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
 import { defaultServerConfig } from '../src/server/config.ts';
 import { startServer } from '../src/server/main.ts';
 import { isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -91,10 +92,6 @@ async function score(url: string): Promise<number> {
   return performance.now() - t0;
 }
 
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-};
 const gapsOf = (times: number[], from: number, to: number) => times.slice(1).map((t, i) => ({ at: times[i]!, gap: t - times[i]! })).filter((g) => g.at >= from && g.at < to).map((g) => g.gap);
 
 interface Row {
@@ -129,7 +126,7 @@ for (const chunk of chunks) {
       if (times.at(-1)! < s.end) log(`warning: chunk ${chunk} round ${round}: the stream ended before the scoring did; raise the stream length`);
       const quiet = gapsOf(times, times[8]!, s.start);
       const during = gapsOf(times, s.start, s.end);
-      const row: Row = { chunk, round, quietP50: quantile(quiet, 0.5), quietMax: Math.max(...quiet), duringP50: quantile(during, 0.5), duringMax: Math.max(...during), scoreMs: s.ms };
+      const row: Row = { chunk, round, quietP50: median(quiet), quietMax: Math.max(...quiet), duringP50: median(during), duringMax: Math.max(...during), scoreMs: s.ms };
       rows.push(row);
       log(`chunk ${chunk} round ${round}: stream gaps before p50 ${row.quietP50.toFixed(1)} ms max ${row.quietMax.toFixed(1)}; while scoring ${promptTokens} tokens p50 ${row.duringP50.toFixed(1)} max ${row.duringMax.toFixed(1)} ms; scoring took ${row.scoreMs.toFixed(0)} ms`);
     }
@@ -145,7 +142,7 @@ console.log('| scoring piece (tokens) | stream gap before, p50 / max ms | while 
 console.log('|---|---|---|---|');
 for (const c of chunks) {
   const r = rows.filter((x) => x.chunk === c);
-  const med = (f: (x: Row) => number) => quantile(r.map(f), 0.5).toFixed(0);
+  const med = (f: (x: Row) => number) => median(r.map(f)).toFixed(0);
   const worst = (f: (x: Row) => number) => Math.max(...r.map(f)).toFixed(0);
   console.log(`| ${c >= promptTokens ? `${c} (whole prompt)` : c} | ${med((x) => x.quietP50)} / ${worst((x) => x.quietMax)} | ${med((x) => x.duringP50)} / ${worst((x) => x.duringMax)} | ${med((x) => x.scoreMs)} |`);
 }

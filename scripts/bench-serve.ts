@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { defaultServerConfig, type ServerConfig } from '../src/server/config.ts';
 import { type RunningServer, startServer } from '../src/server/main.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
+import { mean, quantile } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -97,10 +98,6 @@ async function request(url: string, body: unknown): Promise<Sample> {
   return { ttftMs: ttft, latencyMs: performance.now() - t0, tokens };
 }
 
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
-};
 
 const rows: Row[] = [];
 for (const name of args.models.split(',')) {
@@ -134,7 +131,7 @@ for (const name of args.models.split(',')) {
       seconds: wall,
       requestsPerSec: samples.length / wall,
       tokensPerSec: tokens / wall,
-      meanTtftMs: samples.reduce((a, s) => a + s.ttftMs, 0) / samples.length,
+      meanTtftMs: mean(samples.map((s) => s.ttftMs)),
       p50LatencyMs: quantile(samples.map((s) => s.latencyMs), 0.5),
       p95LatencyMs: quantile(samples.map((s) => s.latencyMs), 0.95),
     };

@@ -28,6 +28,7 @@ import { timeDecodeInterleaved } from '../src/runtime/engine/decode-timing.ts';
 import { loadModel } from '../src/runtime/model/load.ts';
 import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
 import { syntheticWeights } from '../src/runtime/model/synthetic.ts';
+import { median } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -170,7 +171,6 @@ async function main(): Promise<void> {
       const timing = await timeDecodeInterleaved([{ spec, weights: model.weights }, ...pruned.map((p) => ({ spec: p.spec, weights: p.weights }))], { batch: 1, promptTokens: 64, steps: 60, warmup: 5, threads, target: serving, maxMs: 300_000 });
       rounds.push(timing.slice(1).map((t) => t.medianMs / timing[0]!.medianMs));
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const lmHead = spec.vocabSize * spec.hidden;
     const denseBlocks = parameterCounts(spec).blocks;
     const servingProfile = profiles[serving.weights ?? serving.dtype]!;

@@ -42,6 +42,7 @@ import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { runKernelChecks } from './cuda/kernel-check.ts';
 import { startBenchServer } from './speedup/serve.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
+import { median } from './lib/stats.ts';
 
 const started = performance.now();
 const { values: args } = parseArgs({
@@ -250,9 +251,8 @@ async function measureDecode(t: ExecutionTarget) {
           if (k >= 2) times.push(performance.now() - t); // two warm-up steps
           for (let s = 0; s < batch; s++) lengthsOf(session)[s] = context - 1;
         }
-        times.sort((a, b) => a - b);
-        const msPerStep = times[Math.floor(times.length / 2)]!;
-        const row: Record<string, unknown> = { context, batch, msPerStep, msPerStepMin: times[0], tokensPerSec: (batch * 1000) / msPerStep };
+        const msPerStep = median(times);
+        const row: Record<string, unknown> = { context, batch, msPerStep, msPerStepMin: Math.min(...times), tokensPerSec: (batch * 1000) / msPerStep };
         if (batch === 1 && bandwidthGBs) row.bandwidthFraction = weightBytesPerToken(spec, t) / (msPerStep / 1000) / (bandwidthGBs * 1e9);
         log(`${t.device} decode step, context ${context}, batch ${batch}: ${msPerStep.toFixed(2)} ms`);
         rows.push(row);

@@ -8,6 +8,7 @@ import { ClosedLoop } from './closed-loop.ts';
 import { generationRequest, type ScenarioDef, sleep, streamRequest } from './harness.ts';
 import { tally } from './report.ts';
 import { StalledReader } from './stalled-reader.ts';
+import { median } from '../lib/stats.ts';
 
 export const stalledReadersScenario: ScenarioDef = {
   id: 'stalled-readers',
@@ -52,7 +53,7 @@ export const disconnectsScenario: ScenarioDef = {
     await sleep(500);
     const after = await Promise.all(Array.from({ length: s.concurrency }, (_, i) => send(server.url, streamRequest(s, i))));
     record.rows.push(tally('baseline streams', baseline), tally('streams hung up after 2 chunks', streams), tally('JSON completions given up after 300 ms', json), tally(`${s.concurrency} streams after`, after));
-    const p50 = (xs: Outcome[]) => xs.map((o) => o.ms).sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+    const p50 = (xs: Outcome[]) => median(xs.map((o) => o.ms));
     record.checks.push(
       { what: 'streams after the disconnects are all served', ok: after.every((o) => o.end === 'finish'), seen: `${after.filter((o) => o.end === 'finish').length} of ${after.length}` },
       { what: 'nothing hung (the hang-ups included: each got its first chunks)', ok: ![...baseline, ...streams, ...json, ...after].some(neverAnswered), seen: `${[...baseline, ...streams, ...json, ...after].filter(neverAnswered).length} never answered` },

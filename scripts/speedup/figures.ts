@@ -7,6 +7,7 @@ import type { RequestRecord } from '../../loadtest/load-generator.ts';
 import { summarize } from '../../loadtest/stats.ts';
 import type { EngineTimes } from './engine-timing.ts';
 import { type HistogramSeries, summarizeSeries } from './histogram.ts';
+import { mean, median } from '../lib/stats.ts';
 
 /** Milliseconds. */
 export interface LatencyStats {
@@ -71,10 +72,7 @@ export function pairedRatio(variantRounds: readonly number[], denseRounds: reado
     if (Number.isFinite(v) && Number.isFinite(d) && d > 0) r.push(v / d);
   }
   if (r.length === 0) return null;
-  r.sort((a, b) => a - b);
-  const mid = r.length / 2;
-  const median = r.length % 2 ? r[Math.floor(mid)]! : (r[mid - 1]! + r[mid]!) / 2;
-  return { median, min: r[0]!, max: r[r.length - 1]!, rounds: r.length };
+  return { median: median(r), min: Math.min(...r), max: Math.max(...r), rounds: r.length };
 }
 
 export interface Agreement {
@@ -135,7 +133,7 @@ export function clientFigures(records: readonly RequestRecord[], elapsedSec: num
     tokensPerSec: elapsedSec > 0 ? completionTokens / elapsedSec : 0,
     requestsPerSec: elapsedSec > 0 ? ok.length / elapsedSec : 0,
     completionTokens,
-    promptTokensMean: prompts.length ? prompts.reduce((a, b) => a + b, 0) / prompts.length : Number.NaN,
+    promptTokensMean: mean(prompts),
     elapsedSec,
   };
 }

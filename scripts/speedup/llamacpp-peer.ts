@@ -28,6 +28,7 @@ import { type GgufWriteDtype, writeGguf } from '../../src/runtime/model/gguf-wri
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { argmax } from './decode-profile.ts';
+import { median, sum } from '../lib/stats.ts';
 
 export const PEER_VERSION = '3.22.1';
 
@@ -174,15 +175,14 @@ export function peerPrompt(vocab: number, length: number, bos: number): number[]
 }
 
 function timing(promptTokens: number, stepsMs: number[], promptMs: number): GenTiming {
-  const decodeMs = stepsMs.reduce((a, b) => a + b, 0);
-  const sorted = [...stepsMs].sort((a, b) => a - b);
+  const decodeMs = sum(stepsMs);
   return {
     promptMs,
     decodeMs,
     decodeTokens: stepsMs.length,
     promptTokensPerSec: (promptTokens / promptMs) * 1000,
     decodeTokensPerSec: (stepsMs.length / decodeMs) * 1000,
-    medianStepMs: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN,
+    medianStepMs: median(stepsMs),
   };
 }
 
@@ -221,9 +221,8 @@ export async function llamaOnce(seq: NlcSequence, prompt: number[], tokens: numb
 }
 
 export function summarizeEngine(reps: GenTiming[]): EngineResult {
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
   const best = reps.reduce((a, b) => (b.decodeTokensPerSec > a.decodeTokensPerSec ? b : a));
-  return { best, medianDecodeTokensPerSec: med(reps.map((r) => r.decodeTokensPerSec)), medianPromptTokensPerSec: med(reps.map((r) => r.promptTokensPerSec)), reps };
+  return { best, medianDecodeTokensPerSec: median(reps.map((r) => r.decodeTokensPerSec)), medianPromptTokensPerSec: median(reps.map((r) => r.promptTokensPerSec)), reps };
 }
 
 export interface PeerModelOptions {

@@ -6,6 +6,7 @@
 import { LATENCY_BUCKETS } from '../../src/server/metrics.ts';
 import { profileRatio } from './decode-profile.ts';
 import { decomposeRatio, engineSplit, engineTable, findVariant, fmt, latencyTable, type ModelSection, peerTable, profileTable, serverTable, type SpeedupReport, TARGETS, targetsTable, variantsTable } from './report.ts';
+import { median } from '../lib/stats.ts';
 
 /** Compression at which the profile predicts `ratio` (may exceed 1: unreachable by block pruning). */
 export function compressionForRatio(p: { blocksMs: number; lmHeadMs: number; overheadMs: number }, ratio: number): number {
@@ -15,7 +16,6 @@ export function compressionForRatio(p: { blocksMs: number; lmHeadMs: number; ove
 
 function agreementSummary(r: SpeedupReport): string[] {
   const tol = fmt.pct(r.settings.tolerance, 0);
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
   const out: string[] = [];
   let allAgree = true;
   for (const s of r.models) {

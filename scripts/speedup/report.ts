@@ -8,6 +8,7 @@ import { profileRatio } from './decode-profile.ts';
 import type { Measurement } from './figures.ts';
 import type { PeerQuant, PeerReport, PeerRun } from './llamacpp-peer.ts';
 import type { ChartPanel } from './svg.ts';
+import { median } from '../lib/stats.ts';
 
 export type StrategyName = 'mop' | 'depth' | 'width';
 
@@ -161,11 +162,6 @@ const verdict = (t: Pick<TargetCheck, 'met' | 'robust' | 'value'>) => (t.met ===
 // Targets
 
 export const TARGETS = { c1: { concurrency: 1, ratio: 0.61 }, c8: { concurrency: 8, ratio: 0.65 }, compression: 0.4, vsBound: 0.03 } as const;
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 function measurementAt(v: VariantResult | undefined, c: number): Measurement | undefined {
   return v?.measurements.find((m) => m.concurrency === c);
