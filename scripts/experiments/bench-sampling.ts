@@ -1,5 +1,5 @@
 /**
- * `node --import tsx scripts/bench-sampling.ts`: what sampling and detokenization cost per token
+ * `node --import tsx scripts/experiments/bench-sampling.ts`: what sampling and detokenization cost per token
  * on a 32k vocabulary, beside the decode step they follow. Times `Sequence.step` (sampler,
  * detokenizer, stop matcher: everything the engine worker does between a step's logits and its
  * token event) over realistic logits, for the sampling settings clients send, and one int8 decode
@@ -12,17 +12,17 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { targetFor } from '../src/runtime/device/device.ts';
-import { timeDecode } from '../src/runtime/engine/decode-timing.ts';
-import { defaultSamplingParams, type SamplingParams } from '../src/runtime/engine/sampling-params.ts';
-import { Sequence } from '../src/runtime/engine/sequence.ts';
-import { createRng } from '../src/runtime/engine/rng.ts';
-import { loadModel } from '../src/runtime/model/load.ts';
-import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
-import { median } from './lib/stats.ts';
+import { targetFor } from '../../src/runtime/device/device.ts';
+import { timeDecode } from '../../src/runtime/engine/decode-timing.ts';
+import { defaultSamplingParams, type SamplingParams } from '../../src/runtime/engine/sampling-params.ts';
+import { Sequence } from '../../src/runtime/engine/sequence.ts';
+import { createRng } from '../../src/runtime/engine/rng.ts';
+import { loadModel } from '../../src/runtime/model/load.ts';
+import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
+import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({ options: { model: { type: 'string' }, tokens: { type: 'string', default: '400' }, threads: { type: 'string', default: '2' } } });
-const repoRoot = path.resolve(import.meta.dirname, '..');
+const repoRoot = path.resolve(import.meta.dirname, '../..');
 
 function modelDir(): string {
   if (args.model) return args.model;

@@ -11,20 +11,20 @@
  * weight bytes read per second. Distinct weights matter: a chain that repeats one matrix runs from
  * the cache and reads several times faster than a real model can.
  *
- *   node --import tsx scripts/bench-int8-kernels.ts [--model 100m] [--layers 12] [--threads 1,2] [--runs 40]
+ *   node --import tsx scripts/experiments/bench-int8-kernels.ts [--model 100m] [--layers 12] [--threads 1,2] [--runs 40]
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { printDocCommentAndExit } from './lib/script-help.ts';
-import { loadBenchModel } from './lib/bench-model.ts';
-import { createOrtSession } from '../src/runtime/device/ort-session.ts';
-import { quantizeMatrix } from '../src/runtime/model/block-quantization.ts';
-import { weightName } from '../src/runtime/model/spec.ts';
-import { transpose } from '../src/runtime/onnx/weight-packing.ts';
-import { matMulNBits } from '../src/runtime/onnx/matmul-nbits.ts';
-import { DataType, type OnnxModel, OnnxGraphBuilder } from '../src/runtime/onnx/onnx-model.ts';
-import { median } from './lib/stats.ts';
+import { printDocCommentAndExit } from '../lib/script-help.ts';
+import { loadBenchModel } from '../lib/bench-model.ts';
+import { createOrtSession } from '../../src/runtime/device/ort-session.ts';
+import { quantizeMatrix } from '../../src/runtime/model/block-quantization.ts';
+import { weightName } from '../../src/runtime/model/spec.ts';
+import { transpose } from '../../src/runtime/onnx/weight-packing.ts';
+import { matMulNBits } from '../../src/runtime/onnx/matmul-nbits.ts';
+import { DataType, type OnnxModel, OnnxGraphBuilder } from '../../src/runtime/onnx/onnx-model.ts';
+import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {

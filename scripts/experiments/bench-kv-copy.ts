@@ -9,17 +9,17 @@
  * cache hold `capacity` positions (zeros: step time does not depend on the values) and prints the
  * median step of each mode.
  *
- *   node --import tsx scripts/bench-kv-copy.ts [--model 100m] [--dtype int8] [--threads 2]
+ *   node --import tsx scripts/experiments/bench-kv-copy.ts [--model 100m] [--dtype int8] [--threads 2]
  *     [--batch 1,8] [--capacity 128,512,1024] [--steps 12]
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
-import { loadBenchModel } from './lib/bench-model.ts';
-import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import type { CacheOutputs } from '../src/runtime/onnx/decoder-attention.ts';
-import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
-import { median } from './lib/stats.ts';
+import { printDocCommentAndExit } from '../lib/script-help.ts';
+import { loadBenchModel } from '../lib/bench-model.ts';
+import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
+import type { CacheOutputs } from '../../src/runtime/onnx/decoder-attention.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
+import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {

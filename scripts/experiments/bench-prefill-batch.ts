@@ -8,7 +8,7 @@
  * sequential prefill has the edge (the first prompt is done after one run), and checks that both
  * ways give the same last-position logits.
  *
- *   node --import tsx scripts/bench-prefill-batch.ts [--models bundled,100m] [--threads 2]
+ *   node --import tsx scripts/experiments/bench-prefill-batch.ts [--models bundled,100m] [--threads 2]
  *     [--prompts 8] [--min 32] [--max 64] [--reps 7] [--padding 1.5] [--dtype float32|int8]
  *     [--out bench-out/prefill-batch.json]
  *
@@ -19,10 +19,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadBenchModel } from './lib/bench-model.ts';
-import { BATCH_PREFILL_PADDING, freshPromptGroups, ModelSession, type PrefillEntry } from '../src/runtime/engine/ort-decoder-session.ts';
-import { parameterCounts } from '../src/runtime/model/spec.ts';
-import { median } from './lib/stats.ts';
+import { loadBenchModel } from '../lib/bench-model.ts';
+import { BATCH_PREFILL_PADDING, freshPromptGroups, ModelSession, type PrefillEntry } from '../../src/runtime/engine/ort-decoder-session.ts';
+import { parameterCounts } from '../../src/runtime/model/spec.ts';
+import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {

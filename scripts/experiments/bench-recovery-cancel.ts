@@ -1,5 +1,5 @@
 /**
- * How fast a cancel stops a recovery run: `node --import tsx scripts/bench-recovery-cancel.ts`.
+ * How fast a cancel stops a recovery run: `node --import tsx scripts/experiments/bench-recovery-cancel.ts`.
  * Runs the default recovery recipe (full fine-tuning, distillation, 16 × 128 per step) on the
  * synthetic 100M shape (random weights and tokens: only time means anything here), aborts at a
  * random moment after the first step, and measures from the moment the cancel was due to the
@@ -8,9 +8,9 @@
  * a step ran before). Not a test. Options: --model 100m|bundled, --reps 3, --threads 2.
  */
 import { parseArgs } from 'node:util';
-import { loadBenchModel } from './lib/bench-model.ts';
-import { createRng } from '../src/runtime/engine/rng.ts';
-import { recover, trainingRowsPerRun } from '../src/runtime/train/recover.ts';
+import { loadBenchModel } from '../lib/bench-model.ts';
+import { createRng } from '../../src/runtime/engine/rng.ts';
+import { recover, trainingRowsPerRun } from '../../src/runtime/train/recover.ts';
 
 const { values: args } = parseArgs({ options: { model: { type: 'string', default: '100m' }, reps: { type: 'string', default: '3' }, threads: { type: 'string', default: '2' } } });
 const model = await loadBenchModel(args.model!);

@@ -5,16 +5,16 @@
  * wall time per pass. Models: the bundled stories260K (head 8, padded to 16 for GQA) and a
  * synthetic hidden-256 / head-32 shape (4 layers, 8 heads over 4 KV heads, ffn 688, vocabulary 1024).
  *
- *   node --import tsx scripts/bench-calibration-attention.ts [--rows 32] [--seq-len 128] [--runs 8] [--threads 2]
+ *   node --import tsx scripts/experiments/bench-calibration-attention.ts [--rows 32] [--seq-len 128] [--runs 8] [--threads 2]
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
-import { fullPlan } from '../src/mop/pruning-plan.ts';
-import { openMaskedForward } from '../src/runtime/calibration/ort-masked-forward.ts';
-import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
-import { syntheticSpec, syntheticWeights } from '../src/runtime/model/synthetic.ts';
-import { median } from './lib/stats.ts';
+import { printDocCommentAndExit } from '../lib/script-help.ts';
+import { fullPlan } from '../../src/mop/pruning-plan.ts';
+import { openMaskedForward } from '../../src/runtime/calibration/ort-masked-forward.ts';
+import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
+import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
+import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -6,18 +6,18 @@
  * held-out slice (data/tinystories-heldout.txt) in non-overlapping windows of 256, as
  * `npm run bench:quality` measures it. Not a test.
  *
- *   node --import tsx scripts/recovery-experiment.ts [--target 0.4] [--steps 300] [--recipes kd-full,ce-full,kd-lora] [--kd-alpha 0.75] [--threads N]
+ *   node --import tsx scripts/experiments/recovery-experiment.ts [--target 0.4] [--steps 300] [--recipes kd-full,ce-full,kd-lora] [--kd-alpha 0.75] [--threads N]
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { defaultHeldoutPath, loadCalibration } from '../src/mop/calibration.ts';
-import { defaultRecoveryStartPath } from '../src/mop/recovery-data.ts';
-import { perplexity, textWindows } from '../src/mop/evaluate.ts';
-import { runMop } from '../src/mop/mop.ts';
-import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
-import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
-import { recover, type RecoveryOptions } from '../src/runtime/train/recover.ts';
+import { defaultHeldoutPath, loadCalibration } from '../../src/mop/calibration.ts';
+import { defaultRecoveryStartPath } from '../../src/mop/recovery-data.ts';
+import { perplexity, textWindows } from '../../src/mop/evaluate.ts';
+import { runMop } from '../../src/mop/mop.ts';
+import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
+import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
+import { recover, type RecoveryOptions } from '../../src/runtime/train/recover.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -5,19 +5,19 @@
  * and tokens: only speed and memory mean anything there). Each configuration runs in its own
  * process so its peak RSS is its own. Not a test.
  *
- *   node --import tsx scripts/bench-recovery-speed.ts [--models bundled,100m] [--kinds full,lora] [--steps-bundled 20] [--steps-100m 4] [--threads N]
+ *   node --import tsx scripts/experiments/bench-recovery-speed.ts [--models bundled,100m] [--kinds full,lora] [--steps-bundled 20] [--steps-100m 4] [--threads N]
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultModelPath, loadModel, packageRoot } from '../src/runtime/model/load.ts';
-import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
-import type { Weights } from '../src/runtime/model/tensor.ts';
-import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
-import { recover, type RecoveryKind } from '../src/runtime/train/recover.ts';
-import { loadBenchModel } from './lib/bench-model.ts';
+import { defaultModelPath, loadModel, packageRoot } from '../../src/runtime/model/load.ts';
+import { type ModelSpec, parameterCounts } from '../../src/runtime/model/spec.ts';
+import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
+import { recover, type RecoveryKind } from '../../src/runtime/train/recover.ts';
+import { loadBenchModel } from '../lib/bench-model.ts';
 
 const { values: args } = parseArgs({
   options: {

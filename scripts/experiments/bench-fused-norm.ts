@@ -4,17 +4,17 @@
  * hits both alike), median of the timed steps, over several rounds: residual Adds folded into the
  * RMSNorms (SkipSimplifiedLayerNormalization, the CPU serving graph's default) against Add + norm.
  *
- *   node --import tsx scripts/bench-fused-norm.ts [--model 100m] [--dtype int8]
+ *   node --import tsx scripts/experiments/bench-fused-norm.ts [--model 100m] [--dtype int8]
  *     [--threads 1] [--batch 1] [--prompt 128] [--steps 64] [--rounds 3]
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
-import { loadBenchModel } from './lib/bench-model.ts';
-import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import { cacheOutputsOn, ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
-import { buildDecoderGraph } from '../src/runtime/onnx/decoder-graph.ts';
-import { median } from './lib/stats.ts';
+import { printDocCommentAndExit } from '../lib/script-help.ts';
+import { loadBenchModel } from '../lib/bench-model.ts';
+import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
+import { cacheOutputsOn, ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
+import { buildDecoderGraph } from '../../src/runtime/onnx/decoder-graph.ts';
+import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {

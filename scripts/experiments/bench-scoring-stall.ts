@@ -7,19 +7,19 @@
  * scheduler's own budget) with decode steps between them; `--chunks` compares piece sizes (a
  * size at least the prompt's length is the old behaviour: the whole prompt in one run).
  *
- *   node --import tsx scripts/bench-scoring-stall.ts [--model 100m|bundled] [--prompt-tokens 1024]
+ *   node --import tsx scripts/experiments/bench-scoring-stall.ts [--model 100m|bundled] [--prompt-tokens 1024]
  *     [--chunks 4096,256,64] [--rounds 3] [--threads N] [--dtype float32|int8] [--out bench-out/scoring-stall.json]
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
-import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import { defaultServerConfig } from '../src/server/config.ts';
-import { startServer } from '../src/server/main.ts';
-import { isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
-import { median } from './lib/stats.ts';
+import { printDocCommentAndExit } from '../lib/script-help.ts';
+import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
+import { defaultServerConfig } from '../../src/server/config.ts';
+import { startServer } from '../../src/server/main.ts';
+import { isBenchModelName, loadBenchModel } from '../lib/bench-model.ts';
+import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -135,7 +135,7 @@ for (const chunk of chunks) {
   }
 }
 
-const report = { date: new Date().toISOString(), command: `node --import tsx scripts/bench-scoring-stall.ts ${process.argv.slice(2).join(' ')}`.trim(), model: args.model, dtype, promptTokens, threads, machine: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), loadAvg: os.loadavg() }, rows };
+const report = { date: new Date().toISOString(), command: `node --import tsx scripts/experiments/bench-scoring-stall.ts ${process.argv.slice(2).join(' ')}`.trim(), model: args.model, dtype, promptTokens, threads, machine: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), loadAvg: os.loadavg() }, rows };
 fs.mkdirSync(path.dirname(args.out), { recursive: true });
 fs.writeFileSync(args.out, JSON.stringify(report, null, 2) + '\n');
 console.log('| scoring piece (tokens) | stream gap before, p50 / max ms | while scoring, p50 / max ms | scoring latency ms |');

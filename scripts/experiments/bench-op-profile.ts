@@ -7,7 +7,7 @@
  * Node binding and our code: feeds, cache bookkeeping, the output copies). The profiler itself
  * adds a little to every node, so the step is slower here than in bench:engine; compare shares.
  *
- *   node --import tsx scripts/bench-op-profile.ts --models bundled,/tmp/pruned [--dtype int8]
+ *   node --import tsx scripts/experiments/bench-op-profile.ts --models bundled,/tmp/pruned [--dtype int8]
  *     [--threads 1] [--batch 1] [--prompt 128] [--steps 32] [--warmup 8] [--out bench-out/op-profile.json]
  *
  * A model is `bundled`, a synthetic preset name (`100m`, `500m`, …: random weights, built here) or
@@ -17,13 +17,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
-import { isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
-import { parseDtypeRequest, targetFor } from '../src/runtime/device/device.ts';
-import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
-import { loadModel } from '../src/runtime/model/load.ts';
-import { parameterCounts, type ModelSpec } from '../src/runtime/model/spec.ts';
-import type { Weights } from '../src/runtime/model/tensor.ts';
+import { printDocCommentAndExit } from '../lib/script-help.ts';
+import { isBenchModelName, loadBenchModel } from '../lib/bench-model.ts';
+import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
+import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
+import { loadModel } from '../../src/runtime/model/load.ts';
+import { parameterCounts, type ModelSpec } from '../../src/runtime/model/spec.ts';
+import type { Weights } from '../../src/runtime/model/tensor.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -131,7 +131,7 @@ for (const name of names) {
   log(`profiling ${name} (${dtype}, ${threads} thread(s), batch ${batch}, ${promptTokens}-token prompt, ${steps} steps)`);
   results.push(await profile(name));
 }
-const report = { date: new Date().toISOString(), command: `node --import tsx scripts/bench-op-profile.ts ${process.argv.slice(2).join(' ')}`.trim(), dtype, threads, batch, promptTokens, steps, machine: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), loadAvg: os.loadavg() }, results };
+const report = { date: new Date().toISOString(), command: `node --import tsx scripts/experiments/bench-op-profile.ts ${process.argv.slice(2).join(' ')}`.trim(), dtype, threads, batch, promptTokens, steps, machine: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), loadAvg: os.loadavg() }, results };
 fs.mkdirSync(path.dirname(args.out), { recursive: true });
 fs.writeFileSync(args.out, JSON.stringify(report, null, 2) + '\n');
 
