@@ -286,16 +286,6 @@ export function resolveConfig(raw: Partial<Record<string, string | undefined>>):
   return config;
 }
 
-/** Config from environment variables alone (scripts that start the server without argv). */
-export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
-  const raw: Partial<Record<string, string>> = {};
-  for (const knob of configKnobs) {
-    const v = env[knob.env];
-    if (v !== undefined) raw[knob.key] = v;
-  }
-  return resolveConfig(raw);
-}
-
 /** The model id derived from a checkpoint path: its file (or directory) name without extension. */
 export function modelNameFromPath(path: string): string {
   const base = basename(path.replace(/[/\\]+$/, ''));

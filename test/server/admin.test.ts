@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { defaultServerConfig } from '../../src/server/config.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { assertOpenAIError, postJson, scrape, startTestServer } from './helpers/server.ts';
+import { waitForPruneJobs } from './helpers/prune-jobs.ts';
 
 const TOKEN = 'test-admin-token';
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -217,7 +218,7 @@ describe('start-up prune', () => {
     try {
       assert.equal(s.state.ready, true, 'ready before the prune finishes');
       assert.equal(s.service.jobs.list().length, 1);
-      await s.service.jobs.idle();
+      await waitForPruneJobs(s.service.jobs);
       assert.equal(s.service.jobs.list()[0]!.status, 'succeeded');
       assert.equal(s.service.active?.id, 'mop-20');
       assert.equal(((await (await completion(s)).json()) as { model: string }).model, 'mop-20');

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { ConfigError, configFromEnv, configKnobs, defaultServerConfig, formatConfig, modelNameFromPath, resolveConfig } from '../../src/server/config.ts';
+import { ConfigError, configKnobs, defaultServerConfig, formatConfig, modelNameFromPath, resolveConfig } from '../../src/server/config.ts';
+import { configFromEnv } from './helpers/config-from-env.ts';
 
 const MOP = fileURLToPath(new URL('../../src/cli/mop.ts', import.meta.url));
 

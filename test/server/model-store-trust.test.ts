@@ -12,6 +12,7 @@ import type { ServerConfig } from '../../src/server/config.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { ModelStore } from '../../src/service/model-store/index.ts';
 import { scrape, startTestServer, waitFor } from './helpers/server.ts';
+import { waitForPruneJobs } from './helpers/prune-jobs.ts';
 
 const TOKEN = 'store-trust-token-0123';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
@@ -39,7 +40,7 @@ interface Job {
 
 async function prune(s: RunningServer, body: Record<string, unknown>): Promise<Job> {
   const started = await json<{ id: string }>(admin(s, 'POST', '/prune', { ...quick, ...body }));
-  await s.service.jobs.idle();
+  await waitForPruneJobs(s.service.jobs);
   return json<Job>(admin(s, 'GET', `/prune/${started.id}`));
 }
 

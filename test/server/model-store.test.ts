@@ -13,6 +13,7 @@ import { defaultServerConfig, type ServerConfig } from '../../src/server/config.
 import type { RunningServer } from '../../src/server/main.ts';
 import { runMop } from '../helpers/run-cli.ts';
 import { postJson, scrape, startTestServer, waitFor } from './helpers/server.ts';
+import { waitForPruneJobs } from './helpers/prune-jobs.ts';
 
 const TOKEN = 'store-admin-token-0123';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
@@ -32,7 +33,7 @@ export async function json<T = Record<string, unknown>>(res: Response | Promise<
 /** Start a prune and wait for it to finish; returns the job with its report. */
 export async function prune(s: RunningServer, body: Record<string, unknown>): Promise<{ id: string; status: string; variant: string; fromStore: boolean; storeKey: string; error: string | null; report?: { result: { ratio: number } } }> {
   const started = await json<{ id: string }>(admin(s, 'POST', '/prune', { ...quick, ...body }));
-  await s.service.jobs.idle();
+  await waitForPruneJobs(s.service.jobs);
   return json(admin(s, 'GET', `/prune/${started.id}`));
 }
 
@@ -220,7 +221,7 @@ describe('mop prune --model-store, then a server with the same start-up target',
 
     const lines: string[] = [];
     s = await startWithStore(dir, { pruneTarget: 0.3, prune: { ...defaultServerConfig.prune, samples: 8, seqLen: 64, recovery: 'none' } }, lines);
-    await s.service.jobs.idle();
+    await waitForPruneJobs(s.service.jobs);
     const [job] = s.service.jobs.list();
     assert.equal(job!.status, 'succeeded', job!.error ?? '');
     assert.equal(job!.fromStore, true, lines.join('\n'));

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server/main.ts';
 import { faultEngineWorker, injectEngineFault } from '../../scripts/faults/inject.ts';
 import { assertOpenAIError, postJson, startTestServer, waitFor } from '../server/helpers/server.ts';
+import { waitForPruneJobs } from '../server/helpers/prune-jobs.ts';
 
 const TOKEN = 'engine-fault-admin-token';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
@@ -64,7 +65,7 @@ describe('a variant whose engine keeps dying', () => {
     s = await startTestServer({ adminToken: TOKEN, maxBatch: 2, engineRestarts: 0 }, { engineWorker: faultEngineWorker });
     const started = await admin(s, 'POST', '/prune', { target: 0.2, samples: 8, seq_len: 64, id: 'small', activate: false });
     assert.equal(started.status, 202, await started.clone().text());
-    await s.service.jobs.idle();
+    await waitForPruneJobs(s.service.jobs);
     assert.ok(s.service.has('small'));
   });
   after(async () => s.close());
@@ -93,7 +94,7 @@ describe('a variant whose engine keeps dying', () => {
     // 'small' is unavailable but its weights are still there: pruning it further is allowed and fails in the worker.
     assert.equal(second.status, 202);
     const job = (await second.json()) as { id: string };
-    await s.service.jobs.idle();
+    await waitForPruneJobs(s.service.jobs);
     const view = (await (await admin(s, 'GET', `/prune/${job.id}`)).json()) as { status: string; error: string };
     assert.equal(view.status, 'failed');
     assert.match(view.error, /already at 20\.\d% compression/);

@@ -17,6 +17,7 @@ import { defaultPruneSettings } from '../../src/service/prune/prune-options.ts';
 import type { PrunedModel, PruneWorkerHandle } from '../../src/service/prune/prune-worker-client.ts';
 import { bundled } from '../mop/helpers.ts';
 import { tempDir } from './model-store-helpers.ts';
+import { waitForPruneJobs } from '../server/helpers/prune-jobs.ts';
 
 const request: PruneJobRequest = { ...defaultPruneSettings(), target: 0.3, activate: false };
 const never = <T>() => new Promise<T>(() => undefined);
@@ -172,7 +173,7 @@ describe('prune jobs under faults', () => {
     const { jobs } = await jobsWith(workers, { maxJobHistory: 2 });
     for (let i = 0; i < 4; i++) {
       await jobs.start(request);
-      await jobs.idle();
+      await waitForPruneJobs(jobs);
     }
     assert.deepEqual(
       jobs.list().map((j) => [j.id, j.status]),
@@ -193,7 +194,7 @@ describe('prune jobs under faults', () => {
     const workers = [fakeWorker({ calibrates: true, result: pruned() }), fakeWorker({ calibrates: true })];
     const { jobs } = await jobsWith(workers, { maxJobHistory: 1 });
     await jobs.start(request);
-    await jobs.idle();
+    await waitForPruneJobs(jobs);
     const running = await jobs.start(request);
     assert.deepEqual(
       jobs.list().map((j) => [j.id, j.status]),

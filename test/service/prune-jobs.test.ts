@@ -12,6 +12,7 @@ import { type PruneJobStore, PruneJobs } from '../../src/service/prune/prune-job
 import { defaultPruneSettings } from '../../src/service/prune/prune-options.ts';
 import { bundled } from '../mop/helpers.ts';
 import { sha256 } from './model-store-helpers.ts';
+import { waitForPruneJobs } from '../server/helpers/prune-jobs.ts';
 
 /** A store in which every key is already served by `mop-30`; its manifest writes wait for `release`. */
 function servedStore(): { store: PruneJobStore; records: string[]; release: () => void } {
@@ -64,12 +65,12 @@ describe('prune jobs', () => {
     await assert.rejects(jobs.start(request), /still running/);
 
     release();
-    await jobs.idle();
+    await waitForPruneJobs(jobs);
     assert.equal(jobs.get(first.id)?.status, 'succeeded');
     assert.deepEqual(records, ['mop-30']);
     assert.deepEqual(activated, ['mop-30']);
     const second = await jobs.start(request);
-    await jobs.idle();
+    await waitForPruneJobs(jobs);
     assert.equal(jobs.get(second.id)?.status, 'succeeded');
     assert.equal(jobs.get(second.id)?.fromStore, true);
     assert.equal(workersStarted, 0);

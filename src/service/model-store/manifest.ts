@@ -4,7 +4,6 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
 import { replaceFileAtomically } from './durable-fs.ts';
 import { errorCode, ManifestCorruptError, ManifestVersionError, StoreInputError } from './errors.ts';
 import { isHexDigest, type HexDigest } from './store-key.ts';
@@ -153,8 +152,4 @@ export async function writeManifestFile(
   beforePublish?.(digest);
   await replaceFileAtomically(file, tmpPath, bytes);
   return { manifest, digest };
-}
-
-export function manifestPath(root: string): string {
-  return join(root, MANIFEST_FILE);
 }

@@ -224,11 +224,6 @@ export class PruneJobs {
     }
   }
 
-  /** Wait for the running job, if any (tests, start-up prune). */
-  async idle(): Promise<void> {
-    await this.running?.done;
-  }
-
   private stop(job: PruneJob): void {
     job.cancelled = true;
     job.abort.abort();
