@@ -114,7 +114,8 @@ export const DEFAULT_MAX_JOB_HISTORY = 32;
 
 /**
  * How long a prune worker may take to read and cut its calibration and recovery text before the
- * job fails: its start-up, plus tokenizing the files the request names (about 1 MiB/s on one core).
+ * job fails: its start-up, plus tokenizing the files the request names, with room for a slow
+ * core (src/service/README.md has the rate this is sized on).
  */
 export function calibratedTimeoutMs(inputBytes: number): number {
   return 60_000 + 5_000 * Math.ceil(inputBytes / 2 ** 20);
