@@ -1,6 +1,6 @@
 /**
  * An engine worker with faults that can be switched on from outside: the real engine worker
- * (src/service/engine/engine-worker.ts) plus a listener on a BroadcastChannel. A stall blocks the
+ * (src/service/variants/engine-worker.ts) plus a listener on a BroadcastChannel. A stall blocks the
  * whole thread (Atomics.wait), exactly as a hung ONNX Runtime call would: no step ends, no
  * message is read, no heartbeat leaves. A crash ends the thread between two steps. A step failure
  * makes the next decode steps throw, as an ONNX Runtime error would.
@@ -41,5 +41,5 @@ if (variant !== undefined) {
   };
   // Never keeps the thread alive on its own.
   channel.unref();
-  await import('../../src/service/engine/engine-worker.ts');
+  await import('../../src/service/variants/engine-worker.ts');
 }

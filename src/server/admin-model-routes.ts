@@ -3,7 +3,7 @@
  * (with `?purge=true`, its model-store entry too).
  */
 import type { Hono } from 'hono';
-import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ServedVariant } from '../service/variants/served-variant.ts';
 import { type AdminDeps, storeWarning } from './admin-context.ts';
 import { conflict, invalidRequest, modelNotFound } from './errors.ts';
 

@@ -17,7 +17,7 @@ import { bodyTooLarge, invalidRequest, modelNotFound, notFound, unavailable } fr
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
 import type { ModelCard, ModelList } from './protocol.ts';
 import type { ModelService } from '../service/model-service.ts';
-import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ServedVariant } from '../service/variants/served-variant.ts';
 import type { ChatTemplate } from './chat-template.ts';
 
 /** Lifecycle flags the app reports on /ready and honours on generation routes. */

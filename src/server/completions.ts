@@ -7,7 +7,7 @@
  */
 import type { PromptScores } from '../runtime/engine/prompt-scores.ts';
 import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenEvent } from '../runtime/engine/sequence.ts';
-import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ServedVariant } from '../service/variants/served-variant.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
 import { parseBody, resolveVariant, streamErrorBody } from './endpoint.ts';

@@ -6,7 +6,7 @@ import { fromZodError, modelNotFound, type OpenAIErrorBody } from './errors.ts';
 import { toApiError } from './service-errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { ModelService } from '../service/model-service.ts';
-import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ServedVariant } from '../service/variants/served-variant.ts';
 import type { ChatTemplate } from './chat-template.ts';
 import type { z } from 'zod';
 

@@ -7,7 +7,7 @@
 import type { FinishEvent, GenerationEvent, GenerationRequest } from '../runtime/engine/sequence.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
 import { outcomeOf, toApiError } from './service-errors.ts';
-import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ServedVariant } from '../service/variants/served-variant.ts';
 
 /** One event of one choice. */
 export interface ChoiceEvent {

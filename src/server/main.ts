@@ -11,7 +11,7 @@ import type { LoadedModel } from '../runtime/model/loaded-model.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../runtime/tokenizer/create.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { ModelService } from '../service/model-service.ts';
-import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ServedVariant } from '../service/variants/served-variant.ts';
 import { StoreSync } from '../service/store-sync/store-sync.ts';
 import { attachAdminEventSocket } from './admin-events.ts';
 import { adminRoutes } from './admin-routes.ts';

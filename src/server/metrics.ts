@@ -10,7 +10,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RequestHandle } from '../runtime/engine/scheduler-types.ts';
 import type { FinishReason, GenerationEvent } from '../runtime/engine/sequence.ts';
-import type { ServedVariant } from '../service/engine/served-variant.ts';
+import type { ServedVariant } from '../service/variants/served-variant.ts';
 import type { StoreUsage } from '../service/store-sync/store-usage.ts';
 
 /** Seconds, from a sub-millisecond GPU decode step to a minutes-long CPU generation. */

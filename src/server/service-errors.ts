@@ -6,7 +6,7 @@
  */
 import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from '../runtime/engine/errors.ts';
 import { QueueFullError, SchedulerClosedError } from '../runtime/engine/scheduler-types.ts';
-import { EngineStalledError, VariantUnavailableError } from '../service/engine/engine-errors.ts';
+import { EngineStalledError, VariantUnavailableError } from '../service/variants/engine-errors.ts';
 import { ApiError, internalError, invalidRequest, queueFull, unavailable } from './errors.ts';
 import type { RequestOutcome } from './metrics.ts';
 

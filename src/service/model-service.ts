@@ -7,14 +7,14 @@ import type { SchedulerOptions } from '../runtime/engine/scheduler-types.ts';
 import type { LoadedModel } from '../runtime/model/loaded-model.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { parameterCounts } from '../runtime/model/spec.ts';
-import { EngineVariant, type RestartPolicy } from './engine/engine-variant.ts';
-import type { EngineSessionOptions } from './engine/engine-protocol.ts';
+import { EngineVariant, type RestartPolicy } from './variants/engine-variant.ts';
+import type { EngineSessionOptions } from './variants/engine-protocol.ts';
 import { PruneJobs, type PruneMetrics } from './prune/prune-jobs.ts';
 import { ServiceEvents } from './service-events.ts';
 import type { StoredModel } from './store-sync/stored-model-io.ts';
 import type { StoreServing } from './store-sync/store-serving.ts';
 import type { StoreSync } from './store-sync/store-sync.ts';
-import type { ServedVariant } from './engine/served-variant.ts';
+import type { ServedVariant } from './variants/served-variant.ts';
 import { type TrafficSplit, VariantRegistry } from './variant-registry.ts';
 
 export const DEFAULT_MAX_VARIANTS = 8;

@@ -4,7 +4,7 @@ import type { RequestHandle } from '../../src/runtime/engine/scheduler-types.ts'
 import type { GenerationEvent } from '../../src/runtime/engine/sequence.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { ServerMetrics } from '../../src/server/metrics.ts';
-import type { ServedVariant } from '../../src/service/engine/served-variant.ts';
+import type { ServedVariant } from '../../src/service/variants/served-variant.ts';
 import { parseMetrics, postJson, scrape, startTestServer, type Samples } from './helpers/server.ts';
 
 const TOKEN = 'test-admin-token-metrics';

@@ -12,7 +12,7 @@ import type { GenerationEvent } from '../../src/runtime/engine/sequence.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { shareWeights } from '../../src/runtime/model/shared-weights.ts';
-import { EngineClient } from '../../src/service/engine/engine-client.ts';
+import { EngineClient } from '../../src/service/variants/engine-client.ts';
 
 const greedy = defaultSamplingParams({ temperature: 0 });
 

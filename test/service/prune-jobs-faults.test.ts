@@ -9,7 +9,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { CalibrationDescription } from '../../src/mop/calibration.ts';
 import { cpuTarget } from '../../src/runtime/device/device.ts';
-import type { EngineVariant } from '../../src/service/engine/engine-variant.ts';
+import type { EngineVariant } from '../../src/service/variants/engine-variant.ts';
 import type { PruneJobRequest, PruneJobView } from '../../src/service/prune/prune-job-view.ts';
 import { type PruneJobsDeps, PruneJobs, PruneWorkerError } from '../../src/service/prune/prune-jobs.ts';
 import { PruneFileError } from '../../src/service/prune/prune-input-files.ts';

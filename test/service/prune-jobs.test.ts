@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cpuTarget } from '../../src/runtime/device/device.ts';
-import type { EngineVariant } from '../../src/service/engine/engine-variant.ts';
+import type { EngineVariant } from '../../src/service/variants/engine-variant.ts';
 import type { HexDigest } from '../../src/service/model-store/index.ts';
 import type { PruneJobRequest } from '../../src/service/prune/prune-job-view.ts';
 import { type PruneJobStore, PruneJobs } from '../../src/service/prune/prune-jobs.ts';

@@ -10,7 +10,7 @@ import type { PruneReport } from '../../mop/report.ts';
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
 import { parameterCounts } from '../../runtime/model/spec.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
-import type { EngineVariant } from '../engine/engine-variant.ts';
+import type { EngineVariant } from '../variants/engine-variant.ts';
 import type { HexDigest, StoredEntry } from '../model-store/index.ts';
 import type { PruneJobRequest, PruneJobView } from './prune-job-view.ts';
 import { type PrunedModel, type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';

@@ -9,7 +9,7 @@ import type { PruneReport } from '../../mop/report.ts';
 import type { DeviceName, ExecutionTarget } from '../../runtime/device/device.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
-import type { WireError } from '../engine/engine-protocol.ts';
+import type { WireError } from '../variants/engine-protocol.ts';
 import type { EntryRecipe, HexDigest } from '../model-store/index.ts';
 import type { PruneRun } from './run-prune.ts';
 

@@ -6,7 +6,7 @@ import { niceCurrentThread } from '../threads/thread-priority.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { shareWeights } from '../../runtime/model/shared-weights.ts';
 import { writePrunedModel } from '../../mop/export.ts';
-import { toWireError } from '../engine/engine-protocol.ts';
+import { toWireError } from '../variants/engine-protocol.ts';
 import { ModelStore } from '../model-store/index.ts';
 import type { FromPruneWorker, PruneWorkerInit, ToPruneWorker } from './prune-protocol.ts';
 import { runPrune } from './run-prune.ts';

@@ -6,7 +6,7 @@ import type { PruneReport } from '../../mop/report.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
-import type { WireError } from '../engine/engine-protocol.ts';
+import type { WireError } from '../variants/engine-protocol.ts';
 import type { EntryProblem, EntryRecord } from '../model-store/index.ts';
 
 /** The worker's `workerData`: one task, then it ends. */

@@ -6,7 +6,7 @@ import { type PruneReport, REPORT_FILE } from '../../mop/report.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import { loadModel } from '../../runtime/model/load.ts';
 import { shareWeights } from '../../runtime/model/shared-weights.ts';
-import { toWireError } from '../engine/engine-protocol.ts';
+import { toWireError } from '../variants/engine-protocol.ts';
 import { checkEntryContents, digestWeights } from '../model-store/index.ts';
 import type { FromStoredModelWorker, StoredModelTask } from './stored-model-protocol.ts';
 
