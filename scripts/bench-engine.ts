@@ -13,24 +13,22 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadBenchModel } from './lib/bench-model.ts';
 import { parseDtypeRequest } from '../src/runtime/device/device.ts';
 import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { DEFAULT_ACCURACY_LEVEL } from '../src/runtime/onnx/matmul-nbits.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'bundled,100m' },
-    prompt: { type: 'string', default: '128' },
-    decode: { type: 'string', default: '64' },
-    batches: { type: 'string', default: '1,8' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    dtype: { type: 'string', default: 'float32' },
-    'ort-spin': { type: 'string', default: 'off' },
-    out: { type: 'string', default: 'bench-out/engine.json' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  models: { type: 'string', default: 'bundled,100m' },
+  prompt: { type: 'string', default: '128' },
+  decode: { type: 'string', default: '64' },
+  batches: { type: 'string', default: '1,8' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  dtype: { type: 'string', default: 'float32' },
+  'ort-spin': { type: 'string', default: 'off' },
+  out: { type: 'string', default: 'bench-out/engine.json' },
 });
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: the engine benchmark runs on the CPU: float32, int8 or int4, not ${args.dtype}`);

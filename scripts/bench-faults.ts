@@ -45,8 +45,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { shellCommand } from './isolation/server-settings.ts';
@@ -55,23 +53,20 @@ import { renderFaultsReport } from './faults/markdown.ts';
 import { type FaultsReport, type ScenarioResult, scenarioPassed } from './faults/report.ts';
 import { allScenarios } from './faults/scenarios.ts';
 import { runSoak } from './faults/soak.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const started = performance.now();
-const { values: args } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    model: { type: 'string' },
-    scenarios: { type: 'string' },
-    'soak-requests': { type: 'string' },
-    'soak-max-sec': { type: 'string' },
-    'soak-concurrency': { type: 'string', default: '4' },
-    out: { type: 'string', default: 'docs/reliability-report.md' },
-    'render-only': { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  quick: { type: 'boolean', default: false },
+  model: { type: 'string' },
+  scenarios: { type: 'string' },
+  'soak-requests': { type: 'string' },
+  'soak-max-sec': { type: 'string' },
+  'soak-concurrency': { type: 'string', default: '4' },
+  out: { type: 'string', default: 'docs/reliability-report.md' },
+  'render-only': { type: 'string' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 
 const outMd = path.resolve(repoRoot, args.out);
 const outJson = outMd.replace(/\.md$/, '') + '.json';

@@ -25,8 +25,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { closedLoop } from './isolation/closed-loop.ts';
@@ -38,31 +36,28 @@ import { startServerProcess } from './isolation/server-process.ts';
 import { printedSetting, shellCommand } from './isolation/server-settings.ts';
 import { evaluateTargets } from './isolation/targets.ts';
 import { AdminClient, type PruneJobResult } from './speedup/admin-client.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const started = performance.now();
-const { values: args } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    model: { type: 'string' },
-    preset: { type: 'string', default: '100m' },
-    concurrency: { type: 'string' },
-    'phase-sec': { type: 'string' },
-    'max-tokens': { type: 'string' },
-    target: { type: 'string' },
-    samples: { type: 'string' },
-    recovery: { type: 'string', default: 'none' },
-    'seq-len': { type: 'string' },
-    'max-batch': { type: 'string' },
-    'prune-timeout-sec': { type: 'string' },
-    note: { type: 'string' },
-    'out-dir': { type: 'string' },
-    name: { type: 'string', default: 'isolation-report' },
-    'render-only': { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  quick: { type: 'boolean', default: false },
+  model: { type: 'string' },
+  preset: { type: 'string', default: '100m' },
+  concurrency: { type: 'string' },
+  'phase-sec': { type: 'string' },
+  'max-tokens': { type: 'string' },
+  target: { type: 'string' },
+  samples: { type: 'string' },
+  recovery: { type: 'string', default: 'none' },
+  'seq-len': { type: 'string' },
+  'max-batch': { type: 'string' },
+  'prune-timeout-sec': { type: 'string' },
+  note: { type: 'string' },
+  'out-dir': { type: 'string' },
+  name: { type: 'string', default: 'isolation-report' },
+  'render-only': { type: 'string' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 
 if (args['render-only']) {
   // Rewrite the Markdown from a report JSON (targets re-evaluated; --note replaces the note) without measuring.

@@ -18,25 +18,23 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { benchModel, ensurePeer, loadPeer, PEER_VERSION, type PeerQuant, peerQuants, type PeerReport, peerEntry } from './speedup/llamacpp-peer.ts';
 import { approxServedBytes, isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'bundled,100m' },
-    quants: { type: 'string', default: 'f32,q8_0' },
-    threads: { type: 'string', default: os.availableParallelism() > 1 ? `${os.availableParallelism()},1` : '1' },
-    'prompt-tokens': { type: 'string', default: '32' },
-    tokens: { type: 'string', default: '64' },
-    reps: { type: 'string', default: '5' },
-    'peer-dir': { type: 'string', default: '.peer' },
-    'peer-version': { type: 'string', default: PEER_VERSION },
-    'gguf-dir': { type: 'string', default: 'bench-out/speedup' },
-    'no-install': { type: 'boolean', default: false },
-    'ort-spin': { type: 'string', default: 'off' },
-    out: { type: 'string', default: 'bench-out/speedup/llamacpp.json' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  models: { type: 'string', default: 'bundled,100m' },
+  quants: { type: 'string', default: 'f32,q8_0' },
+  threads: { type: 'string', default: os.availableParallelism() > 1 ? `${os.availableParallelism()},1` : '1' },
+  'prompt-tokens': { type: 'string', default: '32' },
+  tokens: { type: 'string', default: '64' },
+  reps: { type: 'string', default: '5' },
+  'peer-dir': { type: 'string', default: '.peer' },
+  'peer-version': { type: 'string', default: PEER_VERSION },
+  'gguf-dir': { type: 'string', default: 'bench-out/speedup' },
+  'no-install': { type: 'boolean', default: false },
+  'ort-spin': { type: 'string', default: 'off' },
+  out: { type: 'string', default: 'bench-out/speedup/llamacpp.json' },
 });
 
 const log = (line: string) => process.stderr.write(`[llama.cpp peer] ${line}\n`);

@@ -20,7 +20,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { openMaskedForward } from '../src/runtime/calibration/ort-masked-forward.ts';
 import { toBatches } from '../src/runtime/calibration/token-batch.ts';
 import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
@@ -34,27 +33,26 @@ import { type MopOptions, runMop } from '../src/mop/mop.ts';
 import type { PruneReport, Strategy } from '../src/mop/report.ts';
 import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/prune-options.ts';
 import { prepareRecovery } from '../src/service/prune/run-prune.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    targets: { type: 'string', default: '0.1,0.2,0.3,0.4,0.5' },
-    samples: { type: 'string', default: '32' },
-    'seq-len': { type: 'string', default: '128' },
-    seed: { type: 'string', default: '0' },
-    'eval-seq-len': { type: 'string', default: '256' },
-    'no-sweep': { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false },
-    'no-recovery': { type: 'boolean', default: false },
-    'recovery-targets': { type: 'string' },
-    'sweep-target': { type: 'string', default: '0.4' },
-    'render-only': { type: 'boolean', default: false },
-    append: { type: 'boolean', default: false },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    model: { type: 'string' },
-    calibration: { type: 'string' },
-    heldout: { type: 'string' },
-    out: { type: 'string', default: 'docs/quality-report.md' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  targets: { type: 'string', default: '0.1,0.2,0.3,0.4,0.5' },
+  samples: { type: 'string', default: '32' },
+  'seq-len': { type: 'string', default: '128' },
+  seed: { type: 'string', default: '0' },
+  'eval-seq-len': { type: 'string', default: '256' },
+  'no-sweep': { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  'no-recovery': { type: 'boolean', default: false },
+  'recovery-targets': { type: 'string' },
+  'sweep-target': { type: 'string', default: '0.4' },
+  'render-only': { type: 'boolean', default: false },
+  append: { type: 'boolean', default: false },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  model: { type: 'string' },
+  calibration: { type: 'string' },
+  heldout: { type: 'string' },
+  out: { type: 'string', default: 'docs/quality-report.md' },
 });
 const targets = args.targets.split(',').map(Number);
 const sweepTarget = Number(args['sweep-target']);

@@ -13,7 +13,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { defaultCalibrationPath, defaultHeldoutPath, loadCalibration } from '../src/mop/calibration.ts';
 import { textWindows } from '../src/mop/evaluate.ts';
 import { runMop } from '../src/mop/mop.ts';
@@ -29,18 +28,17 @@ import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/pru
 import { prepareRecovery } from '../src/service/prune/run-prune.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
 import { median } from './lib/stats.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    target: { type: 'string', default: '0.4' },
-    'eval-seq-len': { type: 'string', default: '256' },
-    'speed-model': { type: 'string', default: '100m' },
-    steps: { type: 'string', default: '24' },
-    prompt: { type: 'string', default: '64' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    'no-prune': { type: 'boolean', default: false },
-    out: { type: 'string', default: 'docs/quantization-report.md' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  target: { type: 'string', default: '0.4' },
+  'eval-seq-len': { type: 'string', default: '256' },
+  'speed-model': { type: 'string', default: '100m' },
+  steps: { type: 'string', default: '24' },
+  prompt: { type: 'string', default: '64' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  'no-prune': { type: 'boolean', default: false },
+  out: { type: 'string', default: 'docs/quantization-report.md' },
 });
 const started = performance.now();
 const threads = Number(args.threads);

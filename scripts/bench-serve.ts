@@ -14,23 +14,21 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { defaultServerConfig, type ServerConfig } from '../src/server/config.ts';
 import { type RunningServer, startServer } from '../src/server/main.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
 import { mean, quantile } from './lib/stats.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'bundled,100m' },
-    concurrency: { type: 'string', default: '1,4,16' },
-    'max-tokens': { type: 'string', default: '64' },
-    'prompt-tokens': { type: 'string', default: '32' },
-    rounds: { type: 'string', default: '20' },
-    seconds: { type: 'string', default: '10' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    out: { type: 'string', default: 'bench-out/serve.json' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  models: { type: 'string', default: 'bundled,100m' },
+  concurrency: { type: 'string', default: '1,4,16' },
+  'max-tokens': { type: 'string', default: '64' },
+  'prompt-tokens': { type: 'string', default: '32' },
+  rounds: { type: 'string', default: '20' },
+  seconds: { type: 'string', default: '10' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  out: { type: 'string', default: 'bench-out/serve.json' },
 });
 const levels = args.concurrency.split(',').map(Number);
 const maxTokens = Number(args['max-tokens']);

@@ -35,8 +35,6 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from './lib/script-help.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { parseDtypeRequest, targetFor, type ExecutionTarget } from '../src/runtime/device/device.ts';
@@ -49,36 +47,33 @@ import { measureModel } from './speedup/measure.ts';
 import { approxServedBytes, type BenchModelName, isBenchModelName } from './lib/bench-model.ts';
 import { chartPanels, evaluateTargets, type ModelSection, type SpeedupReport, type StrategyName } from './speedup/report.ts';
 import { renderLatencyChart } from './speedup/svg.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
 const started = performance.now();
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string' },
-    strategies: { type: 'string' },
-    ratios: { type: 'string' },
-    concurrency: { type: 'string' },
-    requests: { type: 'string' },
-    'max-tokens': { type: 'string' },
-    rounds: { type: 'string' },
-    samples: { type: 'string' },
-    'seq-len': { type: 'string' },
-    threads: { type: 'string' },
-    'ort-spin': { type: 'string' },
-    'max-loaded': { type: 'string' },
-    dtype: { type: 'string' },
-    budget: { type: 'string' },
-    'peer-quants': { type: 'string' },
-    tolerance: { type: 'string' },
-    prompts: { type: 'string' },
-    'no-peer': { type: 'boolean', default: false },
-    'peer-json': { type: 'string' },
-    'out-dir': { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    'render-only': { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  models: { type: 'string' },
+  strategies: { type: 'string' },
+  ratios: { type: 'string' },
+  concurrency: { type: 'string' },
+  requests: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  rounds: { type: 'string' },
+  samples: { type: 'string' },
+  'seq-len': { type: 'string' },
+  threads: { type: 'string' },
+  'ort-spin': { type: 'string' },
+  'max-loaded': { type: 'string' },
+  dtype: { type: 'string' },
+  budget: { type: 'string' },
+  'peer-quants': { type: 'string' },
+  tolerance: { type: 'string' },
+  prompts: { type: 'string' },
+  'no-peer': { type: 'boolean', default: false },
+  'peer-json': { type: 'string' },
+  'out-dir': { type: 'string' },
+  quick: { type: 'boolean', default: false },
+  'render-only': { type: 'string' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 

@@ -19,7 +19,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { type LatencyProfile, measureLatencyProfile, predictedStepUs } from '../src/mop/latency-profile.ts';
 import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/prune-options.ts';
 import { runPrune } from '../src/service/prune/run-prune.ts';
@@ -29,17 +28,16 @@ import { loadModel } from '../src/runtime/model/load.ts';
 import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
 import { syntheticWeights } from '../src/runtime/model/synthetic.ts';
 import { median } from './lib/stats.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    preset: { type: 'string', default: '100m' },
-    target: { type: 'string', default: '0.4' },
-    threads: { type: 'string', default: '2' },
-    dtype: { type: 'string', default: 'int8' },
-    'skip-prune': { type: 'boolean', default: false },
-    'out-dir': { type: 'string', default: 'docs' },
-    note: { type: 'string' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  preset: { type: 'string', default: '100m' },
+  target: { type: 'string', default: '0.4' },
+  threads: { type: 'string', default: '2' },
+  dtype: { type: 'string', default: 'int8' },
+  'skip-prune': { type: 'boolean', default: false },
+  'out-dir': { type: 'string', default: 'docs' },
+  note: { type: 'string' },
 });
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const threads = Number(args.threads);

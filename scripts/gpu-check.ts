@@ -20,7 +20,6 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { runLoad } from '../loadtest/load-generator.ts';
 import { defaultCalibrationPath, loadCalibration } from '../src/mop/calibration.ts';
@@ -43,24 +42,23 @@ import { runKernelChecks } from './cuda/kernel-check.ts';
 import { startBenchServer } from './speedup/serve.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
 import { median } from './lib/stats.ts';
+import { parseScriptArgs } from './lib/script-args.ts';
 
 const started = performance.now();
-const { values: args } = parseArgs({
-  options: {
-    out: { type: 'string', default: 'gpu-check.json' },
-    device: { type: 'string', default: 'auto' },
-    preset: { type: 'string', default: '1b' },
-    ratio: { type: 'string', default: '0.4' },
-    contexts: { type: 'string', default: '128,1024,4096' },
-    batches: { type: 'string', default: '1,8' },
-    steps: { type: 'string', default: '16' },
-    samples: { type: 'string', default: '8' },
-    'seq-len': { type: 'string', default: '64' },
-    requests: { type: 'string', default: '8,16' },
-    'max-tokens': { type: 'string', default: '32' },
-    'bandwidth-gbs': { type: 'string' },
-    'budget-s': { type: 'string', default: '420' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  out: { type: 'string', default: 'gpu-check.json' },
+  device: { type: 'string', default: 'auto' },
+  preset: { type: 'string', default: '1b' },
+  ratio: { type: 'string', default: '0.4' },
+  contexts: { type: 'string', default: '128,1024,4096' },
+  batches: { type: 'string', default: '1,8' },
+  steps: { type: 'string', default: '16' },
+  samples: { type: 'string', default: '8' },
+  'seq-len': { type: 'string', default: '64' },
+  requests: { type: 'string', default: '8,16' },
+  'max-tokens': { type: 'string', default: '32' },
+  'bandwidth-gbs': { type: 'string' },
+  'budget-s': { type: 'string', default: '420' },
 });
 const list = (s: string) => s.split(',').map(Number);
 const budgetMs = Number(args['budget-s']) * 1000;

@@ -8,24 +8,19 @@
  *   node --import tsx scripts/experiments/bench-calibration-attention.ts [--rows 32] [--seq-len 128] [--runs 8] [--threads 2]
  */
 import os from 'node:os';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from '../lib/script-help.ts';
 import { fullPlan } from '../../src/mop/pruning-plan.ts';
 import { openMaskedForward } from '../../src/runtime/calibration/ort-masked-forward.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import { median } from '../lib/stats.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    rows: { type: 'string', default: '32' },
-    'seq-len': { type: 'string', default: '128' },
-    runs: { type: 'string', default: '8' },
-    threads: { type: 'string', default: String(Math.min(2, os.availableParallelism())) },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  rows: { type: 'string', default: '32' },
+  'seq-len': { type: 'string', default: '128' },
+  runs: { type: 'string', default: '8' },
+  threads: { type: 'string', default: String(Math.min(2, os.availableParallelism())) },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 const [rows, seqLen, runs, threads] = [args.rows, args['seq-len'], args.runs, args.threads].map(Number) as [number, number, number, number];
 
 const wide = syntheticSpec({ vocabSize: 1024, hidden: 256, layers: 4, heads: 8, kvHeads: 4, ffn: 688, maxContext: 2048 });

@@ -8,27 +8,22 @@
  *     [--threads 1] [--batch 1] [--prompt 128] [--steps 64] [--rounds 3]
  */
 import os from 'node:os';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from '../lib/script-help.ts';
 import { loadBenchModel } from '../lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
 import { cacheOutputsOn, ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { buildDecoderGraph } from '../../src/runtime/onnx/decoder-graph.ts';
 import { median } from '../lib/stats.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    model: { type: 'string', default: '100m' },
-    dtype: { type: 'string', default: 'int8' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    prompt: { type: 'string', default: '128' },
-    steps: { type: 'string', default: '64' },
-    rounds: { type: 'string', default: '3' },
-    batch: { type: 'string', default: '1' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  model: { type: 'string', default: '100m' },
+  dtype: { type: 'string', default: 'int8' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  prompt: { type: 'string', default: '128' },
+  steps: { type: 'string', default: '64' },
+  rounds: { type: 'string', default: '3' },
+  batch: { type: 'string', default: '1' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: float32, int8 or int4 (CPU), not '${args.dtype}'`);
 const target = targetFor('cpu', dtype);

@@ -14,9 +14,7 @@
  *   node --import tsx scripts/experiments/bench-int8-kernels.ts [--model 100m] [--layers 12] [--threads 1,2] [--runs 40]
  */
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { printDocCommentAndExit } from '../lib/script-help.ts';
 import { loadBenchModel } from '../lib/bench-model.ts';
 import { createOrtSession } from '../../src/runtime/device/ort-session.ts';
 import { quantizeMatrix } from '../../src/runtime/model/block-quantization.ts';
@@ -25,17 +23,14 @@ import { transpose } from '../../src/runtime/onnx/weight-packing.ts';
 import { matMulNBits } from '../../src/runtime/onnx/matmul-nbits.ts';
 import { DataType, type OnnxModel, OnnxGraphBuilder } from '../../src/runtime/onnx/onnx-model.ts';
 import { median } from '../lib/stats.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    model: { type: 'string', default: '100m' },
-    layers: { type: 'string' },
-    threads: { type: 'string', default: os.availableParallelism() > 1 ? `1,${os.availableParallelism()}` : '1' },
-    runs: { type: 'string', default: '40' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  model: { type: 'string', default: '100m' },
+  layers: { type: 'string' },
+  threads: { type: 'string', default: os.availableParallelism() > 1 ? `1,${os.availableParallelism()}` : '1' },
+  runs: { type: 'string', default: '40' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 
 /** ONNX TensorProto element type int8 (onnx-model.ts names only the types the graphs use). */
 const INT8 = 3;

@@ -13,26 +13,21 @@
  *     [--batch 1,8] [--capacity 128,512,1024] [--steps 12]
  */
 import os from 'node:os';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from '../lib/script-help.ts';
 import { loadBenchModel } from '../lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
 import type { CacheOutputs } from '../../src/runtime/onnx/decoder-attention.ts';
 import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { median } from '../lib/stats.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    model: { type: 'string', default: '100m' },
-    dtype: { type: 'string', default: 'int8' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    batch: { type: 'string', default: '1,8' },
-    capacity: { type: 'string', default: '128,512,1024' },
-    steps: { type: 'string', default: '12' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  model: { type: 'string', default: '100m' },
+  dtype: { type: 'string', default: 'int8' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  batch: { type: 'string', default: '1,8' },
+  capacity: { type: 'string', default: '128,512,1024' },
+  steps: { type: 'string', default: '12' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: float32, int8 or int4 (CPU), not '${args.dtype}'`);
 const list = (s: string) => s.split(',').map(Number);

@@ -16,29 +16,24 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from '../lib/script-help.ts';
 import { isBenchModelName, loadBenchModel } from '../lib/bench-model.ts';
 import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
 import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { loadModel } from '../../src/runtime/model/load.ts';
 import { parameterCounts, type ModelSpec } from '../../src/runtime/model/spec.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'bundled' },
-    dtype: { type: 'string', default: 'float32' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    batch: { type: 'string', default: '1' },
-    prompt: { type: 'string', default: '128' },
-    steps: { type: 'string', default: '32' },
-    warmup: { type: 'string', default: '8' },
-    out: { type: 'string', default: 'bench-out/op-profile.json' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  models: { type: 'string', default: 'bundled' },
+  dtype: { type: 'string', default: 'float32' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  batch: { type: 'string', default: '1' },
+  prompt: { type: 'string', default: '128' },
+  steps: { type: 'string', default: '32' },
+  warmup: { type: 'string', default: '8' },
+  out: { type: 'string', default: 'bench-out/op-profile.json' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: float32, int8 or int4 (CPU), not '${args.dtype}'`);
 const target = targetFor('cpu', dtype);

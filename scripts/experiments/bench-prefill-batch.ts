@@ -18,24 +18,22 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadBenchModel } from '../lib/bench-model.ts';
 import { BATCH_PREFILL_PADDING, freshPromptGroups, ModelSession, type PrefillEntry } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { median } from '../lib/stats.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'bundled,100m' },
-    threads: { type: 'string', default: '2' },
-    prompts: { type: 'string', default: '8' },
-    min: { type: 'string', default: '32' },
-    max: { type: 'string', default: '64' },
-    reps: { type: 'string', default: '7' },
-    padding: { type: 'string', default: String(BATCH_PREFILL_PADDING) },
-    dtype: { type: 'string', default: 'float32' },
-    out: { type: 'string', default: 'bench-out/prefill-batch.json' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  models: { type: 'string', default: 'bundled,100m' },
+  threads: { type: 'string', default: '2' },
+  prompts: { type: 'string', default: '8' },
+  min: { type: 'string', default: '32' },
+  max: { type: 'string', default: '64' },
+  reps: { type: 'string', default: '7' },
+  padding: { type: 'string', default: String(BATCH_PREFILL_PADDING) },
+  dtype: { type: 'string', default: 'float32' },
+  out: { type: 'string', default: 'bench-out/prefill-batch.json' },
 });
 const threads = Number(args.threads);
 const nPrompts = Number(args.prompts);

@@ -7,12 +7,12 @@
  * default rows per ONNX Runtime run (trainingRowsPerRun) and with the whole batch in one run (how
  * a step ran before). Not a test. Options: --model 100m|bundled, --reps 3, --threads 2.
  */
-import { parseArgs } from 'node:util';
 import { loadBenchModel } from '../lib/bench-model.ts';
 import { createRng } from '../../src/runtime/engine/rng.ts';
 import { recover, trainingRowsPerRun } from '../../src/runtime/train/recover.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({ options: { model: { type: 'string', default: '100m' }, reps: { type: 'string', default: '3' }, threads: { type: 'string', default: '2' } } });
+const args = parseScriptArgs(import.meta.url, { model: { type: 'string', default: '100m' }, reps: { type: 'string', default: '3' }, threads: { type: 'string', default: '2' } });
 const model = await loadBenchModel(args.model!);
 const { spec } = model;
 const rng = createRng(7);

@@ -11,23 +11,21 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { defaultModelPath, loadModel, packageRoot } from '../../src/runtime/model/load.ts';
 import { type ModelSpec, parameterCounts } from '../../src/runtime/model/spec.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import { recover, type RecoveryKind } from '../../src/runtime/train/recover.ts';
 import { loadBenchModel } from '../lib/bench-model.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'bundled,100m' },
-    kinds: { type: 'string', default: 'full,lora' },
-    'steps-bundled': { type: 'string', default: '20' },
-    'steps-100m': { type: 'string', default: '4' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    one: { type: 'string' },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  models: { type: 'string', default: 'bundled,100m' },
+  kinds: { type: 'string', default: 'full,lora' },
+  'steps-bundled': { type: 'string', default: '20' },
+  'steps-100m': { type: 'string', default: '4' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  one: { type: 'string' },
 });
 const BATCH = 4;
 const SEQ = 128;

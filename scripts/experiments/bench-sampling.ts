@@ -11,7 +11,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { targetFor } from '../../src/runtime/device/device.ts';
 import { timeDecode } from '../../src/runtime/engine/decode-timing.ts';
 import { defaultSamplingParams, type SamplingParams } from '../../src/runtime/engine/sampling-params.ts';
@@ -20,8 +19,9 @@ import { createRng } from '../../src/runtime/engine/rng.ts';
 import { loadModel } from '../../src/runtime/model/load.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import { median } from '../lib/stats.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({ options: { model: { type: 'string' }, tokens: { type: 'string', default: '400' }, threads: { type: 'string', default: '2' } } });
+const args = parseScriptArgs(import.meta.url, { model: { type: 'string' }, tokens: { type: 'string', default: '400' }, threads: { type: 'string', default: '2' } });
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 
 function modelDir(): string {

@@ -13,27 +13,22 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { printDocCommentAndExit } from '../lib/script-help.ts';
 import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
 import { defaultServerConfig } from '../../src/server/config.ts';
 import { startServer } from '../../src/server/main.ts';
 import { isBenchModelName, loadBenchModel } from '../lib/bench-model.ts';
 import { median } from '../lib/stats.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    model: { type: 'string', default: '100m' },
-    'prompt-tokens': { type: 'string', default: '1024' },
-    chunks: { type: 'string', default: '4096,256,64' },
-    rounds: { type: 'string', default: '3' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    dtype: { type: 'string', default: 'float32' },
-    out: { type: 'string', default: 'bench-out/scoring-stall.json' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  model: { type: 'string', default: '100m' },
+  'prompt-tokens': { type: 'string', default: '1024' },
+  chunks: { type: 'string', default: '4096,256,64' },
+  rounds: { type: 'string', default: '3' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
+  dtype: { type: 'string', default: 'float32' },
+  out: { type: 'string', default: 'bench-out/scoring-stall.json' },
 });
-if (args.help) printDocCommentAndExit(import.meta.url);
 if (!isBenchModelName(args.model)) throw new Error(`--model: unknown model '${args.model}'`);
 const promptTokens = Number(args['prompt-tokens']);
 const chunks = args.chunks.split(',').map(Number);

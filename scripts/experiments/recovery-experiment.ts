@@ -10,7 +10,6 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import { defaultHeldoutPath, loadCalibration } from '../../src/mop/calibration.ts';
 import { defaultRecoveryStartPath } from '../../src/mop/recovery-data.ts';
 import { perplexity, textWindows } from '../../src/mop/evaluate.ts';
@@ -18,19 +17,18 @@ import { runMop } from '../../src/mop/mop.ts';
 import { defaultModelPath, loadModel } from '../../src/runtime/model/load.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import { recover, type RecoveryOptions } from '../../src/runtime/train/recover.ts';
+import { parseScriptArgs } from '../lib/script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    target: { type: 'string', default: '0.4' },
-    steps: { type: 'string', default: '300' },
-    batch: { type: 'string', default: '16' },
-    'seq-len': { type: 'string', default: '128' },
-    lr: { type: 'string', default: '2e-3' },
-    'lora-lr': { type: 'string', default: '5e-3' },
-    'kd-alpha': { type: 'string', default: '0.75' },
-    recipes: { type: 'string', default: 'kd-full,ce-full,kd-lora' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-  },
+const args = parseScriptArgs(import.meta.url, {
+  target: { type: 'string', default: '0.4' },
+  steps: { type: 'string', default: '300' },
+  batch: { type: 'string', default: '16' },
+  'seq-len': { type: 'string', default: '128' },
+  lr: { type: 'string', default: '2e-3' },
+  'lora-lr': { type: 'string', default: '5e-3' },
+  'kd-alpha': { type: 'string', default: '0.75' },
+  recipes: { type: 'string', default: 'kd-full,ce-full,kd-lora' },
+  threads: { type: 'string', default: String(os.availableParallelism()) },
 });
 const threads = Number(args.threads);
 const seqLen = Number(args['seq-len']);
