@@ -19,6 +19,7 @@ import { ModelSession } from '../src/runtime/engine/ort-decoder-session.ts';
 import { DEFAULT_ACCURACY_LEVEL } from '../src/runtime/onnx/matmul-nbits.ts';
 import { parameterCounts } from '../src/runtime/model/spec.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { onOffOption } from './lib/option-values.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   models: { type: 'string', default: 'bundled,100m' },
@@ -32,8 +33,7 @@ const args = parseScriptArgs(import.meta.url, {
 });
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: the engine benchmark runs on the CPU: float32, int8 or int4, not ${args.dtype}`);
-if (args['ort-spin'] !== 'on' && args['ort-spin'] !== 'off') throw new Error(`--ort-spin: on or off, not ${args['ort-spin']}`);
-const spin = args['ort-spin'] === 'on';
+const spin = onOffOption('ort-spin', args['ort-spin']);
 const target = dtype === 'float32' ? { device: 'cpu' as const, dtype } : { device: 'cpu' as const, dtype: 'float32' as const, weights: dtype };
 const promptLen = Number(args.prompt);
 const decodeSteps = Number(args.decode);

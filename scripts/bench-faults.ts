@@ -39,12 +39,11 @@
  * id (a rerun of a few scenarios joined to a full run; the command line says so).
  * Every request, wait and server is bounded in time; nothing leaves this machine.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { shellCommand } from './isolation/server-settings.ts';
@@ -54,8 +53,11 @@ import { type FaultsReport, type ScenarioResult, scenarioPassed } from './faults
 import { allScenarios } from './faults/scenarios.ts';
 import { runSoak } from './faults/soak.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { log } from './lib/log.ts';
+import { intOption, listOption } from './lib/option-values.ts';
+import { repoRoot } from './lib/repo-root.ts';
+import { synthModelDir } from './lib/synth-model-dir.ts';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const started = performance.now();
 const args = parseScriptArgs(import.meta.url, {
   quick: { type: 'boolean', default: false },
@@ -91,14 +93,8 @@ if (args['render-only']) {
 }
 
 const quick = args.quick;
-const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-const posInt = (name: string, v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive integer, got '${v}'`);
-  return n;
-};
 const known = [...allScenarios.map((d) => d.id), 'soak'];
-const picked = args.scenarios?.split(',').map((x) => x.trim()).filter(Boolean) ?? known;
+const picked = args.scenarios !== undefined ? listOption(args.scenarios) : known;
 for (const id of picked) if (!known.includes(id)) throw new Error(`--scenarios: unknown scenario '${id}'; one of ${known.join(', ')}`);
 
 const outDir = path.join(repoRoot, 'bench-out', 'faults');
@@ -109,13 +105,7 @@ function modelChoice(name: string): { args: string[]; id: string; label: string 
   if (name === 'bundled') return { args: [], id: 'stories260K', label: 'bundled stories260K (float32)' };
   let dir = path.resolve(name);
   if (name === '100m' || name === '1b') {
-    dir = path.join(repoRoot, 'bench-out', `synth-${name}`);
-    if (!fs.existsSync(path.join(dir, 'config.json'))) {
-      fs.rmSync(dir, { recursive: true, force: true }); // a half-written one from an interrupted run
-      log(`writing the synthetic '${name}' model: mop synth --preset ${name} --out ${path.relative(repoRoot, dir)}`);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/mop.ts'), 'synth', '--preset', name, '--out', dir], { cwd: repoRoot, stdio: 'inherit', timeout: 300_000 });
-      if (r.status !== 0) throw new Error(`mop synth failed (exit ${r.status})`);
-    }
+    dir = synthModelDir(name, log);
     return { args: ['-m', dir, '--dtype', 'int8'], id: path.basename(dir), label: `synthetic ${name} shape (\`mop synth --preset ${name}\`), int8 weights` };
   }
   return { args: ['-m', dir, '--dtype', 'int8'], id: path.basename(dir).replace(/\.[^.]+$/, ''), label: `${path.relative(repoRoot, dir)}, int8 weights` };
@@ -187,9 +177,9 @@ for (const def of allScenarios as readonly ScenarioDef[]) {
   write();
 }
 if (picked.includes('soak')) {
-  const requests = args['soak-requests'] !== undefined ? posInt('soak-requests', args['soak-requests']) : quick ? 500 : 10_000;
-  const maxSec = args['soak-max-sec'] !== undefined ? posInt('soak-max-sec', args['soak-max-sec']) : quick ? 20 : 60;
-  report.soak = await runSoak({ settings, requests, maxSec, concurrency: posInt('soak-concurrency', args['soak-concurrency']) });
+  const requests = args['soak-requests'] !== undefined ? intOption('soak-requests', args['soak-requests']) : quick ? 500 : 10_000;
+  const maxSec = args['soak-max-sec'] !== undefined ? intOption('soak-max-sec', args['soak-max-sec']) : quick ? 20 : 60;
+  report.soak = await runSoak({ settings, requests, maxSec, concurrency: intOption('soak-concurrency', args['soak-concurrency']) });
   write();
 }
 write();

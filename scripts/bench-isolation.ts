@@ -19,12 +19,10 @@
  * unless --out-dir is given. Everything is bounded: requests per phase, the prune job's time, and
  * each request's and probe's timeout; all traffic is loopback.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROMPTS_FILE } from '../loadtest/options.ts';
 import { loadPrompts } from '../loadtest/prompts.ts';
 import { closedLoop } from './isolation/closed-loop.ts';
@@ -37,8 +35,11 @@ import { printedSetting, shellCommand } from './isolation/server-settings.ts';
 import { evaluateTargets } from './isolation/targets.ts';
 import { AdminClient, type PruneJobResult } from './speedup/admin-client.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { log } from './lib/log.ts';
+import { isPositiveInt, listOption, numberOption } from './lib/option-values.ts';
+import { repoRoot } from './lib/repo-root.ts';
+import { synthModelDir } from './lib/synth-model-dir.ts';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const started = performance.now();
 const args = parseScriptArgs(import.meta.url, {
   quick: { type: 'boolean', default: false },
@@ -73,25 +74,18 @@ if (args['render-only']) {
 }
 
 const quick = args.quick;
-const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-const num = (name: string, v: string, ok: (n: number) => boolean): number => {
-  const n = Number(v);
-  if (!ok(n)) throw new Error(`--${name}: bad value '${v}'`);
-  return n;
-};
-const posInt = (n: number) => Number.isInteger(n) && n >= 1;
-const concurrency = (args.concurrency ?? '4,8').split(',').map((c) => num('concurrency', c.trim(), posInt));
-const phaseSec = num('phase-sec', args['phase-sec'] ?? (quick ? '5' : '20'), (n) => n > 0 && n <= 600);
-const maxTokens = num('max-tokens', args['max-tokens'] ?? (quick ? '16' : '32'), posInt);
-const target = num('target', args.target ?? '0.4', (n) => n > 0 && n <= 0.9);
+const concurrency = listOption(args.concurrency ?? '4,8').map((c) => numberOption('concurrency', c, isPositiveInt));
+const phaseSec = numberOption('phase-sec', args['phase-sec'] ?? (quick ? '5' : '20'), (n) => n > 0 && n <= 600);
+const maxTokens = numberOption('max-tokens', args['max-tokens'] ?? (quick ? '16' : '32'), isPositiveInt);
+const target = numberOption('target', args.target ?? '0.4', (n) => n > 0 && n <= 0.9);
 // The prune's own work, not its quality, is what loads the server: recovery fine-tuning on the 100M
 // shape takes seconds per step, so it is off unless asked for (--recovery lora|full).
 const recovery = args.recovery as 'none' | 'lora' | 'full';
 if (!['none', 'lora', 'full'].includes(recovery)) throw new Error(`--recovery: expected none, lora or full, got '${recovery}'`);
-const samples = num('samples', args.samples ?? (quick ? '4' : '8'), posInt);
-const seqLen = num('seq-len', args['seq-len'] ?? (quick ? '32' : '64'), (n) => posInt(n) && n >= 2);
-const maxBatch = num('max-batch', args['max-batch'] ?? '8', posInt);
-const pruneTimeoutSec = num('prune-timeout-sec', args['prune-timeout-sec'] ?? '900', posInt);
+const samples = numberOption('samples', args.samples ?? (quick ? '4' : '8'), isPositiveInt);
+const seqLen = numberOption('seq-len', args['seq-len'] ?? (quick ? '32' : '64'), (n) => isPositiveInt(n) && n >= 2);
+const maxBatch = numberOption('max-batch', args['max-batch'] ?? '8', isPositiveInt);
+const pruneTimeoutSec = numberOption('prune-timeout-sec', args['prune-timeout-sec'] ?? '900', isPositiveInt);
 const outDir = args['out-dir'] ?? (quick ? 'bench-out/isolation-quick' : 'docs');
 const name = args.name;
 const requestTimeoutSec = 120;
@@ -107,16 +101,7 @@ fs.mkdirSync(path.join(repoRoot, 'bench-out'), { recursive: true });
 /** The model directory: --model, or `mop synth --preset P` cached under bench-out/. */
 function modelDir(): string {
   if (args.model) return path.resolve(args.model);
-  const dir = path.join(repoRoot, 'bench-out', `synth-${args.preset}`);
-  if (fs.existsSync(path.join(dir, 'config.json'))) {
-    log(`reusing ${path.relative(repoRoot, dir)}`);
-    return dir;
-  }
-  fs.rmSync(dir, { recursive: true, force: true }); // a half-written one from an interrupted run
-  log(`writing the synthetic '${args.preset}' model: node bin/mop.js synth --preset ${args.preset} --out ${path.relative(repoRoot, dir)}`);
-  const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin/mop.js'), 'synth', '--preset', args.preset, '--out', dir], { cwd: repoRoot, stdio: 'inherit' });
-  if (r.status !== 0) throw new Error(`mop synth failed (exit ${r.status})`);
-  return dir;
+  return synthModelDir(args.preset, log);
 }
 
 const model = modelDir();

@@ -21,6 +21,7 @@ import path from 'node:path';
 import { benchModel, ensurePeer, loadPeer, PEER_VERSION, type PeerQuant, peerQuants, type PeerReport, peerEntry } from './speedup/llamacpp-peer.ts';
 import { approxServedBytes, isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { intOption, listOption, onOffOption } from './lib/option-values.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   models: { type: 'string', default: 'bundled,100m' },
@@ -38,20 +39,14 @@ const args = parseScriptArgs(import.meta.url, {
 });
 
 const log = (line: string) => process.stderr.write(`[llama.cpp peer] ${line}\n`);
-const int = (name: string, v: string, min: number, max: number): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], not '${v}'`);
-  return n;
-};
-const threads = args.threads.split(',').map((t) => int('threads', t.trim(), 1, 256));
-const promptTokens = int('prompt-tokens', args['prompt-tokens'], 2, 1024);
-const tokens = int('tokens', args.tokens, 2, 1024);
-const reps = int('reps', args.reps, 1, 20);
-if (args['ort-spin'] !== 'on' && args['ort-spin'] !== 'off') throw new Error(`--ort-spin: on or off, not '${args['ort-spin']}'`);
-const ortSpin = args['ort-spin'] === 'on';
-const models = args.models.split(',').map((m) => m.trim()).filter(Boolean);
+const threads = listOption(args.threads).map((t) => intOption('threads', t, 1, 256));
+const promptTokens = intOption('prompt-tokens', args['prompt-tokens'], 2, 1024);
+const tokens = intOption('tokens', args.tokens, 2, 1024);
+const reps = intOption('reps', args.reps, 1, 20);
+const ortSpin = onOffOption('ort-spin', args['ort-spin']);
+const models = listOption(args.models);
 for (const m of models) if (!isBenchModelName(m)) throw new Error(`unknown model '${m}'`);
-const quants = args.quants.split(',').map((q) => q.trim().toLowerCase()).filter(Boolean) as PeerQuant[];
+const quants = listOption(args.quants.toLowerCase()) as PeerQuant[];
 for (const q of quants) if (!peerQuants.includes(q)) throw new Error(`--quants: unknown '${q}' (${peerQuants.join(', ')})`);
 
 const report: PeerReport = {

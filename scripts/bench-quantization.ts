@@ -29,6 +29,7 @@ import { prepareRecovery } from '../src/service/prune/run-prune.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
 import { median } from './lib/stats.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { log } from './lib/log.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   target: { type: 'string', default: '0.4' },
@@ -43,7 +44,6 @@ const args = parseScriptArgs(import.meta.url, {
 const started = performance.now();
 const threads = Number(args.threads);
 const target = Number(args.target);
-const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 const command = `node --import tsx scripts/bench-quantization.ts${process.argv.length > 2 ? ' ' + process.argv.slice(2).join(' ') : ''}`;
 const loadAvgStart = os.loadavg();
 type Dtype = 'float32' | 'int8' | 'int4';

@@ -48,6 +48,8 @@ import { approxServedBytes, type BenchModelName, isBenchModelName } from './lib/
 import { chartPanels, evaluateTargets, type ModelSection, type SpeedupReport, type StrategyName } from './speedup/report.ts';
 import { renderLatencyChart } from './speedup/svg.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { log } from './lib/log.ts';
+import { isPositiveInt, listOption, numberOption, onOffOption } from './lib/option-values.ts';
 
 const started = performance.now();
 const args = parseScriptArgs(import.meta.url, {
@@ -75,8 +77,6 @@ const args = parseScriptArgs(import.meta.url, {
   'render-only': { type: 'string' },
 });
 
-const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
-
 /** speedup-report.json, speedup-report.md and speedup-latency.svg in `dir`. */
 function writeReport(report: SpeedupReport, dir: string): void {
   const boundAt = (model: string, r: number) => {
@@ -97,7 +97,7 @@ function writeReport(report: SpeedupReport, dir: string): void {
 if (args['render-only']) {
   // Several reports (comma-separated) merge into one: their models and peer results side by side,
   // the first one's settings and machine; each run's command is listed.
-  const files = list(args['render-only']);
+  const files = listOption(args['render-only']);
   const runs = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as SpeedupReport);
   const report = runs[0]!;
   if (runs.length > 1) {
@@ -110,7 +110,7 @@ if (args['render-only']) {
   }
   // Peer results measured on their own (scripts/bench-llamacpp.ts --out X.json) replace or join the reports'.
   if (args['peer-json'] && report.peer) {
-    for (const f of list(args['peer-json'])) {
+    for (const f of listOption(args['peer-json'])) {
       const extra = JSON.parse(fs.readFileSync(f, 'utf8')) as PeerReport;
       const key = (m: PeerReport['models'][number]) => `${m.model}/${m.quant ?? 'f32'}`;
       const replaced = new Set(extra.models.map(key));
@@ -128,41 +128,33 @@ if (args['render-only']) {
 const quick = args.quick;
 /** The spec of a bench model without building its weights (the bundled model is tiny). */
 const syntheticSpecOf = (m: string): ModelSpec => (m === 'bundled' ? syntheticSpec(syntheticPresets.tiny) : syntheticSpec(syntheticPresets[m as keyof typeof syntheticPresets]));
-const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-const num = (name: string, v: string, ok: (n: number) => boolean): number => {
-  const n = Number(v);
-  if (!ok(n)) throw new Error(`--${name}: bad value '${v}'`);
-  return n;
-};
-const posInt = (n: number) => Number.isInteger(n) && n >= 1;
 
-const models = list(args.models ?? 'bundled,100m');
+const models = listOption(args.models ?? 'bundled,100m');
 for (const m of models) if (!isBenchModelName(m) || m === 'tiny') throw new Error(`--models: unknown model '${m}' (bundled, 100m, 500m, 1b, tinyllama-1b)`);
 const dtype = parseDtypeRequest(args.dtype ?? 'float32');
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: bench:speedup runs on the CPU: float32, int8 or int4, not '${args.dtype}'`);
 const target: ExecutionTarget = targetFor('cpu', dtype);
 const servedQuant: PeerQuant = dtype === 'int8' ? 'q8_0' : dtype === 'int4' ? 'q4_0' : 'f32';
-const peerQuantList = list(args['peer-quants'] ?? (servedQuant === 'f32' ? 'f32' : `${servedQuant},f32`));
+const peerQuantList = listOption(args['peer-quants'] ?? (servedQuant === 'f32' ? 'f32' : `${servedQuant},f32`));
 for (const q of peerQuantList) if (!(peerQuants as readonly string[]).includes(q)) throw new Error(`--peer-quants: unknown '${q}' (${peerQuants.join(', ')})`);
 const budget = args.budget ?? 'params';
 if (budget !== 'params' && budget !== 'latency') throw new Error(`--budget: params or latency, not '${budget}'`);
-const strategies = list(args.strategies ?? 'mop,depth,width') as StrategyName[];
+const strategies = listOption(args.strategies ?? 'mop,depth,width') as StrategyName[];
 for (const s of strategies) if (!['mop', 'depth', 'width'].includes(s)) throw new Error(`--strategies: unknown strategy '${s}'`);
-const ratios = list(args.ratios ?? (quick ? '0.4' : '0.2,0.4,0.6')).map((r) => num('ratios', r, (n) => n > 0 && n < 0.95));
-const concurrency = list(args.concurrency ?? '1,8').map((c) => num('concurrency', c, posInt));
-const requestList = args.requests ? list(args.requests).map((r) => num('requests', r, posInt)) : concurrency.map((c) => (quick ? (c === 1 ? 4 : c) : c === 1 ? 16 : 4 * c));
+const ratios = listOption(args.ratios ?? (quick ? '0.4' : '0.2,0.4,0.6')).map((r) => numberOption('ratios', r, (n) => n > 0 && n < 0.95));
+const concurrency = listOption(args.concurrency ?? '1,8').map((c) => numberOption('concurrency', c, isPositiveInt));
+const requestList = args.requests ? listOption(args.requests).map((r) => numberOption('requests', r, isPositiveInt)) : concurrency.map((c) => (quick ? (c === 1 ? 4 : c) : c === 1 ? 16 : 4 * c));
 if (requestList.length !== 1 && requestList.length !== concurrency.length) throw new Error('--requests: one number, or one per --concurrency level');
 const requests = new Map(concurrency.map((c, i) => [c, requestList.length === 1 ? requestList[0]! : requestList[i]!]));
-const maxTokens = num('max-tokens', args['max-tokens'] ?? (quick ? '16' : '64'), posInt);
-const rounds: number | 'auto' = (args.rounds ?? 'auto') === 'auto' ? 'auto' : num('rounds', args.rounds!, posInt);
-const samples = num('samples', args.samples ?? (quick ? '4' : '8'), posInt);
-const seqLen = num('seq-len', args['seq-len'] ?? (quick ? '32' : '64'), (n) => posInt(n) && n >= 2);
-const threads = num('threads', args.threads ?? String(os.availableParallelism()), posInt);
+const maxTokens = numberOption('max-tokens', args['max-tokens'] ?? (quick ? '16' : '64'), isPositiveInt);
+const rounds: number | 'auto' = (args.rounds ?? 'auto') === 'auto' ? 'auto' : numberOption('rounds', args.rounds!, isPositiveInt);
+const samples = numberOption('samples', args.samples ?? (quick ? '4' : '8'), isPositiveInt);
+const seqLen = numberOption('seq-len', args['seq-len'] ?? (quick ? '32' : '64'), (n) => isPositiveInt(n) && n >= 2);
+const threads = numberOption('threads', args.threads ?? String(os.availableParallelism()), isPositiveInt);
 const ortSpinArg = args['ort-spin'] ?? 'off';
-if (ortSpinArg !== 'on' && ortSpinArg !== 'off') throw new Error(`--ort-spin: on or off, not '${ortSpinArg}'`);
-const ortSpin = ortSpinArg === 'on';
-const maxLoaded = num('max-loaded', args['max-loaded'] ?? '3', posInt);
-const tolerance = num('tolerance', args.tolerance ?? '0.1', (n) => n > 0 && n < 1);
+const ortSpin = onOffOption('ort-spin', ortSpinArg);
+const maxLoaded = numberOption('max-loaded', args['max-loaded'] ?? '3', isPositiveInt);
+const tolerance = numberOption('tolerance', args.tolerance ?? '0.1', (n) => n > 0 && n < 1);
 const outDir = args['out-dir'] ?? (quick ? 'bench-out/speedup-quick' : 'docs');
 const promptsFile = args.prompts ?? DEFAULT_PROMPTS_FILE;
 const prompts = await loadPrompts(promptsFile);

@@ -15,8 +15,7 @@
  * Writes docs/width-report.md and .json. Options: --preset 100m, --target 0.4, --threads 2,
  * --dtype int8 (serving weights for part 3), --skip-prune, --out-dir docs.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type LatencyProfile, measureLatencyProfile, predictedStepUs } from '../src/mop/latency-profile.ts';
@@ -29,6 +28,9 @@ import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
 import { syntheticWeights } from '../src/runtime/model/synthetic.ts';
 import { median } from './lib/stats.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { log } from './lib/log.ts';
+import { repoRoot } from './lib/repo-root.ts';
+import { synthModelDir } from './lib/synth-model-dir.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   preset: { type: 'string', default: '100m' },
@@ -39,20 +41,8 @@ const args = parseScriptArgs(import.meta.url, {
   'out-dir': { type: 'string', default: 'docs' },
   note: { type: 'string' },
 });
-const repoRoot = path.resolve(import.meta.dirname, '..');
 const threads = Number(args.threads);
 const target = Number(args.target);
-const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-
-/** The preset's directory under bench-out/ (written by `mop synth` when missing). */
-function synthDir(preset: string): string {
-  const dir = path.join(repoRoot, 'bench-out', `synth-${preset}`);
-  if (existsSync(path.join(dir, 'config.json'))) return dir;
-  log(`writing the synthetic '${preset}' model: node bin/mop.js synth --preset ${preset} --out ${path.relative(repoRoot, dir)}`);
-  const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin/mop.js'), 'synth', '--preset', preset, '--out', dir], { cwd: repoRoot, stdio: 'inherit' });
-  if (r.status !== 0) throw new Error(`mop synth failed (exit ${r.status})`);
-  return dir;
-}
 
 interface WidthPoint {
   ffn: number;
@@ -112,7 +102,7 @@ interface PrunedRow {
 async function main(): Promise<void> {
   const started = Date.now();
   const loadStart = os.loadavg()[0]!;
-  const dir = synthDir(args.preset!);
+  const dir = synthModelDir(args.preset, log);
   const model = await loadModel(dir);
   const spec = model.spec;
   const serving = targetFor('cpu', args.dtype as 'float32' | 'int8' | 'int4');

@@ -43,6 +43,7 @@ import { startBenchServer } from './speedup/serve.ts';
 import { loadBenchModel } from './lib/bench-model.ts';
 import { median } from './lib/stats.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
+import { isPositiveInt, numberListOption } from './lib/option-values.ts';
 
 const started = performance.now();
 const args = parseScriptArgs(import.meta.url, {
@@ -60,7 +61,6 @@ const args = parseScriptArgs(import.meta.url, {
   'bandwidth-gbs': { type: 'string' },
   'budget-s': { type: 'string', default: '420' },
 });
-const list = (s: string) => s.split(',').map(Number);
 const budgetMs = Number(args['budget-s']) * 1000;
 const elapsed = () => performance.now() - started;
 const log = (line: string) => process.stderr.write(`gpu-check [${(elapsed() / 1000).toFixed(0)}s] ${line}\n`);
@@ -212,8 +212,8 @@ function lengthsOf(session: DecoderSession): Int32Array {
 const denseGraphs = new Map<string, DecoderGraph>();
 
 async function measureDecode(t: ExecutionTarget) {
-  const contexts = list(args.contexts!).filter((c) => c < spec.maxContext);
-  const batches = list(args.batches!);
+  const contexts = numberListOption('contexts', args.contexts, isPositiveInt).filter((c) => c < spec.maxContext);
+  const batches = numberListOption('batches', args.batches, isPositiveInt);
   const steps = Number(args.steps);
   const maxContext = Math.max(...contexts) + steps + 1;
   const t0 = performance.now();
@@ -322,7 +322,7 @@ const pruned = await part('prune', async () => {
 await part('speedup', async () => {
   const model = prunedModel;
   if (!pruned || !model) throw new Error('no pruned model: the prune part did not finish');
-  const [n1, n8] = list(args.requests!);
+  const [n1, n8] = numberListOption('requests', args.requests, isPositiveInt);
   const maxTokens = Number(args['max-tokens']);
   const measure = async (id: string, m: LoadedModel, graph?: DecoderGraph) => {
     const server = await startBenchServer({ model: m, denseId: id, adminToken: 'gpu-check', maxBatch: 8, context: 512, threads: os.availableParallelism(), target: served, ...(graph && { graph }), log: () => undefined });

@@ -19,6 +19,7 @@ import type { CacheOutputs } from '../../src/runtime/onnx/decoder-attention.ts';
 import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { median } from '../lib/stats.ts';
 import { parseScriptArgs } from '../lib/script-args.ts';
+import { isPositiveInt, numberListOption } from '../lib/option-values.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   model: { type: 'string', default: '100m' },
@@ -30,8 +31,7 @@ const args = parseScriptArgs(import.meta.url, {
 });
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error(`--dtype: float32, int8 or int4 (CPU), not '${args.dtype}'`);
-const list = (s: string) => s.split(',').map(Number);
-const [batches, capacities, steps, threads] = [list(args.batch), list(args.capacity), Number(args.steps), Number(args.threads)];
+const [batches, capacities, steps, threads] = [numberListOption('batch', args.batch, isPositiveInt), numberListOption('capacity', args.capacity, isPositiveInt), Number(args.steps), Number(args.threads)];
 const model = await loadBenchModel(args.model);
 const maxContext = Math.max(...capacities);
 const maxBatch = Math.max(...batches);

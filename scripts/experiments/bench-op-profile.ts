@@ -23,6 +23,7 @@ import { loadModel } from '../../src/runtime/model/load.ts';
 import { parameterCounts, type ModelSpec } from '../../src/runtime/model/spec.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { parseScriptArgs } from '../lib/script-args.ts';
+import { log } from '../lib/log.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   models: { type: 'string', default: 'bundled' },
@@ -43,7 +44,6 @@ const promptTokens = Number(args.prompt);
 const steps = Number(args.steps);
 const warmup = Number(args.warmup);
 for (const [name, v] of Object.entries({ threads, batch, prompt: promptTokens, steps, warmup })) if (!(Number.isInteger(v) && v >= (name === 'warmup' ? 0 : 1))) throw new Error(`--${name}: a positive integer, got ${v}`);
-const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
 async function load(name: string): Promise<{ spec: ModelSpec; weights: Weights }> {
   if (isBenchModelName(name)) return loadBenchModel(name);

@@ -8,8 +8,7 @@
  * Options: --model DIR (default: the synthetic 100m under bench-out/, written by `mop synth` when
  * missing), --tokens 400, --threads 2.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { targetFor } from '../../src/runtime/device/device.ts';
 import { timeDecode } from '../../src/runtime/engine/decode-timing.ts';
@@ -20,19 +19,12 @@ import { loadModel } from '../../src/runtime/model/load.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import { median } from '../lib/stats.ts';
 import { parseScriptArgs } from '../lib/script-args.ts';
+import { log } from '../lib/log.ts';
+import { synthModelDir } from '../lib/synth-model-dir.ts';
+import { repoRoot } from '../lib/repo-root.ts';
 
 const args = parseScriptArgs(import.meta.url, { model: { type: 'string' }, tokens: { type: 'string', default: '400' }, threads: { type: 'string', default: '2' } });
-const repoRoot = path.resolve(import.meta.dirname, '../..');
 
-function modelDir(): string {
-  if (args.model) return args.model;
-  const dir = path.join(repoRoot, 'bench-out', 'synth-100m');
-  if (!existsSync(path.join(dir, 'config.json'))) {
-    const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin/mop.js'), 'synth', '--preset', '100m', '--out', dir], { stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('mop synth failed');
-  }
-  return dir;
-}
 
 /** Logits shaped like a language model's: a few strong candidates over a long low tail. */
 function realisticLogits(vocab: number, seed: number): Float32Array {
@@ -52,7 +44,8 @@ const settings: { name: string; sampling: Partial<SamplingParams> }[] = [
   { name: 'temperature 0.8 + repetition/frequency penalties', sampling: { temperature: 0.8, repetitionPenalty: 1.1, frequencyPenalty: 0.5 } },
 ];
 
-const model = await loadModel(modelDir());
+const modelDir = args.model ?? synthModelDir('100m', log);
+const model = await loadModel(modelDir);
 const tokenizer = createTokenizer(model.tokenizer);
 const vocab = model.spec.vocabSize;
 const tokens = Number(args.tokens);
@@ -70,7 +63,7 @@ for (const s of settings) {
 }
 const step = await timeDecode({ spec: model.spec, weights: model.weights }, { batch: 1, promptTokens: 64, steps: 30, warmup: 4, threads: Number(args.threads), target: targetFor('cpu', 'int8') });
 const stepUs = step.medianMs * 1000;
-const out = { model: path.relative(repoRoot, modelDir()), vocab, tokens, decodeStepUs: stepUs, rows };
+const out = { model: path.relative(repoRoot, modelDir), vocab, tokens, decodeStepUs: stepUs, rows };
 await fs.mkdir(path.join(repoRoot, 'bench-out'), { recursive: true });
 await fs.writeFile(path.join(repoRoot, 'bench-out', 'sampling.json'), JSON.stringify(out, null, 2) + '\n');
 process.stdout.write(`Sampling + detokenization per token (Sequence.step, vocabulary ${vocab}, median of 5 × ${tokens} tokens) vs one int8 decode step at batch 1 (${(stepUs / 1000).toFixed(1)} ms):\n\n| setting | µs per token | share of a decode step |\n| --- | ---: | ---: |\n`);

@@ -13,12 +13,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseDtypeRequest, targetFor } from '../../src/runtime/device/device.ts';
+import { parseDtypeRequest } from '../../src/runtime/device/device.ts';
 import { defaultServerConfig } from '../../src/server/config.ts';
 import { startServer } from '../../src/server/main.ts';
 import { isBenchModelName, loadBenchModel } from '../lib/bench-model.ts';
 import { median } from '../lib/stats.ts';
 import { parseScriptArgs } from '../lib/script-args.ts';
+import { log } from '../lib/log.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   model: { type: 'string', default: '100m' },
@@ -36,7 +37,6 @@ const rounds = Number(args.rounds);
 const threads = Number(args.threads);
 const dtype = parseDtypeRequest(args.dtype);
 if (dtype !== 'float32' && dtype !== 'int8' && dtype !== 'int4') throw new Error('--dtype: float32, int8 or int4 (CPU)');
-const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
 const model = await loadBenchModel(args.model);
 const context = Math.min(model.spec.maxContext, promptTokens + 128);
