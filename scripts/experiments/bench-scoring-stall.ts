@@ -20,6 +20,7 @@ import { isBenchModelName, loadBenchModel } from '../lib/bench-model.ts';
 import { median } from '../lib/stats.ts';
 import { parseScriptArgs } from '../lib/script-args.ts';
 import { log } from '../lib/log.ts';
+import { sseData } from '../lib/sse-data.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   model: { type: 'string', default: '100m' },
@@ -59,18 +60,10 @@ async function stream(url: string, onToken: (n: number) => void): Promise<number
   });
   if (!res.ok || !res.body) throw new Error(`stream: ${res.status} ${await res.text()}`);
   const times: number[] = [];
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for await (const part of res.body) {
-    buffered += decoder.decode(part as Uint8Array, { stream: true });
-    let at: number;
-    while ((at = buffered.indexOf('\n\n')) >= 0) {
-      const event = buffered.slice(0, at);
-      buffered = buffered.slice(at + 2);
-      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
-      times.push(performance.now());
-      onToken(times.length);
-    }
+  for await (const data of sseData(res.body)) {
+    if (data === '[DONE]') continue;
+    times.push(performance.now());
+    onToken(times.length);
   }
   return times;
 }

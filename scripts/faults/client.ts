@@ -7,6 +7,7 @@
  */
 import { Agent, request } from 'undici';
 import { assertLoopbackUrl } from '../../loadtest/loopback.ts';
+import { sseData } from '../lib/sse-data.ts';
 
 /** How an exchange ended. `no-status` and `no-end` are the never-answered ones. */
 export type End =
@@ -129,36 +130,48 @@ export async function send(baseUrl: string, spec: RequestSpec): Promise<Outcome>
       return done({ status, end: expired ? 'no-end' : 'cut', detail: errorText(e) });
     }
   }
-  const finishReasons: string[] = [];
-  let code: string | undefined;
-  let chunks = 0;
-  let buffered = '';
-  const decoder = new TextDecoder();
+  const events = new StreamEvents();
   try {
-    for await (const part of res.body) {
-      buffered += decoder.decode(part as Uint8Array, { stream: true });
-      let at: number;
-      while ((at = buffered.indexOf('\n\n')) >= 0) {
-        const event = buffered.slice(0, at);
-        buffered = buffered.slice(at + 2);
-        const data = event.split('\n').find((l) => l.startsWith('data: '))?.slice(6);
-        if (data === undefined || data === '[DONE]') continue;
-        chunks++;
-        const fields = eventFields(data);
-        if (fields.code !== undefined) code = fields.code;
-        finishReasons.push(...fields.finishReasons);
-      }
-      if (spec.abortAfterChunks !== undefined && chunks >= spec.abortAfterChunks && code === undefined && finishReasons.length === 0) {
+    for await (const data of sseData(res.body)) {
+      events.add(data);
+      if (spec.abortAfterChunks !== undefined && events.chunks >= spec.abortAfterChunks && !events.ended) {
         res.body.destroy();
-        return done({ status, end: 'client-abort', chunks });
+        return done({ status, end: 'client-abort', chunks: events.chunks });
       }
     }
   } catch (e) {
-    if (!expired && code === undefined && finishReasons.length === 0) return done({ status, end: 'cut', chunks, detail: errorText(e) });
+    if (!expired && !events.ended) return done({ status, end: 'cut', chunks: events.chunks, detail: errorText(e) });
   }
-  if (expired) return done({ status, end: 'no-end', chunks, finishReasons, ...(code !== undefined && { code }) });
-  if (code !== undefined) return done({ status, end: 'error-event', code, chunks, finishReasons });
-  return done({ status, end: finishReasons.length > 0 ? 'finish' : 'cut', chunks, finishReasons });
+  return done({ status, ...events.outcome(!expired) });
+}
+
+/** What a stream's events said: how many came, the error code of an error event, the finish reasons. */
+export class StreamEvents {
+  chunks = 0;
+  code: string | undefined;
+  readonly finishReasons: string[] = [];
+
+  /** One event's data payload ([DONE] is not an event of the answer). */
+  add(data: string): void {
+    if (data === '[DONE]') return;
+    this.chunks++;
+    const f = eventFields(data);
+    if (f.code !== undefined) this.code = f.code;
+    this.finishReasons.push(...f.finishReasons);
+  }
+
+  /** An error event or a finish reason has arrived: the answer has its end. */
+  get ended(): boolean {
+    return this.code !== undefined || this.finishReasons.length > 0;
+  }
+
+  /** How the stream ended: `complete` false when it did not end within the wait. */
+  outcome(complete: boolean): Pick<Outcome, 'end' | 'code' | 'chunks' | 'finishReasons'> {
+    const { chunks, finishReasons, code } = this;
+    if (!complete) return { end: 'no-end', chunks, finishReasons, ...(code !== undefined && { code }) };
+    if (code !== undefined) return { end: 'error-event', code, chunks, finishReasons };
+    return { end: finishReasons.length > 0 ? 'finish' : 'cut', chunks, finishReasons };
+  }
 }
 
 /** error.code or finish reasons of a JSON body. */

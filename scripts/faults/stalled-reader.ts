@@ -6,7 +6,8 @@
  */
 import net from 'node:net';
 import { assertLoopbackUrl } from '../../loadtest/loopback.ts';
-import { bodyFields, eventFields, type Outcome } from './client.ts';
+import { bodyFields, type Outcome, StreamEvents } from './client.ts';
+import { sseDataOf } from '../lib/sse-data.ts';
 
 export class StalledReader {
   private readonly chunks: Buffer[] = [];
@@ -68,20 +69,9 @@ export function classifyRaw(raw: Buffer, closed: boolean, error: string | undefi
   const payload = raw.subarray(head + 4);
   const body = (headers.includes('transfer-encoding: chunked') ? dechunk(payload) : payload).toString('utf8');
   if (!headers.includes('text/event-stream')) return { status, end: closed ? 'body' : 'no-end', ...bodyFields(body) };
-  const finishReasons: string[] = [];
-  let code: string | undefined;
-  let chunks = 0;
-  for (const event of body.split('\n\n')) {
-    const data = event.split('\n').find((l) => l.startsWith('data: '))?.slice(6);
-    if (data === undefined || data === '[DONE]') continue;
-    chunks++;
-    const f = eventFields(data);
-    if (f.code !== undefined) code = f.code;
-    finishReasons.push(...f.finishReasons);
-  }
-  if (!closed) return { status, end: 'no-end', chunks, finishReasons };
-  if (code !== undefined) return { status, end: 'error-event', code, chunks, finishReasons };
-  return { status, end: finishReasons.length > 0 ? 'finish' : 'cut', chunks, finishReasons };
+  const events = new StreamEvents();
+  for (const data of sseDataOf(body)) events.add(data);
+  return { status, ...events.outcome(closed) };
 }
 
 /** The payload of a chunked transfer encoding (as far as it arrived). */
