@@ -4,6 +4,7 @@
  * samples, these functions turn them into figures.
  */
 import { type Summary, summarize } from '../../loadtest/stats.ts';
+import { requestCounts } from '../lib/request-counts.ts';
 
 export type PhaseName = 'before' | 'during' | 'after';
 export const PHASES: readonly PhaseName[] = ['before', 'during', 'after'];
@@ -83,14 +84,9 @@ export function probeFigures(samples: readonly ProbeSample[], timeoutMs: number)
 
 /** Latencies are of successful requests only, as in the load generator's report. */
 export function requestFigures(samples: readonly RequestSample[]): RequestFigures {
-  const errors: Record<string, number> = {};
-  for (const s of samples) if (!s.ok) errors[s.error ?? 'unknown'] = (errors[s.error ?? 'unknown'] ?? 0) + 1;
   const ok = samples.filter((s) => s.ok);
   return {
-    sent: samples.length,
-    ok: ok.length,
-    failed: samples.length - ok.length,
-    errors,
+    ...requestCounts(samples),
     e2eMs: summarize(ok.map((s) => s.e2eMs)),
     ttftMs: summarize(ok.flatMap((s) => (s.ttftMs === null ? [] : [s.ttftMs]))),
   };

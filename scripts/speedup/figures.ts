@@ -8,6 +8,7 @@ import { summarize } from '../../loadtest/stats.ts';
 import type { EngineTimes } from './engine-timing.ts';
 import { type HistogramSeries, summarizeSeries } from './histogram.ts';
 import { mean, median } from '../lib/stats.ts';
+import { requestCounts } from '../lib/request-counts.ts';
 
 /** Milliseconds. */
 export interface LatencyStats {
@@ -118,15 +119,10 @@ function stats(values: number[]): LatencyStats | null {
 /** Client figures over the records of all rounds; `elapsedSec` is the sum of the rounds' run times. */
 export function clientFigures(records: readonly RequestRecord[], elapsedSec: number): ClientFigures {
   const ok = records.filter((r) => r.ok);
-  const errors: Record<string, number> = {};
-  for (const r of records) if (r.error) errors[r.error] = (errors[r.error] ?? 0) + 1;
   const completionTokens = ok.reduce((a, r) => a + (r.completionTokens ?? 0), 0);
   const prompts = ok.flatMap((r) => (r.promptTokens === null ? [] : [r.promptTokens]));
   return {
-    sent: records.length,
-    ok: ok.length,
-    failed: records.length - ok.length,
-    errors,
+    ...requestCounts(records),
     e2e: stats(ok.map((r) => r.e2eMs)),
     ttft: stats(ok.flatMap((r) => (r.ttftMs === null ? [] : [r.ttftMs]))),
     tpot: stats(ok.flatMap((r) => (r.tpotMs === null ? [] : [r.tpotMs]))),
