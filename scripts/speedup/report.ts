@@ -309,6 +309,14 @@ function stepsText(v: VariantResult): string {
   return v.strategy === 'dense' ? '–' : `${v.steps.depth} / ${v.steps.width}`;
 }
 
+/** The variants measured at `concurrency`, in order, each with its measurement and its row label. */
+function measuredAt(s: ModelSection, concurrency: number): { v: VariantResult; m: Measurement; label: string }[] {
+  return s.variants.flatMap((v) => {
+    const m = measurementAt(v, concurrency);
+    return m ? [{ v, m, label: v.strategy === 'dense' ? `dense (batch ${v.batch})` : v.id }] : [];
+  });
+}
+
 export function variantsTable(s: ModelSection): string {
   const seen = new Set<string>();
   const rows = s.variants
@@ -334,14 +342,11 @@ export function variantsTable(s: ModelSection): string {
 
 /** The main table: per variant at one concurrency, client figures and both ratios. */
 export function latencyTable(s: ModelSection, concurrency: number): string {
-  const rows: string[][] = [];
-  for (const v of s.variants) {
-    const m = measurementAt(v, concurrency);
-    if (!m) continue;
+  const rows = measuredAt(s, concurrency).map(({ v, m, label }) => {
     const c = m.client;
     const agree = m.agreement.ratio;
-    rows.push([
-      v.strategy === 'dense' ? `dense (batch ${v.batch})` : v.id,
+    return [
+      label,
       v.strategy === 'dense' ? '0%' : fmt.pct(v.achieved),
       fmt.params(v.params.total),
       fmt.params(v.params.blocks),
@@ -357,8 +362,8 @@ export function latencyTable(s: ModelSection, concurrency: number): string {
       m.ratio ? fmt.ratio(m.ratio.serverMean) : '1',
       agree ? `${agree.agree ? 'yes' : 'NO'} (${fmt.pct(agree.relDiff)})` : '–',
       c.failed ? `${c.failed} failed` : `${c.ok}`,
-    ]);
-  }
+    ];
+  });
   return mdTable(
     ['variant', 'compression', 'params total', 'params blocks', 'steps D / W', 'e2e p50 ms', 'e2e p99 ms', 'TTFT p50 ms', 'TPOT p50 ms', 'tok/s', 'ratio p50 (client)', 'ratio mean (client)', 'ratio per round: median [min–max]', 'ratio mean (server)', 'client ≈ server', 'requests ok'],
     rows,
@@ -368,13 +373,10 @@ export function latencyTable(s: ModelSection, concurrency: number): string {
 
 /** Server-side figures (histogram deltas) beside the client's means. */
 export function serverTable(s: ModelSection, concurrency: number): string {
-  const rows: string[][] = [];
-  for (const v of s.variants) {
-    const m = measurementAt(v, concurrency);
-    if (!m) continue;
+  const rows = measuredAt(s, concurrency).map(({ m, label }) => {
     const sv = m.server;
-    rows.push([
-      v.strategy === 'dense' ? `dense (batch ${v.batch})` : v.id,
+    return [
+      label,
       fmt.ms(sv.e2e?.mean),
       fmt.ms(m.client.e2e?.mean),
       m.agreement.e2eMean ? `${m.agreement.e2eMean.agree ? 'yes' : 'NO'} (${fmt.pct(m.agreement.e2eMean.relDiff)})` : '–',
@@ -387,8 +389,8 @@ export function serverTable(s: ModelSection, concurrency: number): string {
       fmt.ms(m.client.tpot?.mean),
       m.ratio ? fmt.ratio(m.ratio.serverP50) : '1',
       String(sv.e2e?.count ?? 0),
-    ]);
-  }
+    ];
+  });
   return mdTable(
     ['variant', 'e2e mean ms (server)', 'e2e mean ms (client)', 'agree', 'client − server ms', 'e2e p50 ms (server, interp.)', 'e2e p99 ms (server, interp.)', 'TTFT mean (server)', 'TTFT mean (client)', 'TPOT mean (server)', 'TPOT mean (client)', 'ratio p50 (server, interp.)', 'n'],
     rows,
@@ -454,16 +456,13 @@ export function decomposeRatio(dense: Measurement, variant: Measurement, headSte
 
 /** Where each variant's latency went in the same runs: engine (prefill + decode) vs everything else. */
 export function engineTable(s: ModelSection, concurrency: number): string {
-  const rows: string[][] = [];
   const denseSplit = new Map<number, ReturnType<typeof engineSplit>>();
-  for (const v of s.variants) {
-    const m = measurementAt(v, concurrency);
-    if (!m) continue;
+  const rows = measuredAt(s, concurrency).map(({ v, m, label }) => {
     const x = engineSplit(m);
     if (v.strategy === 'dense') denseSplit.set(v.batch, x);
     const d = denseSplit.get(v.batch);
-    rows.push([
-      v.strategy === 'dense' ? `dense (batch ${v.batch})` : v.id,
+    return [
+      label,
       fmt.ms(x?.meanStepMs),
       x ? x.meanBatch.toFixed(1) : '–',
       fmt.ms(x?.prefillMs),
@@ -473,8 +472,8 @@ export function engineTable(s: ModelSection, concurrency: number): string {
       v.strategy === 'dense' || !x || !d ? '1' : fmt.ratio(x.engineMs / d.engineMs),
       v.strategy === 'dense' || !x || !d ? '1' : fmt.ratio(x.outsideMs / d.outsideMs),
       m.server.tpot && x ? fmt.ms(m.server.tpot.mean - x.meanStepMs) : '–',
-    ]);
-  }
+    ];
+  });
   return mdTable(
     ['variant', 'decode step ms (mean)', 'mean batch', 'prefill ms / request', 'decode ms / request', 'outside engine ms / request', 'engine busy', 'engine time ratio', 'outside ratio', 'server TPOT − step ms'],
     rows,
