@@ -5,7 +5,7 @@
  */
 import { LATENCY_BUCKETS } from '../../src/server/metrics.ts';
 import { profileRatio } from './decode-profile.ts';
-import { decomposeRatio, engineSplit, engineTable, findVariant, fmt, latencyTable, type ModelSection, peerTable, profileTable, serverTable, type SpeedupReport, TARGETS, targetsTable, variantsTable } from './report.ts';
+import { decomposeRatio, engineSplit, engineTable, findVariant, fmt, latencyTable, type ModelSection, peerTable, profileTable, serverTable, type SpeedupReport, TARGETS, targetsTable, type VariantResult, variantsTable } from './report.ts';
 import { median } from '../lib/stats.ts';
 
 /** Compression at which the profile predicts `ratio` (may exceed 1: unreachable by block pruning). */
@@ -43,20 +43,37 @@ function agreementSummary(r: SpeedupReport): string[] {
   return out;
 }
 
+/** What modelAnalysis's parts share: the model's section and its ~40% variants. */
+interface AnalysisContext {
+  s: ModelSection;
+  mop: VariantResult | undefined;
+  depth: VariantResult | undefined;
+  width: VariantResult | undefined;
+  /** MoP's achieved compression (the target where MoP did not run). */
+  a: number;
+  /** The highest concurrency measured. */
+  cN: number;
+}
+
+/** A variant's client p50 latency ratio at concurrency c. */
+const ratioAt = (v: VariantResult | undefined, c: number) => v?.measurements.find((m) => m.concurrency === c)?.ratio?.clientP50;
+/** The dense measurement at concurrency c that `v` was compared with (same batch). */
+const denseMeasurementFor = (s: ModelSection, v: VariantResult, c: number) => s.variants.find((x) => x.strategy === 'dense' && x.batch === v.batch)?.measurements.find((m) => m.concurrency === c);
+const loadNote = (p: { loadAvg?: [number, number] }) => (p.loadAvg ? `; load average ${p.loadAvg.map((x) => x.toFixed(2)).join(' → ')}` : '');
+
 function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
-  const out: string[] = [];
   const mop = findVariant(s, 'mop', TARGETS.compression);
-  const depth = findVariant(s, 'depth', TARGETS.compression);
-  const width = findVariant(s, 'width', TARGETS.compression);
-  const at = (v: typeof mop, c: number) => v?.measurements.find((m) => m.concurrency === c)?.ratio?.clientP50;
-  const p1 = s.profiles.find((p) => p.batch === 1);
-  const pN = s.profiles.find((p) => p.batch !== 1);
-  const a = mop?.achieved ?? TARGETS.compression;
-  const cN = Math.max(...r.settings.concurrency);
+  const x: AnalysisContext = { s, mop, depth: findVariant(s, 'depth', TARGETS.compression), width: findVariant(s, 'width', TARGETS.compression), a: mop?.achieved ?? TARGETS.compression, cN: Math.max(...r.settings.concurrency) };
+  return [...measuredLines(x), ...stepProfileLines(x), ...sameRunLines(x), ...blockTimeLines(x), ...rankingLines(x)];
+}
+
+/** The model, MoP's measured ratios, and what parameter arithmetic allows. */
+function measuredLines({ s, mop, depth, width, cN }: AnalysisContext): string[] {
+  const out: string[] = [];
   out.push(`**${s.model}** (${s.shape}; ${fmt.params(s.dense.total)} parameters, of which ${fmt.params(s.dense.blocks)} in blocks and a ${fmt.params(s.dense.lmHead)}-parameter LM head):`);
   if (mop) {
     out.push(
-      `- Measured at ~${fmt.pct(TARGETS.compression, 0)}: MoP ${fmt.ratio(at(mop, 1))} (c=1) / ${fmt.ratio(at(mop, cN))} (c=${cN}); depth-only ${fmt.ratio(at(depth, 1))} / ${fmt.ratio(at(depth, cN))}; width-only ${fmt.ratio(at(width, 1))} / ${fmt.ratio(at(width, cN))}. ` +
+      `- Measured at ~${fmt.pct(TARGETS.compression, 0)}: MoP ${fmt.ratio(ratioAt(mop, 1))} (c=1) / ${fmt.ratio(ratioAt(mop, cN))} (c=${cN}); depth-only ${fmt.ratio(ratioAt(depth, 1))} / ${fmt.ratio(ratioAt(depth, cN))}; width-only ${fmt.ratio(ratioAt(width, 1))} / ${fmt.ratio(ratioAt(width, cN))}. ` +
         `MoP took ${mop.steps.depth} depth and ${mop.steps.width} width steps (${mop.layers} of ${s.dense.layers} layers kept)` +
         (s.model === 'bundled' ? '.' : '; with random weights its calibration scores are arbitrary, so the depth/width mix says nothing about real models, only the latency of the shapes it produced matters here.'),
     );
@@ -66,7 +83,14 @@ function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
     `- Parameter arithmetic: ${fmt.pct(TARGETS.compression, 0)} of the block parameters removed gives an ideal ratio of ${(1 - TARGETS.compression).toFixed(2)} only if *everything* a request costs shrank with the blocks, so the ${TARGETS.c1.ratio} target leaves one point for all that does not. ` +
       `A decode step reads every block weight and the LM head (the embedding is only gathered); the head is ${fmt.pct(s.paramBound.lmHeadShare)} of those weights and pruning never removes it, so with step time exactly proportional to weights read the ratio at ${fmt.pct(TARGETS.compression, 0)} is at best **${fmt.ratio(bound)}**${bound !== undefined && bound > TARGETS.c1.ratio ? `, already above ${TARGETS.c1.ratio}` : ''}.`,
   );
-  const loadNote = (p: { loadAvg?: [number, number] }) => (p.loadAvg ? `; load average ${p.loadAvg.map((x) => x.toFixed(2)).join(' → ')}` : '');
+  return out;
+}
+
+/** The decode-step profile at batch 1 and at the larger batch, and MoP's shape timed alone. */
+function stepProfileLines({ s, mop, a }: AnalysisContext): string[] {
+  const out: string[] = [];
+  const p1 = s.profiles.find((p) => p.batch === 1);
+  const pN = s.profiles.find((p) => p.batch !== 1);
   if (p1) {
     const need = compressionForRatio(p1, TARGETS.c1.ratio);
     out.push(
@@ -88,10 +112,15 @@ function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
         (pN.batch === TARGETS.c8.concurrency ? ` and ${TARGETS.c8.ratio} would need ${need > 1 ? 'more than 100%' : fmt.pct(need, 0)} block compression.` : '.'),
     );
   }
-  // Same-run decomposition: engine time vs time outside the engine, dense vs MoP.
+  return out;
+}
+
+/** Same-run decomposition: engine time vs time outside the engine, dense vs MoP. */
+function sameRunLines({ s, mop, cN }: AnalysisContext): string[] {
+  const out: string[] = [];
   for (const c of [...new Set([1, cN])]) {
     const mm = mop?.measurements.find((m) => m.concurrency === c);
-    const dm = mop ? s.variants.find((v) => v.strategy === 'dense' && v.batch === mop.batch)?.measurements.find((m) => m.concurrency === c) : undefined;
+    const dm = mop ? denseMeasurementFor(s, mop, c) : undefined;
     const x = mm && engineSplit(mm);
     const d = dm && engineSplit(dm);
     if (!x || !d || !dm?.server.tpot || !mm?.ratio) continue;
@@ -101,7 +130,12 @@ function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
         `outside-engine time is ${fmt.pct(d.outsideMs / (d.engineMs + d.outsideMs), 0)} of dense latency (per output token the server's TPOT exceeds the engine step by ${fmt.ms(dm.server.tpot.mean - d.meanStepMs)} ms: sampling over the vocabulary, scheduling, SSE${c > 1 ? ', and prefills of other requests between decode steps' : ''}).`,
     );
   }
-  // Block time inside the server: mean decode step minus the profile's head-only step (LM head + fixed cost).
+  return out;
+}
+
+/** Block time inside the server (mean decode step minus the profile's head-only step), and MoP's mean ratio decomposed. */
+function blockTimeLines({ s, mop, depth, width, a, cN }: AnalysisContext): string[] {
+  const out: string[] = [];
   for (const c of [...new Set([1, cN])]) {
     const prof = s.profiles.find((p) => p.batch === c);
     if (!prof) continue;
@@ -109,7 +143,7 @@ function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
     let denseBlocks = Number.NaN;
     for (const v of [mop, depth, width]) {
       if (!v) continue;
-      const d = s.variants.find((x) => x.strategy === 'dense' && x.batch === v.batch)?.measurements.find((m) => m.concurrency === c);
+      const d = denseMeasurementFor(s, v, c);
       const m = v.measurements.find((x) => x.concurrency === c);
       const ds = d && engineSplit(d);
       const vs = m && engineSplit(m);
@@ -129,9 +163,8 @@ function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
             : 'The blocks shrink at least in proportion to their parameters here; the gap to the ideal ratio lies outside them.'),
       );
     }
-    // The mean ratio of MoP at this concurrency, decomposed.
     const mm = mop?.measurements.find((m) => m.concurrency === c);
-    const dm = mop ? s.variants.find((v) => v.strategy === 'dense' && v.batch === mop.batch)?.measurements.find((m) => m.concurrency === c) : undefined;
+    const dm = mop ? denseMeasurementFor(s, mop, c) : undefined;
     const dec = mm && dm ? decomposeRatio(dm, mm, prof.head.medianMs, 1 - a) : null;
     if (dec) {
       const sgn = (x: number) => `${x >= 0 ? '+' : '−'} ${Math.abs(x).toFixed(3)}`;
@@ -140,13 +173,16 @@ function modelAnalysis(r: SpeedupReport, s: ModelSection): string[] {
       );
     }
   }
-  if (mop && depth && width) {
-    for (const c of [1, cN]) {
-      const ranked = [mop, depth, width].map((v) => ({ v, r: at(v, c) ?? Number.POSITIVE_INFINITY })).sort((x, y) => x.r - y.r);
-      out.push(`- Lowest latency at ~${fmt.pct(TARGETS.compression, 0)}, c=${c}: ${ranked.map((x) => `${x.v.strategy} ${fmt.ratio(x.r)}`).join(' < ')}.`);
-    }
-  }
   return out;
+}
+
+/** The three strategies ranked by latency at c=1 and the highest concurrency. */
+function rankingLines({ mop, depth, width, cN }: AnalysisContext): string[] {
+  if (!mop || !depth || !width) return [];
+  return [1, cN].map((c) => {
+    const ranked = [mop, depth, width].map((v) => ({ v, r: ratioAt(v, c) ?? Number.POSITIVE_INFINITY })).sort((x, y) => x.r - y.r);
+    return `- Lowest latency at ~${fmt.pct(TARGETS.compression, 0)}, c=${c}: ${ranked.map((x) => `${x.v.strategy} ${fmt.ratio(x.r)}`).join(' < ')}.`;
+  });
 }
 
 function peerAnalysis(r: SpeedupReport): string[] {
@@ -277,9 +313,15 @@ function fixes(r: SpeedupReport, bound1b: number | undefined): string[] {
   return out;
 }
 
-export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile: string; bound1b: number | undefined }): string {
+interface MarkdownFiles {
+  svgFile: string;
+  jsonFile: string;
+  bound1b: number | undefined;
+}
+
+/** Title, where the report came from, the machine, the chart. */
+function headerSection(r: SpeedupReport, o: MarkdownFiles): string[] {
   const L: string[] = [];
-  const st = r.settings;
   L.push('# Speedup under real traffic: pruned variants vs dense, side by side');
   L.push('');
   L.push(`Generated by \`${r.command}\` (scripts/bench-speedup.ts) on ${r.date.slice(0, 10)} in ${(r.durationSec / 60).toFixed(1)} min; do not edit by hand. Data: [${o.jsonFile}](${o.jsonFile}); chart: [${o.svgFile}](${o.svgFile}).`);
@@ -295,10 +337,16 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     `- Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memGiB.toFixed(0)} GiB, ${r.machine.platform}, Node ${r.machine.node}; ONNX Runtime CPU with ${r.machine.threads} intra-op threads per variant (idle pool threads ${r.machine.ortSpin ? 'spinning: --ort-spin on' : 'sleeping: --ort-spin off'}); weights ${r.settings.dtype && r.settings.dtype !== 'float32' ? `${r.settings.dtype} (MatMulNBits blocks of 32 for every projection and the LM head; activations and KV cache float32)` : 'float32'}. ` +
       `Load average (1 min) before the run: ${before.toFixed(2)}${before > r.machine.cores * 0.5 ? ` — **other processes were using the CPU (the machine is shared); absolute figures are noisy, the interleaved ratios much less so (see the per-round spread)**` : ''}. During the run the load average includes this benchmark's own ${r.machine.threads} busy threads.`,
   );
-  if (st.quick) L.push('- **Quick smoke run** (`--quick`): few requests, short generations; the figures are not the benchmark.');
+  if (r.settings.quick) L.push('- **Quick smoke run** (`--quick`): few requests, short generations; the figures are not the benchmark.');
   L.push('');
   L.push(`![End-to-end latency ratio vs compression, per strategy and concurrency](${o.svgFile})`);
   L.push('');
+  return L;
+}
+
+/** The targets met or missed, and how noisy the verdicts are. */
+function targetsSection(r: SpeedupReport): string[] {
+  const L: string[] = [];
   L.push('## Targets');
   L.push('');
   L.push(targetsTable(r.targets));
@@ -311,7 +359,7 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     L.push(`Verdicts within this run's noise: ${shaky.map((t) => `${t.model} ${t.id} (${t.note})`).join('; ')}. On a shared machine such a verdict can flip between runs.`);
   }
   const spreads = r.models.flatMap((s) =>
-    st.concurrency.flatMap((c) => {
+    r.settings.concurrency.flatMap((c) => {
       const p = s.variants.filter((v) => v.strategy === 'dense').flatMap((v) => {
         const x = v.measurements.find((m) => m.concurrency === c)?.client.e2e?.p50;
         return x !== undefined && Number.isFinite(x) ? [x] : [];
@@ -324,6 +372,12 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     L.push(`Dense was measured once per batch; its e2e p50 across the batches (same load, minutes apart): ${spreads.join('; ')}. That spread is the run-to-run noise of this machine, against which the ratios should be read.`);
   }
   L.push('');
+  return L;
+}
+
+/** How the figures were measured. */
+function methodSection(st: SpeedupReport['settings']): string[] {
+  const L: string[] = [];
   L.push('## Method');
   L.push('');
   L.push(
@@ -343,40 +397,50 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     "- Decode-step profile: ModelSession alone (no server), the dense model vs a copy with one empty layer (embedding, final norm, LM head only) vs the same with a 256-token vocabulary (overhead only); median of timed steps after warm-up. llama.cpp peer: the dense model exported with `writeGguf` (F32, and Q8_0 / Q4_0: the very blocks our int8 / int4 graphs run), run by node-llama-cpp's prebuilt CPU binary with its threads pinned (all cores, then 1), alternating repetitions with ours at the same quantization (see the peer section).",
   );
   L.push('');
-  for (const s of r.models) {
-    L.push(`## ${s.model}`);
+  return L;
+}
+
+/** One model: its variants, the tables at each concurrency, the decode-step profile. */
+function modelSection(r: SpeedupReport, s: ModelSection): string[] {
+  const L: string[] = [];
+  L.push(`## ${s.model}`);
+  L.push('');
+  L.push(
+    `${s.shape}; ${fmt.params(s.dense.total)} parameters (blocks ${fmt.params(s.dense.blocks)}, embedding/norm/head ${fmt.params(s.dense.embeddings)}); context ${s.context} per slot; ${(s.wallSec / 60).toFixed(1)} min; load average during the load runs ${s.loadAvg.map((x) => (Number.isFinite(x) ? x.toFixed(2) : '–')).join('–')} on ${r.machine.cores} cores (this benchmark included).${s.budget === 'latency' ? ' **Pruned with `--budget latency`**: each target is a share of decode-step time (from the engine\'s own profile); the variants table gives the parameter compression each came to.' : ''}${s.error ? ` **Error: ${s.error}**` : ''}`,
+  );
+  L.push('');
+  L.push('### Variants');
+  L.push('');
+  L.push(variantsTable(s));
+  L.push('');
+  for (const c of r.settings.concurrency) {
+    L.push(`### Concurrency ${c}: client side, ratios vs dense`);
     L.push('');
-    L.push(
-      `${s.shape}; ${fmt.params(s.dense.total)} parameters (blocks ${fmt.params(s.dense.blocks)}, embedding/norm/head ${fmt.params(s.dense.embeddings)}); context ${s.context} per slot; ${(s.wallSec / 60).toFixed(1)} min; load average during the load runs ${s.loadAvg.map((x) => (Number.isFinite(x) ? x.toFixed(2) : '–')).join('–')} on ${r.machine.cores} cores (this benchmark included).${s.budget === 'latency' ? ' **Pruned with `--budget latency`**: each target is a share of decode-step time (from the engine\'s own profile); the variants table gives the parameter compression each came to.' : ''}${s.error ? ` **Error: ${s.error}**` : ''}`,
-    );
+    L.push(latencyTable(s, c));
     L.push('');
-    L.push('### Variants');
+    L.push(`Where the time went in the same runs (the variant's ModelSession timed inside the server; per request = run time × ${c} / requests; outside engine = sampling, scheduling, HTTP/SSE, idle):`);
     L.push('');
-    L.push(variantsTable(s));
+    L.push(engineTable(s, c));
     L.push('');
-    for (const c of st.concurrency) {
-      L.push(`### Concurrency ${c}: client side, ratios vs dense`);
-      L.push('');
-      L.push(latencyTable(s, c));
-      L.push('');
-      L.push(`Where the time went in the same runs (the variant's ModelSession timed inside the server; per request = run time × ${c} / requests; outside engine = sampling, scheduling, HTTP/SSE, idle):`);
-      L.push('');
-      L.push(engineTable(s, c));
-      L.push('');
-      L.push(`<details><summary>Concurrency ${c}: server-side histograms</summary>`);
-      L.push('');
-      L.push(serverTable(s, c));
-      L.push('');
-      L.push('</details>');
-      L.push('');
-    }
-    if (s.profiles.length) {
-      L.push('### Where a decode step goes');
-      L.push('');
-      L.push(profileTable(s, st.ratios));
-      L.push('');
-    }
+    L.push(`<details><summary>Concurrency ${c}: server-side histograms</summary>`);
+    L.push('');
+    L.push(serverTable(s, c));
+    L.push('');
+    L.push('</details>');
+    L.push('');
   }
+  if (s.profiles.length) {
+    L.push('### Where a decode step goes');
+    L.push('');
+    L.push(profileTable(s, r.settings.ratios));
+    L.push('');
+  }
+  return L;
+}
+
+/** The llama.cpp peer table. */
+function peerSection(r: SpeedupReport): string[] {
+  const L: string[] = [];
   L.push('## llama.cpp peer (dense, batch 1)');
   L.push('');
   if (r.peer?.available) {
@@ -391,6 +455,12 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
     }
   } else L.push(`The peer did not run: ${r.peer?.reason ?? r.peerError ?? 'unknown'}.`);
   L.push('');
+  return L;
+}
+
+/** Client vs server agreement, then the closing note: measured causes and fixes. */
+function closingSection(r: SpeedupReport, o: MarkdownFiles): string[] {
+  const L: string[] = [];
   L.push('## Client vs server');
   L.push('');
   L.push(...agreementSummary(r));
@@ -413,5 +483,10 @@ export function renderMarkdown(r: SpeedupReport, o: { svgFile: string; jsonFile:
   L.push('');
   L.push(...fixes(r, o.bound1b));
   L.push('');
-  return L.join('\n');
+  return L;
 }
+
+export function renderMarkdown(r: SpeedupReport, o: MarkdownFiles): string {
+  return [...headerSection(r, o), ...targetsSection(r), ...methodSection(r.settings), ...r.models.flatMap((s) => modelSection(r, s)), ...peerSection(r), ...closingSection(r, o)].join('\n');
+}
+
