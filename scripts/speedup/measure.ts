@@ -18,6 +18,8 @@ import { type BenchModelName, loadBenchModel } from '../lib/bench-model.ts';
 import type { ModelSection, StrategyName, VariantResult } from './report.ts';
 import { startBenchServer } from './serve.ts';
 import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
+import type { RunningServer } from '../../src/server/main.ts';
+import { sum } from '../lib/stats.ts';
 
 export const HISTOGRAMS = {
   e2e: 'mop_e2e_request_latency_seconds',
@@ -91,32 +93,29 @@ interface Accum {
   hist: Record<keyof typeof HISTOGRAMS, HistogramSeries | undefined>;
 }
 
+/** What one model's measurement holds while it runs: the model, its server and the section it fills. */
+interface ModelRun {
+  o: MeasureOptions;
+  log: (line: string) => void;
+  loaded: LoadedModel;
+  maxBatch: number;
+  shares: ReturnType<typeof paramShares>;
+  section: ModelSection;
+  server: RunningServer;
+  admin: AdminClient;
+}
+
 export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
   const t0 = performance.now();
   const log = (line: string) => o.log(`[${o.model}] ${line}`);
   log('building the model');
   const loaded = await loadBenchModel(o.model);
-  const { spec } = loaded;
   const tokenizer = createTokenizer(loaded.tokenizer);
   const promptLens = o.prompts.map((p) => tokenizer.encode(p).length + 1);
   const maxBatch = Math.max(...o.concurrency);
-  const context = Math.min(spec.maxContext, Math.max(...promptLens) + o.maxTokens + 8);
-  const counts = parameterCounts(spec);
-  const l0 = spec.layers[0]!;
-  const shares = paramShares(spec);
-  const section: ModelSection = {
-    model: o.model,
-    shape: `${spec.layers.length} layers × (heads ${l0.heads}, kv ${l0.kvHeads}, headDim ${l0.headDim}, ffn ${l0.ffn}), hidden ${spec.hidden}, vocab ${spec.vocabSize}${spec.tiedEmbeddings ? ', tied embeddings' : ''}`,
-    dense: { total: counts.total, blocks: counts.blocks, embeddings: counts.embeddings, lmHead: shares.lmHead, layers: spec.layers.length },
-    context,
-    variants: [],
-    profiles: [],
-    paramBound: { lmHeadShare: shares.lmHeadShareOfStepWeights, ratioAt: Object.fromEntries([...new Set([...o.ratios, 0.4])].map((r) => [String(r), shares.predictedRatio(r)])) },
-    error: null,
-    wallSec: 0,
-    loadAvg: [Number.POSITIVE_INFINITY, 0],
-    budget: o.budget,
-  };
+  const context = Math.min(loaded.spec.maxContext, Math.max(...promptLens) + o.maxTokens + 8);
+  const shares = paramShares(loaded.spec);
+  const section = newSection(o, loaded, context, shares);
 
   // The decode-step profile, before the server holds any memory.
   for (const batch of [...new Set([1, maxBatch])]) {
@@ -130,154 +129,202 @@ export async function measureModel(o: MeasureOptions): Promise<ModelSection> {
   log(`starting the server (context ${context}, ${maxBatch} slots, ${o.threads} threads)`);
   const token = `bench-${Math.random().toString(36).slice(2)}`;
   const server = await startBenchServer({ model: loaded, denseId: 'dense', adminToken: token, maxBatch, context, threads: o.threads, ...(o.ortSpin !== undefined && { ortSpin: o.ortSpin }), ...(o.target && { target: o.target }), log: (l) => log(`  server: ${l}`) });
-  const admin = new AdminClient(server.url, token);
-  const probe = (id: string) => instrumentScheduler(server.service.get(id)!.scheduler);
-  probe('dense');
-
-  const load = async (model: string, concurrency: number, requests: number, prompts: string[], maxTokens: number) =>
-    runLoad({
-      url: server.url,
-      model,
-      scenario: 'closed',
-      concurrency,
-      maxRequests: requests,
-      durationSec: o.runTimeoutSec,
-      gracefulStopSec: 10,
-      timeoutSec: o.runTimeoutSec,
-      stream: true,
-      includeUsage: true,
-      maxTokens,
-      temperature: 0,
-      ignoreEos: true,
-      prompts,
-      recordRequests: true,
-      p95Ms: 1e9,
-      maxErrorRate: 1,
-    });
-
-  const warmUp = async (id: string) => {
-    await load(id, 1, 1, o.prompts, Math.min(8, o.maxTokens));
-    if (maxBatch > 1) await load(id, maxBatch, maxBatch, o.prompts, Math.min(8, o.maxTokens));
-  };
-
-  const denseRow = (batch: number): VariantResult => ({
-    model: o.model,
-    id: 'dense',
-    strategy: 'dense',
-    batch,
-    target: 0,
-    achieved: 0,
-    params: { total: counts.total, blocks: counts.blocks },
-    layers: spec.layers.filter((l) => l.heads > 0 || l.ffn > 0).length,
-    steps: { depth: 0, width: 0 },
-    pruneSeconds: null,
-    error: null,
-    measurements: [],
-  });
-
+  const run: ModelRun = { o, log, loaded, maxBatch, shares, section, server, admin: new AdminClient(server.url, token) };
+  probe(run, 'dense');
   try {
-    await warmUp('dense');
+    await warmUp(run, 'dense');
     const batches = planBatches(o.ratios, o.strategies, o.maxLoaded);
-    for (let b = 0; b < batches.length; b++) {
-      const batchNo = b + 1;
-      const rows: VariantResult[] = [];
-      for (const { ratio, strategy } of batches[b]!) {
-        const id = variantId(strategy, ratio);
-        log(`batch ${batchNo}/${batches.length}: pruning ${id} (${o.samples}×${o.seqLen} calibration tokens)`);
-        const row: VariantResult = { model: o.model, id, strategy, batch: batchNo, target: ratio, achieved: Number.NaN, params: { total: 0, blocks: 0 }, layers: 0, steps: { depth: 0, width: 0 }, pruneSeconds: null, error: null, measurements: [] };
-        try {
-          const job = await admin.prune(
-            // No recovery fine-tuning: latency is a property of the pruned shape, and a 1B model cannot be
-            // fine-tuned in a benchmark's time here (the shapes are those MoP picks by calibration loss as cut).
-            { target: ratio, strategy, id, activate: false, samples: o.samples, seq_len: o.seqLen, recovery: 'none', budget: o.budget },
-            { timeoutMs: o.pruneTimeoutSec * 1000, onProgress: (l) => log(`  ${id}: ${l}`) },
-          );
-          row.pruneSeconds = job.seconds;
-          if (job.status !== 'succeeded' || !job.report) throw new Error(`prune job ${job.jobId} ${job.status}: ${job.error ?? 'no report'}`);
-          const res = job.report.result;
-          row.achieved = res.ratio;
-          row.params = { total: res.params.total, blocks: res.params.blocks };
-          row.layers = res.layers.filter((l) => l.heads > 0 || l.ffn > 0).length;
-          row.steps = { ...res.steps };
-          probe(id);
-          log(`  ${id}: ratio ${res.ratio.toFixed(3)}, ${res.steps.depth} depth + ${res.steps.width} width steps, ${row.layers} layers, ${job.seconds.toFixed(1)} s; rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB`);
-          if (strategy === 'mop') {
-            // The pruned shape's own decode step, against dense's, before any load runs.
-            const pruned = (server.service.get(id) as { model?: LoadedModel } | undefined)?.model;
-            if (pruned) {
-              const load0 = os.loadavg()[0]!;
-              const [d, p] = await timeDecodeInterleaved([loaded, pruned], { batch: 1, promptTokens: o.profile.promptTokens, steps: o.profile.steps, warmup: o.profile.warmup, threads: o.threads, maxMs: 60_000, ...(o.target && { target: o.target }) });
-              row.stepProfile = { denseMs: d!.medianMs, variantMs: p!.medianMs, ratio: p!.medianMs / d!.medianMs, bound: shares.predictedRatio(res.ratio), loadAvg: [load0, os.loadavg()[0]!] };
-              log(`  ${id}: decode step ${p!.medianMs.toFixed(2)} ms vs dense ${d!.medianMs.toFixed(2)} ms = ${row.stepProfile.ratio.toFixed(3)} (weights-read bound ${row.stepProfile.bound.toFixed(3)})`);
-            }
-          }
-          await warmUp(id);
-        } catch (e) {
-          row.error = e instanceof Error ? e.message : String(e);
-          log(`  ${id}: FAILED: ${row.error}`);
-        }
-        rows.push(row);
-      }
-      const live = rows.filter((r) => !r.error);
-      const dense = denseRow(batchNo);
-      const models = [dense, ...live];
-      for (const c of o.concurrency) {
-        const total = o.requests.get(c) ?? 16;
-        const plan = roundPlan(total, c, o.rounds);
-        const acc = new Map<VariantResult, Accum>(models.map((m) => [m, { records: [], roundE2eMs: [], elapsedSec: 0, engine: zeroEngineTimes(), hist: { e2e: undefined, ttft: undefined, tpot: undefined } }]));
-        for (let r = 0; r < plan.length; r++) {
-          const prompts = rotate(o.prompts, plan.slice(0, r).reduce((a, b) => a + b, 0));
-          for (const m of roundOrder(models, r)) {
-            const before = parseHistograms(await admin.metrics(), Object.values(HISTOGRAMS));
-            const load1 = os.loadavg()[0]!;
-            section.loadAvg = [Math.min(section.loadAvg[0], load1), Math.max(section.loadAvg[1], load1)];
-            probe(m.id).take();
-            const rep = await load(m.id, c, Math.min(plan[r]!, total), prompts, o.maxTokens);
-            const engine = probe(m.id).take();
-            const after = parseHistograms(await admin.metrics(), Object.values(HISTOGRAMS));
-            const a = acc.get(m)!;
-            a.engine = addEngineTimes(a.engine, engine);
-            a.records.push(...(rep.requests ?? []));
-            a.roundE2eMs[r] = rep.latencyMs.e2e?.mean ?? Number.NaN;
-            a.elapsedSec += rep.elapsedSec;
-            for (const k of Object.keys(HISTOGRAMS) as (keyof typeof HISTOGRAMS)[]) {
-              const d = snapshotDelta(after, before, HISTOGRAMS[k], m.id);
-              if (d) a.hist[k] = addSeries(a.hist[k], d);
-            }
-            const e2e = rep.latencyMs.e2e;
-            if (plan.length <= 8 || r === plan.length - 1 || r % 4 === 0) log(`  c=${c} round ${r + 1}/${plan.length} ${m.id}: ${rep.ok}/${rep.sent} ok in ${rep.elapsedSec.toFixed(1)} s, e2e p50 ${e2e ? e2e.p50.toFixed(0) : '-'} ms, ${rep.throughput.outputTokensPerSec.toFixed(1)} tok/s`);
-          }
-        }
-        const figures = (m: VariantResult) => {
-          const a = acc.get(m)!;
-          return { client: clientFigures(a.records, a.elapsedSec), server: { e2e: serverStats(a.hist.e2e), ttft: serverStats(a.hist.ttft), tpot: serverStats(a.hist.tpot) } };
-        };
-        const extra = (m: VariantResult) => ({ engine: acc.get(m)!.engine, roundE2eMs: acc.get(m)!.roundE2eMs });
-        const d = { ...figures(dense), ...extra(dense) };
-        dense.measurements.push(finishMeasurement(c, d.client, d.server, undefined, o.tolerance, extra(dense)));
-        for (const m of live) {
-          const f = figures(m);
-          const meas: Measurement = finishMeasurement(c, f.client, f.server, d, o.tolerance, extra(m));
-          m.measurements.push(meas);
-          const pr = meas.ratio?.paired;
-          log(`  c=${c} ${m.id}: ratio p50 ${meas.ratio?.clientP50.toFixed(3)} (server mean ${meas.ratio?.serverMean.toFixed(3)}; per round ${pr ? `${pr.median.toFixed(3)} [${pr.min.toFixed(3)}–${pr.max.toFixed(3)}]` : '-'})`);
-        }
-      }
-      section.variants.push(dense, ...rows);
-      for (const r of live) {
-        await admin.unload(r.id);
-        log(`  unloaded ${r.id}`);
-      }
-    }
+    for (let b = 0; b < batches.length; b++) await measureBatch(run, batches[b]!, b + 1, batches.length);
   } catch (e) {
     section.error = e instanceof Error ? e.message : String(e);
     log(`ERROR: ${section.error}`);
   } finally {
-    await admin.close();
+    await run.admin.close();
     await server.close();
   }
   section.wallSec = (performance.now() - t0) / 1000;
   if (!Number.isFinite(section.loadAvg[0])) section.loadAvg = [Number.NaN, Number.NaN];
   log(`done in ${(section.wallSec / 60).toFixed(1)} min; load average ${os.loadavg()[0]!.toFixed(2)}`);
   return section;
+}
+
+/** The model's section before anything is measured: its shape, parameter counts and the weights-read bound. */
+function newSection(o: MeasureOptions, loaded: LoadedModel, context: number, shares: ReturnType<typeof paramShares>): ModelSection {
+  const { spec } = loaded;
+  const counts = parameterCounts(spec);
+  const l0 = spec.layers[0]!;
+  return {
+    model: o.model,
+    shape: `${spec.layers.length} layers × (heads ${l0.heads}, kv ${l0.kvHeads}, headDim ${l0.headDim}, ffn ${l0.ffn}), hidden ${spec.hidden}, vocab ${spec.vocabSize}${spec.tiedEmbeddings ? ', tied embeddings' : ''}`,
+    dense: { total: counts.total, blocks: counts.blocks, embeddings: counts.embeddings, lmHead: shares.lmHead, layers: spec.layers.length },
+    context,
+    variants: [],
+    profiles: [],
+    paramBound: { lmHeadShare: shares.lmHeadShareOfStepWeights, ratioAt: Object.fromEntries([...new Set([...o.ratios, 0.4])].map((r) => [String(r), shares.predictedRatio(r)])) },
+    error: null,
+    wallSec: 0,
+    loadAvg: [Number.POSITIVE_INFINITY, 0],
+    budget: o.budget,
+  };
+}
+
+/** The engine-time probe of a served variant's scheduler. */
+function probe(run: ModelRun, id: string) {
+  return instrumentScheduler(run.server.service.get(id)!.scheduler);
+}
+
+/** One bounded closed-loop load run against a served model. */
+function load(run: ModelRun, model: string, concurrency: number, requests: number, prompts: string[], maxTokens: number) {
+  return runLoad({
+    url: run.server.url,
+    model,
+    scenario: 'closed',
+    concurrency,
+    maxRequests: requests,
+    durationSec: run.o.runTimeoutSec,
+    gracefulStopSec: 10,
+    timeoutSec: run.o.runTimeoutSec,
+    stream: true,
+    includeUsage: true,
+    maxTokens,
+    temperature: 0,
+    ignoreEos: true,
+    prompts,
+    recordRequests: true,
+    p95Ms: 1e9,
+    maxErrorRate: 1,
+  });
+}
+
+async function warmUp(run: ModelRun, id: string): Promise<void> {
+  const tokens = Math.min(8, run.o.maxTokens);
+  await load(run, id, 1, 1, run.o.prompts, tokens);
+  if (run.maxBatch > 1) await load(run, id, run.maxBatch, run.maxBatch, run.o.prompts, tokens);
+}
+
+function denseRow(run: ModelRun, batch: number): VariantResult {
+  const { spec } = run.loaded;
+  return {
+    model: run.o.model,
+    id: 'dense',
+    strategy: 'dense',
+    batch,
+    target: 0,
+    achieved: 0,
+    params: { total: run.section.dense.total, blocks: run.section.dense.blocks },
+    layers: spec.layers.filter((l) => l.heads > 0 || l.ffn > 0).length,
+    steps: { depth: 0, width: 0 },
+    pruneSeconds: null,
+    error: null,
+    measurements: [],
+  };
+}
+
+/** One batch: prune its variants, measure dense and each at every concurrency, unload them. */
+async function measureBatch(run: ModelRun, batch: { ratio: number; strategy: StrategyName }[], batchNo: number, batches: number): Promise<void> {
+  const rows: VariantResult[] = [];
+  for (const { ratio, strategy } of batch) {
+    run.log(`batch ${batchNo}/${batches}: pruning ${variantId(strategy, ratio)} (${run.o.samples}×${run.o.seqLen} calibration tokens)`);
+    rows.push(await pruneVariant(run, strategy, ratio, batchNo));
+  }
+  const live = rows.filter((r) => !r.error);
+  const dense = denseRow(run, batchNo);
+  for (const c of run.o.concurrency) await measureConcurrency(run, dense, live, c);
+  run.section.variants.push(dense, ...rows);
+  for (const r of live) {
+    await run.admin.unload(r.id);
+    run.log(`  unloaded ${r.id}`);
+  }
+}
+
+/** Prune one variant through the admin API (not activated), time MoP's shape alone, warm it up; a failure is recorded in the row. */
+async function pruneVariant(run: ModelRun, strategy: StrategyName, ratio: number, batchNo: number): Promise<VariantResult> {
+  const { o, log } = run;
+  const id = variantId(strategy, ratio);
+  const row: VariantResult = { model: o.model, id, strategy, batch: batchNo, target: ratio, achieved: Number.NaN, params: { total: 0, blocks: 0 }, layers: 0, steps: { depth: 0, width: 0 }, pruneSeconds: null, error: null, measurements: [] };
+  try {
+    const job = await run.admin.prune(
+      // No recovery fine-tuning: latency is a property of the pruned shape, and a 1B model cannot be
+      // fine-tuned in a benchmark's time here (the shapes are those MoP picks by calibration loss as cut).
+      { target: ratio, strategy, id, activate: false, samples: o.samples, seq_len: o.seqLen, recovery: 'none', budget: o.budget },
+      { timeoutMs: o.pruneTimeoutSec * 1000, onProgress: (l) => log(`  ${id}: ${l}`) },
+    );
+    row.pruneSeconds = job.seconds;
+    if (job.status !== 'succeeded' || !job.report) throw new Error(`prune job ${job.jobId} ${job.status}: ${job.error ?? 'no report'}`);
+    const res = job.report.result;
+    row.achieved = res.ratio;
+    row.params = { total: res.params.total, blocks: res.params.blocks };
+    row.layers = res.layers.filter((l) => l.heads > 0 || l.ffn > 0).length;
+    row.steps = { ...res.steps };
+    probe(run, id);
+    log(`  ${id}: ratio ${res.ratio.toFixed(3)}, ${res.steps.depth} depth + ${res.steps.width} width steps, ${row.layers} layers, ${job.seconds.toFixed(1)} s; rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB`);
+    if (strategy === 'mop') await profilePrunedStep(run, row, res.ratio);
+    await warmUp(run, id);
+  } catch (e) {
+    row.error = e instanceof Error ? e.message : String(e);
+    log(`  ${id}: FAILED: ${row.error}`);
+  }
+  return row;
+}
+
+/** The pruned shape's own decode step against dense's, interleaved, before any load runs. */
+async function profilePrunedStep(run: ModelRun, row: VariantResult, achieved: number): Promise<void> {
+  const { o } = run;
+  const pruned = (run.server.service.get(row.id) as { model?: LoadedModel } | undefined)?.model;
+  if (!pruned) return;
+  const load0 = os.loadavg()[0]!;
+  const [d, p] = await timeDecodeInterleaved([run.loaded, pruned], { batch: 1, promptTokens: o.profile.promptTokens, steps: o.profile.steps, warmup: o.profile.warmup, threads: o.threads, maxMs: 60_000, ...(o.target && { target: o.target }) });
+  row.stepProfile = { denseMs: d!.medianMs, variantMs: p!.medianMs, ratio: p!.medianMs / d!.medianMs, bound: run.shares.predictedRatio(achieved), loadAvg: [load0, os.loadavg()[0]!] };
+  run.log(`  ${row.id}: decode step ${p!.medianMs.toFixed(2)} ms vs dense ${d!.medianMs.toFixed(2)} ms = ${row.stepProfile.ratio.toFixed(3)} (weights-read bound ${row.stepProfile.bound.toFixed(3)})`);
+}
+
+/** Dense and every live variant at concurrency c: interleaved rounds, then each one's figures and ratios against dense. */
+async function measureConcurrency(run: ModelRun, dense: VariantResult, live: VariantResult[], c: number): Promise<void> {
+  const acc = await runRounds(run, [dense, ...live], c);
+  const figures = (m: VariantResult) => {
+    const a = acc.get(m)!;
+    return { client: clientFigures(a.records, a.elapsedSec), server: { e2e: serverStats(a.hist.e2e), ttft: serverStats(a.hist.ttft), tpot: serverStats(a.hist.tpot) } };
+  };
+  const extra = (m: VariantResult) => ({ engine: acc.get(m)!.engine, roundE2eMs: acc.get(m)!.roundE2eMs });
+  const d = { ...figures(dense), ...extra(dense) };
+  dense.measurements.push(finishMeasurement(c, d.client, d.server, undefined, run.o.tolerance, extra(dense)));
+  for (const m of live) {
+    const f = figures(m);
+    const meas: Measurement = finishMeasurement(c, f.client, f.server, d, run.o.tolerance, extra(m));
+    m.measurements.push(meas);
+    const pr = meas.ratio?.paired;
+    run.log(`  c=${c} ${m.id}: ratio p50 ${meas.ratio?.clientP50.toFixed(3)} (server mean ${meas.ratio?.serverMean.toFixed(3)}; per round ${pr ? `${pr.median.toFixed(3)} [${pr.min.toFixed(3)}–${pr.max.toFixed(3)}]` : '-'})`);
+  }
+}
+
+/** The load rounds at concurrency c, every model in turn within a round (order alternating), with /metrics read around each run. */
+async function runRounds(run: ModelRun, models: VariantResult[], c: number): Promise<Map<VariantResult, Accum>> {
+  const { o, section } = run;
+  const total = o.requests.get(c) ?? 16;
+  const plan = roundPlan(total, c, o.rounds);
+  const acc = new Map<VariantResult, Accum>(models.map((m) => [m, { records: [], roundE2eMs: [], elapsedSec: 0, engine: zeroEngineTimes(), hist: { e2e: undefined, ttft: undefined, tpot: undefined } }]));
+  for (let r = 0; r < plan.length; r++) {
+    const prompts = rotate(o.prompts, sum(plan.slice(0, r)));
+    for (const m of roundOrder(models, r)) {
+      const before = parseHistograms(await run.admin.metrics(), Object.values(HISTOGRAMS));
+      const load1 = os.loadavg()[0]!;
+      section.loadAvg = [Math.min(section.loadAvg[0], load1), Math.max(section.loadAvg[1], load1)];
+      probe(run, m.id).take();
+      const rep = await load(run, m.id, c, Math.min(plan[r]!, total), prompts, o.maxTokens);
+      const engine = probe(run, m.id).take();
+      const after = parseHistograms(await run.admin.metrics(), Object.values(HISTOGRAMS));
+      const a = acc.get(m)!;
+      a.engine = addEngineTimes(a.engine, engine);
+      a.records.push(...(rep.requests ?? []));
+      a.roundE2eMs[r] = rep.latencyMs.e2e?.mean ?? Number.NaN;
+      a.elapsedSec += rep.elapsedSec;
+      for (const k of Object.keys(HISTOGRAMS) as (keyof typeof HISTOGRAMS)[]) {
+        const d = snapshotDelta(after, before, HISTOGRAMS[k], m.id);
+        if (d) a.hist[k] = addSeries(a.hist[k], d);
+      }
+      const e2e = rep.latencyMs.e2e;
+      if (plan.length <= 8 || r === plan.length - 1 || r % 4 === 0) run.log(`  c=${c} round ${r + 1}/${plan.length} ${m.id}: ${rep.ok}/${rep.sent} ok in ${rep.elapsedSec.toFixed(1)} s, e2e p50 ${e2e ? e2e.p50.toFixed(0) : '-'} ms, ${rep.throughput.outputTokensPerSec.toFixed(1)} tok/s`);
+    }
+  }
+  return acc;
 }
