@@ -371,6 +371,12 @@ for (const target of recoveryTargets) if (target !== sweepTarget) await recovere
 
 function recoveryLines(): string[] {
   const rec = rows.filter((r) => r.recovery);
+  const compared = recoveredComparison();
+  return [...recoveryIntroLines(rec.length), ...compared.lines, ...recoveredKlLines(), ...recoveryNoteLines(rec), ...recoveryKnobLines(rec), ...recoveryVerdictLines(compared.verdicts, compared.worstLoss), ...recoveryKnobTable(rec), ''];
+}
+
+/** The recipe, how many recovered runs ran, and the comparison table's header. */
+function recoveryIntroLines(recoveredRuns: number): string[] {
   const out: string[] = [];
   const d = tableDefaults;
   out.push('## With recovery fine-tuning');
@@ -379,10 +385,16 @@ function recoveryLines(): string[] {
     `Recipe (the shared prune table's defaults, what \`mop prune\` runs without flags): ${d.recovery} fine-tuning, loss ${d.recoveryLoss} (α ${d.recoveryKdAlpha} distillation from the dense model + ${1 - d.recoveryKdAlpha} cross-entropy), lr ${d.recoveryLr} (AdamW, warm-up 1/15 of the steps, cosine decay), ${d.recoveryBatch} × ${d.recoverySeqLen} tokens per step; **${d.recoverySteps} steps per candidate** before it is scored, **${d.finalRecoverySteps} steps after the target**. Depth-only and width-only run the same code with one candidate per step, so every model's lineage gets the same recovery (${d.recoverySteps} steps per pruning step + ${d.finalRecoverySteps}). Recovery text: \`data/tinystories-recovery-start.txt\` + \`data/tinystories-recovery.txt\` (the first 350 KB of the source text), disjoint from the calibration and held-out slices, so every candidate is scored on text its recovery did not train on. Seconds are wall time on this machine (2 shared cores; other jobs ran at the same time, so they vary by up to 2×).`,
   );
   out.push('');
-  out.push(`Ran ${rec.length} of ${plannedRecovered} recovered runs planned by this command${rec.length < plannedRecovered ? ' (stopped early; the rest is not measured)' : ''}.`);
+  out.push(`Ran ${recoveredRuns} of ${plannedRecovered} recovered runs planned by this command${recoveredRuns < plannedRecovered ? ' (stopped early; the rest is not measured)' : ''}.`);
   out.push('');
   out.push('| target | MoP | MoP + rec | depth-only | depth + rec | width-only | width + rec | MoP + rec vs best baseline + rec | × dense (MoP + rec) | recovery s (MoP / depth / width) | MoP + rec path |');
   out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  return out;
+}
+
+/** Per target: each strategy without and with recovery, and where MoP + recovery loses to the better baseline (from 20%). */
+function recoveredComparison(): { lines: string[]; verdicts: string[]; worstLoss: number } {
+  const out: string[] = [];
   const verdicts: string[] = [];
   let worstLoss = 0;
   for (const t of [...targets].sort((a, b) => a - b)) {
@@ -408,9 +420,15 @@ function recoveryLines(): string[] {
     }
     const secs = [m, dd, w].map((r) => (r ? f(r.recoverySeconds ?? 0, 0) : '–')).join(' / ');
     out.push(
-        `| ${pct(t)} | ${cell(get('default', 'mop', t))} | **${cell(m)}** | ${cell(get('default', 'depth', t))} | ${cell(dd)} | ${cell(get('default', 'width', t))} | ${cell(w)} | ${verdict} | ${m ? f(m.perplexity / dense.perplexity) : '–'} | ${secs} | ${m?.path ?? '–'} |`,
-      );
+      `| ${pct(t)} | ${cell(get('default', 'mop', t))} | **${cell(m)}** | ${cell(get('default', 'depth', t))} | ${cell(dd)} | ${cell(get('default', 'width', t))} | ${cell(w)} | ${verdict} | ${m ? f(m.perplexity / dense.perplexity) : '–'} | ${secs} | ${m?.path ?? '–'} |`,
+    );
   }
+  return { lines: out, verdicts, worstLoss };
+}
+
+/** KL(dense ‖ model) of each recovered model. */
+function recoveredKlLines(): string[] {
+  const out: string[] = [];
   out.push('');
   out.push('KL(dense ‖ model) on the held-out text, nats per token, with recovery:');
   out.push('');
@@ -421,6 +439,12 @@ function recoveryLines(): string[] {
     if (rs.every((r) => !r)) continue;
     out.push(`| ${pct(t)} | ${rs.map((r) => (r ? f(r.kl, 3) : '–')).join(' | ')} |`);
   }
+  return out;
+}
+
+/** The target check at the sweep target, and the recovered models that beat the un-tuned dense model. */
+function recoveryNoteLines(rec: Row[]): string[] {
+  const out: string[] = [];
   const m40 = get('recovered', 'mop', sweepTarget);
   if (m40) {
     out.push('');
@@ -436,6 +460,12 @@ function recoveryLines(): string[] {
       `Below the dense model (${belowDense.map((r) => `${r.strategy} ${pct(r.target)} ${f(r.perplexity)}`).join(', ')} vs dense ${f(dense.perplexity, 3)}): recovery fine-tunes on in-domain TinyStories text (its cross-entropy share), which the dense model never got; a dense model given the same fine-tuning was not measured, so "× dense" compares against an un-tuned parent.`,
     );
   }
+  return out;
+}
+
+/** Each recovery knob against MoP with the default recipe, and MoP against the baselines run with the same knob. */
+function recoveryKnobLines(rec: Row[]): string[] {
+  const out: string[] = [];
   const def = get('recovered', 'mop', sweepTarget);
   const knobRows = rec.filter((r) => r.variant !== 'recovered' && r.strategy === 'mop');
   if (def && knobRows.length) {
@@ -451,6 +481,12 @@ function recoveryLines(): string[] {
       out.push(`Same recipe for all (${variant}): MoP ${f(m.perplexity)} (${m.path}) vs ${others.map((o) => `${o.strategy}-only ${f(o.perplexity)} (${o.path})`).join(', ')}.`);
     }
   }
+  return out;
+}
+
+/** Whether MoP + recovery lost anywhere, and why (against the calibration noise measured without recovery). */
+function recoveryVerdictLines(verdicts: string[], worstLoss: number): string[] {
+  const out: string[] = [];
   const noiseRows = targets.map((t) => [get(`calibration seed ${seed + 1}`, 'mop', t), get('default', 'mop', t)] as const).filter(([a, b]) => a && b);
   const noise = noiseRows.length ? Math.max(...noiseRows.map(([a, b]) => Math.abs(a!.perplexity / b!.perplexity - 1))) : undefined;
   out.push(
@@ -458,6 +494,12 @@ function recoveryLines(): string[] {
       ? `MoP + recovery loses to the better baseline + recovery at: ${verdicts.join('; ')}. Why: with recovery, the two candidates' calibration scores are close (each is fine-tuned before it is scored), so the path criterion picks on differences this small${noise !== undefined && worstLoss < noise ? `; margins this size are below the calibration noise measured without recovery (another calibration draw moves MoP by up to ${f(100 * noise, 1)}%)` : ''}.`
       : 'MoP + recovery is no worse than the better baseline + recovery at every measured target from 20% up.',
   );
+  return out;
+}
+
+/** The recovery knob sweep at the sweep target, one change from the default recipe per row. */
+function recoveryKnobTable(rec: Row[]): string[] {
+  const out: string[] = [];
   const sweepRows = rec.filter((r) => r.variant !== 'recovered');
   if (sweepRows.length) {
     out.push('');
@@ -470,7 +512,6 @@ function recoveryLines(): string[] {
       out.push(`| ${r.variant === 'recovered' ? 'default recipe' : `${r.variant} (${recipeOverrides(r.recovery!)})`} | ${r.strategy} | ${f(r.perplexity, 3)} | ${f(r.perplexity / dense.perplexity)} | ${f(r.kl, 3)} | ${r.path} | ${f(r.recoverySeconds ?? 0, 0)} | ${f(r.wallMs / 1000, 0)} |`);
     }
   }
-  out.push('');
   return out;
 }
 
