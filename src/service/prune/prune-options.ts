@@ -102,10 +102,10 @@ export const pruneOptions: readonly PruneOption[] = [
   option('depthUnit', 'depth-unit', 'depth branch removes whole layers (layer) or single attention / MLP sub-blocks (sublayer)', { kind: 'choice', choices: ['layer', 'sublayer'] }, 'layer'),
   option('widthSplit', 'width-split', 'width budget: param-share (attention vs MLP by parameter share) or global', { kind: 'choice', choices: ['param-share', 'global'] }, 'param-share'),
   option('widthNormalize', 'width-normalize', 'width scores normalised per layer (layer) or raw (none)', { kind: 'choice', choices: ['layer', 'none'] }, 'layer'),
-  // Hardware-friendly shapes and latency-aware budgets (issue 14). Default: docs/width-report.md.
+  // Hardware-friendly shapes and latency-aware budgets. Default: docs/width-report.md.
   option('widthMultiple', 'width-multiple', 'a pruned layer keeps a multiple of this many MLP neurons (KV groups always stay whole); 32 = whole int8/int4 blocks', { kind: 'int', min: 1, max: 1024 }, 1),
   option('budget', 'budget', "what the target counts: params (block parameters, the paper's measure) or latency (decode-step time measured on the serving engine)", { kind: 'choice', choices: budgetUnits }, 'params'),
-  // Recovery fine-tuning (issue 11). Defaults: the recipe bench:quality measured best (docs/quality-report.md).
+  // Recovery fine-tuning. Defaults: the recipe bench:quality measured best (docs/quality-report.md).
   option('depthRule', 'depth-rule', "depth branch ranks layers by block-influence score (score) or removes the third-to-last layer (third-to-last, the paper's rule)", { kind: 'choice', choices: depthRules }, 'score'),
   option('recovery', 'recovery', 'recovery fine-tuning of each candidate and of the result: none, lora or full', { kind: 'choice', choices: recoveryModes }, 'full'),
   option('recoverySteps', 'recovery-steps', 'recovery steps per candidate, before it is scored (0 = score candidates as cut)', { kind: 'int', min: 0, max: 100_000 }, 25),
