@@ -24,9 +24,10 @@ import { runPrune } from '../src/service/prune/run-prune.ts';
 import { cpuTarget, describeTarget, type ExecutionTarget, targetFor } from '../src/runtime/device/device.ts';
 import { timeDecodeInterleaved } from '../src/runtime/engine/decode-timing.ts';
 import { loadModel } from '../src/runtime/model/load.ts';
+import type { LoadedModel } from '../src/runtime/model/loaded-model.ts';
 import { type ModelSpec, parameterCounts } from '../src/runtime/model/spec.ts';
 import { syntheticWeights } from '../src/runtime/model/synthetic.ts';
-import { median } from './lib/stats.ts';
+import { mean, median } from './lib/stats.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
 import { log } from './lib/log.ts';
 import { repoRoot } from './lib/repo-root.ts';
@@ -62,9 +63,8 @@ async function widthSweep(spec: ModelSpec, widths: number[], layers: number, t: 
 
 /** Least-squares line through the points; residual of each point in % of its fitted time. */
 function residuals(points: WidthPoint[]): { slopeMsPerNeuron: number; interceptMs: number; byPoint: { ffn: number; residualPct: number }[] } {
-  const n = points.length;
-  const mx = points.reduce((s, p) => s + p.ffn, 0) / n;
-  const my = points.reduce((s, p) => s + p.medianMs, 0) / n;
+  const mx = mean(points.map((p) => p.ffn));
+  const my = mean(points.map((p) => p.medianMs));
   let sxy = 0;
   let sxx = 0;
   for (const p of points) {
@@ -80,7 +80,7 @@ function residuals(points: WidthPoint[]): { slopeMsPerNeuron: number; interceptM
 function byAlignment(r: { ffn: number; residualPct: number }[]): { multiple: number; widths: number; meanResidualPct: number }[] {
   const groups = [32, 16, 8, 1].map((m) => ({ multiple: m, values: [] as number[] }));
   for (const p of r) groups.find((g) => p.ffn % g.multiple === 0)!.values.push(p.residualPct);
-  return groups.map((g) => ({ multiple: g.multiple, widths: g.values.length, meanResidualPct: g.values.length ? g.values.reduce((a, b) => a + b, 0) / g.values.length : Number.NaN }));
+  return groups.map((g) => ({ multiple: g.multiple, widths: g.values.length, meanResidualPct: mean(g.values) }));
 }
 
 interface PrunedRow {
@@ -99,6 +99,8 @@ interface PrunedRow {
   pruneSeconds: number;
 }
 
+type WidthSweep = { points: WidthPoint[]; fit: ReturnType<typeof residuals>; alignment: ReturnType<typeof byAlignment> };
+
 async function main(): Promise<void> {
   const started = Date.now();
   const loadStart = os.loadavg()[0]!;
@@ -107,78 +109,9 @@ async function main(): Promise<void> {
   const spec = model.spec;
   const serving = targetFor('cpu', args.dtype as 'float32' | 'int8' | 'int4');
   log(`${args.preset}: ${spec.layers.length} layers, hidden ${spec.hidden}, ffn ${spec.layers[0]!.ffn}; ${threads} threads; load average ${loadStart.toFixed(2)}`);
-
-  // Part 1: widths around 60% of the model's MLP: every multiple of 8 within ±128 (9 of them
-  // multiples of 32, 8 of 16, 16 of 8 only) and 32 odd widths between them.
-  const centre = Math.round((0.6 * spec.layers[0]!.ffn) / 32) * 32;
-  const widths = [...Array.from({ length: 33 }, (_, k) => centre - 128 + 8 * k), ...Array.from({ length: 32 }, (_, k) => centre - 125 + 8 * k)].sort((a, b) => a - b);
-  const sweep: Record<string, { points: WidthPoint[]; fit: ReturnType<typeof residuals>; alignment: ReturnType<typeof byAlignment> }> = {};
-  for (const t of [cpuTarget, targetFor('cpu', 'int8')]) {
-    const name = t.weights ?? t.dtype;
-    log(`part 1 (${name}): 2 layers, ${widths.length} MLP widths in ${widths[0]}..${widths.at(-1)}, interleaved`);
-    const points = await widthSweep(spec, widths, 2, t);
-    const fit = residuals(points);
-    sweep[name] = { points, fit, alignment: byAlignment(fit.byPoint) };
-    log(`part 1 (${name}): ${sweep[name]!.alignment.map((a) => `×${a.multiple}: ${a.meanResidualPct.toFixed(2)}% (${a.widths})`).join(', ')}`);
-  }
-
-  // Part 2: the latency profile, float32 and the serving type.
-  const profiles: Record<string, LatencyProfile> = {};
-  for (const t of [cpuTarget, serving]) {
-    const name = t.weights ?? t.dtype;
-    if (profiles[name]) continue;
-    profiles[name] = await measureLatencyProfile(spec, { target: t, threads });
-    const c = profiles[name]!.coefficients;
-    log(`part 2 (${name}): attention ${c.attentionFixedUs.toFixed(0)} µs + ${(c.attentionUsPerParam * 1e6).toFixed(1)} µs/M params, MLP ${c.mlpFixedUs.toFixed(0)} µs + ${(c.mlpUsPerParam * 1e6).toFixed(1)} µs/M params, base ${profiles[name]!.baseUs.toFixed(0)} µs`);
-  }
-
-  // Part 3: prune with each budget and width multiple; time every result against dense.
-  const rows: PrunedRow[] = [];
-  if (!args['skip-prune']) {
-    const variants: { name: string; budget: 'params' | 'latency'; widthMultiple: number }[] = [
-      { name: 'params', budget: 'params', widthMultiple: 1 },
-      { name: 'params ×32', budget: 'params', widthMultiple: 32 },
-      { name: 'latency', budget: 'latency', widthMultiple: 1 },
-      { name: 'latency ×32', budget: 'latency', widthMultiple: 32 },
-    ];
-    const pruned: { v: (typeof variants)[number]; spec: ModelSpec; weights: typeof model.weights; seconds: number; profile?: LatencyProfile }[] = [];
-    for (const v of variants) {
-      const recipe: PruneRecipe = { ...defaultPruneSettings(), target, recovery: 'none', samples: 8, seqLen: 64, budget: v.budget, widthMultiple: v.widthMultiple };
-      const t0 = performance.now();
-      log(`part 3: pruning to ${target} with budget ${v.budget}, width multiple ${v.widthMultiple}`);
-      const r = await runPrune({ model, recipe, threads, servingTarget: serving });
-      const seconds = (performance.now() - t0) / 1000;
-      pruned.push({ v, spec: r.model.spec, weights: r.model.weights, seconds, ...(r.report.result.latency && { profile: r.report.result.latency.profile }) });
-      log(`part 3: ${v.name}: ${r.model.spec.layers.length} layers, param ratio ${r.report.result.ratio.toFixed(3)}, ${seconds.toFixed(0)} s`);
-    }
-    // Three rounds, each a fresh set of sessions timed interleaved step by step: the median round
-    // is the figure, the range says how much background load moved it.
-    const rounds: number[][] = [];
-    for (let round = 0; round < 3; round++) {
-      log(`part 3: timing dense and every variant interleaved, round ${round + 1} of 3`);
-      const timing = await timeDecodeInterleaved([{ spec, weights: model.weights }, ...pruned.map((p) => ({ spec: p.spec, weights: p.weights }))], { batch: 1, promptTokens: 64, steps: 60, warmup: 5, threads, target: serving, maxMs: 300_000 });
-      rounds.push(timing.slice(1).map((t) => t.medianMs / timing[0]!.medianMs));
-    }
-    const lmHead = spec.vocabSize * spec.hidden;
-    const denseBlocks = parameterCounts(spec).blocks;
-    const servingProfile = profiles[serving.weights ?? serving.dtype]!;
-    pruned.forEach((p, k) => {
-      const blocks = parameterCounts(p.spec).blocks;
-      rows.push({
-        name: p.v.name,
-        budget: p.v.budget,
-        widthMultiple: p.v.widthMultiple,
-        paramRatio: 1 - blocks / denseBlocks,
-        layers: p.spec.layers.length,
-        ffnMultipleOf32: p.spec.layers.every((l) => l.ffn % 32 === 0),
-        weightsReadBound: (lmHead + blocks) / (lmHead + denseBlocks),
-        predictedStepRatio: predictedStepUs(p.profile ?? servingProfile, p.spec) / predictedStepUs(p.profile ?? servingProfile, spec),
-        measuredStepRatio: median(rounds.map((r) => r[k]!)),
-        measuredRange: [Math.min(...rounds.map((r) => r[k]!)), Math.max(...rounds.map((r) => r[k]!))],
-        pruneSeconds: p.seconds,
-      });
-    });
-  }
+  const sweep = await widthSweeps(spec);
+  const profiles = await latencyProfiles(spec, serving);
+  const rows = args['skip-prune'] ? [] : await prunedShapes(model, serving, profiles);
 
   const report = {
     generatedBy: `node --import tsx scripts/bench-width.ts ${process.argv.slice(2).join(' ')}`.trim(),
@@ -200,6 +133,87 @@ async function main(): Promise<void> {
   log(`wrote ${path.relative(repoRoot, path.join(outDir, 'width-report.md'))} (${report.minutes.toFixed(1)} min)`);
 }
 
+/** Part 1: step time against MLP width, float32 and int8, with the residuals grouped by alignment. */
+async function widthSweeps(spec: ModelSpec): Promise<Record<string, WidthSweep>> {
+  // Part 1: widths around 60% of the model's MLP: every multiple of 8 within ±128 (9 of them
+  // multiples of 32, 8 of 16, 16 of 8 only) and 32 odd widths between them.
+  const centre = Math.round((0.6 * spec.layers[0]!.ffn) / 32) * 32;
+  const widths = [...Array.from({ length: 33 }, (_, k) => centre - 128 + 8 * k), ...Array.from({ length: 32 }, (_, k) => centre - 125 + 8 * k)].sort((a, b) => a - b);
+  const sweep: Record<string, WidthSweep> = {};
+  for (const t of [cpuTarget, targetFor('cpu', 'int8')]) {
+    const name = t.weights ?? t.dtype;
+    log(`part 1 (${name}): 2 layers, ${widths.length} MLP widths in ${widths[0]}..${widths.at(-1)}, interleaved`);
+    const points = await widthSweep(spec, widths, 2, t);
+    const fit = residuals(points);
+    sweep[name] = { points, fit, alignment: byAlignment(fit.byPoint) };
+    log(`part 1 (${name}): ${sweep[name]!.alignment.map((a) => `×${a.multiple}: ${a.meanResidualPct.toFixed(2)}% (${a.widths})`).join(', ')}`);
+  }
+  return sweep;
+}
+
+/** Part 2: the latency profile, float32 and the serving type. */
+async function latencyProfiles(spec: ModelSpec, serving: ExecutionTarget): Promise<Record<string, LatencyProfile>> {
+  const profiles: Record<string, LatencyProfile> = {};
+  for (const t of [cpuTarget, serving]) {
+    const name = t.weights ?? t.dtype;
+    if (profiles[name]) continue;
+    profiles[name] = await measureLatencyProfile(spec, { target: t, threads });
+    const c = profiles[name]!.coefficients;
+    log(`part 2 (${name}): attention ${c.attentionFixedUs.toFixed(0)} µs + ${(c.attentionUsPerParam * 1e6).toFixed(1)} µs/M params, MLP ${c.mlpFixedUs.toFixed(0)} µs + ${(c.mlpUsPerParam * 1e6).toFixed(1)} µs/M params, base ${profiles[name]!.baseUs.toFixed(0)} µs`);
+  }
+  return profiles;
+}
+
+/** Part 3: prune with each budget and width multiple; time every result against dense. */
+async function prunedShapes(model: LoadedModel, serving: ExecutionTarget, profiles: Record<string, LatencyProfile>): Promise<PrunedRow[]> {
+  const spec = model.spec;
+  const rows: PrunedRow[] = [];
+  const variants: { name: string; budget: 'params' | 'latency'; widthMultiple: number }[] = [
+    { name: 'params', budget: 'params', widthMultiple: 1 },
+    { name: 'params ×32', budget: 'params', widthMultiple: 32 },
+    { name: 'latency', budget: 'latency', widthMultiple: 1 },
+    { name: 'latency ×32', budget: 'latency', widthMultiple: 32 },
+  ];
+  const pruned: { v: (typeof variants)[number]; spec: ModelSpec; weights: typeof model.weights; seconds: number; profile?: LatencyProfile }[] = [];
+  for (const v of variants) {
+    const recipe: PruneRecipe = { ...defaultPruneSettings(), target, recovery: 'none', samples: 8, seqLen: 64, budget: v.budget, widthMultiple: v.widthMultiple };
+    const t0 = performance.now();
+    log(`part 3: pruning to ${target} with budget ${v.budget}, width multiple ${v.widthMultiple}`);
+    const r = await runPrune({ model, recipe, threads, servingTarget: serving });
+    const seconds = (performance.now() - t0) / 1000;
+    pruned.push({ v, spec: r.model.spec, weights: r.model.weights, seconds, ...(r.report.result.latency && { profile: r.report.result.latency.profile }) });
+    log(`part 3: ${v.name}: ${r.model.spec.layers.length} layers, param ratio ${r.report.result.ratio.toFixed(3)}, ${seconds.toFixed(0)} s`);
+  }
+  // Three rounds, each a fresh set of sessions timed interleaved step by step: the median round
+  // is the figure, the range says how much background load moved it.
+  const rounds: number[][] = [];
+  for (let round = 0; round < 3; round++) {
+    log(`part 3: timing dense and every variant interleaved, round ${round + 1} of 3`);
+    const timing = await timeDecodeInterleaved([{ spec, weights: model.weights }, ...pruned.map((p) => ({ spec: p.spec, weights: p.weights }))], { batch: 1, promptTokens: 64, steps: 60, warmup: 5, threads, target: serving, maxMs: 300_000 });
+    rounds.push(timing.slice(1).map((t) => t.medianMs / timing[0]!.medianMs));
+  }
+  const lmHead = spec.vocabSize * spec.hidden;
+  const denseBlocks = parameterCounts(spec).blocks;
+  const servingProfile = profiles[serving.weights ?? serving.dtype]!;
+  pruned.forEach((p, k) => {
+    const blocks = parameterCounts(p.spec).blocks;
+    rows.push({
+      name: p.v.name,
+      budget: p.v.budget,
+      widthMultiple: p.v.widthMultiple,
+      paramRatio: 1 - blocks / denseBlocks,
+      layers: p.spec.layers.length,
+      ffnMultipleOf32: p.spec.layers.every((l) => l.ffn % 32 === 0),
+      weightsReadBound: (lmHead + blocks) / (lmHead + denseBlocks),
+      predictedStepRatio: predictedStepUs(p.profile ?? servingProfile, p.spec) / predictedStepUs(p.profile ?? servingProfile, spec),
+      measuredStepRatio: median(rounds.map((r) => r[k]!)),
+      measuredRange: [Math.min(...rounds.map((r) => r[k]!)), Math.max(...rounds.map((r) => r[k]!))],
+      pruneSeconds: p.seconds,
+    });
+  });
+  return rows;
+}
+
 function renderMarkdown(r: {
   generatedBy: string;
   date: string;
@@ -208,7 +222,7 @@ function renderMarkdown(r: {
   model: { preset: string | undefined; layers: number; hidden: number; ffn: number; vocab: number };
   threads: number;
   serving: string;
-  sweep: Record<string, { points: WidthPoint[]; fit: ReturnType<typeof residuals>; alignment: ReturnType<typeof byAlignment> }>;
+  sweep: Record<string, WidthSweep>;
   profiles: Record<string, LatencyProfile>;
   pruned: PrunedRow[];
   minutes: number;
