@@ -102,67 +102,78 @@ function noise(n: number, seed: number): Float32Array {
 const half = (x: Float32Array) => Uint16Array.from(x, numberToF16);
 const ints = (...v: number[]) => Int32Array.from(v);
 
+/** A case launched the way most kernels are: one-dimensional blocks of 256 threads, no dynamic shared memory. */
+function kernelCase(c: Omit<KernelCase, 'block' | 'shared'> & Partial<Pick<KernelCase, 'block' | 'shared'>>): KernelCase {
+  return { block: [256, 1, 1], shared: 0, ...c };
+}
+
 export function kernelCases(): KernelCase[] {
-  const cases: KernelCase[] = [];
-  cases.push({
-    name: 'embed',
-    kernel: 'mop_embed',
-    grid: [3, 1, 1],
-    block: [256, 1, 1],
-    shared: 0,
-    types: 'pppi',
-    buffers: { out: { data: new Float32Array(3 * 24), out: true }, embed: { data: half(noise(50 * 24, 1)) }, tokens: { data: ints(3, 0, 49) } },
-    args: ['out', 'embed', 'tokens', 24],
-  });
-  for (const inPlace of [false, true]) {
-    cases.push({
-      name: `rmsnorm${inPlace ? ' in place' : ''}`,
-      kernel: 'mop_rmsnorm',
+  return [...embedAndNormCases(), ...gemvCases(), ...ropeStoreCases(), ...attentionCases(), ...elementwiseCases()];
+}
+
+function embedAndNormCases(): KernelCase[] {
+  return [
+    kernelCase({
+      name: 'embed',
+      kernel: 'mop_embed',
       grid: [3, 1, 1],
-      block: [256, 1, 1],
-      shared: 0,
-      types: 'pppif',
-      buffers: { x: { data: noise(3 * 300, 2), out: inPlace }, ...(inPlace ? {} : { out: { data: new Float32Array(3 * 300), out: true } }), gamma: { data: half(noise(300, 3)) } },
-      args: [inPlace ? 'x' : 'out', 'x', 'gamma', 300, 1e-5],
-    });
-  }
-  for (const [cols, n, accumulate] of [
+      types: 'pppi',
+      buffers: { out: { data: new Float32Array(3 * 24), out: true }, embed: { data: half(noise(50 * 24, 1)) }, tokens: { data: ints(3, 0, 49) } },
+      args: ['out', 'embed', 'tokens', 24],
+    }),
+    ...[false, true].map((inPlace) =>
+      kernelCase({
+        name: `rmsnorm${inPlace ? ' in place' : ''}`,
+        kernel: 'mop_rmsnorm',
+        grid: [3, 1, 1],
+        types: 'pppif',
+        buffers: { x: { data: noise(3 * 300, 2), out: inPlace }, ...(inPlace ? {} : { out: { data: new Float32Array(3 * 300), out: true } }), gamma: { data: half(noise(300, 3)) } },
+        args: [inPlace ? 'x' : 'out', 'x', 'gamma', 300, 1e-5],
+      }),
+    ),
+  ];
+}
+
+/** 16-byte and scalar loads, overwriting and accumulating, and an accumulating launch replayed twice from one CUDA graph. */
+function gemvCases(): KernelCase[] {
+  const rows = 37;
+  const shapes = [
     [64, 9, 0],
     [64, 1, 1],
     [36, 3, 0],
     [36, 10, 1],
-  ] as const) {
-    const rows = 37;
-    cases.push({
-      name: `gemv ${n}×${cols} → ${rows}${accumulate ? ' +=' : ''} (${cols % 8 === 0 ? '16-byte' : 'scalar'} loads)`,
+  ] as const;
+  return [
+    ...shapes.map(([cols, n, accumulate]) =>
+      kernelCase({
+        name: `gemv ${n}×${cols} → ${rows}${accumulate ? ' +=' : ''} (${cols % 8 === 0 ? '16-byte' : 'scalar'} loads)`,
+        kernel: 'mop_gemv',
+        grid: [Math.ceil(rows / 8), 1, 1],
+        types: 'pppiiii',
+        buffers: { y: { data: noise(n * rows, 4), out: true }, w: { data: half(noise(rows * cols, 5)) }, x: { data: noise(n * cols, 6) } },
+        args: ['y', 'w', 'x', n, rows, cols, accumulate],
+      }),
+    ),
+    kernelCase({
+      name: 'gemv += replayed twice from one CUDA graph',
       kernel: 'mop_gemv',
-      grid: [Math.ceil(rows / 8), 1, 1],
-      block: [256, 1, 1],
-      shared: 0,
+      grid: [2, 1, 1],
       types: 'pppiiii',
-      buffers: { y: { data: noise(n * rows, 4), out: true }, w: { data: half(noise(rows * cols, 5)) }, x: { data: noise(n * cols, 6) } },
-      args: ['y', 'w', 'x', n, rows, cols, accumulate],
-    });
-  }
-  cases.push({
-    name: 'gemv += replayed twice from one CUDA graph',
-    kernel: 'mop_gemv',
-    grid: [2, 1, 1],
-    block: [256, 1, 1],
-    shared: 0,
-    types: 'pppiiii',
-    buffers: { y: { data: noise(2 * 16, 7), out: true }, w: { data: half(noise(16 * 32, 8)) }, x: { data: noise(2 * 32, 9) } },
-    args: ['y', 'w', 'x', 2, 16, 32, 1],
-    graphTwice: true,
-  });
-  {
-    const [heads, kv, D, M] = [4, 2, 16, 8];
-    cases.push({
+      buffers: { y: { data: noise(2 * 16, 7), out: true }, w: { data: half(noise(16 * 32, 8)) }, x: { data: noise(2 * 32, 9) } },
+      args: ['y', 'w', 'x', 2, 16, 32, 1],
+      graphTwice: true,
+    }),
+  ];
+}
+
+function ropeStoreCases(): KernelCase[] {
+  const [heads, kv, D, M] = [4, 2, 16, 8];
+  return [
+    kernelCase({
       name: 'rope + K/V store',
       kernel: 'mop_rope_store',
       grid: [2, 1, 1],
       block: [128, 1, 1],
-      shared: 0,
       types: 'ppppppiiii',
       buffers: {
         qkv: { data: noise(2 * (heads + 2 * kv) * D, 10), out: true },
@@ -173,15 +184,18 @@ export function kernelCases(): KernelCase[] {
         v: { data: new Uint16Array(2 * kv * M * D), out: true },
       },
       args: ['qkv', 'positions', 'slots', 'invFreq', 'k', 'v', heads, kv, D, M],
-    });
-  }
-  for (const D of [64, 8]) {
-    const [heads, kv, M] = [4, 2, 40];
-    cases.push({
+    }),
+  ];
+}
+
+/** Head sizes 64 and 8, over a cache of 40 positions. */
+function attentionCases(): KernelCase[] {
+  const [heads, kv, M] = [4, 2, 40];
+  return [64, 8].map((D) =>
+    kernelCase({
       name: `attention, head size ${D}`,
       kernel: 'mop_attention',
       grid: [2, heads, 1],
-      block: [256, 1, 1],
       shared: (32 + 256 + M) * 4,
       types: 'ppppppiiiif',
       buffers: {
@@ -193,27 +207,27 @@ export function kernelCases(): KernelCase[] {
         slots: { data: ints(0, 1) },
       },
       args: ['out', 'qkv', 'k', 'v', 'positions', 'slots', heads, kv, D, M, 1 / Math.sqrt(D)],
-    });
-  }
-  cases.push({
-    name: 'silu · up',
-    kernel: 'mop_silu_mul',
-    grid: [Math.ceil(300 / 256), 1, 1],
-    block: [256, 1, 1],
-    shared: 0,
-    types: 'ppii',
-    buffers: { act: { data: new Float32Array(3 * 100), out: true }, gu: { data: noise(3 * 200, 14) } },
-    args: ['act', 'gu', 3, 100],
-  });
-  cases.push({
-    name: 'gather rows',
-    kernel: 'mop_gather_rows',
-    grid: [2, 1, 1],
-    block: [256, 1, 1],
-    shared: 0,
-    types: 'pppi',
-    buffers: { dst: { data: new Float32Array(2 * 20), out: true }, src: { data: noise(5 * 20, 15) }, rows: { data: ints(4, 1) } },
-    args: ['dst', 'src', 'rows', 20],
-  });
-  return cases;
+    }),
+  );
+}
+
+function elementwiseCases(): KernelCase[] {
+  return [
+    kernelCase({
+      name: 'silu · up',
+      kernel: 'mop_silu_mul',
+      grid: [Math.ceil(300 / 256), 1, 1],
+      types: 'ppii',
+      buffers: { act: { data: new Float32Array(3 * 100), out: true }, gu: { data: noise(3 * 200, 14) } },
+      args: ['act', 'gu', 3, 100],
+    }),
+    kernelCase({
+      name: 'gather rows',
+      kernel: 'mop_gather_rows',
+      grid: [2, 1, 1],
+      types: 'pppi',
+      buffers: { dst: { data: new Float32Array(2 * 20), out: true }, src: { data: noise(5 * 20, 15) }, rows: { data: ints(4, 1) } },
+      args: ['dst', 'src', 'rows', 20],
+    }),
+  ];
 }
