@@ -12,8 +12,12 @@
  *    --width-multiple 32: parameter ratio, weights-read bound, the profile's predicted step ratio
  *    and the measured decode-step ratio against dense, side by side.
  *
- * Writes docs/width-report.md and .json. Options: --preset 100m, --target 0.4, --threads 2,
- * --dtype int8 (serving weights for part 3), --skip-prune, --out-dir docs.
+ * Writes docs/width-report.md and .json (the model: `mop synth --preset P`, cached under bench-out/).
+ *
+ *   npm run bench:width -- [--preset 100m] [--target 0.4] [--threads 2] [--dtype int8] [--skip-prune]
+ *     [--out-dir docs] [--note TEXT]
+ *
+ * --dtype: the serving weights of part 3; --skip-prune: parts 1 and 2 only.
  */
 import { promises as fs } from 'node:fs';
 import os from 'node:os';

@@ -8,6 +8,8 @@
 # Every figure goes to one JSON file: $GPU_CHECK_OUT, default bench-out/gpu-check.json (or
 # $OUT/gpu-check.json when $OUT is set). Extra arguments go to scripts/gpu-check.ts
 # (`--device cpu --preset tiny` rehearses the whole thing anywhere in seconds).
+#
+#   scripts/gpu-check.sh [scripts/gpu-check.ts options]      e.g. scripts/gpu-check.sh --device cpu --preset tiny
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-${OUT:-bench-out}/gpu-check.json}

@@ -4,7 +4,9 @@
 # platforms' native binaries (onnxruntime-node ships all of them) and without type-only packages,
 # the Vulkan loader (libvulkan.so.1) that the WebGPU provider needs and bare hosts often lack, and
 # the native CUDA addon (src/runtime/cuda) when nvcc is here.
-# Run it from the repository root after `npm ci`.
+# Run it from the repository root after `npm ci`:
+#
+#   scripts/gpu-pack.sh
 set -euo pipefail
 dir=.portable
 rm -rf "$dir" && mkdir -p "$dir/vulkan"

@@ -1,11 +1,12 @@
 /**
- * How fast a cancel stops a recovery run: `node --import tsx scripts/experiments/bench-recovery-cancel.ts`.
- * Runs the default recovery recipe (full fine-tuning, distillation, 16 × 128 per step) on the
+ * How fast a cancel stops a recovery run. Runs the default recovery recipe (full fine-tuning, distillation, 16 × 128 per step) on the
  * synthetic 100M shape (random weights and tokens: only time means anything here), aborts at a
  * random moment after the first step, and measures from the moment the cancel was due to the
  * rejection. Twice per rep: with the
  * default rows per ONNX Runtime run (trainingRowsPerRun) and with the whole batch in one run (how
- * a step ran before). Not a test. Options: --model 100m|bundled, --reps 3, --threads 2.
+ * a step ran before). Not a test.
+ *
+ *   node --import tsx scripts/experiments/bench-recovery-cancel.ts [--model 100m|bundled] [--reps 3] [--threads 2]
  */
 import { loadBenchModel } from '../lib/bench-model.ts';
 import { createRng } from '../../src/runtime/engine/rng.ts';

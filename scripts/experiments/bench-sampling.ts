@@ -1,12 +1,12 @@
 /**
- * `node --import tsx scripts/experiments/bench-sampling.ts`: what sampling and detokenization cost per token
- * on a 32k vocabulary, beside the decode step they follow. Times `Sequence.step` (sampler,
+ * What sampling and detokenization cost per token on a 32k vocabulary, beside the decode step they follow. Times `Sequence.step` (sampler,
  * detokenizer, stop matcher: everything the engine worker does between a step's logits and its
  * token event) over realistic logits, for the sampling settings clients send, and one int8 decode
  * step of the same model for scale. Writes bench-out/sampling.json and prints a Markdown table.
  *
- * Options: --model DIR (default: the synthetic 100m under bench-out/, written by `mop synth` when
- * missing), --tokens 400, --threads 2.
+ *   node --import tsx scripts/experiments/bench-sampling.ts [--model DIR] [--tokens 400] [--threads 2]
+ *
+ * --model: default the synthetic 100m under bench-out/ (written by `mop synth` when missing).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
