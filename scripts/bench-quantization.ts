@@ -7,7 +7,7 @@
  * MatMulNBits accuracy_level 0 (float32 activations) and 4 (int8 activations), sessions
  * interleaved step by step. Writes docs/quantization-report.md and .json.
  *
- *   node --import tsx scripts/bench-quantization.ts [--target 0.4] [--eval-seq-len 256]
+ *   npm run bench:quantization -- [--target 0.4] [--eval-seq-len 256]
  *     [--speed-model 100m] [--steps 24] [--prompt 64] [--threads N] [--no-prune] [--out docs/quantization-report.md]
  */
 import fs from 'node:fs';
@@ -44,7 +44,7 @@ const args = parseScriptArgs(import.meta.url, {
 const started = performance.now();
 const threads = Number(args.threads);
 const target = Number(args.target);
-const command = `node --import tsx scripts/bench-quantization.ts${process.argv.length > 2 ? ' ' + process.argv.slice(2).join(' ') : ''}`;
+const command = `npm run bench:quantization${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
 const loadAvgStart = os.loadavg();
 type Dtype = 'float32' | 'int8' | 'int4';
 /** Weight storages compared: block size 32 is ggml's (Q8_0 / Q4_0); 128 is the faster CPU kernel. */
