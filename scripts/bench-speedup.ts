@@ -214,7 +214,6 @@ if (args['peer-json']) {
     peerError = `could not read ${args['peer-json']}: ${e instanceof Error ? e.message : String(e)}`;
   }
 } else if (!args['no-peer']) {
-  const peerOut = path.join('bench-out', 'speedup', quick ? 'llamacpp-quick.json' : 'llamacpp.json');
   // One child per model: F32 of a 1B model is 4.4 GB per engine and minutes per repetition, so
   // models of 1B parameters and more get only the served quantization. Threads pinned: all cores, then 1.
   const parts: PeerReport[] = [];
