@@ -11,7 +11,7 @@ export interface OrtSessionOptions {
   threads?: number;
   /** Outputs to leave on the device, by name; everything else comes back to host memory. */
   outputLocations?: Record<string, OutputLocation>;
-  /** Record ONNX Runtime's per-op profile; written to `<prefix>_<date>.json` at endProfiling (scripts/bench-op-profile.ts). */
+  /** Record ONNX Runtime's per-op profile; written to `<prefix>_<date>.json` at endProfiling (scripts/experiments/bench-op-profile.ts). */
   profilePrefix?: string;
   /**
    * Let idle intra-op pool threads spin instead of sleeping (ONNX Runtime's own default). Default

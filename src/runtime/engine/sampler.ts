@@ -56,7 +56,7 @@ export interface SampleResult {
   /**
    * The chosen token's log-probability under the raw model distribution (see Sampler.sample);
    * present only when `params.logprobs` is set: the softmax normaliser is a pass of Math.exp over
-   * the whole vocabulary, the largest cost of a greedy step (scripts/bench-sampling.ts).
+   * the whole vocabulary, the largest cost of a greedy step (scripts/experiments/bench-sampling.ts).
    */
   logprob?: number;
   /** The `params.logprobs` most likely tokens, most likely first; absent when logprobs is undefined. */
