@@ -63,7 +63,7 @@ describe('a variant whose engine keeps dying', () => {
   let s: RunningServer;
   before(async () => {
     s = await startTestServer({ adminToken: TOKEN, maxBatch: 2, engineRestarts: 0 }, { engineWorker: faultEngineWorker });
-    const started = await admin(s, 'POST', '/prune', { target: 0.2, samples: 8, seq_len: 64, id: 'small', activate: false });
+    const started = await admin(s, 'POST', '/prune', { target: 0.2, samples: 8, seq_len: 64, recovery: 'none', id: 'small', activate: false });
     assert.equal(started.status, 202, await started.clone().text());
     await waitForPruneJobs(s.service.jobs);
     assert.ok(s.service.has('small'));
@@ -90,7 +90,7 @@ describe('a variant whose engine keeps dying', () => {
 
   it('fails a prune whose worker fails after starting, with the reason, and keeps serving', async () => {
     // A variant already at 20% cannot be pruned to 10%: MoP finds out inside the prune worker.
-    const second = await admin(s, 'POST', '/prune', { target: 0.1, samples: 8, seq_len: 64, source: 'small', strategy: 'width' });
+    const second = await admin(s, 'POST', '/prune', { target: 0.1, samples: 8, seq_len: 64, recovery: 'none', source: 'small', strategy: 'width' });
     // 'small' is unavailable but its weights are still there: pruning it further is allowed and fails in the worker.
     assert.equal(second.status, 202);
     const job = (await second.json()) as { id: string };

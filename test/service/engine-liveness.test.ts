@@ -68,7 +68,8 @@ describe('an engine stuck inside a step', () => {
     assert.equal(f.at(-1), '[DONE]');
     assert.equal((JSON.parse(f.at(-2)!) as { error: { code: string } }).error.code, 'engine_stalled');
     const detected = performance.now() - t0;
-    assert.ok(detected < STALL_MS + 1000, `stall found after ${detected} ms`);
+    // Generous for a loaded CI machine; bench:faults measures the real figure.
+    assert.ok(detected < STALL_MS + 3000, `stall found after ${detected} ms`);
 
     const err = await assertOpenAIError(await complete(s), 503);
     assert.equal(err.code, 'engine_stalled');
