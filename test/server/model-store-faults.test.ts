@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { defaultModelOf, type ServerProcess, servedIds, startServerProcess } from './helpers/server-process.ts';
+import { okJson } from './helpers/server.ts';
 
 const TOKEN = 'fault-admin-token-0123';
 const POLL_MS = 300;
@@ -22,12 +23,7 @@ const quick = { samples: 8, seq_len: 64, recovery: 'none' };
 const admin = (url: string, method: string, p: string, body?: unknown, signal?: AbortSignal) =>
   fetch(url + '/admin' + p, { method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }), ...(signal && { signal }) });
 
-async function json<T = Record<string, unknown>>(res: Response | Promise<Response>): Promise<T> {
-  const r = await res;
-  const text = await r.text();
-  assert.ok(r.status < 300, `status ${r.status}: ${text}`);
-  return JSON.parse(text) as T;
-}
+const json = okJson;
 
 interface Job {
   id: string;

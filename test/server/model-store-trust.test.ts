@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ServerConfig } from '../../src/server/config.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { ModelStore } from '../../src/service/model-store/index.ts';
-import { scrape, startTestServer, waitFor } from './helpers/server.ts';
+import { okJson, scrape, startTestServer, waitFor } from './helpers/server.ts';
 import { waitForPruneJobs } from './helpers/prune-jobs.ts';
 
 const TOKEN = 'store-trust-token-0123';
@@ -22,12 +22,7 @@ const quick = { samples: 8, seq_len: 64, recovery: 'none' };
 const admin = (s: RunningServer, method: string, p: string, body?: unknown) =>
   fetch(s.url + '/admin' + p, { method, headers: auth, ...(body !== undefined && { body: JSON.stringify(body) }) });
 
-async function json<T = Record<string, unknown>>(res: Response | Promise<Response>): Promise<T> {
-  const r = await res;
-  const text = await r.text();
-  assert.ok(r.status < 300, `status ${r.status}: ${text}`);
-  return JSON.parse(text) as T;
-}
+const json = okJson;
 
 interface Job {
   id: string;

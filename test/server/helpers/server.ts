@@ -16,6 +16,14 @@ export function postJson(url: string, body: unknown, init: RequestInit = {}): Pr
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
 }
 
+/** The JSON body of a successful (2xx) response; any other status fails with the body in the message. */
+export async function okJson<T = Record<string, unknown>>(res: Response | Promise<Response>): Promise<T> {
+  const r = await res;
+  const text = await r.text();
+  assert.ok(r.status < 300, `status ${r.status}: ${text}`);
+  return JSON.parse(text) as T;
+}
+
 /** Asserts `res` is an OpenAI error with this status (and param, when given); returns the error object. */
 export async function assertOpenAIError(
   res: Response,
