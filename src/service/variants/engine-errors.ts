@@ -24,27 +24,22 @@ export class EngineStalledError extends VariantUnavailableError {
   override name = 'EngineStalledError';
 }
 
+/** Errors that cross the thread boundary by class name, rebuilt as the same class on this side. */
+const wireErrorClasses: Record<string, new (message: string) => Error> = {
+  QueueFullError,
+  SchedulerClosedError,
+  ContextLengthError,
+  RangeError,
+  EngineStepError,
+  RequestTimeoutError,
+  RequestAbortedError,
+};
+
 /** The typed error a worker's refusal stands for, so the HTTP layer maps it as it would locally. */
 export function fromWireError(e: WireError): Error {
-  switch (e.name) {
-    case 'QueueFullError':
-      return new QueueFullError(e.message);
-    case 'SchedulerClosedError':
-      return new SchedulerClosedError(e.message);
-    case 'ContextLengthError':
-      return new ContextLengthError(e.message);
-    case 'RangeError':
-      return new RangeError(e.message);
-    case 'EngineStepError':
-      return new EngineStepError(e.message);
-    case 'RequestTimeoutError':
-      return new RequestTimeoutError(e.message);
-    case 'RequestAbortedError':
-      return new RequestAbortedError(e.message);
-    default: {
-      const err = new Error(e.message);
-      err.name = e.name;
-      return err;
-    }
-  }
+  const Class = Object.hasOwn(wireErrorClasses, e.name) ? wireErrorClasses[e.name] : undefined;
+  if (Class) return new Class(e.message);
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
 }
