@@ -52,6 +52,22 @@ describe('server configuration', () => {
     assert.equal(resolveConfig({ pruneTarget: '0.4', device: 'auto' }).pruneTarget, 0.4);
   });
 
+  it('refuses short secrets, malformed key and origin lists and out-of-range trust limits, naming the flag and the variable', () => {
+    assert.throws(() => resolveConfig({ adminToken: 'short' }), /--admin-token \/ MOP_ADMIN_TOKEN: expected at least 16 characters \(got 5\); generate one with: openssl rand -hex 32/);
+    assert.throws(() => resolveConfig({ apiKey: 'k-0123456789abcdef,short' }), /--api-key \/ MOP_API_KEY: expected at least 16 characters \(got 5\)/);
+    assert.throws(() => resolveConfig({ apiKey: 'k-0123456789abcdef,,k-0123456789abcdeg' }), /--api-key \/ MOP_API_KEY: expected a comma-separated list of non-empty values/);
+    assert.throws(() => resolveConfig({ allowedOrigins: 'https://app.example.com/path' }), /--allowed-origins \/ MOP_ALLOWED_ORIGINS: expected '\*' or origins like https:\/\/app\.example\.com \(scheme and host, no path\), got 'https:\/\/app\.example\.com\/path'/);
+    assert.throws(() => resolveConfig({ engineStallMs: '50' }), /--engine-stall-ms \/ MOP_ENGINE_STALL_MS: expected an integer in \[100, /);
+    assert.throws(() => resolveConfig({ maxVariants: '0' }), /--max-variants \/ MOP_MAX_VARIANTS: expected an integer in \[1, 256\]/);
+    assert.throws(() => resolveConfig({ adminPort: '70000' }), /--admin-port \/ MOP_ADMIN_PORT/);
+    assert.throws(() => resolveConfig({ maxEventClients: '0' }), /--max-event-clients \/ MOP_MAX_EVENT_CLIENTS/);
+    assert.throws(() => resolveConfig({ maxJobHistory: '0' }), /--max-job-history \/ MOP_MAX_JOB_HISTORY/);
+    assert.throws(() => resolveConfig({ dataDir: '' }), /--data-dir \/ MOP_DATA_DIR: expected a non-empty value/);
+    const ok = resolveConfig({ apiKey: 'k-0123456789abcdef, k-0123456789abcdeg', allowedOrigins: 'https://a.example,http://127.0.0.1:3000' });
+    assert.deepEqual(ok.apiKeys, ['k-0123456789abcdef', 'k-0123456789abcdeg']);
+    assert.deepEqual(ok.allowedOrigins, ['https://a.example', 'http://127.0.0.1:3000']);
+  });
+
   it('lets idle pool threads sleep unless --ort-spin / MOP_ORT_SPIN is on', () => {
     assert.equal(defaultServerConfig.ortSpin, false);
     assert.equal(configFromEnv({ MOP_ORT_SPIN: 'on' }).ortSpin, true);
