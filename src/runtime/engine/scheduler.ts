@@ -213,9 +213,10 @@ export class BatchScheduler implements Scheduler {
   private async scoreStep(): Promise<void> {
     const s = this.scorings[0];
     if (!s || !this.scorer) return;
-    this.busySince = performance.now();
     try {
+      // Building the scoring session on first use is not a model step: only the piece is timed.
       s.run ??= await this.scorer.begin(s.tokens, s.topN);
+      this.busySince = performance.now();
       const scores = await s.run.step();
       if (scores) this.settleScore(s, scores);
     } catch (err) {
