@@ -1,26 +1,19 @@
 /**
- * Chat messages → prompt tokens, with the checkpoint's Jinja chat template (tokenizer_config.json /
- * GGUF `tokenizer.chat_template`) rendered by @huggingface/jinja. A template given on the command
- * line wins; a checkpoint without one (llama2.c files like the bundled model) gets a plain
- * "role: content" transcript, and the start-up log says so (vLLM refuses instead; a default keeps
- * `mop serve` usable out of the box).
- *
- * The template's own special tokens (`<|im_start|>`, a mid-conversation `</s><s>`…) become control
- * tokens; the same texts inside a message's content or name stay text, so a user cannot close
- * their turn and open a system one by typing it.
+ * The server's side of chat templates: OpenAI chat messages (text parts joined) rendered with the
+ * one template renderer (src/runtime/tokenizer/chat-template.ts, which MoP's chat-record recovery
+ * text uses too), a conversation the template refuses answered 400 on `messages`.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { Template } from '@huggingface/jinja';
-import type { TextSpan, Tokenizer } from '../runtime/tokenizer/types.ts';
+import {
+  type ChatTemplateSource,
+  ChatTemplateRenderError,
+  loadChatTemplate as loadTemplate,
+  type TemplateMessage,
+} from '../runtime/tokenizer/chat-template.ts';
+import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { invalidRequest } from './errors.ts';
 import type { ChatMessage } from './protocol.ts';
 
-/** One line per message, then the cue for the assistant's turn. */
-export const DEFAULT_CHAT_TEMPLATE =
-  '{% for message in messages %}{{ message.role }}: {{ message.content }}\n{% endfor %}' + '{% if add_generation_prompt %}assistant:{% endif %}';
-
-export type ChatTemplateSource = 'configured' | 'checkpoint' | 'default';
+export { ChatTemplateError, type ChatTemplateSource, DEFAULT_CHAT_TEMPLATE } from '../runtime/tokenizer/chat-template.ts';
 
 export interface ChatTemplate {
   source: ChatTemplateSource;
@@ -30,110 +23,25 @@ export interface ChatTemplate {
   encode(messages: readonly ChatMessage[], tokenizer: Tokenizer): number[];
 }
 
-export class ChatTemplateError extends Error {
-  override name = 'ChatTemplateError';
-}
-
-/**
- * `configured`: a file path, or the template text itself (anything with `{{` or `{%`), as vLLM's
- * --chat-template accepts either.
- */
+/** See the runtime's loadChatTemplate: a configured template (file or text) wins over the checkpoint's. */
 export function loadChatTemplate(configured: string | undefined, checkpoint: string | undefined): ChatTemplate {
-  if (configured !== undefined) {
-    let text: string;
-    if (existsSync(configured)) text = readFileSync(configured, 'utf8');
-    else if (/\{\{|\{%/.test(configured)) text = configured;
-    else throw new ChatTemplateError(`--chat-template / MOP_CHAT_TEMPLATE: no file ${configured} (and it is not a Jinja template)`);
-    return compile(text, 'configured');
-  }
-  if (checkpoint) return compile(checkpoint, 'checkpoint');
-  return compile(DEFAULT_CHAT_TEMPLATE, 'default');
-}
-
-function compile(text: string, source: ChatTemplateSource): ChatTemplate {
-  let template: Template;
-  try {
-    template = new Template(text);
-  } catch (e) {
-    throw new ChatTemplateError(`the ${source} chat template does not parse: ${(e as Error).message}`);
-  }
+  const template = loadTemplate(configured, checkpoint);
   return {
-    source,
-    text,
+    source: template.source,
+    text: template.text,
     encode(messages, tokenizer) {
-      const bos = tokenizer.bosTokenId === undefined ? '' : tokenizer.tokenText(tokenizer.bosTokenId);
-      const eos = tokenizer.eosTokenIds[0] === undefined ? '' : tokenizer.tokenText(tokenizer.eosTokenIds[0]);
-      const client = messages.flatMap((m) => [messageText(m), ...(m.name !== undefined ? [m.name] : [])]);
-      const marks = new SpecialTextMarks(tokenizer.specialTokenTexts, client);
-      let rendered: string;
       try {
-        rendered = template.render({
-          messages: messages.map((m) => ({
-            role: m.role,
-            content: marks.mark(messageText(m)),
-            ...(m.name !== undefined && { name: marks.mark(m.name) }),
-          })),
-          add_generation_prompt: true,
-          bos_token: bos,
-          eos_token: eos,
-        });
+        return template.encode(messages.map(templateMessage), tokenizer, { addGenerationPrompt: true });
       } catch (e) {
-        // Templates reject conversations they cannot express (raise_exception), e.g. roles out of turn.
-        throw invalidRequest(`The chat template cannot render these messages: ${(e as Error).message}`, 'messages');
+        if (e instanceof ChatTemplateRenderError) throw invalidRequest(e.message, 'messages');
+        throw e;
       }
-      // A leading BOS the template writes is left to encode() to add, so there is exactly one
-      // also where the tokenizer does not know the BOS text as a special token (LLaMA-family
-      // models all want one).
-      if (bos && rendered.startsWith(bos)) rendered = rendered.slice(bos.length);
-      return tokenizer.encode(marks.spans(rendered), { addBos: true });
     },
   };
 }
 
-/**
- * Client strings go into the template with each special token's text replaced by a mark (private-
- * use characters around a random number no client string contains), so the template's own
- * logic (`trim`, `in`, `split`…) sees the same text as ever for an ordinary message; in the
- * rendered prompt each mark becomes a `text` span holding the original special token's text,
- * everything else a `parse` span.
- */
-class SpecialTextMarks {
-  private readonly texts: readonly string[];
-  private readonly find: RegExp | undefined;
-  private readonly nonce: string;
-  private readonly markPattern: RegExp;
-
-  constructor(specialTokenTexts: readonly string[], clientStrings: readonly string[]) {
-    // Longest first: the alternation then takes the longest special text at each position.
-    this.texts = [...specialTokenTexts].filter((t) => t.length > 0).sort((a, b) => b.length - a.length);
-    this.find = this.texts.length > 0 ? new RegExp(this.texts.map(escapeRegExp).join('|'), 'g') : undefined;
-    let nonce: string;
-    do nonce = BigInt('0x' + randomBytes(8).toString('hex')).toString();
-    while (clientStrings.some((s) => s.includes(nonce)));
-    this.nonce = nonce;
-    this.markPattern = new RegExp(`\uE000${nonce}\\.(\\d+)\uE001`, 'g');
-  }
-
-  mark(s: string): string {
-    if (!this.find) return s;
-    return s.replace(this.find, (t) => `\uE000${this.nonce}.${this.texts.indexOf(t)}\uE001`);
-  }
-
-  spans(rendered: string): TextSpan[] {
-    const out: TextSpan[] = [];
-    let at = 0;
-    for (const m of rendered.matchAll(this.markPattern)) {
-      out.push({ text: rendered.slice(at, m.index), specialTokens: 'parse' });
-      out.push({ text: this.texts[Number(m[1])] ?? '', specialTokens: 'text' });
-      at = m.index + m[0].length;
-    }
-    out.push({ text: rendered.slice(at), specialTokens: 'parse' });
-    return out;
-  }
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+function templateMessage(m: ChatMessage): TemplateMessage {
+  return { role: m.role, content: messageText(m), ...(m.name !== undefined && { name: m.name }) };
 }
 
 /** A message's text: a string, or its text parts concatenated; null content is empty. */
