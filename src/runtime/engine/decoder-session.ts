@@ -1,6 +1,7 @@
 import type { ExecutionTarget } from '../device/device.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { ContextLengthError } from './errors.ts';
+import type { SlotKv } from './kv-store.ts';
 
 /** One token to append to one slot's sequence in a batched decode step. */
 export interface DecodeEntry {
@@ -41,6 +42,8 @@ export interface DecoderSession {
   prefillBatch?(entries: readonly PrefillEntry[]): Promise<Float32Array[]>;
   /** One step for several slots at once; logits per entry. */
   decode(entries: readonly DecodeEntry[]): Promise<Float32Array[]>;
+  /** Copies of slots' cached positions (prefix caching); absent where the cache is out of JavaScript's reach. */
+  readonly slotKv?: SlotKv | undefined;
   release(): Promise<void>;
 }
 

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import type { CacheOutputs, KvCacheLayout } from '../onnx/decoder-attention.ts';
 import type { FloatType } from '../onnx/onnx-model.ts';
-import { INITIAL_CAPACITY, type KvBinding, type KvStore, nextCapacity } from './kv-store.ts';
+import { INITIAL_CAPACITY, type KvBinding, type KvStore, nextCapacity, type SlotKv } from './kv-store.ts';
 
 /** float32 elements, or float16 bit patterns (onnxruntime-node's representation of float16). */
 type KvArray = Float32Array | Uint16Array;
@@ -37,7 +37,7 @@ export interface ScratchKv {
  * model's maximum context. Growth re-lays the buffers out (at most once per 128 tokens); an idle or
  * much shorter batch lets it shrink back (kv-store.ts nextCapacity).
  */
-export class KvCache implements KvStore {
+export class KvCache implements KvStore, SlotKv {
   private keys: KvArray[] = [];
   private values: KvArray[] = [];
   private slotSizes: number[] = [];
@@ -222,6 +222,48 @@ export class KvCache implements KvStore {
       }
     });
     for (const p of placements) this.lengths[p.slot] = p.count;
+  }
+
+  readPositions(slot: number, from: number, count: number): KvArray {
+    if (from < 0 || count < 0 || from + count > this.lengths[slot]!) throw new RangeError(`positions ${from}..${from + count - 1} are not all cached in slot ${slot} (${this.lengths[slot]} tokens)`);
+    const size = this.rangeElements(count);
+    const out = this.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
+    let at = 0;
+    this.layout.forEach((l, i) => {
+      for (const buffer of [this.keys[i]!, this.values[i]!]) {
+        for (let h = 0; h < l.kvHeads; h++) {
+          const src = slot * this.slotSizes[i]! + (h * this.capacity + from) * l.cacheHeadDim;
+          out.set(buffer.subarray(src, src + count * l.cacheHeadDim), at);
+          at += count * l.cacheHeadDim;
+        }
+      }
+    });
+    return out;
+  }
+
+  restorePositions(slot: number, ranges: readonly KvArray[], count: number): void {
+    if (this.lengths[slot] !== 0) throw new RangeError(`slot ${slot} already holds ${this.lengths[slot]} tokens`);
+    const size = this.rangeElements(count);
+    for (const range of ranges) if (range.length !== size) throw new RangeError(`a range of ${range.length} elements does not hold ${count} positions of this cache (${size} elements)`);
+    this.fit(ranges.length * count);
+    ranges.forEach((range, r) => {
+      let at = 0;
+      this.layout.forEach((l, i) => {
+        for (const buffer of [this.keys[i]!, this.values[i]!]) {
+          for (let h = 0; h < l.kvHeads; h++) {
+            const dst = slot * this.slotSizes[i]! + (h * this.capacity + r * count) * l.cacheHeadDim;
+            buffer.set(range.subarray(at, at + count * l.cacheHeadDim), dst);
+            at += count * l.cacheHeadDim;
+          }
+        }
+      });
+    });
+    this.lengths[slot] = ranges.length * count;
+  }
+
+  /** Elements of `count` positions of every layer's keys and values. */
+  private rangeElements(count: number): number {
+    return this.layout.reduce((sum, l) => sum + 2 * l.kvHeads * count * l.cacheHeadDim, 0);
   }
 
   /** Grow to hold `needed` positions, or shrink when the live sequences need a quarter or less. */

@@ -37,6 +37,18 @@ export interface KvStore {
 }
 
 /**
+ * Copying a slot's cached positions out and back in (prefix caching): implemented by the host
+ * cache only, whose memory JavaScript can read. A copied range is every layer's keys then values,
+ * each [kvHeads, count, headDim], in the cache's element type.
+ */
+export interface SlotKv {
+  /** Positions [from, from + count) of a slot, copied out. */
+  readPositions(slot: number, from: number, count: number): Float32Array | Uint16Array;
+  /** Make an empty slot hold `ranges` back to back from position 0, each of `count` positions. */
+  restorePositions(slot: number, ranges: readonly (Float32Array | Uint16Array)[], count: number): void;
+}
+
+/**
  * The capacity a cache should have for a run needing `needed` positions: the longest live sequence
  * rounded up to a whole number of INITIAL_CAPACITY positions, grown when it no longer fits and
  * shrunk back when the live sequences use a quarter or less. Each run reads the bound cache whole

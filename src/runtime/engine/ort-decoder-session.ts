@@ -11,7 +11,7 @@ import { DeviceKvCache } from './device-kv-cache.ts';
 import { checkDecodeEntries, checkSlot, type DecodeEntry, type DecoderSession, type PrefillEntry } from './decoder-session.ts';
 import { ContextLengthError } from './errors.ts';
 import { KvCache } from './kv-cache.ts';
-import type { KvStore } from './kv-store.ts';
+import type { KvStore, SlotKv } from './kv-store.ts';
 
 export interface ModelSessionOptions {
   /** Sequences that can be cached at once (KV slots). */
@@ -149,6 +149,11 @@ export class ModelSession implements DecoderSession {
   /** Tokens cached for a slot. */
   length(slot: number): number {
     return this.cache.lengths[slot]!;
+  }
+
+  /** The host cache's slots can be copied (prefix caching); the WebGPU one's cannot. */
+  get slotKv(): SlotKv | undefined {
+    return this.cache instanceof KvCache ? this.cache : undefined;
   }
 
   /** Forget a slot's sequence (its memory is simply overwritten later). */

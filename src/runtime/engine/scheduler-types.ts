@@ -1,3 +1,4 @@
+import type { PrefixCacheStats } from './prefix-cache.ts';
 import type { GenerationEvent, GenerationRequest } from './sequence.ts';
 
 /** A request accepted by the scheduler: its event stream and the moments metrics are made of. */
@@ -25,6 +26,8 @@ export interface SchedulerStats {
   kvTokensCapacity: number;
   /** Time spent inside the session since the scheduler started (cumulative counters). */
   engine: EngineTimes;
+  /** Prefix-cache lookups and contents; absent while no prefix cache runs. */
+  prefixCache?: PrefixCacheStats;
 }
 
 /** Cumulative engine time: what share of a run's wall time the model math took, and at what batch. */
@@ -47,6 +50,8 @@ export interface SchedulerOptions {
   prefillChunk: number;
   /** Per-request deadline from submission; past it the request finishes with reason 'timeout'. 0 = none. */
   requestTimeoutMs: number;
+  /** MiB of prompt KV kept for reuse by later prompts with the same start (prefix-cache-slots.ts); 0 or absent = off. */
+  prefixCacheMb?: number;
 }
 
 /** The waiting queue is full: the server answers 429 with Retry-After. */

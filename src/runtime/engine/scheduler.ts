@@ -3,6 +3,7 @@ import { admitOrThrow, type HeldRequests, waitingRequests } from './admission.ts
 import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from './errors.ts';
 import { EventChannel } from './event-channel.ts';
 import type { DecoderSession } from './decoder-session.ts';
+import { SlotPrefixCache } from './prefix-cache-slots.ts';
 import type { PieceScorer, PromptScores, ScoreRun } from './prompt-scores.ts';
 import { type EngineTimes, type Scheduler, SchedulerClosedError, type SchedulerOptions, type SchedulerStats, type RequestHandle, zeroEngineTimes } from './scheduler-types.ts';
 import { type FinishReason, type GenerationEvent, type GenerationRequest, Sequence } from './sequence.ts';
@@ -58,6 +59,8 @@ export class BatchScheduler implements Scheduler {
   private lastBatch = 0;
   private readonly engine: EngineTimes = zeroEngineTimes();
   private idleWaiters: (() => void)[] = [];
+  /** Prompt KV reused across requests; undefined when off or the session's cache cannot be copied. */
+  private readonly prefixCache: SlotPrefixCache | undefined;
 
   constructor(
     private readonly session: DecoderSession,
@@ -67,6 +70,7 @@ export class BatchScheduler implements Scheduler {
     private readonly scorer?: PieceScorer,
   ) {
     this.freeSlots = Array.from({ length: session.maxBatch }, (_, i) => i);
+    this.prefixCache = SlotPrefixCache.over(session.slotKv, options.prefixCacheMb);
   }
 
   private held(): HeldRequests {
@@ -137,6 +141,7 @@ export class BatchScheduler implements Scheduler {
       kvTokensUsed: used,
       kvTokensCapacity: this.session.maxBatch * this.session.maxContext,
       engine: { ...this.engine },
+      ...(this.prefixCache && { prefixCache: this.prefixCache.stats() }),
     };
   }
 
@@ -241,6 +246,8 @@ export class BatchScheduler implements Scheduler {
       const e = this.waiting.shift()!;
       e.slot = this.freeSlots.shift()!;
       this.session.reset(e.slot);
+      // The cached start of the prompt is copied in; the rest is prefilled after it.
+      e.prefilled = this.prefixCache?.restore(e.slot, e.request.promptTokens) ?? 0;
       e.handle.admittedAt = performance.now();
       this.running.add(e);
     }
@@ -285,7 +292,9 @@ export class BatchScheduler implements Scheduler {
   private prefilled(e: Entry, tokens: number, logits: Float32Array): void {
     this.engine.prefillTokens += tokens;
     e.prefilled += tokens;
-    if (e.prefilled === e.request.promptTokens.length) this.consume(e, logits);
+    if (e.prefilled !== e.request.promptTokens.length) return;
+    this.prefixCache?.remember(e.slot!, e.request.promptTokens);
+    this.consume(e, logits);
   }
 
   private async decodeStep(): Promise<void> {
@@ -304,7 +313,14 @@ export class BatchScheduler implements Scheduler {
   /** Sample from a step's logits and forward the events; free the slot when the sequence ends. */
   private consume(e: Entry, logits: Float32Array): void {
     if (e.sequence.finished) return;
-    for (const ev of e.sequence.step(logits)) e.channel.push(ev);
+    let events: GenerationEvent[];
+    try {
+      events = e.sequence.step(logits);
+    } catch (err) {
+      // A constraint that cannot be met (its grammar allows no token) ends its own request only.
+      return this.fail(e, err instanceof Error ? err : new Error(String(err)));
+    }
+    for (const ev of events) e.channel.push(ev);
     if (e.sequence.finished) return this.release(e);
     if (this.session.length(e.slot!) >= this.session.maxContext) return this.finish(e, 'length');
     const generated = e.sequence.generatedTokens;
@@ -318,6 +334,8 @@ export class BatchScheduler implements Scheduler {
 
   /** End a request with an error instead of a finish event (tokens already sent stay sent). */
   private fail(e: Entry, error: Error): void {
+    // Finished quietly, so what the sequence holds (its constraint) is released.
+    if (!e.sequence.finished) e.sequence.finish('abort');
     e.channel.fail(error);
     this.release(e);
   }
