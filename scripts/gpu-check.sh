@@ -65,11 +65,12 @@ if [ -z "${VK_ICD_FILENAMES:-}" ] && ! ls /usr/share/vulkan/icd.d/nvidia_icd*.js
   done
 fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-if [ -z "${MOP_CUDA_ADDON:-}" ] && [ ! -f build/cuda/mop_cuda.node ] && [ -f .portable/cuda/mop_cuda.node ]; then
-  export MOP_CUDA_ADDON="$PWD/.portable/cuda/mop_cuda.node"
+addon=()
+if [ ! -f build/cuda/mop_cuda.node ] && [ -f .portable/cuda/mop_cuda.node ]; then
+  addon=(--cuda-addon "$PWD/.portable/cuda/mop_cuda.node")
 fi
 
-timeout 470 node --import tsx scripts/gpu-check.ts --out "$out" "${bandwidth[@]}" "$@"
+timeout 470 node --import tsx scripts/gpu-check.ts --out "$out" "${bandwidth[@]}" "${addon[@]}" "$@"
 rc=$?
 echo "gpu-check: exit $rc; figures in $out"
 [ -f "$out" ] && cat "$out"

@@ -5,7 +5,7 @@
  *
  *   node --import tsx scripts/gpu-check.ts --out FILE [--device auto] [--preset 1b] [--ratio 0.4]
  *     [--contexts 128,1024,4096] [--batches 1,8] [--steps 16] [--samples 8] [--seq-len 64]
- *     [--requests 8,16] [--max-tokens 32] [--bandwidth-gbs N] [--budget-s 420]
+ *     [--requests 8,16] [--max-tokens 32] [--bandwidth-gbs N] [--budget-s 420] [--cuda-addon FILE]
  *
  * Parts: (1) device resolution and what each GPU path reports; (1b) where the native CUDA decoder
  * loads, each of its kernels against the JavaScript reference; (2) logits parity of the bundled
@@ -49,6 +49,7 @@ const started = performance.now();
 const args = parseScriptArgs(import.meta.url, {
   out: { type: 'string', default: 'gpu-check.json' },
   device: { type: 'string', default: 'auto' },
+  'cuda-addon': { type: 'string' },
   preset: { type: 'string', default: '1b' },
   ratio: { type: 'string', default: '0.4' },
   contexts: { type: 'string', default: '128,1024,4096' },
@@ -100,7 +101,8 @@ async function part<T>(name: string, run: () => Promise<T>): Promise<T | undefin
 }
 
 // (1) Device resolution.
-const probe = systemProbe();
+const cudaAddon = args['cuda-addon'];
+const probe = systemProbe(cudaAddon !== undefined ? { cudaAddon } : {});
 const device = await part('device', async () => {
   const [cuda, webgpu, cudaNative] = await Promise.all([probe.cuda(), probe.webgpu(), probe.cudaNative()]);
   const resolved = await resolveTarget(parseDeviceRequest(args.device!), 'auto', probe);
@@ -119,7 +121,7 @@ if (device.cudaNative.available && target.device !== 'cuda-native' && args.devic
 // (1b) Each native kernel against its JavaScript reference, where the native decoder loads.
 if (device.cudaNative.available) {
   await part('kernels', async () => {
-    const load = loadCudaBinding();
+    const load = loadCudaBinding(cudaAddon);
     if (!load.binding) throw new Error(load.reason);
     const results = runKernelChecks(load.binding);
     log(`native kernels: ${results.filter((r) => r.pass).length}/${results.length} match the reference`);
@@ -157,7 +159,7 @@ await part('parity', async () => {
 async function parity(m: LoadedModel, prompt: number[], steps: number, t: ExecutionTarget, prefillChunk?: number) {
   const ctx = prompt.length + steps + 1;
   const ref = await ModelSession.create(m.spec, m.weights, { maxBatch: 1, maxContext: ctx, threads: 1 });
-  const dev = await createDecoderSession(m.spec, m.weights, { maxBatch: 1, maxContext: ctx, target: t, ...(prefillChunk && { prefillChunk }) });
+  const dev = await createDecoderSession(m.spec, m.weights, { maxBatch: 1, maxContext: ctx, target: t, ...(prefillChunk && { prefillChunk }), ...(cudaAddon !== undefined && { cudaAddon }) });
   let maxAbsDiff = 0;
   let maxAbsLogit = 0;
   let argmaxAgree = 0;
@@ -224,7 +226,7 @@ async function measureDecode(t: ExecutionTarget) {
   let prefill: Record<string, unknown> | null = null;
   // One session per batch size, so batch 1 binds one row (the GPU cache binds every slot).
   for (const batch of batches) {
-    const session = await createDecoderSession(spec, big.weights, { maxBatch: batch, maxContext, target: t, ...(graph && { graph }) });
+    const session = await createDecoderSession(spec, big.weights, { maxBatch: batch, maxContext, target: t, ...(graph && { graph }), ...(cudaAddon !== undefined && { cudaAddon }) });
     try {
       if (!prefill) {
         // Prefill throughput once, at the middle context, with the session's own chunking.
@@ -325,7 +327,7 @@ await part('speedup', async () => {
   const [n1, n8] = numberListOption('requests', args.requests, isPositiveInt);
   const maxTokens = Number(args['max-tokens']);
   const measure = async (id: string, m: LoadedModel, graph?: DecoderGraph) => {
-    const server = await startBenchServer({ model: m, denseId: id, adminToken: 'gpu-check', maxBatch: 8, context: 512, threads: os.availableParallelism(), target: served, ...(graph && { graph }), log: () => undefined });
+    const server = await startBenchServer({ model: m, denseId: id, adminToken: 'gpu-check', maxBatch: 8, context: 512, threads: os.availableParallelism(), target: served, ...(graph && { graph }), ...(cudaAddon !== undefined && { cudaAddon }), log: () => undefined });
     try {
       const prompts = ['Once upon a time there was a robot that liked to count the stars in the night sky.'];
       const load = (concurrency: number, requests: number) =>

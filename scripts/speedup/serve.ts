@@ -20,6 +20,8 @@ export interface BenchServerOptions {
   ortSpin?: boolean;
   /** Device and dtype (or quantized weights) of the served sessions; default CPU float32. */
   target?: ExecutionTarget;
+  /** The native CUDA addon file for a `cuda-native` target (--cuda-addon); default: the built one. */
+  cudaAddon?: string;
   log: (line: string) => void;
 }
 
@@ -37,6 +39,7 @@ export async function startBenchServer(o: BenchServerOptions): Promise<RunningSe
     adminToken: o.adminToken,
     servedModelName: o.denseId,
     ...(o.target && { device: o.target.device, dtype: o.target.weights ?? o.target.dtype }),
+    ...(o.cudaAddon !== undefined && { cudaAddon: o.cudaAddon }),
     shutdownGraceMs: 10_000,
   };
   return startServer(config, { model: o.model, log: o.log });

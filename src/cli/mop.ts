@@ -34,6 +34,7 @@ program
   .addOption(envOption('-s, --seed <n>', 'random seed: same seed, same text', 'MOP_SEED').argParser(parseIntArg(0)))
   .option('--stop <text>', 'stop string (repeatable)', collect)
   .addOption(envOption('--device <device>', 'execution device: auto, cpu, webgpu, cuda or cuda-native', 'MOP_DEVICE').default('auto'))
+  .addOption(envOption('--cuda-addon <file>', "native CUDA addon for cuda-native (default: build/cuda/mop_cuda.node, from 'npm run build:cuda')", 'MOP_CUDA_ADDON'))
   .addOption(envOption('--dtype <type>', 'auto (float16 on GPU, float32 on CPU), float32, float16, or int8 / int4 (block-quantized weights, CPU)', 'MOP_DTYPE').default('auto'))
   .addOption(envOption('--threads <n>', 'intra-op threads (default: all cores)', 'MOP_THREADS').argParser(parseIntArg(1)))
   .addOption(envOption('--context <n>', 'context length (default: the model\'s)', 'MOP_CONTEXT').argParser(parseIntArg(2)))
@@ -53,7 +54,7 @@ program
     );
     const device = parseDeviceRequest(o.device);
     const dtype = parseDtypeRequest(o.dtype);
-    const opened = await openModel({ modelPath: o.model, tokenizerPath: o.tokenizer, device, dtype, maxContext: o.context, threads: o.threads });
+    const opened = await openModel({ modelPath: o.model, tokenizerPath: o.tokenizer, device, dtype, maxContext: o.context, threads: o.threads, cudaAddon: o.cudaAddon });
     if (opened.deviceWarning) process.stderr.write(`mop: warning: ${opened.deviceWarning}\n`);
     if (!o.quiet) process.stderr.write(`loaded ${describeModel(opened)} (${opened.deviceNote})\n`);
     const promptTokens = opened.tokenizer.encode(o.prompt);

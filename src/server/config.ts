@@ -42,8 +42,10 @@ export interface ServerConfig {
   servedModelName: string | undefined;
   /** ONNX Runtime intra-op threads; undefined = all cores. */
   threads: number | undefined;
-  /** Execution device: auto (best that works here), cpu, webgpu or cuda. */
+  /** Execution device: auto (best that works here), cpu, webgpu, cuda or cuda-native. */
   device: DeviceRequest;
+  /** The native CUDA addon file of `cuda-native`; undefined = build/cuda/mop_cuda.node. */
+  cudaAddon: string | undefined;
   /** Element type of weights, activations and KV cache: auto (float16 on GPU), float32 or float16. */
   dtype: DtypeRequest;
   /** Jinja chat template (a file path, or the template itself); overrides the checkpoint's. */
@@ -105,6 +107,7 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   servedModelName: undefined,
   threads: undefined,
   device: 'auto',
+  cudaAddon: undefined,
   dtype: 'auto',
   chatTemplate: undefined,
   maxN: 16,
@@ -230,6 +233,7 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'maxJobHistory', flag: '--max-job-history <n>', env: 'MOP_MAX_JOB_HISTORY', description: 'finished prune jobs listed by /admin/prune (full reports stay in the model store)', parse: int(1, 10_000) },
   { key: 'servedModelName', flag: '--served-model-name <id>', env: 'MOP_SERVED_MODEL_NAME', description: "model id clients use (default: the checkpoint's file name)", parse: text },
   { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto, cpu, webgpu, cuda or cuda-native (auto: a working GPU, else the CPU)', parse: parseDeviceRequest },
+  { key: 'cudaAddon', flag: '--cuda-addon <file>', env: 'MOP_CUDA_ADDON', description: "the native CUDA addon that --device cuda-native loads (default: build/cuda/mop_cuda.node, made by 'npm run build:cuda')", parse: text },
   { key: 'dtype', flag: '--dtype <type>', env: 'MOP_DTYPE', description: 'weights/activations/KV type: auto (float16 on GPU, float32 on CPU), float32, float16, or int8 / int4 block-quantized weights (CPU)', parse: parseDtypeRequest },
   { key: 'threads', flag: '--threads <n>', env: 'MOP_THREADS', description: 'ONNX Runtime intra-op threads (default: all cores)', parse: int(1, 1024) },
   { key: 'ortSpin', flag: '--ort-spin <on|off>', env: 'MOP_ORT_SPIN', description: "idle ONNX Runtime pool threads of each variant's decode session spin instead of sleeping (ONNX Runtime's default): faster steps where cores are spare, stolen cores where they are not", parse: (raw) => oneOf('on', 'off')(raw) === 'on' },

@@ -123,7 +123,7 @@ async function loadServedModel(config: ServerConfig, options: StartOptions, log:
   const model = options.model ?? (await abortable(loadModel(config.model ?? defaultModelPath(), config.tokenizer !== undefined ? { tokenizerPath: config.tokenizer } : {}), options.signal, 'the model was loaded'));
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
-  const resolved = await abortable(resolveTarget(config.device, config.dtype, systemProbe()), options.signal, 'the device was chosen');
+  const resolved = await abortable(resolveTarget(config.device, config.dtype, systemProbe(config.cudaAddon !== undefined ? { cudaAddon: config.cudaAddon } : {})), options.signal, 'the device was chosen');
   if (resolved.warning) log(`warning: ${resolved.warning}`);
   // A checkpoint's own quantized blocks serve int8 / int4 graphs only; float serving drops them.
   if (!resolved.target.weights) delete model.fileBlocks;
@@ -157,6 +157,7 @@ function startService(config: ServerConfig, options: StartOptions, { model, toke
       ...(config.threads !== undefined && { threads: config.threads }),
       batchPrefill: config.batchPrefill,
       spin: config.ortSpin,
+      ...(config.cudaAddon !== undefined && { cudaAddon: config.cudaAddon }),
     },
     scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs },
     pruneThreads: config.pruneThreads,

@@ -160,4 +160,12 @@ describe('native CUDA addon build (src/runtime/cuda/build.sh)', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^mop: error: --device cuda-native is not usable here: the native CUDA addon is not built \(\/nonexistent\/mop_cuda\.node is missing\): run 'npm run build:cuda'/);
   });
+
+  it('mop generate and mop serve load the addon --cuda-addon names, and say so when it is missing', async () => {
+    for (const command of ['generate', 'serve']) {
+      const r = await runMop([command, '--device', 'cuda-native', '--cuda-addon', '/nonexistent/flagged/mop_cuda.node', ...(command === 'serve' ? ['--port', '0', '--host', '127.0.0.1'] : ['--prompt', 'x'])], {});
+      assert.equal(r.code, 1, `${command}: ${r.stderr}`);
+      assert.match(r.stderr, /--device cuda-native is not usable here: the native CUDA addon is not built \(\/nonexistent\/flagged\/mop_cuda\.node is missing\)/, command);
+    }
+  });
 });

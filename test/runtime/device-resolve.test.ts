@@ -4,6 +4,8 @@ import { DeviceError, parseDeviceRequest, parseDtypeRequest } from '../../src/ru
 import { gpuPaths } from '../../src/runtime/device/gpu-paths.ts';
 import { type DeviceProbe, type DeviceStatus, installHints, systemProbe } from '../../src/runtime/device/probe.ts';
 import { resolveTarget } from '../../src/runtime/device/resolve.ts';
+import { createDecoderSession } from '../../src/runtime/engine/create-session.ts';
+import { syntheticSpec } from '../../src/runtime/model/synthetic.ts';
 
 const ok: DeviceStatus = { available: true, detail: 'started' };
 const missing = (reason: string): DeviceStatus => ({ available: false, reason });
@@ -106,5 +108,17 @@ describe('device selection', () => {
     const status = await systemProbe().cuda();
     assert.equal(status.available, false);
     if (!status.available) assert.equal(status.reason, installHints.cudaProvider);
+  });
+
+  it('probes the native CUDA addon file it is given (--cuda-addon), and a session on it names that file when it is missing', async () => {
+    const addon = '/nonexistent/elsewhere/mop_cuda.node';
+    const status = await systemProbe({ cudaAddon: addon }).cudaNative();
+    assert.equal(status.available, false);
+    if (!status.available) assert.match(status.reason, /\/nonexistent\/elsewhere\/mop_cuda\.node is missing.*--cuda-addon/);
+    const spec = syntheticSpec({ vocabSize: 16, hidden: 8, layers: 1, heads: 2, kvHeads: 1, ffn: 8, maxContext: 8 });
+    await assert.rejects(
+      createDecoderSession(spec, new Map(), { maxBatch: 1, maxContext: 8, target: { device: 'cuda-native', dtype: 'float16' }, cudaAddon: addon }),
+      /cuda-native is not usable here: .*\/nonexistent\/elsewhere\/mop_cuda\.node is missing/,
+    );
   });
 });

@@ -30,25 +30,30 @@ export interface CudaBinding {
   graphLaunch(graph: CudaGraph): void;
 }
 
-/** Where `npm run build:cuda` puts the addon; MOP_CUDA_ADDON overrides. */
-export function nativeAddonPath(): string {
-  return process.env.MOP_CUDA_ADDON ?? join(packageRoot(), 'build', 'cuda', 'mop_cuda.node');
+/** Where `npm run build:cuda` puts the addon; `--cuda-addon` (MOP_CUDA_ADDON) names another file. */
+export function defaultAddonPath(): string {
+  return join(packageRoot(), 'build', 'cuda', 'mop_cuda.node');
 }
 
 export type BindingLoad = { binding: CudaBinding; probe: NativeProbe } | { binding: null; reason: string };
 
-let loaded: BindingLoad | undefined;
+// A native addon stays loaded for the life of the process: load each file once.
+const loaded = new Map<string, BindingLoad>();
 
-/** Load the addon once; when it is missing or the driver is unusable, `reason` says what to do. */
-export function loadCudaBinding(): BindingLoad {
-  if (loaded) return loaded;
-  const path = nativeAddonPath();
+/** Load the addon at `path` once; when it is missing or the driver is unusable, `reason` says what to do. */
+export function loadCudaBinding(path: string = defaultAddonPath()): BindingLoad {
+  const known = loaded.get(path);
+  if (known) return known;
+  const load = readBinding(path);
+  loaded.set(path, load);
+  return load;
+}
+
+function readBinding(path: string): BindingLoad {
   if (!existsSync(path)) {
-    loaded = { binding: null, reason: `the native CUDA addon is not built (${path} is missing): run 'npm run build:cuda' on a machine with the CUDA toolkit (nvcc)` };
-    return loaded;
+    return { binding: null, reason: `the native CUDA addon is not built (${path} is missing): run 'npm run build:cuda' on a machine with the CUDA toolkit (nvcc), or name the built file with --cuda-addon` };
   }
   const binding = createRequire(import.meta.url)(path) as CudaBinding;
   const probe = binding.probe();
-  loaded = probe.ok ? { binding, probe } : { binding: null, reason: probe.error };
-  return loaded;
+  return probe.ok ? { binding, probe } : { binding: null, reason: probe.error };
 }

@@ -11,8 +11,10 @@ export interface NativeSessionOptions {
   maxContext: number;
   /** Longest prompt piece per pass; default 256. */
   prefillChunk?: number;
-  /** The addon, or a stand-in (tests use a kernel emulator); default: build/cuda/mop_cuda.node. */
+  /** The addon, or a stand-in (tests use a kernel emulator); default: the file at `addonPath`. */
   binding?: CudaBinding;
+  /** The addon file (`--cuda-addon`); default: build/cuda/mop_cuda.node. */
+  addonPath?: string;
   /** Decode steps as CUDA graphs (NativeDecoderOptions.cudaGraphs); default true. */
   cudaGraphs?: boolean;
 }
@@ -40,7 +42,7 @@ export class NativeCudaSession implements DecoderSession {
   static async create(spec: ModelSpec, weights: Weights, options: NativeSessionOptions): Promise<NativeCudaSession> {
     let binding = options.binding;
     if (!binding) {
-      const load = loadCudaBinding();
+      const load = loadCudaBinding(options.addonPath);
       if (!load.binding) throw new Error(`--device cuda-native is not usable here: ${load.reason}`);
       binding = load.binding;
     }

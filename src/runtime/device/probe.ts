@@ -33,8 +33,13 @@ export const installHints = {
     'no WebGPU adapter: the WebGPU provider runs on Vulkan and needs a Vulkan loader (Debian: libvulkan1) and a Vulkan driver (NVIDIA: the driver with its Vulkan ICD, nvidia_icd.json; in a container add graphics to NVIDIA_DRIVER_CAPABILITIES)',
 } as const;
 
+export interface SystemProbeOptions {
+  /** The native CUDA addon file that `cuda-native` would load (`--cuda-addon`); default: the built one. */
+  cudaAddon?: string;
+}
+
 /** The probe of the machine this process runs on. Trials are run once and remembered. */
-export function systemProbe(): DeviceProbe {
+export function systemProbe(options: SystemProbeOptions = {}): DeviceProbe {
   return {
     nvidiaDriver: readNvidiaDriver,
     cuda: () => (cudaTrial ??= probeCuda()),
@@ -42,7 +47,7 @@ export function systemProbe(): DeviceProbe {
     cudaNative: async () => {
       // Loaded only when asked for, so device/ does not depend on cuda/ (which depends on device/).
       const { loadCudaBinding } = await import('../cuda/native-binding.ts');
-      const load = loadCudaBinding();
+      const load = loadCudaBinding(options.cudaAddon);
       if (!load.binding) return { available: false, reason: load.reason };
       try {
         load.binding.init(); // context + kernels: a driver that refuses them says so here

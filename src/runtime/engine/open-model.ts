@@ -24,6 +24,8 @@ export interface OpenModelOptions {
   /** Context per sequence; default and ceiling: the model's own. */
   maxContext?: number;
   threads?: number;
+  /** The native CUDA addon file for `cuda-native` (`--cuda-addon`); default: the built one. */
+  cudaAddon?: string;
 }
 
 /** A model ready to generate: its checkpoint, tokenizer and an execution session. */
@@ -43,7 +45,7 @@ export async function openModel(options: OpenModelOptions = {}): Promise<OpenedM
   const model = await loadModel(options.modelPath ?? defaultModelPath(), options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {});
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
-  const resolved = await resolveTarget(options.device ?? 'auto', options.dtype ?? 'auto', options.probe ?? systemProbe());
+  const resolved = await resolveTarget(options.device ?? 'auto', options.dtype ?? 'auto', options.probe ?? systemProbe(cudaAddonOption(options)));
   // A checkpoint's own quantized blocks serve int8 / int4 graphs only; float serving drops them.
   if (!resolved.target.weights) delete model.fileBlocks;
   const session = await createDecoderSession(model.spec, model.weights, {
@@ -52,8 +54,13 @@ export async function openModel(options: OpenModelOptions = {}): Promise<OpenedM
     ...(options.threads !== undefined && { threads: options.threads }),
     ...(model.fileBlocks && { fileBlocks: model.fileBlocks }),
     target: resolved.target,
+    ...cudaAddonOption(options),
   });
   return { model, tokenizer, session, target: resolved.target, deviceNote: resolved.note, ...(resolved.warning && { deviceWarning: resolved.warning }) };
+}
+
+function cudaAddonOption(options: OpenModelOptions): { cudaAddon?: string } {
+  return options.cudaAddon !== undefined ? { cudaAddon: options.cudaAddon } : {};
 }
 
 /** One line that says what was loaded, for start-up logs. */

@@ -25,6 +25,8 @@ export interface EngineSessionOptions {
   batchPrefill?: boolean;
   /** Idle ONNX Runtime pool threads spin instead of sleeping (default off). */
   spin?: boolean;
+  /** The native CUDA addon file for `cuda-native` variants (`--cuda-addon`); default: the built one. */
+  cudaAddon?: string;
 }
 
 /** The worker's `workerData`. */

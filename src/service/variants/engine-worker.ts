@@ -38,6 +38,7 @@ async function buildEngine(): Promise<Engine> {
     ...(init.session.threads !== undefined && { threads: init.session.threads }),
     ...(init.session.batchPrefill !== undefined && { batchPrefill: init.session.batchPrefill }),
     ...(init.session.spin !== undefined && { spin: init.session.spin }),
+    ...(init.session.cudaAddon !== undefined && { cudaAddon: init.session.cudaAddon }),
     ...(init.fileBlocks && { fileBlocks: init.fileBlocks }),
   });
   // Prompt scoring needs logits at every position: its own session. The native CUDA decoder
