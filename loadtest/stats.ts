@@ -1,4 +1,7 @@
 /** Summary statistics of a sample, as the load report and the k6 summary show them. */
+import { quantileSorted } from '../src/runtime/stats/sample-stats.ts';
+
+export { quantileSorted };
 
 export interface Summary {
   count: number;
@@ -9,20 +12,6 @@ export interface Summary {
   p90: number;
   p95: number;
   p99: number;
-}
-
-/**
- * The q-quantile (0 ≤ q ≤ 1) of an ascending-sorted sample, interpolating linearly between the
- * two nearest ranks (numpy's default, and what k6's `p(N)` does).
- */
-export function quantileSorted(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const pos = (sorted.length - 1) * Math.min(1, Math.max(0, q));
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  const a = sorted[lo] as number;
-  const b = sorted[hi] as number;
-  return a + (b - a) * (pos - lo);
 }
 
 /** count/mean/min/max/p50/p90/p95/p99, or null for an empty sample. */

@@ -68,6 +68,13 @@ describe('decode-step profile', () => {
     const h = await timeDecode(head, { batch: 1, promptTokens: 4, steps: 3, warmup: 1, threads: 1 });
     assert.equal(h.steps, 3, 'a model with no attention and no MLP still runs');
   });
+
+  it('reports the median decode step of an even number of steps as the mean of the two middle ones', async () => {
+    const spec = syntheticSpec(syntheticPresets.tiny);
+    const t = await timeDecode({ spec, weights: syntheticWeights(spec, 1) }, { batch: 1, promptTokens: 4, steps: 2, warmup: 1, threads: 1 });
+    assert.equal(t.steps, 2);
+    assert.ok(Math.abs(t.medianMs - t.meanMs) < 1e-9, `median ${t.medianMs} of two steps is their mean ${t.meanMs}`);
+  });
 });
 
 describe('llama.cpp peer helpers', () => {

@@ -1,6 +1,7 @@
 import type { ExecutionTarget } from '../device/device.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
+import { mean, median } from '../stats/sample-stats.ts';
 import { ModelSession } from './ort-decoder-session.ts';
 
 /**
@@ -52,8 +53,7 @@ async function step(session: ModelSession, batch: number, token: number): Promis
 }
 
 function timingOf(times: number[]): StepTiming {
-  const sorted = [...times].sort((a, b) => a - b);
-  return { medianMs: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN, meanMs: times.reduce((a, b) => a + b, 0) / times.length, steps: times.length };
+  return { medianMs: median(times), meanMs: mean(times), steps: times.length };
 }
 
 /**

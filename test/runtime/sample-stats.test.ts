@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mean, median, quantile, sortedAscending, sum } from '../../scripts/lib/stats.ts';
+import { mean, median, quantile, sortedAscending, sum } from '../../src/runtime/stats/sample-stats.ts';
 
-describe('scripts/lib/stats', () => {
+describe('sample statistics (src/runtime/stats, used by the engine, the load generator and every script)', () => {
   it('median of an odd-length sample is its middle value, whatever the order', () => {
     assert.equal(median([3, 1, 2]), 2);
     assert.equal(median([5]), 5);
