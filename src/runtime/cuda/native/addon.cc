@@ -279,27 +279,40 @@ napi_value Free(napi_env env, napi_callback_info info) {
   return undefinedValue(env);
 }
 
+// The (ptr, typedArray) arguments of upload and download: false, with a JS error thrown, when the
+// second is not a typed array.
+struct CopyArgs {
+  CUdeviceptr device;
+  void* host;
+  size_t bytes;
+};
+bool copyArgs(napi_env env, napi_callback_info info, const char* name, CopyArgs* out) {
+  auto a = args(env, info, 2);
+  if (!typedArrayBytes(env, a[1], &out->host, &out->bytes)) {
+    throwError(env, std::string(name) + ": expected a typed array");
+    return false;
+  }
+  out->device = ptrOf(env, a[0]);
+  return true;
+}
+
 // upload(ptr, typedArray): copy host -> device with the synchronous cuMemcpyHtoD, whose documented
 // behaviour for pageable memory (every JS array) is to return once the source has been staged;
 // our stream is a blocking one, so the copy is ordered with its work.
 napi_value Upload(napi_env env, napi_callback_info info) {
   NEED_READY;
-  auto a = args(env, info, 2);
-  void* data = nullptr;
-  size_t bytes = 0;
-  if (!typedArrayBytes(env, a[1], &data, &bytes)) return throwError(env, "upload: expected a typed array");
-  CHECK_CU(drv.cuMemcpyHtoD(ptrOf(env, a[0]), data, bytes));
+  CopyArgs c;
+  if (!copyArgs(env, info, "upload", &c)) return nullptr;
+  CHECK_CU(drv.cuMemcpyHtoD(c.device, c.host, c.bytes));
   return undefinedValue(env);
 }
 
 // download(ptr, typedArray): waits for the stream, then copies device -> host into the array
 napi_value Download(napi_env env, napi_callback_info info) {
   NEED_READY;
-  auto a = args(env, info, 2);
-  void* data = nullptr;
-  size_t bytes = 0;
-  if (!typedArrayBytes(env, a[1], &data, &bytes)) return throwError(env, "download: expected a typed array");
-  CHECK_CU(drv.cuMemcpyDtoHAsync(data, ptrOf(env, a[0]), bytes, stream));
+  CopyArgs c;
+  if (!copyArgs(env, info, "download", &c)) return nullptr;
+  CHECK_CU(drv.cuMemcpyDtoHAsync(c.host, c.device, c.bytes, stream));
   CHECK_CU(drv.cuStreamSynchronize(stream));
   return undefinedValue(env);
 }
