@@ -63,6 +63,49 @@ export interface SampleResult {
   top?: TopLogprob[];
 }
 
+/**
+ * Restricts which tokens a sequence may sample next (structured outputs: a grammar, a JSON
+ * schema). One per sequence; the sampler applies its mask before penalties, temperature, top-k,
+ * top-p and min-p, so those only ever choose among allowed tokens.
+ */
+export interface TokenConstraint {
+  /**
+   * Allowed token ids for the next step: bit (id & 31) of word (id >> 5). Throws (a GrammarError)
+   * when no token is allowed: the constraint cannot be met with this vocabulary.
+   */
+  mask(): Int32Array;
+  /** Advance past the sampled token. */
+  accept(token: number): void;
+  /** The constrained text is complete: the sequence ends. */
+  readonly terminated: boolean;
+  /** Free what it holds (the sequence is over). */
+  release(): void;
+}
+
+/**
+ * Sets every logit outside `allowed` (a TokenConstraint mask) to -Infinity in place; returns the
+ * lowest allowed id (-1 if none), the fallback when every allowed logit is -Infinity.
+ */
+export function applyTokenMask(logits: Float32Array, allowed: Int32Array): number {
+  const vocab = logits.length;
+  let first = -1;
+  for (let w = 0; w * 32 < vocab; w++) {
+    const word = allowed[w] ?? 0;
+    const base = w * 32;
+    const end = Math.min(32, vocab - base);
+    if (word === -1 && end === 32) {
+      if (first < 0) first = base;
+      continue;
+    }
+    for (let b = 0; b < end; b++) {
+      if ((word >>> b) & 1) {
+        if (first < 0) first = base + b;
+      } else logits[base + b] = -Infinity;
+    }
+  }
+  return first;
+}
+
 export type PenaltyParams = Pick<SamplingParams, 'presencePenalty' | 'frequencyPenalty' | 'repetitionPenalty'>;
 
 /**
@@ -193,8 +236,12 @@ export class Sampler {
    * (or top-k 1) takes the argmax of the penalised logits, ties to the lowest id, using no
    * randomness. NaN logits count as -inf and +inf as the largest float, so no NaN can come out;
    * if penalties leave nothing finite the raw argmax is returned.
+   *
+   * With `allowed` (a TokenConstraint's mask) every other token is removed before the penalties,
+   * so only allowed tokens can be drawn; reported logprobs stay those of the raw distribution, as
+   * vLLM reports them. If nothing allowed is finite, the lowest allowed id is returned.
    */
-  sample(logits: Float32Array, history: TokenHistory): SampleResult {
+  sample(logits: Float32Array, history: TokenHistory, allowed?: Int32Array): SampleResult {
     const vocab = this.vocabSize;
     if (logits.length !== vocab) throw new RangeError(`expected ${vocab} logits, got ${logits.length}`);
     const params = this.params;
@@ -217,9 +264,11 @@ export class Sampler {
 
     let max = rawMax;
     let argmax = rawArgmax;
-    const penalised = penaltiesApply(history, params);
-    if (penalised) {
-      applyPenalties(work, history, params);
+    // What to return when nothing drawable is finite: the raw argmax, or the first allowed token.
+    const fallback = allowed === undefined ? rawArgmax : Math.max(0, applyTokenMask(work, allowed));
+    const adjusted = allowed !== undefined || penaltiesApply(history, params);
+    if (adjusted) {
+      if (penaltiesApply(history, params)) applyPenalties(work, history, params);
       max = -Infinity;
       argmax = -1;
       for (let i = 0; i < vocab; i++) {
@@ -232,9 +281,9 @@ export class Sampler {
 
     let token: number;
     this.reusableExpSum = NaN;
-    if (max === -Infinity) token = rawArgmax;
+    if (max === -Infinity) token = fallback;
     else if (isGreedy(params)) token = argmax;
-    else token = this.draw(work, max, argmax, !penalised);
+    else token = this.draw(work, max, argmax, !adjusted);
 
     if (params.logprobs === undefined) return { token };
     // Math.exp dominates a step's cost, so reuse the sampling pass's sum when it was over exactly

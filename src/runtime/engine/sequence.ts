@@ -1,5 +1,6 @@
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.ts';
-import { Sampler, TokenHistory, type TopLogprob } from './sampler.ts';
+import type { GrammarSpec } from '../grammar/grammar-spec.ts';
+import { Sampler, type TokenConstraint, TokenHistory, type TopLogprob } from './sampler.ts';
 import type { SamplingParams } from './sampling-params.ts';
 import { StopMatcher } from './stop-matcher.ts';
 
@@ -16,6 +17,13 @@ export interface GenerationRequest {
   ignoreEos?: boolean;
   /** Aborting ends generation with finish reason 'abort' at the next step. */
   signal?: AbortSignal;
+  /** Structured output, as plain data (what crosses to an engine worker, which makes `constraint` of it). */
+  grammar?: GrammarSpec;
+  /**
+   * The live constraint (one per sequence, never shared): only allowed tokens are sampled, and the
+   * sequence ends when it is complete. The sequence releases it when it finishes.
+   */
+  constraint?: TokenConstraint;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort' | 'timeout';
@@ -83,11 +91,17 @@ export class Sequence {
     return this.history.generated;
   }
 
-  /** Sample from this step's logits; returns the token event and, if it ended the sequence, the finish event. */
+  /**
+   * Sample from this step's logits; returns the token event and, if it ended the sequence, the
+   * finish event. Throws the constraint's error when it allows no token (the driver fails this
+   * request alone).
+   */
   step(logits: Float32Array): GenerationEvent[] {
     if (this.finished) throw new Error('step() on a finished sequence');
-    const s = this.sampler.sample(logits, this.history);
+    const constraint = this.request.constraint;
+    const s = this.sampler.sample(logits, this.history, constraint?.mask());
     this.history.push(s.token);
+    constraint?.accept(s.token);
     const events: GenerationEvent[] = [];
     if (this.eos.has(s.token)) {
       events.push({ type: 'token', token: s.token, text: '', ...(s.logprob !== undefined && { logprob: s.logprob }), ...(s.top && { top: s.top }) });
@@ -97,6 +111,7 @@ export class Sequence {
     const pushed = this.stops.push(this.decoder.push(s.token));
     events.push({ type: 'token', token: s.token, text: pushed.emit, ...(s.logprob !== undefined && { logprob: s.logprob }), ...(s.top && { top: s.top }) });
     if (pushed.stopped) events.push(this.finish('stop', false));
+    else if (constraint?.terminated) events.push(this.finish('stop'));
     else if (this.history.generated.length >= this.request.maxTokens) events.push(this.finish('length'));
     return events;
   }
@@ -105,6 +120,7 @@ export class Sequence {
   finish(reason: FinishReason, release = true): FinishEvent {
     // The sequence may stay referenced (an event consumer, the scheduler's bookkeeping) after it ends.
     this.sampler.release();
+    this.request.constraint?.release();
     let text = '';
     if (release) text = this.stops.push(this.decoder.flush()).emit + this.stops.flush();
     this.finished = {

@@ -1,0 +1,48 @@
+/**
+ * What a request constrains its output to, as plain data: it crosses from the HTTP thread to the
+ * engine worker in a structured-clone message, and its canonical form is the compile cache's key.
+ */
+
+/**
+ * `json`: a JSON Schema (as JSON text; `{"type":"object"}` for any object). `regex`: a regular
+ * expression the whole output matches. `choice`: exactly one of the strings. `ebnf`: an xgrammar
+ * EBNF grammar (GBNF-like; rule `root`). `sequence`: fixed text and sub-grammars in order (a tool
+ * call: its opening tag, its JSON, its closing tag).
+ */
+export type GrammarSpec =
+  | { kind: 'json'; schema: string; format?: JsonFormat }
+  | { kind: 'regex'; pattern: string }
+  | { kind: 'choice'; choices: string[] }
+  | { kind: 'ebnf'; grammar: string }
+  | { kind: 'sequence'; parts: SequencePart[] };
+
+export type SequencePart = { text: string } | { json: string };
+
+/** How JSON output is laid out: vLLM's default is one line with `", "` and `": "`. */
+export interface JsonFormat {
+  /** Spaces per level, each value on its own line; absent = everything on one line. */
+  indent?: number;
+  /** Item and key separators; absent = `[", ", ": "]` (Python's json.dumps on one line). */
+  separators?: [string, string];
+  /**
+   * xgrammar's strict mode: no properties or items the schema does not list (unless it allows
+   * them explicitly). Default true, as vLLM compiles.
+   */
+  strict?: boolean;
+}
+
+/**
+ * The grammar, the regex or the schema cannot be used: it does not parse, uses what xgrammar does
+ * not support, or asks for text this model's vocabulary cannot produce. The message says which;
+ * the HTTP layer answers 400 naming the field the grammar came from.
+ */
+export class GrammarError extends Error {
+  override name = 'GrammarError';
+}
+
+/** A stable key for a spec: equal specs (the same fields, in any order) give equal keys. */
+export function grammarKey(spec: GrammarSpec): string {
+  return JSON.stringify(spec, (_key, value: unknown) =>
+    value && typeof value === 'object' && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : value,
+  );
+}
