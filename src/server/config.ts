@@ -26,6 +26,8 @@ export interface ServerConfig {
   prefillChunk: number;
   /** Fresh prompts that arrive together are prefilled in one run (CPU; docs/architecture.md). */
   batchPrefill: boolean;
+  /** MiB of prompt KV each variant keeps for reuse by prompts with the same start; 0 = off. */
+  prefixCacheMb: number;
   /** Idle ONNX Runtime pool threads of serving sessions spin instead of sleeping. */
   ortSpin: boolean;
   /** Per-request deadline from submission; 0 = none. */
@@ -98,6 +100,7 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   context: undefined,
   prefillChunk: 256,
   batchPrefill: true,
+  prefixCacheMb: 256,
   ortSpin: false,
   requestTimeoutMs: 600_000,
   maxTokensDefault: 16,
@@ -216,6 +219,7 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'maxQueue', flag: '--max-queue <n>', env: 'MOP_MAX_QUEUE', description: 'requests waiting for a slot before 429', parse: int(1) },
   { key: 'context', flag: '--context <n>', env: 'MOP_CONTEXT', description: "context length per sequence (default: the model's)", parse: int(2) },
   { key: 'prefillChunk', flag: '--prefill-chunk <n>', env: 'MOP_PREFILL_CHUNK', description: 'prompt tokens prefilled per scheduling step', parse: int(1) },
+  { key: 'prefixCacheMb', flag: '--prefix-cache-mb <n>', env: 'MOP_PREFIX_CACHE_MB', description: 'MiB of prompt KV cache each variant keeps so later prompts with the same start skip its prefill (0 = off; CPU and CUDA-provider sessions)', parse: int(0, 1 << 20) },
   { key: 'batchPrefill', flag: '--batch-prefill <on|off>', env: 'MOP_BATCH_PREFILL', description: 'prefill fresh prompts that arrive together in one run (CPU): more prompt tokens/s, later first tokens within a burst', parse: (raw) => oneOf('on', 'off')(raw) === 'on' },
   { key: 'requestTimeoutMs', flag: '--request-timeout-ms <ms>', env: 'MOP_REQUEST_TIMEOUT_MS', description: 'per-request deadline (0 = none)', parse: int(0) },
   { key: 'maxTokensDefault', flag: '--max-tokens-default <n>', env: 'MOP_MAX_TOKENS_DEFAULT', description: 'max_tokens when a completions request omits it', parse: int(1) },

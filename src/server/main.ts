@@ -5,6 +5,7 @@
 import { resolveTarget, type ResolvedTarget } from '../runtime/device/resolve.ts';
 import { systemProbe } from '../runtime/device/probe.ts';
 import { describeLoadedModel } from '../runtime/engine/open-model.ts';
+import { prefixCacheUnsupported } from '../runtime/engine/prefix-cache-slots.ts';
 import { defaultSamplingParams } from '../runtime/engine/sampling-params.ts';
 import { defaultModelPath, loadModel } from '../runtime/model/load.ts';
 import type { LoadedModel } from '../runtime/model/loaded-model.ts';
@@ -159,7 +160,7 @@ function startService(config: ServerConfig, options: StartOptions, { model, toke
       spin: config.ortSpin,
       ...(config.cudaAddon !== undefined && { cudaAddon: config.cudaAddon }),
     },
-    scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs },
+    scheduling: { maxQueue: config.maxQueue, prefillChunk: config.prefillChunk, requestTimeoutMs: config.requestTimeoutMs, prefixCacheMb: config.prefixCacheMb },
     pruneThreads: config.pruneThreads,
     ...(config.pruneHeapMb !== undefined && { pruneHeapMb: config.pruneHeapMb }),
     pruneNice: config.pruneNice,
@@ -179,6 +180,10 @@ function logServing(config: ServerConfig, { model, resolved, chatTemplate }: Ser
   const blocks = dense.weightBlocks;
   if (blocks) log(`${dense.target.weights} weights: ${blocks.fromFile} matrices run the checkpoint's own blocks, ${blocks.quantized} quantized at load${blocks.quantized > 0 && blocks.fromFile > 0 ? ' (the file holds them as float or another bit width, or the kernels need them widened)' : ''}`);
   log(`threads: serving ${config.threads ?? 'all cores'} per variant (--threads; idle pool threads ${config.ortSpin ? 'spin' : 'sleep'}, --ort-spin), pruning ${config.pruneThreads ?? 'all cores'} at nice ${config.pruneNice} (--prune-threads, --prune-nice); HTTP, metrics and health checks on the main thread`);
+  const noPrefixCache = prefixCacheUnsupported(dense.target.device);
+  if (config.prefixCacheMb === 0) log('prefix cache: off (--prefix-cache-mb 0)');
+  else if (noPrefixCache) log(`prefix cache: off on ${dense.target.device}: ${noPrefixCache} (--prefix-cache-mb is ignored there)`);
+  else log(`prefix cache: up to ${config.prefixCacheMb} MiB of prompt KV per variant, reused by prompts with the same start (--prefix-cache-mb)`);
   if (chatTemplate.source === 'default') {
     log("chat template: the checkpoint has none; /v1/chat/completions uses a plain 'role: content' transcript (set --chat-template / MOP_CHAT_TEMPLATE)");
   } else log(`chat template: from the ${chatTemplate.source === 'configured' ? '--chat-template option' : 'checkpoint'}`);

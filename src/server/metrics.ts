@@ -103,6 +103,24 @@ export class ServerMetrics {
       return s.kvTokensCapacity > 0 ? s.kvTokensUsed / s.kvTokensCapacity : 0;
     });
     gauge('mop_engine_stalled', 'Always 0 or 1: 1 while the variant\'s engine has not finished a step within --engine-stall-ms.', (v) => (v.status === 'stalled' ? 1 : 0));
+    // Totals kept by each engine worker's prefix cache, read from its last pushed stats (a worker
+    // restart starts them over, which Prometheus reads as a counter reset).
+    const prefixCounter = (name: string, help: string, value: (v: ServedVariant) => number | undefined) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['model'] as const,
+        registers,
+        collect() {
+          this.reset();
+          for (const v of variants()) {
+            const n = value(v);
+            if (n !== undefined) this.inc({ model: v.id }, n);
+          }
+        },
+      });
+    prefixCounter('mop_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', (v) => v.scheduler.stats().prefixCache?.queryTokens);
+    prefixCounter('mop_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache (their prefill skipped).', (v) => v.scheduler.stats().prefixCache?.hitTokens);
     gauge('mop_model_parameters', 'Parameters of the served variant.', (v) => v.parameters);
     gauge('mop_model_compression_ratio', "Fraction of the dense model's block parameters removed (0 = dense).", (v) => v.compressionRatio);
     new Gauge({
