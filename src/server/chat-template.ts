@@ -7,6 +7,7 @@ import {
   type ChatTemplateSource,
   ChatTemplateRenderError,
   loadChatTemplate as loadTemplate,
+  type RenderOptions,
   type TemplateMessage,
 } from '../runtime/tokenizer/chat-template.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
@@ -19,8 +20,8 @@ export interface ChatTemplate {
   source: ChatTemplateSource;
   /** The template text (logged at start-up by source, not content). */
   text: string;
-  /** Prompt token ids for a conversation, ending with the assistant cue. */
-  encode(messages: readonly ChatMessage[], tokenizer: Tokenizer): number[];
+  /** Prompt token ids for a conversation, ending with the assistant cue unless `options` say otherwise (POST /tokenize). */
+  encode(messages: readonly ChatMessage[], tokenizer: Tokenizer, options?: RenderOptions): number[];
 }
 
 /** See the runtime's loadChatTemplate: a configured template (file or text) wins over the checkpoint's. */
@@ -29,9 +30,9 @@ export function loadChatTemplate(configured: string | undefined, checkpoint: str
   return {
     source: template.source,
     text: template.text,
-    encode(messages, tokenizer) {
+    encode(messages, tokenizer, options = { addGenerationPrompt: true }) {
       try {
-        return template.encode(messages.map(templateMessage), tokenizer, { addGenerationPrompt: true });
+        return template.encode(messages.map(templateMessage), tokenizer, options);
       } catch (e) {
         if (e instanceof ChatTemplateRenderError) throw invalidRequest(e.message, 'messages');
         throw e;
