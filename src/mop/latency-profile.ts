@@ -125,7 +125,7 @@ export async function measureLatencyProfile(spec: ModelSpec, o: LatencyProfileOp
   const us = timings.map((t) => t.medianMs * 1000);
   const [head, smallHead, attnFull, attnQuarter, mlpFull, mlpQuarter] = us as [number, number, number, number, number, number];
   const per = (t: number) => (t - smallHead) / L;
-  const params = (l: LayerSpec) => layerParams(spec.hidden, l);
+  const params = (l: LayerSpec) => layerParams(spec.hidden, l, spec.attentionBias);
   const attention = fitLine(params(layer(kv, 0)).attention, per(attnFull), params(layer(smallKv, 0)).attention, per(attnQuarter));
   const mlp = fitLine(params(layer(0, ffn)).mlp, per(mlpFull), params(layer(0, smallFfn)).mlp, per(mlpQuarter));
   return {

@@ -23,7 +23,7 @@ export interface PruneCost {
 
 export const paramCost: PruneCost = {
   unit: 'params',
-  subBlocks: (base, l) => layerParams(base.hidden, l),
+  subBlocks: (base, l) => layerParams(base.hidden, l, base.attentionBias),
   kvGroup: (base, i) => kvGroupParams(base, i),
   neuron: (base) => neuronParams(base),
 };
@@ -44,7 +44,7 @@ export function latencyCost(c: LatencyCoefficients): PruneCost {
   return {
     unit: 'latency',
     subBlocks: (base, l) => {
-      const p = layerParams(base.hidden, l);
+      const p = layerParams(base.hidden, l, base.attentionBias);
       return {
         attention: p.attention > 0 ? c.attentionFixedUs + c.attentionUsPerParam * p.attention : 0,
         mlp: p.mlp > 0 ? c.mlpFixedUs + c.mlpUsPerParam * p.mlp : 0,

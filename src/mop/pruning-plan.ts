@@ -79,10 +79,12 @@ export function plannedSpec(base: ModelSpec, plan: PruningPlan): ModelSpec {
 
 /**
  * Parameters of one transformer block of this shape: what parameterCounts (spec.ts) sums for it,
- * written out so budgets can be computed per structure without building specs.
+ * written out so budgets can be computed per structure without building specs. `attentionBias`:
+ * the q/k/v projections carry biases (ModelSpec.attentionBias).
  */
-export function layerParams(hidden: number, l: LayerSpec): { attention: number; mlp: number } {
-  const attention = l.heads > 0 ? hidden + (2 * l.heads + 2 * l.kvHeads) * l.headDim * hidden : 0;
+export function layerParams(hidden: number, l: LayerSpec, attentionBias = false): { attention: number; mlp: number } {
+  const bias = attentionBias ? (l.heads + 2 * l.kvHeads) * l.headDim : 0;
+  const attention = l.heads > 0 ? hidden + (2 * l.heads + 2 * l.kvHeads) * l.headDim * hidden + bias : 0;
   const mlp = l.ffn > 0 ? hidden + 3 * l.ffn * hidden : 0;
   return { attention, mlp };
 }
@@ -91,16 +93,17 @@ export function layerParams(hidden: number, l: LayerSpec): { attention: number; 
 export function plannedBlockParams(base: ModelSpec, plan: PruningPlan): number {
   let n = 0;
   for (let i = 0; i < base.layers.length; i++) {
-    const p = layerParams(base.hidden, plannedLayer(base, plan, i));
+    const p = layerParams(base.hidden, plannedLayer(base, plan, i), base.attentionBias);
     n += p.attention + p.mlp;
   }
   return n;
 }
 
-/** Parameters one KV group of layer i costs: its query heads' and KV head's rows, its W_O columns. */
+/** Parameters one KV group of layer i costs: its query heads' and KV head's rows (and biases), its W_O columns. */
 export function kvGroupParams(base: ModelSpec, i: number): number {
   const l = base.layers[i]!;
-  return (2 * (l.heads / l.kvHeads) + 2) * l.headDim * base.hidden;
+  const group = l.heads / l.kvHeads;
+  return (2 * group + 2) * l.headDim * base.hidden + (base.attentionBias ? (group + 2) * l.headDim : 0);
 }
 
 /** Parameters one MLP neuron costs: a row of W_gate and W_up, a column of W_down. */

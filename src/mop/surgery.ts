@@ -6,7 +6,8 @@ import { clonePlan, fullPlan, plannedSpec, type PruningPlan, survivingLayers } f
 /**
  * Weight surgery: cut the structures a plan drops out of the tensors and the ModelSpec, exactly.
  *   KV group g of layer i: rows of W_Q for its query heads, rows g of W_K and W_V (one KV head),
- *                          and the W_O columns of those query heads;
+ *                          and the W_O columns of those query heads; with q/k/v biases, the same
+ *                          entries of each bias;
  *   neuron j:              row j of W_gate and W_up, column j of W_down;
  *   layer:                 the whole block; a layer left with neither sub-block is dropped from
  *                          the list (it is the identity), one left with one sub-block keeps it.
@@ -46,6 +47,11 @@ export function applyPlan(model: ModelWeights, plan: PruningPlan): ModelWeights 
       weights.set(weightName.k(to), keepRowBlocks(get(weightName.k(from)), groups, D));
       weights.set(weightName.v(to), keepRowBlocks(get(weightName.v(from)), groups, D));
       weights.set(weightName.o(to), keepColumnBlocks(get(weightName.o(from)), qHeads, D));
+      if (base.attentionBias) {
+        weights.set(weightName.qBias(to), keepVectorBlocks(get(weightName.qBias(from)), qHeads, D));
+        weights.set(weightName.kBias(to), keepVectorBlocks(get(weightName.kBias(from)), groups, D));
+        weights.set(weightName.vBias(to), keepVectorBlocks(get(weightName.vBias(from)), groups, D));
+      }
     }
     if (out.ffn > 0) {
       const neurons = indicesOf(p.neurons);
@@ -103,6 +109,16 @@ function keepRowBlocks(t: Tensor, blocks: readonly number[], size: number): Tens
   return { shape: [blocks.length * size, cols], data };
 }
 
+/** A vector [n] as a one-column matrix [n, 1] (same data), and back. */
+const asColumn = (t: Tensor): Tensor => ({ shape: [t.data.length, 1], data: t.data });
+const asVector = (t: Tensor): Tensor => ({ shape: [t.data.length], data: t.data });
+
+/** Keep blocks `blocks` (each `size` entries) of a vector, in order (a bias follows its matrix's rows). */
+function keepVectorBlocks(t: Tensor, blocks: readonly number[], size: number): Tensor {
+  if (blocks.length * size === t.data.length) return t;
+  return asVector(keepRowBlocks(asColumn(t), blocks, size));
+}
+
 /** Keep column blocks `blocks` (each `size` columns) of a [rows, cols] matrix, in order. */
 function keepColumnBlocks(t: Tensor, blocks: readonly number[], size: number): Tensor {
   const [rows, cols] = t.shape as [number, number];
@@ -147,6 +163,11 @@ export function scatterPlan(model: ModelWeights, plan: PruningPlan, cut: ModelWe
       weights.set(weightName.k(from), putRowBlocks(get(src, weightName.k(from)), get(cut.weights, weightName.k(to)), groups, D));
       weights.set(weightName.v(from), putRowBlocks(get(src, weightName.v(from)), get(cut.weights, weightName.v(to)), groups, D));
       weights.set(weightName.o(from), putColumnBlocks(get(src, weightName.o(from)), get(cut.weights, weightName.o(to)), qHeads, D));
+      if (base.attentionBias) {
+        for (const [name, blocks] of [[weightName.qBias, qHeads], [weightName.kBias, groups], [weightName.vBias, groups]] as const) {
+          weights.set(name(from), asVector(putRowBlocks(asColumn(get(src, name(from))), asColumn(get(cut.weights, name(to))), blocks, D)));
+        }
+      }
     }
     if (out.ffn > 0) {
       const neurons = indicesOf(p.neurons);

@@ -54,9 +54,11 @@ export function referenceForward(spec: ModelSpec, weights: Weights, tokens: read
         return v;
       };
       const normed = x.map((v) => rmsNorm(v, W(weightName.attnNorm(li))));
-      const q = normed.map((v, p) => rope(matvec(W(weightName.q(li)), v, heads * D), heads, p));
-      const k = normed.map((v, p) => rope(matvec(W(weightName.k(li)), v, kvHeads * D), kvHeads, p));
-      const val = normed.map((v) => matvec(W(weightName.v(li)), v, kvHeads * D));
+      // Qwen2: a bias after the q/k/v products, before RoPE.
+      const biased = (y: Float64Array, bias: string) => (spec.attentionBias ? y.map((a, i) => a + W(bias)[i]!) : y);
+      const q = normed.map((v, p) => rope(biased(matvec(W(weightName.q(li)), v, heads * D), weightName.qBias(li)), heads, p));
+      const k = normed.map((v, p) => rope(biased(matvec(W(weightName.k(li)), v, kvHeads * D), weightName.kBias(li)), kvHeads, p));
+      const val = normed.map((v) => biased(matvec(W(weightName.v(li)), v, kvHeads * D), weightName.vBias(li)));
       const group = heads / kvHeads;
       x = x.map((resid, p) => {
         const attn = new Float64Array(heads * D);

@@ -6,7 +6,7 @@ import { type ModelSpec, weightName } from '../../src/runtime/model/spec.ts';
 import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { fullPlan, type PruningPlan } from '../../src/mop/pruning-plan.ts';
-import { applyPlan, type ModelWeights, removeKvGroups, removeLayer, removeNeurons } from '../../src/mop/surgery.ts';
+import { applyPlan, type ModelWeights, removeKvGroups, removeLayer, removeNeurons, scatterPlan } from '../../src/mop/surgery.ts';
 import { referenceForward } from '../helpers/reference-forward.ts';
 import { maxAbsDiff } from '../helpers/logits.ts';
 import { bundled } from './helpers.ts';
@@ -113,6 +113,33 @@ describe('weight surgery equals masking the structure out of the dense model', (
       { heads: 0, kvHeads: 0, headDim: 16, ffn: 47 },
     ]);
     await assertSurgeryMatchesMasking(synthetic, plan, pruned, tokens);
+  });
+
+  it('with q/k/v biases (Qwen2): a removed KV group takes its bias entries, and the pruned model is the reference of its weights', async () => {
+    const biased: ModelSpec = { ...spec, family: 'qwen2', attentionBias: true };
+    const weights = syntheticWeights(biased, 4);
+    for (const [name, t] of weights) if (name.endsWith('.bias')) t.data.forEach((_, i) => (t.data[i] = Math.cos(i * 0.9) * 0.7));
+    const model: ModelWeights = { spec: biased, weights };
+    const plan = fullPlan(biased);
+    plan.layers[1]!.kvGroups[0] = 0;
+    plan.layers[2]!.kvGroups[1] = 0;
+    plan.layers[0]!.neurons[5] = 0;
+    const pruned = applyPlan(model, plan);
+    assert.equal(pruned.spec.attentionBias, true);
+    // Layer 1 keeps group 1: query heads 2, 3 and KV head 1 (head size 16), bias entries and all.
+    const dense = (name: string) => weights.get(name)!.data;
+    assert.deepEqual(pruned.weights.get(weightName.qBias(1))!.data, dense(weightName.qBias(1)).slice(32, 64));
+    assert.deepEqual(pruned.weights.get(weightName.kBias(1))!.data, dense(weightName.kBias(1)).slice(16, 32));
+    assert.deepEqual(pruned.weights.get(weightName.vBias(1))!.data, dense(weightName.vBias(1)).slice(16, 32));
+    // Layer 2 keeps group 0.
+    assert.deepEqual(pruned.weights.get(weightName.qBias(2))!.data, dense(weightName.qBias(2)).slice(0, 32));
+    assert.deepEqual(pruned.weights.get(weightName.kBias(2))!.shape, [16]);
+    await assertSurgeryMatchesMasking(model, plan, pruned, tokens);
+    // Recovered weights go back to their base positions, biases included.
+    const moved: ModelWeights = { spec: pruned.spec, weights: new Map([...pruned.weights].map(([n, t]) => [n, { shape: t.shape, data: t.data.map((x) => x + 1) }])) };
+    const back = scatterPlan(model, plan, moved);
+    assert.deepEqual(back.get(weightName.kBias(1))!.data.slice(16, 32), moved.weights.get(weightName.kBias(1))!.data);
+    assert.deepEqual(back.get(weightName.kBias(1))!.data.slice(0, 16), dense(weightName.kBias(1)).slice(0, 16));
   });
 
   it('on the bundled stories260K (head size 8, padded for GQA): a KV group, neurons and a layer', async () => {

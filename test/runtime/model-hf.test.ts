@@ -104,14 +104,38 @@ test('a pruned spec (layers differ; one without attention, one without MLP) roun
   assert.equal(back.weights.has(weightName.gate(2)), false);
 });
 
-test('an architecture other than LlamaForCausalLM is refused, naming it', async () => {
+test('an architecture outside the LLaMA family is refused, naming it', async () => {
   const m = await loadStories();
   const dir = await tempDir('hf-arch');
   await writeHfDirectory(m, dir, { tokenizerJson: stubTokenizerJson });
   await editJson(join(dir, 'config.json'), (c) => {
-    c['architectures'] = ['MistralForCausalLM'];
+    c['architectures'] = ['GemmaForCausalLM'];
   });
-  await rejectsWith(readHfDirectory(dir), 'MistralForCausalLM', 'config.json');
+  await rejectsWith(readHfDirectory(dir), 'GemmaForCausalLM', 'config.json');
+});
+
+/** The keys of the config transformers' LlamaConfig writes for such a model: nothing of ours. */
+const LLAMA_CONFIG_KEYS = [
+  'architectures', 'attention_bias', 'bos_token_id', 'eos_token_id', 'head_dim', 'hidden_act', 'hidden_size', 'intermediate_size', 'max_position_embeddings', 'mlp_bias',
+  'model_type', 'num_attention_heads', 'num_hidden_layers', 'num_key_value_heads', 'rms_norm_eps', 'rope_scaling', 'rope_theta', 'tie_word_embeddings', 'torch_dtype', 'use_cache', 'vocab_size',
+];
+
+test('a pruned model whose layers are all equal and complete writes a plain LlamaConfig (no layer_shapes); one with empty sub-blocks keeps them', async () => {
+  const layer = { heads: 2, kvHeads: 1, headDim: 8, ffn: 40 };
+  const spec: ModelSpec = { architecture: 'llama', vocabSize: 96, hidden: 32, layers: [layer, { ...layer }, { ...layer }], normEps: 1e-5, rope: { theta: 10000 }, tiedEmbeddings: true, bosTokenId: 1, eosTokenIds: [2], maxContext: 64 };
+  const weights = randomWeights(spec, 8);
+  const dir = await tempDir('hf-uniform');
+  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: stubTokenizerJson });
+  const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(config).sort(), LLAMA_CONFIG_KEYS);
+  assert.deepEqual([config['num_attention_heads'], config['num_key_value_heads'], config['head_dim'], config['intermediate_size'], config['num_hidden_layers']], [2, 1, 8, 40, 3]);
+  assert.deepEqual((await readHfDirectory(dir)).spec, spec);
+
+  const attentionFree: ModelSpec = { ...spec, layers: spec.layers.map((l) => ({ ...l, heads: 0, kvHeads: 0 })) };
+  const dir2 = await tempDir('hf-uniform-mlp-only');
+  await writeHfDirectory({ spec: attentionFree, weights: randomWeights(attentionFree, 9) }, dir2, { tokenizerJson: stubTokenizerJson });
+  assert.equal(JSON.parse(await readFile(join(dir2, 'config.json'), 'utf8')).layer_shapes.length, 3);
+  assert.deepEqual((await readHfDirectory(dir2)).spec, attentionFree);
 });
 
 test('a tensor whose shape contradicts config.json is refused, naming tensor, both shapes and file', async () => {

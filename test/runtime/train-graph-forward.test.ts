@@ -74,4 +74,11 @@ describe('training graph forward equals the reference forward pass', () => {
     };
     await assertLossMatchesReference(spec, syntheticWeights(spec, 9), [Array.from({ length: 13 }, (_, i) => (i * 7) % 40), Array.from({ length: 13 }, (_, i) => (i * 3 + 2) % 40)]);
   });
+
+  it('q/k/v biases (Qwen2), untied head', async () => {
+    const spec: ModelSpec = { ...syntheticSpec({ vocabSize: 40, hidden: 16, layers: [{ heads: 4, kvHeads: 2, headDim: 4, ffn: 24 }, { heads: 2, kvHeads: 1, headDim: 8, ffn: 12 }] }), family: 'qwen2', attentionBias: true };
+    const weights = syntheticWeights(spec, 10);
+    for (const [name, t] of weights) if (name.endsWith('.bias')) t.data.forEach((_, i) => (t.data[i] = Math.sin(i + name.length)));
+    await assertLossMatchesReference(spec, weights, [Array.from({ length: 13 }, (_, i) => (i * 5 + 1) % 40)]);
+  });
 });

@@ -94,6 +94,15 @@ describe('whole pruned model: gradients match finite differences (f64 ≤ 1e-7, 
     await assertModelGradientsMatch(spec, syntheticWeights(spec, 4), { loss: 'kd' });
   });
 
+  it('q/k/v biases (Qwen2): the biases are trainable and get their gradients', async () => {
+    const spec: ModelSpec = { ...prunedSpec(true), family: 'qwen2', attentionBias: true };
+    const weights = syntheticWeights(spec, 6);
+    for (const [name, t] of weights) if (name.endsWith('.bias')) t.data.set(Float32Array.from(noise(t.data.length, name.length, 0.5)));
+    await assertModelGradientsMatch(spec, weights, { loss: 'ce' });
+    const names = buildTrainingGraph(spec, weights, { seqLen: T, loss: 'ce' }).trainable.map((t) => t.name);
+    assert.ok(names.includes('model.layers.2.self_attn.k_proj.bias'), names.join(', '));
+  });
+
   it('LoRA on all seven projections with frozen base weights: adapter gradients only', async () => {
     const spec = prunedSpec(false);
     const config: LoraConfig = { rank: 2, alpha: 4, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] };

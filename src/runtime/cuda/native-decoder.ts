@@ -70,6 +70,7 @@ export class NativeDecoder {
   ) {}
 
   static create(cuda: CudaBinding, spec: ModelSpec, weights: Weights, options: NativeDecoderOptions): NativeDecoder {
+    if (spec.attentionBias) throw new RangeError('q/k/v projection biases (qwen2) are not supported by the native kernels: use --device cuda or cpu');
     for (const [i, l] of spec.layers.entries()) {
       if (l.heads > 0 && (l.headDim > BLOCK || l.headDim % 2 !== 0)) throw new RangeError(`layer ${i}: head size ${l.headDim} is not supported by the native kernels (even, at most ${BLOCK})`);
     }

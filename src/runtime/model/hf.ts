@@ -1,17 +1,18 @@
 /**
- * Hugging Face LLaMA directories: config.json (+ generation_config.json), model.safetensors or
+ * Hugging Face directories of the LLaMA family (model_type llama, mistral, qwen2): config.json (+ generation_config.json), model.safetensors or
  * sharded model.safetensors.index.json, tokenizer.json (+ tokenizer_config.json). Weight names and
  * the rotate-half RoPE layout are already ours, so reading and writing only move bytes.
  *
  * Pruned models: config.json may carry `"layer_shapes": [{heads, kv_heads, head_dim, ffn}, ...]`,
  * our extension that overrides the uniform per-layer dimensions (heads 0 = attention removed,
- * ffn 0 = MLP removed). transformers ignores unknown config keys, but cannot build such models.
+ * ffn 0 = MLP removed). transformers ignores unknown config keys, but cannot build such models;
+ * a model whose layers are all equal and complete gets its family's plain config instead.
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadedModel } from './loaded-model.ts';
 import { ModelFormatError, expectedWeightShapes } from './spec.ts';
-import type { LayerSpec, ModelSpec, RopeScaling } from './spec.ts';
+import type { LayerSpec, ModelFamily, ModelSpec, RopeScaling } from './spec.ts';
 import { sameShape } from './tensor.ts';
 import type { Tensor, Weights } from './tensor.ts';
 import { checkModel, exists, formatShape } from './checkpoint-io.ts';
@@ -19,8 +20,6 @@ import { BYTES_PER, openSafetensors, writeSafetensors } from './safetensors.ts';
 import { DEFAULT_MAX_SHARD_BYTES, planShards, shardIndex } from './safetensors-shards.ts';
 import type { SafetensorsDtype } from './safetensors.ts';
 import type { TokenizerJsonSource } from '../tokenizer/types.ts';
-
-const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM'];
 
 type Json = Record<string, unknown>;
 
@@ -84,25 +83,46 @@ class ConfigReader {
   }
 }
 
-function checkArchitecture(c: Json, file: string): void {
+/** The Hugging Face class each family's checkpoints name in `architectures`. */
+const ARCHITECTURE_OF: Record<ModelFamily, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' };
+const FAMILIES = Object.keys(ARCHITECTURE_OF) as ModelFamily[];
+
+/** The family a config.json describes; anything this runtime would compute differently is refused in one line. */
+function familyOf(c: Json, file: string): ModelFamily {
   const archs = c['architectures'];
   const modelType = c['model_type'];
-  if (archs !== undefined && archs !== null) {
-    const list = Array.isArray(archs) ? archs : [archs];
-    for (const a of list) {
-      if (!SUPPORTED_ARCHITECTURES.includes(String(a))) {
-        throw new ModelFormatError(`${file}: unsupported architecture '${String(a)}' (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
-      }
-    }
+  const fromArch = (a: unknown) => FAMILIES.find((f) => ARCHITECTURE_OF[f] === String(a));
+  const list = archs === undefined || archs === null ? [] : Array.isArray(archs) ? archs : [archs];
+  for (const a of list) {
+    if (!fromArch(a)) throw new ModelFormatError(`${file}: unsupported architecture '${String(a)}' (supported: ${FAMILIES.map((f) => ARCHITECTURE_OF[f]).join(', ')})`);
   }
-  if (modelType !== undefined && modelType !== 'llama') {
-    throw new ModelFormatError(`${file}: unsupported model_type '${String(modelType)}' (only 'llama' is supported)`);
+  if (modelType !== undefined && !FAMILIES.includes(modelType as ModelFamily)) {
+    throw new ModelFormatError(`${file}: unsupported model_type '${String(modelType)}' (supported: ${FAMILIES.join(', ')})`);
   }
-  if (archs === undefined && modelType === undefined) throw new ModelFormatError(`${file}: has neither architectures nor model_type`);
+  if (list.length === 0 && modelType === undefined) throw new ModelFormatError(`${file}: has neither architectures nor model_type`);
+  const family = (modelType as ModelFamily | undefined) ?? fromArch(list[0])!;
+  if (list.some((a) => fromArch(a) !== family)) throw new ModelFormatError(`${file}: architectures ${JSON.stringify(archs)} do not match model_type '${family}'`);
+  return family;
+}
+
+/** What the families' configs may ask for that the LLaMA computation here does not do. */
+function checkSupported(c: Json, family: ModelFamily, file: string): void {
   const act = c['hidden_act'];
   if (act !== undefined && act !== 'silu') throw new ModelFormatError(`${file}: hidden_act '${String(act)}' is not supported (only silu)`);
-  for (const k of ['attention_bias', 'mlp_bias']) {
-    if (c[k] === true) throw new ModelFormatError(`${file}: ${k} is true; projection biases are not supported`);
+  for (const k of ['num_local_experts', 'num_experts', 'n_routed_experts']) {
+    if (typeof c[k] === 'number' && c[k] > 0) throw new ModelFormatError(`${file}: ${k} ${String(c[k])}: mixture-of-experts layers are not supported`);
+  }
+  if (family === 'llama') {
+    for (const k of ['attention_bias', 'mlp_bias']) {
+      if (c[k] === true) throw new ModelFormatError(`${file}: ${k} is true; projection biases are supported for qwen2's q/k/v only`);
+    }
+  }
+  // Sliding-window attention equals full attention while the window covers the whole context.
+  const window = c['sliding_window'];
+  const windowed = family === 'mistral' || (family === 'qwen2' && c['use_sliding_window'] === true);
+  const context = c['max_position_embeddings'];
+  if (windowed && window !== undefined && window !== null && !(typeof window === 'number' && typeof context === 'number' && window >= context)) {
+    throw new ModelFormatError(`${file}: sliding_window ${JSON.stringify(window)} is shorter than max_position_embeddings ${JSON.stringify(context)}; sliding-window attention is not supported`);
   }
 }
 
@@ -146,7 +166,8 @@ function layerShapes(raw: unknown, n: number, headDim: number, file: string): La
 /** The spec a config.json describes; `generation` (generation_config.json) may override bos/eos. */
 export function specFromHfConfig(config: unknown, file: string, generation?: unknown): ModelSpec {
   const c = asObject(config, file);
-  checkArchitecture(c, file);
+  const family = familyOf(c, file);
+  checkSupported(c, family, file);
   const r = new ConfigReader(c, file);
   const hidden = r.reqInt('hidden_size');
   const nLayers = r.reqInt('num_hidden_layers');
@@ -168,6 +189,9 @@ export function specFromHfConfig(config: unknown, file: string, generation?: unk
   const theta = r.num('rope_theta') ?? 10000;
   return {
     architecture: 'llama',
+    ...(family !== 'llama' && { family }),
+    // Qwen2's attention always has q/k/v biases (its config has no switch for them).
+    ...(family === 'qwen2' && { attentionBias: true }),
     vocabSize: r.reqInt('vocab_size'),
     hidden,
     layers,
@@ -182,15 +206,40 @@ export function specFromHfConfig(config: unknown, file: string, generation?: unk
 
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
-/** A standard transformers LlamaConfig for `spec`, plus `layer_shapes` when layers differ. */
+/**
+ * Whether transformers' own config describes every layer: all equal, each with attention and MLP.
+ * Otherwise config.json carries `layer_shapes` (our extension).
+ */
+export function hasUniformLayers(spec: ModelSpec): boolean {
+  const l0 = spec.layers[0]!;
+  const same = spec.layers.every((l) => l.heads === l0.heads && l.kvHeads === l0.kvHeads && l.headDim === l0.headDim && l.ffn === l0.ffn);
+  return same && l0.heads > 0 && l0.ffn > 0;
+}
+
+/** The keys only one family's transformers config has. */
+function familyKeys(spec: ModelSpec): Json {
+  switch (spec.family) {
+    case undefined:
+      return { attention_bias: false, mlp_bias: false };
+    case 'mistral':
+      return { sliding_window: null };
+    case 'qwen2':
+      return { use_sliding_window: false, sliding_window: null, max_window_layers: spec.layers.length };
+  }
+}
+
+/**
+ * The standard transformers config of the spec's family (LlamaConfig, MistralConfig, Qwen2Config),
+ * plus `layer_shapes` unless every layer is equal and complete (hasUniformLayers).
+ */
 export function hfConfigFromSpec(spec: ModelSpec, dtype: SafetensorsDtype = 'F32'): Json {
   const attn = spec.layers.find((l) => l.heads > 0) ?? spec.layers[0]!;
-  const l0 = spec.layers[0]!;
-  const uniform = spec.layers.every((l) => l.heads === l0.heads && l.kvHeads === l0.kvHeads && l.headDim === l0.headDim && l.ffn === l0.ffn);
+  const family = spec.family ?? 'llama';
+  if (spec.attentionBias && family !== 'qwen2') throw new ModelFormatError(`a ${family} config cannot say that q/k/v have biases; only qwen2 checkpoints carry them`);
   const s = spec.rope.scaling;
   const config: Json = {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
+    architectures: [ARCHITECTURE_OF[family]],
+    model_type: family,
     vocab_size: spec.vocabSize,
     hidden_size: spec.hidden,
     intermediate_size: Math.max(...spec.layers.map((l) => l.ffn)),
@@ -217,12 +266,11 @@ export function hfConfigFromSpec(spec: ModelSpec, dtype: SafetensorsDtype = 'F32
     tie_word_embeddings: spec.tiedEmbeddings,
     bos_token_id: spec.bosTokenId,
     eos_token_id: spec.eosTokenIds.length === 1 ? spec.eosTokenIds[0] : spec.eosTokenIds,
-    attention_bias: false,
-    mlp_bias: false,
+    ...familyKeys(spec),
     torch_dtype: TORCH_DTYPE[dtype],
     use_cache: true,
   };
-  if (!uniform) config['layer_shapes'] = spec.layers.map((l) => ({ heads: l.heads, kv_heads: l.kvHeads, head_dim: l.headDim, ffn: l.ffn }));
+  if (!hasUniformLayers(spec)) config['layer_shapes'] = spec.layers.map((l) => ({ heads: l.heads, kv_heads: l.kvHeads, head_dim: l.headDim, ffn: l.ffn }));
   return config;
 }
 

@@ -33,9 +33,19 @@ export type RopeScaling =
       originalMaxPositionEmbeddings: number;
     };
 
+/**
+ * Checkpoint families that compute as LLaMA (RMSNorm, rotate-half RoPE, GQA, SwiGLU): Mistral is
+ * LLaMA with full attention here; Qwen2 adds biases to the q/k/v projections.
+ */
+export type ModelFamily = 'llama' | 'mistral' | 'qwen2';
+
 export interface ModelSpec {
-  /** Architecture family; only 'llama' (RMSNorm, RoPE, GQA, SwiGLU) is supported today. */
+  /** The computation every family here shares (RMSNorm, RoPE, GQA, SwiGLU). */
   architecture: 'llama';
+  /** The family the checkpoint was published as (Hugging Face model_type); absent = llama. Writers keep it. */
+  family?: Exclude<ModelFamily, 'llama'>;
+  /** Every attention layer's q/k/v projections add a bias after the product (Qwen2); absent = none. */
+  attentionBias?: boolean;
   vocabSize: number;
   /** Residual stream width. */
   hidden: number;
@@ -56,6 +66,7 @@ export interface ModelSpec {
  *   model.embed_tokens.weight                  [vocab, hidden]
  *   model.layers.{i}.input_layernorm.weight    [hidden]            (present iff heads > 0)
  *   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight  [out, in]   (present iff heads > 0)
+ *   model.layers.{i}.self_attn.{q,k,v}_proj.bias       [out]      (present iff heads > 0 and attentionBias)
  *   model.layers.{i}.post_attention_layernorm.weight  [hidden]    (present iff ffn > 0)
  *   model.layers.{i}.mlp.{gate,up,down}_proj.weight   [out, in]   (present iff ffn > 0)
  *   model.norm.weight                          [hidden]
@@ -71,6 +82,9 @@ export const weightName = {
   k: (i: number) => `model.layers.${i}.self_attn.k_proj.weight`,
   v: (i: number) => `model.layers.${i}.self_attn.v_proj.weight`,
   o: (i: number) => `model.layers.${i}.self_attn.o_proj.weight`,
+  qBias: (i: number) => `model.layers.${i}.self_attn.q_proj.bias`,
+  kBias: (i: number) => `model.layers.${i}.self_attn.k_proj.bias`,
+  vBias: (i: number) => `model.layers.${i}.self_attn.v_proj.bias`,
   mlpNorm: (i: number) => `model.layers.${i}.post_attention_layernorm.weight`,
   gate: (i: number) => `model.layers.${i}.mlp.gate_proj.weight`,
   up: (i: number) => `model.layers.${i}.mlp.up_proj.weight`,
@@ -89,6 +103,11 @@ export function expectedWeightShapes(spec: ModelSpec): Map<string, number[]> {
       shapes.set(weightName.k(i), [l.kvHeads * l.headDim, h]);
       shapes.set(weightName.v(i), [l.kvHeads * l.headDim, h]);
       shapes.set(weightName.o(i), [h, l.heads * l.headDim]);
+      if (spec.attentionBias) {
+        shapes.set(weightName.qBias(i), [l.heads * l.headDim]);
+        shapes.set(weightName.kBias(i), [l.kvHeads * l.headDim]);
+        shapes.set(weightName.vBias(i), [l.kvHeads * l.headDim]);
+      }
     }
     if (l.ffn > 0) {
       shapes.set(weightName.mlpNorm(i), [h]);
@@ -120,6 +139,7 @@ export function validateSpec(spec: ModelSpec, where: string): void {
     throw new ModelFormatError(`${where}: ${msg}`);
   };
   if (spec.architecture !== 'llama') fail(`unsupported architecture '${String(spec.architecture)}'`);
+  if (spec.family !== undefined && spec.family !== 'mistral' && spec.family !== 'qwen2') fail(`unsupported model family '${String(spec.family)}' (supported: llama, mistral, qwen2)`);
   for (const [k, v] of [
     ['vocabSize', spec.vocabSize],
     ['hidden', spec.hidden],

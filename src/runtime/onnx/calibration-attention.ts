@@ -4,7 +4,7 @@ import { paddedHeadDim } from './head-padding.ts';
 import type { LazyConstants } from './lazy-constants.ts';
 import { DataType, type OnnxGraphBuilder } from './onnx-model.ts';
 import { ropeCosSin, ropeTableInitializers } from './rope-cache.ts';
-import { packQkvTransposed, padRowsTransposedO, transpose } from './weight-packing.ts';
+import { packQkvBias, packQkvTransposed, padRowsTransposedO, transpose } from './weight-packing.ts';
 
 /** Which attention kernel the calibration graph uses (CalibrationGraphOptions.attention). */
 export type CalibrationAttentionKind = 'gqa' | 'plain';
@@ -57,8 +57,7 @@ export class CalibrationAttention {
     const Dp = paddedHeadDim(D);
     const [cos, sin] = this.ropeTables(D);
     const [seqlensK, totalLen] = this.sequenceLengths();
-    const qkvT = packQkvTransposed(weight(weightName.q(i)), weight(weightName.k(i)), weight(weightName.v(i)), layer.heads, KV, D, Dp);
-    const qkv = g.op('MatMul', [x, g.floatInitializer(`l${i}.qkv`, [spec.hidden, (layer.heads + 2 * KV) * Dp], qkvT)]);
+    const qkv = this.qkv(i, x, KV, D, Dp);
     const [attn] = g.node(
       'GroupQueryAttention',
       [qkv, '', '', '', '', seqlensK, totalLen, cos, sin],
@@ -82,8 +81,7 @@ export class CalibrationAttention {
     const sinT = g.op('Slice', [sinFull, constants.axes(0), tLen, constants.axes(0)]);
     const rope = (t: string) => g.op('Add', [g.op('Mul', [t, cosT]), g.op('Mul', [g.op('MatMul', [t, rot]), sinT])]);
 
-    const qkvT = packQkvTransposed(weight(weightName.q(i)), weight(weightName.k(i)), weight(weightName.v(i)), layer.heads, KV, D, D);
-    const qkv = g.op('MatMul', [x, g.floatInitializer(`l${i}.qkv`, [spec.hidden, (layer.heads + 2 * KV) * D], qkvT)]);
+    const qkv = this.qkv(i, x, KV, D, D);
     const [q, k, v] = g.node('Split', [qkv, g.int64Initializer(`l${i}.qkv_split`, [layer.heads * D, KV * D, KV * D])], 3, { axis: { i: -1 } });
     // [B,T,KV,G,D] → [B,KV,G,T,D]; keys and values [B,KV,1,T,D] broadcast over the G query heads.
     const heads = (t: string, n: number, name: string) =>
@@ -95,6 +93,17 @@ export class CalibrationAttention {
     const out = g.op('MatMul', [g.op('Softmax', [scores], { axis: { i: -1 } }), vh]); // [B,KV,G,T,D]
     const perGroup = g.op('Reshape', [g.op('Transpose', [out], { perm: { ints: [1, 0, 3, 2, 4] } }), g.int64Initializer(`l${i}.group_shape`, [KV, -1, G * D])]);
     return { perGroup, oT: transpose(weight(weightName.o(i))), Dh: D };
+  }
+
+  /** Layer i's packed Q, K, V projection of x, heads padded from D to Dp, plus its bias where the model has one. */
+  private qkv(i: number, x: string, KV: number, D: number, Dp: number): string {
+    const { g, spec, weight } = this;
+    const heads = spec.layers[i]!.heads;
+    const qkvT = packQkvTransposed(weight(weightName.q(i)), weight(weightName.k(i)), weight(weightName.v(i)), heads, KV, D, Dp);
+    const product = g.op('MatMul', [x, g.floatInitializer(`l${i}.qkv`, [spec.hidden, (heads + 2 * KV) * Dp], qkvT)]);
+    if (!spec.attentionBias) return product;
+    const bias = packQkvBias(weight(weightName.qBias(i)), weight(weightName.kBias(i)), weight(weightName.vBias(i)), heads, KV, D, Dp);
+    return g.op('Add', [product, g.floatInitializer(`l${i}.qkv_bias`, [bias.length], bias)]);
   }
 
   /** Full-width RoPE tables [maxSeqLen, D] and the rotate-half matrix R (rotate_half(x) = x · R), once per head size. */

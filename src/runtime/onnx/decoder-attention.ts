@@ -5,7 +5,7 @@ import { paddedHeadDim } from './head-padding.ts';
 import { DataType, type DataTypeCode, type OnnxGraphBuilder } from './onnx-model.ts';
 import type { TokenLayout } from './packed-tokens.ts';
 import type { ResidualStream } from './residual-stream.ts';
-import { packQkv, padRowsTransposedO, transpose } from './weight-packing.ts';
+import { packQkv, packQkvBias, padRowsTransposedO, transpose } from './weight-packing.ts';
 
 /** What the decoder graph returns of the cache (DecoderGraphOptions.cacheOutputs). */
 export type CacheOutputs = 'present' | 'new';
@@ -42,7 +42,7 @@ export interface DecoderAttentionContext {
 }
 
 /**
- * The decoder's attention blocks: RMSNorm, the packed QKV projection, GroupQueryAttention (fused
+ * The decoder's attention blocks: RMSNorm, the packed QKV projection (+ its bias, Qwen2), GroupQueryAttention (fused
  * RoPE, causal, over a cache updated in place) and the output projection, added to the residual
  * stream. Heads are padded to GQA's multiple (weight-packing.ts); the cache's inputs and outputs
  * of every layer are collected in `kvLayers`.
@@ -64,7 +64,10 @@ export class DecoderAttention {
     const x = residual.norm(weightName.attnNorm(i), `l${i}.attn_norm`);
     const qkvRows = (layer.heads + 2 * layer.kvHeads) * Dp;
     const packed = () => packQkv(weight(weightName.q(i)), weight(weightName.k(i)), weight(weightName.v(i)), layer.heads, layer.kvHeads, D, Dp);
-    const qkvOut = projections.linear(x, `l${i}.qkv`, [weightName.q(i), weightName.k(i), weightName.v(i)], qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() }));
+    let qkvOut = projections.linear(x, `l${i}.qkv`, [weightName.q(i), weightName.k(i), weightName.v(i)], qkvRows, spec.hidden, packed, () => transpose({ shape: [qkvRows, spec.hidden], data: packed() }));
+    if (spec.attentionBias) {
+      qkvOut = projections.addBias(qkvOut, `l${i}.qkv_bias`, packQkvBias(weight(weightName.qBias(i)), weight(weightName.kBias(i)), weight(weightName.vBias(i)), layer.heads, layer.kvHeads, D, Dp));
+    }
     const qkv = tokens.toRows(qkvOut, qkvRows);
     const cache = cacheLayout(i, layer.kvHeads, Dp);
     this.kvLayers.push(cache);

@@ -47,6 +47,11 @@ export class DecoderProjections {
     return matMulNBits(g, x, name, fromFile ?? quantizeMatrix(w, n, k, bits, blockSize), output, this.accuracyLevel);
   }
 
+  /** x + b over the last axis (a projection's bias, added after its MatMul or MatMulNBits), b in the graph's element type. */
+  addBias(x: string, name: string, b: Float32Array): string {
+    return this.g.op('Add', [x, this.init(name, [b.length], b)]);
+  }
+
   /** x · Wᵀ for one stored weight matrix, as it is. */
   matrix(x: string, name: string, weightName: string): string {
     const t = this.weight(weightName);

@@ -55,6 +55,11 @@ export function packQkv(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads:
   return packed;
 }
 
+/** Q, K, V biases ([heads*D], [kvHeads*D] twice) → one head-padded [(H + 2KV) * Dp] vector, laid out like packQkv's rows. */
+export function packQkvBias(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
+  return packQkv({ shape: [heads * D, 1], data: q.data }, { shape: [kvHeads * D, 1], data: k.data }, { shape: [kvHeads * D, 1], data: v.data }, heads, kvHeads, D, Dp);
+}
+
 /** The same, transposed to [hidden, (H + 2KV) * Dp] (what a float MatMul multiplies by). */
 export function packQkvTransposed(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, D: number, Dp: number): Float32Array {
   const rows = (heads + 2 * kvHeads) * Dp;

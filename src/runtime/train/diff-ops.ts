@@ -19,6 +19,18 @@ export function add(dg: DiffGraph, a: string, b: string): string {
   return y;
 }
 
+/** y + b for y [N, out] and a bias b [out] broadcast over the rows; db = Σ_rows dy. */
+export function addBias(dg: DiffGraph, y: string, b: string): string {
+  const out = dg.op('Add', [y, b]);
+  dg.define([out], [y, b], () => {
+    const dy = dg.grad(out);
+    if (!dy) return;
+    dg.accumulate(y, dy);
+    if (dg.requiresGrad(b)) dg.accumulate(b, dg.op('ReduceSum', [dy, dg.ints(0)], { keepdims: { i: 0 } }));
+  });
+  return out;
+}
+
 /** x · s for a constant s. */
 export function scale(dg: DiffGraph, x: string, s: number): string {
   const y = dg.op('Mul', [x, dg.scalar(s)]);

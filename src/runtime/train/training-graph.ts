@@ -3,7 +3,7 @@ import type { Weights } from '../model/tensor.ts';
 import type { OnnxModel } from '../onnx/onnx-model.ts';
 import { causalMask, ropeTables } from './attention-constants.ts';
 import { DiffGraph, type Precision } from './diff-graph.ts';
-import { add, causalAttention, embedding, matmulWT, nextTokenLoss, reshape, rmsNorm, rope, scale, swiglu, transpose } from './diff-ops.ts';
+import { add, addBias, causalAttention, embedding, matmulWT, nextTokenLoss, reshape, rmsNorm, rope, scale, swiglu, transpose } from './diff-ops.ts';
 import { type LoraConfig, type LoraSite, loraSites } from './lora.ts';
 
 /**
@@ -14,7 +14,8 @@ import { type LoraConfig, type LoraSite, loraSites } from './lora.ts';
  *
  * Same model as the serving and calibration graphs: RMSNorm, rotate-half RoPE (rope-cache.ts
  * frequencies), causal grouped-query attention (here in MatMul/Softmax form on unpadded heads),
- * SwiGLU, tied or untied head; per-layer shapes, 0 heads = no attention, 0 ffn = no MLP.
+ * SwiGLU, tied or untied head, q/k/v biases where the spec has them (trainable like any weight);
+ * per-layer shapes, 0 heads = no attention, 0 ffn = no MLP.
  *
  * Inputs: input_ids [batch, T] int64; targets [batch, T] int64 (the token each position predicts);
  * loss_weights [batch, T] float (0 = ignore, e.g. padding or the last position); with loss 'kd',
@@ -129,8 +130,13 @@ class TrainingParameters {
     return v;
   }
 
-  /** y = x·Wᵀ (+ (α/r)·(x·Aᵀ)·Bᵀ where W carries an adapter). */
-  linear(x: string, name: string): string {
+  /** y = x·Wᵀ (+ (α/r)·(x·Aᵀ)·Bᵀ where W carries an adapter) (+ b where `bias` names one). */
+  linear(x: string, name: string, bias?: string): string {
+    const y = this.adapted(x, name);
+    return bias === undefined ? y : addBias(this.dg, y, this.weight(bias));
+  }
+
+  private adapted(x: string, name: string): string {
     const { dg } = this;
     const y = matmulWT(dg, x, this.weight(name));
     const site = this.adapters.get(name);
@@ -159,9 +165,10 @@ function addLayers(dg: DiffGraph, spec: ModelSpec, params: TrainingParameters, e
       const x = rmsNorm(dg, h, params.weight(weightName.attnNorm(i)), spec.normEps);
       // [N, n·D] → [B, KV, n, T, D]: consecutive query heads share a KV head (n = G for queries, 1 for keys/values).
       const heads5d = (t: string, n: number) => transpose(dg, reshape(dg, t, [-1, T, KV, n, D]), [0, 2, 3, 1, 4]);
-      const q = rope(dg, heads5d(params.linear(x, weightName.q(i)), G), ropeFor(D));
-      const k = rope(dg, heads5d(params.linear(x, weightName.k(i)), 1), ropeFor(D));
-      const v = heads5d(params.linear(x, weightName.v(i)), 1);
+      const bias = (name: string) => (spec.attentionBias ? name : undefined);
+      const q = rope(dg, heads5d(params.linear(x, weightName.q(i), bias(weightName.qBias(i))), G), ropeFor(D));
+      const k = rope(dg, heads5d(params.linear(x, weightName.k(i), bias(weightName.kBias(i))), 1), ropeFor(D));
+      const v = heads5d(params.linear(x, weightName.v(i), bias(weightName.vBias(i))), 1);
       mask ??= causalMask(dg, T);
       const o = causalAttention(dg, q, k, v, 1 / Math.sqrt(D), mask);
       const merged = reshape(dg, transpose(dg, o, [0, 3, 1, 2, 4]), [-1, heads * D]);
