@@ -34,15 +34,20 @@ for (const [dtype, bits, type] of [['q8_0', 8, GgmlType.Q8_0], ['q4_0', 4, GgmlT
   });
 }
 
-test('writeGguf q8_0 keeps a matrix whose rows are not whole blocks in F32, as llama.cpp does', async () => {
+test('writeGguf q8_0 zero-pads a width that is not whole blocks (ffn 172 → 192) into exactly our int8 blocks of the real rows', async () => {
   const m = await loadStories(); // ffn 172: ffn_down rows are 172 wide
   const path = join(await tempDir('gguf-q8-ragged'), 'stories.q8_0.gguf');
   await writeGguf(m, path, { dtype: 'q8_0', tokenizer: m.tokenizer as never });
   const g = parseGguf(new Uint8Array(await readFile(path)), path);
-  assert.equal(g.tensors.get('blk.0.ffn_down.weight')!.type, GgmlType.F32);
-  assert.equal(g.tensors.get('blk.0.ffn_gate.weight')!.type, GgmlType.Q8_0);
+  assert.equal(g.tensors.get('blk.0.ffn_down.weight')!.type, GgmlType.Q8_0);
+  assert.deepEqual(g.tensors.get('blk.0.ffn_down.weight')!.shape, [64, 192]);
   const back = await readGguf(path);
-  assert.deepEqual(back.weights.get(weightName.down(0))!.data, m.weights.get(weightName.down(0))!.data);
+  const down = back.weights.get(weightName.down(0))!.data;
+  const served = asServed(m.weights.get(weightName.down(0))!, 8);
+  for (let r = 0; r < 64; r++) {
+    assert.deepEqual(down.subarray(r * 192, r * 192 + 172), served.subarray(r * 172, (r + 1) * 172));
+    assert.ok(down.subarray(r * 192 + 172, (r + 1) * 192).every((x) => x === 0));
+  }
 });
 
 /** A Q8_0 / Q4_0 tensor's blocks as stored in the file, in our codes' layout (ggml 32-value blocks). */

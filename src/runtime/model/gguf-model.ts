@@ -1,5 +1,6 @@
 /**
- * A `llama` GGUF file as a model: the ModelSpec from its metadata, weights in our rotate-half RoPE
+ * A `llama` or `deci` GGUF file as a model (`deci`, llama.cpp's Nemotron-NAS architecture, is
+ * `llama` with per-layer head counts and MLP widths; head_count 0 = no attention): the ModelSpec from its metadata, weights in our rotate-half RoPE
  * layout (GGUF holds Q/K interleaved; gguf-llama.ts), the checkpoint's own Q8_0 / Q4_0 blocks, and
  * the tokenizer from its metadata (`llama` and `gpt2` tokenizer models).
  */
@@ -17,15 +18,20 @@ import type { ByteBpeSource, ScoredVocabSource, TokenizerSource } from '../token
 import { TokenType } from '../tokenizer/types.ts';
 
 function perLayer(v: number | number[], n: number, key: string, file: string): number[] {
-  if (!Array.isArray(v)) return Array.from({ length: n }, () => v);
-  if (v.length !== n) throw new ModelFormatError(`${file}: ${key} has ${v.length} entries for ${n} layers`);
-  return v;
+  const values = Array.isArray(v) ? v : Array.from({ length: n }, () => v);
+  if (values.length !== n) throw new ModelFormatError(`${file}: ${key} has ${values.length} entries for ${n} layers`);
+  const bad = values.findIndex((x) => !Number.isInteger(x) || x < 0);
+  if (bad >= 0) throw new ModelFormatError(`${file}: ${key} of layer ${bad} is ${values[bad]}; a count must be a non-negative integer`);
+  return values;
 }
+
+/** Architectures read here: both compute as LLaMA; `deci` may vary its shapes per layer. */
+const ARCHITECTURES = ['llama', 'deci'];
 
 function specFromGguf(g: GgufFile): ModelSpec {
   const arch = new GgufMetadata(g, '').str('general.architecture');
-  if (arch !== 'llama') {
-    throw new ModelFormatError(`${g.file}: unsupported architecture '${arch ?? '(missing general.architecture)'}' (only 'llama' is supported)`);
+  if (arch === undefined || !ARCHITECTURES.includes(arch)) {
+    throw new ModelFormatError(`${g.file}: unsupported architecture '${arch ?? '(missing general.architecture)'}' (supported: ${ARCHITECTURES.join(', ')})`);
   }
   const m = new GgufMetadata(g, arch);
   const file = g.file;
@@ -50,6 +56,13 @@ function specFromGguf(g: GgufFile): ModelSpec {
     ffnMeta !== undefined
       ? perLayer(ffnMeta, nLayers, `${arch}.feed_forward_length`, file)
       : Array.from({ length: nLayers }, (_, i) => g.tensors.get(`blk.${i}.ffn_gate.weight`)?.shape[0] ?? 0);
+  heads.forEach((h, i) => {
+    const kv = kvHeads[i]!;
+    // deci's head_count_kv 0 under query heads is a "linear attention" (one n_embd × n_embd matrix).
+    if (h > 0 && (kv === 0 || h % kv !== 0)) {
+      throw new ModelFormatError(`${file}: layer ${i} has ${h} query heads and ${kv} KV heads; supported: query heads a multiple of KV heads (no linear-attention layers)`);
+    }
+  });
   const layers: LayerSpec[] = heads.map((h, i) => ({ heads: h, kvHeads: h === 0 ? 0 : kvHeads[i]!, headDim, ffn: ffn[i]! }));
 
   const embd = g.tensors.get('token_embd.weight');

@@ -4,9 +4,9 @@ import { TokenizerError, TokenType } from './types.ts';
 import type { ByteBpeSource, Tokenizer } from './types.ts';
 
 /** Split regexes of the GGUF `tokenizer.ggml.pre` values we know (llama.cpp's llama-vocab.cpp). */
-const LLAMA3_SPLIT =
+export const LLAMA3_SPLIT =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const QWEN2_SPLIT =
+export const QWEN2_SPLIT =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 interface PreTokenizerChoice {
