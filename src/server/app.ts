@@ -13,6 +13,7 @@ import { requireJsonBody } from './content-type.ts';
 import { corsFor } from './cors.ts';
 import type { EndpointContext, EndpointLimits } from './endpoint.ts';
 import { outcomeOf, toApiError } from './service-errors.ts';
+import { handleDetokenize, handleTokenize, TOKENIZE_PATHS } from './tokenize-routes.ts';
 import { bodyTooLarge, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
 import type { ModelCard, ModelList } from './protocol.ts';
@@ -62,20 +63,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
 
   // CORS first: a preflight carries no API key. Then the key, then the content type (415 before a
-  // byte of the body is read), then the body limit.
-  if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use('/v1/*', corsFor(deps.allowedOrigins));
-  if (deps.apiKeys && deps.apiKeys.length > 0) app.use('/v1/*', requireApiKey(deps.apiKeys));
-  app.use('/v1/*', requireJsonBody(() => countFailure(deps, undefined, 'invalid')));
-  app.use(
-    '/v1/*',
-    bodyLimit({
-      maxSize: deps.maxBodyBytes,
-      onError: () => {
-        countFailure(deps, undefined, 'too_large');
-        return bodyTooLarge(deps.maxBodyBytes).toResponse();
-      },
-    }),
-  );
+  // byte of the body is read), then the body limit. /tokenize and /detokenize follow the /v1 rules;
+  // only generation requests are counted.
+  for (const path of ['/v1/*', ...TOKENIZE_PATHS]) {
+    const count = (outcome: RequestOutcome) => path === '/v1/*' && countFailure(deps, undefined, outcome);
+    if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use(path, corsFor(deps.allowedOrigins));
+    if (deps.apiKeys && deps.apiKeys.length > 0) app.use(path, requireApiKey(deps.apiKeys));
+    app.use(path, requireJsonBody(() => count('invalid')));
+    app.use(
+      path,
+      bodyLimit({
+        maxSize: deps.maxBodyBytes,
+        onError: () => {
+          count('too_large');
+          return bodyTooLarge(deps.maxBodyBytes).toResponse();
+        },
+      }),
+    );
+  }
 
   const generation = (handler: Handler) => async (c: Context<Env>) => {
     let json: unknown;
@@ -98,6 +103,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.post('/v1/completions', generation(handleCompletion));
   app.post('/v1/chat/completions', generation(handleChatCompletion));
+  // Not generations: neither counted nor refused while draining.
+  const tokenizing = (handler: (json: unknown, d: AppDeps) => object) => async (c: Context<Env>) => {
+    try {
+      return c.json(handler(await readJson(c), deps));
+    } catch (e) {
+      return toApiError(e, log).toResponse();
+    }
+  };
+  app.post('/tokenize', tokenizing(handleTokenize));
+  app.post('/detokenize', tokenizing(handleDetokenize));
 
   app.get('/v1/models', (c) => {
     const list: ModelList = { object: 'list', data: deps.service.list().map(modelCard) };
