@@ -136,7 +136,7 @@ const tableDefaults = defaultPruneSettings();
 
 async function measure(variant: string, strategy: Strategy, target: number, knobs: Knobs = {}, recoveryOverrides?: Partial<PruneRecipe>): Promise<Row> {
   const recipe: PruneRecipe = { ...tableDefaults, ...recoveryOverrides, target };
-  const recovery = recoveryOverrides ? await prepareRecovery(recipe, tokenizer, model, threads) : undefined;
+  const recovery = recoveryOverrides ? await prepareRecovery(recipe, { tokenizer, model, threads }) : undefined;
   const { model: pruned, report } = await runMop(model, {
     target,
     strategy,

@@ -83,7 +83,7 @@ if (!args['no-prune']) {
   const recipe: PruneRecipe = { ...defaultPruneSettings(), target };
   log(`pruning stories260K with MoP to ${target} (the default recipe: recovery ${recipe.recovery}, ${recipe.finalRecoverySteps} final steps)`);
   const calibration = await loadCalibration(tokenizer, { samples: recipe.samples, seqLen: recipe.seqLen, seed: recipe.seed, path: defaultCalibrationPath() });
-  const recovery = await prepareRecovery(recipe, tokenizer, model, threads);
+  const recovery = await prepareRecovery(recipe, { tokenizer, model, threads });
   const t0 = performance.now();
   const { model: pruned, report } = await runMop(model, { target, strategy: 'mop', calibration, seed: recipe.seed, threads, criterion: recipe.criterion, depthRule: recipe.depthRule, ...(recovery && { recovery }) });
   log(`  pruned in ${((performance.now() - t0) / 1000).toFixed(0)} s: ratio ${report.result.ratio.toFixed(3)}`);

@@ -1,9 +1,9 @@
-import { promises as fs } from 'node:fs';
 import { resolve } from 'node:path';
 import { packageRoot } from '../runtime/model/load.ts';
 import { Xoshiro128ss } from '../runtime/engine/rng.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { MopInputError } from './errors.ts';
+import { readTrainingTokens, tokenizeText } from './training-text.ts';
 
 /**
  * Calibration data: N sequences of T tokens of real text, drawn with a seed. The text is tokenized
@@ -30,8 +30,13 @@ export interface CalibrationDescription {
 }
 
 export interface CalibrationOptions {
-  /** Text file; default: the bundled TinyStories calibration slice (text recovery does not train on). */
+  /**
+   * Text file (.txt, or .jsonl of text or chat records: training-text.ts); default: the bundled
+   * TinyStories calibration slice (text recovery does not train on).
+   */
   path?: string;
+  /** The checkpoint's chat template, for chat records. */
+  chatTemplate?: string | undefined;
   samples: number;
   seqLen: number;
   seed: number;
@@ -47,25 +52,8 @@ export function defaultHeldoutPath(): string {
   return resolve(packageRoot(), 'data/tinystories-heldout.txt');
 }
 
-/** Read a text file with errors a user can act on: missing, not a file, empty. */
-export async function readTextFile(path: string, what: string): Promise<string> {
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as { code?: unknown }).code;
-    if (code === 'ENOENT') throw new MopInputError(`${what} file not found: ${path}`);
-    if (code === 'EISDIR') throw new MopInputError(`${what} path is a directory, expected a text file: ${path}`);
-    throw e;
-  }
-  if (text.trim() === '') throw new MopInputError(`${what} file is empty: ${path}`);
-  return text;
-}
-
-/** Text → one token stream, without BOS (windows add their own). */
-export function tokenizeText(tokenizer: Tokenizer, text: string): number[] {
-  return tokenizer.encode(text, { addBos: false });
-}
+// Reading and tokenizing text files lives with the formats they come in.
+export { readTextFile, tokenizeText } from './training-text.ts';
 
 export function checkSamplingShape(samples: number, seqLen: number): void {
   if (!Number.isInteger(samples) || samples < 1) throw new MopInputError(`samples must be a positive integer, got ${samples}`);
@@ -73,12 +61,16 @@ export function checkSamplingShape(samples: number, seqLen: number): void {
 }
 
 /** Draw N sequences of T tokens from `text` (see CalibrationSet). */
-export function calibrationFromText(tokenizer: Tokenizer, text: string, options: Omit<CalibrationOptions, 'path'> & { source: string }): CalibrationSet {
+export function calibrationFromText(tokenizer: Tokenizer, text: string, options: Omit<CalibrationOptions, 'path' | 'chatTemplate'> & { source: string }): CalibrationSet {
+  return calibrationFromTokens(tokenizer, tokenizeText(tokenizer, text), options);
+}
+
+/** Draw N sequences of T tokens from a token stream (see CalibrationSet). */
+export function calibrationFromTokens(tokenizer: Tokenizer, stream: readonly number[], options: Omit<CalibrationOptions, 'path' | 'chatTemplate'> & { source: string }): CalibrationSet {
   const { samples, seqLen, seed, source } = options;
   checkSamplingShape(samples, seqLen);
   const bos = tokenizer.bosTokenId;
   if (bos === undefined) throw new MopInputError(`the tokenizer has no BOS token; calibration sequences start with one`);
-  const stream = tokenizeText(tokenizer, text);
   const piece = seqLen - 1;
   const pieces = Math.floor(stream.length / piece);
   if (pieces < samples) {
@@ -100,8 +92,10 @@ export function calibrationFromText(tokenizer: Tokenizer, text: string, options:
 export async function loadCalibration(tokenizer: Tokenizer, options: CalibrationOptions): Promise<CalibrationSet> {
   checkSamplingShape(options.samples, options.seqLen);
   const path = options.path ?? defaultCalibrationPath();
-  const text = await readTextFile(path, 'calibration');
-  return calibrationFromText(tokenizer, text, { ...options, source: options.path ?? 'bundled:data/tinystories-calibration.txt' });
+  const source = options.path ?? 'bundled:data/tinystories-calibration.txt';
+  const read = await readTrainingTokens(path, source, 'calibration', tokenizer, { chatTemplate: options.chatTemplate });
+  const { chatTemplate: _t, path: _p, ...shape } = options;
+  return calibrationFromTokens(tokenizer, read.tokens, { ...shape, source });
 }
 
 /** `count` distinct integers from [0, n), chosen by a seeded partial Fisher–Yates shuffle. */

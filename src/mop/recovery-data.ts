@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import { packageRoot } from '../runtime/model/load.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
-import { readTextFile, tokenizeText } from './calibration.ts';
+import { tokenizeText } from './calibration.ts';
 import { MopInputError } from './errors.ts';
+import { readTrainingTokens, type TrainingTextFormat, type TrainingTextOptions } from './training-text.ts';
 
 /**
  * Recovery text: the token windows recovery fine-tuning trains on. Each text file is tokenized as
@@ -15,11 +16,17 @@ import { MopInputError } from './errors.ts';
  */
 export interface RecoveryText {
   windows: Int32Array[];
+  /** With assistant-only loss: per window, 1 at the positions whose token trains (BOS is 0). */
+  trainMasks?: Uint8Array[];
   description: RecoveryTextDescription;
 }
 
 export interface RecoveryTextDescription {
   sources: string[];
+  /** How the text was read (plain text, JSONL records) and whether only assistant tokens train. */
+  format?: TrainingTextFormat;
+  records?: number;
+  assistantOnly?: boolean;
   /** Tokens of all the text (windows hold all but the tail of each file). */
   textTokens: number;
   windows: number;
@@ -51,32 +58,73 @@ export function defaultRecoverySources(): { path: string; label: string }[] {
 
 /** Non-overlapping BOS + seqLen windows of a text. */
 export function recoveryWindows(tokenizer: Tokenizer, text: string, seqLen: number): Int32Array[] {
+  return streamWindows(tokenizer, tokenizeText(tokenizer, text), seqLen).windows;
+}
+
+/** Non-overlapping BOS + seqLen windows of a token stream (a last partial window is dropped), with the mask cut alike. */
+export function streamWindows(tokenizer: Tokenizer, stream: readonly number[], seqLen: number, mask?: Uint8Array): { windows: Int32Array[]; trainMasks?: Uint8Array[] } {
   const bos = tokenizer.bosTokenId;
   if (bos === undefined) throw new MopInputError('the tokenizer has no BOS token; recovery windows start with one');
-  const stream = tokenizeText(tokenizer, text);
   const windows: Int32Array[] = [];
-  for (let off = 0; off + seqLen <= stream.length; off += seqLen) windows.push(Int32Array.from([bos, ...stream.slice(off, off + seqLen)]));
-  return windows;
+  const trainMasks: Uint8Array[] = [];
+  for (let off = 0; off + seqLen <= stream.length; off += seqLen) {
+    const w = new Int32Array(seqLen + 1);
+    w[0] = bos;
+    for (let t = 0; t < seqLen; t++) w[t + 1] = stream[off + t]!;
+    if (mask) {
+      const m = new Uint8Array(seqLen + 1);
+      m.set(mask.subarray(off, off + seqLen), 1);
+      // A window with nothing to train on (all context) is left out.
+      if (!m.includes(1)) continue;
+      trainMasks.push(m);
+    }
+    windows.push(w);
+  }
+  return mask ? { windows, trainMasks } : { windows };
+}
+
+export interface RecoveryTextOptions extends TrainingTextOptions {
+  /** A text file (.txt, or .jsonl of text or chat records); default: the bundled recovery slices. */
+  path?: string;
+  seqLen: number;
+  batch: number;
 }
 
 /**
  * Load recovery text (a file, or the bundled default) as windows; at least one batch of windows
  * must fit — a shorter text is an error naming both token counts.
  */
-export async function loadRecoveryText(tokenizer: Tokenizer, options: { path?: string; seqLen: number; batch: number }): Promise<RecoveryText> {
+export async function loadRecoveryText(tokenizer: Tokenizer, options: RecoveryTextOptions): Promise<RecoveryText> {
   const sources = options.path !== undefined ? [{ path: options.path, label: options.path }] : defaultRecoverySources();
   const windows: Int32Array[] = [];
+  const trainMasks: Uint8Array[] = [];
   let textTokens = 0;
+  let records = 0;
+  let format: TrainingTextFormat = 'text';
   for (const s of sources) {
-    const text = await readTextFile(s.path, 'recovery data');
-    textTokens += tokenizeText(tokenizer, text).length;
-    windows.push(...recoveryWindows(tokenizer, text, options.seqLen));
+    const read = await readTrainingTokens(s.path, s.label, 'recovery data', tokenizer, options);
+    textTokens += read.tokens.length;
+    records += read.records;
+    format = read.format;
+    const cut = streamWindows(tokenizer, read.tokens, options.seqLen, read.trainMask);
+    windows.push(...cut.windows);
+    if (cut.trainMasks) trainMasks.push(...cut.trainMasks);
   }
+  const labels = sources.map((s) => s.label);
+  checkOneBatch(labels, windows.length, textTokens, options);
+  const assistantOnly = options.assistantOnly === true;
+  return {
+    windows,
+    ...(assistantOnly && { trainMasks }),
+    description: { sources: labels, ...(format === 'jsonl' && { format, records }), ...(assistantOnly && { assistantOnly }), textTokens, windows: windows.length, seqLen: options.seqLen },
+  };
+}
+
+/** At least one batch of windows, or an error naming both token counts. */
+export function checkOneBatch(labels: readonly string[], windows: number, textTokens: number, options: { seqLen: number; batch: number }): void {
+  if (windows >= options.batch) return;
   const need = options.batch * options.seqLen;
-  if (windows.length < options.batch) {
-    throw new MopInputError(
-      `recovery data ${sources.map((s) => s.label).join(' + ')} is too short: it has ${textTokens} tokens, one recovery batch of ${options.batch} × ${options.seqLen} needs ${need} (use a longer text or a smaller --recovery-batch / --recovery-seq-len)`,
-    );
-  }
-  return { windows, description: { sources: sources.map((s) => s.label), textTokens, windows: windows.length, seqLen: options.seqLen } };
+  throw new MopInputError(
+    `recovery data ${labels.join(' + ')} is too short: it has ${textTokens} tokens, one recovery batch of ${options.batch} × ${options.seqLen} needs ${need} (use a longer text or a smaller --recovery-batch / --recovery-seq-len)`,
+  );
 }

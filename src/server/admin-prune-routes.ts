@@ -9,7 +9,7 @@ import type { ModelService } from '../service/model-service.ts';
 import { resolveUnderDataDir } from '../service/prune/data-dir.ts';
 import type { PruneJobRequest } from '../service/prune/prune-job-view.ts';
 import { PruneFileError } from '../service/prune/prune-input-files.ts';
-import { jsonLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
+import { jsonLabel, namesFile, type PruneRecipe, pruneOptions, resolvePruneRecipe } from '../service/prune/prune-options.ts';
 import { DEFAULT_MODEL_ALIAS, isDefaultModel } from '../service/variant-registry.ts';
 import type { AdminDeps } from './admin-context.ts';
 import { ApiError, fromZodError, invalidRequest } from './errors.ts';
@@ -91,7 +91,7 @@ async function pruneRequestOf(c: Context, deps: AdminDeps): Promise<PruneJobRequ
   }
   // Files named in the request only from the data directory; the server's own defaults are the operator's.
   for (const o of pruneOptions) {
-    if (o.type.kind !== 'text' || rest[o.json] === undefined) continue;
+    if (rest[o.json] === undefined || !namesFile(o, recipe[o.key])) continue;
     const real = await resolveUnderDataDir(recipe[o.key] as string, deps.dataDir);
     if (real === undefined) throw invalidRequest(`${o.json} must name a regular file under the server's data directory (--data-dir), as a path relative to it or an absolute one.`, o.json);
     (recipe as unknown as Record<string, unknown>)[o.key] = real;

@@ -31,6 +31,8 @@ export class BatchSampler {
     readonly rows: number,
     readonly seqLen: number,
     seed: number,
+    /** Per window, 1 where a token is a training target (e.g. assistant turns only); default: every token. */
+    private readonly trainMasks?: readonly Uint8Array[],
   ) {
     if (windows.length === 0) throw new Error('BatchSampler: no windows');
     this.rng = new Xoshiro128ss(seed);
@@ -47,11 +49,13 @@ export class BatchSampler {
       const index = this.nextWindow();
       chosen.push(index);
       const w = this.windows[index]!;
+      const mask = this.trainMasks?.[index];
       for (let p = 0; p < T && p + 1 < w.length; p++) {
         ids[r * T + p] = BigInt(w[p]!);
         targets[r * T + p] = BigInt(w[p + 1]!);
-        weights[r * T + p] = 1;
-        tokens++;
+        const trains = mask === undefined || mask[p + 1] === 1;
+        weights[r * T + p] = trains ? 1 : 0;
+        if (trains) tokens++;
       }
     }
     return { rows, seqLen: T, ids, targets, weights, windows: chosen, tokens };

@@ -133,6 +133,8 @@ export interface ModelWeights {
 export interface RecoveryData {
   /** Token windows of recovery text (e.g. BOS + seqLen tokens each); never the held-out text. */
   windows: readonly Int32Array[];
+  /** Per window, 1 at the positions whose token is trained on (assistant-only loss); default: all. */
+  trainMasks?: readonly Uint8Array[];
   /** The distillation teacher (the dense model), required for loss 'kd'. */
   teacher?: ModelWeights;
   /**
@@ -201,7 +203,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
     const cache = teacher;
     const rowsPerRun = o.rowsPerRun ?? trainingRowsPerRun(spec, o.seqLen, o.batch);
     const pieces = { rowsPerRun, ...(hooks.signal && { signal: hooks.signal }) };
-    outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed), {
+    outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed, data.trainMasks), {
       steps: o.steps,
       rowsPerRun,
       ...(o.seconds !== undefined && { seconds: o.seconds }),

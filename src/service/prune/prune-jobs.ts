@@ -15,7 +15,7 @@ import type { HexDigest, StoredEntry } from '../model-store/index.ts';
 import type { PruneJobRequest, PruneJobView } from './prune-job-view.ts';
 import { type PrunedModel, type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';
 import { checkInputFile, type InputFileLimits } from './prune-input-files.ts';
-import { pruneOptions } from './prune-options.ts';
+import { namesFile, pruneOptions } from './prune-options.ts';
 import { type PruneStoreKey, pruneStoreKey, recipeOf } from './prune-store-key.ts';
 import { validateRecipe } from './run-prune.ts';
 
@@ -247,7 +247,7 @@ export class PruneJobs {
     let inputBytes = 0;
     for (const o of pruneOptions) {
       const path = request[o.key];
-      if (o.type.kind === 'text' && typeof path === 'string') inputBytes += await checkInputFile(o, path, limits);
+      if (namesFile(o, path)) inputBytes += await checkInputFile(o, path, limits);
     }
     const dense = this.deps.registry.get(this.deps.denseId);
     const referenceBlocks = parameterCounts((dense ?? source).model.spec).blocks;
@@ -257,7 +257,7 @@ export class PruneJobs {
     if (job.stored?.hit || job.stored?.served !== undefined) return;
     job.worker = (this.deps.startWorker ?? startPruneWorker)(
       {
-        model: { spec: source.model.spec, weights: source.model.weights, tokenizer: source.model.tokenizer, path: source.model.path },
+        model: { spec: source.model.spec, weights: source.model.weights, tokenizer: source.model.tokenizer, path: source.model.path, ...(source.model.chatTemplate !== undefined && { chatTemplate: source.model.chatTemplate }) },
         recipe: request,
         ...(dense && { referenceBlocks: parameterCounts(dense.model.spec).blocks }),
         ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),

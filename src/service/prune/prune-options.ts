@@ -51,8 +51,15 @@ export interface PruneRecipe {
   recoveryLoss: 'ce' | 'kd';
   /** With kd: share of the distillation term (the rest is next-token cross-entropy). */
   recoveryKdAlpha: number;
-  /** Recovery text file; undefined = the bundled TinyStories recovery slices (not the calibration text). */
+  /**
+   * Recovery text file (.txt, or .jsonl of text or chat records); `self` = text sampled from the
+   * model being pruned; undefined = the bundled TinyStories recovery slices (not the calibration text).
+   */
   recoveryData: string | undefined;
+  /** Which tokens recovery trains on: all, or only the assistant turns of chat records. */
+  recoveryLossTokens: 'all' | 'assistant';
+  /** With `recovery-data self`: tokens sampled from the model. */
+  recoverySelfTokens: number;
   recoveryBatch: number;
   recoverySeqLen: number;
   recoveryLoraRank: number;
@@ -117,11 +124,27 @@ export const pruneOptions: readonly PruneOption[] = [
   option('recoveryLr', 'recovery-lr', 'peak recovery learning rate (AdamW, warm-up then cosine decay)', { kind: 'number', min: 0, max: 1 }, 2e-3),
   option('recoveryLoss', 'recovery-loss', 'recovery loss: ce (next-token cross-entropy) or kd (distillation from the unpruned model, mixed with ce)', { kind: 'choice', choices: recoveryLosses }, 'kd'),
   option('recoveryKdAlpha', 'recovery-kd-alpha', 'with kd: share of the distillation term, in (0, 1] (the rest is cross-entropy)', { kind: 'number', min: 0, max: 1 }, 0.75),
-  option('recoveryData', 'recovery-data', 'recovery text file (default: the bundled TinyStories recovery slices, disjoint from the calibration and held-out text)', { kind: 'text' }, undefined),
+  option(
+    'recoveryData',
+    'recovery-data',
+    'recovery text: a .txt file, a .jsonl file of {"text"} or chat {"messages"} records (rendered with the model\'s chat template), or self (text sampled from the model being pruned); default: the bundled TinyStories recovery slices, disjoint from the calibration and held-out text',
+    { kind: 'text' },
+    undefined,
+  ),
+  option('recoveryLossTokens', 'recovery-loss-tokens', 'which tokens recovery trains on: all, or assistant (only the assistant turns of chat records)', { kind: 'choice', choices: ['all', 'assistant'] }, 'all'),
+  option('recoverySelfTokens', 'recovery-self-tokens', 'with --recovery-data self: tokens sampled from the model (temperature 1, seeded)', { kind: 'int', min: 1024, max: 100_000_000 }, 131_072),
   option('recoveryBatch', 'recovery-batch', 'recovery sequences per step', { kind: 'int', min: 1, max: 1024 }, 16),
   option('recoverySeqLen', 'recovery-seq-len', 'tokens trained per recovery sequence', { kind: 'int', min: 2, max: 8192 }, 128),
   option('recoveryLoraRank', 'recovery-lora-rank', 'LoRA rank with --recovery lora (at most the narrowest adapted projection)', { kind: 'int', min: 1, max: 4096 }, 8),
 ];
+
+/** The recovery-data value that samples recovery text from the model itself: not a file. */
+export const SELF_RECOVERY_DATA = 'self';
+
+/** Whether a text option's value names a file (the server checks and hashes those). */
+export function namesFile(o: PruneOption, value: unknown): value is string {
+  return o.type.kind === 'text' && typeof value === 'string' && !(o.key === 'recoveryData' && value === SELF_RECOVERY_DATA);
+}
 
 /** Defaults of every option that has one. */
 export function defaultPruneSettings(): Omit<PruneRecipe, 'target'> {

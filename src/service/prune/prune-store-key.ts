@@ -12,7 +12,7 @@ import { cpuTarget, describeTarget, type ExecutionTarget } from '../../runtime/d
 import { defaultRecoverySources } from '../../mop/recovery-data.ts';
 import { type EntryRecipe, type HexDigest, storeKey } from '../model-store/index.ts';
 import { digestInputFile, type InputFileLimits } from './prune-input-files.ts';
-import { type PruneRecipe, pruneOptions } from './prune-options.ts';
+import { namesFile, type PruneRecipe, pruneOptions } from './prune-options.ts';
 
 /**
  * Files a text option reads when it is unset (the option table leaves the default unstated). A
@@ -43,6 +43,8 @@ export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe
   for (const o of pruneOptions) {
     if (o.type.kind !== 'text') continue;
     const set = recipe[o.key] as string | undefined;
+    // Not a file (recovery data `self`): the value itself is the material.
+    if (set !== undefined && !namesFile(o, set)) continue;
     const paths = set !== undefined ? [set] : (defaultFiles[o.key]?.() ?? []);
     const digests = await Promise.all(paths.map((p) => digestInputFile(o, p, limits)));
     material[o.key] = digests.length === 0 ? undefined : { sha256: digests.length === 1 ? digests[0]! : digests };

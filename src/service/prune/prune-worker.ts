@@ -10,6 +10,7 @@ import { toWireError } from '../variants/engine-protocol.ts';
 import { ModelStore } from '../model-store/index.ts';
 import type { FromPruneWorker, PruneWorkerInit, ToPruneWorker } from './prune-protocol.ts';
 import { runPrune } from './run-prune.ts';
+import { storeSelfTextCache } from './self-text-store.ts';
 
 const port = parentPort!;
 const init = workerData as PruneWorkerInit;
@@ -22,6 +23,8 @@ port.on('message', (m: ToPruneWorker) => {
 });
 
 try {
+  // Text sampled for `--recovery-data self` is kept in the store, under the source's digest.
+  const selfTextCache = init.store && storeSelfTextCache(await ModelStore.open(init.store.root, { cleanOnOpen: false }), init.store.sourceDigest);
   const result = await runPrune({
     model: init.model,
     recipe: init.recipe,
@@ -30,6 +33,7 @@ try {
     ...(init.device !== undefined && { device: init.device }),
     ...(init.servingTarget !== undefined && { servingTarget: init.servingTarget }),
     signal: ac.signal,
+    ...(selfTextCache && { selfTextCache }),
     onCalibrated: (calibration) => post({ type: 'calibrated', calibration }),
     onProgress: (progress) => post({ type: 'progress', progress }),
   });

@@ -2,11 +2,12 @@
  * The one prune function: calibration text → MoP (or a baseline) → pruned model and report.
  * `mop prune` calls it in its own process; the server calls it inside a prune worker thread.
  */
-import { type CalibrationDescription, loadCalibration } from '../../mop/calibration.ts';
+import { type CalibrationDescription, type CalibrationSet, loadCalibration } from '../../mop/calibration.ts';
 import { MopInputError } from '../../mop/errors.ts';
 import { type MopProgress, type MopResult, runMop, validateMopOptions } from '../../mop/mop.ts';
 import { budgetTrains, type MopRecoveryOptions, type RecoveryBudget } from '../../mop/mop-recovery.ts';
 import { loadRecoveryText } from '../../mop/recovery-data.ts';
+import { loadSelfRecoveryText, promptsFromCalibration, type SelfTextCache } from '../../mop/self-text.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { ModelWeights } from '../../mop/surgery.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
@@ -15,10 +16,11 @@ import { cpuTarget, type DeviceName, type ExecutionTarget } from '../../runtime/
 import { type LatencyProfile, measureLatencyProfile } from '../../mop/latency-profile.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import { checkTokenizerMatchesModel, createTokenizer } from '../../runtime/tokenizer/create.ts';
-import type { PruneRecipe } from './prune-options.ts';
+import { type PruneRecipe, SELF_RECOVERY_DATA } from './prune-options.ts';
 
 export interface PruneRun {
-  model: Pick<LoadedModel, 'spec' | 'weights' | 'tokenizer' | 'path'>;
+  /** The model to prune; its chat template renders chat records of calibration and recovery text. */
+  model: Pick<LoadedModel, 'spec' | 'weights' | 'tokenizer' | 'path' | 'chatTemplate'>;
   recipe: PruneRecipe;
   /** Block parameters the ratio is measured against (the dense model's, when pruning a pruned one). */
   referenceBlocks?: number;
@@ -30,6 +32,8 @@ export interface PruneRun {
    */
   servingTarget?: ExecutionTarget;
   signal?: AbortSignal;
+  /** Where `--recovery-data self` text is kept between prunes (the model store); none: sampled each time. */
+  selfTextCache?: SelfTextCache;
   /** The calibration and recovery texts were read and cut: the recipe's inputs are good. */
   onCalibrated?: (c: CalibrationDescription) => void;
   onProgress?: (p: MopProgress) => void;
@@ -46,6 +50,9 @@ export function validateRecipe(recipe: PruneRecipe, spec?: ModelSpec): void {
   }
   const r = recoveryRecipe(recipe);
   if (!r) return;
+  if (recipe.recoveryLossTokens === 'assistant' && (recipe.recoveryData === undefined || recipe.recoveryData === SELF_RECOVERY_DATA)) {
+    throw new MopInputError(`recovery-loss-tokens assistant needs chat records: name a .jsonl file of {"messages": [...]} as recovery-data (${recipe.recoveryData ?? 'the bundled text'} has no assistant turns)`);
+  }
   try {
     validateRecoveryOptions({ ...defaultRecoveryOptions, ...r, steps: Math.max(recipe.recoverySteps, recipe.finalRecoverySteps) }, spec);
   } catch (e) {
@@ -85,24 +92,55 @@ function recoveryBudgets(recipe: PruneRecipe): { candidate: RecoveryBudget; fina
   };
 }
 
+/** What reading recovery text needs besides the recipe. */
+export interface RecoveryInputs {
+  tokenizer: Tokenizer;
+  model: ModelWeights & { chatTemplate?: string | undefined };
+  threads?: number | undefined;
+  /** Prompts for `self` text come from the calibration sequences. */
+  calibration?: CalibrationSet;
+  selfTextCache?: SelfTextCache | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: MopProgress) => void) | undefined;
+}
+
 /**
  * MoP's recovery options for a recipe: the recovery text read and cut (MopInputError when it is
- * missing, empty or too short), the model being pruned as the distillation teacher. Undefined when
- * the recipe asks for no recovery.
+ * missing, empty, malformed or too short; `self`: sampled from the model), the model being pruned
+ * as the distillation teacher. Undefined when the recipe asks for no recovery.
  */
-export async function prepareRecovery(recipe: PruneRecipe, tokenizer: Tokenizer, model: ModelWeights, threads?: number): Promise<MopRecoveryOptions | undefined> {
+export async function prepareRecovery(recipe: PruneRecipe, inputs: RecoveryInputs): Promise<MopRecoveryOptions | undefined> {
   const options = recoveryRecipe(recipe);
   if (!options) return undefined;
+  const { tokenizer, model } = inputs;
   const budgets = recoveryBudgets(recipe);
-  const text = await loadRecoveryText(tokenizer, { ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }), seqLen: recipe.recoverySeqLen, batch: recipe.recoveryBatch });
+  const shape = { seqLen: recipe.recoverySeqLen, batch: recipe.recoveryBatch };
+  const text =
+    recipe.recoveryData === SELF_RECOVERY_DATA
+      ? await loadSelfRecoveryText(model, tokenizer, {
+          ...shape,
+          tokens: recipe.recoverySelfTokens,
+          seed: recipe.seed,
+          prompts: promptsFromCalibration(inputs.calibration?.sequences ?? []),
+          cache: inputs.selfTextCache,
+          ...(inputs.threads !== undefined && { threads: inputs.threads }),
+          ...(inputs.signal && { signal: inputs.signal }),
+          onProgress: (done, total) => inputs.onProgress?.({ step: 0, totalEstimate: 1, ratio: 0, message: `sampling recovery text from the model: ${done}/${total} tokens` }),
+        })
+      : await loadRecoveryText(tokenizer, {
+          ...shape,
+          ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }),
+          chatTemplate: model.chatTemplate,
+          assistantOnly: recipe.recoveryLossTokens === 'assistant',
+        });
   return {
-    recipe: { ...options, ...(threads !== undefined && { threads }) },
+    recipe: { ...options, ...(inputs.threads !== undefined && { threads: inputs.threads }) },
     candidateSteps: 'steps' in budgets.candidate ? budgets.candidate.steps : 0,
     finalSteps: 'steps' in budgets.final ? budgets.final.steps : 0,
     ...('seconds' in budgets.candidate && { candidateTimeLimit: budgets.candidate.seconds }),
     ...('seconds' in budgets.final && { finalTimeLimit: budgets.final.seconds }),
     // The model being pruned teaches its pruned candidates (distillation).
-    data: { windows: text.windows, teacher: { spec: model.spec, weights: model.weights } },
+    data: { windows: text.windows, ...(text.trainMasks && { trainMasks: text.trainMasks }), teacher: { spec: model.spec, weights: model.weights } },
     description: text.description,
   };
 }
@@ -114,12 +152,17 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
   const calibration = await loadCalibration(tokenizer, {
     ...(recipe.calibration !== undefined && { path: recipe.calibration }),
+    chatTemplate: model.chatTemplate,
     samples: recipe.samples,
     seqLen: recipe.seqLen,
     seed: recipe.seed,
   });
-  const recovery = await prepareRecovery(recipe, tokenizer, model, run.threads);
+  const sampled = recipe.recoveryData === SELF_RECOVERY_DATA;
+  const inputs: RecoveryInputs = { tokenizer, model, threads: run.threads, calibration, selfTextCache: run.selfTextCache, signal: run.signal, onProgress: run.onProgress };
+  // Files are read before the inputs count as good; text sampled from the model (minutes on a large one) after.
+  let recovery = sampled ? undefined : await prepareRecovery(recipe, inputs);
   run.onCalibrated?.(calibration.description);
+  if (sampled) recovery = await prepareRecovery(recipe, inputs);
   let latencyProfile: LatencyProfile | undefined;
   if (recipe.budget === 'latency') {
     const target = run.servingTarget ?? cpuTarget;
