@@ -23,18 +23,19 @@ import {
   usage,
 } from './protocol.ts';
 import { samplingParams, stopList } from './sampling.ts';
+import { checkRequestedGrammar, requestedGrammar } from './structured-output.ts';
 
 export async function handleChatCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
   const body: ChatRequest = parseBody(chatRequestSchema(ctx.limits), json);
   const variant = resolveVariant(ctx, body.model);
   if (body.tools && body.tools.length > 0) throw invalidRequest('tools are not supported.', 'tools');
-  if (body.response_format && body.response_format.type !== 'text') throw invalidRequest(`response_format ${body.response_format.type} is not supported.`, 'response_format');
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw invalidRequest('logit_bias is not supported.', 'logit_bias');
   const wantLogprobs = body.logprobs ?? false;
   if (!wantLogprobs && body.top_logprobs !== null && body.top_logprobs !== undefined) {
     throw invalidRequest('top_logprobs requires logprobs to be true.', 'top_logprobs');
   }
 
+  const grammar = requestedGrammar(body);
   const { tokenizer } = variant;
   const promptTokens = ctx.chatTemplate.encode(body.messages, tokenizer);
   const n = body.n ?? 1;
@@ -44,9 +45,10 @@ export async function handleChatCompletion(json: unknown, ctx: EndpointContext):
   const maxTokens = resolveMaxTokens(promptTokens.length, body.max_completion_tokens ?? body.max_tokens, undefined, variant.maxContext, 'messages', maxParam);
   const logprobs = wantLogprobs ? (body.top_logprobs ?? 0) : undefined;
   const stop = stopList(body.stop);
+  if (grammar) await checkRequestedGrammar(variant, grammar, ctx.log);
   const requests: GenerationRequest[] = [];
   for (let j = 0; j < n; j++) {
-    requests.push({ promptTokens, maxTokens, sampling: samplingParams(body, logprobs, j), stop, ignoreEos: body.ignore_eos ?? false });
+    requests.push({ promptTokens, maxTokens, sampling: samplingParams(body, logprobs, j), stop, ignoreEos: body.ignore_eos ?? false, ...(grammar && { grammar: grammar.spec }) });
   }
 
   const fanout = new Fanout(variant, ctx.metrics, requests, ctx.signal);

@@ -3,7 +3,8 @@
  * scheduler generation; choice index = prompt index × n + j, as OpenAI numbers them. Answers with
  * one JSON object or, with `stream: true`, SSE chunks of the same shape. With `echo` and
  * `logprobs`, the prompt tokens' log-probabilities come from the variant's prompt scoring (plain
- * numbers from its engine worker); `max_tokens: 0` with `echo` generates nothing.
+ * numbers from its engine worker); `max_tokens: 0` with `echo` generates nothing. A structured
+ * output (response_format, structured_outputs, guided_*) constrains every choice.
  */
 import type { PromptScores } from '../runtime/engine/prompt-scores.ts';
 import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenEvent } from '../runtime/engine/sequence.ts';
@@ -27,6 +28,7 @@ import {
 } from './protocol.ts';
 import { samplingParams, stopList } from './sampling.ts';
 import { sseResponse } from './sse.ts';
+import { checkRequestedGrammar, requestedGrammar } from './structured-output.ts';
 
 export async function handleCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
   const body: CompletionRequest = parseBody(completionRequestSchema(ctx.limits), json);
@@ -43,6 +45,8 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
   const logprobs = body.logprobs ?? undefined;
   const echo = body.echo ?? false;
   if (body.max_tokens === 0 && !echo) throw invalidRequest('max_tokens 0 generates nothing; it is accepted only with echo: true (to return the prompt and its log-probabilities).', 'max_tokens');
+  const grammar = requestedGrammar(body);
+  if (grammar && body.max_tokens !== 0) await checkRequestedGrammar(variant, grammar, ctx.log);
   // Once per prompt, however many choices share it.
   const promptScores = echo && logprobs !== undefined ? await scorePrompts(variant, prompts, logprobs, context, ctx) : undefined;
   const shape = new CompletionShape(new ResponseEnvelope('cmpl', variant.id), tokenizer, prompts, n, echo, logprobs !== undefined, promptScores);
@@ -58,7 +62,7 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
   prompts.forEach((p, i) => {
     const maxTokens = resolveMaxTokens(p.tokens.length, body.max_tokens, ctx.limits.maxTokensDefault, context, prompts.length > 1 ? `prompt[${i}]` : 'prompt', 'max_tokens');
     for (let j = 0; j < n; j++) {
-      requests.push({ promptTokens: p.tokens, maxTokens, sampling: samplingParams(body, logprobs, j), stop, ignoreEos: body.ignore_eos ?? false });
+      requests.push({ promptTokens: p.tokens, maxTokens, sampling: samplingParams(body, logprobs, j), stop, ignoreEos: body.ignore_eos ?? false, ...(grammar && { grammar: grammar.spec }) });
     }
   });
 

@@ -1,9 +1,10 @@
 /**
  * The wire format: request schemas (zod) and response/chunk types for /v1/completions and
  * /v1/chat/completions, field for field as OpenAI documents them, plus the vLLM sampling
- * extensions (top_k, min_p, repetition_penalty, ignore_eos). Unknown fields are ignored, as vLLM
- * does, so clients written for newer API versions still work; fields we cannot honour (suffix,
- * logit_bias, tools) are rejected rather than silently dropped.
+ * extensions (top_k, min_p, repetition_penalty, ignore_eos) and structured outputs in OpenAI's
+ * (`response_format`) and vLLM's (`structured_outputs`, `guided_*`) shapes. Unknown fields are
+ * ignored, as vLLM does, so clients written for newer API versions still work; fields we cannot
+ * honour (suffix, logit_bias) are rejected rather than silently dropped.
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
@@ -21,6 +22,53 @@ export interface ProtocolLimits {
 // Range (0..vocab-1) is checked against the variant's tokenizer in prompt.ts.
 const tokenId = z.number().int();
 const safeInt = z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER);
+
+/** A JSON Schema: an object, or (vLLM's guided_json, structured_outputs.json) its JSON text. */
+const jsonSchemaObject = z.record(z.string(), z.unknown(), { error: 'must be a JSON Schema object' });
+const jsonSchemaOrText = z.union([jsonSchemaObject, z.string()], { error: 'must be a JSON Schema (an object, or its JSON text)' });
+
+/** OpenAI's `response_format`. */
+export const responseFormatSchema = z.discriminatedUnion(
+  'type',
+  [
+    z.object({ type: z.literal('text') }),
+    z.object({ type: z.literal('json_object') }),
+    z.object({
+      type: z.literal('json_schema'),
+      json_schema: z.object({
+        name: z.string().nullish(),
+        description: z.string().nullish(),
+        schema: jsonSchemaObject.nullish(),
+        strict: z.boolean().nullish(),
+      }),
+    }),
+  ],
+  { error: "must be an object whose type is 'text', 'json_object' or 'json_schema'" },
+);
+export type ResponseFormat = z.infer<typeof responseFormatSchema>;
+
+/** vLLM's `structured_outputs` (one of json, regex, choice, grammar, json_object). */
+export const structuredOutputsSchema = z.object({
+  json: jsonSchemaOrText.nullish(),
+  regex: z.string().nullish(),
+  choice: z.array(z.string()).min(1, 'must list at least one choice').nullish(),
+  grammar: z.string().nullish(),
+  json_object: z.boolean().nullish(),
+  // vLLM's layout switch: output here is always compact, so it changes nothing.
+  disable_any_whitespace: z.boolean().nullish(),
+});
+export type StructuredOutputs = z.infer<typeof structuredOutputsSchema>;
+
+/** Structured-output fields both endpoints accept. */
+const structuredOutputFields = {
+  response_format: responseFormatSchema.nullish(),
+  structured_outputs: structuredOutputsSchema.nullish(),
+  // vLLM's older names for the same constraints.
+  guided_json: jsonSchemaOrText.nullish(),
+  guided_regex: z.string().nullish(),
+  guided_choice: z.array(z.string()).min(1, 'must list at least one choice').nullish(),
+  guided_grammar: z.string().nullish(),
+};
 
 /** Fields the two endpoints share: sampling, stopping, streaming. */
 function commonFields(limits: ProtocolLimits) {
@@ -56,6 +104,7 @@ function commonFields(limits: ProtocolLimits) {
     min_p: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').nullish(),
     repetition_penalty: z.number().gt(0, 'must be > 0 (1 = off)').max(100).nullish(),
     ignore_eos: z.boolean().nullish(),
+    ...structuredOutputFields,
   };
 }
 
@@ -106,7 +155,6 @@ export function chatRequestSchema(limits: ProtocolLimits) {
       .max(MAX_CHAT_TOP_LOGPROBS, `must be in [0, ${MAX_CHAT_TOP_LOGPROBS}]`)
       .nullish(),
     tools: z.array(z.unknown()).nullish(),
-    response_format: z.object({ type: z.string() }).nullish(),
   });
 }
 export type ChatRequest = z.infer<ReturnType<typeof chatRequestSchema>>;

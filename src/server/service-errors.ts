@@ -6,6 +6,7 @@
  */
 import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from '../runtime/engine/errors.ts';
 import { QueueFullError, SchedulerClosedError } from '../runtime/engine/scheduler-types.ts';
+import { GrammarError } from '../runtime/grammar/grammar-spec.ts';
 import { EngineStalledError, VariantUnavailableError } from '../service/variants/engine-errors.ts';
 import { ApiError, internalError, invalidRequest, queueFull, unavailable } from './errors.ts';
 import type { RequestOutcome } from './metrics.ts';
@@ -29,6 +30,8 @@ export function toApiError(e: unknown, log: (line: string) => void, param = 'pro
   if (e instanceof RequestTimeoutError) return unavailable(e.message, 'request_timeout');
   if (e instanceof RequestAbortedError) return new ApiError(400, e.message, 'invalid_request_error', null, 'client_closed_request');
   if (e instanceof RangeError) return invalidRequest(e.message);
+  // A structured output the model could not continue (endpoints check grammars before they stream, naming the field).
+  if (e instanceof GrammarError) return invalidRequest(`The structured output cannot be produced: ${e.message}`, null, 'invalid_grammar');
   log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   return internalError();
 }

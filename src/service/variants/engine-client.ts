@@ -13,6 +13,7 @@ import { validateSamplingParams } from '../../runtime/engine/sampling-params.ts'
 import { type RequestHandle, type Scheduler, SchedulerClosedError, type SchedulerStats, zeroEngineTimes } from '../../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/sequence.ts';
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
+import type { GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
 import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
 import { EngineStalledError, fromWireError, VariantUnavailableError } from './engine-errors.ts';
 import type { EngineInit, FromEngine, ToEngine, WeightBlockCounts } from './engine-protocol.ts';
@@ -57,6 +58,8 @@ const idleStats = (capacity: number): SchedulerStats => ({ running: 0, waiting: 
 export class EngineClient implements Scheduler {
   private readonly pending = new Map<number, Pending>();
   private readonly scoring = new Map<number, PendingScore>();
+  /** Grammar checks in flight: settled by 'grammar-checked' or 'rejected'. */
+  private readonly grammarChecks = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private closed = false;
   private exited = false;
@@ -213,6 +216,23 @@ export class EngineClient implements Scheduler {
     });
   }
 
+  /**
+   * Compile a structured-output grammar in the worker (where compiling and masking run), so a bad
+   * one is refused before any generation starts: rejects with a GrammarError saying what is wrong.
+   */
+  checkGrammar(spec: GrammarSpec): Promise<void> {
+    try {
+      this.refuseIfDown();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.grammarChecks.set(id, { resolve, reject });
+      this.send({ type: 'check-grammar', id, spec });
+    });
+  }
+
   stats(): SchedulerStats {
     if (this.exited) return { ...idleStats(this.latest.kvTokensCapacity), engine: this.latest.engine };
     // The queue is known here at once; the rest is as the worker last pushed it.
@@ -333,7 +353,15 @@ export class EngineClient implements Scheduler {
         if (s) this.settleScore(m.id, s).resolve(m.scores);
         break;
       }
+      case 'grammar-checked':
+        this.takeGrammarCheck(m.id)?.resolve();
+        break;
       case 'rejected': {
+        const g = this.takeGrammarCheck(m.id);
+        if (g) {
+          g.reject(fromWireError(m.error));
+          break;
+        }
         const s = this.scoring.get(m.id);
         if (s) {
           this.settleScore(m.id, s).reject(fromWireError(m.error));
@@ -368,6 +396,12 @@ export class EngineClient implements Scheduler {
     return p;
   }
 
+  private takeGrammarCheck(id: number) {
+    const g = this.grammarChecks.get(id);
+    this.grammarChecks.delete(id);
+    return g;
+  }
+
   private settleScore(id: number, s: PendingScore): PendingScore {
     this.scoring.delete(id);
     s.detach();
@@ -378,6 +412,7 @@ export class EngineClient implements Scheduler {
   private failAll(error: Error): void {
     for (const [id, p] of this.pending) this.settle(id, p).channel.fail(error);
     for (const [id, s] of this.scoring) this.settleScore(id, s).reject(error);
+    for (const id of [...this.grammarChecks.keys()]) this.takeGrammarCheck(id)?.reject(error);
   }
 
   private onExit(reason: string): void {

@@ -1,5 +1,6 @@
 import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from '../../runtime/engine/errors.ts';
 import { QueueFullError, SchedulerClosedError } from '../../runtime/engine/scheduler-types.ts';
+import { GrammarError } from '../../runtime/grammar/grammar-spec.ts';
 import type { WireError } from './engine-protocol.ts';
 
 /**
@@ -33,6 +34,7 @@ const wireErrorClasses: Record<string, new (message: string) => Error> = {
   EngineStepError,
   RequestTimeoutError,
   RequestAbortedError,
+  GrammarError,
 };
 
 /** The typed error a worker's refusal stands for, so the HTTP layer maps it as it would locally. */

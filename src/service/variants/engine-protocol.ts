@@ -6,6 +6,7 @@
  */
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
 import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
+import type { GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
 import type { SchedulerOptions, SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/sequence.ts';
 import type { FileBlocks } from '../../runtime/model/block-quantization.ts';
@@ -49,8 +50,11 @@ export interface WeightBlockCounts {
   quantized: number;
 }
 
-/** A generation request without its AbortSignal (aborts are messages). */
-export type WireRequest = Omit<GenerationRequest, 'signal'>;
+/**
+ * A generation request without its AbortSignal (aborts are messages) and without a live
+ * constraint: a structured output crosses as its plain `grammar` spec, and the worker compiles it.
+ */
+export type WireRequest = Omit<GenerationRequest, 'signal' | 'constraint'>;
 
 /** An error as it crosses threads: its class name picks the typed error rebuilt on the other side. */
 export interface WireError {
@@ -63,6 +67,8 @@ export type ToEngine =
   | { type: 'abort'; id: number }
   /** Prompt log-probabilities (echo + logprobs), admitted like a generation; answered by 'scored' or 'rejected'; 'abort' cancels it. */
   | { type: 'score'; id: number; tokens: number[]; topN: number }
+  /** Compile a structured-output grammar (cached for the generations that follow); answered by 'grammar-checked' or 'rejected' (a GrammarError). */
+  | { type: 'check-grammar'; id: number; spec: GrammarSpec }
   | { type: 'drain'; graceMs: number }
   | { type: 'release' }
   /** End the thread at once, as a crash would: the requests it holds are not finished. */
@@ -77,6 +83,7 @@ export type FromEngine =
   /** `admittedAt` (epoch ms) comes with a request's first event. */
   | { type: 'event'; id: number; event: GenerationEvent; admittedAt?: number }
   | { type: 'scored'; id: number; scores: PromptScores }
+  | { type: 'grammar-checked'; id: number }
   | { type: 'stats'; stats: SchedulerStats }
   /** Proof of life; `busyMs`: how long the session call in progress has run (0 between calls). */
   | { type: 'heartbeat'; busyMs: number }

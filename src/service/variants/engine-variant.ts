@@ -6,6 +6,7 @@
  */
 import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import type { Scheduler, SchedulerOptions } from '../../runtime/engine/scheduler-types.ts';
+import type { GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import { shareFileBlocks, shareWeights } from '../../runtime/model/shared-weights.ts';
 import { parameterCounts } from '../../runtime/model/spec.ts';
@@ -121,6 +122,15 @@ export class EngineVariant implements ServedVariant {
       return Promise.reject(e);
     }
     return this.engine.scorePrompt(tokens, topN, signal);
+  }
+
+  checkGrammar(spec: GrammarSpec): Promise<void> {
+    try {
+      this.refuseUnlessServing();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.engine.checkGrammar(spec);
   }
 
   stalledMs(): number {

@@ -12,6 +12,9 @@ import { ModelSession } from '../../runtime/engine/ort-decoder-session.ts';
 import { BatchScheduler } from '../../runtime/engine/scheduler.ts';
 import type { SchedulerStats } from '../../runtime/engine/scheduler-types.ts';
 import { createTokenizer } from '../../runtime/tokenizer/create.ts';
+import { GrammarCompiler } from '../../runtime/grammar/grammar-compiler.ts';
+import type { GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
+import { grammarVocabulary } from '../../runtime/grammar/vocabulary.ts';
 import { type EngineInit, type FromEngine, type ToEngine, toWireError, type WireRequest } from './engine-protocol.ts';
 
 const port = parentPort!;
@@ -25,6 +28,8 @@ interface Engine {
   session: DecoderSession;
   scoring: ScoringSession;
   scheduler: BatchScheduler;
+  /** Structured outputs' compiler over this model's vocabulary, built on first use. */
+  grammars: () => GrammarCompiler;
 }
 
 /** The variant's decode session, its prompt-scoring session (built on first use) and the scheduler over both. */
@@ -52,7 +57,13 @@ async function buildEngine(): Promise<Engine> {
     chunk: init.scheduling.prefillChunk,
     // No --ort-spin here: a second spinning pool beside the serving session's would take its cores.
   });
-  return { session, scoring, scheduler: new BatchScheduler(session, tokenizer, init.scheduling, scoring) };
+  let grammars: GrammarCompiler | undefined;
+  return {
+    session,
+    scoring,
+    scheduler: new BatchScheduler(session, tokenizer, init.scheduling, scoring),
+    grammars: () => (grammars ??= new GrammarCompiler(grammarVocabulary(tokenizer, init.spec.vocabSize))),
+  };
 }
 
 /** The worker's side of the protocol: requests in, events, stats and heartbeats out. */
@@ -88,6 +99,9 @@ class EngineWorker {
       case 'score':
         void this.score(m.id, m.tokens, m.topN);
         break;
+      case 'check-grammar':
+        void this.checkGrammar(m.id, m.spec);
+        break;
       case 'abort':
         this.aborts.get(m.id)?.abort();
         break;
@@ -114,8 +128,12 @@ class EngineWorker {
   private async generate(id: number, request: WireRequest): Promise<void> {
     const ac = new AbortController();
     this.aborts.set(id, ac);
+    let constraint: Awaited<ReturnType<GrammarCompiler['constraint']>> | undefined;
     try {
-      const handle = this.engine.scheduler.submit({ ...request, signal: ac.signal });
+      // One matcher per sequence, from the grammar compiled (or cached) here in the worker.
+      if (request.grammar) constraint = await this.engine.grammars().constraint(request.grammar);
+      const handle = this.engine.scheduler.submit({ ...request, signal: ac.signal, ...(constraint && { constraint }) });
+      constraint = undefined;
       let first = true;
       for await (const event of handle.events) {
         // Stats first, so the main thread's gauges already count a finished request as gone.
@@ -126,9 +144,19 @@ class EngineWorker {
         } else post({ type: 'event', id, event });
       }
     } catch (e) {
+      constraint?.release();
       post({ type: 'rejected', id, error: toWireError(e) });
     } finally {
       this.aborts.delete(id);
+    }
+  }
+
+  private async checkGrammar(id: number, spec: GrammarSpec): Promise<void> {
+    try {
+      await this.engine.grammars().check(spec);
+      post({ type: 'grammar-checked', id });
+    } catch (e) {
+      post({ type: 'rejected', id, error: toWireError(e) });
     }
   }
 

@@ -7,6 +7,7 @@
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
 import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import type { Scheduler } from '../../runtime/engine/scheduler-types.ts';
+import type { GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
 import type { LayerSpec } from '../../runtime/model/spec.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 
@@ -23,6 +24,8 @@ export interface ServedVariant {
   readonly scheduler: Scheduler;
   /** Log-probabilities of a prompt's tokens (echo + logprobs), admitted like a generation; `signal` aborts it. */
   scorePrompt(tokens: readonly number[], topN: number, signal?: AbortSignal): Promise<PromptScores>;
+  /** Compile a structured-output grammar in the variant's engine; rejects with a GrammarError saying what is wrong. */
+  checkGrammar(spec: GrammarSpec): Promise<void>;
   readonly tokenizer: Tokenizer;
   /** Total parameters (embeddings included). */
   readonly parameters: number;
