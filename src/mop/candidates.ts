@@ -97,10 +97,12 @@ export interface WidthPolicy {
   split: 'param-share' | 'global';
   normalize: 'layer' | 'none';
   multiple?: number;
+  /** Every kept layer keeps the same KV groups and neurons count (uniform-width.ts). */
+  uniform?: boolean;
 }
 
 /** A KV group, or a chunk of a layer's neurons (one neuron when the multiple is 1). */
-interface Unit {
+export interface Unit {
   kind: 'kv' | 'neuron';
   layer: number;
   /** Base indices of what the unit removes (one KV group; one or more neurons). */
@@ -115,6 +117,9 @@ interface Unit {
   /** Importance per structure (a chunk: the mean of its neurons'). */
   score: number;
 }
+
+/** Least important first; ties by layer, then index. */
+export const byScore = (a: Unit, b: Unit): number => a.score - b.score || a.layer - b.layer || a.indices[0]! - b.indices[0]!;
 
 /** Importance per unit of cost (the 'global' ranking). */
 const scorePerCost = (u: Unit) => u.score / u.structureCost;
@@ -151,7 +156,6 @@ export function widthCandidate(
     const ns = neuronScores[i];
     if (l.mlp && ns) neuronUnits.push(...chargeFixed(chunked(normalized('neuron', i, l.neurons, ns, cost.neuron(base), policy.normalize), multiple), subBlockFixedCost(cost, base, i, 'mlp'), cost));
   });
-  const byScore = (a: Unit, b: Unit) => a.score - b.score || a.layer - b.layer || a.indices[0]! - b.indices[0]!;
 
   const taken = new Set<Unit>();
   /** Take units in order while each one brings the total closer to `want`; returns what was taken. */
@@ -182,11 +186,15 @@ export function widthCandidate(
     if (rest > 0) fill(kvUnits, rest);
   }
   if (taken.size === 0) return null;
+  return widthRemoval(base, plan, taken, cost);
+}
 
+/** The width candidate that removes `units` from `plan`, with its record of what goes. */
+export function widthRemoval(base: ModelSpec, plan: PruningPlan, units: Iterable<Unit>, cost: PruneCost): Candidate {
   const next = clonePlan(plan);
   const groups = new Map<number, number[]>();
   const neurons = new Map<number, number>();
-  for (const u of taken) {
+  for (const u of units) {
     if (u.kind === 'kv') {
       for (const g of u.indices) next.layers[u.layer]!.kvGroups[g] = 0;
       groups.set(u.layer, [...(groups.get(u.layer) ?? []), ...u.indices]);
@@ -201,7 +209,8 @@ export function widthCandidate(
   return { branch: 'width', plan: next, removedParams: plannedCost(base, plan, cost) - plannedCost(base, next, cost), removed };
 }
 
-function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores: Float64Array, cost: number, mode: WidthPolicy['normalize']): Unit[] {
+/** Layer `layer`'s kept structures of one kind as units, scores normalised per `mode`. */
+export function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores: Float64Array, cost: number, mode: WidthPolicy['normalize']): Unit[] {
   const units: Unit[] = [];
   let sum = 0;
   kept.forEach((k, index) => {
@@ -220,7 +229,7 @@ function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores:
  * `multiple` each. A chunk's neurons are each at least as important as the previous chunk's, so
  * chunks rank in the order they must go.
  */
-function chunked(units: Unit[], multiple: number): Unit[] {
+export function chunked(units: Unit[], multiple: number): Unit[] {
   if (multiple <= 1 || units.length === 0) return units;
   const sorted = [...units].sort((a, b) => a.score - b.score || a.indices[0]! - b.indices[0]!);
   const out: Unit[] = [];

@@ -2,6 +2,7 @@ import type { DeviceName } from '../runtime/device/device.ts';
 import type { MaskedForward } from '../runtime/calibration/masked-forward.ts';
 import { openMaskedForward } from '../runtime/calibration/ort-masked-forward.ts';
 import { Xoshiro128ss } from '../runtime/engine/rng.ts';
+import { hasUniformLayers } from '../runtime/model/hf.ts';
 import { type ModelSpec, parameterCounts } from '../runtime/model/spec.ts';
 import { defaultRecoveryOptions } from '../runtime/train/recover.ts';
 import { SharedTeacher } from '../runtime/train/shared-teacher.ts';
@@ -48,6 +49,12 @@ export interface MopOptions {
   /** A pruned layer keeps a multiple of this many MLP neurons (default 1). */
   widthMultiple?: number;
   /**
+   * Every kept layer keeps the same heads and MLP width, with both sub-blocks (depth is still
+   * chosen freely): the result is a plain model of its family that other tools load. Needs whole
+   * layers as the depth unit and an input whose layers are equal and complete.
+   */
+  uniform?: boolean;
+  /**
    * Latency-aware pruning: the target, the step budgets and every cost are in decode-step time
    * predicted by this profile of the serving engine (measureLatencyProfile), not in parameters.
    * The target is then a share of the blocks' step time, measured against the input model.
@@ -83,7 +90,7 @@ export const TARGET_TOLERANCE = 0.005;
 export const MAX_TARGET = 0.9;
 
 /** Checks that need no model: a MopInputError naming the bad value and what is accepted. */
-export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | 'criterion' | 'importance' | 'stepLayers' | 'widthSplit' | 'widthNormalize' | 'widthMultiple' | 'depthUnit' | 'depthRule'>): void {
+export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | 'criterion' | 'importance' | 'stepLayers' | 'widthSplit' | 'widthNormalize' | 'widthMultiple' | 'depthUnit' | 'depthRule' | 'uniform'>): void {
   if (typeof o.target !== 'number' || !Number.isFinite(o.target) || o.target <= 0 || o.target > MAX_TARGET) {
     throw new MopInputError(`target must be a fraction in (0, ${MAX_TARGET}], got ${String(o.target)}`);
   }
@@ -113,6 +120,17 @@ export function validateMopOptions(o: Pick<MopOptions, 'target' | 'strategy' | '
   }
   if (o.widthNormalize !== undefined && o.widthNormalize !== 'layer' && o.widthNormalize !== 'none') {
     throw new MopInputError(`unknown width normalisation '${String(o.widthNormalize)}'; choose layer or none`);
+  }
+  if (o.uniform && o.depthUnit === 'sublayer') {
+    throw new MopInputError('--uniform keeps every layer whole (attention and MLP), so the depth unit must be layer, not sublayer');
+  }
+}
+
+/** With `uniform`: the input's layers must already be equal and complete, or no prune can make them so. */
+function validateUniformInput(spec: ModelSpec): void {
+  if (!hasUniformLayers(spec)) {
+    const shapes = spec.layers.map((l, i) => `L${i}:${l.heads}/${l.kvHeads}/${l.ffn}`).join(' ');
+    throw new MopInputError(`--uniform needs a model whose layers all have the same heads and MLP width with both sub-blocks (heads/kv heads/ffn: ${shapes}); prune the dense model instead`);
   }
 }
 
@@ -174,6 +192,7 @@ export function resolveMopOptions(input: ModelWeights, options: MopOptions): Mop
   const inputParams = parameterCounts(base);
   const referenceParams = options.referenceBlocks ?? inputParams.blocks;
   validateModel(base, strategy, options.target, referenceParams);
+  if (options.uniform) validateUniformInput(base);
   const profile = options.latencyProfile;
   const cost: PruneCost = profile ? latencyCost(profile.coefficients) : paramCost;
   const costOf = (plan: PruningPlan) => plannedCost(base, plan, cost);
@@ -192,7 +211,7 @@ export function resolveMopOptions(input: ModelWeights, options: MopOptions): Mop
     depthUnit: options.depthUnit ?? 'layer',
     depthRule: options.depthRule ?? 'score',
     widthMultiple,
-    policy: { split: options.widthSplit ?? 'param-share', normalize: options.widthNormalize ?? 'layer', multiple: widthMultiple },
+    policy: { split: options.widthSplit ?? 'param-share', normalize: options.widthNormalize ?? 'layer', multiple: widthMultiple, ...(options.uniform && { uniform: true }) },
     profile,
     cost,
     reference,

@@ -23,6 +23,7 @@ export function buildPruneReport(s: MopSettings, plan: PruningPlan, steps: StepR
       widthSplit: policy.split,
       widthNormalize: policy.normalize,
       ...(s.widthMultiple > 1 && { widthMultiple: s.widthMultiple }),
+      ...(policy.uniform && { uniform: true as const }),
       ...(s.depthRule !== 'score' && { depthRule: s.depthRule }),
       ...(profile && { budget: 'latency' as const }),
     },

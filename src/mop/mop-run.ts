@@ -11,6 +11,7 @@ import { fullPlan, type PruningPlan, survivingLayers } from './pruning-plan.ts';
 import type { CandidateRecord, PruneRecoveryReport, StepRecord } from './report.ts';
 import { CandidateScorer } from './selection.ts';
 import { applyPlan, type ModelWeights, scatterPlan } from './surgery.ts';
+import { smallestUniformSlice, uniformWidthCandidate } from './uniform-width.ts';
 
 /** The scores a step's candidates are built from. */
 interface StepScores {
@@ -72,7 +73,7 @@ export class MopRun {
     const { s } = this;
     const blocks = s.costOf(this.plan);
     const remaining = blocks - s.targetBlocks;
-    const unit = smallestUnitParams(s.base, this.plan, s.cost, s.widthMultiple);
+    const unit = this.smallestUnit();
     // Done once no structure left would bring the count closer to the target.
     if (remaining <= unit / 2) return false;
     const alive = survivingLayers(this.plan).length;
@@ -103,6 +104,18 @@ export class MopRun {
     return true;
   }
 
+  /** The width candidate of the current plan worth about `budget` (per-layer or, with --uniform, in slices across all layers). */
+  private widthCandidate(kvScores: StepScores['kvScores'], neuronScores: StepScores['neuronScores'], budget: number): Candidate | null {
+    const { s } = this;
+    return (s.policy.uniform ? uniformWidthCandidate : widthCandidate)(s.base, this.plan, kvScores, neuronScores, budget, s.policy, s.cost);
+  }
+
+  /** The smallest structure (with --uniform: slice) still in the plan. */
+  private smallestUnit(): number {
+    const { s } = this;
+    return (s.policy.uniform ? smallestUniformSlice : smallestUnitParams)(s.base, this.plan, s.cost, s.widthMultiple);
+  }
+
   private importanceScores(taps: ForwardTaps): StepScores {
     const inputs = { spec: this.s.base, weights: this.current.weights, taps };
     return { inputs, kvScores: this.s.importance.kvGroupScores(inputs), neuronScores: this.s.importance.neuronScores(inputs) };
@@ -126,7 +139,7 @@ export class MopRun {
     // The width candidate removes what the depth candidate removes, so the two compare at
     // equal size; without a depth candidate it removes the step budget.
     const compareBudget = depth ? depth.removedParams : budget;
-    const width = s.strategy === 'depth' && depth ? null : widthCandidate(s.base, plan, kvScores, neuronScores, compareBudget, s.policy, s.cost);
+    const width = s.strategy === 'depth' && depth ? null : this.widthCandidate(kvScores, neuronScores, compareBudget);
     return [depth, width].filter((c): c is Candidate => c !== null);
   }
 
@@ -175,7 +188,7 @@ export class MopRun {
     }
     // A step budget under the compared size: a winning width branch commits only its least
     // important step's worth, then the next step compares again.
-    if (chosen.branch === 'width' && chosen.removedParams > budget + unit / 2) chosen = widthCandidate(s.base, this.plan, kvScores, neuronScores, budget, s.policy, s.cost) ?? chosen;
+    if (chosen.branch === 'width' && chosen.removedParams > budget + unit / 2) chosen = this.widthCandidate(kvScores, neuronScores, budget) ?? chosen;
     this.plan = chosen.plan;
     return chosen;
   }
@@ -238,7 +251,7 @@ export class MopRun {
     const { s, plan } = this;
     return {
       step: this.steps.length,
-      totalEstimate: this.steps.length + Math.max(0, Math.ceil((remaining - smallestUnitParams(s.base, plan, s.cost, s.widthMultiple) / 2) / Math.max(stepBudget, 1))),
+      totalEstimate: this.steps.length + Math.max(0, Math.ceil((remaining - this.smallestUnit() / 2) / Math.max(stepBudget, 1))),
       ratio: s.paramRatioOf(plan),
       message,
     };

@@ -68,11 +68,11 @@ export interface PruneReport {
   target: number;
   seed: number;
   /**
-   * widthMultiple: set when above 1. budget 'latency': the target, the steps' budgets, blocks,
+   * widthMultiple: set when above 1. uniform: set when every kept layer was kept the same shape. budget 'latency': the target, the steps' budgets, blocks,
    * ratios and removed amounts are in predicted decode-step time (µs), not parameters; result.ratio
    * stays the parameter ratio and result.latency holds the time ratios.
    */
-  options: { stepLayers: number; depthUnit: string; widthSplit: string; widthNormalize: string; widthMultiple?: number; depthRule?: DepthRule; budget?: 'latency' };
+  options: { stepLayers: number; depthUnit: string; widthSplit: string; widthNormalize: string; widthMultiple?: number; uniform?: true; depthRule?: DepthRule; budget?: 'latency' };
   calibration: CalibrationDescription;
   model: { path?: string; layers: LayerSpec[]; params: ParamCounts };
   /** Block parameters the ratio is measured against (the dense model's, also when pruning a pruned model). */

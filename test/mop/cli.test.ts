@@ -53,6 +53,30 @@ describe('mop prune / mop eval', () => {
     }
   });
 
+  it('prune --uniform (flag or MOP_PRUNE_UNIFORM) writes a plain LlamaConfig: every layer the same, no layer_shapes', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-'));
+    try {
+      for (const [flags, env] of [[['--uniform'], {}], [[], { MOP_PRUNE_UNIFORM: 'true' }]] as const) {
+        const out = path.join(dir, `uniform-${flags.length}`);
+        const p = await mop(['prune', '--target', '0.3', '--samples', '8', '--seq-len', '64', '--recovery', 'none', ...flags, '--out', out], env);
+        assert.equal(p.code, 0, p.stderr);
+        const config = JSON.parse(await fs.readFile(path.join(out, 'config.json'), 'utf8'));
+        assert.equal(config.layer_shapes, undefined);
+        const report = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8'));
+        assert.equal(report.options.uniform, true);
+        assert.ok(report.result.layers.every((l: unknown) => JSON.stringify(l) === JSON.stringify(report.result.layers[0])), JSON.stringify(report.result.layers));
+      }
+      const off = await mop(['prune', '--target', '0.3', '--out', path.join(dir, 'never')], { MOP_PRUNE_UNIFORM: 'maybe' });
+      assert.match(off.stderr, /--uniform \/ MOP_PRUNE_UNIFORM: expected true, false, 1 or 0, got "maybe"/);
+      const sub = await mop(['prune', '--target', '0.3', '--uniform', '--depth-unit', 'sublayer', '--out', path.join(dir, 'never')]);
+      assert.match(sub.stderr, /--uniform keeps every layer whole .* depth unit must be layer/);
+      assert.equal(sub.stderr.trim().split('\n').length, 1, sub.stderr);
+      await assert.rejects(fs.stat(path.join(dir, 'never')));
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('bad recovery options and recovery data fail with one line naming the option, before writing anything', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-'));
     try {

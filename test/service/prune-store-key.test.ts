@@ -29,6 +29,8 @@ function otherValue(o: (typeof pruneOptions)[number], current: unknown): unknown
       return (current as number) / 2;
     case 'text':
       return undefined; // files: see the calibration test
+    case 'flag':
+      return !current;
   }
 }
 

@@ -31,6 +31,8 @@ export interface PruneRecipe {
   widthNormalize: 'layer' | 'none';
   /** A pruned layer keeps a multiple of this many MLP neurons (1 = any count). */
   widthMultiple: number;
+  /** Every kept layer keeps the same heads and MLP width (a plain config other tools load); depth still free. */
+  uniform: boolean;
   /** What the target and step budgets count: block parameters, or the engine's measured decode-step time. */
   budget: 'params' | 'latency';
   /** How the depth branch ranks layers: block-influence score or the paper's third-to-last rule. */
@@ -70,7 +72,8 @@ type Kind =
   | { kind: 'int'; min: number; max: number }
   | { kind: 'number'; min: number; max: number }
   | { kind: 'choice'; choices: readonly string[] }
-  | { kind: 'text' };
+  | { kind: 'text' }
+  | { kind: 'flag' };
 
 export interface PruneOption {
   key: keyof PruneRecipe;
@@ -111,6 +114,7 @@ export const pruneOptions: readonly PruneOption[] = [
   option('widthNormalize', 'width-normalize', 'width scores normalised per layer (layer) or raw (none)', { kind: 'choice', choices: ['layer', 'none'] }, 'layer'),
   // Hardware-friendly shapes and latency-aware budgets. Default: docs/width-report.md.
   option('widthMultiple', 'width-multiple', 'a pruned layer keeps a multiple of this many MLP neurons (KV groups always stay whole); 32 = whole int8/int4 blocks', { kind: 'int', min: 1, max: 1024 }, 1),
+  option('uniform', 'uniform', 'every kept layer keeps the same heads and MLP width, with attention and MLP (depth still chosen freely): the Hugging Face output is a plain config with no custom keys, which transformers, vLLM and llama.cpp load', { kind: 'flag' }, false),
   option('budget', 'budget', "what the target counts: params (block parameters, the paper's measure) or latency (decode-step time measured on the serving engine)", { kind: 'choice', choices: budgetUnits }, 'params'),
   // Recovery fine-tuning. Defaults: the recipe bench:quality measured best (docs/quality-report.md).
   option('depthRule', 'depth-rule', "depth branch ranks layers by block-influence score (score) or removes the third-to-last layer (third-to-last, the paper's rule)", { kind: 'choice', choices: depthRules }, 'score'),
@@ -153,12 +157,26 @@ export function defaultPruneSettings(): Omit<PruneRecipe, 'target'> {
   return out as Omit<PruneRecipe, 'target'>;
 }
 
+const FLAG_WORDS: Record<string, boolean> = { true: true, '1': true, false: false, '0': false };
+
+/** How a command line writes an option's value after its name (` <n>`; a flag takes an optional one). */
+export function valuePlaceholder(o: PruneOption): string {
+  const t = o.type.kind;
+  return t === 'flag' ? '[bool]' : t === 'choice' ? '<name>' : t === 'text' ? '<file>' : '<n>';
+}
+
 /** One value, from a string (flag, env) or a JSON value; throws MopInputError naming `where` and what is accepted. */
 export function parsePruneValue(o: PruneOption, raw: unknown, where: string, json = false): PruneRecipe[keyof PruneRecipe] {
   const fail = (expected: string): never => {
     throw new MopInputError(`${where}: expected ${expected}, got ${JSON.stringify(raw)}`);
   };
   const t = o.type;
+  if (t.kind === 'flag') {
+    // A bare flag is `true`; flags and environment variables may also say true/false or 1/0.
+    if (typeof raw === 'boolean') return raw;
+    if (!json && typeof raw === 'string' && FLAG_WORDS[raw.toLowerCase()] !== undefined) return FLAG_WORDS[raw.toLowerCase()]!;
+    return fail(json ? 'true or false' : 'true, false, 1 or 0');
+  }
   if (t.kind === 'text' || t.kind === 'choice') {
     if (typeof raw !== 'string' || raw === '') return fail(t.kind === 'text' ? 'a non-empty string' : `one of ${t.choices.join(', ')}`);
     if (t.kind === 'choice' && !t.choices.includes(raw)) throw new MopInputError(`${where}: unknown ${o.name} '${raw}'; choose one of: ${t.choices.join(', ')}`);

@@ -184,6 +184,7 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
       widthSplit: recipe.widthSplit,
       widthNormalize: recipe.widthNormalize,
       widthMultiple: recipe.widthMultiple,
+      ...(recipe.uniform && { uniform: true }),
       ...(latencyProfile && { latencyProfile }),
       calibration,
       seed: recipe.seed,
