@@ -21,6 +21,7 @@ const NUMBERS = new Set<keyof LoadOptions>([
   'maxTokens',
   'temperature',
   'seed',
+  'sharedPrefixWords',
   'p95Ms',
   'maxErrorRate',
 ]);

@@ -53,6 +53,8 @@ export interface LoadOptions {
   /** Prompts given directly (library use); when set, `promptsFile` is not read. */
   prompts: string[] | undefined;
   promptOrder: PromptOrder;
+  /** Words of a preamble put before every prompt (a shared system prompt; request-body.ts); 0 = none. */
+  sharedPrefixWords: number;
   /** Seed of `promptOrder: 'random'` (the same seed gives the same prompt for request i, in k6 too). */
   seed: number;
   /** k6-style thresholds: p95 of end-to-end latency of successful requests must stay under this (ms). */
@@ -90,6 +92,7 @@ export const DEFAULTS = {
   promptsFile: DEFAULT_PROMPTS_FILE,
   prompts: undefined,
   promptOrder: 'round-robin' as PromptOrder,
+  sharedPrefixWords: 0,
   seed: 1,
   p95Ms: 10_000,
   maxErrorRate: 0.01,
@@ -132,6 +135,7 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   { key: 'extraBody', flag: 'extra-body', env: 'EXTRA_BODY', type: 'string', k6Default: '{}', help: 'JSON object merged into each request body' },
   { key: 'promptsFile', flag: 'prompts', env: 'PROMPTS', type: 'string', k6Default: '../prompts.txt', help: 'prompt file, one per line (default loadtest/prompts.txt)' },
   { key: 'promptOrder', flag: 'prompt-order', env: 'PROMPT_ORDER', type: 'string', k6Default: 'round-robin', help: 'round-robin | random' },
+  { key: 'sharedPrefixWords', flag: 'shared-prefix-words', env: 'SHARED_PREFIX_WORDS', type: 'string', k6Default: '0', help: 'put the same preamble of this many words before every prompt (a shared system prompt: exercises the prefix cache)' },
   { key: 'seed', flag: 'seed', env: 'SEED', type: 'string', k6Default: '1', help: 'seed of --prompt-order random' },
   { key: 'p95Ms', flag: 'p95-ms', env: 'P95_MS', type: 'string', k6Default: '10000', help: 'threshold: p95 end-to-end latency (ms) must stay under' },
   { key: 'maxErrorRate', flag: 'max-error-rate', env: 'MAX_ERROR_RATE', type: 'string', k6Default: '0.01', help: 'threshold: error rate must stay under' },
@@ -196,6 +200,7 @@ export function resolveLoadOptions(input: LoadOptionsInput): ResolvedLoadOptions
   positiveInt('maxTokens', o.maxTokens);
   check(Number.isFinite(o.temperature) && o.temperature >= 0, `temperature must be ≥ 0, not ${o.temperature}`);
   check(Number.isSafeInteger(o.seed), `seed must be an integer, not ${o.seed}`);
+  check(Number.isInteger(o.sharedPrefixWords) && o.sharedPrefixWords >= 0 && o.sharedPrefixWords <= 100_000, `sharedPrefixWords must be an integer in [0, 100000], not ${o.sharedPrefixWords}`);
   check(Number.isFinite(o.p95Ms) && o.p95Ms > 0, `p95Ms must be > 0, not ${o.p95Ms}`);
   check(Number.isFinite(o.maxErrorRate) && o.maxErrorRate >= 0 && o.maxErrorRate <= 1, `maxErrorRate must be in [0, 1], not ${o.maxErrorRate}`);
   check(typeof o.extraBody === 'object' && o.extraBody !== null && !Array.isArray(o.extraBody), 'extraBody must be a JSON object');

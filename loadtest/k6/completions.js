@@ -24,6 +24,7 @@
  *   MAX_TOKENS, TEMPERATURE, IGNORE_EOS, EXTRA_BODY (JSON object)                   (--max-tokens ...)
  *   PROMPTS        prompt file, one per line (relative paths: to this script)       (--prompts)
  *   PROMPT_ORDER   round-robin | random;  SEED: seed of random                      (--prompt-order, --seed)
+ *   SHARED_PREFIX_WORDS  the same preamble of this many words before every prompt  (--shared-prefix-words)
  *   P95_MS         threshold: p(95) of completion_e2e_ms must stay under            (--p95-ms)
  *   MAX_ERROR_RATE threshold: rate of completion_errors must stay under             (--max-error-rate)
  *
@@ -141,6 +142,8 @@ const PROMPTS_FILE = env('PROMPTS', '../prompts.txt');
 const PROMPT_ORDER = env('PROMPT_ORDER', 'round-robin');
 if (PROMPT_ORDER !== 'round-robin' && PROMPT_ORDER !== 'random') bad('PROMPT_ORDER', PROMPT_ORDER, 'round-robin or random');
 const SEED = integer('SEED', '1', Number.MIN_SAFE_INTEGER);
+const SHARED_PREFIX_WORDS = integer('SHARED_PREFIX_WORDS', '0', 0);
+if (SHARED_PREFIX_WORDS > 100000) bad('SHARED_PREFIX_WORDS', SHARED_PREFIX_WORDS, 'at most 100000');
 const P95_MS = number('P95_MS', '10000', 0, false);
 const MAX_ERROR_RATE = number('MAX_ERROR_RATE', '0.01', 0, true);
 
@@ -226,11 +229,23 @@ function promptIndex(i, n) {
   return i % n;
 }
 
+/** The words of the shared preamble: the same list as loadtest/request-body.ts. */
+const PREFIX_WORDS = ['the', 'assistant', 'answers', 'every', 'question', 'with', 'care', 'and', 'a', 'short', 'clear', 'story', 'about', 'small', 'animals', 'in', 'green', 'fields', 'near', 'old', 'town'];
+
+/** The preamble before every prompt (a shared system prompt): the same function as loadtest/request-body.ts. */
+function sharedPrefix(words) {
+  if (words === 0) return '';
+  const out = [];
+  for (let i = 0; i < words; i++) out.push(PREFIX_WORDS[mix32(i + 1) % PREFIX_WORDS.length]);
+  return out.join(' ') + '.\n\n';
+}
+const SHARED_PREFIX = sharedPrefix(SHARED_PREFIX_WORDS);
+
 /** The body of request i: the same fields, in the same order, as the Node generator's buildRequestBody. */
 function buildBody(i) {
   const body = {};
   if (MODELS.length > 0) body.model = MODELS[i % MODELS.length];
-  body.prompt = PROMPTS[promptIndex(i, PROMPTS.length)];
+  body.prompt = SHARED_PREFIX + PROMPTS[promptIndex(i, PROMPTS.length)];
   body.max_tokens = MAX_TOKENS;
   body.temperature = TEMPERATURE;
   if (IGNORE_EOS) body.ignore_eos = true;

@@ -148,6 +148,7 @@ describe('k6 scripts', () => {
       PROMPT_ORDER: 'random',
       SEED: '42',
       TIMEOUT: '1500ms',
+      SHARED_PREFIX_WORDS: '40',
     };
     const rt = await loadK6Script(SCRIPT, env);
     const argv: string[] = [];
