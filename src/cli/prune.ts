@@ -11,7 +11,9 @@ import { digestWeights, ModelStore } from '../service/model-store/index.ts';
 import { pruneStoreKey } from '../service/prune/prune-store-key.ts';
 import { flagLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe, valuePlaceholder } from '../service/prune/prune-options.ts';
 import { runPrune, validateRecipe } from '../service/prune/run-prune.ts';
-import { deviceOption, envOption, parseIntArg, resolveDeviceArg } from './options.ts';
+import { describeEstimate, estimatePruneCost } from '../service/prune/prune-estimate.ts';
+import { storeSelfTextCache } from '../service/prune/self-text-store.ts';
+import { deviceOption, envOption, parseFloatArg, parseIntArg, resolveDeviceArg } from './options.ts';
 import { parseDtypeRequest, targetFor } from '../runtime/device/device.ts';
 
 /**
@@ -40,12 +42,14 @@ export function registerPruneCommand(program: Command): void {
     .addOption(envOption('-o, --out <dir>', 'output directory for the pruned model and report.json', 'MOP_OUT'))
     .addOption(envOption('--model-store <dir>', "also (or instead of --out) put the result into this model store, under the key a server's identical prune looks up", 'MOP_MODEL_STORE'))
     .option('-q, --quiet', 'no progress output')
+    .option('--estimate', "print the recipe's cost on this machine (candidates, training tokens, predicted wall time and peak memory, from step times measured on the model's shape) and exit without pruning")
+    .addOption(envOption('--memory-limit <GiB>', "memory the prune may use at its peak (default: the machine's); a recipe that needs more is refused with the options that fit", 'MOP_MEMORY_LIMIT').argParser(parseFloatArg))
     .action(async (o) => {
       const raw: Partial<Record<keyof PruneRecipe, unknown>> = {};
       for (const opt of pruneOptions) raw[opt.key] = o[opt.key];
       const recipe = resolvePruneRecipe(raw, {}, flagLabel());
       validateRecipe(recipe); // fail before loading anything
-      if (o.out === undefined && o.modelStore === undefined) throw new MopInputError('say where the pruned model goes: --out <dir> / MOP_OUT, --model-store <dir> / MOP_MODEL_STORE, or both');
+      if (!o.estimate && o.out === undefined && o.modelStore === undefined) throw new MopInputError('say where the pruned model goes: --out <dir> / MOP_OUT, --model-store <dir> / MOP_MODEL_STORE, or both');
       const device = await resolveDeviceArg(o.device);
       const dtype = parseDtypeRequest(o.dtype);
       // The profile of a latency budget runs the serving graph: CPU for quantized weights.
@@ -53,6 +57,12 @@ export function registerPruneCommand(program: Command): void {
       const modelPath: string = o.model ?? defaultModelPath();
       const model = await loadModel(modelPath, o.tokenizer ? { tokenizerPath: o.tokenizer } : {});
       const referenceBlocks = await readReferenceBlocks(modelPath);
+      const memoryLimit = o.memoryLimit !== undefined ? o.memoryLimit * 2 ** 30 : undefined;
+      if (o.estimate) {
+        const estimate = await estimatePruneCost(model, recipe, { threads: o.threads, device, memoryLimit });
+        process.stdout.write(`${describeEstimate(estimate)}\n`);
+        return;
+      }
       // The same key a server computes for this prune of the same checkpoint (the Helm hook relies on it).
       const store = o.modelStore === undefined ? undefined : await ModelStore.open(o.modelStore);
       const stored = store && (await pruneStoreKey(digestWeights(model.spec, model.weights), recipe, referenceBlocks ?? parameterCounts(model.spec).blocks, servingTarget));
@@ -82,6 +92,9 @@ export function registerPruneCommand(program: Command): void {
           servingTarget,
           ...(progress && { onProgress: progress.update }),
           signal: ac.signal,
+          ...(memoryLimit !== undefined && { memoryLimit }),
+          // Text sampled for --recovery-data self is kept in the store (without one it is sampled each time).
+          ...(store && stored && { selfTextCache: storeSelfTextCache(store, stored.sourceDigest) }),
         });
         progress?.stop();
         process.stderr.write(`${summarizeReport(result.report)}\n`);

@@ -28,6 +28,8 @@ const pruneTargetFields = z
       .refine((id) => !isDefaultModel(id), `"${DEFAULT_MODEL_ALIAS}" is reserved (requests naming it get the active variant); choose another id`)
       .optional(),
     activate: z.boolean().default(true),
+    /** Answer the recipe's cost on this machine (200) instead of starting a job. */
+    dry_run: z.boolean().default(false),
   })
   .catchall(z.unknown());
 
@@ -37,7 +39,9 @@ const NOT_AN_OBJECT = 'The body must be a JSON object, e.g. {"target": 0.4, "str
 
 export function pruneJobRoutes(app: Hono, deps: AdminDeps): void {
   app.post('/prune', async (c) => {
-    const request = await pruneRequestOf(c, deps);
+    const { dryRun, ...request } = await pruneRequestOf(c, deps);
+    // The cost before anything runs: candidates, training tokens, predicted wall time, peak memory.
+    if (dryRun) return c.json({ object: 'prune.estimate', ...(await deps.service.jobs.estimate(request)) });
     // Refused before anything runs: a prune whose result could not be served (409).
     deps.service.checkRoomFor(request.id);
     let job;
@@ -66,7 +70,7 @@ export function pruneJobRoutes(app: Hono, deps: AdminDeps): void {
 }
 
 /** The body as a job request: known fields only, the recipe completed from the server's defaults, named files under --data-dir. */
-async function pruneRequestOf(c: Context, deps: AdminDeps): Promise<PruneJobRequest> {
+async function pruneRequestOf(c: Context, deps: AdminDeps): Promise<PruneJobRequest & { dryRun: boolean }> {
   let body: unknown;
   try {
     body = await c.req.json();
@@ -76,9 +80,9 @@ async function pruneRequestOf(c: Context, deps: AdminDeps): Promise<PruneJobRequ
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest(NOT_AN_OBJECT);
   const parsed = pruneTargetFields.safeParse(body);
   if (!parsed.success) throw fromZodError(parsed.error);
-  const { source, id, activate, ...rest } = parsed.data;
+  const { source, id, activate, dry_run: dryRun, ...rest } = parsed.data;
   for (const field of Object.keys(rest)) {
-    if (!recipeFields.has(field)) throw invalidRequest(`Unknown field '${field}'; a prune request takes ${[...recipeFields, 'source', 'id', 'activate'].join(', ')}.`, field);
+    if (!recipeFields.has(field)) throw invalidRequest(`Unknown field '${field}'; a prune request takes ${[...recipeFields, 'source', 'id', 'activate', 'dry_run'].join(', ')}.`, field);
   }
   const raw: Partial<Record<keyof PruneRecipe, unknown>> = {};
   for (const o of pruneOptions) if (rest[o.json] !== undefined) raw[o.key] = rest[o.json];
@@ -96,7 +100,7 @@ async function pruneRequestOf(c: Context, deps: AdminDeps): Promise<PruneJobRequ
     if (real === undefined) throw invalidRequest(`${o.json} must name a regular file under the server's data directory (--data-dir), as a path relative to it or an absolute one.`, o.json);
     (recipe as unknown as Record<string, unknown>)[o.key] = real;
   }
-  return { ...recipe, activate, ...(source !== undefined && { source }), ...(id !== undefined && { id }) };
+  return { ...recipe, activate, dryRun, ...(source !== undefined && { source }), ...(id !== undefined && { id }) };
 }
 
 /** 404 for a job id: never existed, or no longer kept (then where its result may be). */

@@ -13,7 +13,8 @@ import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import type { EngineVariant } from '../variants/engine-variant.ts';
 import type { HexDigest, StoredEntry } from '../model-store/index.ts';
 import type { PruneJobRequest, PruneJobView } from './prune-job-view.ts';
-import { type PrunedModel, type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';
+import { estimateInWorker, type PrunedModel, type PruneWorkerHandle, startPruneWorker } from './prune-worker-client.ts';
+import type { PruneCostEstimate } from './prune-estimate.ts';
 import { checkInputFile, type InputFileLimits } from './prune-input-files.ts';
 import { namesFile, pruneOptions } from './prune-options.ts';
 import { type PruneStoreKey, pruneStoreKey, recipeOf } from './prune-store-key.ts';
@@ -175,6 +176,25 @@ export class PruneJobs {
     job.done = this.run(job, source, signal);
     await pruning;
     return this.summary(job);
+  }
+
+  /**
+   * A dry run: the recipe's cost on this machine (candidates, training tokens, predicted wall time
+   * and peak memory from step times measured on the source's shape, in a worker); nothing is
+   * pruned and no job is kept. Refused (409) while a prune runs: each would slow the other and the
+   * measurement would be wrong.
+   */
+  async estimate(request: PruneJobRequest): Promise<PruneCostEstimate> {
+    validateRecipe(request);
+    if (this.running) throw new PruneConflictError(`prune job ${this.running.view.id} is running; a dry run measures this machine, so ask again when it is done`, 'prune_in_progress');
+    const sourceId = request.source ?? this.deps.denseId;
+    const source = this.deps.registry.get(sourceId);
+    if (!source) throw new MopInputError(`no model variant '${sourceId}' to prune`);
+    const { spec, weights, tokenizer, path } = source.model;
+    return estimateInWorker(
+      { model: { spec, weights, tokenizer, path }, recipe: recipeOf(request), ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }), device: source.target.device, nice: this.deps.pruneNice },
+      this.deps.pruneHeapMb !== undefined ? { heapMb: this.deps.pruneHeapMb } : {},
+    );
   }
 
   get(id: string): PruneJobView | undefined {

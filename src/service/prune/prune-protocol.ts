@@ -12,6 +12,7 @@ import type { Weights } from '../../runtime/model/tensor.ts';
 import type { WireError } from '../variants/engine-protocol.ts';
 import type { EntryRecipe, HexDigest } from '../model-store/index.ts';
 import type { PruneRun } from './run-prune.ts';
+import type { PruneCostEstimate } from './prune-estimate.ts';
 
 /** The worker's `workerData`. */
 export interface PruneWorkerInit {
@@ -26,6 +27,8 @@ export interface PruneWorkerInit {
   nice?: number;
   /** Export the result into the model store under `key` before answering (the job fails if that fails). */
   store?: PruneStoreTarget;
+  /** Measure and answer the recipe's cost (a dry run) instead of pruning. */
+  estimateOnly?: boolean;
 }
 
 export interface PruneStoreTarget {
@@ -43,4 +46,5 @@ export type FromPruneWorker =
   | { type: 'calibrated'; calibration: CalibrationDescription }
   | { type: 'progress'; progress: MopProgress }
   | { type: 'done'; spec: ModelSpec; weights: Weights; report: PruneReport; stored: { key: HexDigest; outcome: 'written' | 'hit' } | null }
+  | { type: 'estimate'; estimate: PruneCostEstimate }
   | { type: 'failed'; error: WireError; cancelled: boolean };

@@ -10,6 +10,7 @@ import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
 import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
 import type { FromPruneWorker, PruneWorkerInit, ToPruneWorker } from './prune-protocol.ts';
+import type { PruneCostEstimate } from './prune-estimate.ts';
 
 export interface PrunedModel {
   spec: ModelSpec;
@@ -89,4 +90,24 @@ export function startPruneWorker(init: PruneWorkerInit, onProgress: (p: MopProgr
     exited,
     detach: () => worker.unref(),
   };
+}
+
+/**
+ * A dry run in a prune worker: the recipe's cost measured on the model's shape (seconds to a
+ * minute of training steps and scoring passes), off the thread that answers HTTP.
+ */
+export function estimateInWorker(init: PruneWorkerInit, limits: { heapMb?: number } = {}): Promise<PruneCostEstimate> {
+  const worker = startWorkerThread(siblingModule(import.meta.url, 'prune-worker'), {
+    workerData: { ...init, estimateOnly: true } satisfies PruneWorkerInit,
+    name: 'prune-estimate',
+    ...(limits.heapMb !== undefined && { resourceLimits: { maxOldGenerationSizeMb: limits.heapMb } }),
+  });
+  return new Promise<PruneCostEstimate>((resolve, reject) => {
+    worker.on('message', (m: FromPruneWorker) => {
+      if (m.type === 'estimate') resolve(m.estimate);
+      else if (m.type === 'failed') reject(m.error.name === 'MopInputError' ? new MopInputError(m.error.message) : Object.assign(new Error(m.error.message), { name: m.error.name }));
+    });
+    worker.on('error', (e) => reject(new Error(`prune estimate worker failed: ${e.message}`)));
+    worker.on('exit', (code) => reject(new Error(`prune estimate worker exited with code ${code} before answering`)));
+  });
 }

@@ -11,6 +11,7 @@ import { ModelStore } from '../model-store/index.ts';
 import type { FromPruneWorker, PruneWorkerInit, ToPruneWorker } from './prune-protocol.ts';
 import { runPrune } from './run-prune.ts';
 import { storeSelfTextCache } from './self-text-store.ts';
+import { estimatePruneCost } from './prune-estimate.ts';
 
 const port = parentPort!;
 const init = workerData as PruneWorkerInit;
@@ -22,7 +23,7 @@ port.on('message', (m: ToPruneWorker) => {
   if (m.type === 'cancel') ac.abort();
 });
 
-try {
+async function prune(): Promise<void> {
   // Text sampled for `--recovery-data self` is kept in the store, under the source's digest.
   const selfTextCache = init.store && storeSelfTextCache(await ModelStore.open(init.store.root, { cleanOnOpen: false }), init.store.sourceDigest);
   const result = await runPrune({
@@ -49,6 +50,11 @@ try {
     stored = { key: put.key, outcome: put.outcome };
   }
   post({ type: 'done', spec: result.model.spec, weights: shareWeights(result.model.weights), report: result.report, stored });
+}
+
+try {
+  if (init.estimateOnly) post({ type: 'estimate', estimate: await estimatePruneCost(init.model, init.recipe, { threads: init.threads, device: init.device, signal: ac.signal }) });
+  else await prune();
 } catch (e) {
   post({ type: 'failed', error: toWireError(e), cancelled: ac.signal.aborted });
 }

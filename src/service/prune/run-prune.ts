@@ -7,11 +7,13 @@ import { MopInputError } from '../../mop/errors.ts';
 import { type MopProgress, type MopResult, runMop, validateMopOptions } from '../../mop/mop.ts';
 import { budgetTrains, type MopRecoveryOptions, type RecoveryBudget } from '../../mop/mop-recovery.ts';
 import { loadRecoveryText } from '../../mop/recovery-data.ts';
+import { checkMemoryFits, type EstimateRecipe } from '../../mop/estimate.ts';
+import os from 'node:os';
 import { loadSelfRecoveryText, promptsFromCalibration, type SelfTextCache } from '../../mop/self-text.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { ModelWeights } from '../../mop/surgery.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
-import { defaultRecoveryOptions, type RecoveryOptions, validateRecoveryOptions } from '../../runtime/train/recover.ts';
+import { defaultRecoveryOptions, type RecoveryOptions, trainingRowsPerRun, validateRecoveryOptions } from '../../runtime/train/recover.ts';
 import { cpuTarget, type DeviceName, type ExecutionTarget } from '../../runtime/device/device.ts';
 import { type LatencyProfile, measureLatencyProfile } from '../../mop/latency-profile.ts';
 import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
@@ -32,6 +34,8 @@ export interface PruneRun {
    */
   servingTarget?: ExecutionTarget;
   signal?: AbortSignal;
+  /** Bytes the prune may use at its peak (default: the machine's memory); a recipe that needs more is refused before it runs. */
+  memoryLimit?: number;
   /** Where `--recovery-data self` text is kept between prunes (the model store); none: sampled each time. */
   selfTextCache?: SelfTextCache;
   /** The calibration and recovery texts were read and cut: the recipe's inputs are good. */
@@ -82,7 +86,7 @@ function recoveryRecipe(recipe: PruneRecipe): MopRecoveryOptions['recipe'] | und
 }
 
 /** Each phase's budget: seconds, else tokens as steps, else the steps option. */
-function recoveryBudgets(recipe: PruneRecipe): { candidate: RecoveryBudget; final: RecoveryBudget } {
+export function recoveryBudgets(recipe: PruneRecipe): { candidate: RecoveryBudget; final: RecoveryBudget } {
   const perStep = recipe.recoveryBatch * recipe.recoverySeqLen;
   const budget = (seconds: number | undefined, tokens: number | undefined, steps: number): RecoveryBudget =>
     seconds !== undefined ? { seconds } : tokens !== undefined ? { steps: Math.ceil(tokens / perStep) } : { steps };
@@ -90,6 +94,40 @@ function recoveryBudgets(recipe: PruneRecipe): { candidate: RecoveryBudget; fina
     candidate: budget(recipe.recoverySeconds, recipe.recoveryTokens, recipe.recoverySteps),
     final: budget(recipe.finalRecoverySeconds, recipe.finalRecoveryTokens, recipe.finalRecoverySteps),
   };
+}
+
+/** The memory a prune may use: `limit` when given, else the machine's. */
+export function availableMemory(limit?: number): number {
+  return limit ?? os.totalmem();
+}
+
+export function estimateRecipeOf(recipe: PruneRecipe): EstimateRecipe {
+  const b = recoveryBudgets(recipe);
+  return {
+    target: recipe.target,
+    strategy: recipe.strategy,
+    stepLayers: recipe.stepLayers,
+    samples: recipe.samples,
+    seqLen: recipe.seqLen,
+    recovery:
+      recipe.recovery === 'none'
+        ? undefined
+        : {
+            kind: recipe.recovery,
+            loss: recipe.recoveryLoss,
+            batch: recipe.recoveryBatch,
+            seqLen: recipe.recoverySeqLen,
+            candidateSteps: 'steps' in b.candidate ? b.candidate.steps : 0,
+            finalSteps: 'steps' in b.final ? b.final.steps : 0,
+            candidateSeconds: 'seconds' in b.candidate ? b.candidate.seconds : undefined,
+            finalSeconds: 'seconds' in b.final ? b.final.seconds : undefined,
+            loraRank: recipe.recoveryLoraRank,
+          },
+  };
+}
+
+export function rowsPerRunOf(spec: ModelSpec, recipe: PruneRecipe): number {
+  return trainingRowsPerRun(spec, recipe.recoverySeqLen, recipe.recoveryBatch);
 }
 
 /** What reading recovery text needs besides the recipe. */
@@ -148,6 +186,7 @@ export async function prepareRecovery(recipe: PruneRecipe, inputs: RecoveryInput
 export async function runPrune(run: PruneRun): Promise<MopResult> {
   const { recipe, model } = run;
   validateRecipe(recipe, model.spec);
+  checkMemoryFits(model.spec, estimateRecipeOf(recipe), availableMemory(run.memoryLimit), rowsPerRunOf(model.spec, recipe));
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
   const calibration = await loadCalibration(tokenizer, {

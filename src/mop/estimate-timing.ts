@@ -1,0 +1,91 @@
+import { openMaskedForward } from '../runtime/calibration/ort-masked-forward.ts';
+import { toBatches } from '../runtime/calibration/token-batch.ts';
+import type { DeviceName } from '../runtime/device/device.ts';
+import { Xoshiro128ss } from '../runtime/engine/rng.ts';
+import type { ModelSpec } from '../runtime/model/spec.ts';
+import { recover, trainingRowsPerRun } from '../runtime/train/recover.ts';
+import type { EstimateRecipe, MeasuredStepTimes } from './estimate.ts';
+import { fullPlan } from './pruning-plan.ts';
+import { CandidateScorer } from './selection.ts';
+import type { ModelWeights } from './surgery.ts';
+
+/**
+ * A short measured calibration of a prune's cost on this machine: a scoring session built and a
+ * calibration pass run on the model's own shape, and a few training steps of the recipe's kind and
+ * loss (one ONNX Runtime run of rows each). Token ids are seeded noise: the time depends on the
+ * shape, not the text. Seconds on the bundled model; about a minute on a 100M-parameter one.
+ */
+export interface TimingOptions {
+  threads?: number | undefined;
+  device?: DeviceName | undefined;
+  signal?: AbortSignal | undefined;
+  /** Training steps timed after a first one that warms up (default 2). */
+  timedSteps?: number;
+}
+
+function noise(spec: ModelSpec, count: number, length: number, seed: number, bos: number | undefined): Int32Array[] {
+  const rng = new Xoshiro128ss(seed);
+  return Array.from({ length: count }, () => {
+    const w = new Int32Array(length);
+    for (let i = 0; i < length; i++) w[i] = Math.floor(rng.nextFloat() * spec.vocabSize);
+    if (bos !== undefined) w[0] = bos;
+    return w;
+  });
+}
+
+async function timeScoring(model: ModelWeights, r: EstimateRecipe, o: TimingOptions): Promise<Pick<MeasuredStepTimes, 'scoringOpenSeconds' | 'scoringPassSeconds'>> {
+  const t0 = performance.now();
+  const forward = await openMaskedForward(model.spec, model.weights, { maxSeqLen: r.seqLen, ...(o.threads !== undefined && { threads: o.threads }), ...(o.device && { device: o.device }) });
+  try {
+    const scorer = new CandidateScorer(forward, toBatches(noise(model.spec, r.samples, r.seqLen, 1, model.spec.bosTokenId)), 'ppl');
+    const plan = fullPlan(model.spec);
+    await scorer.init(plan);
+    const scoringOpenSeconds = (performance.now() - t0) / 1000;
+    const t1 = performance.now();
+    await scorer.parent(plan, o.signal);
+    return { scoringOpenSeconds, scoringPassSeconds: (performance.now() - t1) / 1000 };
+  } finally {
+    await forward.release();
+  }
+}
+
+/** One training step of the recipe's batch: rows run a piece at a time, so a few pieces time it. */
+async function timeTraining(model: ModelWeights, rec: NonNullable<EstimateRecipe['recovery']>, o: TimingOptions): Promise<Pick<MeasuredStepTimes, 'trainStepSeconds' | 'recoveryStartSeconds'>> {
+  const rowsPerRun = trainingRowsPerRun(model.spec, rec.seqLen, rec.batch);
+  const rows = Math.min(rec.batch, rowsPerRun);
+  const timed = o.timedSteps ?? 2;
+  const steps = 1 + timed;
+  const elapsed: number[] = [];
+  const t0 = performance.now();
+  const result = await recover(
+    model,
+    {
+      kind: rec.kind,
+      loss: rec.loss,
+      batch: rows,
+      seqLen: rec.seqLen,
+      steps,
+      warmup: 0,
+      loraRank: rec.loraRank,
+      loraAlpha: 2 * rec.loraRank,
+      rowsPerRun,
+      // Every window new, as in a first epoch: the teacher runs each step.
+      teacherCacheMiB: 0,
+      ...(o.threads !== undefined && { threads: o.threads }),
+    },
+    { windows: noise(model.spec, rows * steps, rec.seqLen + 1, 2, model.spec.bosTokenId), teacher: model },
+    { ...(o.signal && { signal: o.signal }), onProgress: (p) => elapsed.push(p.elapsedSeconds) },
+  );
+  const wall = (performance.now() - t0) / 1000;
+  const perRun = (elapsed[steps - 1]! - elapsed[0]!) / timed;
+  // A run's start: graph and sessions built, and its first step's extra time (ONNX Runtime's first run).
+  const start = wall - result.report.seconds + Math.max(0, elapsed[0]! - perRun);
+  return { trainStepSeconds: perRun * Math.ceil(rec.batch / rows), recoveryStartSeconds: start };
+}
+
+/** Measure the step times `estimatePrune` extrapolates from (see TimingOptions). */
+export async function measureStepTimes(model: ModelWeights, r: EstimateRecipe, o: TimingOptions = {}): Promise<MeasuredStepTimes> {
+  const scoring = await timeScoring(model, r, o);
+  const training = r.recovery && (r.recovery.candidateSteps > 0 || r.recovery.finalSteps > 0 || r.recovery.candidateSeconds !== undefined || r.recovery.finalSeconds !== undefined) ? await timeTraining(model, r.recovery, o) : { trainStepSeconds: 0, recoveryStartSeconds: 0 };
+  return { ...scoring, ...training };
+}

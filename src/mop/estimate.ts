@@ -1,0 +1,168 @@
+import { type ModelSpec, parameterCounts } from '../runtime/model/spec.ts';
+import { loraSites, loraTargets } from '../runtime/train/lora.ts';
+import { MopInputError } from './errors.ts';
+
+/**
+ * What a prune will cost before it runs: how many candidates MoP scores (and fine-tunes), how many
+ * tokens recovery trains on, the wall time from step times measured on the model's own shape
+ * (estimate-timing.ts), and the peak memory from the parameter count, the optimizer state and the
+ * activations of one training run. `mop prune --estimate`, the admin API's `dry_run` and the
+ * memory check before every prune all use this one model.
+ */
+export interface EstimateRecipe {
+  target: number;
+  strategy: 'mop' | 'depth' | 'width';
+  stepLayers: number;
+  samples: number;
+  seqLen: number;
+  recovery?: EstimateRecovery | undefined;
+}
+
+export interface EstimateRecovery {
+  kind: 'full' | 'lora';
+  loss: 'ce' | 'kd';
+  batch: number;
+  seqLen: number;
+  /** Steps per candidate and of the final run; with seconds budgets, those seconds instead. */
+  candidateSteps: number;
+  finalSteps: number;
+  candidateSeconds?: number | undefined;
+  finalSeconds?: number | undefined;
+  loraRank: number;
+}
+
+/** Step times measured on the model's shape (estimate-timing.ts), at the input model's size. */
+export interface MeasuredStepTimes {
+  /** One training step of `batch` rows (teacher pass included with kd), seconds. */
+  trainStepSeconds: number;
+  /** Building a training run's graph and sessions, seconds (once per recovery run). */
+  recoveryStartSeconds: number;
+  /** One calibration pass over samples × seqLen tokens, seconds. */
+  scoringPassSeconds: number;
+  /** Building a scoring session, seconds. */
+  scoringOpenSeconds: number;
+}
+
+export interface MemoryEstimate {
+  peakBytes: number;
+  parts: { weights: number; training: number; activations: number; teacher: number };
+}
+
+export interface PruneEstimate {
+  parameters: number;
+  /** MoP steps and candidates scored (each fine-tuned first with candidate recovery). */
+  steps: number;
+  candidates: number;
+  trainingTokens: number;
+  memory: MemoryEstimate;
+  /** Present when step times were measured. */
+  seconds?: { total: number; candidates: number; final: number; scoring: number };
+  measured?: MeasuredStepTimes;
+}
+
+/** Bytes of the teacher's cached log-probabilities (recover()'s default cap). */
+const TEACHER_CACHE_BYTES = 256 * 2 ** 20;
+
+/** MoP steps to the target: each removes about `stepLayers` of the layers left, plus a last trim. */
+export function plannedSteps(spec: ModelSpec, r: Pick<EstimateRecipe, 'target' | 'stepLayers'>): number {
+  const layers = spec.layers.filter((l) => l.heads > 0 || l.ffn > 0).length;
+  return Math.max(1, Math.ceil((r.target * layers) / r.stepLayers) + 1);
+}
+
+/**
+ * Peak memory of a prune: the input weights, the current and candidate copies, a scoring session;
+ * with recovery the trained weights and their gradients, AdamW's two moments and the last good
+ * copy (full), or the frozen weights in the session (LoRA), the teacher session and cache (kd),
+ * and the activations of one training run.
+ */
+export function memoryEstimate(spec: ModelSpec, r: Pick<EstimateRecipe, 'recovery' | 'samples' | 'seqLen'>, rowsPerRun = 1): MemoryEstimate {
+  const P = parameterCounts(spec).total;
+  const f = 4;
+  const weights = 4 * P * f;
+  const rec = r.recovery;
+  const layers = spec.layers.length;
+  const widest = Math.max(...spec.layers.map((l) => l.ffn), 0);
+  const heads = Math.max(...spec.layers.map((l) => l.heads), 0);
+  const scoringActivations = r.samples * r.seqLen * (spec.hidden * 8 + widest * 3 + spec.vocabSize * 2) * f;
+  if (!rec) return { peakBytes: weights + scoringActivations, parts: { weights, training: 0, activations: scoringActivations, teacher: 0 } };
+  const T = rec.seqLen;
+  const trainable = rec.kind === 'full' ? P : loraParameters(spec, rec.loraRank);
+  // Trained values, gradients (ours and the session's output), two AdamW moments, the last good copy; LoRA's frozen weights sit in the session.
+  const training = (rec.kind === 'full' ? 6 * trainable : 6 * trainable + P) * f;
+  const perRow = T * (layers * (spec.hidden * 14 + widest * 5 + heads * T * 2) + spec.vocabSize * 4) * f;
+  const activations = Math.max(scoringActivations, Math.min(rec.batch, rowsPerRun) * perRow);
+  const teacher = rec.loss === 'kd' ? P * f + TEACHER_CACHE_BYTES + Math.min(rec.batch, rowsPerRun) * T * spec.vocabSize * f : 0;
+  return { peakBytes: weights + training + activations + teacher, parts: { weights, training, activations, teacher } };
+}
+
+function loraParameters(spec: ModelSpec, rank: number): number {
+  return loraSites(spec, loraTargets).reduce((n, s) => n + rank * (s.in + s.out), 0);
+}
+
+/**
+ * Candidates, tokens and memory; with `measured`, the wall time. Training and scoring time scale
+ * with the parameters of the model as it shrinks: a candidate at step k of S is about k/S of the way
+ * to the target.
+ */
+export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: MeasuredStepTimes, rowsPerRun = 1): PruneEstimate {
+  const counts = parameterCounts(spec);
+  const steps = plannedSteps(spec, r);
+  const branches = r.strategy === 'mop' ? 2 : 1;
+  const candidates = steps * branches;
+  const rec = r.recovery;
+  const perStepTokens = rec ? rec.batch * rec.seqLen : 0;
+  const candidateSteps = rec ? (rec.candidateSeconds !== undefined ? Math.ceil(rec.candidateSeconds / Math.max(measured?.trainStepSeconds ?? Infinity, 1e-9)) : rec.candidateSteps) : 0;
+  const finalSteps = rec ? (rec.finalSeconds !== undefined ? Math.ceil(rec.finalSeconds / Math.max(measured?.trainStepSeconds ?? Infinity, 1e-9)) : rec.finalSteps) : 0;
+  const trainingTokens = (candidates * candidateSteps + finalSteps) * perStepTokens;
+  const memory = memoryEstimate(spec, r, rowsPerRun);
+  const out: PruneEstimate = { parameters: counts.total, steps, candidates, trainingTokens, memory };
+  if (!measured) return out;
+  // The model's size (all parameters) at a fraction `x` of the way to the target.
+  const size = (x: number) => (counts.embeddings + counts.blocks * (1 - r.target * x)) / counts.total;
+  let candidateSeconds = 0;
+  let scoring = measured.scoringOpenSeconds + measured.scoringPassSeconds;
+  for (let k = 1; k <= steps; k++) {
+    const s = size((k - 0.5) / steps);
+    // The parent pass (taps) and one masked pass per candidate, on the current model's session.
+    scoring += (1 + branches) * measured.scoringPassSeconds * size((k - 1) / steps);
+    if (rec && candidateSteps > 0) {
+      const train = rec.candidateSeconds ?? candidateSteps * measured.trainStepSeconds * s;
+      // Each candidate: its own training run, then a session of its own to be scored; the winner's session is rebuilt.
+      candidateSeconds += branches * (train + measured.recoveryStartSeconds * s + (measured.scoringOpenSeconds + measured.scoringPassSeconds) * s) + measured.scoringOpenSeconds * s;
+    }
+  }
+  const last = size(1);
+  scoring += measured.scoringPassSeconds * last;
+  const final = rec && finalSteps > 0 ? (rec.finalSeconds ?? finalSteps * measured.trainStepSeconds * last) + (measured.recoveryStartSeconds + measured.scoringOpenSeconds + measured.scoringPassSeconds) * last : 0;
+  return { ...out, seconds: { total: candidateSeconds + final + scoring, candidates: candidateSeconds, final, scoring }, measured };
+}
+
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+
+/**
+ * Refuse a recipe whose peak memory cannot fit in `availableBytes`, with the numbers and the
+ * options that would fit (LoRA, a smaller recovery batch, no recovery).
+ */
+export function checkMemoryFits(spec: ModelSpec, r: EstimateRecipe, availableBytes: number, rowsPerRun = 1): void {
+  const m = memoryEstimate(spec, r, rowsPerRun);
+  if (m.peakBytes <= availableBytes) return;
+  const p = m.parts;
+  const fits: string[] = [];
+  const rec = r.recovery;
+  if (rec?.kind === 'full') {
+    const lora = memoryEstimate(spec, { ...r, recovery: { ...rec, kind: 'lora' } }, rowsPerRun).peakBytes;
+    if (lora <= availableBytes) fits.push(`--recovery lora (about ${gib(lora)})`);
+  }
+  if (rec && rec.loss === 'kd') {
+    const ce = memoryEstimate(spec, { ...r, recovery: { ...rec, kind: fits.length > 0 ? 'lora' : rec.kind, loss: 'ce' } }, rowsPerRun).peakBytes;
+    if (ce <= availableBytes) fits.push(`${fits.length > 0 ? '--recovery lora ' : ''}--recovery-loss ce (no teacher in memory: about ${gib(ce)})`);
+  }
+  if (rec) {
+    const none = memoryEstimate(spec, { ...r, recovery: undefined }).peakBytes;
+    if (none <= availableBytes) fits.push(`--recovery none (about ${gib(none)})`);
+  }
+  throw new MopInputError(
+    `this prune needs about ${gib(m.peakBytes)} of memory at its peak (weights and copies ${gib(p.weights)}, training state ${gib(p.training)}, activations ${gib(p.activations)}, distillation teacher ${gib(p.teacher)}) and ${gib(availableBytes)} is available; ` +
+      (fits.length > 0 ? `what fits: ${fits.join(', or ')}` : 'no recipe of this model fits: use a machine with more memory'),
+  );
+}

@@ -1,0 +1,58 @@
+/**
+ * A prune recipe's cost before it runs (`mop prune --estimate`, POST /admin/prune with dry_run,
+ * and the memory check of every prune): the recipe in the estimate's terms, the measured step
+ * times, and the estimate in words.
+ */
+import { estimatePrune, type PruneEstimate } from '../../mop/estimate.ts';
+import { measureStepTimes } from '../../mop/estimate-timing.ts';
+import type { ModelWeights } from '../../mop/surgery.ts';
+import type { DeviceName } from '../../runtime/device/device.ts';
+import type { PruneRecipe } from './prune-options.ts';
+import { availableMemory, estimateRecipeOf, rowsPerRunOf, validateRecipe } from './run-prune.ts';
+
+/** An estimate with the memory it was checked against. */
+export type PruneCostEstimate = PruneEstimate & { availableBytes: number; fits: boolean };
+
+/** The recipe's cost on this machine: step times measured on the model's shape, then extrapolated. */
+export async function estimatePruneCost(
+  model: ModelWeights,
+  recipe: PruneRecipe,
+  options: { threads?: number | undefined; device?: DeviceName | undefined; signal?: AbortSignal | undefined; memoryLimit?: number | undefined } = {},
+): Promise<PruneCostEstimate> {
+  validateRecipe(recipe, model.spec);
+  const r = estimateRecipeOf(recipe);
+  const measured = await measureStepTimes(model, r, options);
+  const e = estimatePrune(model.spec, r, measured, rowsPerRunOf(model.spec, recipe));
+  const availableBytes = availableMemory(options.memoryLimit);
+  return { ...e, availableBytes, fits: e.memory.peakBytes <= availableBytes };
+}
+
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+function duration(s: number): string {
+  if (s < 120) return `${s.toFixed(1)} s`;
+  if (s < 7200) return `${(s / 60).toFixed(1)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+/** The estimate as lines for a terminal. */
+export function describeEstimate(e: PruneCostEstimate): string {
+  const m = e.memory;
+  const lines = [
+    `model: ${(e.parameters / 1e6).toFixed(2)}M parameters`,
+    `MoP steps: ~${e.steps}, candidates scored: ~${e.candidates}`,
+    `recovery training tokens: ~${e.trainingTokens.toLocaleString('en-US')}`,
+  ];
+  if (e.seconds) {
+    const s = e.seconds;
+    lines.push(`predicted wall time: ${duration(s.total)} (candidate recovery ${duration(s.candidates)}, final recovery ${duration(s.final)}, scoring ${duration(s.scoring)})`);
+  }
+  if (e.measured) {
+    const t = e.measured;
+    lines.push(`measured here: training step ${t.trainStepSeconds.toFixed(3)} s, recovery start ${t.recoveryStartSeconds.toFixed(2)} s, scoring pass ${t.scoringPassSeconds.toFixed(3)} s, scoring session ${t.scoringOpenSeconds.toFixed(2)} s`);
+  }
+  lines.push(
+    `peak memory: ~${gib(m.peakBytes)} (weights and copies ${gib(m.parts.weights)}, training state ${gib(m.parts.training)}, activations ${gib(m.parts.activations)}, teacher ${gib(m.parts.teacher)}) of ${gib(e.availableBytes)} available${e.fits ? '' : ': does NOT fit'}`,
+  );
+  return lines.join('\n');
+}

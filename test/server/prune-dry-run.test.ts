@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { RunningServer } from '../../src/server/main.ts';
+import { assertOpenAIError, startTestServer } from './helpers/server.ts';
+
+const TOKEN = 'test-admin-token';
+const auth = { authorization: `Bearer ${TOKEN}` };
+const small = { samples: 4, seq_len: 32, recovery_batch: 2, recovery_seq_len: 32, recovery_steps: 2, final_recovery_steps: 10 };
+
+function admin(s: RunningServer, method: string, p: string, body?: unknown): Promise<Response> {
+  return fetch(s.url + p, { method, headers: { 'content-type': 'application/json', ...auth }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+}
+
+describe('POST /admin/prune with dry_run', () => {
+  let s: RunningServer;
+  before(async () => (s = await startTestServer({ adminToken: TOKEN })));
+  after(() => s.close());
+
+  it("answers the recipe's cost measured on this machine and starts no job", async () => {
+    const res = await admin(s, 'POST', '/admin/prune', { target: 0.4, dry_run: true, ...small });
+    assert.equal(res.status, 200);
+    const e = (await res.json()) as Record<string, unknown> & { seconds: Record<string, number>; memory: { peakBytes: number }; measured: Record<string, number> };
+    assert.equal(e.object, 'prune.estimate');
+    assert.equal(e.candidates, 6);
+    assert.equal(e.trainingTokens, (6 * 2 + 10) * 2 * 32);
+    assert.ok(e.seconds.total > 0 && e.seconds.total === e.seconds.candidates + e.seconds.final + e.seconds.scoring);
+    assert.ok(e.memory.peakBytes > 0 && (e.availableBytes as number) > e.memory.peakBytes);
+    assert.equal(e.fits, true);
+    assert.ok(e.measured.trainStepSeconds > 0);
+    const jobs = (await (await admin(s, 'GET', '/admin/prune')).json()) as { data: unknown[] };
+    assert.equal(jobs.data.length, 0, 'a dry run is not a job');
+  });
+
+  it('checks the recipe like a prune: a bad value is a 400 naming the field', async () => {
+    const res = await admin(s, 'POST', '/admin/prune', { target: 0.4, dry_run: true, recovery_lr: 0 });
+    assert.match((await assertOpenAIError(res, 400, 'recovery_lr')).message, /recovery_lr: expected a number/);
+    const bad = await admin(s, 'POST', '/admin/prune', { target: 0.4, dry_run: 'yes' });
+    assert.equal((await assertOpenAIError(bad, 400)).param, 'dry_run');
+  });
+});
