@@ -5,11 +5,8 @@
  * see src/runtime/model/block-quantization.ts), on the same CPU with the same thread count, prompt length and
  * number of generated tokens (greedy, batch 1).
  *
- * node-llama-cpp is NOT a dependency of this project (it is large and pulls GPU builds): it is
- * installed on demand into an ignored side folder (default `.peer/`) with its prebuilt CPU binary
- * (`@node-llama-cpp/<platform>`), `--ignore-scripts` so its postinstall never downloads or compiles
- * llama.cpp, and loaded with `build: 'never'`, `gpu: false`. It is imported dynamically from that
- * folder, so nothing here needs its types.
+ * node-llama-cpp is NOT a dependency of this project: scripts/lib/node-llama-cpp.ts installs it on
+ * demand into an ignored side folder (default `.peer/`) and loads its prebuilt CPU binary.
  *
  * Both engines are timed the same way: a generation of `tokens` tokens from a `promptTokens`-token
  * prompt; prompt time = until the first generated token (prefill + one sample), decode time = the
@@ -17,11 +14,9 @@
  * ours, ...) so background load on a shared machine hits both alike; the best repetition and the
  * median are reported.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
 import { type GgufWriteDtype, writeGguf } from '../../src/runtime/model/gguf-writer.ts';
@@ -29,8 +24,9 @@ import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
 import { argmax } from './decode-profile.ts';
 import { median, sum } from '../lib/stats.ts';
+import type { NlcContext, NlcLlama, NlcModel, NlcSequence } from '../lib/node-llama-cpp.ts';
 
-export const PEER_VERSION = '3.22.1';
+export { binaryPackage, ensurePeer, loadPeer, PEER_VERSION, peerEntry } from '../lib/node-llama-cpp.ts';
 
 /** One timed generation. */
 export interface GenTiming {
@@ -98,73 +94,6 @@ export interface PeerReport {
   tokens: number;
   reps: number;
   models: PeerModelResult[];
-}
-
-/** The prebuilt-binary package of this platform, or null when node-llama-cpp ships none we know. */
-export function binaryPackage(platform = process.platform, arch = process.arch): string | null {
-  const table: Record<string, string> = {
-    'linux-x64': '@node-llama-cpp/linux-x64',
-    'linux-arm64': '@node-llama-cpp/linux-arm64',
-    'darwin-arm64': '@node-llama-cpp/mac-arm64-metal',
-    'darwin-x64': '@node-llama-cpp/mac-x64',
-    'win32-x64': '@node-llama-cpp/win-x64',
-  };
-  return table[`${platform}-${arch}`] ?? null;
-}
-
-/** node-llama-cpp's entry point inside the side folder. */
-export function peerEntry(dir: string): string {
-  return path.resolve(dir, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
-}
-
-/**
- * Make sure node-llama-cpp and its prebuilt binary are in `dir` (installing them with npm from the
- * registry when missing). Returns the entry point; throws with the reason when it cannot.
- */
-export function ensurePeer(dir: string, version: string, log: (line: string) => void): string {
-  const entry = peerEntry(dir);
-  const bin = binaryPackage();
-  if (!bin) throw new Error(`node-llama-cpp ships no prebuilt CPU binary known to this script for ${process.platform}-${process.arch}`);
-  const binDir = path.resolve(dir, 'node_modules', ...bin.split('/'));
-  if (fs.existsSync(entry) && fs.existsSync(binDir)) return entry;
-  fs.mkdirSync(dir, { recursive: true });
-  const args = ['install', '--prefix', dir, '--no-save', '--omit=optional', '--ignore-scripts', '--no-audit', '--no-fund', `node-llama-cpp@${version}`, `${bin}@${version}`];
-  log(`installing the peer: npm ${args.join(' ')}`);
-  const r = spawnSync('npm', args, { encoding: 'utf8', timeout: 600_000, env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' } });
-  if (r.status !== 0 || !fs.existsSync(entry) || !fs.existsSync(binDir)) {
-    const why = r.error ? r.error.message : `npm exited with ${r.status}: ${(r.stderr || r.stdout || '').trim().split('\n').slice(-5).join(' | ')}`;
-    throw new Error(`could not install node-llama-cpp@${version} into ${dir}: ${why}`);
-  }
-  return entry;
-}
-
-// The few node-llama-cpp types used here (it is imported from a path at run time).
-interface NlcSequence {
-  evaluate(tokens: number[], options?: { temperature?: number }): AsyncGenerator<number, void, unknown>;
-  clearHistory(): Promise<void>;
-}
-interface NlcContext {
-  getSequence(): NlcSequence;
-  dispose(): Promise<void>;
-}
-interface NlcModel {
-  createContext(o: { contextSize: number; batchSize: number; threads: number; sequences: number; flashAttention: boolean }): Promise<NlcContext>;
-  dispose(): Promise<void>;
-}
-interface NlcLlama {
-  loadModel(o: { modelPath: string; gpuLayers: number }): Promise<NlcModel>;
-  dispose(): Promise<void>;
-  readonly buildType: string;
-  readonly systemInfo: string;
-  readonly llamaCppRelease: { repo: string; release: string };
-}
-interface NlcModule {
-  getLlama(o: Record<string, unknown>): Promise<NlcLlama>;
-}
-
-export async function loadPeer(entry: string, threads: number): Promise<NlcLlama> {
-  const mod = (await import(pathToFileURL(entry).href)) as NlcModule;
-  return mod.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: 'error', maxThreads: threads });
 }
 
 /** Fixed prompt token ids (same for both engines): BOS then ids spread over the vocabulary. */

@@ -6,8 +6,10 @@ import { ropeInverseFrequencies } from '../../src/runtime/onnx/rope-cache.ts';
  * The oracle: a plain, slow, obviously correct LLaMA forward pass over a whole token sequence
  * (full causal attention, no cache, float64 accumulation). Tests compare the ONNX graph to it.
  * Returns logits for every position, [tokens.length * vocab].
+ * `matmulInput`, when given, rewrites every vector before a weight matrix multiplies it (e.g.
+ * llama.cpp's rounding of activations to 8-bit blocks next to Q8_0 / Q4_0 weights).
  */
-export function referenceForward(spec: ModelSpec, weights: Weights, tokens: readonly number[]): Float32Array {
+export function referenceForward(spec: ModelSpec, weights: Weights, tokens: readonly number[], matmulInput?: (v: Float64Array) => Float64Array): Float32Array {
   const W = (name: string) => {
     const t = weights.get(name);
     if (!t) throw new Error(`missing weight ${name}`);
@@ -25,7 +27,8 @@ export function referenceForward(spec: ModelSpec, weights: Weights, tokens: read
     return v.map((a, i) => a * scale * gamma[i]!);
   };
   /** y = W v, W row-major [out, in]. */
-  const matvec = (m: Float32Array, v: Float64Array, out: number) => {
+  const matvec = (m: Float32Array, input: Float64Array, out: number) => {
+    const v = matmulInput ? matmulInput(input) : input;
     const inn = v.length;
     const y = new Float64Array(out);
     for (let r = 0; r < out; r++) {
