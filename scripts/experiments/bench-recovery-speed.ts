@@ -1,23 +1,35 @@
 /**
  * Recovery training speed: training tokens/s (positions trained per second of wall time, forward +
- * backward + AdamW) and peak RSS, for full fine-tuning and LoRA, with cross-entropy, at batch
- * 4 × 128, on the bundled stories260K (real text) and on the synthetic ~100M shape (random weights
- * and tokens: only speed and memory mean anything there). Each configuration runs in its own
- * process so its peak RSS is its own. Not a test.
+ * backward + AdamW), the FLOP rate that is, ONNX Runtime's own MatMul rate on the model's
+ * projection shapes measured in the same process right after, and peak RSS, for full fine-tuning
+ * and LoRA, with cross-entropy, at batch 4 × 128, on the bundled stories260K (real text) and on the
+ * synthetic ~100M shape (random weights and tokens: only speed and memory mean anything there).
+ * Each configuration runs in its own process so its peak RSS is its own. Not a test.
  *
- *   node --import tsx scripts/experiments/bench-recovery-speed.ts [--models bundled,100m] [--kinds full,lora] [--steps-bundled 20] [--steps-100m 4] [--threads N]
+ * With `--baseline REV` the same configurations also run on the training code of git revision REV
+ * (its src/ extracted to a temporary folder; the measuring code is this script's), alternating
+ * baseline and current in ABBA order `--reps` times, so both see the same load; the table gives
+ * each pair's speed-up and their median. On a shared machine only these ratios mean anything.
+ *
+ *   node --import tsx scripts/experiments/bench-recovery-speed.ts [--models bundled,100m] [--kinds full,lora]
+ *     [--steps-bundled 20] [--steps-100m 4] [--threads N] [--baseline REV] [--reps 2]
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { createOrtSession } from '../../src/runtime/device/ort-session.ts';
 import { defaultModelPath, loadModel, packageRoot } from '../../src/runtime/model/load.ts';
 import { type ModelSpec, parameterCounts } from '../../src/runtime/model/spec.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { DataType, OnnxGraphBuilder } from '../../src/runtime/onnx/onnx-model.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
-import { recover, type RecoveryKind } from '../../src/runtime/train/recover.ts';
+import type { RecoveryKind, recover as recoverFn } from '../../src/runtime/train/recover.ts';
 import { loadBenchModel } from '../lib/bench-model.ts';
 import { parseScriptArgs } from '../lib/script-args.ts';
+import { median } from '../lib/stats.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   models: { type: 'string', default: 'bundled,100m' },
@@ -25,7 +37,10 @@ const args = parseScriptArgs(import.meta.url, {
   'steps-bundled': { type: 'string', default: '20' },
   'steps-100m': { type: 'string', default: '4' },
   threads: { type: 'string', default: String(os.availableParallelism()) },
+  baseline: { type: 'string' },
+  reps: { type: 'string', default: '2' },
   one: { type: 'string' },
+  root: { type: 'string' },
 });
 const BATCH = 4;
 const SEQ = 128;
@@ -39,11 +54,63 @@ interface Measurement {
   /** Steady state: steps after the first (ORT's first run allocates). */
   tokensPerSecond: number;
   secondsPerStep: number;
+  /** Model FLOPs of a step (trainingFlops) per second of it. */
+  gflops: number;
+  /** ONNX Runtime MatMul alone on the projection shapes of one run's rows, same threads. */
+  matmulGflops: number;
   buildSeconds: number;
   peakRssMiB: number;
 }
 
-async function measureOne(model: string, kind: RecoveryKind): Promise<Measurement> {
+/** The projections of one layer and the head as [in, out] (what a token's MatMuls are). */
+function projections(spec: ModelSpec): [number, number][] {
+  const out: [number, number][] = [];
+  for (const l of spec.layers) {
+    if (l.heads > 0) out.push([spec.hidden, l.heads * l.headDim], [spec.hidden, l.kvHeads * l.headDim], [spec.hidden, l.kvHeads * l.headDim], [l.heads * l.headDim, spec.hidden]);
+    if (l.ffn > 0) out.push([spec.hidden, l.ffn], [spec.hidden, l.ffn], [l.ffn, spec.hidden]);
+  }
+  out.push([spec.hidden, spec.vocabSize]);
+  return out;
+}
+
+/**
+ * FLOPs of one training step: 2 per MatMul weight per token forward, as much again for the input
+ * gradients, and (full only) as much for the weight gradients; attention's two T×T products per
+ * head the same way (their gradients are always computed). LoRA's adapters are left out.
+ */
+function trainingFlops(spec: ModelSpec, kind: RecoveryKind, tokens: number, T: number): number {
+  const weights = projections(spec).reduce((s, [i, o]) => s + i * o, 0);
+  const attention = spec.layers.reduce((s, l) => s + 2 * 2 * T * l.heads * l.headDim, 0);
+  return tokens * (2 * weights * (kind === 'full' ? 3 : 2) + 3 * attention);
+}
+
+/** GFLOP/s of ORT's MatMul on each projection shape with `rows` × T tokens, best of a few runs. */
+async function matmulRate(spec: ModelSpec, tokens: number, threads: number): Promise<number> {
+  const g = new OnnxGraphBuilder('matmuls');
+  const shapes = [...new Map(projections(spec).map((s) => [s.join('x'), s])).values()];
+  const ins = new Map<number, string>();
+  shapes.forEach(([i, o], k) => {
+    if (!ins.has(i)) ins.set(i, g.input(`x${i}`, DataType.float, [tokens, i]));
+    const w = g.floatInitializer(`w${k}`, [i, o], Float32Array.from({ length: i * o }, (_, j) => ((j % 13) - 6) / 64));
+    g.node('MatMul', [ins.get(i)!, w], [`y${k}`]);
+    g.output(`y${k}`, DataType.float, [tokens, o]);
+  });
+  const session = await createOrtSession(g.toModel({ '': 21 }), 'cpu', { threads });
+  const feeds = Object.fromEntries([...ins].map(([i, name]) => [name, new ort.Tensor('float32', new Float32Array(tokens * i).fill(0.5), [tokens, i])]));
+  // Each distinct shape once per run.
+  const once = shapes.reduce((s, [i, o]) => s + 2 * tokens * i * o, 0);
+  let best = Infinity;
+  for (let r = 0; r < 4; r++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  await session.release();
+  return once / best / 1e9;
+}
+
+async function measureOne(model: string, kind: RecoveryKind, root: string): Promise<Measurement> {
+  const { recover } = (await import(pathToFileURL(join(root, 'src/runtime/train/recover.ts')).href)) as { recover: typeof recoverFn };
   const threads = Number(args.threads);
   let spec: ModelSpec, weights: Weights, windows: Int32Array[];
   if (model === 'bundled') {
@@ -79,23 +146,59 @@ async function measureOne(model: string, kind: RecoveryKind): Promise<Measuremen
     steps,
     tokensPerSecond: (BATCH * SEQ) / steady,
     secondsPerStep: steady,
+    gflops: trainingFlops(spec, kind, BATCH * SEQ, SEQ) / steady / 1e9,
+    matmulGflops: await matmulRate(spec, SEQ, threads),
     buildSeconds: total - r.report.seconds,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
   };
 }
 
+function child(model: string, kind: string, root: string): Measurement {
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', process.argv[1]!, '--one', `${model}:${kind}`, '--root', root, '--threads', args.threads, '--steps-bundled', args['steps-bundled'], '--steps-100m', args['steps-100m']],
+    { encoding: 'utf8', maxBuffer: 1 << 24 },
+  );
+  return JSON.parse(out.trim().split('\n').at(-1)!) as Measurement;
+}
+
+/** REV's src/ in a temporary folder beside a link to this checkout's node_modules. */
+function extractRevision(rev: string): string {
+  const dir = mkdtempSync(join(os.tmpdir(), 'recovery-speed-baseline-'));
+  execFileSync('bash', ['-c', `git -C "$1" archive "$2" src package.json tsconfig.json | tar -x -C "$3"`, '_', packageRoot(), rev, dir]);
+  symlinkSync(join(packageRoot(), 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+const row = (m: Measurement) =>
+  `| ${m.model} | ${m.kind} | ${(m.parameters / 1e6).toFixed(2)}M | ${(m.trainable / 1e6).toFixed(3)}M | ${m.secondsPerStep.toFixed(3)} | ${m.tokensPerSecond.toFixed(0)} | ${m.gflops.toFixed(1)} | ${m.matmulGflops.toFixed(1)} | ${m.buildSeconds.toFixed(1)} | ${m.peakRssMiB.toFixed(0)} |`;
+
 if (args.one) {
   const [model, kind] = args.one.split(':') as [string, RecoveryKind];
-  console.log(JSON.stringify(await measureOne(model, kind)));
+  console.log(JSON.stringify(await measureOne(model, kind, args.root ?? packageRoot())));
 } else {
-  console.log(`recovery training speed, batch ${BATCH}×${SEQ}, cross-entropy, ${args.threads} thread(s), ${os.cpus()[0]?.model ?? 'cpu'}`);
-  console.log('| model | kind | params | trainable | s/step | train tokens/s | graph+session build s | peak RSS MiB |');
-  console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
-  for (const model of args.models.split(',')) {
-    for (const kind of args.kinds.split(',') as RecoveryKind[]) {
-      const out = execFileSync(process.execPath, ['--import', 'tsx', process.argv[1]!, '--one', `${model}:${kind}`, '--threads', args.threads, '--steps-bundled', args['steps-bundled'], '--steps-100m', args['steps-100m']], { encoding: 'utf8', maxBuffer: 1 << 24 });
-      const m = JSON.parse(out.trim().split('\n').at(-1)!) as Measurement;
-      console.log(`| ${m.model} | ${m.kind} | ${(m.parameters / 1e6).toFixed(2)}M | ${(m.trainable / 1e6).toFixed(3)}M | ${m.secondsPerStep.toFixed(3)} | ${m.tokensPerSecond.toFixed(0)} | ${m.buildSeconds.toFixed(1)} | ${m.peakRssMiB.toFixed(0)} |`);
+  const configs = args.models.split(',').flatMap((model) => (args.kinds.split(',') as RecoveryKind[]).map((kind) => ({ model, kind })));
+  console.log(`recovery training speed, batch ${BATCH}×${SEQ}, cross-entropy, ${args.threads} thread(s), ${os.cpus()[0]?.model ?? 'cpu'}, load average ${os.loadavg()[0]!.toFixed(1)} at the start`);
+  const header = ['| model | kind | params | trainable | s/step | train tokens/s | step GFLOP/s | ORT MatMul GFLOP/s | graph+session build s | peak RSS MiB |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  if (!args.baseline) {
+    console.log(header.join('\n'));
+    for (const c of configs) console.log(row(child(c.model, c.kind, packageRoot())));
+  } else {
+    const base = extractRevision(args.baseline);
+    try {
+      for (const c of configs) {
+        const ratios: number[] = [];
+        for (let rep = 0; rep < Number(args.reps); rep++) {
+          // ABBA: each side goes first as often as the other.
+          const order = rep % 2 === 0 ? ['baseline', 'current'] : ['current', 'baseline'];
+          const got = Object.fromEntries(order.map((side) => [side, child(c.model, c.kind, side === 'baseline' ? base : packageRoot())])) as Record<string, Measurement>;
+          ratios.push(got.current!.tokensPerSecond / got.baseline!.tokensPerSecond);
+          console.log(`${c.model} ${c.kind} rep ${rep + 1}: baseline ${got.baseline!.tokensPerSecond.toFixed(1)} tokens/s (${got.baseline!.gflops.toFixed(1)} GFLOP/s, MatMul ${got.baseline!.matmulGflops.toFixed(1)}), current ${got.current!.tokensPerSecond.toFixed(1)} (${got.current!.gflops.toFixed(1)}, MatMul ${got.current!.matmulGflops.toFixed(1)}): ×${ratios.at(-1)!.toFixed(2)}; load ${os.loadavg()[0]!.toFixed(1)}`);
+        }
+        console.log(`${c.model} ${c.kind}: speed-up ×${median(ratios).toFixed(2)} (median of ${ratios.map((r) => r.toFixed(2)).join(', ')}) vs ${args.baseline}`);
+      }
+    } finally {
+      rmSync(base, { recursive: true, force: true });
     }
   }
 }

@@ -254,8 +254,11 @@ describe('a training step in pieces (rows per ONNX Runtime run)', () => {
     }
   });
 
-  it('runs a 100M-parameter shape one row at a time and a small model whole (about 4 GFLOP a run)', () => {
-    assert.equal(trainingRowsPerRun(syntheticSpec({ vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 2048, tiedEmbeddings: true }), 128, 16), 1);
+  it('runs a 100M-parameter shape 512 tokens at a time and a small model whole (about 4 GFLOP a run, 512 tokens at least)', () => {
+    const spec100m = syntheticSpec({ vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 2048, tiedEmbeddings: true });
+    assert.equal(trainingRowsPerRun(spec100m, 128, 16), 4);
+    assert.equal(trainingRowsPerRun(spec100m, 1024, 16), 1);
+    assert.equal(trainingRowsPerRun(spec100m, 128, 2), 2);
     assert.equal(trainingRowsPerRun(spec, 16, 16), 16);
   });
 });

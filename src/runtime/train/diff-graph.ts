@@ -92,6 +92,19 @@ export class DiffGraph {
     this.contributions.set(name, list);
   }
 
+  /**
+   * The sum of the contributions to d loss / d `name` that have arrived so far, taken off its list
+   * (undefined when none has): an op whose own contribution can start from it (a scatter-add into
+   * it instead of into zeros) folds it in and accumulates the result, saving a full-size Sum.
+   */
+  takeContributions(name: string): string | undefined {
+    if (this.summed.has(name)) throw new Error(`DiffGraph: gradient of '${name}' read before all contributions arrived`);
+    const list = this.contributions.get(name);
+    if (!list || list.length === 0) return undefined;
+    this.contributions.set(name, []);
+    return list.length === 1 ? list[0]! : this.op('Sum', list);
+  }
+
   /** d loss / d `name`, or undefined where nothing downstream reached the loss. */
   grad(name: string): string | undefined {
     const done = this.summed.get(name);

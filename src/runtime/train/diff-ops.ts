@@ -167,19 +167,22 @@ export function swiglu(dg: DiffGraph, gate: string, up: string): string {
 }
 
 /**
- * Row lookup: table [V, H], ids [N] int64 → [N, H]. The gradient scatters-adds rows back into a
- * [V, H] zero tensor (ScatterND with reduction 'add': a token seen twice gets both rows).
+ * Row lookup: table [V, H], ids [N] int64 → [N, H]. The gradient scatters-adds rows back (ScatterND
+ * with reduction 'add': a token seen twice gets both rows) into the table's other gradient where
+ * there is one (a tied LM head's, whose backward has run by then), else into a [V, H] zero tensor.
  */
 export function embedding(dg: DiffGraph, table: string, ids: string, vocab: number, hidden: number): string {
   const y = dg.op('Gather', [table, ids], { axis: { i: 0 } });
   dg.define([y], [table], () => {
     const dy = dg.grad(y);
     if (!dy) return;
-    const zeros = dg.op('ConstantOfShape', [dg.ints(vocab, hidden)], {
-      value: { t: { dims: [1], dataType: dg.typeCode, raw: new Uint8Array(dg.precision === 'float64' ? 8 : 4) } },
-    });
+    const base =
+      dg.takeContributions(table) ??
+      dg.op('ConstantOfShape', [dg.ints(vocab, hidden)], {
+        value: { t: { dims: [1], dataType: dg.typeCode, raw: new Uint8Array(dg.precision === 'float64' ? 8 : 4) } },
+      });
     const index = dg.op('Unsqueeze', [ids, dg.ints(-1)]);
-    dg.accumulate(table, dg.op('ScatterND', [zeros, index, dy], { reduction: { s: 'add' } }));
+    dg.accumulate(table, dg.op('ScatterND', [base, index, dy], { reduction: { s: 'add' } }));
   });
   return y;
 }
@@ -214,33 +217,37 @@ export interface LossValues {
 
 /**
  * Weighted mean next-token loss on logits [N, V]. Both terms share one gradient:
- * d logits = (softmax(logits) − target) · wₙ / Σw, target = α·p_teacher + (1 − α)·onehot.
+ * d logits = (softmax(logits) − target) · wₙ / Σw, target = α·p_teacher + (1 − α)·onehot. The
+ * one-hot part is never materialised over the vocabulary: the target's log-probability is gathered
+ * (GatherElements) and its −(1 − α)·wₙ added at the target column (ScatterElements, 'add'), so the
+ * loss costs a handful of [N, V] passes, not a dozen. Targets must be valid ids (padding: 0, weight 0).
  */
 export function nextTokenLoss(dg: DiffGraph, logits: string, vocab: number, t: LossTargets): LossValues {
   const logp = dg.op('LogSoftmax', [logits], { axis: { i: -1 } });
-  const vocabIds = dg.g.int64Initializer(`vocab_ids_${vocab}`, Array.from({ length: vocab }, (_, i) => i));
-  const onehot = dg.op('Cast', [dg.op('Equal', [dg.op('Unsqueeze', [t.targets, dg.ints(-1)]), vocabIds])], { to: { i: dg.typeCode } });
+  const column = dg.op('Unsqueeze', [t.targets, dg.ints(-1)]); // [N, 1]
   const total = dg.op('Max', [dg.op('ReduceSum', [t.weights], { keepdims: { i: 0 } }), dg.scalar(1e-12)]);
   const wn = dg.op('Div', [t.weights, total]);
   const weightedMean = (perToken: string) => dg.op('ReduceSum', [dg.op('Mul', [perToken, wn])], { keepdims: { i: 0 } });
-  const rowSum = (x: string) => dg.op('ReduceSum', [x, dg.ints(-1)], { keepdims: { i: 0 } });
-  const ce = weightedMean(dg.op('Neg', [rowSum(dg.op('Mul', [onehot, logp]))]));
+  const ce = weightedMean(dg.op('Neg', [dg.op('Reshape', [dg.op('GatherElements', [logp, column], { axis: { i: 1 } }), dg.ints(-1)])]));
   let loss = ce;
   let kl: string | undefined;
-  let target = onehot;
+  let teacherShare: { pt: string; alpha: string; beta: string } | undefined;
   if (t.teacher) {
     const { logProbs, alpha } = t.teacher;
     const pt = dg.op('Exp', [logProbs]);
-    kl = weightedMean(rowSum(dg.op('Mul', [pt, dg.op('Sub', [logProbs, logp])])));
+    kl = weightedMean(dg.op('ReduceSum', [dg.op('Mul', [pt, dg.op('Sub', [logProbs, logp])]), dg.ints(-1)], { keepdims: { i: 0 } }));
     const beta = dg.op('Sub', [dg.scalar(1), alpha]);
     loss = dg.op('Add', [dg.op('Mul', [alpha, kl]), dg.op('Mul', [beta, ce])]);
-    target = dg.op('Add', [dg.op('Mul', [alpha, pt]), dg.op('Mul', [beta, onehot])]);
+    teacherShare = { pt, alpha, beta };
   }
   dg.define([loss], [logits], () => {
     const dL = dg.grad(loss);
     if (!dL) return;
-    const wCol = dg.op('Unsqueeze', [wn, dg.ints(-1)]);
-    dg.accumulate(logits, dg.op('Mul', [dg.op('Mul', [dg.op('Sub', [dg.op('Exp', [logp]), target]), wCol]), dL]));
+    const c = dg.op('Unsqueeze', [dg.op('Mul', [wn, dL]), dg.ints(-1)]); // [N, 1]
+    const p = dg.op('Exp', [logp]);
+    const soft = teacherShare ? dg.op('Sub', [p, dg.op('Mul', [teacherShare.alpha, teacherShare.pt])]) : p;
+    const hot = dg.op('Neg', [teacherShare ? dg.op('Mul', [c, teacherShare.beta]) : c]);
+    dg.accumulate(logits, dg.op('ScatterElements', [dg.op('Mul', [soft, c]), column, hot], { axis: { i: 1 }, reduction: { s: 'add' } }));
   });
   return { loss, ce, ...(kl && { kl }) };
 }

@@ -112,13 +112,21 @@ export function validateRecoveryOptions(o: RecoveryOptions, spec?: ModelSpec): v
 const RUN_FLOPS = 4e9;
 
 /**
+ * Tokens a run holds at least: every run returns (and the step sums) the gradient of every
+ * trainable tensor, a cost of the model's size whatever the run's tokens, and MatMuls of a few
+ * rows run below their rate; at a few hundred tokens both stop mattering.
+ */
+const MIN_RUN_TOKENS = 512;
+
+/**
  * Default rows per run: training a row costs about 6 × parameters × tokens FLOPs (forward and
- * backward), so the batch is cut into pieces of about RUN_FLOPS each; a run this short lets a
- * cancel through within a second. Depends on the shape only, so a seeded run stays repeatable.
+ * backward), so the batch is cut into pieces of about RUN_FLOPS each, but of MIN_RUN_TOKENS at
+ * least; a cancel is seen between pieces (within a second on small models, one piece of
+ * MIN_RUN_TOKENS on large ones). Depends on the shape only, so a seeded run stays repeatable.
  */
 export function trainingRowsPerRun(spec: ModelSpec, seqLen: number, batch: number): number {
   const perRow = 6 * parameterCounts(spec).total * seqLen;
-  return Math.min(batch, Math.max(1, Math.floor(RUN_FLOPS / perRow)));
+  return Math.min(batch, Math.max(1, Math.floor(RUN_FLOPS / perRow), Math.ceil(MIN_RUN_TOKENS / seqLen)));
 }
 
 function loraConfig(o: RecoveryOptions): LoraConfig {

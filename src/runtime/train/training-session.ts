@@ -49,41 +49,45 @@ export class TrainingSession {
     if (per >= batch.rows) return this.runRows(batch, params, teacher);
     const T = batch.seqLen;
     const V = this.vocab;
+    // Pieces that train any token, and the batch's trained tokens: each piece's loss and gradients
+    // are weighted by its share, so the sum needs no pass of its own afterwards.
+    const pieces: { r0: number; r1: number; n: number }[] = [];
     let total = 0;
+    for (let r0 = 0; r0 < batch.rows; r0 += per) {
+      const r1 = Math.min(batch.rows, r0 + per);
+      const n = batch.weights.subarray(r0 * T, r1 * T).reduce((s, w) => s + w, 0);
+      if (n > 0) pieces.push({ r0, r1, n });
+      total += n;
+    }
+    if (pieces.length === 0) return this.runRows(batch, params, teacher);
     let loss = 0;
     let ce = 0;
     let kl = 0;
     let grads: Map<string, Float32Array> | undefined;
-    for (let r0 = 0; r0 < batch.rows; r0 += per) {
-      const r1 = Math.min(batch.rows, r0 + per);
-      const weights = batch.weights.subarray(r0 * T, r1 * T);
-      const n = weights.reduce((s, w) => s + w, 0);
-      if (n === 0) continue;
-      if (r0 > 0) {
+    for (const [k, { r0, r1, n }] of pieces.entries()) {
+      if (k > 0) {
         await new Promise((resolve) => setImmediate(resolve));
         o.signal?.throwIfAborted();
       }
+      const weights = batch.weights.subarray(r0 * T, r1 * T);
       const piece: TrainingBatch = { ...batch, rows: r1 - r0, ids: batch.ids.subarray(r0 * T, r1 * T), targets: batch.targets.subarray(r0 * T, r1 * T), weights, windows: batch.windows.slice(r0, r1), tokens: n };
       const t = teacher && { ...teacher, logProbs: teacher.logProbs.subarray(r0 * T * V, r1 * T * V) };
       const part = await this.runRows(piece, params, t);
-      // Weighted by tokens now, divided by the total at the end.
-      loss += n * part.loss;
-      ce += n * part.ce;
-      kl += n * (part.kl ?? 0);
+      const share = n / total;
+      loss += share * part.loss;
+      ce += share * part.ce;
+      kl += share * (part.kl ?? 0);
       if (!grads) {
-        for (const g of part.grads.values()) for (let i = 0; i < g.length; i++) g[i]! *= n;
+        for (const g of part.grads.values()) for (let i = 0; i < g.length; i++) g[i]! *= share;
         grads = part.grads;
       } else {
         for (const [name, g] of part.grads) {
           const acc = grads.get(name)!;
-          for (let i = 0; i < g.length; i++) acc[i]! += n * g[i]!;
+          for (let i = 0; i < g.length; i++) acc[i]! += share * g[i]!;
         }
       }
-      total += n;
     }
-    if (!grads || total === 0) return this.runRows(batch, params, teacher);
-    for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i]! /= total;
-    return { loss: loss / total, ce: ce / total, ...(this.graph.loss === 'kd' && { kl: kl / total }), grads };
+    return { loss, ce, ...(this.graph.loss === 'kd' && { kl }), grads: grads! };
   }
 
   private async runRows(batch: TrainingBatch, params: ReadonlyMap<string, Float32Array>, teacher?: TeacherTargets): Promise<StepResult> {
