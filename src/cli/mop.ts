@@ -7,6 +7,7 @@ import { loadModel, defaultModelPath } from '../runtime/model/load.ts';
 import { parameterCounts } from '../runtime/model/spec.ts';
 import { createTokenizer } from '../runtime/tokenizer/create.ts';
 import { registerEvalCommand } from './eval.ts';
+import { registerExportCommand } from './export.ts';
 import { collect, envOption, parseFloatArg, parseIntArg } from './options.ts';
 import { registerPruneCommand } from './prune.ts';
 import { serveCommand } from './serve.ts';
@@ -118,5 +119,6 @@ program.addCommand(serveCommand());
 registerPruneCommand(program);
 registerEvalCommand(program);
 registerSynthCommand(program);
+registerExportCommand(program);
 
 program.parseAsync(process.argv).catch((err) => process.exit(reportCliError(err)));
