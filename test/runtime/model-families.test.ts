@@ -6,12 +6,14 @@ import { openMaskedForward } from '../../src/runtime/calibration/ort-masked-forw
 import { targetFor } from '../../src/runtime/device/device.ts';
 import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/runtime/model/block-quantization.ts';
+import { GgmlType, GgufType } from '../../src/runtime/model/gguf-container.ts';
+import { buildGgufContents, type GgufContents, writeGgufFile } from '../../src/runtime/model/gguf-writer.ts';
 import { readHfDirectory, writeHfDirectory } from '../../src/runtime/model/hf.ts';
 import { loadModel } from '../../src/runtime/model/load.ts';
 import { writeSafetensors } from '../../src/runtime/model/safetensors.ts';
 import { ModelFormatError, type ModelSpec, weightName } from '../../src/runtime/model/spec.ts';
-import { syntheticWeights } from '../../src/runtime/model/synthetic.ts';
-import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { syntheticVocabulary, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
+import type { Tensor, Weights } from '../../src/runtime/model/tensor.ts';
 import { fullPlan } from '../../src/mop/pruning-plan.ts';
 import { referenceForward } from '../helpers/reference-forward.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
@@ -195,6 +197,56 @@ describe('Mistral checkpoints', () => {
     const config = hfConfig('mistral', { sliding_window: 64 });
     const model = await loadModel(await writeCheckpoint(config, weightsFor(specOf(config), 9)));
     assert.equal(model.spec.family, 'mistral');
+  });
+});
+
+/**
+ * A qwen2 GGUF laid out as llama.cpp's convert_hf_to_gguf.py writes one: `qwen2.*` keys, the
+ * llama tensor names plus attn_{q,k,v}.bias, and Q/K rows as Hugging Face has them (that
+ * architecture runs NEOX RoPE, so nothing is permuted). Built from our llama export of the same
+ * weights without the biases, renamed.
+ */
+function qwen2Gguf(spec: ModelSpec, weights: Weights): GgufContents {
+  const { family: _f, attentionBias: _b, ...llamaSpec } = spec;
+  const plain = new Map([...weights].filter(([n]) => !n.endsWith('.bias')));
+  const c = buildGgufContents({ spec: llamaSpec, weights: plain }, { tokenizer: syntheticVocabulary(spec.vocabSize), name: 'tiny-qwen2' });
+  const metadata = new Map([...c.metadata].map(([k, v]) => [k.replace(/^llama\./, 'qwen2.'), v]));
+  metadata.set('general.architecture', { type: GgufType.STRING, value: 'qwen2' });
+  const f32 = (t: Tensor) => ({ shape: [...t.shape], type: GgmlType.F32, data: new Uint8Array(t.data.slice().buffer) });
+  const tensors = c.tensors.map((t) => {
+    const m = /^blk\.(\d+)\.attn_([qk])\.weight$/.exec(t.name);
+    return m ? { name: t.name, ...f32(weights.get(m[2] === 'q' ? weightName.q(Number(m[1])) : weightName.k(Number(m[1])))!) } : t;
+  });
+  spec.layers.forEach((_, i) => {
+    for (const [p, name] of [['q', weightName.qBias(i)], ['k', weightName.kBias(i)], ['v', weightName.vBias(i)]] as const) tensors.push({ name: `blk.${i}.attn_${p}.bias`, ...f32(weights.get(name)!) });
+  });
+  return { metadata, tensors };
+}
+
+describe('GGUF: qwen2 and the llama files Mistral ships', () => {
+  it('a qwen2 GGUF as llama.cpp\'s converter writes it (q/k/v biases, rows not permuted) reads back exactly and serves what the reference computes', async () => {
+    const spec = specOf(hfConfig('qwen2', { tie_word_embeddings: false }));
+    const weights = weightsFor(spec, 10);
+    const path = join(await tempDir('qwen2-gguf'), 'tiny-qwen2.gguf');
+    await writeGgufFile(path, qwen2Gguf(spec, weights));
+    const model = await loadModel(path);
+    assert.deepEqual(model.spec, spec);
+    assertSameWeights(model.weights, weights);
+    await assertServingMatchesReference(model.spec, model.weights);
+  });
+
+  it('a Mistral-style llama GGUF (head size from key_length, not hidden / heads; no vocab_size key) serves what the reference computes', async () => {
+    const layer = { heads: 4, kvHeads: 1, headDim: 16, ffn: 48 };
+    const spec: ModelSpec = { ...specOf(hfConfig('mistral')), layers: [layer, { ...layer }] };
+    delete spec.family;
+    const weights = weightsFor(spec, 12);
+    const path = join(await tempDir('mistral-gguf'), 'tiny-mistral.gguf');
+    const contents = buildGgufContents({ spec, weights }, { tokenizer: syntheticVocabulary(spec.vocabSize), name: 'tiny-mistral' });
+    contents.metadata.delete('llama.vocab_size');
+    await writeGgufFile(path, contents);
+    const model = await loadModel(path);
+    assert.deepEqual(model.spec, spec);
+    await assertServingMatchesReference(model.spec, model.weights);
   });
 });
 

@@ -2,7 +2,7 @@
  * How llama.cpp's `llama` architecture lays a model out in GGUF: the tensor names, and llama3 RoPE
  * scaling stored as per-frequency divisors in `rope_freqs.weight`. GGUF keeps Q/K rows in the
  * interleaved RoPE layout (llama.cpp's converter permutes Hugging Face weights): `ropeHeads` says
- * which tensors to permute.
+ * which tensors to permute. `qwen2` uses the same names, plus attn_{q,k,v}.bias, unpermuted.
  */
 import { shortestF32 } from './gguf-metadata.ts';
 import { ModelFormatError, type ModelSpec, type RopeScaling, weightName } from './spec.ts';
@@ -16,6 +16,8 @@ export interface GgufNamePair {
 
 /** The GGUF tensor for every weight the spec expects, in llama.cpp's conventional order. */
 export function ggufTensorNames(spec: ModelSpec): GgufNamePair[] {
+  // qwen2 files keep Hugging Face's rotate-half rows (llama.cpp runs that architecture with NEOX RoPE).
+  const interleaved = spec.family !== 'qwen2';
   const out: GgufNamePair[] = [
     { gguf: 'token_embd.weight', hf: weightName.embed },
     { gguf: 'output_norm.weight', hf: weightName.finalNorm },
@@ -26,11 +28,12 @@ export function ggufTensorNames(spec: ModelSpec): GgufNamePair[] {
     if (l.heads > 0) {
       out.push(
         { gguf: `${b}.attn_norm.weight`, hf: weightName.attnNorm(i) },
-        { gguf: `${b}.attn_q.weight`, hf: weightName.q(i), ropeHeads: l.heads },
-        { gguf: `${b}.attn_k.weight`, hf: weightName.k(i), ropeHeads: l.kvHeads },
+        { gguf: `${b}.attn_q.weight`, hf: weightName.q(i), ...(interleaved && { ropeHeads: l.heads }) },
+        { gguf: `${b}.attn_k.weight`, hf: weightName.k(i), ...(interleaved && { ropeHeads: l.kvHeads }) },
         { gguf: `${b}.attn_v.weight`, hf: weightName.v(i) },
         { gguf: `${b}.attn_output.weight`, hf: weightName.o(i) },
       );
+      if (spec.attentionBias) out.push({ gguf: `${b}.attn_q.bias`, hf: weightName.qBias(i) }, { gguf: `${b}.attn_k.bias`, hf: weightName.kBias(i) }, { gguf: `${b}.attn_v.bias`, hf: weightName.vBias(i) });
     }
     if (l.ffn > 0) {
       out.push(

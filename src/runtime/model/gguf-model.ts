@@ -25,8 +25,8 @@ function perLayer(v: number | number[], n: number, key: string, file: string): n
   return values;
 }
 
-/** Architectures read here: both compute as LLaMA; `deci` may vary its shapes per layer. */
-const ARCHITECTURES = ['llama', 'deci'];
+/** Architectures read here: all compute as LLaMA; `deci` may vary its shapes per layer; `qwen2` adds q/k/v biases. */
+const ARCHITECTURES = ['llama', 'deci', 'qwen2'];
 
 function specFromGguf(g: GgufFile): ModelSpec {
   const arch = new GgufMetadata(g, '').str('general.architecture');
@@ -95,6 +95,7 @@ function specFromGguf(g: GgufFile): ModelSpec {
 
   return {
     architecture: 'llama',
+    ...(arch === 'qwen2' && { family: 'qwen2' as const, attentionBias: true }),
     vocabSize,
     hidden,
     layers,
