@@ -5,6 +5,7 @@
  */
 import { Hono } from 'hono';
 import type { AdminDeps } from './admin-context.ts';
+import { exportRoutes } from './admin-export-routes.ts';
 import { adminErrorResponse, useAdminGuards } from './admin-middleware.ts';
 import { modelRoutes } from './admin-model-routes.ts';
 import { pruneJobRoutes } from './admin-prune-routes.ts';
@@ -17,6 +18,7 @@ export function adminRoutes(deps: AdminDeps): Hono {
   useAdminGuards(app, deps);
   pruneJobRoutes(app, deps);
   modelRoutes(app, deps);
+  exportRoutes(app, deps);
   splitRoutes(app, deps);
   storeRoutes(app, deps);
   app.notFound((c) => notFound(`${c.req.method} ${c.req.path}`).toResponse());

@@ -135,6 +135,11 @@ export class ModelService {
     return this.variants.has(id);
   }
 
+  /** The model a variant serves, weights in shared memory (what an export reads); undefined for an unknown id. */
+  modelOf(id: string): LoadedModel | undefined {
+    return this.variants.get(id)?.model;
+  }
+
   get active(): ServedVariant | undefined {
     return this.variants.active;
   }
