@@ -13,6 +13,7 @@ import {
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { invalidRequest } from './errors.ts';
 import type { ChatMessage } from './protocol.ts';
+import { type ToolCallFormat, toolCallFormatOf } from './tool-calls.ts';
 
 export { ChatTemplateError, type ChatTemplateSource, DEFAULT_CHAT_TEMPLATE } from '../runtime/tokenizer/chat-template.ts';
 
@@ -20,7 +21,9 @@ export interface ChatTemplate {
   source: ChatTemplateSource;
   /** The template text (logged at start-up by source, not content). */
   text: string;
-  /** Prompt token ids for a conversation, ending with the assistant cue unless `options` say otherwise (POST /tokenize). */
+  /** The tool-call format the template teaches (from its text); undefined when it renders no tools. */
+  toolFormat: ToolCallFormat | undefined;
+  /** Prompt token ids for a conversation, ending with the assistant cue unless `options` say otherwise (POST /tokenize); `options.tools` fill the template's `tools`. */
   encode(messages: readonly ChatMessage[], tokenizer: Tokenizer, options?: RenderOptions): number[];
 }
 
@@ -30,6 +33,7 @@ export function loadChatTemplate(configured: string | undefined, checkpoint: str
   return {
     source: template.source,
     text: template.text,
+    toolFormat: toolCallFormatOf(template.text),
     encode(messages, tokenizer, options = { addGenerationPrompt: true }) {
       try {
         return template.encode(messages.map(templateMessage), tokenizer, options);
@@ -41,8 +45,30 @@ export function loadChatTemplate(configured: string | undefined, checkpoint: str
   };
 }
 
-function templateMessage(m: ChatMessage): TemplateMessage {
-  return { role: m.role, content: messageText(m), ...(m.name !== undefined && { name: m.name }) };
+function templateMessage(m: ChatMessage, index: number): TemplateMessage {
+  return {
+    role: m.role,
+    content: messageText(m),
+    ...(m.name !== undefined && { name: m.name }),
+    ...(m.tool_calls && m.tool_calls.length > 0 && { tool_calls: templateToolCalls(m.tool_calls, index) }),
+    ...(m.tool_call_id != null && { tool_call_id: m.tool_call_id }),
+  };
+}
+
+/**
+ * An assistant's tool calls as templates take them: `arguments` parsed into an object (Hugging
+ * Face templates write it with `tojson`, as vLLM hands it over); arguments that are not JSON: 400.
+ */
+function templateToolCalls(calls: NonNullable<ChatMessage['tool_calls']>, index: number): unknown[] {
+  return calls.map((call, j) => {
+    let args: unknown;
+    try {
+      args = JSON.parse(call.function.arguments);
+    } catch {
+      throw invalidRequest('The arguments of a tool call must be JSON text (as the answer that made it returned them).', `messages[${index}].tool_calls[${j}].function.arguments`);
+    }
+    return { id: call.id, type: 'function', function: { name: call.function.name, arguments: args } };
+  });
 }
 
 /** A message's text: a string, or its text parts concatenated; null content is empty. */

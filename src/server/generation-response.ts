@@ -63,7 +63,7 @@ export class ChunkFraming<O extends string, C> {
 
 /**
  * A generation stream: the `lead` choices (before any event: echoed prompts, role deltas), then
- * each event's choice (`choiceOf` may skip one), then the usage chunk, whose completion tokens are
+ * each event's choice (`choiceOf` may skip one, or make several chunks of it), then the usage chunk, whose completion tokens are
  * summed from the finish events. However the consumer stops (client gone, stream cancelled, done),
  * the generations are aborted: nothing keeps generating for a gone client.
  */
@@ -71,7 +71,7 @@ export async function* generationChunks<O extends string, C>(
   fanout: Fanout,
   framing: ChunkFraming<O, C>,
   lead: Iterable<C>,
-  choiceOf: (e: ChoiceEvent) => C | undefined,
+  choiceOf: (e: ChoiceEvent) => C | C[] | undefined,
 ): AsyncGenerator<Chunk<O, C>> {
   let completionTokens = 0;
   try {
@@ -79,7 +79,8 @@ export async function* generationChunks<O extends string, C>(
     for await (const e of fanout.events()) {
       if (e.event.type === 'finish') completionTokens += e.event.completionTokens;
       const choice = choiceOf(e);
-      if (choice !== undefined) yield framing.chunk(choice);
+      if (Array.isArray(choice)) for (const c of choice) yield framing.chunk(c);
+      else if (choice !== undefined) yield framing.chunk(choice);
     }
     yield* framing.usageChunk(completionTokens);
   } finally {

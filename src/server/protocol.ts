@@ -135,12 +135,41 @@ export type CompletionRequest = z.infer<ReturnType<typeof completionRequestSchem
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() });
 
+/** A call an assistant message made (sent back in the conversation that answers it). */
+const messageToolCall = z.object({
+  id: z.string(),
+  type: z.literal('function').optional(),
+  function: z.object({ name: z.string(), arguments: z.string() }),
+});
+
 const chatMessage = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
   content: z.union([z.string(), z.array(textPart), z.null()], { error: 'must be a string or an array of text parts' }).optional(),
   name: z.string().optional(),
+  /** Assistant messages: the calls it made. */
+  tool_calls: z.array(messageToolCall).nullish(),
+  /** Tool messages: the call this answers. */
+  tool_call_id: z.string().nullish(),
 });
 export type ChatMessage = z.infer<typeof chatMessage>;
+
+/** OpenAI's `tools[i]`: a function the model may call. */
+const toolSchema = z.object({
+  type: z.literal('function', { error: "only 'function' tools exist" }),
+  function: z.object({
+    name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes'),
+    description: z.string().nullish(),
+    parameters: z.record(z.string(), z.unknown(), { error: 'must be a JSON Schema object' }).nullish(),
+    strict: z.boolean().nullish(),
+  }),
+});
+export type ToolDefinition = z.infer<typeof toolSchema>;
+
+export const toolChoiceSchema = z.union(
+  [z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })],
+  { error: "must be 'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": …}}" },
+);
+export type ToolChoice = z.infer<typeof toolChoiceSchema>;
 
 export function chatRequestSchema(limits: ProtocolLimits) {
   return z.object({
@@ -154,7 +183,9 @@ export function chatRequestSchema(limits: ProtocolLimits) {
       .min(0, `must be in [0, ${MAX_CHAT_TOP_LOGPROBS}]`)
       .max(MAX_CHAT_TOP_LOGPROBS, `must be in [0, ${MAX_CHAT_TOP_LOGPROBS}]`)
       .nullish(),
-    tools: z.array(z.unknown()).nullish(),
+    tools: z.array(toolSchema).max(128, 'at most 128 tools').nullish(),
+    tool_choice: toolChoiceSchema.nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
   });
 }
 export type ChatRequest = z.infer<ReturnType<typeof chatRequestSchema>>;
@@ -164,7 +195,7 @@ export type ChatRequest = z.infer<ReturnType<typeof chatRequestSchema>>;
  * shutting down) and 'timeout' (MOP_REQUEST_TIMEOUT_MS passed) are ours, so a truncated answer is
  * never mistaken for one that hit max_tokens.
  */
-export type FinishReasonWire = 'stop' | 'length' | 'abort' | 'timeout';
+export type FinishReasonWire = 'stop' | 'length' | 'abort' | 'timeout' | 'tool_calls';
 
 export interface Usage {
   prompt_tokens: number;
@@ -213,9 +244,17 @@ export interface ChatLogprobs {
   refusal: null;
 }
 
+/** A tool call in an answer; in a stream chunk, `index` says which call a delta continues. */
+export interface ToolCallWire {
+  index?: number;
+  id?: string;
+  type?: 'function';
+  function: { name?: string; arguments: string };
+}
+
 export interface ChatCompletionChoice {
   index: number;
-  message: { role: 'assistant'; content: string; refusal: null };
+  message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ToolCallWire[] };
   logprobs: ChatLogprobs | null;
   finish_reason: FinishReasonWire | null;
 }
@@ -232,7 +271,7 @@ export interface ChatCompletionResponse {
 
 export interface ChatCompletionChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string };
+  delta: { role?: 'assistant'; content?: string; tool_calls?: ToolCallWire[] };
   logprobs: ChatLogprobs | null;
   finish_reason: FinishReasonWire | null;
 }

@@ -7,7 +7,8 @@
  *
  * The template's own special tokens (`<|im_start|>`, a mid-conversation `</s><s>`…) become control
  * tokens; the same texts inside a message's content or name stay text, so a user cannot close
- * their turn and open a system one by typing it.
+ * their turn and open a system one by typing it. So do those in the tools and tool calls a
+ * conversation carries (the template's `tools` variable, each message's `tool_calls`).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -25,11 +26,17 @@ export interface TemplateMessage {
   role: string;
   content: string;
   name?: string;
+  /** An assistant's calls, as Hugging Face templates take them (`function.arguments` an object). */
+  tool_calls?: unknown[];
+  /** A tool message: the call it answers. */
+  tool_call_id?: string;
 }
 
 export interface RenderOptions {
   /** End with the cue for the assistant's turn (a prompt); false for a whole conversation (training text). */
   addGenerationPrompt: boolean;
+  /** The tools offered (OpenAI's `tools`), for the template's `tools` variable. */
+  tools?: readonly unknown[];
 }
 
 export interface ChatTemplate {
@@ -79,12 +86,19 @@ function compile(text: string, source: ChatTemplateSource): ChatTemplate {
     encode(messages, tokenizer, options = { addGenerationPrompt: true }) {
       const bos = tokenizer.bosTokenId === undefined ? '' : tokenizer.tokenText(tokenizer.bosTokenId);
       const eos = tokenizer.eosTokenIds[0] === undefined ? '' : tokenizer.tokenText(tokenizer.eosTokenIds[0]);
-      const client = messages.flatMap((m) => [m.content, ...(m.name !== undefined ? [m.name] : [])]);
+      const client = [...messages.flatMap((m) => [m.content, ...(m.name !== undefined ? [m.name] : [])]), ...stringsIn([messages.map((m) => [m.tool_calls, m.tool_call_id]), options.tools])];
       const marks = new SpecialTextMarks(tokenizer.specialTokenTexts, client);
       let rendered: string;
       try {
         rendered = template.render({
-          messages: messages.map((m) => ({ role: m.role, content: marks.mark(m.content), ...(m.name !== undefined && { name: marks.mark(m.name) }) })),
+          messages: messages.map((m) => ({
+            role: m.role,
+            content: marks.mark(m.content),
+            ...(m.name !== undefined && { name: marks.mark(m.name) }),
+            ...(m.tool_calls !== undefined && { tool_calls: marks.markDeep(m.tool_calls) }),
+            ...(m.tool_call_id !== undefined && { tool_call_id: marks.mark(m.tool_call_id) }),
+          })),
+          ...(options.tools && options.tools.length > 0 && { tools: marks.markDeep(options.tools) }),
           add_generation_prompt: options.addGenerationPrompt,
           bos_token: bos,
           eos_token: eos,
@@ -130,6 +144,14 @@ class SpecialTextMarks {
     return s.replace(this.find, (t) => `\uE000${this.nonce}.${this.texts.indexOf(t)}\uE001`);
   }
 
+  /** Every string in a JSON-like value marked, object keys included. */
+  markDeep<T>(value: T): T {
+    if (typeof value === 'string') return this.mark(value) as T;
+    if (Array.isArray(value)) return value.map((v: unknown) => this.markDeep(v)) as T;
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [this.mark(k), this.markDeep(v)])) as T;
+    return value;
+  }
+
   spans(rendered: string): TextSpan[] {
     const out: TextSpan[] = [];
     let at = 0;
@@ -141,6 +163,14 @@ class SpecialTextMarks {
     out.push({ text: rendered.slice(at), specialTokens: 'parse' });
     return out;
   }
+}
+
+/** Every string in a JSON-like value, object keys included. */
+function stringsIn(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value)) return value.flatMap(stringsIn);
+  if (value && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => [k, ...stringsIn(v)]);
+  return [];
 }
 
 function escapeRegExp(s: string): string {

@@ -1,0 +1,64 @@
+/**
+ * One streamed choice's text split into content (sent as it comes) and tool calls (held from the
+ * point a call starts, parsed when the choice ends). Text that may still turn out to be the start
+ * of a call (`<tool_ca…` at the end of what has come so far; for Llama 3.1 JSON, leading
+ * whitespace) is held back until it is decided, so a call's markup never reaches `content`.
+ */
+import { markerLength, parseToolCalls, type ToolCall, toolCallStart } from './tool-calls.ts';
+import type { ToolUse } from './tool-calls-request.ts';
+
+export class ToolCallStream {
+  /** All text of the choice so far. */
+  private text = '';
+  /** How much of `text` has been sent as content. */
+  private sent = 0;
+  /** Where the call starts in `text`, once it has. */
+  private callAt = -1;
+
+  constructor(private readonly tools: ToolUse) {}
+
+  /** Feed the next piece of text; returns the content that can be sent now (possibly ''). */
+  push(piece: string): string {
+    this.text += piece;
+    if (this.callAt >= 0) return '';
+    const at = toolCallStart(this.tools.format, this.text);
+    if (at >= 0) {
+      this.callAt = at;
+      return this.take(at);
+    }
+    return this.take(this.text.length - this.undecided());
+  }
+
+  /** The choice has ended (with `last`, its held-back text): the content left to send, and the calls. */
+  finish(last: string): { content: string; toolCalls: ToolCall[] } {
+    this.text += last;
+    const at = this.callAt >= 0 ? this.callAt : toolCallStart(this.tools.format, this.text);
+    if (at >= 0) {
+      const parsed = parseToolCalls(this.tools.format, this.text.slice(at), this.tools.functions, this.tools.parallel);
+      if (parsed.toolCalls.length > 0) return { content: this.take(at), toolCalls: parsed.toolCalls };
+    }
+    return { content: this.take(this.text.length), toolCalls: [] };
+  }
+
+  /** Content from `sent` up to `end`, now counted as sent. */
+  private take(end: number): string {
+    if (end <= this.sent) return '';
+    const out = this.text.slice(this.sent, end);
+    this.sent = end;
+    return out;
+  }
+
+  /** How many characters at the end could still begin a call. */
+  private undecided(): number {
+    if (this.tools.format === 'llama3-json') {
+      // A call is the whole answer: while only whitespace (or a prefix of the python tag) came, it may be one.
+      const trimmed = this.text.trimStart();
+      return trimmed === '' || '<|python_tag|>'.startsWith(trimmed) ? this.text.length - this.sent : 0;
+    }
+    const marker = this.tools.format === 'hermes' ? '<tool_call>' : '[TOOL_CALLS]';
+    for (let n = Math.min(markerLength(this.tools.format) - 1, this.text.length); n > 0; n--) {
+      if (marker.startsWith(this.text.slice(this.text.length - n))) return Math.min(n, this.text.length - this.sent);
+    }
+    return 0;
+  }
+}
