@@ -43,6 +43,7 @@ function slices(kind: Unit['kind'], perLayer: Unit[][]): Slice[] {
   });
 }
 
+/** widthCandidate's contract (same arguments, a candidate worth about `budget`), in slices. */
 export function uniformWidthCandidate(
   base: ModelSpec,
   plan: PruningPlan,
