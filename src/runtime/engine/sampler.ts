@@ -64,26 +64,7 @@ export interface SampleResult {
 }
 
 /**
- * Restricts which tokens a sequence may sample next (structured outputs: a grammar, a JSON
- * schema). One per sequence; the sampler applies its mask before penalties, temperature, top-k,
- * top-p and min-p, so those only ever choose among allowed tokens.
- */
-export interface TokenConstraint {
-  /**
-   * Allowed token ids for the next step: bit (id & 31) of word (id >> 5). Throws (a GrammarError)
-   * when no token is allowed: the constraint cannot be met with this vocabulary.
-   */
-  mask(): Int32Array;
-  /** Advance past the sampled token. */
-  accept(token: number): void;
-  /** The constrained text is complete: the sequence ends. */
-  readonly terminated: boolean;
-  /** Free what it holds (the sequence is over). */
-  release(): void;
-}
-
-/**
- * Sets every logit outside `allowed` (a TokenConstraint mask) to -Infinity in place; returns the
+ * Sets every logit outside `allowed` (a TokenConstraint's mask) to -Infinity in place; returns the
  * lowest allowed id (-1 if none), the fallback when every allowed logit is -Infinity.
  */
 export function applyTokenMask(logits: Float32Array, allowed: Int32Array): number {

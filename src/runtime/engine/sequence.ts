@@ -1,6 +1,7 @@
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.ts';
 import type { GrammarSpec } from '../grammar/grammar-spec.ts';
-import { Sampler, type TokenConstraint, TokenHistory, type TopLogprob } from './sampler.ts';
+import type { TokenConstraint } from '../grammar/token-constraint.ts';
+import { Sampler, TokenHistory, type TopLogprob } from './sampler.ts';
 import type { SamplingParams } from './sampling-params.ts';
 import { StopMatcher } from './stop-matcher.ts';
 

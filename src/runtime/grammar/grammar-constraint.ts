@@ -1,10 +1,10 @@
 /**
  * One sequence's grammar state: an xgrammar GrammarMatcher that says which tokens may come next
- * (a bitmask over the vocabulary) and advances with each sampled token. It implements the engine's
- * TokenConstraint, which the sampler applies before penalties, temperature and truncation.
+ * (a bitmask over the vocabulary) and advances with each sampled token. It implements the
+ * TokenConstraint the engine's sampler applies before penalties, temperature and truncation.
  */
 import type { GrammarMatcher } from '@mlc-ai/web-xgrammar';
-import type { TokenConstraint } from '../engine/sampler.ts';
+import type { TokenConstraint } from './token-constraint.ts';
 import { GrammarError } from './grammar-spec.ts';
 
 /** The raw matcher behind the package's wrapper: its mask call without the wrapper's await. */
