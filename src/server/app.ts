@@ -14,6 +14,7 @@ import { corsFor } from './cors.ts';
 import type { EndpointContext, EndpointLimits } from './endpoint.ts';
 import { outcomeOf, toApiError } from './service-errors.ts';
 import { handleDetokenize, handleTokenize, TOKENIZE_PATHS } from './tokenize-routes.ts';
+import type { TokenizeThread } from './tokenize-thread.ts';
 import { bodyTooLarge, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
 import type { RequestOutcome, ServerMetrics } from './metrics.ts';
 import type { ModelCard, ModelList } from './protocol.ts';
@@ -40,6 +41,8 @@ export interface AppDeps {
   log?: (line: string) => void;
   /** The /admin routes (prune jobs, variants), mounted when given. */
   admin?: Hono;
+  /** Where POST /tokenize and /detokenize tokenize; absent: inline on the HTTP thread. */
+  tokenizeThread?: TokenizeThread | undefined;
   /** Bearer keys of which every /v1 request must carry one (--api-key); unset or empty: /v1 is open. */
   apiKeys?: readonly string[] | undefined;
   /** Origins (or '*') browsers may call /v1 from (--allowed-origins); unset: no CORS headers at all. */
@@ -104,9 +107,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.post('/v1/completions', generation(handleCompletion));
   app.post('/v1/chat/completions', generation(handleChatCompletion));
   // Not generations: neither counted nor refused while draining.
-  const tokenizing = (handler: (json: unknown, d: AppDeps) => object) => async (c: Context<Env>) => {
+  const tokenizing = (handler: (json: unknown, d: AppDeps) => Promise<object>) => async (c: Context<Env>) => {
     try {
-      return c.json(handler(await readJson(c), deps));
+      return c.json(await handler(await readJson(c), deps));
     } catch (e) {
       return toApiError(e, log).toResponse();
     }

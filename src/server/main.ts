@@ -23,6 +23,7 @@ import { baseUrl, type Listeners, listenAddress, openListeners, portOf } from '.
 import { ServerMetrics } from './metrics.ts';
 import { errorText, releaseEngines, shutdownOnce } from './shutdown.ts';
 import { abortable, StartupAbortedError } from './startup-abort.ts';
+import { TokenizeThread } from './tokenize-thread.ts';
 
 export { shutdownMarginMs } from './shutdown.ts';
 
@@ -94,7 +95,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const dense = service.active!;
   logServing(config, served, dense, (performance.now() - t0) / 1000, log);
 
-  const { app, metrics, state } = buildApp(config, service, sync, served.chatTemplate, log);
+  // Every variant serves the loaded model's tokenizer (pruning keeps it).
+  const tokenizeThread = new TokenizeThread({ tokenizer: served.model.tokenizer, chatTemplate: served.chatTemplate.text });
+  const { app, metrics, state } = buildApp(config, service, sync, served.chatTemplate, tokenizeThread, log);
   let listeners: Listeners;
   try {
     listeners = await openListeners(app.fetch, config);
@@ -103,7 +106,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     throw e;
   }
   // With --admin-port, /admin and its WebSocket live on a listener of their own; the API port answers 404 for them.
-  const closeEvents = attachAdminEventSocket(listeners.admin ?? listeners.api, service.events, { adminToken: config.adminToken, maxClients: config.maxEventClients, log });
+  const closeSocket = attachAdminEventSocket(listeners.admin ?? listeners.api, service.events, { adminToken: config.adminToken, maxClients: config.maxEventClients, log });
+  const closeEvents = () => {
+    closeSocket();
+    // The tokenizer thread goes with the admin socket, when shutdown begins.
+    void tokenizeThread.close();
+  };
   const reachable = announceListeners(config, listeners, dense.id, log);
   const servers = listeners.admin ? [listeners.api, listeners.admin] : [listeners.api];
   const close = shutdownOnce({ service, state, servers, closeEvents, graceMs: config.shutdownGraceMs, log });
@@ -190,7 +198,7 @@ function logServing(config: ServerConfig, { model, resolved, chatTemplate }: Ser
 }
 
 /** Metrics attached to the service, and the app (API and /admin) with the state /ready reports. */
-function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync | undefined, chatTemplate: ChatTemplate, log: Log): { app: ReturnType<typeof createApp>; metrics: ServerMetrics; state: ServerState } {
+function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync | undefined, chatTemplate: ChatTemplate, tokenizeThread: TokenizeThread, log: Log): { app: ReturnType<typeof createApp>; metrics: ServerMetrics; state: ServerState } {
   const metrics = new ServerMetrics(() => service.list(), sync && (() => service.storeSync));
   service.attachMetrics(metrics);
   service.events.subscribe((e) => e.type === 'model_removed' && metrics.forgetModel(e.id));
@@ -201,6 +209,7 @@ function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync |
     allowedOrigins: config.allowedOrigins,
     service,
     chatTemplate,
+    tokenizeThread,
     metrics,
     state,
     log,

@@ -1,17 +1,17 @@
 /**
  * POST /tokenize and POST /detokenize, in vLLM's shape: a prompt (or a chat, rendered as
  * /v1/chat/completions renders it) to token ids with the context length, and token ids back to
- * text. They run on the HTTP thread, as prompt encoding for the generation routes does: the work
- * is bounded by the request body limit and touches no engine.
+ * text. The fields are checked here; the tokenizing runs on the server's tokenizer thread
+ * (tokenize-thread.ts), as a body near the size limit takes seconds to encode.
  */
 import { z } from 'zod';
-import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { ChatTemplate } from './chat-template.ts';
 import { parseBody } from './endpoint.ts';
 import { invalidRequest, modelNotFound } from './errors.ts';
 import { chatRequestSchema } from './protocol.ts';
 import type { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/variants/served-variant.ts';
+import { runTokenizeJob, type TokenizeJob, type TokenizeResult, type TokenizeThread } from './tokenize-thread.ts';
 
 /** The paths these routes answer on (vLLM serves them outside /v1 too). */
 export const TOKENIZE_PATHS = ['/tokenize', '/detokenize'] as const;
@@ -19,6 +19,8 @@ export const TOKENIZE_PATHS = ['/tokenize', '/detokenize'] as const;
 export interface TokenizeDeps {
   service: Pick<ModelService, 'resolve'>;
   chatTemplate: ChatTemplate;
+  /** Where tokenizing runs; absent: inline, with the variant's tokenizer (an app built in a test). */
+  tokenizeThread?: TokenizeThread | undefined;
 }
 
 /** vLLM's TokenizeResponse; `token_strs` only when asked for. */
@@ -52,25 +54,27 @@ const detokenizeSchema = z.object({
   tokens: z.array(z.number().int(), { error: 'must be an array of integer token ids' }),
 });
 
-export function handleTokenize(json: unknown, deps: TokenizeDeps): TokenizeResponse {
+export async function handleTokenize(json: unknown, deps: TokenizeDeps): Promise<TokenizeResponse> {
   const body = parseBody(tokenizeSchema, json);
   const variant = resolve(deps, body.model);
-  const tokens = body.messages !== undefined ? chatTokens(body, deps.chatTemplate, variant.tokenizer) : promptTokens(body, variant.tokenizer);
-  return {
-    count: tokens.length,
-    max_model_len: variant.maxContext,
-    tokens,
-    ...(body.return_token_strs && { token_strs: tokens.map((t) => variant.tokenizer.tokenText(t)) }),
-  };
+  const job = body.messages !== undefined ? chatJob(body) : promptJob(body);
+  const { tokens = [], tokenStrs } = await run(deps, variant, job);
+  return { count: tokens.length, max_model_len: variant.maxContext, tokens, ...(tokenStrs && { token_strs: tokenStrs }) };
 }
 
-export function handleDetokenize(json: unknown, deps: TokenizeDeps): DetokenizeResponse {
+export async function handleDetokenize(json: unknown, deps: TokenizeDeps): Promise<DetokenizeResponse> {
   const body = parseBody(detokenizeSchema, json);
-  const { tokenizer } = resolve(deps, body.model);
-  const vocab = tokenizer.vocabSize;
+  const variant = resolve(deps, body.model);
+  const vocab = variant.tokenizer.vocabSize;
   const bad = body.tokens.findIndex((t) => !(t >= 0 && t < vocab));
   if (bad >= 0) throw invalidRequest(`Token id ${body.tokens[bad]} at position ${bad} is out of vocabulary (valid ids are 0..${vocab - 1}).`, 'tokens');
-  return { prompt: tokenizer.decode(body.tokens) };
+  const { text = '' } = await run(deps, variant, { op: 'detokenize', tokens: body.tokens });
+  return { prompt: text };
+}
+
+function run(deps: TokenizeDeps, variant: ServedVariant, job: TokenizeJob): Promise<TokenizeResult> {
+  if (deps.tokenizeThread) return deps.tokenizeThread.run(job);
+  return Promise.resolve(runTokenizeJob(job, variant.tokenizer, deps.chatTemplate));
 }
 
 function resolve(deps: TokenizeDeps, model: string | null | undefined): ServedVariant {
@@ -80,12 +84,12 @@ function resolve(deps: TokenizeDeps, model: string | null | undefined): ServedVa
 }
 
 /** A text prompt: BOS first unless add_special_tokens is false (as /v1/completions encodes it, by default). */
-function promptTokens(body: TokenizeRequest, tokenizer: Tokenizer): number[] {
+function promptJob(body: TokenizeRequest): TokenizeJob {
   if (body.prompt === undefined) throw invalidRequest('Give either `prompt` (a text) or `messages` (a chat) to tokenize.', 'prompt');
   for (const field of ['add_generation_prompt', 'continue_final_message'] as const) {
     if (body[field] != null) throw invalidRequest(`${field} applies to \`messages\` only; this request tokenizes a \`prompt\`.`, field);
   }
-  return tokenizer.encode(body.prompt, { addBos: body.add_special_tokens ?? true });
+  return { op: 'prompt', text: body.prompt, addBos: body.add_special_tokens ?? true, tokenStrs: body.return_token_strs ?? false };
 }
 
 /**
@@ -94,10 +98,10 @@ function promptTokens(body: TokenizeRequest, tokenizer: Tokenizer): number[] {
  * already starts with exactly one BOS (the template's or the tokenizer's), so add_special_tokens
  * adds none on top of it.
  */
-function chatTokens(body: TokenizeRequest, template: ChatTemplate, tokenizer: Tokenizer): number[] {
+function chatJob(body: TokenizeRequest): TokenizeJob {
   if (body.prompt !== undefined) throw invalidRequest('Give either `prompt` or `messages`, not both.', 'messages');
   if (body.continue_final_message) {
     throw invalidRequest('continue_final_message is not supported: send add_generation_prompt false to get the conversation without the assistant cue.', 'continue_final_message');
   }
-  return template.encode(body.messages!, tokenizer, { addGenerationPrompt: body.add_generation_prompt ?? true });
+  return { op: 'chat', messages: body.messages!, addGenerationPrompt: body.add_generation_prompt ?? true, tokenStrs: body.return_token_strs ?? false };
 }
