@@ -21,7 +21,7 @@ export function uniformLines(c: QualityContext, targets: readonly number[], plan
     .sort((a, b) => a - b)
     .map((t) => [t, get(uniformVariants.perLayer, 'mop', t), get(uniformVariants.uniform, 'mop', t)] as const)
     .filter((p): p is readonly [number, Row, Row] => p[1] !== undefined && p[2] !== undefined);
-  const out = ['', '## Uniform layers', ''];
+  const out = ['## Uniform layers', ''];
   out.push(
     '`mop prune --uniform` keeps every kept layer the same heads and MLP width, with attention and MLP (depth is still chosen freely), so the Hugging Face output is a plain `LlamaConfig` with no `layer_shapes` key: transformers, vLLM and llama.cpp\'s converter load it. Its width steps take a slice: the least important KV group (or neuron) of every kept layer at once. Both columns are MoP with the default recovery recipe above, measured in the same run of this script (same calibration, recovery and held-out text); × dense is held-out perplexity over the dense model\'s.',
   );
