@@ -155,6 +155,16 @@ describe('Qwen2 checkpoints (q/k/v biases)', () => {
     assert.ok(maxAbsDiff(logits, ref) <= 0.2, `int8: max |Δlogit| ${maxAbsDiff(logits, ref)}`);
   });
 
+  it('float16 graph (the GPU dtype, on the CPU provider): the bias is added in float16 too', async () => {
+    const spec = specOf(hfConfig('qwen2'));
+    const weights = weightsFor(spec, 13);
+    const session = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: 32, threads: 1, target: { device: 'cpu', dtype: 'float16' } });
+    const logits = await session.prefill(0, PROMPT);
+    await session.release();
+    const ref = referenceForward(spec, weights, PROMPT).subarray((PROMPT.length - 1) * spec.vocabSize);
+    assert.ok(maxAbsDiff(logits, ref) <= 0.1, `float16: max |Δlogit| ${maxAbsDiff(logits, ref)}`);
+  });
+
   it('written back as a Qwen2 directory: model_type qwen2, its biases, the same model', async () => {
     const config = hfConfig('qwen2', { tie_word_embeddings: false });
     const spec = specOf(config);
