@@ -10,6 +10,7 @@ import { GrammarCompiler } from '../../src/runtime/grammar/grammar-compiler.ts';
 import { GrammarError, type GrammarSpec, grammarKey } from '../../src/runtime/grammar/grammar-spec.ts';
 import { grammarVocabulary } from '../../src/runtime/grammar/vocabulary.ts';
 import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
+import { BYTE_LEVEL_CHAR_TO_BYTE } from '../../src/runtime/tokenizer/tokenizer-json.ts';
 import { scoredVocabToHfTokenizer } from '../../src/runtime/tokenizer/from-scored-vocab.ts';
 import type { ByteBpeSource, Tokenizer } from '../../src/runtime/tokenizer/types.ts';
 import { readTok512Bin } from './helpers/tok512.ts';
@@ -22,15 +23,7 @@ function maskOf(vocab: number, ids: number[]): Int32Array {
 }
 
 /** GPT-2's byte → character alphabet. */
-function byteChars(): string[] {
-  const out: string[] = [];
-  let next = 256;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    out.push(String.fromCodePoint(printable ? b : next++));
-  }
-  return out;
-}
+const byteChars = (): string[] => [...BYTE_LEVEL_CHAR_TO_BYTE].sort((a, b) => a[1] - b[1]).map(([ch]) => ch);
 
 function byteBpeTokenizer(): Tokenizer {
   const pieces = ['<s>', '</s>', ...byteChars(), '{"', 'Ġ1'];

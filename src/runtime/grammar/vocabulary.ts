@@ -10,6 +10,7 @@
  * to exactly those bytes (partial UTF-8 bytes of byte-fallback tokens included). Control tokens
  * contribute no bytes, so xgrammar never allows them, except the stop tokens.
  */
+import { BYTE_LEVEL_CHAR_TO_BYTE } from '../tokenizer/tokenizer-json.ts';
 import type { Tokenizer } from '../tokenizer/types.ts';
 
 export interface GrammarVocabulary {
@@ -25,11 +26,7 @@ export interface GrammarVocabulary {
 /** GPT-2's printable stand-in for every byte (bytes_to_unicode): the alphabet of byte_level vocabularies. */
 const BYTE_CHARS: readonly string[] = (() => {
   const out: string[] = new Array(256);
-  let next = 256;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    out[b] = String.fromCodePoint(printable ? b : next++);
-  }
+  for (const [char, byte] of BYTE_LEVEL_CHAR_TO_BYTE) out[byte] = char;
   return out;
 })();
 
