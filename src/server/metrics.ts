@@ -83,18 +83,21 @@ export class ServerMetrics {
     });
     this.pruneSteps = new Counter({ name: 'mop_prune_iterations_total', help: 'Pruning iterations by the branch that was chosen (depth or width).', labelNames: ['strategy', 'branch'] as const, registers });
 
-    // Gauges computed on scrape; reset first so a removed variant's series disappear.
+    // Series computed on scrape, one per variant (none where `value` is undefined); reset first so
+    // a removed variant's series disappear.
+    const eachVariant = (value: (v: ServedVariant) => number | undefined, put: (model: string, n: number) => void) => {
+      for (const v of variants()) {
+        const n = value(v);
+        if (n !== undefined) put(v.id, n);
+      }
+    };
+    const labelNames = ['model'] as const;
     const gauge = (name: string, help: string, value: (v: ServedVariant) => number) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['model'] as const,
-        registers,
-        collect() {
-          this.reset();
-          for (const v of variants()) this.set({ model: v.id }, value(v));
-        },
-      });
+      new Gauge({ name, help, labelNames, registers, collect() { this.reset(); eachVariant(value, (model, n) => this.set({ model }, n)); } });
+    // Totals the engine worker keeps, read from its last pushed stats (a worker restart starts them
+    // over, which Prometheus reads as a counter reset).
+    const counter = (name: string, help: string, value: (v: ServedVariant) => number | undefined) =>
+      new Counter({ name, help, labelNames, registers, collect() { this.reset(); eachVariant(value, (model, n) => this.inc({ model }, n)); } });
     gauge('mop_num_requests_running', 'Generations holding a batch slot.', (v) => v.scheduler.stats().running);
     gauge('mop_num_requests_waiting', 'Generations waiting for a batch slot.', (v) => v.scheduler.stats().waiting);
     gauge('mop_batch_size', 'Sequences in the last decode step.', (v) => v.scheduler.stats().lastBatchSize);
@@ -103,24 +106,8 @@ export class ServerMetrics {
       return s.kvTokensCapacity > 0 ? s.kvTokensUsed / s.kvTokensCapacity : 0;
     });
     gauge('mop_engine_stalled', 'Always 0 or 1: 1 while the variant\'s engine has not finished a step within --engine-stall-ms.', (v) => (v.status === 'stalled' ? 1 : 0));
-    // Totals kept by each engine worker's prefix cache, read from its last pushed stats (a worker
-    // restart starts them over, which Prometheus reads as a counter reset).
-    const prefixCounter = (name: string, help: string, value: (v: ServedVariant) => number | undefined) =>
-      new Counter({
-        name,
-        help,
-        labelNames: ['model'] as const,
-        registers,
-        collect() {
-          this.reset();
-          for (const v of variants()) {
-            const n = value(v);
-            if (n !== undefined) this.inc({ model: v.id }, n);
-          }
-        },
-      });
-    prefixCounter('mop_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', (v) => v.scheduler.stats().prefixCache?.queryTokens);
-    prefixCounter('mop_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache (their prefill skipped).', (v) => v.scheduler.stats().prefixCache?.hitTokens);
+    counter('mop_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', (v) => v.scheduler.stats().prefixCache?.queryTokens);
+    counter('mop_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache (their prefill skipped).', (v) => v.scheduler.stats().prefixCache?.hitTokens);
     gauge('mop_model_parameters', 'Parameters of the served variant.', (v) => v.parameters);
     gauge('mop_model_compression_ratio', "Fraction of the dense model's block parameters removed (0 = dense).", (v) => v.compressionRatio);
     new Gauge({
