@@ -37,9 +37,11 @@ export interface MeasuredStepTimes {
   trainStepSeconds: number;
   /** Building a training run's graph and sessions, seconds (once per recovery run). */
   recoveryStartSeconds: number;
-  /** One calibration pass over samples × seqLen tokens, seconds. */
+  /** One calibration pass over samples × seqLen tokens on a warm session, seconds. */
   scoringPassSeconds: number;
-  /** Building a scoring session, seconds. */
+  /** The same pass with importance taps (the parent pass of every step), seconds. */
+  tapsPassSeconds: number;
+  /** Building a scoring session and its first pass's extra time, seconds. */
   scoringOpenSeconds: number;
 }
 
@@ -120,11 +122,11 @@ export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: Mea
   // The model's size (all parameters) at a fraction `x` of the way to the target.
   const size = (x: number) => (counts.embeddings + counts.blocks * (1 - r.target * x)) / counts.total;
   let candidateSeconds = 0;
-  let scoring = measured.scoringOpenSeconds + measured.scoringPassSeconds;
+  let scoring = measured.scoringOpenSeconds;
   for (let k = 1; k <= steps; k++) {
     const s = size((k - 0.5) / steps);
     // The parent pass (taps) and one masked pass per candidate, on the current model's session.
-    scoring += (1 + branches) * measured.scoringPassSeconds * size((k - 1) / steps);
+    scoring += (measured.tapsPassSeconds + branches * measured.scoringPassSeconds) * size((k - 1) / steps);
     if (rec && candidateSteps > 0) {
       const train = rec.candidateSeconds ?? candidateSteps * measured.trainStepSeconds * s;
       // Each candidate: its own training run, then a session of its own to be scored; the winner's session is rebuilt.
@@ -132,7 +134,7 @@ export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: Mea
     }
   }
   const last = size(1);
-  scoring += measured.scoringPassSeconds * last;
+  scoring += measured.tapsPassSeconds * last;
   const final = rec && finalSteps > 0 ? (rec.finalSeconds ?? finalSteps * measured.trainStepSeconds * last) + (measured.recoveryStartSeconds + measured.scoringOpenSeconds + measured.scoringPassSeconds) * last : 0;
   return { ...out, seconds: { total: candidateSeconds + final + scoring, candidates: candidateSeconds, final, scoring }, measured };
 }

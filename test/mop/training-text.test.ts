@@ -7,6 +7,8 @@ import { loadCalibration } from '../../src/mop/calibration.ts';
 import { loadRecoveryText } from '../../src/mop/recovery-data.ts';
 import { readTrainingTokens } from '../../src/mop/training-text.ts';
 import { BatchSampler } from '../../src/runtime/train/batch-sampler.ts';
+import { defaultPruneSettings } from '../../src/service/prune/prune-options.ts';
+import { validateRecipe } from '../../src/service/prune/run-prune.ts';
 import { bundled } from './helpers.ts';
 
 const story = 'Once upon a time, there was a little cat named Tom. Tom liked to play in the sun with his friend. ';
@@ -94,6 +96,9 @@ describe('training text formats (recovery data and calibration)', () => {
       await assert.rejects(loadCalibration(tokenizer, { path: p, samples: 1, seqLen: 16, seed: 0 }), { name: 'MopInputError', message }, name);
     }
     await assert.rejects(loadRecoveryText(tokenizer, { path: path.join(dir, 'nope.jsonl'), seqLen: 16, batch: 1 }), { name: 'MopInputError', message: /recovery data file not found: .*nope\.jsonl/ });
+    for (const recoveryData of [undefined, 'self']) {
+      assert.throws(() => validateRecipe({ ...defaultPruneSettings(), target: 0.4, recoveryData, recoveryLossTokens: 'assistant' }), { name: 'MopInputError', message: /recovery-loss-tokens assistant needs chat records/ });
+    }
     const txt = await file('plain.txt', story.repeat(20));
     await assert.rejects(loadRecoveryText(tokenizer, { path: txt, seqLen: 16, batch: 1, assistantOnly: true }), { name: 'MopInputError', message: /plain\.txt: assistant-only loss needs chat records/ });
   });

@@ -49,7 +49,7 @@ export function describeEstimate(e: PruneCostEstimate): string {
   }
   if (e.measured) {
     const t = e.measured;
-    lines.push(`measured here: training step ${t.trainStepSeconds.toFixed(3)} s, recovery start ${t.recoveryStartSeconds.toFixed(2)} s, scoring pass ${t.scoringPassSeconds.toFixed(3)} s, scoring session ${t.scoringOpenSeconds.toFixed(2)} s`);
+    lines.push(`measured here: training step ${t.trainStepSeconds.toFixed(3)} s, recovery start ${t.recoveryStartSeconds.toFixed(2)} s, scoring pass ${t.scoringPassSeconds.toFixed(3)} s (with importance taps ${t.tapsPassSeconds.toFixed(3)} s), scoring session ${t.scoringOpenSeconds.toFixed(2)} s`);
   }
   lines.push(
     `peak memory: ~${gib(m.peakBytes)} (weights and copies ${gib(m.parts.weights)}, training state ${gib(m.parts.training)}, activations ${gib(m.parts.activations)}, teacher ${gib(m.parts.teacher)}) of ${gib(e.availableBytes)} available${e.fits ? '' : ': does NOT fit'}`,
