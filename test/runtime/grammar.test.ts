@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyTokenMask, Sampler, TokenHistory } from '../../src/runtime/engine/sampler.ts';
+import { Sampler, TokenHistory } from '../../src/runtime/engine/sampler.ts';
+import { applyTokenMask } from '../../src/runtime/engine/token-mask.ts';
 import type { TokenConstraint } from '../../src/runtime/grammar/token-constraint.ts';
 import { defaultSamplingParams } from '../../src/runtime/engine/sampling-params.ts';
 import { openModel } from '../../src/runtime/engine/open-model.ts';
