@@ -17,7 +17,20 @@ async function collect(h: RequestHandle): Promise<string> {
   return text;
 }
 
+/** Counts the session's batched prefill runs (its private prefillFresh) until restored. */
+function countBatchedPrefills(session: ModelSession): { runs: number; restore: () => void } {
+  const target = session as unknown as { prefillFresh: (batch: unknown[]) => Promise<unknown> };
+  const original = target.prefillFresh;
+  const counter = { runs: 0, restore: () => void (target.prefillFresh = original) };
+  target.prefillFresh = function (this: unknown, batch: unknown[]) {
+    counter.runs++;
+    return original.call(this, batch);
+  };
+  return counter;
+}
+
 const SYSTEM = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the sunshine with her dog and her big red ball. Every morning she ran to the park, and every evening she came home tired and happy.';
+const OTHER = 'Tom had a big red truck. He liked to drive it around the garden and make loud noises all day long with his friends.';
 const SUFFIXES = [' One day', ' Tom came to', ' The sun was hot and the dog wanted to find some shade under a big tree.', ' Lily said', ' A bird sang'];
 
 describe('prefix caching in the scheduler', () => {
@@ -35,23 +48,31 @@ describe('prefix caching in the scheduler', () => {
   const request = (text: string, maxTokens = 12): GenerationRequest => ({ promptTokens: m.tokenizer.encode(text), maxTokens, sampling: greedy });
   const options = (prefixCacheMb: number, prefillChunk: number): SchedulerOptions => ({ maxQueue: 16, prefillChunk, requestTimeoutMs: 0, prefixCacheMb });
 
-  /** One request alone (it fills the cache), then a burst that shares its start, beside one that shares nothing. */
+  /**
+   * Two fresh prompts together (a batched prefill, which fills the cache), then a burst that shares
+   * their starts beside two prompts that share nothing (batched together again).
+   */
   async function run(scheduler: BatchScheduler): Promise<string[]> {
-    const first = await collect(scheduler.submit(request(SYSTEM + SUFFIXES[0])));
-    const burst = [...SUFFIXES.slice(1).map((s) => SYSTEM + s), 'Max had a red ball and a blue kite'];
-    return [first, ...(await Promise.all(burst.map((p) => collect(scheduler.submit(request(p))))))];
+    const burst = (prompts: string[]) => Promise.all(prompts.map((p) => collect(scheduler.submit(request(p)))));
+    const first = await burst([SYSTEM + SUFFIXES[0], OTHER + ' The end.']);
+    const second = await burst(['Max had a red ball and a blue kite', 'A cat sat on the mat', ...SUFFIXES.slice(1, 3).map((s) => SYSTEM + s), OTHER + ' Then it rained.']);
+    const third = await burst(SUFFIXES.slice(3).map((s) => SYSTEM + s));
+    return [...first, ...second, ...third];
   }
 
   for (const chunk of [256, 8]) {
-    it(`gives greedy requests sharing a prompt start the same text with the cache on and off (prefill chunk ${chunk}, batched prefill)`, async () => {
+    it(`gives greedy requests sharing a prompt start the same text with the cache on and off (${chunk === 256 ? "batched prefill of fresh prompts" : "prompts prefilled in chunks of 8"})`, async () => {
       const off = new BatchScheduler(session, m.tokenizer, options(0, chunk));
       const on = new BatchScheduler(session, m.tokenizer, options(4, chunk));
       const expected = await run(off);
       assert.equal(off.stats().prefixCache, undefined);
+      const batches = countBatchedPrefills(session);
       assert.deepEqual(await run(on), expected);
+      if (chunk === 256) assert.ok(batches.runs >= 2, `batched prefills with the cache on: ${batches.runs}`);
+      batches.restore();
       const stats = on.stats().prefixCache!;
       const shared = m.tokenizer.encode(SYSTEM).length;
-      // Four burst requests each reused the whole blocks of the shared start.
+      // Four later requests each reused the whole blocks of the shared start (cached by a batched prefill).
       assert.ok(stats.hitTokens >= 4 * 16 * Math.floor((shared - 1) / 16), `hits ${stats.hitTokens}`);
       assert.ok(stats.queryTokens > stats.hitTokens);
       assert.ok(stats.bytes > 0 && stats.bytes <= stats.capacityBytes);
