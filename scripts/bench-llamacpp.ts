@@ -7,13 +7,19 @@
  *
  *   node --import tsx scripts/bench-llamacpp.ts [--models bundled,100m] [--quants f32,q8_0] [--threads N,1]
  *        [--prompt-tokens 32] [--tokens 64] [--reps 5] [--peer-dir .peer] [--peer-version 3.22.1]
- *        [--gguf-dir bench-out/speedup] [--no-install] [--ort-spin on|off] [--out bench-out/speedup/llamacpp.json]
+ *        [--gguf-dir bench-out/speedup] [--no-install] [--ort-spin on|off] [--pruned 0.4|none]
+ *        [--out bench-out/speedup/llamacpp.json]
  *
  * Models: `bundled` (stories260K), `100m`, `1b`, `tinyllama-1b` (synthetic, same seed as
  * bench-speedup, so the same weights); the GGUF files are written under --gguf-dir, one per
  * quantization: f32, q8_0 (ours: --dtype int8, the same blocks) and q4_0 (ours: int4). Threads:
  * llama.cpp's users pin them; the default measures all cores and 1. --ort-spin on lets our idle
  * pool threads spin as llama.cpp's do (the server's --ort-spin; default off, as the server).
+ * --pruned R (default 0.4): each model is also pruned with MoP to R (float32 passes on 8 × 64
+ * calibration tokens, no recovery: the shapes, not the weights' quality, set the speed), exported to
+ * GGUF like any pruned model (`deci` with per-layer shapes, widths padded to whole blocks), and both
+ * engines run that file beside the dense one: the pruned / dense decode-time ratio of llama.cpp next
+ * to ours and to the ratio of weight bytes a step reads (report.pruned).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,7 +27,11 @@ import path from 'node:path';
 import { benchModel, ensurePeer, loadPeer, PEER_VERSION, type PeerQuant, peerQuants, type PeerReport, peerEntry } from './speedup/llamacpp-peer.ts';
 import { approxServedBytes, isBenchModelName, loadBenchModel } from './lib/bench-model.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
-import { intOption, listOption, onOffOption } from './lib/option-values.ts';
+import { intOption, listOption, numberOption, onOffOption } from './lib/option-values.ts';
+import { runMop } from '../src/mop/mop.ts';
+import { loadCalibration } from '../src/mop/calibration.ts';
+import type { LoadedModel } from '../src/runtime/model/loaded-model.ts';
+import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 
 const args = parseScriptArgs(import.meta.url, {
   models: { type: 'string', default: 'bundled,100m' },
@@ -35,6 +45,7 @@ const args = parseScriptArgs(import.meta.url, {
   'gguf-dir': { type: 'string', default: 'bench-out/speedup' },
   'no-install': { type: 'boolean', default: false },
   'ort-spin': { type: 'string', default: 'off' },
+  pruned: { type: 'string', default: '0.4' },
   out: { type: 'string', default: 'bench-out/speedup/llamacpp.json' },
 });
 
@@ -46,6 +57,7 @@ const reps = intOption('reps', args.reps, 1, 20);
 const ortSpin = onOffOption('ort-spin', args['ort-spin']);
 const models = listOption(args.models);
 for (const m of models) if (!isBenchModelName(m)) throw new Error(`unknown model '${m}'`);
+const prunedTarget = args.pruned === 'none' ? undefined : numberOption('pruned', args.pruned, (n) => n > 0 && n <= 0.9);
 const quants = listOption(args.quants.toLowerCase()) as PeerQuant[];
 for (const q of quants) if (!peerQuants.includes(q)) throw new Error(`--quants: unknown '${q}' (${peerQuants.join(', ')})`);
 
@@ -62,6 +74,7 @@ const report: PeerReport = {
   tokens,
   reps,
   models: [],
+  ...(prunedTarget !== undefined && { pruned: [] }),
 };
 
 let llama: Awaited<ReturnType<typeof loadPeer>> | null = null;
@@ -88,22 +101,13 @@ for (const name of models) {
   if (name === '1b') log('1b: ~4.4 GB of f32 weights, held by each engine in turn and written as a 4.4 GB GGUF; this takes minutes');
   log(`${name}: building the model`);
   const model = await loadBenchModel(name);
+  const common = { ggufDir: args['gguf-dir'], threads, spin: ortSpin, promptTokens, tokens, reps, interleave: approxServedBytes(name) < 4e9, llama, log };
+  for (const quant of quants) report.models.push(await benchModel({ ...common, name, quant, model }));
+  if (prunedTarget === undefined) continue;
+  const pruned = await pruneForPeer(model, prunedTarget, log);
+  const variant = `${name}-mop-${Math.round(prunedTarget * 100)}`;
   for (const quant of quants) {
-    const r = await benchModel({
-      name,
-      quant,
-      model,
-      ggufDir: args['gguf-dir'],
-      threads,
-      spin: ortSpin,
-      promptTokens,
-      tokens,
-      reps,
-      interleave: approxServedBytes(name) < 4e9,
-      llama,
-      log,
-    });
-    report.models.push(r);
+    report.pruned!.push(await benchModel({ ...common, name: variant, quant, model: pruned, prunedFrom: { model: name, target: prunedTarget }, oursFromFile: true }));
   }
 }
 await llama?.dispose().catch(() => undefined);
@@ -111,3 +115,12 @@ await llama?.dispose().catch(() => undefined);
 fs.mkdirSync(path.dirname(args.out), { recursive: true });
 fs.writeFileSync(args.out, JSON.stringify(report, null, 2) + '\n');
 log(`written ${args.out}`);
+
+/** MoP at `target` on a small calibration set, no recovery (the pruned shapes set the speed). */
+async function pruneForPeer(model: LoadedModel, target: number, log: (line: string) => void): Promise<LoadedModel> {
+  const started = performance.now();
+  const calibration = await loadCalibration(createTokenizer(model.tokenizer), { samples: 8, seqLen: 64, seed: 1 });
+  const { model: pruned, report } = await runMop(model, { target, calibration });
+  log(`MoP ${target}: ratio ${report.result.ratio.toFixed(3)}, layers ${pruned.spec.layers.map((l) => `${l.heads}/${l.kvHeads}/${l.ffn}`).join(' ')} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  return { ...model, spec: pruned.spec, weights: pruned.weights };
+}

@@ -115,6 +115,8 @@ if (args['render-only']) {
       const key = (m: PeerReport['models'][number]) => `${m.model}/${m.quant ?? 'f32'}`;
       const replaced = new Set(extra.models.map(key));
       report.peer.models = [...report.peer.models.filter((m) => !replaced.has(key(m))), ...extra.models];
+      const prunedKeys = new Set((extra.pruned ?? []).map(key));
+      if (extra.pruned) report.peer.pruned = [...(report.peer.pruned ?? []).filter((m) => !prunedKeys.has(key(m))), ...extra.pruned];
       report.peerExtra = [...(report.peerExtra ?? []), `${f}: ${extra.models.map(key).join(', ')} (${extra.date.slice(0, 16).replace('T', ' ')} UTC, ${extra.reps} repetitions, ${extra.tokens} tokens, threads ${extra.threads.join(', ')})`];
     }
   }
@@ -233,7 +235,7 @@ if (args['peer-json']) {
       log(peerError);
     }
   }
-  if (parts.length) peer = { ...parts[0]!, available: parts.some((p) => p.available), models: parts.flatMap((p) => p.models) };
+  if (parts.length) peer = { ...parts[0]!, available: parts.some((p) => p.available), models: parts.flatMap((p) => p.models), pruned: parts.flatMap((p) => p.pruned ?? []) };
 } else peerError = 'skipped (--no-peer)';
 
 const report: SpeedupReport = {

@@ -19,6 +19,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ModelSession } from '../../src/runtime/engine/ort-decoder-session.ts';
 import type { ExecutionTarget } from '../../src/runtime/device/device.ts';
+import { parseGguf, tensorByteSize } from '../../src/runtime/model/gguf-container.ts';
+import { readGguf } from '../../src/runtime/model/gguf-model.ts';
 import { type GgufWriteDtype, writeGguf } from '../../src/runtime/model/gguf-writer.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { parameterCounts } from '../../src/runtime/model/spec.ts';
@@ -69,10 +71,13 @@ export function oursTarget(quant: PeerQuant): ExecutionTarget {
 
 export interface PeerModelResult {
   model: string;
+  /** A pruned variant of the dense model of this name (MoP at `target`, exported as any pruned shape is). */
+  prunedFrom?: { model: string; target: number };
   /** Absent in reports written before quantized peers: F32. */
   quant?: PeerQuant;
   params: { total: number; blocks: number };
-  gguf: { path: string; bytes: number; dtype: PeerQuant } | null;
+  /** readBytes: the tensor bytes one decode step reads (all but the token embedding, unless it is the tied head). */
+  gguf: { path: string; bytes: number; dtype: PeerQuant; readBytes?: number } | null;
   runs: PeerRun[];
   /** Why llama.cpp (or ours) did not run for this model. */
   error: string | null;
@@ -94,6 +99,8 @@ export interface PeerReport {
   tokens: number;
   reps: number;
   models: PeerModelResult[];
+  /** Pruned variants of `models` (bench-llamacpp --pruned), each beside its dense model; absent in older reports. */
+  pruned?: PeerModelResult[];
 }
 
 /** Fixed prompt token ids (same for both engines): BOS then ids spread over the vocabulary. */
@@ -154,8 +161,22 @@ export function summarizeEngine(reps: GenTiming[]): EngineResult {
   return { best, medianDecodeTokensPerSec: median(reps.map((r) => r.decodeTokensPerSec)), medianPromptTokensPerSec: median(reps.map((r) => r.promptTokensPerSec)), reps };
 }
 
+/** Bytes of the tensors a decode step reads in a GGUF file: every one but the token embedding (a row gather), unless it doubles as the LM head. */
+export function decodeReadBytes(file: string): number {
+  const g = parseGguf(new Uint8Array(fs.readFileSync(file)), file);
+  const tied = !g.tensors.has('output.weight');
+  return [...g.tensors.values()].reduce((n, t) => (t.name === 'token_embd.weight' && !tied ? n : n + tensorByteSize(g, t)), 0);
+}
+
 export interface PeerModelOptions {
   name: string;
+  /** Set for a pruned variant: the dense model it was pruned from, and the target. */
+  prunedFrom?: { model: string; target: number };
+  /**
+   * Ours runs the GGUF file read back (its Q8_0 / Q4_0 blocks as they are): the very weights
+   * llama.cpp runs, pruned widths padded to whole blocks as the file holds them.
+   */
+  oursFromFile?: boolean;
   quant: PeerQuant;
   model: LoadedModel;
   ggufDir: string;
@@ -175,23 +196,23 @@ export interface PeerModelOptions {
 export async function benchModel(o: PeerModelOptions): Promise<PeerModelResult> {
   const { spec, weights, tokenizer } = o.model;
   const counts = parameterCounts(spec);
-  const result: PeerModelResult = { model: o.name, quant: o.quant, params: { total: counts.total, blocks: counts.blocks }, gguf: null, runs: [], error: null };
+  const result: PeerModelResult = { model: o.name, ...(o.prunedFrom && { prunedFrom: o.prunedFrom }), quant: o.quant, params: { total: counts.total, blocks: counts.blocks }, gguf: null, runs: [], error: null };
   let file: string | undefined;
   if (o.llama) {
     try {
-      if (tokenizer.kind !== 'scored-vocab' && tokenizer.kind !== 'byte-bpe') throw new Error(`GGUF export needs a scored-vocab or byte-BPE tokenizer, this model has ${tokenizer.kind}`);
       fs.mkdirSync(o.ggufDir, { recursive: true });
       file = path.join(o.ggufDir, `${o.name}.${o.quant}.gguf`);
       o.log(`${o.name}: writing ${file}`);
       await writeGguf({ spec, weights }, file, { dtype: o.quant, tokenizer, name: `mop-bench-${o.name}` });
-      result.gguf = { path: file, bytes: fs.statSync(file).size, dtype: o.quant };
+      result.gguf = { path: file, bytes: fs.statSync(file).size, dtype: o.quant, readBytes: decodeReadBytes(file) };
     } catch (e) {
       result.error = `GGUF export: ${e instanceof Error ? e.message : String(e)}`;
       file = undefined;
     }
   }
+  const ours: OursModel = o.oursFromFile && file ? await readGguf(file) : o.model;
   for (const threads of o.threads) {
-    const run = await benchThreads(o, threads, file, (e) => (result.error ??= e));
+    const run = await benchThreads(o, ours, threads, file, (e) => (result.error ??= e));
     result.runs.push(run);
     const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(1));
     o.log(
@@ -202,8 +223,11 @@ export async function benchModel(o: PeerModelOptions): Promise<PeerModelResult> 
   return result;
 }
 
-async function benchThreads(o: PeerModelOptions, threads: number, file: string | undefined, onError: (e: string) => void): Promise<PeerRun> {
-  const { spec, weights } = o.model;
+/** What our engine runs: a model, with the checkpoint's own quantized blocks when read from a GGUF. */
+type OursModel = Pick<LoadedModel, 'spec' | 'weights' | 'fileBlocks'>;
+
+async function benchThreads(o: PeerModelOptions, model: OursModel, threads: number, file: string | undefined, onError: (e: string) => void): Promise<PeerRun> {
+  const { spec, weights } = model;
   const load0 = os.loadavg()[0]!;
   const prompt = peerPrompt(spec.vocabSize, o.promptTokens, spec.bosTokenId);
   const contextSize = o.promptTokens + o.tokens + 16;
@@ -211,9 +235,9 @@ async function benchThreads(o: PeerModelOptions, threads: number, file: string |
   const theirs: GenTiming[] = [];
   let session: ModelSession | undefined;
   try {
-    session = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: Math.min(contextSize, spec.maxContext), threads, target: oursTarget(o.quant), spin: o.spin });
+    session = await ModelSession.create(spec, weights, { maxBatch: 1, maxContext: Math.min(contextSize, spec.maxContext), threads, target: oursTarget(o.quant), spin: o.spin, ...(model.fileBlocks && { fileBlocks: model.fileBlocks }) });
   } catch (e) {
-    // e.g. int4 on a width that is not whole blocks: llama.cpp still runs (its file keeps such tensors F32).
+    // e.g. int4 on a width that is not whole blocks: llama.cpp still runs (its file pads such widths).
     const msg = `ours at ${o.quant}: ${e instanceof Error ? e.message : String(e)}`;
     onError(msg);
     o.log(`${o.name}: ${msg}`);

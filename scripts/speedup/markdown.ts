@@ -5,6 +5,7 @@
  */
 import { LATENCY_BUCKETS } from '../../src/server/metrics.ts';
 import { profileRatio } from './decode-profile.ts';
+import { prunedPeerSection } from './peer-pruned.ts';
 import { decomposeRatio, engineSplit, engineTable, findVariant, fmt, latencyTable, type ModelSection, peerTable, profileTable, serverTable, type SpeedupReport, TARGETS, targetsTable, type VariantResult, variantsTable } from './report.ts';
 import { median } from '../lib/stats.ts';
 import { compressionForRatio, modelAnalysis, ratioAt } from './model-analysis.ts';
@@ -343,6 +344,6 @@ function closingSection(r: SpeedupReport, o: MarkdownFiles): string[] {
 }
 
 export function renderMarkdown(r: SpeedupReport, o: MarkdownFiles): string {
-  return [...headerSection(r, o), ...targetsSection(r), ...methodSection(r.settings), ...r.models.flatMap((s) => modelSection(r, s)), ...peerSection(r), ...closingSection(r, o)].join('\n');
+  return [...headerSection(r, o), ...targetsSection(r), ...methodSection(r.settings), ...r.models.flatMap((s) => modelSection(r, s)), ...peerSection(r), ...prunedPeerSection(r.peer), ...closingSection(r, o)].join('\n');
 }
 

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { EngineResult, PeerModelResult, PeerRun } from '../../scripts/speedup/llamacpp-peer.ts';
+import { prunedPeerRows, prunedPeerSection } from '../../scripts/speedup/peer-pruned.ts';
+
+const engine = (best: number, median = best): EngineResult => ({
+  best: { promptMs: 1, decodeMs: 1, decodeTokens: 1, promptTokensPerSec: 1, decodeTokensPerSec: best, medianStepMs: 1000 / best },
+  medianDecodeTokensPerSec: median,
+  medianPromptTokensPerSec: 1,
+  reps: [],
+});
+const run = (threads: number, ours: number, llamacpp: number): PeerRun => ({ threads, ours: engine(ours), llamacpp: engine(llamacpp, llamacpp / 2), loadAvg: [0, 0] });
+const result = (model: string, readBytes: number, runs: PeerRun[], extra: Partial<PeerModelResult> = {}): PeerModelResult => ({
+  model,
+  quant: 'q8_0',
+  params: { total: 1, blocks: 1 },
+  gguf: { path: `${model}.gguf`, bytes: readBytes, dtype: 'q8_0', readBytes },
+  runs,
+  error: null,
+  ...extra,
+});
+
+test('the pruned rows pair each pruned file with its dense one: decode-time ratios of both engines and the weights-read bound', () => {
+  const dense = result('100m', 1000, [run(2, 50, 40), run(1, 30, 25)]);
+  const pruned = result('100m-mop-40', 640, [run(2, 80, 62.5), run(1, 45, 40)], { prunedFrom: { model: '100m', target: 0.4 } });
+  const rows = prunedPeerRows({ models: [dense], pruned: [pruned] });
+  assert.deepEqual(
+    rows.map((r) => [r.threads, r.bound, r.llamacpp?.best, r.llamacpp?.median, r.ours?.best]),
+    [
+      [2, 0.64, 0.64, 0.64, 0.625],
+      [1, 0.64, 0.625, 0.625, 30 / 45],
+    ],
+  );
+  const md = prunedPeerSection({ available: true, models: [dense], pruned: [pruned] } as never).join('\n');
+  assert.match(md, /\| 100m-mop-40 \| Q8_0 \| 2 \| 0\.640 \| 0\.640 \/ 0\.640 \| \+0\.000 \| 0\.625 \/ 0\.625 \| -0\.015 \|/);
+  assert.deepEqual(prunedPeerSection({ available: true, models: [dense] } as never), [], 'no pruned variant, no section');
+});
