@@ -49,17 +49,23 @@ export class GrammarCompiler {
 
   /** The compiled grammar of a spec (from the cache when it was compiled before); GrammarError if unusable. */
   compile(spec: GrammarSpec): Promise<CompiledGrammar> {
-    const run = this.queue.then(() => this.compileNow(spec));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.serialised(() => this.compileNow(spec));
   }
 
-  /** A matcher for one sequence, in its start state. */
-  async constraint(spec: GrammarSpec): Promise<GrammarConstraint> {
-    const compiled = await this.compile(spec);
-    const backend = await this.servingBackend();
-    const matcher = await backend.xg.api.GrammarMatcher.createGrammarMatcher(compiled);
-    return new GrammarConstraint(matcher, this.vocabSize);
+  /** A matcher for one sequence, in its start state (made by the instance that compiled its grammar). */
+  constraint(spec: GrammarSpec): Promise<GrammarConstraint> {
+    return this.serialised(async () => {
+      const compiled = await this.compileNow(spec);
+      const backend = await this.servingBackend();
+      return new GrammarConstraint(await backend.xg.api.GrammarMatcher.createGrammarMatcher(compiled), this.vocabSize);
+    });
+  }
+
+  /** Runs `work` after every earlier call's work: no instance is replaced while another call uses it. */
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   /**
