@@ -162,4 +162,17 @@ test('the reader refuses an unsupported architecture, inconsistent per-layer arr
     await writeGgufFile(path, c);
     await rejectsWith(readGguf(path), ...parts);
   }
+  const k = buildGgufContents(m, { tokenizer: m.tokenizer, name: 'q4k' });
+  const down = k.tensors.find((t) => t.name === 'blk.0.ffn_down.weight')!;
+  down.type = 12; // Q4_K: the type alone is refused, before its size is looked at
+  await writeGgufFile(join(dir, 'q4k.gguf'), k);
+  await rejectsWith(readGguf(join(dir, 'q4k.gguf')), 'blk.0.ffn_down.weight has unsupported type Q4_K', 'F32, F16, BF16, Q8_0, Q4_0');
+});
+
+test('the chat template goes along into the GGUF and back', async () => {
+  const m = await shaped([[8, 4, 172], [0, 0, 96]]);
+  const template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}";
+  const path = join(await tempDir('gguf-template'), 't.gguf');
+  await writeGguf(m, path, { tokenizer: m.tokenizer, chatTemplate: template });
+  assert.equal((await readGguf(path)).chatTemplate, template);
 });
