@@ -22,12 +22,11 @@
 import { performance } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import { assertLoopbackUrl } from './loopback.ts';
-import { resolveLoadOptions, type LoadOptionsInput } from './options.ts';
+import { resolveLoadOptions, type LoadOptionsInput, type ResolvedLoadOptions } from './options.ts';
 import { loadPrompts } from './prompts.ts';
-import { groupReport, type GroupReport, type LoadReport, type RequestRecord, type ThresholdResult } from './report.ts';
+import { buildLoadReport, type LoadReport, type RequestRecord } from './report.ts';
 import { buildRequestBody, sharedPrefix } from './request-body.ts';
 import { sendOne } from './send-request.ts';
-import { summarize } from './stats.ts';
 
 export { buildRequestBody } from './request-body.ts';
 export { formatSummary } from './report.ts';
@@ -48,6 +47,17 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** Connections for every request the run may have in flight; a request's timeout bounds its reads too. */
+function connectionPool(o: ResolvedLoadOptions): Agent {
+  return new Agent({
+    connections: o.scenario === 'closed' ? o.concurrency : Math.max(o.concurrency, o.maxInFlight),
+    pipelining: 1,
+    headersTimeout: o.timeoutSec * 1000 + 1000,
+    bodyTimeout: o.timeoutSec * 1000 + 1000,
+    keepAliveTimeout: 30_000,
+  });
+}
+
 /**
  * Runs one load test and returns its report. Throws `LoadConfigError` (before sending anything) for
  * a bad option, an unreadable prompt file or a non-loopback URL.
@@ -56,14 +66,7 @@ export async function runLoad(input: LoadOptionsInput): Promise<LoadReport> {
   const o = resolveLoadOptions(input);
   assertLoopbackUrl(o.endpoint);
   const prompts = o.prompts ?? (await loadPrompts(o.promptsFile));
-  const poolSize = o.scenario === 'closed' ? o.concurrency : Math.max(o.concurrency, o.maxInFlight);
-  const agent = new Agent({
-    connections: poolSize,
-    pipelining: 1,
-    headersTimeout: o.timeoutSec * 1000 + 1000,
-    bodyTimeout: o.timeoutSec * 1000 + 1000,
-    keepAliveTimeout: 30_000,
-  });
+  const agent = connectionPool(o);
 
   const runAbort = new AbortController();
   const onUserAbort = (): void => runAbort.abort();
@@ -141,65 +144,17 @@ export async function runLoad(input: LoadOptionsInput): Promise<LoadReport> {
     await agent.close().catch(() => undefined);
   }
 
-  const elapsedSec = (Math.max(endAt, lastEnd) - t0) / 1000;
   records.sort((a, b) => a.index - b.index);
-  const stoppedBy = o.signal?.aborted ? 'signal' : issued >= o.maxRequests ? 'requests' : 'duration';
-  const overall = groupReport(records, elapsedSec);
-  const byModel: Record<string, GroupReport> = {};
-  for (const m of o.models) byModel[m] = groupReport(records.filter((r) => r.model === m), elapsedSec);
-  const errorSamples: Record<string, string> = {};
-  for (const r of records) if (r.error && r.errorMessage && !(r.error in errorSamples)) errorSamples[r.error] = r.errorMessage;
-
-  const p95 = overall.latencyMs.e2e?.p95 ?? null;
-  const thresholds: ThresholdResult[] = [
-    { name: 'completion_e2e_ms', expression: `p(95)<${o.p95Ms}`, value: p95, passed: p95 === null || p95 < o.p95Ms },
-    {
-      name: 'completion_errors',
-      expression: `rate<${o.maxErrorRate}`,
-      value: overall.errorRate,
-      passed: overall.sent === 0 || overall.errorRate < o.maxErrorRate,
-    },
-  ];
-
-  const report: LoadReport = {
-    version: 1,
-    tool: 'mop-loadtest',
+  return buildLoadReport(o, {
     startedAt,
-    endpoint: o.endpoint,
-    scenario: o.scenario,
-    stream: o.stream,
-    models: o.models,
-    options: {
-      rate: o.scenario === 'open' ? o.rate : null,
-      concurrency: o.concurrency,
-      maxInFlight: o.maxInFlight,
-      maxRequests: o.maxRequests,
-      durationSec: o.durationSec,
-      gracefulStopSec: o.gracefulStopSec,
-      timeoutSec: o.timeoutSec,
-      maxTokens: o.maxTokens,
-      temperature: o.temperature,
-      ignoreEos: o.ignoreEos,
-      includeUsage: o.includeUsage,
-      extraBody: o.extraBody,
-      promptsFile: o.prompts ? null : o.promptsFile,
-      promptCount: prompts.length,
-      promptOrder: o.promptOrder,
-      sharedPrefixWords: o.sharedPrefixWords,
-      seed: o.seed,
-    },
-    elapsedSec,
-    stoppedBy,
-    arrivals: o.scenario === 'open' ? arrivals : issued,
+    records,
+    elapsedSec: (Math.max(endAt, lastEnd) - t0) / 1000,
+    stoppedBy: o.signal?.aborted ? 'signal' : issued >= o.maxRequests ? 'requests' : 'duration',
+    issued,
+    arrivals,
     dropped,
     peakInFlight,
-    schedulerLagMs: o.scenario === 'open' ? summarize(lags) : null,
-    ...overall,
-    errorSamples,
-    byModel,
-    thresholds,
-    thresholdsPassed: thresholds.every((t) => t.passed),
-  };
-  if (o.recordRequests) report.requests = records;
-  return report;
+    lags,
+    promptCount: prompts.length,
+  });
 }

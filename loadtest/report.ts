@@ -2,7 +2,7 @@
  * What a load test reports: one record per request, their summaries (overall and per model), the
  * k6-style thresholds, and the few lines printed for a terminal.
  */
-import type { PromptOrder, Scenario } from './options.ts';
+import type { PromptOrder, ResolvedLoadOptions, Scenario } from './options.ts';
 import { summarize, type Summary } from './stats.ts';
 
 export type ErrorKind =
@@ -146,6 +146,84 @@ export function groupReport(records: readonly RequestRecord[], elapsedSec: numbe
       outputTokensPerSec: elapsedSec > 0 ? completion / elapsedSec : 0,
     },
   };
+}
+
+/** What a run gathered, besides its options: the report is made of these. */
+export interface RunOutcome {
+  startedAt: string;
+  /** In request order. */
+  records: RequestRecord[];
+  elapsedSec: number;
+  stoppedBy: LoadReport['stoppedBy'];
+  issued: number;
+  /** Open model: arrivals scheduled, dropped, and how late each started against its schedule. */
+  arrivals: number;
+  dropped: number;
+  lags: number[];
+  peakInFlight: number;
+  promptCount: number;
+}
+
+/** The report of a run: overall and per-model measurements, error samples and k6-style thresholds. */
+export function buildLoadReport(o: ResolvedLoadOptions, run: RunOutcome): LoadReport {
+  const overall = groupReport(run.records, run.elapsedSec);
+  const byModel: Record<string, GroupReport> = {};
+  for (const m of o.models) byModel[m] = groupReport(run.records.filter((r) => r.model === m), run.elapsedSec);
+  const errorSamples: Record<string, string> = {};
+  for (const r of run.records) if (r.error && r.errorMessage && !(r.error in errorSamples)) errorSamples[r.error] = r.errorMessage;
+
+  const p95 = overall.latencyMs.e2e?.p95 ?? null;
+  const thresholds: ThresholdResult[] = [
+    { name: 'completion_e2e_ms', expression: `p(95)<${o.p95Ms}`, value: p95, passed: p95 === null || p95 < o.p95Ms },
+    {
+      name: 'completion_errors',
+      expression: `rate<${o.maxErrorRate}`,
+      value: overall.errorRate,
+      passed: overall.sent === 0 || overall.errorRate < o.maxErrorRate,
+    },
+  ];
+
+  const report: LoadReport = {
+    version: 1,
+    tool: 'mop-loadtest',
+    startedAt: run.startedAt,
+    endpoint: o.endpoint,
+    scenario: o.scenario,
+    stream: o.stream,
+    models: o.models,
+    options: {
+      rate: o.scenario === 'open' ? o.rate : null,
+      concurrency: o.concurrency,
+      maxInFlight: o.maxInFlight,
+      maxRequests: o.maxRequests,
+      durationSec: o.durationSec,
+      gracefulStopSec: o.gracefulStopSec,
+      timeoutSec: o.timeoutSec,
+      maxTokens: o.maxTokens,
+      temperature: o.temperature,
+      ignoreEos: o.ignoreEos,
+      includeUsage: o.includeUsage,
+      extraBody: o.extraBody,
+      promptsFile: o.prompts ? null : o.promptsFile,
+      promptCount: run.promptCount,
+      promptOrder: o.promptOrder,
+      sharedPrefixWords: o.sharedPrefixWords,
+      seed: o.seed,
+    },
+    elapsedSec: run.elapsedSec,
+    stoppedBy: run.stoppedBy,
+    arrivals: o.scenario === 'open' ? run.arrivals : run.issued,
+    dropped: run.dropped,
+    peakInFlight: run.peakInFlight,
+    schedulerLagMs: o.scenario === 'open' ? summarize(run.lags) : null,
+    ...overall,
+    errorSamples,
+    byModel,
+    thresholds,
+    thresholdsPassed: thresholds.every((t) => t.passed),
+  };
+  if (o.recordRequests) report.requests = run.records;
+  return report;
 }
 
 const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : '-');

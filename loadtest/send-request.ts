@@ -4,7 +4,7 @@
  * completion tokens; or the kind of failure (see ErrorKind).
  */
 import { performance } from 'node:perf_hooks';
-import { type Agent, request } from 'undici';
+import { type Agent, type Dispatcher, request } from 'undici';
 import type { ResolvedLoadOptions } from './options.ts';
 import type { ErrorKind, RequestRecord } from './report.ts';
 import { SseParser } from './sse.ts';
@@ -108,67 +108,8 @@ export async function sendOne(
       const text = await res.body.text();
       throw new RequestFailure(`http_${res.statusCode}`, `HTTP ${res.statusCode}: ${errorMessageOf(text)}`, res.statusCode);
     }
-    if (!o.stream) {
-      const text = await res.body.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        throw new RequestFailure('bad_response', `response is not JSON: ${text.slice(0, 200)}`);
-      }
-      if (!Array.isArray((json as { choices?: unknown }).choices)) {
-        throw new RequestFailure('bad_response', `response has no choices: ${text.slice(0, 200)}`);
-      }
-      const usage = readUsage((json as { usage?: unknown }).usage);
-      out.completionTokens = usage.completion;
-      out.promptTokens = usage.prompt;
-      out.tokensFrom = usage.completion === null ? null : 'usage';
-    } else {
-      const parser = new SseParser();
-      const decoder = new TextDecoder();
-      let done = false;
-      let lastContentAt = -1;
-      let usage: { completion: number | null; prompt: number | null } = { completion: null, prompt: null };
-      const handle = (data: string, at: number): void => {
-        if (done) return;
-        if (data.trim() === '[DONE]') {
-          done = true;
-          return;
-        }
-        let chunk: unknown;
-        try {
-          chunk = JSON.parse(data);
-        } catch {
-          throw new RequestFailure('bad_response', `SSE data is not JSON: ${data.slice(0, 200)}`);
-        }
-        if (chunk !== null && typeof chunk === 'object' && 'error' in chunk) {
-          throw new RequestFailure('stream_error', `error event: ${errorMessageOf(data)}`);
-        }
-        const u = readUsage((chunk as { usage?: unknown }).usage);
-        if (u.completion !== null) usage = u;
-        if (chunkText(chunk) === '') return;
-        out.contentChunks++;
-        if (lastContentAt < 0) out.ttftMs = at - t0;
-        else out.itlMs.push(at - lastContentAt);
-        lastContentAt = at;
-      };
-      for await (const buf of res.body) {
-        const at = performance.now();
-        for (const data of parser.push(decoder.decode(buf as Buffer, { stream: true }))) handle(data, at);
-      }
-      const at = performance.now();
-      for (const data of parser.push(decoder.decode())) handle(data, at);
-      for (const data of parser.end()) handle(data, at);
-      if (!done) throw new RequestFailure('incomplete_stream', 'the stream ended without data: [DONE]');
-      out.promptTokens = usage.prompt;
-      if (usage.completion !== null) {
-        out.completionTokens = usage.completion;
-        out.tokensFrom = 'usage';
-      } else {
-        out.completionTokens = out.contentChunks;
-        out.tokensFrom = 'chunks';
-      }
-    }
+    if (o.stream) await readStream(res.body, out, t0);
+    else await readJson(res.body, out);
     out.e2eMs = performance.now() - t0;
     out.ok = true;
     if (o.stream && out.ttftMs !== null && out.completionTokens !== null && out.completionTokens > 1) {
@@ -196,6 +137,74 @@ export async function sendOne(
     runSignal.removeEventListener('abort', onRunAbort);
   }
   return out;
+}
+
+type Body = Dispatcher.ResponseData['body'];
+
+/** A non-streaming answer: its usage, or a bad_response failure. */
+async function readJson(body: Body, out: Outcome): Promise<void> {
+  const text = await body.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new RequestFailure('bad_response', `response is not JSON: ${text.slice(0, 200)}`);
+  }
+  if (!Array.isArray((json as { choices?: unknown }).choices)) {
+    throw new RequestFailure('bad_response', `response has no choices: ${text.slice(0, 200)}`);
+  }
+  const usage = readUsage((json as { usage?: unknown }).usage);
+  out.completionTokens = usage.completion;
+  out.promptTokens = usage.prompt;
+  out.tokensFrom = usage.completion === null ? null : 'usage';
+}
+
+/** An SSE answer read to `[DONE]`: TTFT and the gaps between content chunks (from `t0`), and tokens. */
+async function readStream(body: Body, out: Outcome, t0: number): Promise<void> {
+  const parser = new SseParser();
+  const decoder = new TextDecoder();
+  let done = false;
+  let lastContentAt = -1;
+  let usage: { completion: number | null; prompt: number | null } = { completion: null, prompt: null };
+  const handle = (data: string, at: number): void => {
+    if (done) return;
+    if (data.trim() === '[DONE]') {
+      done = true;
+      return;
+    }
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      throw new RequestFailure('bad_response', `SSE data is not JSON: ${data.slice(0, 200)}`);
+    }
+    if (chunk !== null && typeof chunk === 'object' && 'error' in chunk) {
+      throw new RequestFailure('stream_error', `error event: ${errorMessageOf(data)}`);
+    }
+    const u = readUsage((chunk as { usage?: unknown }).usage);
+    if (u.completion !== null) usage = u;
+    if (chunkText(chunk) === '') return;
+    out.contentChunks++;
+    if (lastContentAt < 0) out.ttftMs = at - t0;
+    else out.itlMs.push(at - lastContentAt);
+    lastContentAt = at;
+  };
+  for await (const buf of body) {
+    const at = performance.now();
+    for (const data of parser.push(decoder.decode(buf as Buffer, { stream: true }))) handle(data, at);
+  }
+  const at = performance.now();
+  for (const data of parser.push(decoder.decode())) handle(data, at);
+  for (const data of parser.end()) handle(data, at);
+  if (!done) throw new RequestFailure('incomplete_stream', 'the stream ended without data: [DONE]');
+  out.promptTokens = usage.prompt;
+  if (usage.completion !== null) {
+    out.completionTokens = usage.completion;
+    out.tokensFrom = 'usage';
+  } else {
+    out.completionTokens = out.contentChunks;
+    out.tokensFrom = 'chunks';
+  }
 }
 
 /** OpenAI's `{"error": {"message": ...}}`, or the start of whatever the body was. */
