@@ -4,7 +4,6 @@
  * thread on the variant's shared weights (export-thread.ts), one export at a time, into a temporary
  * file that is gone once the response ends.
  */
-import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,18 +38,21 @@ export function exportRoutes(app: Hono, deps: AdminDeps): void {
     }
     if (running) throw conflict('An export is already running; retry when it has finished.', 'export_running');
     running = true;
-    const file = join(tmpdir(), `mop-export-${randomUUID()}.gguf`);
+    // A directory of its own: a thread stopped mid-write leaves its partial file there, removed with it.
+    const dir = await fs.mkdtemp(join(tmpdir(), 'mop-export-'));
+    const filename = `${id.replace(/[^\w.-]/g, '_')}.${request.dtype}.gguf`;
+    const file = join(dir, filename);
     const weightBytes = [...model.weights.values()].reduce((n, t) => n + t.data.byteLength, 0);
     try {
       const task = { model: { spec: model.spec, weights: model.weights, tokenizer: model.tokenizer, ...(model.chatTemplate !== undefined && { chatTemplate: model.chatTemplate }) }, out: file, ...request, name: id };
       await exportInWorker(task, exportTimeoutMs(weightBytes), c.req.raw.signal);
     } catch (e) {
-      await fs.rm(file, { force: true });
+      await fs.rm(dir, { recursive: true, force: true });
       throw exportError(e, id, deps.log);
     } finally {
       running = false;
     }
-    return streamAndRemove(file, `${id.replace(/[^\w.-]/g, '_')}.${request.dtype}.gguf`);
+    return streamAndRemove(dir, file, filename);
   });
 }
 
@@ -62,13 +64,13 @@ function exportError(e: unknown, id: string, log: (line: string) => void): unkno
   return new ApiError(500, `The export of '${id}' failed; serving is unaffected.`, 'server_error', null, 'export_failed');
 }
 
-/** The file as an attachment; it is unlinked as soon as it is open (POSIX), else when the stream closes. */
-async function streamAndRemove(file: string, filename: string): Promise<Response> {
+/** The file as an attachment; its directory is removed as soon as the file is open (POSIX), else when the stream closes. */
+async function streamAndRemove(dir: string, file: string, filename: string): Promise<Response> {
   const handle = await fs.open(file);
   const { size } = await handle.stat();
-  const unlinked = await fs.rm(file).then(() => true, () => false);
+  const removed = await fs.rm(dir, { recursive: true }).then(() => true, () => false);
   const stream = handle.createReadStream();
-  if (!unlinked) stream.once('close', () => void fs.rm(file, { force: true }));
+  if (!removed) stream.once('close', () => void fs.rm(dir, { recursive: true, force: true }));
   return new Response(Readable.toWeb(stream) as ReadableStream, {
     headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'content-disposition': `attachment; filename="${filename}"` },
   });

@@ -39,6 +39,7 @@ export function exportTimeoutMs(weightBytes: number): number {
 export function exportInWorker(task: ExportTask, timeoutMs: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const worker = startWorkerThread(siblingModule(import.meta.url, 'export-worker'), { workerData: task, name: 'export' });
+    worker.unref(); // an export never holds up the process's exit (shutdown does not wait for a download)
     let settled = false;
     const finish = (error?: ExportFailedError) => {
       if (settled) return;
