@@ -131,8 +131,9 @@ function progressReporter(): { update: (p: MopProgress) => void; stop: () => voi
     const t0 = performance.now();
     let started = false;
     const eta = (p: MopProgress): string => {
-      if (p.step === 0) return '…';
-      const s = Math.max(0, ((performance.now() - t0) / 1000 / p.step) * (p.totalEstimate - p.step));
+      if (p.etaSeconds === undefined && p.step === 0) return '…';
+      // The prune's own ETA (the estimate's time model on this run's measured speed), else whole steps.
+      const s = p.etaSeconds ?? Math.max(0, ((performance.now() - t0) / 1000 / p.step) * (p.totalEstimate - p.step));
       return s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
     };
     return {

@@ -101,42 +101,70 @@ function loraParameters(spec: ModelSpec, rank: number): number {
   return loraSites(spec, loraTargets).reduce((n, s) => n + rank * (s.in + s.out), 0);
 }
 
+/** Planned seconds of each MoP step (scoring and candidates), of the final recovery, and of the passes outside steps. */
+export interface PlannedSchedule {
+  /** Per MoP step: its passes on the current session, and its candidates' recovery and scoring. */
+  steps: { scoring: number; candidates: number }[];
+  final: number;
+  /** The first session and the last pass at the target. */
+  other: number;
+}
+
+/** Seconds of one planned step. */
+export const stepTotal = (s: { scoring: number; candidates: number }): number => s.scoring + s.candidates;
+
+/** Recovery steps a phase runs: its step budget, or a seconds budget in measured steps. */
+function phaseSteps(rec: EstimateRecovery | undefined, phase: 'candidate' | 'final', stepSeconds: number | undefined): number {
+  if (!rec) return 0;
+  const seconds = phase === 'candidate' ? rec.candidateSeconds : rec.finalSeconds;
+  if (seconds !== undefined) return stepSeconds && stepSeconds > 0 ? Math.ceil(seconds / stepSeconds) : 0;
+  return phase === 'candidate' ? rec.candidateSteps : rec.finalSteps;
+}
+
 /**
- * Candidates, tokens and memory; with `measured`, the wall time. Training and scoring time scale
- * with the parameters of the model as it shrinks: a candidate at step k of S is about k/S of the way
- * to the target.
+ * The time model: training and scoring time scale with the parameters of the model as it shrinks
+ * (a candidate at step k of S is about (k − ½)/S of the way to the target). Each step: the parent
+ * pass with taps and one masked pass per candidate on the current session; with candidate
+ * recovery each candidate's training run (its start, its steps), a session of its own and a pass,
+ * and the winner's new session. Then the final pass, the final recovery and its scoring.
  */
-export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: MeasuredStepTimes, rowsPerRun = 1): PruneEstimate {
+export function plannedSchedule(spec: ModelSpec, r: EstimateRecipe, m: MeasuredStepTimes): PlannedSchedule {
   const counts = parameterCounts(spec);
-  const steps = plannedSteps(spec, r);
+  const S = plannedSteps(spec, r);
   const branches = r.strategy === 'mop' ? 2 : 1;
-  const candidates = steps * branches;
   const rec = r.recovery;
-  const perStepTokens = rec ? rec.batch * rec.seqLen : 0;
-  const candidateSteps = rec ? (rec.candidateSeconds !== undefined ? Math.ceil(rec.candidateSeconds / Math.max(measured?.trainStepSeconds ?? Infinity, 1e-9)) : rec.candidateSteps) : 0;
-  const finalSteps = rec ? (rec.finalSeconds !== undefined ? Math.ceil(rec.finalSeconds / Math.max(measured?.trainStepSeconds ?? Infinity, 1e-9)) : rec.finalSteps) : 0;
-  const trainingTokens = (candidates * candidateSteps + finalSteps) * perStepTokens;
-  const memory = memoryEstimate(spec, r, rowsPerRun);
-  const out: PruneEstimate = { parameters: counts.total, steps, candidates, trainingTokens, memory };
-  if (!measured) return out;
-  // The model's size (all parameters) at a fraction `x` of the way to the target.
+  const candidateSteps = phaseSteps(rec, 'candidate', m.trainStepSeconds);
+  const finalSteps = phaseSteps(rec, 'final', m.trainStepSeconds);
   const size = (x: number) => (counts.embeddings + counts.blocks * (1 - r.target * x)) / counts.total;
-  let candidateSeconds = 0;
-  let scoring = measured.scoringOpenSeconds;
-  for (let k = 1; k <= steps; k++) {
-    const s = size((k - 0.5) / steps);
-    // The parent pass (taps) and one masked pass per candidate, on the current model's session.
-    scoring += (measured.tapsPassSeconds + branches * measured.scoringPassSeconds) * size((k - 1) / steps);
+  const steps: PlannedSchedule['steps'] = [];
+  for (let k = 1; k <= S; k++) {
+    const s = size((k - 0.5) / S);
+    const scoring = (m.tapsPassSeconds + branches * m.scoringPassSeconds) * size((k - 1) / S);
+    let candidates = 0;
     if (rec && candidateSteps > 0) {
-      const train = rec.candidateSeconds ?? candidateSteps * measured.trainStepSeconds * s;
-      // Each candidate: its own training run, then a session of its own to be scored; the winner's session is rebuilt.
-      candidateSeconds += branches * (train + measured.recoveryStartSeconds * s + (measured.scoringOpenSeconds + measured.scoringPassSeconds) * s) + measured.scoringOpenSeconds * s;
+      const train = rec.candidateSeconds ?? candidateSteps * m.trainStepSeconds * s;
+      candidates = branches * (train + m.recoveryStartSeconds * s + (m.scoringOpenSeconds + m.scoringPassSeconds) * s) + m.scoringOpenSeconds * s;
     }
+    steps.push({ scoring, candidates });
   }
   const last = size(1);
-  scoring += measured.tapsPassSeconds * last;
-  const final = rec && finalSteps > 0 ? (rec.finalSeconds ?? finalSteps * measured.trainStepSeconds * last) + (measured.recoveryStartSeconds + measured.scoringOpenSeconds + measured.scoringPassSeconds) * last : 0;
-  return { ...out, seconds: { total: candidateSeconds + final + scoring, candidates: candidateSeconds, final, scoring }, measured };
+  const final = rec && finalSteps > 0 ? (rec.finalSeconds ?? finalSteps * m.trainStepSeconds * last) + (m.recoveryStartSeconds + m.scoringOpenSeconds + m.scoringPassSeconds) * last : 0;
+  return { steps, final, other: m.scoringOpenSeconds + m.tapsPassSeconds * last };
+}
+
+/** Candidates, tokens and memory; with `measured`, the wall time (plannedSchedule). */
+export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: MeasuredStepTimes, rowsPerRun = 1): PruneEstimate {
+  const steps = plannedSteps(spec, r);
+  const candidates = steps * (r.strategy === 'mop' ? 2 : 1);
+  const rec = r.recovery;
+  const perStepTokens = rec ? rec.batch * rec.seqLen : 0;
+  const trainingTokens = (candidates * phaseSteps(rec, 'candidate', measured?.trainStepSeconds) + phaseSteps(rec, 'final', measured?.trainStepSeconds)) * perStepTokens;
+  const out: PruneEstimate = { parameters: parameterCounts(spec).total, steps, candidates, trainingTokens, memory: memoryEstimate(spec, r, rowsPerRun) };
+  if (!measured) return out;
+  const plan = plannedSchedule(spec, r, measured);
+  const scoring = plan.other + plan.steps.reduce((n, s) => n + s.scoring, 0);
+  const candidateSeconds = plan.steps.reduce((n, s) => n + s.candidates, 0);
+  return { ...out, seconds: { total: scoring + candidateSeconds + plan.final, candidates: candidateSeconds, final: plan.final, scoring }, measured };
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;

@@ -83,6 +83,8 @@ export interface MopProgress {
   message: string;
   /** While a recovery fine-tuning runs: its step, loss, tokens/s and ETA. */
   recovery?: RecoveryProgress;
+  /** Seconds the whole prune has left, predicted (src/service/prune/prune-eta.ts); absent until there is enough to go on. */
+  etaSeconds?: number;
 }
 
 /** The ratio must land within this of the target (fraction, i.e. ±0.5 percentage points). */

@@ -8,6 +8,7 @@ import { type MopProgress, type MopResult, runMop, validateMopOptions } from '..
 import { budgetTrains, type MopRecoveryOptions, type RecoveryBudget } from '../../mop/mop-recovery.ts';
 import { loadRecoveryText } from '../../mop/recovery-data.ts';
 import { checkMemoryFits, type EstimateRecipe } from '../../mop/estimate.ts';
+import { PruneEta } from './prune-eta.ts';
 import os from 'node:os';
 import { loadSelfRecoveryText, promptsFromCalibration, type SelfTextCache } from '../../mop/self-text.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
@@ -209,6 +210,9 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
     latencyProfile = await measureLatencyProfile(model.spec, { target, ...(run.threads !== undefined && { threads: run.threads }) });
     run.signal?.throwIfAborted();
   }
+  // The ETA's clock starts with MoP (after reading, sampling and profiling).
+  const eta = new PruneEta(model.spec, estimateRecipeOf(recipe));
+  const onProgress = run.onProgress && ((p: MopProgress) => run.onProgress!(eta.annotate(p)));
   return runMop(
     { spec: model.spec, weights: model.weights },
     {
@@ -232,7 +236,7 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
       ...(run.threads !== undefined && { threads: run.threads }),
       ...(run.device !== undefined && { device: run.device }),
       ...(run.signal && { signal: run.signal }),
-      ...(run.onProgress && { onProgress: run.onProgress }),
+      ...(onProgress && { onProgress }),
     },
   );
 }
