@@ -118,6 +118,25 @@ describe('mop prune / mop eval', () => {
     }
   });
 
+  it("prune --estimate prints the recipe's cost and prunes nothing; a recipe above --memory-limit is refused with what fits", async () => {
+    const small = ['--target', '0.4', '--samples', '4', '--seq-len', '32', '--recovery-batch', '2', '--recovery-seq-len', '32', '--recovery-steps', '2', '--final-recovery-steps', '10'];
+    const e = await mop(['prune', ...small, '--estimate']);
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /MoP steps: ~3, candidates scored: ~6/);
+    assert.match(e.stdout, /recovery training tokens: ~1,408/);
+    assert.match(e.stdout, /predicted wall time: \d+(\.\d)? (s|min)/);
+    assert.match(e.stdout, /peak memory: ~\d+\.\d+ GiB .* of \d+\.\d+ GiB available/);
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-memory-'));
+    try {
+      const big = await mop(['prune', ...small, '--out', path.join(dir, 'never')], { MOP_MEMORY_LIMIT: '0.1' });
+      assert.notEqual(big.code, 0);
+      assert.match(big.stderr, /needs about 0\.\d GiB of memory at its peak .* and 0\.1 GiB is available; what fits: .*--recovery-loss ce/);
+      await assert.rejects(fs.stat(path.join(dir, 'never')));
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a bad target fails with the reason and without writing anything (other bad input: bad-input.test.ts)', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-'));
     try {
