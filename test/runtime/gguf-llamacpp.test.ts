@@ -29,6 +29,9 @@ import { writeGguf } from '../../src/runtime/model/gguf-writer.ts';
 import type { LoadedModel } from '../../src/runtime/model/loaded-model.ts';
 import { type ModelSpec, weightName } from '../../src/runtime/model/spec.ts';
 import type { Weights } from '../../src/runtime/model/tensor.ts';
+import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
+import { scoredVocabToHfTokenizer } from '../../src/runtime/tokenizer/from-scored-vocab.ts';
+import type { ScoredVocabSource, TokenizerSource } from '../../src/runtime/tokenizer/types.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
 import { referenceForward } from '../helpers/reference-forward.ts';
 import { bundled } from '../mop/helpers.ts';
@@ -139,14 +142,24 @@ describe('exported GGUF files in llama.cpp', () => {
   });
   after(async () => llama?.dispose());
 
-  test('llama.cpp tokenizes the exported vocabulary as we do', async () => {
-    const path = join(await tempDir('llamacpp-tok'), 'dense.gguf');
-    await writeGguf(base, path, { tokenizer: base.tokenizer });
-    const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-    try {
-      assert.deepEqual([base.spec.bosTokenId, ...model.tokenize(PROMPT)], prompt);
-    } finally {
-      await model.dispose();
+  test('llama.cpp tokenizes the exported vocabulary as we do, from the llama2.c vocabulary and from the tokenizer.json a pruned directory carries', async () => {
+    const dir = await tempDir('llamacpp-tok');
+    const hf = scoredVocabToHfTokenizer(base.tokenizer as ScoredVocabSource);
+    const sources: [string, TokenizerSource][] = [
+      ['llama2c', base.tokenizer],
+      ['tokenizer-json', { kind: 'tokenizer.json', json: hf.tokenizerJson, config: hf.tokenizerConfig, origin: 'pruned directory' }],
+    ];
+    for (const [name, tokenizer] of sources) {
+      const path = join(dir, `${name}.gguf`);
+      await writeGguf(base, path, { tokenizer });
+      const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+      try {
+        for (const text of [PROMPT, 'Tom said: "Hi!"\nThey ran to the park, 3 times.']) {
+          assert.deepEqual(model.tokenize(text), createTokenizer(base.tokenizer).encode(text, { addBos: false }), `${name}: ${text}`);
+        }
+      } finally {
+        await model.dispose();
+      }
     }
   });
 
