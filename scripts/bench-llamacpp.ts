@@ -8,6 +8,7 @@
  *   node --import tsx scripts/bench-llamacpp.ts [--models bundled,100m] [--quants f32,q8_0] [--threads N,1]
  *        [--prompt-tokens 32] [--tokens 64] [--reps 5] [--peer-dir .peer] [--peer-version 3.22.1]
  *        [--gguf-dir bench-out/speedup] [--no-install] [--ort-spin on|off] [--pruned 0.4|none]
+ *        [--prune-samples 8] [--prune-seq-len 64]
  *        [--out bench-out/speedup/llamacpp.json]
  *
  * Models: `bundled` (stories260K), `100m`, `1b`, `tinyllama-1b` (synthetic, same seed as
@@ -15,8 +16,9 @@
  * quantization: f32, q8_0 (ours: --dtype int8, the same blocks) and q4_0 (ours: int4). Threads:
  * llama.cpp's users pin them; the default measures all cores and 1. --ort-spin on lets our idle
  * pool threads spin as llama.cpp's do (the server's --ort-spin; default off, as the server).
- * --pruned R (default 0.4): each model is also pruned with MoP to R (float32 passes on 8 × 64
- * calibration tokens, no recovery: the shapes, not the weights' quality, set the speed), exported to
+ * --pruned R (default 0.4): each model is also pruned with MoP to R (float32 passes on
+ * --prune-samples × --prune-seq-len calibration tokens, no recovery: the shapes, not the weights'
+ * quality, set the speed), exported to
  * GGUF like any pruned model (`deci` with per-layer shapes, widths padded to whole blocks), and both
  * engines run that file beside the dense one: the pruned / dense decode-time ratio of llama.cpp next
  * to ours and to the ratio of weight bytes a step reads (report.pruned).
@@ -46,6 +48,8 @@ const args = parseScriptArgs(import.meta.url, {
   'no-install': { type: 'boolean', default: false },
   'ort-spin': { type: 'string', default: 'off' },
   pruned: { type: 'string', default: '0.4' },
+  'prune-samples': { type: 'string', default: '8' },
+  'prune-seq-len': { type: 'string', default: '64' },
   out: { type: 'string', default: 'bench-out/speedup/llamacpp.json' },
 });
 
@@ -58,6 +62,7 @@ const ortSpin = onOffOption('ort-spin', args['ort-spin']);
 const models = listOption(args.models);
 for (const m of models) if (!isBenchModelName(m)) throw new Error(`unknown model '${m}'`);
 const prunedTarget = args.pruned === 'none' ? undefined : numberOption('pruned', args.pruned, (n) => n > 0 && n <= 0.9);
+const calibrationSize = { samples: intOption('prune-samples', args['prune-samples'], 1, 1024), seqLen: intOption('prune-seq-len', args['prune-seq-len'], 2, 4096) };
 const quants = listOption(args.quants.toLowerCase()) as PeerQuant[];
 for (const q of quants) if (!peerQuants.includes(q)) throw new Error(`--quants: unknown '${q}' (${peerQuants.join(', ')})`);
 
@@ -104,7 +109,7 @@ for (const name of models) {
   const common = { ggufDir: args['gguf-dir'], threads, spin: ortSpin, promptTokens, tokens, reps, interleave: approxServedBytes(name) < 4e9, llama, log };
   for (const quant of quants) report.models.push(await benchModel({ ...common, name, quant, model }));
   if (prunedTarget === undefined) continue;
-  const pruned = await pruneForPeer(model, prunedTarget, log);
+  const pruned = await pruneForPeer(model, prunedTarget, calibrationSize, log);
   const variant = `${name}-mop-${Math.round(prunedTarget * 100)}`;
   for (const quant of quants) {
     report.pruned!.push(await benchModel({ ...common, name: variant, quant, model: pruned, prunedFrom: { model: name, target: prunedTarget }, oursFromFile: true }));
@@ -117,9 +122,9 @@ fs.writeFileSync(args.out, JSON.stringify(report, null, 2) + '\n');
 log(`written ${args.out}`);
 
 /** MoP at `target` on a small calibration set, no recovery (the pruned shapes set the speed). */
-async function pruneForPeer(model: LoadedModel, target: number, log: (line: string) => void): Promise<LoadedModel> {
+async function pruneForPeer(model: LoadedModel, target: number, size: { samples: number; seqLen: number }, log: (line: string) => void): Promise<LoadedModel> {
   const started = performance.now();
-  const calibration = await loadCalibration(createTokenizer(model.tokenizer), { samples: 8, seqLen: 64, seed: 1 });
+  const calibration = await loadCalibration(createTokenizer(model.tokenizer), { ...size, seed: 1 });
   const { model: pruned, report } = await runMop(model, { target, calibration });
   log(`MoP ${target}: ratio ${report.result.ratio.toFixed(3)}, layers ${pruned.spec.layers.map((l) => `${l.heads}/${l.kvHeads}/${l.ffn}`).join(' ')} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
   return { ...model, spec: pruned.spec, weights: pruned.weights };

@@ -49,7 +49,7 @@ export function prunedPeerSection(peer: PeerReport | null | undefined): string[]
   return [
     '## llama.cpp running the pruned model',
     '',
-    'Each model pruned with MoP to the target its name ends with (float32 passes on 8 × 64 calibration tokens, no recovery: the shapes set the speed), exported with `mop export`\'s writer (`deci` GGUF with per-layer shapes, widths padded to whole 32-value blocks) and run by llama.cpp beside the dense file; ours runs the same pruned file read back (its own Q8_0 / Q4_0 blocks). Decode time ratio = dense decode tok/s ÷ pruned decode tok/s; bound = weight bytes a pruned step reads ÷ a dense one\'s (the files\' tensors, the token embedding\'s gather aside).',
+    'Each model pruned with MoP to the target its name ends with (float32 passes on a small calibration set, no recovery: the shapes set the speed; see the commands at the top), exported with `mop export`\'s writer (`deci` GGUF with per-layer shapes, widths padded to whole 32-value blocks) and run by llama.cpp beside the dense file; ours runs the same pruned file read back (its own Q8_0 / Q4_0 blocks). Decode time ratio = dense decode tok/s ÷ pruned decode tok/s; bound = weight bytes a pruned step reads ÷ a dense one\'s (the files\' tensors, the token embedding\'s gather aside).',
     '',
     mdTable(
       ['pruned model', 'weights', 'threads', 'weights-read bound', 'llama.cpp pruned / dense (best / median)', 'llama.cpp − bound', 'ours pruned / dense (best / median)', 'ours − bound'],
