@@ -112,7 +112,8 @@ for (const name of models) {
   const pruned = await pruneForPeer(model, prunedTarget, calibrationSize, log);
   const variant = `${name}-mop-${Math.round(prunedTarget * 100)}`;
   for (const quant of quants) {
-    report.pruned!.push(await benchModel({ ...common, name: variant, quant, model: pruned, prunedFrom: { model: name, target: prunedTarget }, oursFromFile: true }));
+    const dense = report.models.find((m) => m.model === name && m.quant === quant)!;
+    report.pruned!.push({ dense, pruned: await benchModel({ ...common, name: variant, quant, model: pruned, prunedFrom: { model: name, target: prunedTarget }, oursFromFile: true }) });
   }
 }
 await llama?.dispose().catch(() => undefined);

@@ -12,7 +12,7 @@
  *     [--ratios 0.2,0.4,0.6] [--concurrency 1,8] [--requests 16,32] [--max-tokens 64] [--rounds auto|N]
  *     [--samples 8] [--seq-len 64] [--threads N] [--ort-spin on|off] [--max-loaded 3] [--dtype float32|int8|int4]
  *     [--peer-quants f32,q8_0] [--no-peer | --peer-json FILE] [--budget params|latency]
- *     [--out-dir docs] [--quick] [--render-only REPORT.json[,REPORT2.json] [--peer-json PEER.json,...]]
+ *     [--out-dir docs] [--quick] [--render-only REPORT.json[,REPORT2.json] [--peer-json PEER.json,...] [--pruned-peer-json PEER.json,...]]
  *
  * Models: `bundled` (stories260K), `100m` (synthetic, ~100M parameters), `1b` (synthetic, ~1.1B:
  * ~13 GB per served variant in f32 and pruning takes long; asked for explicitly only),
@@ -72,6 +72,7 @@ const args = parseScriptArgs(import.meta.url, {
   prompts: { type: 'string' },
   'no-peer': { type: 'boolean', default: false },
   'peer-json': { type: 'string' },
+  'pruned-peer-json': { type: 'string' },
   'out-dir': { type: 'string' },
   quick: { type: 'boolean', default: false },
   'render-only': { type: 'string' },
@@ -108,6 +109,16 @@ if (args['render-only']) {
     report.settings.models = report.models.map((m) => m.model);
     report.durationSec = runs.reduce((t, r) => t + r.durationSec, 0);
   }
+  // Pruned-peer pairs measured on their own (scripts/bench-llamacpp.ts --pruned) join or replace the reports', dense rows untouched.
+  if (args['pruned-peer-json'] && report.peer) {
+    for (const f of listOption(args['pruned-peer-json'])) {
+      const extra = JSON.parse(fs.readFileSync(f, 'utf8')) as PeerReport;
+      const key = (m: PeerReport['models'][number]) => `${m.model}/${m.quant ?? 'f32'}`;
+      const replaced = new Set((extra.pruned ?? []).map((p) => key(p.pruned)));
+      report.peer.pruned = [...(report.peer.pruned ?? []).filter((p) => !replaced.has(key(p.pruned))), ...(extra.pruned ?? [])];
+      report.peerExtra = [...(report.peerExtra ?? []), `${f} (pruned files and their dense files): ${(extra.pruned ?? []).map((p) => key(p.pruned)).join(', ')} (${extra.date.slice(0, 16).replace('T', ' ')} UTC, ${extra.reps} repetitions, ${extra.tokens} tokens, threads ${extra.threads.join(', ')}, load average ${Math.min(...(extra.pruned ?? []).flatMap((p) => p.pruned.runs.map((r) => r.loadAvg[0]))).toFixed(1)}+)`];
+    }
+  }
   // Peer results measured on their own (scripts/bench-llamacpp.ts --out X.json) replace or join the reports'.
   if (args['peer-json'] && report.peer) {
     for (const f of listOption(args['peer-json'])) {
@@ -115,8 +126,7 @@ if (args['render-only']) {
       const key = (m: PeerReport['models'][number]) => `${m.model}/${m.quant ?? 'f32'}`;
       const replaced = new Set(extra.models.map(key));
       report.peer.models = [...report.peer.models.filter((m) => !replaced.has(key(m))), ...extra.models];
-      const prunedKeys = new Set((extra.pruned ?? []).map(key));
-      if (extra.pruned) report.peer.pruned = [...(report.peer.pruned ?? []).filter((m) => !prunedKeys.has(key(m))), ...extra.pruned];
+
       report.peerExtra = [...(report.peerExtra ?? []), `${f}: ${extra.models.map(key).join(', ')} (${extra.date.slice(0, 16).replace('T', ' ')} UTC, ${extra.reps} repetitions, ${extra.tokens} tokens, threads ${extra.threads.join(', ')})`];
     }
   }

@@ -99,8 +99,14 @@ export interface PeerReport {
   tokens: number;
   reps: number;
   models: PeerModelResult[];
-  /** Pruned variants of `models` (bench-llamacpp --pruned), each beside its dense model; absent in older reports. */
-  pruned?: PeerModelResult[];
+  /** Pruned variants (bench-llamacpp --pruned), each with its dense model of the same run and weights; absent in older reports. */
+  pruned?: PrunedPeerPair[];
+}
+
+/** A pruned file and the dense one it was measured beside (same run, weights and thread counts). */
+export interface PrunedPeerPair {
+  dense: PeerModelResult;
+  pruned: PeerModelResult;
 }
 
 /** Fixed prompt token ids (same for both engines): BOS then ids spread over the vocabulary. */

@@ -5,7 +5,7 @@
  * below by the ratio of weight bytes a step reads (the files' tensors, the token embedding's gather
  * aside): the closer an engine comes to that bound, the more of pruning's saving it turns into time.
  */
-import type { PeerModelResult, PeerReport, PeerRun } from './llamacpp-peer.ts';
+import type { PeerReport, PeerRun } from './llamacpp-peer.ts';
 import { fmt, mdTable } from './report.ts';
 
 /** Decode time ratio pruned / dense of one engine at one thread count (best repetitions; medians). */
@@ -25,14 +25,13 @@ export interface PrunedPeerRow {
   ours: { best: number; median: number } | undefined;
 }
 
-/** One row per pruned file and thread count, paired with the dense file of the same model and weights. */
-export function prunedPeerRows(peer: Pick<PeerReport, 'models' | 'pruned'>): PrunedPeerRow[] {
+/** One row per pruned file and thread count, beside the dense file of the same run and weights. */
+export function prunedPeerRows(peer: Pick<PeerReport, 'pruned'>): PrunedPeerRow[] {
   const rows: PrunedPeerRow[] = [];
-  for (const p of peer.pruned ?? []) {
-    const dense = peer.models.find((m: PeerModelResult) => m.model === p.prunedFrom?.model && (m.quant ?? 'f32') === (p.quant ?? 'f32'));
-    const bound = dense?.gguf?.readBytes && p.gguf?.readBytes ? p.gguf.readBytes / dense.gguf.readBytes : undefined;
+  for (const { dense, pruned: p } of peer.pruned ?? []) {
+    const bound = dense.gguf?.readBytes && p.gguf?.readBytes ? p.gguf.readBytes / dense.gguf.readBytes : undefined;
     for (const run of p.runs) {
-      const d = dense?.runs.find((r) => r.threads === run.threads);
+      const d = dense.runs.find((r) => r.threads === run.threads);
       rows.push({ model: p.model, quant: (p.quant ?? 'f32').toUpperCase(), threads: run.threads, bound, llamacpp: decodeRatio(d, run, 'llamacpp'), ours: decodeRatio(d, run, 'ours') });
     }
   }

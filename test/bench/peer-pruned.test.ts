@@ -20,10 +20,10 @@ const result = (model: string, readBytes: number, runs: PeerRun[], extra: Partia
   ...extra,
 });
 
-test('the pruned rows pair each pruned file with its dense one: decode-time ratios of both engines and the weights-read bound', () => {
+test('the pruned rows set each pruned file beside the dense one of its run: decode-time ratios of both engines and the weights-read bound', () => {
   const dense = result('100m', 1000, [run(2, 50, 40), run(1, 30, 25)]);
   const pruned = result('100m-mop-40', 640, [run(2, 80, 62.5), run(1, 45, 40)], { prunedFrom: { model: '100m', target: 0.4 } });
-  const rows = prunedPeerRows({ models: [dense], pruned: [pruned] });
+  const rows = prunedPeerRows({ pruned: [{ dense, pruned }] });
   assert.deepEqual(
     rows.map((r) => [r.threads, r.bound, r.llamacpp?.best, r.llamacpp?.median, r.ours?.best]),
     [
@@ -31,7 +31,7 @@ test('the pruned rows pair each pruned file with its dense one: decode-time rati
       [1, 0.64, 0.625, 0.625, 30 / 45],
     ],
   );
-  const md = prunedPeerSection({ available: true, models: [dense], pruned: [pruned] } as never).join('\n');
+  const md = prunedPeerSection({ available: true, models: [dense], pruned: [{ dense, pruned }] } as never).join('\n');
   assert.match(md, /\| 100m-mop-40 \| Q8_0 \| 2 \| 0\.640 \| 0\.640 \/ 0\.640 \| \+0\.000 \| 0\.625 \/ 0\.625 \| -0\.015 \|/);
   assert.deepEqual(prunedPeerSection({ available: true, models: [dense] } as never), [], 'no pruned variant, no section');
 });
