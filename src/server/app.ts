@@ -41,7 +41,7 @@ export interface AppDeps {
   log?: (line: string) => void;
   /** The /admin routes (prune jobs, variants), mounted when given. */
   admin?: Hono;
-  /** Where POST /tokenize and /detokenize tokenize; absent: inline on the HTTP thread. */
+  /** Where POST /tokenize and /detokenize tokenize, and generation routes encode prompts that are not small; absent: inline on the HTTP thread. */
   tokenizeThread?: TokenizeThread | undefined;
   /** Bearer keys of which every /v1 request must carry one (--api-key); unset or empty: /v1 is open. */
   apiKeys?: readonly string[] | undefined;
@@ -87,7 +87,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const generation = (handler: Handler) => async (c: Context<Env>) => {
     let json: unknown;
-    const ctx: EndpointContext = { service: deps.service, chatTemplate: deps.chatTemplate, metrics: deps.metrics, limits: deps.limits, signal: c.get('clientSignal'), log };
+    const ctx: EndpointContext = { service: deps.service, chatTemplate: deps.chatTemplate, tokenizeThread: deps.tokenizeThread, metrics: deps.metrics, limits: deps.limits, signal: c.get('clientSignal'), log };
     try {
       if (deps.state.draining) throw unavailable('The server is shutting down and takes no new requests.');
       json = await readJson(c);
@@ -107,9 +107,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.post('/v1/completions', generation(handleCompletion));
   app.post('/v1/chat/completions', generation(handleChatCompletion));
   // Not generations: neither counted nor refused while draining.
-  const tokenizing = (handler: (json: unknown, d: AppDeps) => Promise<object>) => async (c: Context<Env>) => {
+  const tokenizing = (handler: (json: unknown, d: AppDeps, signal: AbortSignal) => Promise<object>) => async (c: Context<Env>) => {
     try {
-      return c.json(await handler(await readJson(c), deps));
+      return c.json(await handler(await readJson(c), deps, c.get('clientSignal')));
     } catch (e) {
       return toApiError(e, log).toResponse();
     }

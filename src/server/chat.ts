@@ -14,6 +14,7 @@ import { invalidRequest } from './errors.ts';
 import { type ChoiceEvent, Fanout } from './fanout.ts';
 import { answerGenerations, ChunkFraming, generationChunks, ResponseEnvelope } from './generation-response.ts';
 import { resolveMaxTokens } from './prompt.ts';
+import { encodeChat, requestEncoding } from './prompt-encoding.ts';
 import {
   type ChatCompletionChoice,
   type ChatCompletionChunk,
@@ -44,7 +45,7 @@ export async function handleChatCompletion(json: unknown, ctx: EndpointContext):
   const tools = toolUseOf(body, ctx.chatTemplate);
   const grammar: RequestedGrammar | undefined = tools?.grammar ? { spec: tools.grammar, param: 'tool_choice' } : requestedGrammar(body);
   const { tokenizer } = variant;
-  const promptTokens = ctx.chatTemplate.encode(body.messages, tokenizer, { addGenerationPrompt: true, ...(tools && { tools: body.tools ?? [] }) });
+  const promptTokens = await encodeChat(body.messages, tools && (body.tools ?? []), requestEncoding(ctx, tokenizer));
   const n = body.n ?? 1;
   if (n > ctx.limits.maxChoices) throw invalidRequest(`n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, 'n');
   const maxParam = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';

@@ -17,6 +17,7 @@ import { toApiError } from './service-errors.ts';
 import { type ChoiceEvent, Fanout } from './fanout.ts';
 import { answerGenerations, ChunkFraming, generationChunks, includeUsage, ResponseEnvelope } from './generation-response.ts';
 import { type PreparedPrompt, preparePrompts, resolveMaxTokens } from './prompt.ts';
+import { requestEncoding } from './prompt-encoding.ts';
 import {
   type CompletionChoice,
   type CompletionLogprobs,
@@ -37,7 +38,7 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
 
   const { tokenizer } = variant;
   const context = variant.maxContext;
-  const prompts = preparePrompts(body.prompt, tokenizer);
+  const prompts = await preparePrompts(body.prompt, requestEncoding(ctx, tokenizer));
   const n = body.n ?? 1;
   if (prompts.length * n > ctx.limits.maxChoices) {
     throw invalidRequest(`${prompts.length} prompts × n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, prompts.length > 1 ? 'prompt' : 'n');

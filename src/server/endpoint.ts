@@ -8,6 +8,7 @@ import type { ServerMetrics } from './metrics.ts';
 import type { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/variants/served-variant.ts';
 import type { ChatTemplate } from './chat-template.ts';
+import type { TokenizeThread } from './tokenize-thread.ts';
 import type { z } from 'zod';
 
 export interface EndpointLimits {
@@ -23,6 +24,8 @@ export interface EndpointContext {
   service: Pick<ModelService, 'resolve'>;
   /** How chat messages become a prompt (the checkpoint's template, or --chat-template). */
   chatTemplate: ChatTemplate;
+  /** Where a prompt that is not small is encoded (prompt-encoding.ts); absent: inline. */
+  tokenizeThread?: TokenizeThread | undefined;
   /** The variant this request resolved to, once it has (so a failure is counted under it, not drawn again). */
   variant?: ServedVariant;
   metrics: ServerMetrics;

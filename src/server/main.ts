@@ -96,7 +96,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   logServing(config, served, dense, (performance.now() - t0) / 1000, log);
 
   // Every variant serves the loaded model's tokenizer (pruning keeps it).
-  const tokenizeThread = new TokenizeThread({ tokenizer: served.model.tokenizer, chatTemplate: served.chatTemplate.text });
+  // A prompt's encode waits no longer than its request may.
+  const tokenizeThread = new TokenizeThread({ tokenizer: served.model.tokenizer, chatTemplate: served.chatTemplate.text }, { timeoutMs: config.requestTimeoutMs, log });
   const { app, metrics, state } = buildApp(config, service, sync, served.chatTemplate, tokenizeThread, log);
   let listeners: Listeners;
   try {
@@ -178,6 +179,7 @@ function startService(config: ServerConfig, options: StartOptions, { model, toke
     ...(options.engineWorker && { engineWorker: options.engineWorker }),
     stallMs: config.engineStallMs,
     maxVariants: config.maxVariants,
+    grammar: { maxBytes: config.maxGrammarBytes, compileTimeoutMs: config.grammarCompileTimeoutMs },
     log,
   });
 }

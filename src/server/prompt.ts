@@ -5,6 +5,7 @@
  */
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { invalidRequest } from './errors.ts';
+import { encodeTexts, type PromptEncoding } from './prompt-encoding.ts';
 
 /** One prompt of a request: its tokens and the text `echo` returns. */
 export interface PreparedPrompt {
@@ -15,20 +16,24 @@ export interface PreparedPrompt {
 
 /**
  * A completions `prompt` in any of its four forms → one PreparedPrompt per prompt. Strings are
- * encoded with BOS; token arrays are taken as given (as vLLM does) and checked against the
- * vocabulary.
+ * encoded with BOS (off the HTTP thread when large: prompt-encoding.ts); token arrays are taken as
+ * given (as vLLM does) and checked against the vocabulary.
  */
-export function preparePrompts(prompt: string | string[] | number[] | number[][], tokenizer: Tokenizer): PreparedPrompt[] {
-  if (typeof prompt === 'string') return [fromText(prompt, tokenizer, 'prompt')];
+export async function preparePrompts(prompt: string | string[] | number[] | number[][], encoding: PromptEncoding): Promise<PreparedPrompt[]> {
+  const { tokenizer } = encoding;
+  if (typeof prompt === 'string') return fromTexts([prompt], encoding, () => 'prompt');
   if (prompt.length === 0) throw invalidRequest('The prompt is empty.', 'prompt');
   if (typeof prompt[0] === 'number') return [fromTokens(prompt as number[], tokenizer, 'prompt')];
-  if (typeof prompt[0] === 'string') return (prompt as string[]).map((p, i) => fromText(p, tokenizer, `prompt[${i}]`));
+  if (typeof prompt[0] === 'string') return fromTexts(prompt as string[], encoding, (i) => `prompt[${i}]`);
   return (prompt as number[][]).map((p, i) => fromTokens(p, tokenizer, `prompt[${i}]`));
 }
 
-function fromText(text: string, tokenizer: Tokenizer, param: string): PreparedPrompt {
-  if (text.length === 0) throw invalidRequest('The prompt is empty.', param);
-  return { tokens: tokenizer.encode(text, { addBos: true }), text };
+/** Every text checked before any is encoded (all in one piece of work). */
+async function fromTexts(texts: string[], encoding: PromptEncoding, param: (i: number) => string): Promise<PreparedPrompt[]> {
+  const empty = texts.findIndex((t) => t.length === 0);
+  if (empty >= 0) throw invalidRequest('The prompt is empty.', param(empty));
+  const tokenLists = await encodeTexts(texts, encoding);
+  return texts.map((text, i) => ({ tokens: tokenLists[i]!, text }));
 }
 
 function fromTokens(tokens: number[], tokenizer: Tokenizer, param: string): PreparedPrompt {

@@ -54,26 +54,27 @@ const detokenizeSchema = z.object({
   tokens: z.array(z.number().int(), { error: 'must be an array of integer token ids' }),
 });
 
-export async function handleTokenize(json: unknown, deps: TokenizeDeps): Promise<TokenizeResponse> {
+/** `signal`: the client's connection; closing it gives up the tokenizing. */
+export async function handleTokenize(json: unknown, deps: TokenizeDeps, signal?: AbortSignal): Promise<TokenizeResponse> {
   const body = parseBody(tokenizeSchema, json);
   const variant = resolve(deps, body.model);
   const job = body.messages !== undefined ? chatJob(body) : promptJob(body);
-  const { tokens = [], tokenStrs } = await run(deps, variant, job);
+  const { tokens = [], tokenStrs } = await run(deps, variant, job, signal);
   return { count: tokens.length, max_model_len: variant.maxContext, tokens, ...(tokenStrs && { token_strs: tokenStrs }) };
 }
 
-export async function handleDetokenize(json: unknown, deps: TokenizeDeps): Promise<DetokenizeResponse> {
+export async function handleDetokenize(json: unknown, deps: TokenizeDeps, signal?: AbortSignal): Promise<DetokenizeResponse> {
   const body = parseBody(detokenizeSchema, json);
   const variant = resolve(deps, body.model);
   const vocab = variant.tokenizer.vocabSize;
   const bad = body.tokens.findIndex((t) => !(t >= 0 && t < vocab));
   if (bad >= 0) throw invalidRequest(`Token id ${body.tokens[bad]} at position ${bad} is out of vocabulary (valid ids are 0..${vocab - 1}).`, 'tokens');
-  const { text = '' } = await run(deps, variant, { op: 'detokenize', tokens: body.tokens });
+  const { text = '' } = await run(deps, variant, { op: 'detokenize', tokens: body.tokens }, signal);
   return { prompt: text };
 }
 
-function run(deps: TokenizeDeps, variant: ServedVariant, job: TokenizeJob): Promise<TokenizeResult> {
-  if (deps.tokenizeThread) return deps.tokenizeThread.run(job);
+function run(deps: TokenizeDeps, variant: ServedVariant, job: TokenizeJob, signal: AbortSignal | undefined): Promise<TokenizeResult> {
+  if (deps.tokenizeThread) return deps.tokenizeThread.run(job, signal);
   return Promise.resolve(runTokenizeJob(job, variant.tokenizer, deps.chatTemplate));
 }
 
