@@ -40,6 +40,38 @@ export class GrammarError extends Error {
   override name = 'GrammarError';
 }
 
+/**
+ * The grammar is past one of the server's limits on client grammars: larger than
+ * `--max-grammar-bytes` (`grammar_too_large`), or not compiled within
+ * `--grammar-compile-timeout-ms` (`grammar_too_complex`). A 400 like any GrammarError, with its own code.
+ */
+export class GrammarLimitError extends GrammarError {
+  override name = 'GrammarLimitError';
+  constructor(
+    message: string,
+    readonly code: 'grammar_too_large' | 'grammar_too_complex',
+  ) {
+    super(message);
+  }
+}
+
+/** UTF-8 bytes of what the client wrote: the schema text, the regex, the EBNF, every choice or part together. */
+export function grammarSpecBytes(spec: GrammarSpec): number {
+  const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
+  switch (spec.kind) {
+    case 'json':
+      return bytes(spec.schema);
+    case 'regex':
+      return bytes(spec.pattern);
+    case 'ebnf':
+      return bytes(spec.grammar);
+    case 'choice':
+      return spec.choices.reduce((n, c) => n + bytes(c), 0);
+    case 'sequence':
+      return spec.parts.reduce((n, p) => n + bytes('text' in p ? p.text : p.json), 0);
+  }
+}
+
 /** A stable key for a spec: equal specs (the same fields, in any order) give equal keys. */
 export function grammarKey(spec: GrammarSpec): string {
   return JSON.stringify(spec, (_key, value: unknown) =>
