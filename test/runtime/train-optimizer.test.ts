@@ -43,6 +43,18 @@ describe('AdamW', () => {
     new AdamW(new Map([['p', { data: b, decay: false }]]), { weightDecay: 0 }).step(new Map([['p', Float32Array.of(1)]]), 0.1);
     assert.equal(a[0], b[0]);
   });
+
+  it('writes the weights it read into `previous` in the same pass, and updates as without it', () => {
+    const a = Float32Array.of(1, -2, 3);
+    const b = Float32Array.from(a);
+    const previous = new Float32Array(3);
+    const g = Float32Array.of(0.5, -1, 2);
+    new AdamW(new Map([['p', { data: a, decay: true }]]), { weightDecay: 0.1 }).step(new Map([['p', g]]), 0.1, 0.5, new Map([['p', previous]]));
+    new AdamW(new Map([['p', { data: b, decay: true }]]), { weightDecay: 0.1 }).step(new Map([['p', g]]), 0.1, 0.5);
+    assert.deepEqual([...previous], [1, -2, 3]);
+    assert.deepEqual([...a], [...b]);
+    assert.notDeepEqual([...a], [1, -2, 3]);
+  });
 });
 
 describe('learning-rate schedule', () => {

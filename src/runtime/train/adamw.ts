@@ -44,8 +44,12 @@ export class AdamW {
     return this.t;
   }
 
-  /** One update with learning rate `lr`; `gradScale` multiplies every gradient (clipping). */
-  step(grads: ReadonlyMap<string, Float32Array>, lr: number, gradScale = 1): void {
+  /**
+   * One update with learning rate `lr`; `gradScale` multiplies every gradient (clipping). With
+   * `previous`, each tensor's values before the update are written there in the same pass (the
+   * training loop's last good weights, without a copy of its own).
+   */
+  step(grads: ReadonlyMap<string, Float32Array>, lr: number, gradScale = 1, previous?: ReadonlyMap<string, Float32Array>): void {
     this.t++;
     const { beta1: b1, beta2: b2, eps } = this;
     const c1 = 1 / (1 - Math.pow(b1, this.t));
@@ -57,13 +61,16 @@ export class AdamW {
       const v = this.v.get(name)!;
       const w = p.data;
       const decay = p.decay ? lr * this.options.weightDecay : 0;
+      const before = previous?.get(name);
       for (let i = 0; i < w.length; i++) {
         const gi = g[i]! * gradScale;
         const mi = b1 * m[i]! + (1 - b1) * gi;
         const vi = b2 * v[i]! + (1 - b2) * gi * gi;
+        const wi = w[i]!;
+        if (before) before[i] = wi;
         m[i] = mi;
         v[i] = vi;
-        w[i] = w[i]! - lr * ((mi * c1) / (Math.sqrt(vi * c2) + eps)) - decay * w[i]!;
+        w[i] = wi - lr * ((mi * c1) / (Math.sqrt(vi * c2) + eps)) - decay * wi;
       }
     }
   }

@@ -87,9 +87,9 @@ export async function trainSteps(
       for (const [name, p] of params) p.data.set(lastGood.get(name)!);
       return { updates: optimizer.steps === 0 ? 0 : optimizer.steps - 1, losses, stopped: 'non-finite', nonFiniteStep: step + 1, tokens, seconds: (performance.now() - start) / 1000 };
     }
-    for (const [name, p] of params) lastGood.get(name)!.set(p.data);
     const lr = budget === undefined ? learningRateAt(step, options.schedule) : learningRateAtFraction(before / budget, options.schedule.lr, warmupShare, options.schedule.minRatio);
-    optimizer.step(result.grads, lr, scale);
+    // This step's loss was finite: its weights become the last good ones as the update reads them.
+    optimizer.step(result.grads, lr, scale, lastGood);
     tokens += batch.tokens;
     const elapsed = (performance.now() - start) / 1000;
     const perStep = elapsed / (step + 1);
