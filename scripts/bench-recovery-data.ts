@@ -43,7 +43,8 @@ log(`dense held-out perplexity ${dense.perplexity.toFixed(3)} over ${dense.token
 
 const arms: { name: string; recipe: Partial<PruneRecipe> }[] = [
   { name: 'TinyStories text (bundled recovery slices, the default)', recipe: {} },
-  { name: 'self-generated text (--recovery-data self)', recipe: { recoveryData: 'self' } },
+  { name: `self-generated text (--recovery-data self, the default ${defaultPruneSettings().recoverySelfTokens.toLocaleString('en-US')} tokens)`, recipe: { recoveryData: 'self' } },
+  { name: 'self-generated text, 131,072 tokens', recipe: { recoveryData: 'self', recoverySelfTokens: 131_072 } },
   { name: 'no recovery', recipe: { recovery: 'none' } },
 ];
 
@@ -88,7 +89,7 @@ const md = [
   '',
   `**Self-generated vs TinyStories recovery:** mean held-out perplexity ${self.toFixed(3)} vs ${ts.toFixed(3)}, ${gap >= 0 ? '+' : ''}${(100 * gap).toFixed(1)}% (target: within 5%) — ${Math.abs(gap) <= 0.05 ? 'met' : 'not met'}.`,
   '',
-  'The self-generated text: ' + (byArm(arms[1]!.name)[0]?.recoveryText ?? '—') + ', sampled by `src/mop/self-text.ts` (8 samples at a time, each from BOS plus the first 8 tokens of a calibration sequence, until EOS or 512 tokens). The TinyStories text is what the bundled model was trained on, so it is the strongest possible recovery text here; a model whose training data is unknown has only its own text.',
+  'The self-generated text: ' + (byArm(arms[1]!.name)[0]?.recoveryText ?? '—') + ', sampled by `src/mop/self-text.ts` (8 samples at a time, each from BOS plus the first 8 tokens of a calibration sequence, until EOS or 512 tokens); the prune wall time includes the sampling (a model store keeps the sample for the next prune of the same model). Fewer sampled tokens repeat more often over the recovery\'s ~0.9M trained tokens: the 131,072-token row shows what that costs. The TinyStories text is what the bundled model was trained on, so it is the strongest recovery text here; a model whose training data is unknown has only its own text.',
   '',
 ];
 const out = path.resolve(repoRoot, args.out);

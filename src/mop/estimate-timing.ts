@@ -4,15 +4,16 @@ import type { DeviceName } from '../runtime/device/device.ts';
 import { Xoshiro128ss } from '../runtime/engine/rng.ts';
 import type { ModelSpec } from '../runtime/model/spec.ts';
 import { recover, trainingRowsPerRun } from '../runtime/train/recover.ts';
+import { SharedTeacher } from '../runtime/train/shared-teacher.ts';
 import type { EstimateRecipe, MeasuredStepTimes } from './estimate.ts';
 import { fullPlan } from './pruning-plan.ts';
 import { CandidateScorer } from './selection.ts';
 import type { ModelWeights } from './surgery.ts';
 
 /**
- * A short measured calibration of a prune's cost on this machine: a scoring session built and a
- * calibration pass run on the model's own shape, and a few training steps of the recipe's kind and
- * loss (one ONNX Runtime run of rows each). Token ids are seeded noise: the time depends on the
+ * A short measured calibration of a prune's cost on this machine: a scoring session built and
+ * calibration passes run on the model's own shape, and a few training steps of the recipe's kind
+ * and loss (one ONNX Runtime run of rows each), each timed warm. Token ids are seeded noise: the time depends on the
  * shape, not the text. Seconds on the bundled model; about a minute on a 100M-parameter one.
  */
 export interface TimingOptions {
@@ -35,8 +36,11 @@ function noise(spec: ModelSpec, count: number, length: number, seed: number, bos
 
 async function timeScoring(model: ModelWeights, r: EstimateRecipe, o: TimingOptions): Promise<Pick<MeasuredStepTimes, 'scoringOpenSeconds' | 'scoringPassSeconds' | 'tapsPassSeconds'>> {
   const seconds = (since: number) => (performance.now() - since) / 1000;
+  const open = () => openMaskedForward(model.spec, model.weights, { maxSeqLen: r.seqLen, ...(o.threads !== undefined && { threads: o.threads }), ...(o.device && { device: o.device }) });
+  // The process's first session builds cold; a prune builds many: time the second.
+  await (await open()).release();
   const t0 = performance.now();
-  const forward = await openMaskedForward(model.spec, model.weights, { maxSeqLen: r.seqLen, ...(o.threads !== undefined && { threads: o.threads }), ...(o.device && { device: o.device }) });
+  const forward = await open();
   try {
     const scorer = new CandidateScorer(forward, toBatches(noise(model.spec, r.samples, r.seqLen, 1, model.spec.bosTokenId)), 'ppl');
     const plan = fullPlan(model.spec);
@@ -59,41 +63,47 @@ async function timeScoring(model: ModelWeights, r: EstimateRecipe, o: TimingOpti
   }
 }
 
-/** One training step of the recipe's batch: rows run a piece at a time, so a few pieces time it. */
+/**
+ * One training step of the recipe's batch: rows run a piece at a time, so a few pieces time it.
+ * Two runs, as a prune makes many: the first warms up (the process's first graph, sessions and
+ * optimizer code run cold), the second is timed: its start, and the median of its steps after two.
+ * The distillation teacher is shared by both, as a prune shares one.
+ */
 async function timeTraining(model: ModelWeights, rec: NonNullable<EstimateRecipe['recovery']>, o: TimingOptions): Promise<Pick<MeasuredStepTimes, 'trainStepSeconds' | 'recoveryStartSeconds'>> {
   const rowsPerRun = trainingRowsPerRun(model.spec, rec.seqLen, rec.batch);
   const rows = Math.min(rec.batch, rowsPerRun);
   const timed = o.timedSteps ?? 3;
-  // The first steps of a process run cold (ONNX Runtime's first runs, the optimizer's JavaScript not yet compiled).
   const warmup = 2;
-  const steps = warmup + timed;
-  const elapsed: number[] = [];
-  const t0 = performance.now();
-  const result = await recover(
-    model,
-    {
-      kind: rec.kind,
-      loss: rec.loss,
-      batch: rows,
-      seqLen: rec.seqLen,
-      steps,
-      warmup: 0,
-      loraRank: rec.loraRank,
-      loraAlpha: 2 * rec.loraRank,
-      rowsPerRun,
-      // Every window new, as in a first epoch: the teacher runs each step.
-      teacherCacheMiB: 0,
-      ...(o.threads !== undefined && { threads: o.threads }),
-    },
-    { windows: noise(model.spec, rows * steps, rec.seqLen + 1, 2, model.spec.bosTokenId), teacher: model },
-    { ...(o.signal && { signal: o.signal }), onProgress: (p) => elapsed.push(p.elapsedSeconds) },
-  );
-  const wall = (performance.now() - t0) / 1000;
-  const deltas = elapsed.slice(warmup).map((e, i) => e - elapsed[warmup + i - 1]!);
-  const perRun = deltas.sort((a, b) => a - b)[Math.floor(deltas.length / 2)]!;
-  // A run's start: graph and sessions built, and its first step's extra time (ONNX Runtime's first run).
-  const start = wall - result.report.seconds + Math.max(0, elapsed[0]! - perRun);
-  return { trainStepSeconds: perRun * Math.ceil(rec.batch / rows), recoveryStartSeconds: start };
+  const recipe = {
+    kind: rec.kind,
+    loss: rec.loss,
+    batch: rows,
+    seqLen: rec.seqLen,
+    warmup: 0,
+    loraRank: rec.loraRank,
+    loraAlpha: 2 * rec.loraRank,
+    rowsPerRun,
+    // Every window new, as in a first epoch: the teacher runs each step.
+    teacherCacheMiB: 0,
+    ...(o.threads !== undefined && { threads: o.threads }),
+  };
+  const teacher = new SharedTeacher(model);
+  const windows = noise(model.spec, rows * (1 + warmup + timed), rec.seqLen + 1, 2, model.spec.bosTokenId);
+  const signal = o.signal && { signal: o.signal };
+  try {
+    await recover(model, { ...recipe, steps: 1 }, { windows: windows.slice(0, rows), sharedTeacher: teacher }, { ...signal });
+    const elapsed: number[] = [];
+    const t0 = performance.now();
+    const result = await recover(model, { ...recipe, steps: warmup + timed }, { windows: windows.slice(rows), sharedTeacher: teacher }, { ...signal, onProgress: (p) => elapsed.push(p.elapsedSeconds) });
+    const wall = (performance.now() - t0) / 1000;
+    const deltas = elapsed.slice(warmup).map((e, i) => e - elapsed[warmup + i - 1]!);
+    const perRun = deltas.sort((a, b) => a - b)[Math.floor(deltas.length / 2)]!;
+    // A run's start: graph and session built, and its first step's extra time.
+    const start = wall - result.report.seconds + Math.max(0, elapsed[0]! - perRun);
+    return { trainStepSeconds: perRun * Math.ceil(rec.batch / rows), recoveryStartSeconds: start };
+  } finally {
+    await teacher.release();
+  }
 }
 
 /** Measure the step times `estimatePrune` extrapolates from (see TimingOptions). */

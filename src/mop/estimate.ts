@@ -71,6 +71,11 @@ export function plannedSteps(spec: ModelSpec, r: Pick<EstimateRecipe, 'target' |
   return Math.max(1, Math.ceil((r.target * layers) / r.stepLayers) + 1);
 }
 
+/** Candidates over the steps: MoP's last step trims what no whole layer fits, with its width candidate alone. */
+export function plannedCandidates(steps: number, r: Pick<EstimateRecipe, 'strategy'>): number {
+  return r.strategy === 'mop' ? 2 * steps - 1 : steps;
+}
+
 /**
  * Peak memory of a prune: the input weights, the current and candidate copies, a scoring session;
  * with recovery the trained weights and their gradients, AdamW's two moments and the last good
@@ -139,11 +144,12 @@ export function plannedSchedule(spec: ModelSpec, r: EstimateRecipe, m: MeasuredS
   const steps: PlannedSchedule['steps'] = [];
   for (let k = 1; k <= S; k++) {
     const s = size((k - 0.5) / S);
-    const scoring = (m.tapsPassSeconds + branches * m.scoringPassSeconds) * size((k - 1) / S);
+    const n = k === S ? plannedCandidates(S, r) - (S - 1) * branches : branches;
+    const scoring = (m.tapsPassSeconds + n * m.scoringPassSeconds) * size((k - 1) / S);
     let candidates = 0;
     if (rec && candidateSteps > 0) {
       const train = rec.candidateSeconds ?? candidateSteps * m.trainStepSeconds * s;
-      candidates = branches * (train + m.recoveryStartSeconds * s + (m.scoringOpenSeconds + m.scoringPassSeconds) * s) + m.scoringOpenSeconds * s;
+      candidates = n * (train + m.recoveryStartSeconds * s + (m.scoringOpenSeconds + m.scoringPassSeconds) * s) + m.scoringOpenSeconds * s;
     }
     steps.push({ scoring, candidates });
   }
@@ -155,7 +161,7 @@ export function plannedSchedule(spec: ModelSpec, r: EstimateRecipe, m: MeasuredS
 /** Candidates, tokens and memory; with `measured`, the wall time (plannedSchedule). */
 export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: MeasuredStepTimes, rowsPerRun = 1): PruneEstimate {
   const steps = plannedSteps(spec, r);
-  const candidates = steps * (r.strategy === 'mop' ? 2 : 1);
+  const candidates = plannedCandidates(steps, r);
   const rec = r.recovery;
   const perStepTokens = rec ? rec.batch * rec.seqLen : 0;
   const trainingTokens = (candidates * phaseSteps(rec, 'candidate', measured?.trainStepSeconds) + phaseSteps(rec, 'final', measured?.trainStepSeconds)) * perStepTokens;

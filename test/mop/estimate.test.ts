@@ -33,10 +33,10 @@ describe('prune cost estimate', () => {
   it('counts the candidates and the training tokens of the recipe', () => {
     const spec = syntheticSpec(syntheticPresets.tiny);
     const e = estimatePrune(spec, estimateRecipeOf(defaults));
-    // 4 layers, 40%, one layer a step: ceil(1.6) + 1 trim step, two candidates each.
+    // 4 layers, 40%, one layer a step: ceil(1.6) + 1 trim step, two candidates each but the trim (width only).
     assert.equal(e.steps, 3);
-    assert.equal(e.candidates, 6);
-    assert.equal(e.trainingTokens, (6 * 25 + 300) * 16 * 128);
+    assert.equal(e.candidates, 5);
+    assert.equal(e.trainingTokens, (5 * 25 + 300) * 16 * 128);
     assert.equal(e.seconds, undefined, 'no time without measured step times');
     const depth = estimatePrune(spec, estimateRecipeOf({ ...defaults, strategy: 'depth', recovery: 'none' }));
     assert.equal(depth.candidates, 3);

@@ -19,10 +19,10 @@ describe('POST /admin/prune with dry_run', () => {
   it("answers the recipe's cost measured on this machine and starts no job", async () => {
     const res = await admin(s, 'POST', '/admin/prune', { target: 0.4, dry_run: true, ...small });
     assert.equal(res.status, 200);
-    const e = (await res.json()) as Record<string, unknown> & { seconds: Record<string, number>; memory: { peakBytes: number }; measured: Record<string, number> };
+    const e = (await res.json()) as Record<string, unknown> & { seconds: { total: number; candidates: number; final: number; scoring: number }; memory: { peakBytes: number }; measured: { trainStepSeconds: number } };
     assert.equal(e.object, 'prune.estimate');
-    assert.equal(e.candidates, 6);
-    assert.equal(e.trainingTokens, (6 * 2 + 10) * 2 * 32);
+    assert.equal(e.candidates, 5);
+    assert.equal(e.trainingTokens, (5 * 2 + 10) * 2 * 32);
     assert.ok(e.seconds.total > 0 && e.seconds.total === e.seconds.candidates + e.seconds.final + e.seconds.scoring);
     assert.ok(e.memory.peakBytes > 0 && (e.availableBytes as number) > e.memory.peakBytes);
     assert.equal(e.fits, true);

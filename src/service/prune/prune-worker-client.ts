@@ -72,7 +72,7 @@ export function startPruneWorker(init: PruneWorkerInit, onProgress: (p: MopProgr
         resolveResult({ spec: m.spec, weights: m.weights, report: m.report });
         break;
       case 'failed': {
-        const err = m.cancelled ? new DOMException('cancelled', 'AbortError') : m.error.name === 'MopInputError' ? new MopInputError(m.error.message) : Object.assign(new Error(m.error.message), { name: m.error.name });
+        const err = m.cancelled ? new DOMException('cancelled', 'AbortError') : workerError(m.error);
         fail(err);
         break;
       }
@@ -105,9 +105,14 @@ export function estimateInWorker(init: PruneWorkerInit, limits: { heapMb?: numbe
   return new Promise<PruneCostEstimate>((resolve, reject) => {
     worker.on('message', (m: FromPruneWorker) => {
       if (m.type === 'estimate') resolve(m.estimate);
-      else if (m.type === 'failed') reject(m.error.name === 'MopInputError' ? new MopInputError(m.error.message) : Object.assign(new Error(m.error.message), { name: m.error.name }));
+      else if (m.type === 'failed') reject(workerError(m.error));
     });
     worker.on('error', (e) => reject(new Error(`prune estimate worker failed: ${e.message}`)));
     worker.on('exit', (code) => reject(new Error(`prune estimate worker exited with code ${code} before answering`)));
   });
+}
+
+/** A worker's error on this side: bad input stays a MopInputError (a 400), anything else keeps its name. */
+function workerError(e: { name: string; message: string }): Error {
+  return e.name === 'MopInputError' ? new MopInputError(e.message) : Object.assign(new Error(e.message), { name: e.name });
 }
