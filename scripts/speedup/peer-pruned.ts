@@ -41,6 +41,17 @@ export function prunedPeerRows(peer: Pick<PeerReport, 'pruned'>): PrunedPeerRow[
 const pair = (r: { best: number; median: number } | undefined) => (r ? `${fmt.ratio(r.best)} / ${fmt.ratio(r.median)}` : '–');
 const gap = (r: { best: number } | undefined, bound: number | undefined) => (r && bound !== undefined ? `${r.best - bound >= 0 ? '+' : ''}${(r.best - bound).toFixed(3)}` : '–');
 
+/** On a busy machine these ratios are noise; the section says so rather than let them judge the bound. */
+function busyNote(peer: PeerReport): string[] {
+  const loads = (peer.pruned ?? []).flatMap((p) => [...p.dense.runs, ...p.pruned.runs].flatMap((r) => r.loadAvg));
+  const cores = peer.machine.cores;
+  if (loads.length === 0 || Math.max(...loads) <= cores * 0.75) return [];
+  return [
+    `Measured while the machine was busy (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} on ${cores} cores): a ratio under the bound is noise, and llama.cpp's threads, which spin at every barrier, stall whenever another process holds a core (its tok/s at ${Math.max(...peer.threads)} threads in the runs behind these rows collapse), so these rows do not judge the bound. Rerun on an idle machine: \`npm run bench:llamacpp -- --models 100m,500m --quants q8_0,q4_0\`, then \`npm run bench:speedup -- --render-only docs/speedup-report.json --pruned-peer-json bench-out/speedup/llamacpp.json\`.`,
+    '',
+  ];
+}
+
 /** The section, or nothing when the peer run had no pruned variant. */
 export function prunedPeerSection(peer: PeerReport | null | undefined): string[] {
   const rows = peer?.available ? prunedPeerRows(peer) : [];
@@ -50,6 +61,7 @@ export function prunedPeerSection(peer: PeerReport | null | undefined): string[]
     '',
     'Each model pruned with MoP to the target its name ends with (float32 passes on a small calibration set, no recovery: the shapes set the speed; see the commands at the top), exported with `mop export`\'s writer (`deci` GGUF with per-layer shapes, widths padded to whole 32-value blocks) and run by llama.cpp beside the dense file; ours runs the same pruned file read back (its own Q8_0 / Q4_0 blocks). Decode time ratio = dense decode tok/s ÷ pruned decode tok/s; bound = weight bytes a pruned step reads ÷ a dense one\'s (the files\' tensors, the token embedding\'s gather aside).',
     '',
+    ...busyNote(peer!),
     mdTable(
       ['pruned model', 'weights', 'threads', 'weights-read bound', 'llama.cpp pruned / dense (best / median)', 'llama.cpp − bound', 'ours pruned / dense (best / median)', 'ours − bound'],
       rows.map((r) => [r.model, r.quant, String(r.threads), fmt.ratio(r.bound), pair(r.llamacpp), gap(r.llamacpp, r.bound), pair(r.ours), gap(r.ours, r.bound)]),

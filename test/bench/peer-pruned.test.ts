@@ -31,7 +31,11 @@ test('the pruned rows set each pruned file beside the dense one of its run: deco
       [1, 0.64, 0.625, 0.625, 30 / 45],
     ],
   );
-  const md = prunedPeerSection({ available: true, models: [dense], pruned: [{ dense, pruned }] } as never).join('\n');
+  const peer = { available: true, machine: { cores: 2 }, threads: [2, 1], models: [dense], pruned: [{ dense, pruned }] };
+  const md = prunedPeerSection(peer as never).join('\n');
+  assert.doesNotMatch(md, /busy/);
   assert.match(md, /\| 100m-mop-40 \| Q8_0 \| 2 \| 0\.640 \| 0\.640 \/ 0\.640 \| \+0\.000 \| 0\.625 \/ 0\.625 \| -0\.015 \|/);
   assert.deepEqual(prunedPeerSection({ available: true, models: [dense] } as never), [], 'no pruned variant, no section');
+  pruned.runs[0]!.loadAvg = [1.2, 17.5];
+  assert.match(prunedPeerSection(peer as never).join('\n'), /machine was busy \(load average 0\.0–17\.5 on 2 cores\).*do not judge the bound/);
 });
