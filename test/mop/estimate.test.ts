@@ -36,7 +36,7 @@ describe('prune cost estimate', () => {
     // 4 layers, 40%, one layer a step: ceil(1.6) + 1 trim step, two candidates each but the trim (width only).
     assert.equal(e.steps, 3);
     assert.equal(e.candidates, 5);
-    assert.equal(e.trainingTokens, (5 * 25 + 300) * 16 * 128);
+    assert.equal(e.trainingTokens, (5 * 25 + defaults.finalRecoverySteps) * 16 * 128);
     assert.equal(e.seconds, undefined, 'no time without measured step times');
     const depth = estimatePrune(spec, estimateRecipeOf({ ...defaults, strategy: 'depth', recovery: 'none' }));
     assert.equal(depth.candidates, 3);

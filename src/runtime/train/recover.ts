@@ -61,11 +61,12 @@ export interface RecoveryOptions {
 
 /**
  * The recipe measured best on stories260K at MoP 40% (src/runtime/train/README.md): full fine-tuning,
- * 3:1 distillation/cross-entropy mix, 300 steps of 16 × 128 → 1.37× dense held-out perplexity.
+ * 3:1 distillation/cross-entropy mix, 16 × 128; 1000 steps, the final-recovery budget that held-out
+ * text stops improving at (docs/recovery-budget-report.md).
  */
 export const defaultRecoveryOptions: RecoveryOptions = {
   kind: 'full',
-  steps: 300,
+  steps: 1000,
   lr: 2e-3,
   loss: 'kd',
   kdAlpha: 0.75,
