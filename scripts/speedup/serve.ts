@@ -41,6 +41,9 @@ export async function startBenchServer(o: BenchServerOptions): Promise<RunningSe
     ...(o.target && { device: o.target.device, dtype: o.target.weights ?? o.target.dtype }),
     ...(o.cudaAddon !== undefined && { cudaAddon: o.cudaAddon }),
     shutdownGraceMs: 10_000,
+    // The benchmark repeats its prompts and compares every prefill: served from the prefix cache
+    // they would measure the cache, not the model.
+    prefixCacheMb: 0,
   };
   return startServer(config, { model: o.model, log: o.log });
 }
