@@ -88,6 +88,10 @@ export interface ServerConfig {
   maxEventClients: number;
   /** Finished prune jobs kept in GET /admin/prune (their full reports stay in the model store). */
   maxJobHistory: number;
+  /** Largest structured-output grammar (schema, regex, EBNF, choices) in UTF-8 bytes; larger: 400. */
+  maxGrammarBytes: number;
+  /** Longest a new grammar may take to compile (in a disposable thread, before the engine compiles it); longer: 400. */
+  grammarCompileTimeoutMs: number;
 }
 
 export const defaultServerConfig: Readonly<ServerConfig> = {
@@ -131,6 +135,8 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   adminPort: undefined,
   maxEventClients: 16,
   maxJobHistory: 32,
+  maxGrammarBytes: 64 * 1024,
+  grammarCompileTimeoutMs: 2000,
 };
 
 /** A bad flag or environment value; the message names both and says what is expected. */
@@ -235,6 +241,8 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'adminPort', flag: '--admin-port <n>', env: 'MOP_ADMIN_PORT', description: 'serve /admin and /admin/events on this port only, not on --port (unset = on --port)', parse: int(0, 65535) },
   { key: 'maxEventClients', flag: '--max-event-clients <n>', env: 'MOP_MAX_EVENT_CLIENTS', description: 'most /admin/events WebSocket clients at once', parse: int(1, 10_000) },
   { key: 'maxJobHistory', flag: '--max-job-history <n>', env: 'MOP_MAX_JOB_HISTORY', description: 'finished prune jobs listed by /admin/prune (full reports stay in the model store)', parse: int(1, 10_000) },
+  { key: 'maxGrammarBytes', flag: '--max-grammar-bytes <n>', env: 'MOP_MAX_GRAMMAR_BYTES', description: 'largest structured-output grammar a request may send (JSON schema, regex, EBNF or choices, in bytes; 400 beyond)', parse: int(1) },
+  { key: 'grammarCompileTimeoutMs', flag: '--grammar-compile-timeout-ms <ms>', env: 'MOP_GRAMMAR_COMPILE_TIMEOUT_MS', description: "longest a new structured-output grammar may take to compile, in a disposable thread before the engine compiles it (400 beyond); bounds the engine's pause for it", parse: int(1, 600_000) },
   { key: 'servedModelName', flag: '--served-model-name <id>', env: 'MOP_SERVED_MODEL_NAME', description: "model id clients use (default: the checkpoint's file name)", parse: text },
   { key: 'device', flag: '--device <device>', env: 'MOP_DEVICE', description: 'execution device: auto, cpu, webgpu, cuda or cuda-native (auto: a working GPU, else the CPU)', parse: parseDeviceRequest },
   { key: 'cudaAddon', flag: '--cuda-addon <file>', env: 'MOP_CUDA_ADDON', description: "the native CUDA addon that --device cuda-native loads (default: build/cuda/mop_cuda.node, made by 'npm run build:cuda')", parse: text },

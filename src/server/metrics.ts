@@ -108,6 +108,16 @@ export class ServerMetrics {
     gauge('mop_engine_stalled', 'Always 0 or 1: 1 while the variant\'s engine has not finished a step within --engine-stall-ms.', (v) => (v.status === 'stalled' ? 1 : 0));
     counter('mop_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', (v) => v.scheduler.stats().prefixCache?.queryTokens);
     counter('mop_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache (their prefill skipped).', (v) => v.scheduler.stats().prefixCache?.hitTokens);
+    new Counter({
+      name: 'mop_grammar_compile_failures_total',
+      help: 'Structured-output grammars refused before generating, by reason: too_large (--max-grammar-bytes), timeout (--grammar-compile-timeout-ms), invalid, queue_full, error.',
+      labelNames: ['model', 'reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const v of variants()) for (const [reason, n] of Object.entries(v.grammarFailures())) this.inc({ model: v.id, reason }, n);
+      },
+    });
     gauge('mop_model_parameters', 'Parameters of the served variant.', (v) => v.parameters);
     gauge('mop_model_compression_ratio', "Fraction of the dense model's block parameters removed (0 = dense).", (v) => v.compressionRatio);
     new Gauge({

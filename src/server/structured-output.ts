@@ -5,7 +5,7 @@
  * request may use one of them. The grammar is compiled in the variant's engine worker before any
  * generation starts, so a bad one is a 400 and never a broken stream.
  */
-import { GrammarError, type GrammarSpec } from '../runtime/grammar/grammar-spec.ts';
+import { GrammarError, GrammarLimitError, type GrammarSpec } from '../runtime/grammar/grammar-spec.ts';
 import type { ServedVariant } from '../service/variants/served-variant.ts';
 import { invalidRequest } from './errors.ts';
 import type { ResponseFormat, StructuredOutputs } from './protocol.ts';
@@ -72,14 +72,16 @@ function jsonSpec(value: Record<string, unknown> | string, param: string): Gramm
 }
 
 /**
- * Compile the grammar in the variant's engine (cached there for the generations that follow); a
- * GrammarError is a 400 naming the field, anything else (engine down, shutting down) as usual.
+ * Compile the grammar in the variant's engine (cached there for the generations that follow),
+ * within the server's grammar limits; a GrammarError is a 400 naming the field (code
+ * `grammar_too_large` / `grammar_too_complex` past a limit), anything else (too many grammars
+ * waiting to compile, engine down, shutting down) as usual.
  */
 export async function checkRequestedGrammar(variant: ServedVariant, grammar: RequestedGrammar, log: (line: string) => void): Promise<void> {
   try {
     await variant.checkGrammar(grammar.spec);
   } catch (e) {
-    if (e instanceof GrammarError) throw invalidRequest(`Invalid value for '${grammar.param}': ${e.message}`, grammar.param, 'invalid_grammar');
+    if (e instanceof GrammarError) throw invalidRequest(`Invalid value for '${grammar.param}': ${e.message}`, grammar.param, e instanceof GrammarLimitError ? e.code : 'invalid_grammar');
     throw toApiError(e, log);
   }
 }

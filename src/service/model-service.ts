@@ -14,6 +14,7 @@ import { ServiceEvents } from './service-events.ts';
 import type { StoredModel } from './store-sync/stored-model-io.ts';
 import type { StoreServing } from './store-sync/store-serving.ts';
 import type { StoreSync } from './store-sync/store-sync.ts';
+import type { GrammarLimits } from './variants/grammar-gate.ts';
 import type { ServedVariant } from './variants/served-variant.ts';
 import { type TrafficSplit, VariantRegistry } from './variant-registry.ts';
 
@@ -51,6 +52,8 @@ export interface ModelServiceOptions {
   stallMs?: number;
   /** Most variants served at once, dense included (--max-variants; default 8). */
   maxVariants?: number;
+  /** Size and compile-time limits of client grammars, every variant's (--max-grammar-bytes, --grammar-compile-timeout-ms). */
+  grammar?: GrammarLimits;
   /** Grace for requests on a variant unloaded because another replica dropped it (default 30 s). */
   unloadGraceMs?: number;
   log: (line: string) => void;
@@ -281,5 +284,5 @@ export class ModelService {
 }
 
 function variantBase(o: Omit<ModelServiceOptions, 'model'>) {
-  return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }), ...(o.engineWorker && { engineWorker: o.engineWorker }), ...(o.stallMs !== undefined && { stallMs: o.stallMs }) };
+  return { tokenizer: o.tokenizer, scheduling: o.scheduling, log: o.log, ...(o.restart && { restart: o.restart }), ...(o.engineWorker && { engineWorker: o.engineWorker }), ...(o.stallMs !== undefined && { stallMs: o.stallMs }), ...(o.grammar && { grammar: o.grammar }) };
 }

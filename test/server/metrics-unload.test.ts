@@ -127,7 +127,7 @@ describe('ServerMetrics.forgetModel', () => {
     const metrics = new ServerMetrics(() => served);
     metrics.countRequest('back', 'success');
     metrics.forgetModel('back');
-    served = [{ id: 'back', parameters: 1, compressionRatio: 0, target: { device: 'cpu', dtype: 'float32' }, scheduler: { stats: () => ({ running: 0, waiting: 0, lastBatchSize: 0, kvTokensUsed: 0, kvTokensCapacity: 1 }) } } as unknown as ServedVariant];
+    served = [{ id: 'back', parameters: 1, compressionRatio: 0, target: { device: 'cpu', dtype: 'float32' }, scheduler: { stats: () => ({ running: 0, waiting: 0, lastBatchSize: 0, kvTokensUsed: 0, kvTokensCapacity: 1 }) }, grammarFailures: () => ({}) } as unknown as ServedVariant];
     metrics.countRequest('back', 'success');
     let m = parseMetrics((await metrics.render()).body);
     assert.equal(m.get('mop_requests_total{model="back",outcome="success"}'), 2);

@@ -14,6 +14,8 @@ import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
 import type { ServedVariant, VariantStatus } from './served-variant.ts';
 import { EngineClient, heartbeatMsFor } from './engine-client.ts';
 import { EngineStalledError, VariantUnavailableError } from './engine-errors.ts';
+import { GrammarCompileThread } from './grammar-compile-thread.ts';
+import { defaultGrammarLimits, GrammarGate, type GrammarLimits } from './grammar-gate.ts';
 import type { EngineInit, EngineSessionOptions } from './engine-protocol.ts';
 import { VariantScheduler } from './variant-scheduler.ts';
 
@@ -40,6 +42,8 @@ export interface EngineVariantOptions {
   engineWorker?: URL;
   /** An engine step (or silence) longer than this marks the variant stalled (default 60 s). */
   stallMs?: number;
+  /** Size and compile-time limits of client grammars (default: 64 KiB, 2 s). */
+  grammar?: GrammarLimits;
 }
 
 export const DEFAULT_STALL_MS = 60_000;
@@ -60,6 +64,8 @@ export class EngineVariant implements ServedVariant {
   private released = false;
   /** A restart in progress (admin request or the restart policy): a second one joins it. */
   private restarting: Promise<void> | undefined;
+  /** Client grammars are bounded here (size, compile time, compiles waiting) before the engine compiles them. */
+  private readonly grammars: GrammarGate;
 
   private constructor(
     private readonly options: EngineVariantOptions,
@@ -70,6 +76,15 @@ export class EngineVariant implements ServedVariant {
     this.model = options.model;
     this.parameters = parameterCounts(options.model.spec).total;
     this.compressionRatio = options.compressionRatio;
+    this.grammars = new GrammarGate({
+      variant: options.id,
+      limits: options.grammar ?? defaultGrammarLimits,
+      maxQueue: options.scheduling.maxQueue,
+      // The vocabulary the engine worker builds its compiler from.
+      compiler: new GrammarCompileThread({ tokenizer: options.model.tokenizer, vocabSize: options.model.spec.vocabSize }),
+      engineCheck: (spec) => this.engine.checkGrammar(spec),
+      log: options.log,
+    });
     this.watch(engine);
   }
 
@@ -130,7 +145,11 @@ export class EngineVariant implements ServedVariant {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.engine.checkGrammar(spec);
+    return this.grammars.check(spec);
+  }
+
+  grammarFailures() {
+    return this.grammars.failureCounts();
   }
 
   stalledMs(): number {
@@ -150,7 +169,7 @@ export class EngineVariant implements ServedVariant {
 
   async release(): Promise<void> {
     this.released = true;
-    await this.engine.release();
+    await Promise.all([this.engine.release(), this.grammars.close()]);
   }
 
   /**

@@ -10,6 +10,7 @@ import type { Scheduler } from '../../runtime/engine/scheduler-types.ts';
 import type { GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
 import type { LayerSpec } from '../../runtime/model/spec.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
+import type { GrammarFailureReason } from './grammar-gate.ts';
 
 /**
  * serving: takes requests; restarting: its engine died (or an operator asked) and a new one is
@@ -24,8 +25,14 @@ export interface ServedVariant {
   readonly scheduler: Scheduler;
   /** Log-probabilities of a prompt's tokens (echo + logprobs), admitted like a generation; `signal` aborts it. */
   scorePrompt(tokens: readonly number[], topN: number, signal?: AbortSignal): Promise<PromptScores>;
-  /** Compile a structured-output grammar in the variant's engine; rejects with a GrammarError saying what is wrong. */
+  /**
+   * Compile a structured-output grammar in the variant's engine, within the server's grammar
+   * limits; rejects with a GrammarError saying what is wrong (a GrammarLimitError past a limit) or
+   * a QueueFullError when too many grammars wait to compile.
+   */
   checkGrammar(spec: GrammarSpec): Promise<void>;
+  /** Grammars checkGrammar refused since the variant started, by reason. */
+  grammarFailures(): Readonly<Record<GrammarFailureReason, number>>;
   readonly tokenizer: Tokenizer;
   /** Total parameters (embeddings included). */
   readonly parameters: number;
