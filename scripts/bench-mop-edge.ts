@@ -71,7 +71,15 @@ function verdict(r: Report, target: number, text: string): string {
   if (!mop || !base) return '–';
   const diff = mop.mean / base.st!.mean - 1;
   const spread = Math.max(mop.sd, base.st!.sd) / base.st!.mean;
-  const noise = Math.abs(diff) <= spread || mop.n < 2;
+  // Beyond noise only when the gap is twice the larger spread and every seed agrees on its sign.
+  const perSeed = r.runs
+    .filter((x) => x.target === target && x.strategy === 'mop')
+    .map((m) => {
+      const b = r.runs.find((x) => x.target === target && x.strategy === base.s && x.seed === m.seed);
+      return b ? Math.sign(m.quality[text]!.perplexity - b.quality[text]!.perplexity) : 0;
+    });
+  const agree = perSeed.length >= 2 && perSeed.every((x) => x !== 0 && x === perSeed[0]);
+  const noise = mop.n < 2 || Math.abs(diff) <= 2 * spread || !agree;
   return `${diff >= 0 ? '+' : ''}${(100 * diff).toFixed(1)}% vs ${base.s}-only (spread ±${(100 * spread).toFixed(1)}%): ${noise ? 'within noise' : diff < 0 ? 'MoP better' : 'MoP worse'}`;
 }
 
@@ -82,7 +90,7 @@ function render(r: Report): string {
   const lines = [
     '# MoP vs depth-only vs width-only after recovery, over calibration seeds',
     '',
-    `\`${r.command}\` on ${r.cpu}. Every model: ${r.candidateSteps} recovery steps per candidate, then ${r.finalSteps} final steps (default recipe otherwise); seeds ${ss.join(', ')} (calibration draw and recovery batch order). Held-out perplexity as mean ± standard deviation over the seeds; dense: ${texts.map((t) => `${t} ${r.dense[t]!.perplexity.toFixed(3)}`).join(', ')}. "Within noise": MoP's mean is no further from the better baseline's than the larger of their seed-to-seed standard deviations.`,
+    `\`${r.command}\` on ${r.cpu}. Every model: ${r.candidateSteps} recovery steps per candidate, then ${r.finalSteps} final steps (default recipe otherwise); seeds ${ss.join(', ')} (calibration draw and recovery batch order). Held-out perplexity as mean ± standard deviation over the seeds; dense: ${texts.map((t) => `${t} ${r.dense[t]!.perplexity.toFixed(3)}`).join(', ')}. "Within noise" unless MoP's mean is further from the better baseline's than twice the larger of their seed-to-seed standard deviations and every seed puts MoP on the same side.`,
     '',
     `| target | text | ${['mop', 'depth', 'width'].map((s) => `${s}`).join(' | ')} | MoP vs better baseline | MoP paths |`,
     '| ---: | --- | ---: | ---: | ---: | --- | --- |',
@@ -99,6 +107,9 @@ function render(r: Report): string {
       lines.push(`| ${(100 * t).toFixed(0)}% | ${text} | ${cell('mop')} | ${cell('depth')} | ${cell('width')} | ${verdict(r, t, text)} | ${text === texts[0] ? paths : ''} |`);
     }
   }
+  const verdicts = ts.flatMap((t) => texts.map((text) => verdict(r, t, text)));
+  const count = (w: string) => verdicts.filter((v) => v.endsWith(w)).length;
+  lines.push('', `**MoP against the better baseline, over ${verdicts.length} target × text cells: better beyond the noise in ${count('MoP better')}, worse beyond it in ${count('MoP worse')}, within the seed-to-seed noise in ${count('within noise')}.** Targets measured: ${ts.map((t) => `${(100 * t).toFixed(0)}%`).join(', ')}.`);
   lines.push('', 'Every run (held-out perplexity per text, KL to dense on `heldout`, wall seconds of the whole prune and the load average while it ran):', '');
   lines.push(`| target | strategy | seed | path | ${texts.join(' | ')} | KL heldout | s | load |`, `| ---: | --- | ---: | --- | ${texts.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`);
   for (const x of r.runs) {
