@@ -23,7 +23,7 @@ describe('POST /admin/prune with dry_run', () => {
     assert.equal(e.object, 'prune.estimate');
     assert.equal(e.candidates, 5);
     assert.equal(e.trainingTokens, (5 * 2 + 10) * 2 * 32);
-    assert.ok(e.seconds.total > 0 && e.seconds.total === e.seconds.candidates + e.seconds.final + e.seconds.scoring);
+    assert.ok(e.seconds.total > 0 && Math.abs(e.seconds.total - (e.seconds.candidates + e.seconds.final + e.seconds.scoring)) < 1e-9 * e.seconds.total, JSON.stringify(e.seconds));
     assert.ok(e.memory.peakBytes > 0 && (e.availableBytes as number) > e.memory.peakBytes);
     assert.equal(e.fits, true);
     assert.ok(e.measured.trainStepSeconds > 0);
