@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server/main.ts';
-import { assertOpenAIError, startTestServer } from './helpers/server.ts';
+import { adminRequest, assertOpenAIError, startTestServer } from './helpers/server.ts';
 
 const TOKEN = 'test-admin-token';
-const auth = { authorization: `Bearer ${TOKEN}` };
 const small = { samples: 4, seq_len: 32, recovery_batch: 2, recovery_seq_len: 32, recovery_steps: 2, final_recovery_steps: 10 };
 
-function admin(s: RunningServer, method: string, p: string, body?: unknown): Promise<Response> {
-  return fetch(s.url + p, { method, headers: { 'content-type': 'application/json', ...auth }, ...(body !== undefined && { body: JSON.stringify(body) }) });
-}
+const admin = (s: RunningServer, method: string, p: string, body?: unknown) => adminRequest(s, TOKEN, method, p, body);
 
 describe('POST /admin/prune with dry_run', () => {
   let s: RunningServer;

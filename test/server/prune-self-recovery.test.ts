@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server/main.ts';
-import { startTestServer, waitFor } from './helpers/server.ts';
+import { adminRequest, startTestServer, waitFor } from './helpers/server.ts';
 
 const TOKEN = 'test-admin-token';
-const auth = { authorization: `Bearer ${TOKEN}` };
 
-function admin(s: RunningServer, method: string, p: string, body?: unknown): Promise<Response> {
-  return fetch(s.url + p, { method, headers: { 'content-type': 'application/json', ...auth }, ...(body !== undefined && { body: JSON.stringify(body) }) });
-}
+const admin = (s: RunningServer, method: string, p: string, body?: unknown) => adminRequest(s, TOKEN, method, p, body);
 
 describe('POST /admin/prune with recovery_data "self"', () => {
   let s: RunningServer;

@@ -12,6 +12,11 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, opt
   return startServer({ ...defaultServerConfig, host: '127.0.0.1', port: 0, threads: 1, shutdownGraceMs: 10_000, ...overrides }, { log, ...options });
 }
 
+/** An admin API request with a bearer token and an optional JSON body. */
+export function adminRequest(s: RunningServer, token: string, method: string, path: string, body?: unknown): Promise<Response> {
+  return fetch(s.url + path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+}
+
 export function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
 }
