@@ -104,7 +104,7 @@ export const pruneOptions: readonly PruneOption[] = [
   option('strategy', 'strategy', 'mop, depth (layers only) or width (heads and neurons only)', { kind: 'choice', choices: strategies }, 'mop'),
   option('criterion', 'criterion', 'candidate selection: ppl, kl or cosine', { kind: 'choice', choices: selectionCriteria }, 'ppl'),
   option('importance', 'importance', 'structure importance: amp or magnitude', { kind: 'choice', choices: Object.keys(importanceCriteria) }, 'amp'),
-  option('calibration', 'calibration', 'calibration text file (default: bundled TinyStories slice)', { kind: 'text' }, undefined),
+  option('calibration', 'calibration', 'calibration text: a .txt file or a .jsonl file of {"text"} or chat {"messages"} records (default: bundled TinyStories slice)', { kind: 'text' }, undefined),
   option('samples', 'samples', 'calibration sequences', { kind: 'int', min: 1, max: 4096 }, 32),
   option('seqLen', 'seq-len', 'tokens per calibration sequence', { kind: 'int', min: 2, max: 8192 }, 128),
   option('seed', 'seed', 'seed for drawing calibration sequences', { kind: 'int', min: 0, max: 2 ** 31 - 1 }, 0),
