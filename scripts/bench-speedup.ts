@@ -95,6 +95,16 @@ function writeReport(report: SpeedupReport, dir: string): void {
   fs.writeFileSync(files.md, renderMarkdown(report, { svgFile: path.basename(files.svg), jsonFile: path.basename(files.json), bound1b }));
 }
 
+const PRUNED_SOURCE = '(pruned files and their dense files): ';
+
+/** Whether a pruned-peer source line names only rows now replaced (so it no longer describes the report). */
+function describesOnly(line: string, replaced: ReadonlySet<string>): boolean {
+  const at = line.indexOf(PRUNED_SOURCE);
+  if (at < 0) return false;
+  const rows = line.slice(at + PRUNED_SOURCE.length, line.indexOf(' (', at + PRUNED_SOURCE.length)).split(', ');
+  return rows.every((r) => replaced.has(r));
+}
+
 if (args['render-only']) {
   // Several reports (comma-separated) merge into one: their models and peer results side by side,
   // the first one's settings and machine; each run's command is listed.
@@ -116,7 +126,7 @@ if (args['render-only']) {
       const key = (m: PeerReport['models'][number]) => `${m.model}/${m.quant ?? 'f32'}`;
       const replaced = new Set((extra.pruned ?? []).map((p) => key(p.pruned)));
       report.peer.pruned = [...(report.peer.pruned ?? []).filter((p) => !replaced.has(key(p.pruned))), ...(extra.pruned ?? [])];
-      report.peerExtra = [...(report.peerExtra ?? []), `${f} (pruned files and their dense files): ${(extra.pruned ?? []).map((p) => key(p.pruned)).join(', ')} (${extra.date.slice(0, 16).replace('T', ' ')} UTC, ${extra.reps} repetitions, ${extra.tokens} tokens, threads ${extra.threads.join(', ')}, load average ${Math.min(...(extra.pruned ?? []).flatMap((p) => p.pruned.runs.map((r) => r.loadAvg[0]))).toFixed(1)}+)`];
+      report.peerExtra = [...(report.peerExtra ?? []).filter((line) => !describesOnly(line, replaced)), `${f} ${PRUNED_SOURCE}${(extra.pruned ?? []).map((p) => key(p.pruned)).join(', ')} (${extra.date.slice(0, 16).replace('T', ' ')} UTC, ${extra.reps} repetitions, ${extra.tokens} tokens, threads ${extra.threads.join(', ')}, load average ${Math.min(...(extra.pruned ?? []).flatMap((p) => p.pruned.runs.map((r) => r.loadAvg[0]))).toFixed(1)}+)`];
     }
   }
   // Peer results measured on their own (scripts/bench-llamacpp.ts --out X.json) replace or join the reports'.
