@@ -8,7 +8,8 @@
  * difference is beyond the seed-to-seed spread. Writes Markdown and JSON after every run.
  *
  *   npm run bench:mop-edge -- [--targets 0.2,0.3,0.4,0.5] [--seeds 0,1] [--strategies mop,depth,width]
- *                             [--final-steps N] [--threads N] [--out docs/mop-edge-report.md] [--render-only]
+ *                             [--final-steps N] [--threads N] [--out docs/mop-edge-report.md] [--render-only] [--append]
+ *   --append: keep the JSON's runs and measure only those it lacks.
  *   --final-steps: the final recovery's steps (default: the prune table's default budget).
  */
 import fs from 'node:fs';
@@ -32,6 +33,7 @@ const args = parseScriptArgs(import.meta.url, {
   threads: { type: 'string', default: String(os.availableParallelism()) },
   out: { type: 'string', default: 'docs/mop-edge-report.md' },
   'render-only': { type: 'boolean', default: false },
+  append: { type: 'boolean', default: false },
 });
 const defaults = defaultPruneSettings();
 const targets = numberListOption('targets', args.targets, (n) => n > 0 && n < 1);
@@ -127,13 +129,15 @@ const model = await loadModel(defaultModelPath());
 const tokenizer = createTokenizer(model.tokenizer);
 const texts = evalTexts(tokenizer);
 const dense = { spec: model.spec, weights: model.weights };
+const prior = args.append ? (JSON.parse(fs.readFileSync(jsonOut, 'utf8')) as Report) : undefined;
+const thisCommand = `npm run bench:mop-edge${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
 const report: Report = {
-  command: `npm run bench:mop-edge${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
+  command: prior ? `${prior.command}\`, then \`${thisCommand}` : thisCommand,
   cpu: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}`,
   candidateSteps: defaults.recoverySteps,
   finalSteps,
   dense: await qualityOn(texts, dense, dense, threads),
-  runs: [],
+  runs: prior?.runs ?? [],
 };
 const calibrations = new Map<number, CalibrationSet>();
 for (const seed of seeds) calibrations.set(seed, await loadCalibration(tokenizer, { samples: defaults.samples, seqLen: defaults.seqLen, seed }));
@@ -142,6 +146,7 @@ for (const target of targets) {
   for (const seed of seeds) {
     const calibration = calibrations.get(seed)!;
     for (const strategy of strategies) {
+      if (report.runs.some((x) => x.strategy === strategy && x.target === target && x.seed === seed)) continue;
       const recipe: PruneRecipe = { ...defaults, target, strategy, seed, finalRecoverySteps: finalSteps };
       const recovery = await prepareRecovery(recipe, { tokenizer, model, threads, calibration });
       const load = loadAverage();
