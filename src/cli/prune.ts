@@ -9,7 +9,7 @@ import { readReferenceBlocks, summarizeReport } from '../mop/report.ts';
 import { parameterCounts } from '../runtime/model/spec.ts';
 import { digestWeights, ModelStore } from '../service/model-store/index.ts';
 import { pruneStoreKey } from '../service/prune/prune-store-key.ts';
-import { flagLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe, valuePlaceholder } from '../service/prune/prune-options.ts';
+import { flagLabel, type PruneRecipe, pruneOptions, resolvePruneRecipe, flagValueSyntax } from '../service/prune/prune-options.ts';
 import { runPrune, validateRecipe } from '../service/prune/run-prune.ts';
 import { describeEstimate, estimatePruneCost } from '../service/prune/prune-estimate.ts';
 import { storeSelfTextCache } from '../service/prune/self-text-store.ts';
@@ -30,7 +30,7 @@ export function registerPruneCommand(program: Command): void {
     .addOption(envOption('--tokenizer <path>', 'tokenizer file for llama2.c checkpoints', 'MOP_TOKENIZER'));
   for (const o of pruneOptions) {
     // Values are checked by the table in the action, so a bad one is a one-line `mop: error:`.
-    const opt = envOption(`--${o.name} ${valuePlaceholder(o)}`, o.description, o.env);
+    const opt = envOption(`--${o.name} ${flagValueSyntax(o)}`, o.description, o.env);
     if (o.default !== undefined) opt.default(o.default);
     if (o.key === 'target') opt.makeOptionMandatory();
     cmd.addOption(opt);

@@ -6,7 +6,7 @@
  */
 import { basename, extname } from 'node:path';
 import { type DeviceRequest, type DtypeRequest, parseDeviceRequest, parseDtypeRequest } from '../runtime/device/device.ts';
-import { defaultPruneSettings, parsePruneValue, type PruneRecipe, pruneOptions, valuePlaceholder } from '../service/prune/prune-options.ts';
+import { defaultPruneSettings, parsePruneValue, type PruneRecipe, pruneOptions, flagValueSyntax } from '../service/prune/prune-options.ts';
 
 export interface ServerConfig {
   /** TCP port; 0 picks a free one (tests). */
@@ -268,7 +268,7 @@ function pruneKnobs(): ConfigKnob[] {
     const isTarget = o.key === 'target';
     return {
       key,
-      flag: `--prune-${o.name} ${valuePlaceholder(o)}`,
+      flag: `--prune-${o.name} ${flagValueSyntax(o)}`,
       env: o.env,
       description: isTarget ? 'prune to this ratio at start-up; the dense model serves until the pruned one takes over' : `${o.description} (start-up and admin prunes)`,
       parse: (raw: string) => parsePruneValue(o, raw, 'value'),

@@ -17,7 +17,7 @@ import type { Tensor, Weights } from '../../src/runtime/model/tensor.ts';
 import { fullPlan } from '../../src/mop/pruning-plan.ts';
 import { referenceForward } from '../helpers/reference-forward.ts';
 import { argmax, maxAbsDiff } from '../helpers/logits.ts';
-import { assertSameWeights, stubTokenizerJson, tempDir } from './model-helpers.ts';
+import { assertSameWeights, minimalTokenizerJson, tempDir } from './model-helpers.ts';
 
 /**
  * Checkpoints of the other LLaMA-family model types, built here as transformers writes them
@@ -57,12 +57,12 @@ function weightsFor(spec: ModelSpec, seed: number): Weights {
   return w;
 }
 
-/** Write config.json, model.safetensors (shuffled names, as real shards are) and a stub tokenizer. */
+/** Write config.json, model.safetensors (shuffled names, as real shards are) and a one-token tokenizer.json. */
 async function writeCheckpoint(config: Record<string, unknown>, weights: Weights): Promise<string> {
   const dir = await tempDir('family');
   await writeFile(join(dir, 'config.json'), JSON.stringify(config));
   await writeSafetensors(join(dir, 'model.safetensors'), [...weights].reverse());
-  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(stubTokenizerJson));
+  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(minimalTokenizerJson));
   return dir;
 }
 
@@ -170,7 +170,7 @@ describe('Qwen2 checkpoints (q/k/v biases)', () => {
     const spec = specOf(config);
     const weights = weightsFor(spec, 6);
     const dir = await tempDir('qwen2-out');
-    await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: stubTokenizerJson });
+    await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: minimalTokenizerJson });
     const written = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(written['model_type'], 'qwen2');
     assert.deepEqual(written['architectures'], ['Qwen2ForCausalLM']);
@@ -197,7 +197,7 @@ describe('Mistral checkpoints', () => {
     assert.deepEqual(model.spec, spec);
     await assertServingMatchesReference(model.spec, model.weights);
     const dir = await tempDir('mistral-out');
-    await writeHfDirectory(model, dir, { tokenizerJson: stubTokenizerJson });
+    await writeHfDirectory(model, dir, { tokenizerJson: minimalTokenizerJson });
     const written = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(written['model_type'], 'mistral');
     assert.deepEqual(written['architectures'], ['MistralForCausalLM']);

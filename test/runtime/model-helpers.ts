@@ -60,4 +60,4 @@ export function randomWeights(spec: ModelSpec, seed = 1): Weights {
 }
 
 /** A small tokenizer.json stand-in: the readers carry it through without interpreting it. */
-export const stubTokenizerJson = { version: '1.0', model: { type: 'BPE', vocab: { a: 0 }, merges: [] } };
+export const minimalTokenizerJson = { version: '1.0', model: { type: 'BPE', vocab: { a: 0 }, merges: [] } };

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { readHfDirectory, writeHfDirectory } from '../../src/runtime/model/hf.ts';
 import { planShards } from '../../src/runtime/model/safetensors-shards.ts';
 import { syntheticPresets, syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthetic.ts';
-import { assertSameWeights, stubTokenizerJson, tempDir } from './model-helpers.ts';
+import { assertSameWeights, minimalTokenizerJson, tempDir } from './model-helpers.ts';
 
 test('planShards packs tensors in order up to the byte limit, a bigger tensor alone, named as transformers does', () => {
   assert.deepEqual(planShards([['a', 6], ['b', 4], ['c', 3], ['d', 20], ['e', 1]], 10), [
@@ -22,7 +22,7 @@ test('a model over the shard limit is written as shards + index and reads back e
   const weights = syntheticWeights(spec, 3);
   const dir = await tempDir('hf-shards');
   await writeFile(join(dir, 'model.safetensors'), 'stale single file');
-  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: stubTokenizerJson, maxShardBytes: 200_000 });
+  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: minimalTokenizerJson, maxShardBytes: 200_000 });
   const files = (await readdir(dir)).sort();
   assert.ok(!files.includes('model.safetensors'), 'the stale single file is gone (readers would take it first)');
   const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
@@ -34,7 +34,7 @@ test('a model over the shard limit is written as shards + index and reads back e
   assert.deepEqual(back.spec, spec);
   assertSameWeights(back.weights, weights);
 
-  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: minimalTokenizerJson });
   assert.ok(!(await readdir(dir)).includes('model.safetensors.index.json'), 'a single-file rewrite drops the index');
   assertSameWeights((await readHfDirectory(dir)).weights, weights);
 });

@@ -7,7 +7,7 @@ import { readHfDirectory, writeHfDirectory } from '../../src/runtime/model/hf.ts
 import { writeSafetensors } from '../../src/runtime/model/safetensors.ts';
 import { ModelFormatError, expectedWeightShapes, weightName } from '../../src/runtime/model/spec.ts';
 import type { ModelSpec } from '../../src/runtime/model/spec.ts';
-import { assertSameWeights, loadStories, randomWeights, stubTokenizerJson, tempDir } from './model-helpers.ts';
+import { assertSameWeights, loadStories, randomWeights, minimalTokenizerJson, tempDir } from './model-helpers.ts';
 
 async function rejectsWith(p: Promise<unknown>, ...parts: string[]): Promise<void> {
   await assert.rejects(p, (e: Error) => {
@@ -27,12 +27,12 @@ test('stories260K written as an HF directory reads back with identical spec and 
   const m = await loadStories();
   const dir = await tempDir('hf-rt');
   const tokenizerConfig = { chat_template: '{{ messages }}', bos_token: '<s>' };
-  await writeHfDirectory(m, dir, { tokenizerJson: stubTokenizerJson, tokenizerConfig });
+  await writeHfDirectory(m, dir, { tokenizerJson: minimalTokenizerJson, tokenizerConfig });
   const back = await readHfDirectory(dir);
   assert.equal(back.format, 'hf');
   assert.deepEqual(back.spec, m.spec);
   assertSameWeights(back.weights, m.weights);
-  assert.deepEqual(back.tokenizer, { kind: 'tokenizer.json', json: stubTokenizerJson, config: tokenizerConfig, origin: join(dir, 'tokenizer.json') });
+  assert.deepEqual(back.tokenizer, { kind: 'tokenizer.json', json: minimalTokenizerJson, config: tokenizerConfig, origin: join(dir, 'tokenizer.json') });
   assert.equal(back.chatTemplate, '{{ messages }}');
   const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
   assert.equal(config.architectures[0], 'LlamaForCausalLM');
@@ -45,7 +45,7 @@ test('F16 and BF16 storage read back as the f32 weights rounded through half pre
   const m = await loadStories();
   for (const [dtype, round] of [['F16', roundToF16], ['BF16', roundToBf16]] as const) {
     const dir = await tempDir(`hf-${dtype}`);
-    await writeHfDirectory(m, dir, { dtype, tokenizerJson: stubTokenizerJson });
+    await writeHfDirectory(m, dir, { dtype, tokenizerJson: minimalTokenizerJson });
     const back = await readHfDirectory(dir);
     assert.deepEqual(back.spec, m.spec);
     for (const [name, t] of m.weights) assert.deepEqual(back.weights.get(name)!.data, t.data.map(round), `${dtype} ${name}`);
@@ -56,7 +56,7 @@ test('F16 and BF16 storage read back as the f32 weights rounded through half pre
 test('sharded checkpoints are read through model.safetensors.index.json', async () => {
   const m = await loadStories();
   const dir = await tempDir('hf-shards');
-  await writeHfDirectory(m, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory(m, dir, { tokenizerJson: minimalTokenizerJson });
   await rm(join(dir, 'model.safetensors'));
   const names = [...m.weights.keys()];
   const shards = [names.slice(0, 20), names.slice(20)];
@@ -94,7 +94,7 @@ test('a pruned spec (layers differ; one without attention, one without MLP) roun
   };
   const weights = randomWeights(spec, 7);
   const dir = await tempDir('hf-pruned');
-  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: minimalTokenizerJson });
   const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
   assert.equal(config.layer_shapes.length, 4);
   const back = await readHfDirectory(dir);
@@ -107,7 +107,7 @@ test('a pruned spec (layers differ; one without attention, one without MLP) roun
 test('an architecture outside the LLaMA family is refused, naming it', async () => {
   const m = await loadStories();
   const dir = await tempDir('hf-arch');
-  await writeHfDirectory(m, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory(m, dir, { tokenizerJson: minimalTokenizerJson });
   await editJson(join(dir, 'config.json'), (c) => {
     c['architectures'] = ['GemmaForCausalLM'];
   });
@@ -125,7 +125,7 @@ test('a pruned model whose layers are all equal and complete writes a plain Llam
   const spec: ModelSpec = { architecture: 'llama', vocabSize: 96, hidden: 32, layers: [layer, { ...layer }, { ...layer }], normEps: 1e-5, rope: { theta: 10000 }, tiedEmbeddings: true, bosTokenId: 1, eosTokenIds: [2], maxContext: 64 };
   const weights = randomWeights(spec, 8);
   const dir = await tempDir('hf-uniform');
-  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory({ spec, weights }, dir, { tokenizerJson: minimalTokenizerJson });
   const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
   assert.deepEqual(Object.keys(config).sort(), LLAMA_CONFIG_KEYS);
   assert.deepEqual([config['num_attention_heads'], config['num_key_value_heads'], config['head_dim'], config['intermediate_size'], config['num_hidden_layers']], [2, 1, 8, 40, 3]);
@@ -133,7 +133,7 @@ test('a pruned model whose layers are all equal and complete writes a plain Llam
 
   const attentionFree: ModelSpec = { ...spec, layers: spec.layers.map((l) => ({ ...l, heads: 0, kvHeads: 0 })) };
   const dir2 = await tempDir('hf-uniform-mlp-only');
-  await writeHfDirectory({ spec: attentionFree, weights: randomWeights(attentionFree, 9) }, dir2, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory({ spec: attentionFree, weights: randomWeights(attentionFree, 9) }, dir2, { tokenizerJson: minimalTokenizerJson });
   assert.equal(JSON.parse(await readFile(join(dir2, 'config.json'), 'utf8')).layer_shapes.length, 3);
   assert.deepEqual((await readHfDirectory(dir2)).spec, attentionFree);
 });
@@ -141,7 +141,7 @@ test('a pruned model whose layers are all equal and complete writes a plain Llam
 test('a tensor whose shape contradicts config.json is refused, naming tensor, both shapes and file', async () => {
   const m = await loadStories();
   const dir = await tempDir('hf-shape');
-  await writeHfDirectory(m, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory(m, dir, { tokenizerJson: minimalTokenizerJson });
   await editJson(join(dir, 'config.json'), (c) => {
     c['intermediate_size'] = 128;
   });
@@ -152,7 +152,7 @@ test('a missing tensor is refused, naming it and the file', async () => {
   const m = await loadStories();
   const dir = await tempDir('hf-missing');
   const weights = new Map(m.weights);
-  await writeHfDirectory(m, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory(m, dir, { tokenizerJson: minimalTokenizerJson });
   weights.delete(weightName.o(3));
   await writeSafetensors(join(dir, 'model.safetensors'), [...weights]);
   await rejectsWith(readHfDirectory(dir), weightName.o(3), '[64, 64]', 'model.safetensors');
@@ -163,7 +163,7 @@ test('unsupported rope_scaling types and a missing tokenizer.json are clear erro
   const dir = await tempDir('hf-misc');
   await writeHfDirectory(m, dir, {});
   await rejectsWith(readHfDirectory(dir), 'tokenizer.json');
-  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(stubTokenizerJson));
+  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(minimalTokenizerJson));
   await editJson(join(dir, 'config.json'), (c) => {
     c['rope_scaling'] = { rope_type: 'yarn', factor: 4 };
   });
@@ -173,7 +173,7 @@ test('unsupported rope_scaling types and a missing tokenizer.json are clear erro
 test('generation_config.json overrides bos/eos, and eos may be a list', async () => {
   const m = await loadStories();
   const dir = await tempDir('hf-gen');
-  await writeHfDirectory(m, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory(m, dir, { tokenizerJson: minimalTokenizerJson });
   await writeFile(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: [2, 3] }));
   assert.deepEqual((await readHfDirectory(dir)).spec.eosTokenIds, [2, 3]);
   assert.equal(expectedWeightShapes(m.spec).size, m.weights.size);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { writeHfDirectory } from '../../src/runtime/model/hf.ts';
 import { defaultModelPath, detectFormat, loadModel } from '../../src/runtime/model/load.ts';
 import { ModelFormatError } from '../../src/runtime/model/spec.ts';
-import { assertSameWeights, loadStories, stubTokenizerJson, tempDir } from './model-helpers.ts';
+import { assertSameWeights, loadStories, minimalTokenizerJson, tempDir } from './model-helpers.ts';
 
 test('defaultModelPath points at the bundled stories260K checkpoint', () => {
   const p = defaultModelPath();
@@ -24,7 +24,7 @@ test('loadModel detects llama2.c, GGUF and Hugging Face checkpoints', async () =
   assert.equal(gguf.format, 'gguf');
   assertSameWeights(gguf.weights, ref.weights);
   const dir = await tempDir('load-hf');
-  await writeHfDirectory(ref, dir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory(ref, dir, { tokenizerJson: minimalTokenizerJson });
   const hf = await loadModel(dir);
   assert.equal(hf.format, 'hf');
   assert.deepEqual(hf.spec, ref.spec);
@@ -59,7 +59,7 @@ test('truncated checkpoints of every format are reported as truncation through l
   const ref = await loadStories();
   const dir = await tempDir('load-trunc');
   const hfDir = join(dir, 'hf');
-  await writeHfDirectory(ref, hfDir, { tokenizerJson: stubTokenizerJson });
+  await writeHfDirectory(ref, hfDir, { tokenizerJson: minimalTokenizerJson });
   const st = join(hfDir, 'model.safetensors');
   const src = dirname(defaultModelPath());
   await writeFile(join(dir, 'tok512.bin'), await readFile(join(src, 'tok512.bin')));

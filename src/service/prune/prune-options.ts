@@ -162,7 +162,7 @@ export function defaultPruneSettings(): Omit<PruneRecipe, 'target'> {
 const FLAG_WORDS: Record<string, boolean> = { true: true, '1': true, false: false, '0': false };
 
 /** How a command line writes an option's value after its name (` <n>`; a flag takes an optional one). */
-export function valuePlaceholder(o: PruneOption): string {
+export function flagValueSyntax(o: PruneOption): string {
   const t = o.type.kind;
   return t === 'flag' ? '[bool]' : t === 'choice' ? '<name>' : t === 'text' ? '<file>' : '<n>';
 }
