@@ -1,5 +1,7 @@
 import type { ModelSpec } from '../runtime/model/spec.ts';
 import { paramCost, plannedCost, type PruneCost, subBlockFixedCost } from './prune-cost.ts';
+import { type LandingTarget, landOnTarget } from './width-landing.ts';
+import { byScore, chunked, normalized, type ScoreNormalization, type Unit } from './width-units.ts';
 import { clonePlan, keptNeurons, layerIsEmpty, plannedLayer, type PruningPlan, survivingLayers } from './pruning-plan.ts';
 
 /**
@@ -95,31 +97,12 @@ export function depthCandidate(base: ModelSpec, plan: PruningPlan, scores: Depth
  */
 export interface WidthPolicy {
   split: 'param-share' | 'global';
-  normalize: 'layer' | 'none';
+  normalize: ScoreNormalization;
   multiple?: number;
   /** Every kept layer keeps the same KV groups and neurons count (uniform-width.ts). */
   uniform?: boolean;
 }
 
-/** A KV group, or a chunk of a layer's neurons (one neuron when the multiple is 1). */
-export interface Unit {
-  kind: 'kv' | 'neuron';
-  layer: number;
-  /** Base indices of what the unit removes (one KV group; one or more neurons). */
-  indices: number[];
-  /**
-   * What removing it saves: its structures, plus the sub-block's fixed cost for the unit that
-   * goes last (its layer's most important), since that one takes the sub-block with it.
-   */
-  cost: number;
-  /** Cost of one of its structures (for ranking by importance per cost). */
-  structureCost: number;
-  /** Importance per structure (a chunk: the mean of its neurons'). */
-  score: number;
-}
-
-/** Least important first; ties by layer, then index. */
-export const byScore = (a: Unit, b: Unit): number => a.score - b.score || a.layer - b.layer || a.indices[0]! - b.indices[0]!;
 
 /** Importance per unit of cost (the 'global' ranking). */
 const scorePerCost = (u: Unit) => u.score / u.structureCost;
@@ -137,6 +120,10 @@ function chargeFixed(units: Unit[], fixed: number, cost: PruneCost): Unit[] {
   return units;
 }
 
+/**
+ * Width: the least important KV groups and neuron chunks worth about `budget`. With `landing`
+ * (the step meant to finish the prune), moved onto the target where the fill missed it.
+ */
 export function widthCandidate(
   base: ModelSpec,
   plan: PruningPlan,
@@ -145,6 +132,7 @@ export function widthCandidate(
   budget: number,
   policy: WidthPolicy,
   cost: PruneCost = paramCost,
+  landing?: LandingTarget,
 ): Candidate | null {
   const kvUnits: Unit[] = [];
   const neuronUnits: Unit[] = [];
@@ -185,8 +173,9 @@ export function widthCandidate(
     const rest = budget - gotAttn - gotMlp;
     if (rest > 0) fill(kvUnits, rest);
   }
-  if (taken.size === 0) return null;
-  return widthRemoval(base, plan, taken, cost);
+  const units = landing ? landOnTarget([...kvUnits, ...neuronUnits], taken, landing, (set) => (set.size === 0 ? 0 : widthRemoval(base, plan, set, cost).removedParams), multiple) : taken;
+  if (units.size === 0) return null;
+  return widthRemoval(base, plan, units, cost);
 }
 
 /** The width candidate that removes `units` from `plan`, with its record of what goes. */
@@ -207,48 +196,6 @@ export function widthRemoval(base: ModelSpec, plan: PruningPlan, units: Iterable
   if (groups.size) removed.kvGroups = [...groups].sort((a, b) => a[0] - b[0]).map(([layer, g]) => ({ layer, groups: g.sort((a, b) => a - b) }));
   if (neurons.size) removed.neurons = [...neurons].sort((a, b) => a[0] - b[0]).map(([layer, count]) => ({ layer, count }));
   return { branch: 'width', plan: next, removedParams: plannedCost(base, plan, cost) - plannedCost(base, next, cost), removed };
-}
-
-/** Layer `layer`'s kept structures of one kind as units, scores normalised per `mode`. */
-export function normalized(kind: Unit['kind'], layer: number, kept: Uint8Array, scores: Float64Array, cost: number, mode: WidthPolicy['normalize']): Unit[] {
-  const units: Unit[] = [];
-  let sum = 0;
-  kept.forEach((k, index) => {
-    if (!k) return;
-    units.push({ kind, layer, indices: [index], cost, structureCost: cost, score: scores[index]! });
-    sum += scores[index]!;
-  });
-  const mean = sum / Math.max(units.length, 1);
-  if (mode === 'layer' && mean > 0) for (const u of units) u.score /= mean;
-  return units;
-}
-
-/**
- * One layer's neuron units in chunks for a width multiple: least important first; the first chunk
- * takes the remainder (kept mod multiple) so that every cut leaves a multiple, the others take
- * `multiple` each. A chunk's neurons are each at least as important as the previous chunk's, so
- * chunks rank in the order they must go.
- */
-export function chunked(units: Unit[], multiple: number): Unit[] {
-  if (multiple <= 1 || units.length === 0) return units;
-  const sorted = [...units].sort((a, b) => a.score - b.score || a.indices[0]! - b.indices[0]!);
-  const out: Unit[] = [];
-  let at = 0;
-  let size = sorted.length % multiple || multiple;
-  while (at < sorted.length) {
-    const part = sorted.slice(at, at + size);
-    out.push({
-      kind: 'neuron',
-      layer: part[0]!.layer,
-      indices: part.map((u) => u.indices[0]!),
-      cost: part.reduce((s, u) => s + u.cost, 0),
-      structureCost: part[0]!.structureCost,
-      score: part.reduce((s, u) => s + u.score, 0) / part.length,
-    });
-    at += size;
-    size = multiple;
-  }
-  return out;
 }
 
 /**

@@ -104,10 +104,16 @@ export class MopRun {
     return true;
   }
 
-  /** The width candidate of the current plan worth about `budget` (per-layer or, with --uniform, in slices across all layers). */
-  private widthCandidate(kvScores: StepScores['kvScores'], neuronScores: StepScores['neuronScores'], budget: number): Candidate | null {
+  /**
+   * The width candidate of the current plan worth about `budget` (per-layer or, with --uniform, in
+   * slices across all layers). In the step meant to finish, per-layer units land on the target.
+   */
+  private widthCandidate(kvScores: StepScores['kvScores'], neuronScores: StepScores['neuronScores'], budget: number, step: StepBudget): Candidate | null {
     const { s } = this;
-    return (s.policy.uniform ? uniformWidthCandidate : widthCandidate)(s.base, this.plan, kvScores, neuronScores, budget, s.policy, s.cost);
+    if (s.policy.uniform) return uniformWidthCandidate(s.base, this.plan, kvScores, neuronScores, budget, s.policy, s.cost);
+    // A margin under the tolerance, for the target's rounding to whole cost units.
+    const landing = step.budget >= step.remaining ? { remaining: step.remaining, tolerance: 0.9 * TARGET_TOLERANCE * s.reference } : undefined;
+    return widthCandidate(s.base, this.plan, kvScores, neuronScores, budget, s.policy, s.cost, landing);
   }
 
   /** The smallest structure (with --uniform: slice) still in the plan. */
@@ -122,7 +128,8 @@ export class MopRun {
   }
 
   /** The step's depth and width candidates (one of them for the baselines). */
-  private candidates({ inputs, kvScores, neuronScores }: StepScores, { budget, remaining, unit }: StepBudget): Candidate[] {
+  private candidates({ inputs, kvScores, neuronScores }: StepScores, step: StepBudget): Candidate[] {
+    const { budget, remaining, unit } = step;
     const { s, plan } = this;
     const depth =
       s.strategy === 'width'
@@ -139,7 +146,7 @@ export class MopRun {
     // The width candidate removes what the depth candidate removes, so the two compare at
     // equal size; without a depth candidate it removes the step budget.
     const compareBudget = depth ? depth.removedParams : budget;
-    const width = s.strategy === 'depth' && depth ? null : this.widthCandidate(kvScores, neuronScores, compareBudget);
+    const width = s.strategy === 'depth' && depth ? null : this.widthCandidate(kvScores, neuronScores, compareBudget, step);
     return [depth, width].filter((c): c is Candidate => c !== null);
   }
 
@@ -173,7 +180,8 @@ export class MopRun {
    * score (sizes differ by rounding only). A tie goes to depth, which also saves per-token work.
    * 'random' flips the seeded coin instead. Commits it; returns what was committed.
    */
-  private async commit(candidates: Candidate[], records: CandidateRecord[], recovered: ModelWeights[], { kvScores, neuronScores }: StepScores, { budget, unit }: StepBudget): Promise<Candidate> {
+  private async commit(candidates: Candidate[], records: CandidateRecord[], recovered: ModelWeights[], { kvScores, neuronScores }: StepScores, step: StepBudget): Promise<Candidate> {
+    const { budget, unit } = step;
     const { s } = this;
     const best = s.criterion === 'random' ? records[Math.floor(s.coin.nextFloat() * records.length)]! : records.reduce((a, b) => (b.costPer1kParams < a.costPer1kParams ? b : a));
     const winner = records.indexOf(best);
@@ -188,7 +196,7 @@ export class MopRun {
     }
     // A step budget under the compared size: a winning width branch commits only its least
     // important step's worth, then the next step compares again.
-    if (chosen.branch === 'width' && chosen.removedParams > budget + unit / 2) chosen = this.widthCandidate(kvScores, neuronScores, budget) ?? chosen;
+    if (chosen.branch === 'width' && chosen.removedParams > budget + unit / 2) chosen = this.widthCandidate(kvScores, neuronScores, budget, step) ?? chosen;
     this.plan = chosen.plan;
     return chosen;
   }

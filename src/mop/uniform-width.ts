@@ -1,5 +1,6 @@
 import type { ModelSpec } from '../runtime/model/spec.ts';
-import { byScore, type Candidate, chunked, normalized, type Unit, widthRemoval, type WidthPolicy } from './candidates.ts';
+import { type Candidate, widthRemoval, type WidthPolicy } from './candidates.ts';
+import { byScore, chunked, normalized, type Unit } from './width-units.ts';
 import { paramCost, type PruneCost } from './prune-cost.ts';
 import { keptNeurons, type PruningPlan, survivingLayers } from './pruning-plan.ts';
 

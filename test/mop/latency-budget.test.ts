@@ -62,6 +62,22 @@ describe('latency-aware pruning (--budget latency)', () => {
     }
   });
 
+  it('the step that finishes lands on the target where the only units crossing it are coarse: it swaps them for finer ones', async () => {
+    const { model, calibration } = await bundled();
+    // Profiles where the greedy fill alone stopped at 31.41% and 30.74% (a KV group that empties
+    // an attention sub-block, with its fixed cost, was the unit that crossed the target).
+    const profiles = [
+      { attentionFixedUs: 3825.4, attentionUsPerParam: 0.0876, mlpFixedUs: 770.9, mlpUsPerParam: 0.0455 },
+      { attentionFixedUs: 2091.0, attentionUsPerParam: 0.3032, mlpFixedUs: 2152.6, mlpUsPerParam: 0.0268 },
+    ];
+    for (const coefficients of profiles) {
+      const profile: LatencyProfile = { ...profileWith(0, 0), coefficients };
+      const { report } = await runMop(model, { target: 0.3, calibration, strategy: 'width', widthMultiple: 4, latencyProfile: profile });
+      assert.ok(Math.abs(report.result.latency!.blockRatio - 0.3) <= 0.005, `${JSON.stringify(coefficients)}: ${report.result.latency!.blockRatio}`);
+      for (const l of report.result.layers) assert.ok(l.ffn === 0 || l.ffn === model.spec.layers[0]!.ffn || l.ffn % 4 === 0, `an MLP of ${l.ffn}`);
+    }
+  });
+
   it('a noisy fit is clamped: never a negative fixed cost, never a slope below its share, proportional when there is no signal', () => {
     const clean = fitLine(1000, 300, 250, 150); // 100 µs fixed + 0.2 µs per parameter
     assert.ok(Math.abs(clean.fixed - 100) < 1e-9 && Math.abs(clean.perParam - 0.2) < 1e-12);
