@@ -38,18 +38,18 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
 
   const { tokenizer } = variant;
   const context = variant.maxContext;
-  const prompts = await preparePrompts(body.prompt, requestEncoding(ctx, tokenizer));
+  const echo = body.echo ?? false;
+  const prompts = await preparePrompts(body.prompt, requestEncoding(ctx, tokenizer), { context, echo });
   const n = body.n ?? 1;
   if (prompts.length * n > ctx.limits.maxChoices) {
     throw invalidRequest(`${prompts.length} prompts × n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, prompts.length > 1 ? 'prompt' : 'n');
   }
   const logprobs = body.logprobs ?? undefined;
-  const echo = body.echo ?? false;
   if (body.max_tokens === 0 && !echo) throw invalidRequest('max_tokens 0 generates nothing; it is accepted only with echo: true (to return the prompt and its log-probabilities).', 'max_tokens');
   const grammar = requestedGrammar(body);
   if (grammar && body.max_tokens !== 0) await checkRequestedGrammar(variant, grammar, ctx.log);
   // Once per prompt, however many choices share it.
-  const promptScores = echo && logprobs !== undefined ? await scorePrompts(variant, prompts, logprobs, context, ctx) : undefined;
+  const promptScores = echo && logprobs !== undefined ? await scorePrompts(variant, prompts, logprobs, ctx) : undefined;
   const shape = new CompletionShape(new ResponseEnvelope('cmpl', variant.id), tokenizer, prompts, n, echo, logprobs !== undefined, promptScores);
   if (body.max_tokens === 0) {
     // Scored (or echoed) without generating: answered here, so counted here.
@@ -74,13 +74,10 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
  * Each prompt's log-probabilities, admitted like generations (queue limit, deadline, drain) and
  * abandoned when the client goes away; the engine's refusals as HTTP errors.
  */
-async function scorePrompts(variant: ServedVariant, prompts: readonly PreparedPrompt[], topN: number, context: number, ctx: EndpointContext): Promise<PromptScores[]> {
+async function scorePrompts(variant: ServedVariant, prompts: readonly PreparedPrompt[], topN: number, ctx: EndpointContext): Promise<PromptScores[]> {
   const out: PromptScores[] = [];
   for (const [i, p] of prompts.entries()) {
     const param = prompts.length > 1 ? `prompt[${i}]` : 'prompt';
-    if (p.tokens.length > context) {
-      throw invalidRequest(`This model's maximum context length is ${context} tokens, but the prompt has ${p.tokens.length} tokens. Please shorten the prompt.`, param, 'context_length_exceeded');
-    }
     try {
       out.push(await variant.scorePrompt(p.tokens, topN, ctx.signal));
     } catch (e) {

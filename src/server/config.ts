@@ -222,7 +222,7 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'model', flag: '-m, --model <path>', env: 'MOP_MODEL', description: 'checkpoint: llama2.c .bin, GGUF file or Hugging Face directory (default: bundled stories260K)', parse: text },
   { key: 'tokenizer', flag: '--tokenizer <path>', env: 'MOP_TOKENIZER', description: 'tokenizer file for llama2.c checkpoints (default: beside the model)', parse: text },
   { key: 'maxBatch', flag: '--max-batch <n>', env: 'MOP_MAX_BATCH', description: 'concurrent sequences in the running batch', parse: int(1, 1024) },
-  { key: 'maxQueue', flag: '--max-queue <n>', env: 'MOP_MAX_QUEUE', description: 'requests waiting for a slot before 429', parse: int(1) },
+  { key: 'maxQueue', flag: '--max-queue <n>', env: 'MOP_MAX_QUEUE', description: 'requests waiting for a slot (an engine\'s; for a large prompt, a tokenizer thread\'s) before 429', parse: int(1) },
   { key: 'context', flag: '--context <n>', env: 'MOP_CONTEXT', description: "context length per sequence (default: the model's)", parse: int(2) },
   { key: 'prefillChunk', flag: '--prefill-chunk <n>', env: 'MOP_PREFILL_CHUNK', description: 'prompt tokens prefilled per scheduling step', parse: int(1) },
   { key: 'prefixCacheMb', flag: '--prefix-cache-mb <n>', env: 'MOP_PREFIX_CACHE_MB', description: 'MiB of prompt KV cache each variant keeps so later prompts with the same start skip its prefill (0 = off; CPU and CUDA-provider sessions)', parse: int(0, 1 << 20) },

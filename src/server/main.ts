@@ -97,7 +97,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   // Every variant serves the loaded model's tokenizer (pruning keeps it).
   // A prompt's encode waits no longer than its request may.
-  const tokenizeThread = new TokenizeThread({ tokenizer: served.model.tokenizer, chatTemplate: served.chatTemplate.text }, { timeoutMs: config.requestTimeoutMs, log });
+  const tokenizeThread = new TokenizeThread({ tokenizer: served.model.tokenizer, chatTemplate: served.chatTemplate.text }, { timeoutMs: config.requestTimeoutMs, maxQueued: config.maxQueue, log });
   const { app, metrics, state } = buildApp(config, service, sync, served.chatTemplate, tokenizeThread, log);
   let listeners: Listeners;
   try {

@@ -1,6 +1,6 @@
 /**
- * Where a generation request's prompt is encoded: a small one inline on the HTTP thread, a larger
- * one on the tokenizer threads (tokenize-thread.ts), so that a prompt of megabytes never holds up
+ * Where a generation request's prompt is encoded (and an echoed token-id prompt decoded): a small
+ * one inline on the HTTP thread, a larger one on the tokenizer threads (tokenize-thread.ts), so that a prompt of megabytes never holds up
  * the requests, health probes and scrapes behind it. Either way the tokens are the same (one
  * piece of work, runTokenizeJob) and so are the refusals.
  */
@@ -39,6 +39,12 @@ export async function encodeChat(messages: ChatMessage[], tools: unknown[] | und
   const job: TokenizeJob = { op: 'chat', messages, addGenerationPrompt: true, tokenStrs: false, ...(tools && { tools }) };
   const { tokens } = await tokenize(job, [messages, tools], encoding);
   return tokens!;
+}
+
+/** Token ids as text (an echoed token-id prompt). */
+export async function decodeTokens(tokens: number[], encoding: PromptEncoding): Promise<string> {
+  const { text } = await tokenize({ op: 'detokenize', tokens }, tokens, encoding);
+  return text!;
 }
 
 function tokenize(job: TokenizeJob, input: unknown, encoding: PromptEncoding): Promise<TokenizeResult> | TokenizeResult {

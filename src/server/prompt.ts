@@ -5,43 +5,69 @@
  */
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import { invalidRequest } from './errors.ts';
-import { encodeTexts, type PromptEncoding } from './prompt-encoding.ts';
+import { decodeTokens, encodeTexts, type PromptEncoding } from './prompt-encoding.ts';
 
 /** One prompt of a request: its tokens and the text `echo` returns. */
 export interface PreparedPrompt {
   tokens: number[];
-  /** The prompt as text: the string sent, or the token ids decoded. */
+  /** The prompt as text, when the request echoes it: the string sent, or the token ids decoded ('' otherwise). */
   text: string;
+}
+
+/** What preparing a request's prompts checks and keeps. */
+export interface PromptNeeds {
+  /** The model's context: a longer prompt is refused before anything else is done with it. */
+  context: number;
+  /** Whether the prompts' text is returned (a token-id prompt is decoded only then). */
+  echo: boolean;
 }
 
 /**
  * A completions `prompt` in any of its four forms → one PreparedPrompt per prompt. Strings are
  * encoded with BOS (off the HTTP thread when large: prompt-encoding.ts); token arrays are taken as
- * given (as vLLM does) and checked against the vocabulary.
+ * given (as vLLM does), checked against the vocabulary and the context, and decoded (off the HTTP
+ * thread when large) only to be echoed.
  */
-export async function preparePrompts(prompt: string | string[] | number[] | number[][], encoding: PromptEncoding): Promise<PreparedPrompt[]> {
-  const { tokenizer } = encoding;
-  if (typeof prompt === 'string') return fromTexts([prompt], encoding, () => 'prompt');
+export async function preparePrompts(prompt: string | string[] | number[] | number[][], encoding: PromptEncoding, needs: PromptNeeds): Promise<PreparedPrompt[]> {
+  const whole = () => 'prompt';
+  const item = (i: number) => `prompt[${i}]`;
+  if (typeof prompt === 'string') return fromTexts([prompt], encoding, needs, whole);
   if (prompt.length === 0) throw invalidRequest('The prompt is empty.', 'prompt');
-  if (typeof prompt[0] === 'number') return [fromTokens(prompt as number[], tokenizer, 'prompt')];
-  if (typeof prompt[0] === 'string') return fromTexts(prompt as string[], encoding, (i) => `prompt[${i}]`);
-  return (prompt as number[][]).map((p, i) => fromTokens(p, tokenizer, `prompt[${i}]`));
+  if (typeof prompt[0] === 'number') return fromTokens([prompt as number[]], encoding, needs, whole);
+  if (typeof prompt[0] === 'string') return fromTexts(prompt as string[], encoding, needs, item);
+  return fromTokens(prompt as number[][], encoding, needs, item);
 }
 
 /** Every text checked before any is encoded (all in one piece of work). */
-async function fromTexts(texts: string[], encoding: PromptEncoding, param: (i: number) => string): Promise<PreparedPrompt[]> {
+async function fromTexts(texts: string[], encoding: PromptEncoding, needs: PromptNeeds, param: (i: number) => string): Promise<PreparedPrompt[]> {
   const empty = texts.findIndex((t) => t.length === 0);
   if (empty >= 0) throw invalidRequest('The prompt is empty.', param(empty));
   const tokenLists = await encodeTexts(texts, encoding);
-  return texts.map((text, i) => ({ tokens: tokenLists[i]!, text }));
+  tokenLists.forEach((tokens, i) => checkPromptFits(tokens.length, needs.context, param(i)));
+  return texts.map((text, i) => ({ tokens: tokenLists[i]!, text: needs.echo ? text : '' }));
 }
 
-function fromTokens(tokens: number[], tokenizer: Tokenizer, param: string): PreparedPrompt {
+/** Every token-id prompt checked before any is decoded. */
+async function fromTokens(lists: number[][], encoding: PromptEncoding, needs: PromptNeeds, param: (i: number) => string): Promise<PreparedPrompt[]> {
+  lists.forEach((tokens, i) => checkTokenIds(tokens, encoding.tokenizer, needs.context, param(i)));
+  const out: PreparedPrompt[] = [];
+  for (const tokens of lists) out.push({ tokens, text: needs.echo ? await decodeTokens(tokens, encoding) : '' });
+  return out;
+}
+
+function checkTokenIds(tokens: number[], tokenizer: Tokenizer, context: number, param: string): void {
   if (tokens.length === 0) throw invalidRequest('The prompt is empty.', param);
+  checkPromptFits(tokens.length, context, param);
   const vocab = tokenizer.vocabSize;
   const bad = tokens.findIndex((t) => !(Number.isInteger(t) && t >= 0 && t < vocab));
   if (bad >= 0) throw invalidRequest(`Token id ${tokens[bad]} at position ${bad} is out of vocabulary (valid ids are 0..${vocab - 1}).`, param);
-  return { tokens, text: tokenizer.decode(tokens) };
+}
+
+/** A prompt longer than the context is refused whatever else the request asks (it could be neither scored nor continued). */
+export function checkPromptFits(promptLength: number, context: number, param: string): void {
+  if (promptLength > context) {
+    throw invalidRequest(`This model's maximum context length is ${context} tokens, but the prompt has ${promptLength} tokens. Please shorten the prompt.`, param, 'context_length_exceeded');
+  }
 }
 
 /**

@@ -13,7 +13,8 @@ import { RequestAbortedError, RequestTimeoutError } from '../runtime/engine/erro
 import type { Tokenizer, TokenizerSource } from '../runtime/tokenizer/types.ts';
 import { siblingModule, startWorkerThread } from '../service/threads/worker-thread.ts';
 import type { ChatTemplate } from './chat-template.ts';
-import { ApiError, type ErrorStatus, internalError, unavailable } from './errors.ts';
+import { ApiError, type ErrorStatus, internalError, queueFull, unavailable } from './errors.ts';
+import { RETRY_AFTER_SECONDS } from './service-errors.ts';
 import type { ChatMessage } from './protocol.ts';
 
 /** One piece of tokenizer work, as it crosses to the thread. */
@@ -45,6 +46,8 @@ export interface TokenizeThreadOptions {
   threads?: number;
   /** Longest a job may wait and run, in ms (the request deadline, --request-timeout-ms); 0 or absent: no limit. */
   timeoutMs?: number;
+  /** Most jobs waiting for a thread (--max-queue, as for generation); one more is a 429. Default 64. */
+  maxQueued?: number;
   /** Where a thread that stopped under a job, or an unexpected failure, is reported (default: stderr). */
   log?: (line: string) => void;
 }
@@ -105,6 +108,7 @@ export class TokenizeThread {
   private nextId = 1;
   private readonly maxThreads: number;
   private readonly timeoutMs: number;
+  private readonly maxQueued: number;
   private readonly log: (line: string) => void;
 
   constructor(
@@ -113,12 +117,17 @@ export class TokenizeThread {
   ) {
     this.maxThreads = Math.max(1, options.threads ?? TOKENIZE_THREADS);
     this.timeoutMs = options.timeoutMs ?? 0;
+    this.maxQueued = Math.max(1, options.maxQueued ?? 64);
     this.log = options.log ?? ((line) => process.stderr.write(line + '\n'));
   }
 
-  /** The job's result; `signal` (the client's connection) aborting gives up the wait and the work. */
+  /**
+   * The job's result; `signal` (the client's connection) aborting gives up the wait and the work.
+   * With every thread busy and the queue full, a 429: each queued job holds its request's text.
+   */
   run(job: TokenizeJob, signal?: AbortSignal): Promise<TokenizeResult> {
     if (signal?.aborted) return Promise.reject(clientGone());
+    if (this.queue.length >= this.maxQueued && !this.threads.some((t) => !t.entry) && this.threads.length >= this.maxThreads) return Promise.reject(queueFull(RETRY_AFTER_SECONDS));
     return new Promise((resolve, reject) => {
       const onAbort = () => this.abandon(entry, clientGone());
       const timer = this.timeoutMs > 0 ? setTimeout(() => this.abandon(entry, new RequestTimeoutError(`The prompt was not tokenized within the request deadline of ${this.timeoutMs} ms; send a shorter prompt or raise --request-timeout-ms.`)), this.timeoutMs) : undefined;

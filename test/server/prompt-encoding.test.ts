@@ -5,6 +5,8 @@ import { createTokenizer } from '../../src/runtime/tokenizer/create.ts';
 import type { Tokenizer } from '../../src/runtime/tokenizer/types.ts';
 import { DEFAULT_CHAT_TEMPLATE, loadChatTemplate } from '../../src/server/chat-template.ts';
 import { encodeChat, encodeTexts, exceedsSize, INLINE_ENCODE_MAX_SIZE, type PromptEncoding } from '../../src/server/prompt-encoding.ts';
+import { preparePrompts } from '../../src/server/prompt.ts';
+import { ApiError } from '../../src/server/errors.ts';
 import { runTokenizeJob, type TokenizeJob } from '../../src/server/tokenize-thread.ts';
 
 describe('prompt encoding: small prompts inline, larger ones on the tokenizer threads', () => {
@@ -35,6 +37,32 @@ describe('prompt encoding: small prompts inline, larger ones on the tokenizer th
       assert.deepEqual(await encodeTexts([...texts], encoding), texts.map((t) => tokenizer.encode(t, { addBos: true })));
       assert.equal(sent.length, onThread ? 1 : 0, `${texts.length} text(s) of ${texts[0]!.length} characters`);
     }
+  });
+
+  it('decodes a token-id prompt only to echo it, and a long one on the threads', async () => {
+    const ids = tokenizer.encode('Once upon a time there was a dog. '.repeat(70), { addBos: true });
+    assert.ok(ids.length > INLINE_ENCODE_MAX_SIZE / 2 && ids.length < 1024, `${ids.length} tokens`);
+    for (const [tokens, echo, onThread] of [[ids.slice(0, 8), true, false], [ids, true, true], [ids, false, false]] as const) {
+      sent = [];
+      const [p] = await preparePrompts([...tokens], encoding, { context: 1024, echo });
+      assert.deepEqual(p!.tokens, tokens);
+      assert.equal(p!.text, echo ? tokenizer.decode([...tokens]) : '');
+      assert.deepEqual(sent.map((j) => j.op), onThread ? ['detokenize'] : [], `${tokens.length} tokens, echo ${echo}`);
+    }
+  });
+
+  it('refuses a prompt longer than the context before decoding or echoing it, in every form', async () => {
+    const ids = Array.from({ length: 600 }, (_, i) => 3 + (i % 50));
+    for (const [prompt, param] of [[ids, 'prompt'], [[ids.slice(0, 4), ids], 'prompt[1]']] as const) {
+      sent = [];
+      await assert.rejects(
+        preparePrompts(prompt as number[] | number[][], encoding, { context: 512, echo: true }),
+        (e: unknown) => e instanceof ApiError && e.status === 400 && e.code === 'context_length_exceeded' && e.param === param && /the prompt has 600 tokens/.test(e.message),
+      );
+      assert.deepEqual(sent, [], 'nothing was decoded');
+    }
+    const text = 'Once upon a time. '.repeat(200);
+    await assert.rejects(preparePrompts(text, encoding, { context: 512, echo: true }), (e: unknown) => e instanceof ApiError && e.code === 'context_length_exceeded' && e.param === 'prompt');
   });
 
   it('renders a chat on the threads when its messages or its tools are large, with the same tokens', async () => {

@@ -95,4 +95,16 @@ describe('prompt log-probabilities (echo + logprobs), as evaluation harnesses as
     const ok = await postJson(`${server.url}/v1/completions`, { prompt: PROMPT, max_tokens: 2 });
     assert.equal(ok.status, 200);
   });
+
+  it('a token-id prompt longer than the context is a 400 with echo and max_tokens 0 too, not echoed back whole', async () => {
+    const context = server.service.active!.maxContext;
+    const ids = Array.from({ length: context + 100 }, (_, i) => 3 + (i % 60));
+    for (const stream of [false, true]) {
+      const err = await assertOpenAIError(await postJson(`${server.url}/v1/completions`, { prompt: ids, max_tokens: 0, echo: true, stream }), 400, 'prompt');
+      assert.equal(err.code, 'context_length_exceeded');
+      assert.match(err.message, new RegExp(`the prompt has ${context + 100} tokens`));
+    }
+    const fits = await postJson(`${server.url}/v1/completions`, { prompt: ids.slice(0, context), max_tokens: 0, echo: true });
+    assert.equal(fits.status, 200);
+  });
 });

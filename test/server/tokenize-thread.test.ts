@@ -96,6 +96,22 @@ describe('the tokenizer threads give up jobs nobody waits for', () => {
     }
   });
 
+  it('with every thread busy and the queue full, one more job is a 429 with Retry-After, and the queue goes on', async () => {
+    const pool = new TokenizeThread({ tokenizer: source, chatTemplate: DEFAULT_CHAT_TEMPLATE }, { threads: 1, maxQueued: 1 });
+    try {
+      const running = new AbortController();
+      const first = pool.run(large, running.signal);
+      const second = pool.run({ op: 'prompt', text: 'queued', addBos: true, tokenStrs: false });
+      await assert.rejects(pool.run({ op: 'prompt', text: 'one too many', addBos: true, tokenStrs: false }), (e: unknown) => e instanceof ApiError && e.status === 429 && e.code === 'queue_full' && e.headers['retry-after'] === '1');
+      running.abort();
+      await assert.rejects(first, RequestAbortedError);
+      assert.ok((await second).tokens!.length > 1);
+      assert.ok((await pool.run({ op: 'prompt', text: 'after', addBos: true, tokenStrs: false })).tokens!.length > 1);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('a job past the request deadline fails with the request timeout', async () => {
     const pool = new TokenizeThread({ tokenizer: source, chatTemplate: DEFAULT_CHAT_TEMPLATE }, { timeoutMs: 300 });
     try {
