@@ -30,7 +30,7 @@ import {
 import { samplingParams, stopList } from './sampling.ts';
 import { checkRequestedGrammar, type RequestedGrammar, requestedGrammar } from './structured-output.ts';
 import { parseToolCalls, type ToolCall } from './tool-calls.ts';
-import { type ToolUse, toolUseOf } from './tool-calls-request.ts';
+import { toolParseText, type ToolUse, toolUseOf } from './tool-calls-request.ts';
 import { ToolCallStream } from './tool-calls-stream.ts';
 
 export async function handleChatCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
@@ -42,9 +42,9 @@ export async function handleChatCompletion(json: unknown, ctx: EndpointContext):
     throw invalidRequest('top_logprobs requires logprobs to be true.', 'top_logprobs');
   }
 
-  const tools = toolUseOf(body, ctx.chatTemplate);
-  const grammar: RequestedGrammar | undefined = tools?.grammar ? { spec: tools.grammar, param: 'tool_choice' } : requestedGrammar(body);
   const { tokenizer } = variant;
+  const tools = toolUseOf(body, ctx.chatTemplate, tokenizer);
+  const grammar: RequestedGrammar | undefined = tools?.grammar ? { spec: tools.grammar, param: 'tool_choice' } : requestedGrammar(body);
   const promptTokens = await encodeChat(body.messages, tools && (body.tools ?? []), requestEncoding(ctx, tokenizer));
   const n = body.n ?? 1;
   if (n > ctx.limits.maxChoices) throw invalidRequest(`n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, 'n');
@@ -85,8 +85,10 @@ class ChatShape {
       let text = '';
       let finish: FinishReasonWire | null = null;
       const lp: ChatTokenLogprob[] = [];
+      let parseText = '';
       for (const e of evs) {
         text += e.text;
+        if (this.tools) parseText += toolParseText(e, this.tools);
         if (e.type === 'token') {
           if (this.logprobs) lp.push(this.tokenLogprob(e));
         } else {
@@ -94,7 +96,7 @@ class ChatShape {
           completionTokens += e.completionTokens;
         }
       }
-      const parsed = this.tools ? parseToolCalls(this.tools.format, text, this.tools.functions, this.tools.parallel) : undefined;
+      const parsed = this.tools ? parseToolCalls(this.tools.format, parseText, this.tools.functions, this.tools.parallel) : undefined;
       const calls = parsed?.toolCalls ?? [];
       return {
         index,
@@ -116,7 +118,7 @@ class ChatShape {
         if (!streams) return { index, delta: event.text ? { content: event.text } : {}, logprobs: null, finish_reason: event.reason };
         return this.finishWithCalls(index, event.reason, streams[index]!.finish(event.text));
       }
-      const content = streams ? streams[index]!.push(event.text) : event.text;
+      const content = streams ? streams[index]!.push(toolParseText(event, tools!)) : event.text;
       if (!content && !this.logprobs) return undefined;
       return { index, delta: { content }, logprobs: this.logprobs ? { content: [this.tokenLogprob(event)], refusal: null } : null, finish_reason: null };
     };

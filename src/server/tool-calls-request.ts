@@ -5,10 +5,12 @@
  * `tool_calls` in the format the template teaches. Every refusal is a 400 naming the field.
  */
 import type { GrammarSpec } from '../runtime/grammar/grammar-spec.ts';
+import type { GenerationEvent } from '../runtime/engine/sequence.ts';
+import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { ChatTemplate } from './chat-template.ts';
 import { invalidRequest } from './errors.ts';
 import type { ChatRequest } from './protocol.ts';
-import { forcedCallGrammar, type ToolCallFormat, type ToolFunction } from './tool-calls.ts';
+import { forcedCallGrammar, formatMarkers, type ToolCallFormat, type ToolFunction } from './tool-calls.ts';
 import type { StructuredOutputFields } from './structured-output.ts';
 
 export interface ToolUse {
@@ -19,10 +21,31 @@ export interface ToolUse {
   parallel: boolean;
   /** The grammar of a forced call (`required` or a named function); undefined for `auto`. */
   grammar: GrammarSpec | undefined;
+  /**
+   * The format's markup that the tokenizer has as control tokens, by id: a control token decodes
+   * to no text (Mistral's `[TOOL_CALLS]`, Llama 3.1's `<|python_tag|>`), so the parser reads it by id.
+   */
+  markers: ReadonlyMap<number, string>;
+}
+
+/** The text an answer's event adds for the tool-call parser: its text, with a control-token marker spelled out. */
+export function toolParseText(e: GenerationEvent, tools: Pick<ToolUse, 'markers'>): string {
+  const marker = e.type === 'token' ? tools.markers.get(e.token) : undefined;
+  return marker === undefined ? e.text : e.text + marker;
+}
+
+/** Those of `format`'s markers that `tokenizer` encodes as one control token (no text of its own), by id. */
+export function controlMarkers(tokenizer: Pick<Tokenizer, 'encode' | 'decode'>, format: ToolCallFormat): ReadonlyMap<number, string> {
+  const out = new Map<number, string>();
+  for (const marker of formatMarkers(format)) {
+    const ids = tokenizer.encode([{ text: marker, specialTokens: 'parse' }], { addBos: false });
+    if (ids.length === 1 && tokenizer.decode(ids) === '') out.set(ids[0]!, marker);
+  }
+  return out;
 }
 
 /** How the request uses tools; undefined when it offers none or says `tool_choice: "none"`. */
-export function toolUseOf(body: ChatRequest, template: Pick<ChatTemplate, 'toolFormat'>): ToolUse | undefined {
+export function toolUseOf(body: ChatRequest, template: Pick<ChatTemplate, 'toolFormat'>, tokenizer: Pick<Tokenizer, 'encode' | 'decode'>): ToolUse | undefined {
   const tools = body.tools ?? [];
   const choice = body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none');
   if (tools.length === 0) {
@@ -51,7 +74,7 @@ export function toolUseOf(body: ChatRequest, template: Pick<ChatTemplate, 'toolF
     forced = [named];
   }
   if (forced && hasStructuredOutput(body)) throw invalidRequest('A forced tool call (tool_choice required or a named function) cannot be combined with response_format or structured outputs.', 'tool_choice');
-  return { format, functions, parallel: body.parallel_tool_calls ?? true, grammar: forced && forcedCallGrammar(format, forced) };
+  return { format, functions, parallel: body.parallel_tool_calls ?? true, grammar: forced && forcedCallGrammar(format, forced), markers: controlMarkers(tokenizer, format) };
 }
 
 function hasStructuredOutput(body: StructuredOutputFields): boolean {

@@ -88,6 +88,11 @@ export function toolCallStart(format: ToolCallFormat, text: string): number {
   }
 }
 
+/** The markup a format writes around calls (which a tokenizer may have as control tokens). */
+export function formatMarkers(format: ToolCallFormat): readonly string[] {
+  return format === 'hermes' ? ['<tool_call>', '</tool_call>'] : format === 'mistral' ? ['[TOOL_CALLS]'] : ['<|python_tag|>'];
+}
+
 /** The longest start marker: text this long at the end of a stream may still become a call. */
 export function markerLength(format: ToolCallFormat): number {
   return format === 'hermes' ? '<tool_call>'.length : format === 'mistral' ? '[TOOL_CALLS]'.length : '<|python_tag|>'.length;

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseToolCalls, type ToolCallFormat, toolCallFormatOf } from '../../src/server/tool-calls.ts';
-import type { ToolUse } from '../../src/server/tool-calls-request.ts';
+import { controlMarkers, toolParseText, type ToolUse } from '../../src/server/tool-calls-request.ts';
+import type { GenerationEvent } from '../../src/runtime/engine/sequence.ts';
+import { TokenizerJsonTokenizer } from '../../src/runtime/tokenizer/tokenizer-json.ts';
+import { chatmlTokenizerJson } from './helpers/chat-fixtures.ts';
 import { ToolCallStream } from '../../src/server/tool-calls-stream.ts';
 import { HERMES_TEMPLATE, LLAMA31_TEMPLATE, MISTRAL_TEMPLATE } from './helpers/tool-templates.ts';
 
 const functions = [{ name: 'weather' }, { name: 'time' }];
-const use = (format: ToolCallFormat, parallel = true): ToolUse => ({ format, functions, parallel, grammar: undefined });
+const use = (format: ToolCallFormat, parallel = true): ToolUse => ({ format, functions, parallel, grammar: undefined, markers: new Map() });
 
 /** Each format's rendering of: some content, then calls weather({city: "Oslo"}) and time({}). */
 const ANSWERS: Record<ToolCallFormat, string> = {
@@ -58,5 +61,42 @@ describe('tool calls in model text', () => {
       assert.equal(content + end.content, text);
       assert.deepEqual(end.toolCalls, []);
     }
+  });
+});
+
+describe('tool-call markup the tokenizer has as a control token (Mistral\'s [TOOL_CALLS] decodes to no text)', () => {
+  const TOOL_CALLS = 303;
+  const tokenizer = (() => {
+    const { json, config } = chatmlTokenizerJson();
+    (json.added_tokens as unknown[]).push({ id: TOOL_CALLS, content: '[TOOL_CALLS]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    return new TokenizerJsonTokenizer({ kind: 'tokenizer.json', json, config, origin: 'Mistral-like fixture' });
+  })();
+  const tools: ToolUse = { ...use('mistral'), markers: controlMarkers(tokenizer, 'mistral') };
+  /** The answer as the engine's events: content, the control token (no text), the calls' JSON; then the finish. */
+  const events = (): GenerationEvent[] => {
+    const json = '[{"name": "weather", "arguments": {"city": "Oslo"}}]';
+    const text = (t: string): GenerationEvent => ({ type: 'token', token: 65, text: t });
+    return [text('Let me check.'), { type: 'token', token: TOOL_CALLS, text: tokenizer.decode([TOOL_CALLS]) }, ...json.match(/.{1,7}/g)!.map(text), { type: 'finish', reason: 'stop', text: '', promptTokens: 4, completionTokens: 9 }];
+  };
+
+  it('finds the control token by its id, and only for the format\'s markup', () => {
+    assert.equal(tokenizer.decode([TOOL_CALLS]), '');
+    assert.deepEqual([...tools.markers], [[TOOL_CALLS, '[TOOL_CALLS]']]);
+    assert.deepEqual([...controlMarkers(tokenizer, 'hermes')], []);
+  });
+
+  it('reads the call from a whole answer and from a stream, though the marker has no text', () => {
+    const whole = events().map((e) => toolParseText(e, tools)).join('');
+    const parsed = parseToolCalls('mistral', whole, functions, true);
+    assert.deepEqual(parsed.toolCalls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]), [['weather', { city: 'Oslo' }]]);
+    assert.equal(parsed.content, 'Let me check.');
+    // Without the id, the text alone holds no marker: the call would reach the client as content.
+    assert.deepEqual(parseToolCalls('mistral', events().map((e) => e.text).join(''), functions, true).toolCalls, []);
+    const stream = new ToolCallStream(tools);
+    const evs = events();
+    const sent = evs.slice(0, -1).map((e) => stream.push(toolParseText(e, tools))).join('');
+    const end = stream.finish('');
+    assert.equal(sent + end.content, 'Let me check.');
+    assert.deepEqual(end.toolCalls.map((c) => c.function.name), ['weather']);
   });
 });
