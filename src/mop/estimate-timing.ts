@@ -6,6 +6,7 @@ import type { ModelSpec } from '../runtime/model/spec.ts';
 import { recover, trainingRowsPerRun } from '../runtime/train/recover.ts';
 import { SharedTeacher } from '../runtime/train/shared-teacher.ts';
 import type { EstimateRecipe, MeasuredStepTimes } from './estimate.ts';
+import { median } from '../runtime/stats/sample-stats.ts';
 import { fullPlan } from './pruning-plan.ts';
 import { CandidateScorer } from './selection.ts';
 import type { ModelWeights } from './surgery.ts';
@@ -37,16 +38,27 @@ function noise(spec: ModelSpec, count: number, length: number, seed: number, bos
 async function timeScoring(model: ModelWeights, r: EstimateRecipe, o: TimingOptions): Promise<Pick<MeasuredStepTimes, 'scoringOpenSeconds' | 'scoringPassSeconds' | 'tapsPassSeconds'>> {
   const seconds = (since: number) => (performance.now() - since) / 1000;
   const open = () => openMaskedForward(model.spec, model.weights, { maxSeqLen: r.seqLen, ...(o.threads !== undefined && { threads: o.threads }), ...(o.device && { device: o.device }) });
-  // The process's first session builds cold; a prune builds many: time the second.
+  const batches = toBatches(noise(model.spec, r.samples, r.seqLen, 1, model.spec.bosTokenId));
+  const plan = fullPlan(model.spec);
+  // The process's first session builds cold; a prune builds many: time the next three, each with
+  // its first pass (as each recovered candidate's is), and keep the median (one build is long
+  // enough for a busy moment to double it; builds also get faster as the process warms).
   await (await open()).release();
-  const t0 = performance.now();
+  const opened: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    const forward = await open();
+    try {
+      await new CandidateScorer(forward, batches, 'ppl').candidate(plan, o.signal);
+      opened.push(seconds(t0));
+    } finally {
+      await forward.release();
+    }
+  }
   const forward = await open();
   try {
-    const scorer = new CandidateScorer(forward, toBatches(noise(model.spec, r.samples, r.seqLen, 1, model.spec.bosTokenId)), 'ppl');
-    const plan = fullPlan(model.spec);
-    // A new session's first pass, as each recovered candidate's is; then a warm one, and a parent pass with importance taps.
+    const scorer = new CandidateScorer(forward, batches, 'ppl');
     await scorer.candidate(plan, o.signal);
-    const opened = seconds(t0);
     // The median of three warm passes: one pass is short enough for a busy machine to double it.
     const passes: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -54,10 +66,10 @@ async function timeScoring(model: ModelWeights, r: EstimateRecipe, o: TimingOpti
       await scorer.candidate(plan, o.signal);
       passes.push(seconds(t1));
     }
-    const scoringPassSeconds = passes.sort((x, y) => x - y)[1]!;
+    const scoringPassSeconds = median(passes);
     const t2 = performance.now();
     await scorer.parent(plan, o.signal);
-    return { scoringOpenSeconds: Math.max(0, opened - scoringPassSeconds), scoringPassSeconds, tapsPassSeconds: seconds(t2) };
+    return { scoringOpenSeconds: Math.max(0, median(opened) - scoringPassSeconds), scoringPassSeconds, tapsPassSeconds: seconds(t2) };
   } finally {
     await forward.release();
   }

@@ -1,6 +1,7 @@
 import { type ModelSpec, parameterCounts } from '../runtime/model/spec.ts';
 import { loraSites, loraTargets } from '../runtime/train/lora.ts';
 import { MopInputError } from './errors.ts';
+import { TARGET_TOLERANCE } from './mop-options.ts';
 
 /**
  * What a prune will cost before it runs: how many candidates MoP scores (and fine-tunes), how many
@@ -50,30 +51,78 @@ export interface MemoryEstimate {
   parts: { weights: number; training: number; activations: number; teacher: number };
 }
 
+/** Seconds of a prune: in all, and its candidates' recovery and scoring, the final recovery, the other passes. */
+export interface EstimateSeconds {
+  total: number;
+  candidates: number;
+  final: number;
+  scoring: number;
+}
+
+/** The cost along one path MoP's steps can take (PlannedPath). */
+export interface PathEstimate {
+  path: PlannedPath['name'];
+  steps: number;
+  candidates: number;
+  trainingTokens: number;
+  seconds?: EstimateSeconds;
+}
+
 export interface PruneEstimate {
   parameters: number;
-  /** MoP steps and candidates scored (each fine-tuned first with candidate recovery). */
+  /**
+   * MoP steps and candidates scored (each fine-tuned first with candidate recovery), training
+   * tokens and seconds: the mean over `paths` (which MoP takes depends on the scores).
+   */
   steps: number;
   candidates: number;
   trainingTokens: number;
   memory: MemoryEstimate;
+  paths: PathEstimate[];
   /** Present when step times were measured. */
-  seconds?: { total: number; candidates: number; final: number; scoring: number };
+  seconds?: EstimateSeconds;
   measured?: MeasuredStepTimes;
 }
 
 /** Bytes of the teacher's cached log-probabilities (recover()'s default cap). */
 const TEACHER_CACHE_BYTES = 256 * 2 ** 20;
 
-/** MoP steps to the target: each removes about `stepLayers` of the layers left, plus a last trim. */
-export function plannedSteps(spec: ModelSpec, r: Pick<EstimateRecipe, 'target' | 'stepLayers'>): number {
-  const layers = spec.layers.filter((l) => l.heads > 0 || l.ffn > 0).length;
-  return Math.max(1, Math.ceil((r.target * layers) / r.stepLayers) + 1);
+/**
+ * One way MoP's steps can go. Each step removes about `stepLayers` layers' worth of what is left;
+ * which candidate wins is only known from the scores, and it sets how many steps there are:
+ *   - depth-first: every step takes whole layers, so the step's budget stays one layer of the
+ *     input; whole steps, then a trim step for what is left past the tolerance;
+ *   - width-first: every step narrows the layers, so each budget is a share of a smaller model
+ *     and the remainder shrinks geometrically: more steps for the same target.
+ * A trim step (what no whole layer fits) has only the width candidate.
+ */
+export interface PlannedPath {
+  name: 'depth-first' | 'width-first';
+  steps: number;
+  /** Whether the last step is a trim (MoP: one candidate in it, not two). */
+  trim: boolean;
 }
 
-/** Candidates over the steps: MoP's last step trims what no whole layer fits, with its width candidate alone. */
-export function plannedCandidates(steps: number, r: Pick<EstimateRecipe, 'strategy'>): number {
-  return r.strategy === 'mop' ? 2 * steps - 1 : steps;
+/** The paths a prune's steps can take: both for MoP, the one a baseline strategy takes. */
+export function plannedPaths(spec: ModelSpec, r: Pick<EstimateRecipe, 'target' | 'stepLayers' | 'strategy'>): PlannedPath[] {
+  const layers = spec.layers.filter((l) => l.heads > 0 || l.ffn > 0).length;
+  const share = Math.min(1, r.stepLayers / layers);
+  // Whole steps to the target; a remainder within the tolerance needs no trim step.
+  const whole = r.target / share;
+  const full = Math.floor(whole + 1e-9);
+  const depthTrim = (whole - full) * share > TARGET_TOLERANCE;
+  const depth: PlannedPath = { name: 'depth-first', steps: Math.max(1, full + (depthTrim ? 1 : 0)), trim: depthTrim || full === 0 };
+  // Left after k width steps: (1 − share)^k of the blocks; done within the tolerance.
+  const widthSteps = share >= 1 ? 1 : Math.max(1, Math.ceil(Math.log(1 - r.target + TARGET_TOLERANCE) / Math.log(1 - share) - 1e-9));
+  const width: PlannedPath = { name: 'width-first', steps: widthSteps, trim: 1 - Math.pow(1 - share, widthSteps) - r.target > TARGET_TOLERANCE };
+  if (r.strategy === 'depth') return [depth];
+  if (r.strategy === 'width') return [width];
+  return depth.steps === width.steps && depth.trim === width.trim ? [depth] : [depth, width];
+}
+
+/** Candidates over a path: two a step for MoP, one in a trim step; one a step for the baselines. */
+export function plannedCandidates(path: PlannedPath, r: Pick<EstimateRecipe, 'strategy'>): number {
+  return r.strategy === 'mop' ? 2 * path.steps - (path.trim ? 1 : 0) : path.steps;
 }
 
 /**
@@ -133,9 +182,9 @@ function phaseSteps(rec: EstimateRecovery | undefined, phase: 'candidate' | 'fin
  * recovery each candidate's training run (its start, its steps), a session of its own and a pass,
  * and the winner's new session. Then the final pass, the final recovery and its scoring.
  */
-export function plannedSchedule(spec: ModelSpec, r: EstimateRecipe, m: MeasuredStepTimes): PlannedSchedule {
+export function plannedSchedule(spec: ModelSpec, r: EstimateRecipe, m: MeasuredStepTimes, path: PlannedPath = plannedPaths(spec, r)[0]!): PlannedSchedule {
   const counts = parameterCounts(spec);
-  const S = plannedSteps(spec, r);
+  const S = path.steps;
   const branches = r.strategy === 'mop' ? 2 : 1;
   const rec = r.recovery;
   const candidateSteps = phaseSteps(rec, 'candidate', m.trainStepSeconds);
@@ -144,7 +193,7 @@ export function plannedSchedule(spec: ModelSpec, r: EstimateRecipe, m: MeasuredS
   const steps: PlannedSchedule['steps'] = [];
   for (let k = 1; k <= S; k++) {
     const s = size((k - 0.5) / S);
-    const n = k === S ? plannedCandidates(S, r) - (S - 1) * branches : branches;
+    const n = k === S ? plannedCandidates(path, r) - (S - 1) * branches : branches;
     const scoring = (m.tapsPassSeconds + n * m.scoringPassSeconds) * size((k - 1) / S);
     let candidates = 0;
     if (rec && candidateSteps > 0) {
@@ -158,19 +207,25 @@ export function plannedSchedule(spec: ModelSpec, r: EstimateRecipe, m: MeasuredS
   return { steps, final, other: m.scoringOpenSeconds + m.tapsPassSeconds * last };
 }
 
-/** Candidates, tokens and memory; with `measured`, the wall time (plannedSchedule). */
+/** Candidates, tokens and memory; with `measured`, the wall time (plannedSchedule): each the mean over the paths MoP can take. */
 export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: MeasuredStepTimes, rowsPerRun = 1): PruneEstimate {
-  const steps = plannedSteps(spec, r);
-  const candidates = plannedCandidates(steps, r);
   const rec = r.recovery;
   const perStepTokens = rec ? rec.batch * rec.seqLen : 0;
-  const trainingTokens = (candidates * phaseSteps(rec, 'candidate', measured?.trainStepSeconds) + phaseSteps(rec, 'final', measured?.trainStepSeconds)) * perStepTokens;
-  const out: PruneEstimate = { parameters: parameterCounts(spec).total, steps, candidates, trainingTokens, memory: memoryEstimate(spec, r, rowsPerRun) };
+  const paths: PathEstimate[] = plannedPaths(spec, r).map((path) => {
+    const candidates = plannedCandidates(path, r);
+    const trainingTokens = (candidates * phaseSteps(rec, 'candidate', measured?.trainStepSeconds) + phaseSteps(rec, 'final', measured?.trainStepSeconds)) * perStepTokens;
+    const out: PathEstimate = { path: path.name, steps: path.steps, candidates, trainingTokens };
+    if (!measured) return out;
+    const plan = plannedSchedule(spec, r, measured, path);
+    const scoring = plan.other + plan.steps.reduce((n, s) => n + s.scoring, 0);
+    const candidateSeconds = plan.steps.reduce((n, s) => n + s.candidates, 0);
+    return { ...out, seconds: { total: scoring + candidateSeconds + plan.final, candidates: candidateSeconds, final: plan.final, scoring } };
+  });
+  const mean = (f: (p: PathEstimate) => number) => paths.reduce((n, p) => n + f(p), 0) / paths.length;
+  const out: PruneEstimate = { parameters: parameterCounts(spec).total, steps: mean((p) => p.steps), candidates: mean((p) => p.candidates), trainingTokens: mean((p) => p.trainingTokens), memory: memoryEstimate(spec, r, rowsPerRun), paths };
   if (!measured) return out;
-  const plan = plannedSchedule(spec, r, measured);
-  const scoring = plan.other + plan.steps.reduce((n, s) => n + s.scoring, 0);
-  const candidateSeconds = plan.steps.reduce((n, s) => n + s.candidates, 0);
-  return { ...out, seconds: { total: scoring + candidateSeconds + plan.final, candidates: candidateSeconds, final: plan.final, scoring }, measured };
+  const seconds = (k: 'total' | 'candidates' | 'final' | 'scoring') => mean((p) => p.seconds![k]);
+  return { ...out, seconds: { total: seconds('total'), candidates: seconds('candidates'), final: seconds('final'), scoring: seconds('scoring') }, measured };
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;

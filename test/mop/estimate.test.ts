@@ -33,14 +33,30 @@ describe('prune cost estimate', () => {
   it('counts the candidates and the training tokens of the recipe', () => {
     const spec = syntheticSpec(syntheticPresets.tiny);
     const e = estimatePrune(spec, estimateRecipeOf(defaults));
-    // 4 layers, 40%, one layer a step: ceil(1.6) + 1 trim step, two candidates each but the trim (width only).
-    assert.equal(e.steps, 3);
-    assert.equal(e.candidates, 5);
-    assert.equal(e.trainingTokens, (5 * 25 + defaults.finalRecoverySteps) * 16 * 128);
+    // 4 layers, 40%, one layer a step: one whole step and a trim (width only) either way MoP goes.
+    assert.deepEqual(e.paths.map((p) => [p.path, p.steps, p.candidates]), [['depth-first', 2, 3]]);
+    assert.equal(e.steps, 2);
+    assert.equal(e.candidates, 3);
+    assert.equal(e.trainingTokens, (3 * 25 + defaults.finalRecoverySteps) * 16 * 128);
     assert.equal(e.seconds, undefined, 'no time without measured step times');
     const depth = estimatePrune(spec, estimateRecipeOf({ ...defaults, strategy: 'depth', recovery: 'none' }));
-    assert.equal(depth.candidates, 3);
+    assert.equal(depth.candidates, 2);
     assert.equal(depth.trainingTokens, 0);
+  });
+
+  it('plans both ways MoP can go where they differ: whole layers a step, or narrower layers and more steps', () => {
+    // The 100M shape at 25%: three whole layers are exactly the target (MoP took 3 steps, 6 candidates, in
+    // docs/estimate-report.md); narrowing instead leaves (11/12)^k, past 25% only after 4 steps.
+    const big = estimatePrune(syntheticSpec(syntheticPresets['100m']), { ...estimateRecipeOf(defaults), target: 0.25 });
+    assert.deepEqual(big.paths.map((p) => [p.path, p.steps, p.candidates]), [['depth-first', 3, 6], ['width-first', 4, 7]]);
+    assert.equal(big.steps, 3.5);
+    assert.equal(big.candidates, 6.5);
+    // Five layers at 40% (the bundled model): 2 whole steps, or 3 narrowing ones ending in a trim (MoP took 3 and 5 there).
+    const five = estimatePrune(syntheticSpec({ ...syntheticPresets.tiny, layers: 5 }), estimateRecipeOf(defaults));
+    assert.deepEqual(five.paths.map((p) => [p.path, p.steps, p.candidates]), [['depth-first', 2, 4], ['width-first', 3, 5]]);
+    // The baselines take one path, one candidate a step.
+    const width = estimatePrune(syntheticSpec({ ...syntheticPresets.tiny, layers: 5 }), estimateRecipeOf({ ...defaults, strategy: 'width' }));
+    assert.deepEqual(width.paths.map((p) => [p.path, p.steps, p.candidates]), [['width-first', 3, 3]]);
   });
 
   it("predicts wall time from step times measured on the model's own shape, more for more training", async () => {

@@ -18,8 +18,10 @@ describe('POST /admin/prune with dry_run', () => {
     assert.equal(res.status, 200);
     const e = (await res.json()) as Record<string, unknown> & { seconds: { total: number; candidates: number; final: number; scoring: number }; memory: { peakBytes: number }; measured: { trainStepSeconds: number } };
     assert.equal(e.object, 'prune.estimate');
-    assert.equal(e.candidates, 5);
-    assert.equal(e.trainingTokens, (5 * 2 + 10) * 2 * 32);
+    // Five layers at 40%: two whole-layer steps (4 candidates) or three narrowing ones (5); the mean of the two.
+    assert.deepEqual((e.paths as { path: string; candidates: number }[]).map((p) => [p.path, p.candidates]), [['depth-first', 4], ['width-first', 5]]);
+    assert.equal(e.candidates, 4.5);
+    assert.equal(e.trainingTokens, (4.5 * 2 + 10) * 2 * 32);
     assert.ok(e.seconds.total > 0 && Math.abs(e.seconds.total - (e.seconds.candidates + e.seconds.final + e.seconds.scoring)) < 1e-9 * e.seconds.total, JSON.stringify(e.seconds));
     assert.ok(e.memory.peakBytes > 0 && (e.availableBytes as number) > e.memory.peakBytes);
     assert.equal(e.fits, true);

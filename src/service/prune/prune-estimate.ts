@@ -3,7 +3,7 @@
  * and the memory check of every prune): the recipe in the estimate's terms, the measured step
  * times, and the estimate in words.
  */
-import { estimatePrune, type PruneEstimate } from '../../mop/estimate.ts';
+import { estimatePrune, type PathEstimate, type PruneEstimate } from '../../mop/estimate.ts';
 import { measureStepTimes } from '../../mop/estimate-timing.ts';
 import type { ModelWeights } from '../../mop/surgery.ts';
 import type { DeviceName } from '../../runtime/device/device.ts';
@@ -35,17 +35,24 @@ function duration(s: number): string {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+/** A figure per path MoP can take: `3 (depth-first) to 4 (width-first)`, or the one figure. */
+function range(paths: readonly PathEstimate[], f: (p: PathEstimate) => string): string {
+  if (paths.length === 1 || paths.every((p) => f(p) === f(paths[0]!))) return f(paths[0]!);
+  return paths.map((p) => `${f(p)} (${p.path})`).join(' to ');
+}
+
 /** The estimate as lines for a terminal. */
 export function describeEstimate(e: PruneCostEstimate): string {
   const m = e.memory;
   const lines = [
     `model: ${(e.parameters / 1e6).toFixed(2)}M parameters`,
-    `MoP steps: ~${e.steps}, candidates scored: ~${e.candidates}`,
-    `recovery training tokens: ~${e.trainingTokens.toLocaleString('en-US')}`,
+    `MoP steps: ${range(e.paths, (p) => String(p.steps))}, candidates scored: ${range(e.paths, (p) => String(p.candidates))}`,
+    `recovery training tokens: ~${Math.round(e.trainingTokens).toLocaleString('en-US')}`,
   ];
   if (e.seconds) {
     const s = e.seconds;
-    lines.push(`predicted wall time: ${duration(s.total)} (candidate recovery ${duration(s.candidates)}, final recovery ${duration(s.final)}, scoring ${duration(s.scoring)})`);
+    const paths = e.paths.length > 1 ? `; ${range(e.paths, (p) => duration(p.seconds!.total))}` : '';
+    lines.push(`predicted wall time: ${duration(s.total)} (candidate recovery ${duration(s.candidates)}, final recovery ${duration(s.final)}, scoring ${duration(s.scoring)}${paths})`);
   }
   if (e.measured) {
     const t = e.measured;

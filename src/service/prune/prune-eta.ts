@@ -5,7 +5,7 @@
  * step (sessions, passes, surgery) from the steps already done, so the remaining steps and the
  * final recovery are extrapolated on this machine as it runs now.
  */
-import { type EstimateRecipe, type MeasuredStepTimes, plannedSchedule, stepTotal } from '../../mop/estimate.ts';
+import { type EstimateRecipe, type MeasuredStepTimes, plannedPaths, plannedSchedule, stepTotal } from '../../mop/estimate.ts';
 import type { MopProgress } from '../../mop/mop.ts';
 import { type ModelSpec, parameterCounts } from '../../runtime/model/spec.ts';
 
@@ -51,7 +51,9 @@ export class PruneEta {
     if (this.recipe.recovery && this.trainStepSeconds === undefined) return undefined;
     const train = this.trainStepSeconds ?? 0;
     const m: MeasuredStepTimes = { trainStepSeconds: train, recoveryStartSeconds: 0, scoringPassSeconds: 0, tapsPassSeconds: 0, scoringOpenSeconds: 0 };
-    const plan = plannedSchedule(this.spec, this.recipe, m);
+    // The shorter path MoP can take while the run has not outgrown it (estimate.ts's plannedPaths).
+    const paths = plannedPaths(this.spec, this.recipe);
+    const plan = plannedSchedule(this.spec, this.recipe, m, paths.find((p) => p.steps > this.stepsDone) ?? paths.at(-1)!);
     const done = Math.min(this.stepsDone, plan.steps.length);
     // Without recovery the steps are all passes and sessions: known once one is done.
     if (done === 0 && !this.recipe.recovery) return undefined;
