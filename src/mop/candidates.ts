@@ -173,7 +173,7 @@ export function widthCandidate(
     const rest = budget - gotAttn - gotMlp;
     if (rest > 0) fill(kvUnits, rest);
   }
-  const units = landing ? landOnTarget([...kvUnits, ...neuronUnits], taken, landing, (set) => (set.size === 0 ? 0 : widthRemoval(base, plan, set, cost).removedParams), multiple) : taken;
+  const units = landing ? landOnTarget(base, plan, [...kvUnits, ...neuronUnits], taken, landing, cost, multiple) : taken;
   if (units.size === 0) return null;
   return widthRemoval(base, plan, units, cost);
 }
