@@ -85,6 +85,8 @@ export interface MopProgress {
   recovery?: RecoveryProgress;
   /** Seconds the whole prune has left, predicted (src/service/prune/prune-eta.ts); absent until there is enough to go on. */
   etaSeconds?: number;
+  /** The last progress of a prune: the model is at the target and recovered. */
+  done?: true;
 }
 
 /** The ratio must land within this of the target (fraction, i.e. ±0.5 percentage points). */

@@ -42,7 +42,7 @@ export async function runMop(input: ModelWeights, options: MopOptions): Promise<
     while (await run.step());
     const outcome = await run.finish();
     const report = buildPruneReport(s, run.plan, run.steps, outcome, performance.now() - started);
-    options.onProgress?.({ step: run.steps.length, totalEstimate: run.steps.length, ratio: outcome.ratio, message: `done: ${(100 * outcome.ratio).toFixed(1)}%` });
+    options.onProgress?.({ step: run.steps.length, totalEstimate: run.steps.length, ratio: outcome.ratio, message: `done: ${(100 * outcome.ratio).toFixed(1)}%`, done: true });
     return { model: outcome.model, plan: run.plan, report };
   } finally {
     await (run?.forward ?? first).release();

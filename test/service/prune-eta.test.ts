@@ -33,6 +33,8 @@ describe('the prune progress ETA', () => {
     assert.ok(Math.abs(after - (plan.total - steps[0]! + (steps.length - 1) * overhead)) < 1e-6, `${after}`);
     now = 21_000;
     assert.ok(eta.annotate({ ...base, step: 1 }).etaSeconds! < after, 'time passing brings it down');
+    // The last progress of the prune says it is done: nothing left, whichever path it took.
+    assert.equal(eta.annotate({ ...base, step: 2, totalEstimate: 2, done: true }).etaSeconds, 0);
     // The final recovery has its own ETA.
     assert.equal(eta.annotate({ ...base, step: 3, recovery: { ...training.recovery, phase: 'final', etaSeconds: 7 } }).etaSeconds, 7);
   });

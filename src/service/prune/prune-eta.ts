@@ -43,6 +43,7 @@ export class PruneEta {
       this.trainStepSeconds = (this.recipe.recovery.batch * this.recipe.recovery.seqLen) / r.tokensPerSecond / size;
     }
     if (r?.phase === 'final') return { ...p, etaSeconds: r.etaSeconds };
+    if (p.done) return { ...p, etaSeconds: 0 };
     const eta = this.remaining(t);
     return eta === undefined ? p : { ...p, etaSeconds: eta };
   }
@@ -52,6 +53,7 @@ export class PruneEta {
     const train = this.trainStepSeconds ?? 0;
     const m: MeasuredStepTimes = { trainStepSeconds: train, recoveryStartSeconds: 0, scoringPassSeconds: 0, tapsPassSeconds: 0, scoringOpenSeconds: 0 };
     // The shorter path MoP can take while the run has not outgrown it (estimate.ts's plannedPaths).
+    // A run that has done all of a path's steps and goes on is in a step of the longer one.
     const paths = plannedPaths(this.spec, this.recipe);
     const plan = plannedSchedule(this.spec, this.recipe, m, paths.find((p) => p.steps > this.stepsDone) ?? paths.at(-1)!);
     const done = Math.min(this.stepsDone, plan.steps.length);
