@@ -30,7 +30,7 @@ import {
 import { samplingParams, stopList } from './sampling.ts';
 import { checkRequestedGrammar, type RequestedGrammar, requestedGrammar } from './structured-output.ts';
 import { parseToolCalls, type ToolCall } from './tool-calls.ts';
-import { toolParseText, type ToolUse, toolUseOf } from './tool-calls-request.ts';
+import { controlMarker, toolParseText, type ToolUse, toolUseOf } from './tool-calls-request.ts';
 import { ToolCallStream } from './tool-calls-stream.ts';
 
 export async function handleChatCompletion(json: unknown, ctx: EndpointContext): Promise<Response> {
@@ -118,7 +118,7 @@ class ChatShape {
         if (!streams) return { index, delta: event.text ? { content: event.text } : {}, logprobs: null, finish_reason: event.reason };
         return this.finishWithCalls(index, event.reason, streams[index]!.finish(event.text));
       }
-      const content = streams ? streams[index]!.push(toolParseText(event, tools!)) : event.text;
+      const content = streams ? streams[index]!.push(event.text, controlMarker(event, tools!)) : event.text;
       if (!content && !this.logprobs) return undefined;
       return { index, delta: { content }, logprobs: this.logprobs ? { content: [this.tokenLogprob(event)], refusal: null } : null, finish_reason: null };
     };

@@ -16,7 +16,7 @@ import { invalidRequest } from './errors.ts';
 import { toApiError } from './service-errors.ts';
 import { type ChoiceEvent, Fanout } from './fanout.ts';
 import { answerGenerations, ChunkFraming, generationChunks, includeUsage, ResponseEnvelope } from './generation-response.ts';
-import { type PreparedPrompt, preparePrompts, resolveMaxTokens } from './prompt.ts';
+import { type PreparedPrompt, preparePrompts, promptCount, resolveMaxTokens } from './prompt.ts';
 import { requestEncoding } from './prompt-encoding.ts';
 import {
   type CompletionChoice,
@@ -39,11 +39,13 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
   const { tokenizer } = variant;
   const context = variant.maxContext;
   const echo = body.echo ?? false;
-  const prompts = await preparePrompts(body.prompt, requestEncoding(ctx, tokenizer), { context, echo });
   const n = body.n ?? 1;
-  if (prompts.length * n > ctx.limits.maxChoices) {
-    throw invalidRequest(`${prompts.length} prompts × n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, prompts.length > 1 ? 'prompt' : 'n');
+  // Checked before any prompt is encoded or decoded: a request over the limit costs nothing more.
+  const count = promptCount(body.prompt);
+  if (count * n > ctx.limits.maxChoices) {
+    throw invalidRequest(`${count} prompts × n=${n} is more generations than this server can hold at once (${ctx.limits.maxChoices}).`, count > 1 ? 'prompt' : 'n');
   }
+  const prompts = await preparePrompts(body.prompt, requestEncoding(ctx, tokenizer), { context, echo });
   const logprobs = body.logprobs ?? undefined;
   if (body.max_tokens === 0 && !echo) throw invalidRequest('max_tokens 0 generates nothing; it is accepted only with echo: true (to return the prompt and its log-probabilities).', 'max_tokens');
   const grammar = requestedGrammar(body);

@@ -38,6 +38,11 @@ export async function preparePrompts(prompt: string | string[] | number[] | numb
   return fromTokens(prompt as number[][], encoding, needs, item);
 }
 
+/** How many prompts a completions `prompt` holds (one string or one token-id array is one). */
+export function promptCount(prompt: string | string[] | number[] | number[][]): number {
+  return typeof prompt === 'string' || prompt.length === 0 || typeof prompt[0] === 'number' ? 1 : prompt.length;
+}
+
 /** Every text checked before any is encoded (all in one piece of work). */
 async function fromTexts(texts: string[], encoding: PromptEncoding, needs: PromptNeeds, param: (i: number) => string): Promise<PreparedPrompt[]> {
   const empty = texts.findIndex((t) => t.length === 0);

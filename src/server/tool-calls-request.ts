@@ -28,10 +28,14 @@ export interface ToolUse {
   markers: ReadonlyMap<number, string>;
 }
 
+/** The markup an answer's event stands for when its token is one of the format's control tokens. */
+export function controlMarker(e: GenerationEvent, tools: Pick<ToolUse, 'markers'>): string | undefined {
+  return e.type === 'token' ? tools.markers.get(e.token) : undefined;
+}
+
 /** The text an answer's event adds for the tool-call parser: its text, with a control-token marker spelled out. */
 export function toolParseText(e: GenerationEvent, tools: Pick<ToolUse, 'markers'>): string {
-  const marker = e.type === 'token' ? tools.markers.get(e.token) : undefined;
-  return marker === undefined ? e.text : e.text + marker;
+  return e.text + (controlMarker(e, tools) ?? '');
 }
 
 /** Those of `format`'s markers that `tokenizer` encodes as one control token (no text of its own), by id. */

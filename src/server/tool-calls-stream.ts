@@ -8,8 +8,10 @@ import { markerLength, parseToolCalls, type ToolCall, toolCallStart } from './to
 import type { ToolUse } from './tool-calls-request.ts';
 
 export class ToolCallStream {
-  /** All text of the choice so far. */
+  /** All text of the choice so far, with markup that came as control tokens spelled out. */
   private text = '';
+  /** Where in `text` spelled-out markup stands: the parser reads it, content never carries it. */
+  private readonly spelled: [start: number, end: number][] = [];
   /** How much of `text` has been sent as content. */
   private sent = 0;
   /** Where the call starts in `text`, once it has. */
@@ -17,9 +19,16 @@ export class ToolCallStream {
 
   constructor(private readonly tools: ToolUse) {}
 
-  /** Feed the next piece of text; returns the content that can be sent now (possibly ''). */
-  push(piece: string): string {
+  /**
+   * Feed the next piece of text, and the markup its token stands for when it is a control token
+   * (which decodes to no text); returns the content that can be sent now (possibly '').
+   */
+  push(piece: string, marker?: string): string {
     this.text += piece;
+    if (marker) {
+      this.spelled.push([this.text.length, this.text.length + marker.length]);
+      this.text += marker;
+    }
     if (this.callAt >= 0) return '';
     const at = toolCallStart(this.tools.format, this.text);
     if (at >= 0) {
@@ -40,10 +49,17 @@ export class ToolCallStream {
     return { content: this.take(this.text.length), toolCalls: [] };
   }
 
-  /** Content from `sent` up to `end`, now counted as sent. */
+  /** Content from `sent` up to `end` (spelled-out markup left out), now counted as sent. */
   private take(end: number): string {
     if (end <= this.sent) return '';
-    const out = this.text.slice(this.sent, end);
+    let out = '';
+    let at = this.sent;
+    for (const [a, b] of this.spelled) {
+      if (b <= at || a >= end) continue;
+      out += this.text.slice(at, Math.max(at, a));
+      at = Math.max(at, b);
+    }
+    if (at < end) out += this.text.slice(at, end);
     this.sent = end;
     return out;
   }

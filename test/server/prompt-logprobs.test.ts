@@ -107,4 +107,10 @@ describe('prompt log-probabilities (echo + logprobs), as evaluation harnesses as
     const fits = await postJson(`${server.url}/v1/completions`, { prompt: ids.slice(0, context), max_tokens: 0, echo: true });
     assert.equal(fits.status, 200);
   });
+
+  it('more prompts than the server can hold is a 400 before any prompt is decoded or encoded (an out-of-vocabulary id in them is never reached)', async () => {
+    const lists = Array.from({ length: 65 }, () => [1, 10_000_000]);
+    const err = await assertOpenAIError(await postJson(`${server.url}/v1/completions`, { prompt: lists, max_tokens: 0, echo: true }), 400, 'prompt');
+    assert.match(err.message, /65 prompts × n=1 is more generations than this server can hold at once \(64\)/);
+  });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseToolCalls, type ToolCallFormat, toolCallFormatOf } from '../../src/server/tool-calls.ts';
-import { controlMarkers, toolParseText, type ToolUse } from '../../src/server/tool-calls-request.ts';
+import { controlMarker, controlMarkers, toolParseText, type ToolUse } from '../../src/server/tool-calls-request.ts';
 import type { GenerationEvent } from '../../src/runtime/engine/sequence.ts';
 import { TokenizerJsonTokenizer } from '../../src/runtime/tokenizer/tokenizer-json.ts';
 import { chatmlTokenizerJson } from './helpers/chat-fixtures.ts';
@@ -94,9 +94,23 @@ describe('tool-call markup the tokenizer has as a control token (Mistral\'s [TOO
     assert.deepEqual(parseToolCalls('mistral', events().map((e) => e.text).join(''), functions, true).toolCalls, []);
     const stream = new ToolCallStream(tools);
     const evs = events();
-    const sent = evs.slice(0, -1).map((e) => stream.push(toolParseText(e, tools))).join('');
+    const sent = evs.slice(0, -1).map((e) => stream.push(e.text, controlMarker(e, tools))).join('');
     const end = stream.finish('');
     assert.equal(sent + end.content, 'Let me check.');
     assert.deepEqual(end.toolCalls.map((c) => c.function.name), ['weather']);
+  });
+
+  it('a marker with no call after it that parses: the stream\'s content is the text the whole answer has, without the marker', () => {
+    const evs: GenerationEvent[] = [
+      { type: 'token', token: 65, text: 'Sure. ' },
+      { type: 'token', token: TOOL_CALLS, text: '' },
+      { type: 'token', token: 66, text: 'no JSON here' },
+    ];
+    const stream = new ToolCallStream(tools);
+    const sent = evs.map((e) => stream.push(e.text, controlMarker(e, tools))).join('');
+    const end = stream.finish('');
+    assert.deepEqual(end.toolCalls, []);
+    assert.equal(sent + end.content, 'Sure. no JSON here');
+    assert.equal(parseToolCalls('mistral', evs.map((e) => toolParseText(e, tools)).join(''), functions, true).toolCalls.length, 0);
   });
 });
