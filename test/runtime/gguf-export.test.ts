@@ -111,6 +111,44 @@ for (const dtype of ['f32', 'f16', 'q8_0', 'q4_0'] as const) {
   });
 }
 
+/** `shaped`, as a qwen2 model: q/k/v biases (random, so a lost or misplaced bias shows). */
+async function qwen2Shaped(layers: [heads: number, kv: number, ffn: number][]): Promise<{ spec: ModelSpec; weights: Weights; tokenizer: TokenizerSource }> {
+  const m = await shaped(layers);
+  const spec: ModelSpec = { ...m.spec, family: 'qwen2', attentionBias: true };
+  return { spec, weights: randomWeights(spec, 6), tokenizer: m.tokenizer };
+}
+
+test('a model with q/k/v biases (qwen2) is written as llama.cpp\'s qwen2 (its biases, Q/K rows as Hugging Face has them) and reads back the same', async () => {
+  const m = await qwen2Shaped([[8, 4, 172], [8, 4, 172]]);
+  const { g, back } = await exported(m, 'f32');
+  assert.equal(g.metadata.get('general.architecture')!.value, 'qwen2');
+  assert.equal(g.metadata.get('qwen2.attention.head_count')!.value, 8);
+  assert.ok(g.tensors.has('blk.1.attn_k.bias'));
+  assert.deepEqual(back.spec, m.spec);
+  for (const [name, t] of m.weights) assert.deepEqual(back.weights.get(name)!.data, t.data, name);
+});
+
+test('a pruned qwen2 model is padded to one block shape (llama.cpp\'s qwen2 graph has one, with the full head count): zero heads, zero biases, zero neurons; it computes the same, and round-trips byte for byte', async () => {
+  // Layer 0 lost a KV group; layer 1 lost half its groups and most neurons; layer 2 its attention; layer 3 everything.
+  const m = await qwen2Shaped([[6, 3, 172], [4, 2, 96], [0, 0, 120], [0, 0, 0]]);
+  for (const dtype of ['f32', 'q8_0'] as const) {
+    const e = await exported(m, dtype, dtype);
+    const ffn = dtype === 'f32' ? 172 : 192;
+    assert.equal(e.g.metadata.get('general.architecture')!.value, 'qwen2');
+    assert.deepEqual(e.back.spec.layers.map((l) => [l.heads, l.kvHeads, l.ffn]), [[8, 4, ffn], [8, 4, ffn], [8, 4, ffn]]);
+    const qb = e.back.weights.get(weightName.qBias(1))!.data;
+    assert.deepEqual(qb.subarray(0, 32), m.weights.get(weightName.qBias(1))!.data);
+    assert.ok(qb.subarray(32).every((x) => x === 0) && e.back.weights.get(weightName.vBias(2))!.data.every((x) => x === 0));
+    const served: Weights = dtype === 'f32' ? m.weights : new Map([...m.weights].map(([n, t]) => [n, t.shape.length === 2 ? { shape: t.shape, data: dequantizeMatrix(quantizeMatrix(t.data, t.shape[0]!, t.shape[1]!, 8)) } : t]));
+    const ours = referenceForward(m.spec, served, TOKENS);
+    const theirs = referenceForward(e.back.spec, e.back.weights, TOKENS);
+    assert.ok(ours.every((x, i) => Math.abs(x - theirs[i]!) <= 1e-9 * Math.max(1, Math.abs(x))), dtype);
+    const again = join(await tempDir('gguf-rt'), `${dtype}.gguf`);
+    await writeGguf(e.back, again, { dtype, tokenizer: e.back.tokenizer, name: dtype });
+    assert.ok((await readFile(again)).equals(await readFile(e.path)), dtype);
+  }
+});
+
 test('a tokenizer.json tokenizer (sentencepiece layout, as our pruned directories carry) is written as a scored vocabulary that encodes the same', async () => {
   const m = await loadStories();
   const spm = m.tokenizer as ScoredVocabSource;
@@ -136,12 +174,13 @@ test('a byte-level tokenizer.json is written as gpt2 with merges and llama.cpp\'
   assert.deepEqual(back.tokenizer.kind === 'byte-bpe' && back.tokenizer.merges, ['t 2']);
 });
 
-test('bad input gets one clear line: unsupported dtype, attention biases, a hidden size that is not whole blocks', async () => {
+test('bad input gets one clear line: unsupported dtype, q/k/v biases whose full head count is not whole KV groups, a hidden size that is not whole blocks', async () => {
   const m = await shaped([[8, 4, 172]]);
   const p = join(await tempDir('gguf-bad'), 'x.gguf');
   await rejectsWith(writeGguf(m, p, { dtype: 'bf16' as GgufWriteDtype, tokenizer: m.tokenizer }), "'bf16'", 'f32, f16, q8_0, q4_0');
-  const biased: ModelSpec = { ...m.spec, attentionBias: true };
-  await rejectsWith(writeGguf({ spec: biased, weights: randomWeights(biased) }, p, { tokenizer: m.tokenizer }), 'attention biases', '--format hf');
+  // hidden 64 / head size 8 = 8 query heads, not a whole number of KV groups of 3.
+  const biased = await qwen2Shaped([[6, 2, 172]]);
+  await rejectsWith(writeGguf(biased, p, { tokenizer: m.tokenizer }), 'q/k/v biases', 'KV groups of 3', '--format hf');
   const odd: ModelSpec = { ...m.spec, hidden: 40, layers: [{ heads: 5, kvHeads: 5, headDim: 8, ffn: 64 }] };
   await rejectsWith(writeGguf({ spec: odd, weights: randomWeights(odd) }, p, { dtype: 'q4_0', tokenizer: m.tokenizer }), 'multiple of 32', 'F16 or F32');
 });

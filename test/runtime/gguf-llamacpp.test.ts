@@ -2,8 +2,9 @@
  * Exported GGUF files run in the real llama.cpp (node-llama-cpp's prebuilt CPU binary, installed on
  * demand into .peer/ from the npm registry as the peer benchmark does): MoP variants of the bundled
  * model at 20% (uniform: `llama`), 40% and 50% (`deci`), a sublayer prune (attention-free layers),
- * and hand-cut shapes with an MLP-free layer and an attention-free first layer, each in F32, Q8_0 and
- * Q4_0. Each file is read back (our reader dequantizes Q8_0 / Q4_0 exactly) and run here:
+ * hand-cut shapes with an MLP-free layer and an attention-free first layer, and the model with q/k/v
+ * biases (`qwen2`), whole and pruned by MoP to 40% (written padded to one block shape, as llama.cpp's
+ * qwen2 graph needs), each in F32, Q8_0 and Q4_0. Each file is read back (our reader dequantizes Q8_0 / Q4_0 exactly) and run here:
  * - F32: by our engine (ModelSession); llama.cpp, fed our greedy continuation, must pick our token at
  *   every one of the 64 steps, logits within 1e-3.
  * - Q8_0 / Q4_0: llama.cpp's CPU kernels round every activation vector to Q8_0 blocks before it
@@ -54,6 +55,20 @@ function cut(model: { spec: ModelSpec; weights: Weights }, o: { attention?: numb
     (o.attention ?? []).some((i) => [weightName.attnNorm(i), weightName.q(i), weightName.k(i), weightName.v(i), weightName.o(i)].includes(n)) ||
     (o.mlp ?? []).some((i) => [weightName.mlpNorm(i), weightName.gate(i), weightName.up(i), weightName.down(i)].includes(n));
   return { spec: { ...model.spec, layers }, weights: new Map([...model.weights].filter(([n]) => !drop(n))) };
+}
+
+/** `model` as a qwen2 model: the same weights plus small random q/k/v biases (seeded). */
+function withBiases(model: { spec: ModelSpec; weights: Weights }): { spec: ModelSpec; weights: Weights } {
+  const spec: ModelSpec = { ...model.spec, family: 'qwen2', attentionBias: true };
+  const weights = new Map(model.weights);
+  let seed = 7;
+  const next = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.2;
+  spec.layers.forEach((l, i) => {
+    weights.set(weightName.qBias(i), { shape: [l.heads * l.headDim], data: Float32Array.from({ length: l.heads * l.headDim }, next) });
+    weights.set(weightName.kBias(i), { shape: [l.kvHeads * l.headDim], data: Float32Array.from({ length: l.kvHeads * l.headDim }, next) });
+    weights.set(weightName.vBias(i), { shape: [l.kvHeads * l.headDim], data: Float32Array.from({ length: l.kvHeads * l.headDim }, next) });
+  });
+  return { spec, weights };
 }
 
 /** Our engine (float32) on the file read back: greedy tokens and the logits each was picked from. */
@@ -138,6 +153,8 @@ describe('exported GGUF files in llama.cpp', () => {
       ['MoP 50%, sublayer depth (attention-free layers)', await mop(0.5, 'sublayer')],
       ['an MLP-free layer', cut(model, { mlp: [2] })],
       ['an attention-free first layer and an empty layer', cut(model, { attention: [0, 3], mlp: [3] })],
+      ['qwen2 (q/k/v biases)', withBiases(model)],
+      ['qwen2, MoP 40% (written padded to one block shape)', (await runMop({ ...model, ...withBiases(model) }, { target: 0.4, calibration })).model],
     ];
   });
   after(async () => llama?.dispose());

@@ -17,7 +17,7 @@ export interface GgufNamePair {
 /** The GGUF tensor for every weight the spec expects, in llama.cpp's conventional order. */
 export function ggufTensorNames(spec: ModelSpec): GgufNamePair[] {
   // qwen2 files keep Hugging Face's rotate-half rows (llama.cpp runs that architecture with NEOX RoPE).
-  const interleaved = spec.family !== 'qwen2';
+  const interleaved = spec.family !== 'qwen2' && !spec.attentionBias;
   const out: GgufNamePair[] = [
     { gguf: 'token_embd.weight', hf: weightName.embed },
     { gguf: 'output_norm.weight', hf: weightName.finalNorm },

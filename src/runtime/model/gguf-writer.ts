@@ -4,7 +4,8 @@
  * interleaved RoPE layout GGUF keeps (gguf-llama.ts). The model is first put in its export form
  * (gguf-export-form.ts: same function, shapes llama.cpp runs exactly). A model whose blocks then
  * all have one shape is written as llama.cpp's `llama` architecture; any other as `deci`
- * (Nemotron-NAS), which reads feed_forward_length, head_count and head_count_kv per layer.
+ * (Nemotron-NAS), which reads feed_forward_length, head_count and head_count_kv per layer; a
+ * model with q/k/v biases as `qwen2` (one shape in every layer).
  */
 import { basename } from 'node:path';
 import { checkModel, f32Bytes } from './checkpoint-io.ts';
@@ -60,10 +61,25 @@ const f32 = (value: number): GgufKv => ({ type: GgufType.FLOAT32, value });
 const str = (value: string): GgufKv => ({ type: GgufType.STRING, value });
 const i32s = (value: number[]): GgufKv => ({ type: GgufType.ARRAY, itemType: GgufType.INT32, value });
 
-/** general.* and the architecture's hyperparameters: scalars for `llama`, per-layer arrays for `deci`. */
-function modelMetadata(spec: ModelSpec, dtype: GgufWriteDtype, name: string): Map<string, GgufKv> {
+/**
+ * The llama.cpp architecture of a model in export form: `qwen2` for q/k/v biases (the export
+ * form pads such a model to one block shape: that graph sizes every block from layer 0, and
+ * `deci` has no biases), `llama` for one shape, `deci` for per-layer shapes.
+ */
+function architectureOf(spec: ModelSpec): 'llama' | 'deci' | 'qwen2' {
   const uniform = uniformLayers(spec);
-  const a = uniform ? 'llama' : 'deci';
+  if (spec.attentionBias) {
+    // The export form gives such a model one block shape (gguf-export-form.ts): anything else is a bug.
+    if (!uniform) throw new Error('GGUF writer: a model with q/k/v biases reached the writer with per-layer shapes');
+    return 'qwen2';
+  }
+  return uniform ? 'llama' : 'deci';
+}
+
+/** general.* and the architecture's hyperparameters: scalars for `llama` / `qwen2`, per-layer arrays for `deci`. */
+function modelMetadata(spec: ModelSpec, dtype: GgufWriteDtype, name: string): Map<string, GgufKv> {
+  const a = architectureOf(spec);
+  const uniform = a !== 'deci';
   const l0 = spec.layers[0]!;
   const perLayer = (f: (l: ModelSpec['layers'][number]) => number): GgufKv => (uniform ? u32(f(l0)) : i32s(spec.layers.map(f)));
   const md = new Map<string, GgufKv>();
