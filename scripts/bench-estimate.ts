@@ -140,6 +140,7 @@ const md = [
   ...rows.flatMap((r) => [`### ${r.case}`, '', '```', describeEstimate(r.estimate), '```', '']),
 ];
 const out = path.resolve(repoRoot, args.out);
+fs.mkdirSync(path.dirname(out), { recursive: true });
 fs.writeFileSync(out, md.join('\n'));
 fs.writeFileSync(out.replace(/\.md$/, '.json'), JSON.stringify(rows, null, 2));
 log(`wrote ${path.relative(repoRoot, out)}`);
