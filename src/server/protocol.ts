@@ -11,6 +11,8 @@ import { z } from 'zod';
 
 /** OpenAI's limits. */
 export const MAX_STOP_SEQUENCES = 4;
+/** Longest stop string: the engine checks every held-back suffix against it at every token, so its length costs each step of the variant's batch. */
+export const MAX_STOP_CHARS = 256;
 export const MAX_COMPLETION_LOGPROBS = 5;
 export const MAX_CHAT_TOP_LOGPROBS = 20;
 
@@ -71,6 +73,9 @@ const structuredOutputFields = {
 };
 
 /** Fields the two endpoints share: sampling, stopping, streaming. */
+
+const stopString = z.string().max(MAX_STOP_CHARS, `a stop string of at most ${MAX_STOP_CHARS} characters`);
+
 function commonFields(limits: ProtocolLimits) {
   return {
     model: z.string().nullish(),
@@ -90,7 +95,7 @@ function commonFields(limits: ProtocolLimits) {
       })
       .nullish(),
     stop: z
-      .union([z.string(), z.array(z.string()).max(MAX_STOP_SEQUENCES, `at most ${MAX_STOP_SEQUENCES} stop sequences`)], {
+      .union([stopString, z.array(stopString).max(MAX_STOP_SEQUENCES, `at most ${MAX_STOP_SEQUENCES} stop sequences`)], {
         error: `must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings`,
       })
       .nullish(),
@@ -108,9 +113,43 @@ function commonFields(limits: ProtocolLimits) {
   };
 }
 
+const PROMPT_FORMS = 'must be a string, an array of strings, an array of token ids or an array of token-id arrays';
+
+type PromptValue = string | string[] | number[] | number[][];
+
+const isTokenId = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
+
+/**
+ * Where `v` (a prompt array) first breaks the form its first element says it is in, or null when
+ * it holds to it. One pass that stops at the first bad element: a huge array costs one look, where
+ * z.union would check it against every form and build one issue per element.
+ */
+function firstPromptProblem(v: unknown[]): string | null {
+  const first = v[0];
+  const bad = (is: (x: unknown) => boolean, what: string) => {
+    const i = v.findIndex((x) => !is(x));
+    return i < 0 ? null : `prompt[${i}] must be ${what}, as prompt[0] is`;
+  };
+  if (v.length === 0 || typeof first === 'number') return bad(isTokenId, 'an integer token id');
+  if (typeof first === 'string') return bad((x) => typeof x === 'string', 'a string');
+  if (Array.isArray(first)) {
+    for (const [i, list] of v.entries()) {
+      if (!Array.isArray(list)) return `prompt[${i}] must be an array of token ids, as prompt[0] is`;
+      const j = list.findIndex((x) => !isTokenId(x));
+      if (j >= 0) return `prompt[${i}][${j}] must be an integer token id`;
+    }
+    return null;
+  }
+  return 'prompt[0] is neither a string, a token id nor an array of token ids';
+}
+
 /** `prompt`: a string, several strings, a token array or several token arrays (each a choice group). */
-export const promptSchema = z.union([z.string(), z.array(z.string()), z.array(tokenId), z.array(z.array(tokenId))], {
-  error: 'must be a string, an array of strings, an array of token ids or an array of token-id arrays',
+export const promptSchema = z.unknown().transform((v, ctx): PromptValue => {
+  if (typeof v === 'string') return v;
+  const problem = Array.isArray(v) ? firstPromptProblem(v) : 'not a string or an array';
+  if (problem === null) return v as PromptValue;
+  ctx.issues.push({ code: 'custom', input: v, message: `${PROMPT_FORMS} (${problem})` });
+  return z.NEVER;
 });
 
 export function completionRequestSchema(limits: ProtocolLimits) {

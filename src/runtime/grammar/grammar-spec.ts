@@ -55,7 +55,11 @@ export class GrammarLimitError extends GrammarError {
   }
 }
 
-/** UTF-8 bytes of what the client wrote: the schema text, the regex, the EBNF, every choice or part together. */
+/**
+ * UTF-8 bytes of what the client wrote: the schema text, the regex, the EBNF, every choice or part
+ * together; each choice and part counts at least one byte (a million empty choices are a million
+ * alternatives to compile, not nothing).
+ */
 export function grammarSpecBytes(spec: GrammarSpec): number {
   const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
   switch (spec.kind) {
@@ -66,9 +70,9 @@ export function grammarSpecBytes(spec: GrammarSpec): number {
     case 'ebnf':
       return bytes(spec.grammar);
     case 'choice':
-      return spec.choices.reduce((n, c) => n + bytes(c), 0);
+      return spec.choices.reduce((n, c) => n + Math.max(1, bytes(c)), 0);
     case 'sequence':
-      return spec.parts.reduce((n, p) => n + bytes('text' in p ? p.text : p.json), 0);
+      return spec.parts.reduce((n, p) => n + Math.max(1, bytes('text' in p ? p.text : p.json)), 0);
   }
 }
 
