@@ -11,7 +11,7 @@ import { eventLogprob, type GenerationEvent, type GenerationRequest, type TokenE
 import type { ServedVariant } from '../service/variants/served-variant.ts';
 import type { Tokenizer } from '../runtime/tokenizer/types.ts';
 import type { EndpointContext } from './endpoint.ts';
-import { parseBody, resolveVariant, streamErrorBody } from './endpoint.ts';
+import { parseBody, resolveVariant, streamErrorBody, streamStall } from './endpoint.ts';
 import { invalidRequest } from './errors.ts';
 import { toApiError } from './service-errors.ts';
 import { type ChoiceEvent, Fanout } from './fanout.ts';
@@ -57,7 +57,7 @@ export async function handleCompletion(json: unknown, ctx: EndpointContext): Pro
     // Scored (or echoed) without generating: answered here, so counted here.
     ctx.metrics.countRequest(variant.id, 'success');
     ctx.counted = true;
-    if (body.stream) return sseResponse(shape.promptOnlyChunks(includeUsage(body)), streamErrorBody(ctx));
+    if (body.stream) return sseResponse(shape.promptOnlyChunks(includeUsage(body)), streamErrorBody(ctx), streamStall(ctx));
     return Response.json(shape.response(Array.from({ length: prompts.length * n }, () => [])));
   }
   const stop = stopList(body.stop);

@@ -32,6 +32,8 @@ export interface ServerConfig {
   ortSpin: boolean;
   /** Per-request deadline from submission; 0 = none. */
   requestTimeoutMs: number;
+  /** A stream whose client reads nothing for this long is given up (generations cancelled, connection closed); 0 = never. */
+  streamStallMs: number;
   /** `max_tokens` of a /v1/completions request that omits it (OpenAI's default is 16). */
   maxTokensDefault: number;
   /** Largest accepted request body; larger ones get 413. */
@@ -107,6 +109,7 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   prefixCacheMb: 256,
   ortSpin: false,
   requestTimeoutMs: 600_000,
+  streamStallMs: 30_000,
   maxTokensDefault: 16,
   maxBodyBytes: 4 * 1024 * 1024,
   shutdownGraceMs: 30_000,
@@ -228,6 +231,7 @@ export const configKnobs: readonly ConfigKnob[] = [
   { key: 'prefixCacheMb', flag: '--prefix-cache-mb <n>', env: 'MOP_PREFIX_CACHE_MB', description: 'MiB of prompt KV cache each variant keeps so later prompts with the same start skip its prefill (0 = off; CPU and CUDA-provider sessions)', parse: int(0, 1 << 20) },
   { key: 'batchPrefill', flag: '--batch-prefill <on|off>', env: 'MOP_BATCH_PREFILL', description: 'prefill fresh prompts that arrive together in one run (CPU): more prompt tokens/s, later first tokens within a burst', parse: (raw) => oneOf('on', 'off')(raw) === 'on' },
   { key: 'requestTimeoutMs', flag: '--request-timeout-ms <ms>', env: 'MOP_REQUEST_TIMEOUT_MS', description: 'per-request deadline (0 = none)', parse: int(0) },
+  { key: 'streamStallMs', flag: '--stream-stall-ms <ms>', env: 'MOP_STREAM_STALL_MS', description: 'a stream whose client reads nothing for this long is given up: its generations cancelled, the connection closed (0 = never)', parse: int(0) },
   { key: 'maxTokensDefault', flag: '--max-tokens-default <n>', env: 'MOP_MAX_TOKENS_DEFAULT', description: 'max_tokens when a completions request omits it', parse: int(1) },
   { key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'MOP_MAX_BODY_BYTES', description: 'largest request body (413 beyond)', parse: int(1) },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'MOP_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, time in-flight requests get to finish', parse: int(0) },

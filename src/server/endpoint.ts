@@ -8,6 +8,7 @@ import type { ServerMetrics } from './metrics.ts';
 import type { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/variants/served-variant.ts';
 import type { ChatTemplate } from './chat-template.ts';
+import type { StreamStall } from './sse.ts';
 import type { TokenizeThread } from './tokenize-thread.ts';
 import type { z } from 'zod';
 
@@ -18,6 +19,8 @@ export interface EndpointLimits {
   maxN: number;
   /** Most generations (prompts × n) one request may start: more could never be admitted. */
   maxChoices: number;
+  /** A stream whose client reads nothing for this long is given up; 0 = never (--stream-stall-ms). */
+  streamStallMs: number;
 }
 
 export interface EndpointContext {
@@ -51,6 +54,12 @@ export function resolveVariant(ctx: EndpointContext, model: string | null | unde
   if (!variant) throw modelNotFound(model!);
   ctx.variant = variant;
   return variant;
+}
+
+/** How long a stream may wait on a client that reads nothing, and the log line when it gives up. */
+export function streamStall(ctx: EndpointContext): StreamStall {
+  const ms = ctx.limits.streamStallMs;
+  return { ms, onStall: () => ctx.log(`a streaming client read nothing for ${ms} ms: its generations are cancelled and its connection closed`) };
 }
 
 /** How a stream reports a failure after its headers are sent: the same mapping as before them. */

@@ -5,7 +5,7 @@
  * answering as SSE or as one JSON object.
  */
 import type { GenerationEvent } from '../runtime/engine/sequence.ts';
-import { type EndpointContext, streamErrorBody } from './endpoint.ts';
+import { type EndpointContext, streamErrorBody, streamStall } from './endpoint.ts';
 import type { ChoiceEvent, Fanout } from './fanout.ts';
 import { responseId, unixNow, type Usage, usage } from './protocol.ts';
 import { sseResponse } from './sse.ts';
@@ -105,6 +105,6 @@ export interface GenerationShape {
 /** Answer with the fan-out's generations (which from now on count the request's outcome): SSE with `stream`, else JSON. */
 export async function answerGenerations(ctx: EndpointContext, fanout: Fanout, body: StreamFields, shape: GenerationShape): Promise<Response> {
   ctx.counted = true;
-  if (body.stream) return sseResponse(shape.chunks(fanout, includeUsage(body)), streamErrorBody(ctx));
+  if (body.stream) return sseResponse(shape.chunks(fanout, includeUsage(body)), streamErrorBody(ctx), streamStall(ctx));
   return Response.json(shape.response(await fanout.collect()));
 }

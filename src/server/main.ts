@@ -217,7 +217,7 @@ function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync |
     log,
     maxBodyBytes: config.maxBodyBytes,
     // Every generation of a request is submitted at once and waits in the queue until admitted.
-    limits: { maxTokensDefault: config.maxTokensDefault, maxN: config.maxN, maxChoices: config.maxQueue },
+    limits: { maxTokensDefault: config.maxTokensDefault, maxN: config.maxN, maxChoices: config.maxQueue, streamStallMs: config.streamStallMs },
   });
   return { app, metrics, state };
 }

@@ -24,13 +24,15 @@ export class ToolCallStream {
    * (which decodes to no text); returns the content that can be sent now (possibly '').
    */
   push(piece: string, marker?: string): string {
+    // A marker can only start in the new text or in its last characters before it: never search the whole answer again.
+    const from = Math.max(0, this.text.length - markerLength(this.tools.format) + 1);
     this.text += piece;
     if (marker) {
       this.spelled.push([this.text.length, this.text.length + marker.length]);
       this.text += marker;
     }
     if (this.callAt >= 0) return '';
-    const at = toolCallStart(this.tools.format, this.text);
+    const at = toolCallStart(this.tools.format, this.text, from);
     if (at >= 0) {
       this.callAt = at;
       return this.take(at);

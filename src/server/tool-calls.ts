@@ -73,13 +73,13 @@ export function forcedCallGrammar(format: ToolCallFormat, functions: readonly To
   }
 }
 
-/** Where a tool call starts in the answer (so far): its index, or -1. */
-export function toolCallStart(format: ToolCallFormat, text: string): number {
+/** Where a tool call starts in the answer (so far): its index, or -1. A marker is looked for from `from` on (a stream's text already searched). */
+export function toolCallStart(format: ToolCallFormat, text: string, from = 0): number {
   switch (format) {
     case 'hermes':
-      return text.indexOf('<tool_call>');
+      return text.indexOf('<tool_call>', from);
     case 'mistral':
-      return text.indexOf('[TOOL_CALLS]');
+      return text.indexOf('[TOOL_CALLS]', from);
     case 'llama3-json': {
       const lead = text.search(/\S/);
       if (lead < 0) return -1;
