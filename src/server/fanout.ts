@@ -95,11 +95,29 @@ export class Fanout {
     }
   }
 
-  /** Every choice's events collected (non-streaming responses). */
-  async collect(): Promise<GenerationEvent[][]> {
+  /**
+   * Every choice's events collected and built into the response (non-streaming). The response is
+   * built as soon as every choice has finished, before the request is counted: a response that
+   * cannot be built (e.g. too large for one string) is counted by its error, not as a success.
+   */
+  async collect<T>(build: (events: GenerationEvent[][]) => T): Promise<T> {
     const out: GenerationEvent[][] = this.iterators.map(() => []);
-    for await (const { index, event } of this.events()) out[index]!.push(event);
-    return out;
+    const events = this.events();
+    let built: { value: T } | undefined;
+    for (;;) {
+      const r = await events.next();
+      if (r.done) break;
+      out[r.value.index]!.push(r.value.event);
+      if (!built && this.finishes.size === this.iterators.length) {
+        try {
+          built = { value: build(out) };
+        } catch (e) {
+          // Into the generator: it aborts what is left and counts the request by this error.
+          await events.throw(e);
+        }
+      }
+    }
+    return built ? built.value : build(out);
   }
 
   /** Count the HTTP request once, by how its generations ended. */

@@ -106,5 +106,5 @@ export interface GenerationShape {
 export async function answerGenerations(ctx: EndpointContext, fanout: Fanout, body: StreamFields, shape: GenerationShape): Promise<Response> {
   ctx.counted = true;
   if (body.stream) return sseResponse(shape.chunks(fanout, includeUsage(body)), streamErrorBody(ctx), streamStall(ctx));
-  return Response.json(shape.response(await fanout.collect()));
+  return fanout.collect((events) => Response.json(shape.response(events)));
 }

@@ -16,6 +16,9 @@ export const RETRY_AFTER_SECONDS = 1;
 
 const SHUTTING_DOWN = 'The server is shutting down and takes no new requests.';
 
+/** V8's own RangeErrors (a string or array too long, the stack exhausted, an allocation refused): the server's failure, not the request's. */
+const V8_LIMIT = /^(Invalid (string|array|typed array) length|Maximum call stack size exceeded|Array buffer allocation failed)/;
+
 /** `param`: the request field a context-length error names (prompt, prompt[i], messages). */
 export function toApiError(e: unknown, log: (line: string) => void, param = 'prompt'): ApiError {
   if (e instanceof ApiError) return e;
@@ -29,7 +32,7 @@ export function toApiError(e: unknown, log: (line: string) => void, param = 'pro
   if (e instanceof EngineStepError) return new ApiError(500, `The model failed while generating: ${e.message}`, 'server_error', null, 'engine_error');
   if (e instanceof RequestTimeoutError) return unavailable(e.message, 'request_timeout');
   if (e instanceof RequestAbortedError) return new ApiError(400, e.message, 'invalid_request_error', null, 'client_closed_request');
-  if (e instanceof RangeError) return invalidRequest(e.message);
+  if (e instanceof RangeError && !V8_LIMIT.test(e.message)) return invalidRequest(e.message);
   // A structured output the model could not continue (endpoints check grammars before they stream, naming the field).
   if (e instanceof GrammarError) return invalidRequest(`The structured output cannot be produced: ${e.message}`, null, 'invalid_grammar');
   log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
