@@ -7,10 +7,14 @@ import type { MiddlewareHandler } from 'hono';
 import { bearerCheck } from './bearer-auth.ts';
 import { invalidApiKey } from './errors.ts';
 
-export function requireApiKey(keys: readonly string[]): MiddlewareHandler {
+/** `onRefused`: counts a refusal (outcome `unauthorized`), so key guessing shows in /metrics. */
+export function requireApiKey(keys: readonly string[], onRefused: () => void = () => undefined): MiddlewareHandler {
   const matches = bearerCheck(keys);
   return async (c, next) => {
-    if (!matches(c.req.header('authorization'))) return invalidApiKey().toResponse();
+    if (!matches(c.req.header('authorization'))) {
+      onRefused();
+      return invalidApiKey().toResponse();
+    }
     await next();
   };
 }

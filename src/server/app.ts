@@ -71,7 +71,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   for (const path of ['/v1/*', ...TOKENIZE_PATHS]) {
     const count = (outcome: RequestOutcome) => path === '/v1/*' && countFailure(deps, undefined, outcome);
     if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use(path, corsFor(deps.allowedOrigins));
-    if (deps.apiKeys && deps.apiKeys.length > 0) app.use(path, requireApiKey(deps.apiKeys));
+    if (deps.apiKeys && deps.apiKeys.length > 0) app.use(path, requireApiKey(deps.apiKeys, () => count('unauthorized')));
     app.use(path, requireJsonBody(() => count('invalid')));
     app.use(
       path,

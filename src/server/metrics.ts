@@ -22,10 +22,10 @@ export const LATENCY_BUCKETS = [
 export const TOKEN_BUCKETS = Array.from({ length: 18 }, (_, i) => 2 ** i);
 
 /** How an HTTP generation request ended. */
-export type RequestOutcome = 'success' | 'aborted' | 'timeout' | 'invalid' | 'not_found' | 'too_large' | 'rejected' | 'unavailable' | 'error';
+export type RequestOutcome = 'success' | 'aborted' | 'timeout' | 'invalid' | 'unauthorized' | 'not_found' | 'too_large' | 'rejected' | 'unavailable' | 'error';
 
 /** Every label value of the counters with a label besides `model`, so a model's label sets can be removed one by one. */
-const REQUEST_OUTCOMES = Object.keys({ success: 0, aborted: 0, timeout: 0, invalid: 0, not_found: 0, too_large: 0, rejected: 0, unavailable: 0, error: 0 } satisfies Record<RequestOutcome, 0>) as RequestOutcome[];
+const REQUEST_OUTCOMES = Object.keys({ success: 0, aborted: 0, timeout: 0, invalid: 0, unauthorized: 0, not_found: 0, too_large: 0, rejected: 0, unavailable: 0, error: 0 } satisfies Record<RequestOutcome, 0>) as RequestOutcome[];
 const FINISH_REASONS = Object.keys({ stop: 0, length: 0, abort: 0, timeout: 0 } satisfies Record<FinishReason, 0>) as FinishReason[];
 
 /** Unloaded ids remembered for sweeping (see forgetModel); the oldest beyond this are let go. */

@@ -51,9 +51,10 @@ export function outcomeOf(err: ApiError): RequestOutcome {
   }
   switch (err.status) {
     case 400:
-    case 401:
     case 415:
       return 'invalid';
+    case 401:
+      return 'unauthorized';
     case 404:
       return 'not_found';
     case 413:

@@ -151,7 +151,9 @@ describe('a server with --api-key and --allowed-origins', () => {
     await assert.rejects(client('sk-wrong-key-0123456789').models.list(), OpenAI.AuthenticationError);
   });
 
-  it('answers 401 in OpenAI shape with www-authenticate: Bearer to a request without a key, before reading its body', async () => {
+  it('answers 401 in OpenAI shape with www-authenticate: Bearer to a request without a key, before reading its body; each is counted (outcome unauthorized)', async () => {
+    const refused = async () => (await scrape(s.url)).get('mop_requests_total{model="unknown",outcome="unauthorized"}') ?? 0;
+    const before = await refused();
     for (const res of [
       await fetch(s.url + '/v1/models'),
       await fetch(s.url + '/v1/models/stories260K', { headers: { authorization: `Basic ${KEY_1}` } }),
@@ -163,6 +165,7 @@ describe('a server with --api-key and --allowed-origins', () => {
       assert.equal(e.type, 'authentication_error');
       assert.equal(e.code, 'invalid_api_key');
     }
+    assert.equal((await refused()) - before, 4, 'key guessing shows in /metrics');
   });
 
   it('leaves /health, /ready and /metrics open', async () => {
