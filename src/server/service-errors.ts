@@ -29,7 +29,8 @@ export function toApiError(e: unknown, log: (line: string) => void, param = 'pro
   if (e instanceof EngineStalledError) return unavailable(e.message, 'engine_stalled');
   if (e instanceof VariantUnavailableError) return unavailable(e.message, 'model_unavailable');
   // The variant logged the step's cause once; every request it carried gets this.
-  if (e instanceof EngineStepError) return new ApiError(500, `The model failed while generating: ${e.message}`, 'server_error', null, 'engine_error');
+  // The cause (ONNX Runtime's or the device's message) is in the log; the client learns what happened, not the internals.
+  if (e instanceof EngineStepError) return new ApiError(500, 'The model failed while generating this request; the server logged the cause. Retry; if it persists, tell the operator.', 'server_error', null, 'engine_error');
   if (e instanceof RequestTimeoutError) return unavailable(e.message, 'request_timeout');
   if (e instanceof RequestAbortedError) return new ApiError(400, e.message, 'invalid_request_error', null, 'client_closed_request');
   if (e instanceof RangeError && !V8_LIMIT.test(e.message)) return invalidRequest(e.message);

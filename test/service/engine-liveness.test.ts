@@ -28,11 +28,12 @@ describe('a model step that fails', () => {
   before(async () => (s = await startTestServer({ maxBatch: 2 }, { engineWorker: faultEngineWorker, log: (l) => lines.push(l) })));
   after(async () => s.close());
 
-  it('answers 500 engine_error, counts outcome error, logs the variant and the cause once, and the next request succeeds', async () => {
+  it('answers 500 engine_error (the cause in the log, not in the answer), counts outcome error, logs the variant and the cause once, and the next request succeeds', async () => {
     injectEngineFault({ variant: VARIANT, action: 'fail-steps', count: 1 });
     const err = await assertOpenAIError(await complete(s), 500);
     assert.equal(err.code, 'engine_error');
-    assert.match(err.message, /injected step failure/);
+    assert.match(err.message, /the server logged the cause/);
+    assert.doesNotMatch(err.message, /injected step failure/);
     const m = await metrics(s);
     assert.equal(m.get(`mop_requests_total{model="${VARIANT}",outcome="error"}`), 1);
     assert.equal(m.get(`mop_requests_total{model="${VARIANT}",outcome="aborted"}`) ?? 0, 0);

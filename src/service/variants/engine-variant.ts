@@ -223,7 +223,8 @@ export class EngineVariant implements ServedVariant {
       this.options.log(`model '${this.id}': engine restarted in ${(engine.loadMs / 1000).toFixed(1)} s (${reason})`);
     } catch (e) {
       this.options.log(`model '${this.id}': engine restart failed: ${e instanceof Error ? e.message : String(e)}; the variant is unavailable`);
-      this.setStatus('unavailable', `its engine could not be restarted: ${e instanceof Error ? e.message : String(e)}`);
+      // The cause is in the log: the reason shows on the open /ready and /health and in 503s.
+      this.setStatus('unavailable', 'its engine could not be restarted (the server log has the cause)');
     }
   }
 
