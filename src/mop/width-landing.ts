@@ -1,4 +1,4 @@
-import type { ModelSpec } from '../runtime/model/spec.ts';
+import type { LayerSpec, ModelSpec } from '../runtime/model/spec.ts';
 import type { PruneCost } from './prune-cost.ts';
 import { plannedLayer, type PruningPlan } from './pruning-plan.ts';
 import { byScore, type Unit } from './width-units.ts';
@@ -30,13 +30,15 @@ class Removal {
     private readonly keptNeurons: ReadonlyMap<number, number>,
     private readonly multiple: number,
     units: Iterable<Unit> = [],
+    /** Each touched layer's shape and cost in the plan, shared by copies (the plan does not change while landing). */
+    private readonly before = new Map<number, { spec: LayerSpec; cost: number }>(),
   ) {
     this.set = new Set();
     for (const u of units) this.add(u);
   }
 
   copy(): Removal {
-    return new Removal(this.base, this.plan, this.cost, this.keptNeurons, this.multiple, this.set);
+    return new Removal(this.base, this.plan, this.cost, this.keptNeurons, this.multiple, this.set, this.before);
   }
 
   /** What adding (sign 1) or giving back (−1) `u` changes the total by. */
@@ -69,14 +71,22 @@ class Removal {
 
   /** Layer i's cost removed by this set, with `u` added or given back. */
   private layerCost(i: number, u?: Unit, sign: 1 | -1 = 1): number {
-    const before = plannedLayer(this.base, this.plan, i);
+    const before = this.layerBefore(i);
     const n = (kind: Unit['kind']) => ((kind === 'kv' ? this.kv : this.neurons).get(i) ?? 0) + (u?.kind === kind ? sign * u.indices.length : 0);
-    const group = before.kvHeads > 0 ? before.heads / before.kvHeads : 0;
-    const kvHeads = before.kvHeads - n('kv');
-    const after = { heads: kvHeads * group, kvHeads, headDim: before.headDim, ffn: before.ffn - n('neuron') };
-    const c0 = this.cost.subBlocks(this.base, before);
-    const c1 = this.cost.subBlocks(this.base, after);
-    return c0.attention + c0.mlp - c1.attention - c1.mlp;
+    const group = before.spec.kvHeads > 0 ? before.spec.heads / before.spec.kvHeads : 0;
+    const kvHeads = before.spec.kvHeads - n('kv');
+    const c = this.cost.subBlocks(this.base, { heads: kvHeads * group, kvHeads, headDim: before.spec.headDim, ffn: before.spec.ffn - n('neuron') });
+    return before.cost - c.attention - c.mlp;
+  }
+
+  private layerBefore(i: number): { spec: LayerSpec; cost: number } {
+    let b = this.before.get(i);
+    if (!b) {
+      const spec = plannedLayer(this.base, this.plan, i);
+      const c = this.cost.subBlocks(this.base, spec);
+      this.before.set(i, (b = { spec, cost: c.attention + c.mlp }));
+    }
+    return b;
   }
 }
 
