@@ -109,7 +109,7 @@ async function timeTraining(model: ModelWeights, rec: NonNullable<EstimateRecipe
     const result = await recover(model, { ...recipe, steps: warmup + timed }, { windows: windows.slice(rows), sharedTeacher: teacher }, { ...signal, onProgress: (p) => elapsed.push(p.elapsedSeconds) });
     const wall = (performance.now() - t0) / 1000;
     const deltas = elapsed.slice(warmup).map((e, i) => e - elapsed[warmup + i - 1]!);
-    const perRun = deltas.sort((a, b) => a - b)[Math.floor(deltas.length / 2)]!;
+    const perRun = median(deltas);
     // A run's start: graph and session built, and its first step's extra time.
     const start = wall - result.report.seconds + Math.max(0, elapsed[0]! - perRun);
     return { trainStepSeconds: perRun * Math.ceil(rec.batch / rows), recoveryStartSeconds: start };

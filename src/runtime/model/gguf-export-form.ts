@@ -86,8 +86,10 @@ interface BlockFloor {
 const NO_FLOOR: BlockFloor = { kvHeads: 0, group: 1, ffn: 0 };
 
 /** One block of the export form: its spec and its weights under their new index `j`. */
-function exportLayer(src: Weights, spec: ModelSpec, i: number, j: number, headDim: number, o: GgufExportOptions, out: Weights, floor: BlockFloor): LayerSpec {
+function exportLayer(src: Weights, spec: ModelSpec, i: number, j: number, headDim: number, o: GgufExportOptions, out: Weights, blockFloor: BlockFloor): LayerSpec {
   const l = spec.layers[i]!;
+  // The first block always has attention (llama.cpp takes the head size from it): one zero KV group at least.
+  const floor = j === 0 && blockFloor.kvHeads === 0 ? { ...blockFloor, kvHeads: 1, group: 1 } : blockFloor;
   const h = spec.hidden;
   let heads = 0;
   let kvHeads = 0;
@@ -95,25 +97,18 @@ function exportLayer(src: Weights, spec: ModelSpec, i: number, j: number, headDi
     const group = l.heads > 0 ? l.heads / l.kvHeads : floor.group;
     kvHeads = paddedKvHeads({ heads: group * Math.max(l.kvHeads, floor.kvHeads), kvHeads: Math.max(l.kvHeads, floor.kvHeads), headDim, ffn: 0 }, o.wholeBlocks);
     heads = kvHeads * group;
-    const zeros = (shape: number[]) => tensor(shape);
-    const from = (name: string, shape: [number, number]) => (l.heads > 0 ? padded(src.get(name)!, ...shape) : zeros(shape));
+    const from = (name: string, shape: [number, number]) => (l.heads > 0 ? padded(src.get(name)!, ...shape) : tensor(shape));
     out.set(weightName.attnNorm(j), l.heads > 0 ? src.get(weightName.attnNorm(i))! : ones(h));
     out.set(weightName.q(j), from(weightName.q(i), [heads * headDim, h]));
     out.set(weightName.k(j), from(weightName.k(i), [kvHeads * headDim, h]));
     out.set(weightName.v(j), from(weightName.v(i), [kvHeads * headDim, h]));
     out.set(weightName.o(j), from(weightName.o(i), [h, heads * headDim]));
     if (spec.attentionBias) {
-      const bias = (name: string, n: number) => (l.heads > 0 ? paddedVector(src.get(name)!, n) : zeros([n]));
+      const bias = (name: string, n: number) => (l.heads > 0 ? paddedVector(src.get(name)!, n) : tensor([n]));
       out.set(weightName.qBias(j), bias(weightName.qBias(i), heads * headDim));
       out.set(weightName.kBias(j), bias(weightName.kBias(i), kvHeads * headDim));
       out.set(weightName.vBias(j), bias(weightName.vBias(i), kvHeads * headDim));
     }
-  } else if (j === 0) {
-    kvHeads = paddedKvHeads({ heads: 1, kvHeads: 1, headDim, ffn: 0 }, o.wholeBlocks);
-    heads = kvHeads;
-    out.set(weightName.attnNorm(j), ones(h));
-    for (const name of [weightName.q(j), weightName.k(j), weightName.v(j)]) out.set(name, tensor([kvHeads * headDim, h]));
-    out.set(weightName.o(j), tensor([h, heads * headDim]));
   }
   const width = Math.max(l.ffn === 0 ? ZERO_MLP_WIDTH : l.ffn, floor.ffn);
   const ffn = o.wholeBlocks ? roundUp(width, GGML_BLOCK) : width;
