@@ -41,6 +41,8 @@ describe('server configuration', () => {
     assert.throws(() => configFromEnv({ MOP_MAX_BATCH: 'lots' }), (e: Error) => e instanceof ConfigError && e.message === "--max-batch / MOP_MAX_BATCH: expected an integer in [1, 1024], got 'lots'");
     assert.throws(() => resolveConfig({ port: '70000' }), /--port \/ PORT/);
     assert.throws(() => resolveConfig({ maxQueue: '0' }), /--max-queue \/ MOP_MAX_QUEUE/);
+    assert.throws(() => configFromEnv({ MOP_STREAM_STALL_MS: '-1' }), /--stream-stall-ms \/ MOP_STREAM_STALL_MS: expected an integer/);
+    assert.equal(configFromEnv({ MOP_STREAM_STALL_MS: '0' }).streamStallMs, 0);
     assert.throws(() => resolveConfig({ model: '' }), /--model \/ MOP_MODEL/);
     assert.throws(() => resolveConfig({ device: 'tpu' }), /--device \/ MOP_DEVICE: unknown device 'tpu'; choose one of: auto, cpu, cuda, webgpu, cuda-native/);
     assert.throws(() => resolveConfig({ dtype: 'int3' }), /--dtype \/ MOP_DTYPE: unknown dtype 'int3'; choose one of: auto, float32, float16/);
