@@ -6,7 +6,7 @@
  */
 import type { ExportDtype, ExportFormat } from '../mop/export.ts';
 import type { LoadedModel } from '../runtime/model/loaded-model.ts';
-import { siblingModule, startWorkerThread } from '../service/threads/worker-thread.ts';
+import { siblingModule, startWorkerThread } from '../runtime/threads/worker-thread.ts';
 
 export interface ExportTask {
   model: Pick<LoadedModel, 'spec' | 'weights' | 'tokenizer' | 'chatTemplate'>;

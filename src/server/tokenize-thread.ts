@@ -11,7 +11,7 @@
 import type { Worker } from 'node:worker_threads';
 import { RequestAbortedError, RequestTimeoutError } from '../runtime/engine/errors.ts';
 import type { Tokenizer, TokenizerSource } from '../runtime/tokenizer/types.ts';
-import { siblingModule, startWorkerThread } from '../service/threads/worker-thread.ts';
+import { siblingModule, startWorkerThread } from '../runtime/threads/worker-thread.ts';
 import type { ChatTemplate } from './chat-template.ts';
 import { ApiError, type ErrorStatus, internalError, queueFull, unavailable } from './errors.ts';
 import { RETRY_AFTER_SECONDS } from './service-errors.ts';

@@ -7,6 +7,7 @@ import { syntheticSpec, syntheticWeights } from '../../src/runtime/model/synthet
 import type { Weights } from '../../src/runtime/model/tensor.ts';
 import { RecoveryInputError } from '../../src/runtime/train/errors.ts';
 import { initLoraAdapters, type LoraConfig, mergeLora } from '../../src/runtime/train/lora.ts';
+import { ThreadedAdamW } from '../../src/runtime/train/threaded-adamw.ts';
 import { defaultRecoveryOptions, recover, type RecoveryOptions, trainingRowsPerRun, validateRecoveryOptions } from '../../src/runtime/train/recover.ts';
 import { BatchSampler } from '../../src/runtime/train/batch-sampler.ts';
 import { SharedTeacher } from '../../src/runtime/train/shared-teacher.ts';
@@ -106,6 +107,21 @@ describe('recover: full fine-tuning and LoRA on a tiny pruned model', () => {
     assert.equal(r.report.nonFiniteStep, 2);
     assert.equal(r.report.updates, 0);
     assert.ok(sameBits(r.weights, weights), 'the weights step 1 ran with');
+  });
+
+  it('AdamW in two worker threads trains to the same weights and losses bit for bit as in this thread (full and LoRA, clipped), and restores the same weights after a non-finite step', async () => {
+    const threaded = { optimizer: (p: Parameters<typeof ThreadedAdamW.start>[0], weightDecay: number) => ThreadedAdamW.start(p, { weightDecay }, 2) };
+    for (const o of [
+      { ...base, kind: 'full' as const, steps: 6, clip: 0.5, weightDecay: 0.1 },
+      { ...base, kind: 'lora' as const, steps: 6, clip: 0.5 },
+      { ...base, kind: 'full' as const, lr: 1e30, warmup: 0, clip: 0 },
+    ]) {
+      const here = await recover({ spec, weights }, o, { windows });
+      const there = await recover({ spec, weights }, o, { windows }, threaded);
+      assert.deepEqual(there.report.losses, here.report.losses, o.kind);
+      assert.equal(there.report.updates, here.report.updates);
+      assert.ok(sameBits(there.weights, here.weights), `${o.kind} lr ${o.lr}: weights differ`);
+    }
   });
 
   it('an abort between steps rejects with the signal’s AbortError after the steps already reported', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { getPriority } from 'node:os';
 import { describe, it } from 'node:test';
 import { niceCurrentThread } from '../../src/service/threads/thread-priority.ts';
-import { startWorkerThread } from '../../src/service/threads/worker-thread.ts';
+import { startWorkerThread } from '../../src/runtime/threads/worker-thread.ts';
 
 describe('niceCurrentThread (the prune worker renices itself)', { skip: process.platform !== 'linux' && 'thread niceness is Linux only' }, () => {
   it('lowers the priority of the calling thread and the threads it starts after, not the process', async () => {

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { expectedWeightShapes, type ModelSpec, parameterCounts } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { OptimizedTensor } from './adamw.ts';
@@ -6,7 +7,9 @@ import { RecoveryInputError } from './errors.ts';
 import { initLoraAdapters, type LoraConfig, type LoraTarget, loraTargets, mergeLora, validateLoraConfig } from './lora.ts';
 import { type TrainOutcome, type TrainProgress, trainSteps } from './train-loop.ts';
 import { SharedTeacher } from './shared-teacher.ts';
+import { InThreadAdamW, type StepOptimizer } from './step-optimizer.ts';
 import { CachedTeacher } from './teacher-cache.ts';
+import { ThreadedAdamW } from './threaded-adamw.ts';
 import { TeacherSession, TrainingSession } from './training-session.ts';
 
 /**
@@ -61,8 +64,9 @@ export interface RecoveryOptions {
 
 /**
  * The recipe measured best on stories260K at MoP 40% (src/runtime/train/README.md): full fine-tuning,
- * 3:1 distillation/cross-entropy mix, 16 × 128; 1000 steps, the final-recovery budget that held-out
- * text stops improving at (docs/recovery-budget-report.md).
+ * 3:1 distillation/cross-entropy mix, 16 × 128; 1000 steps: 1.06× dense on held-out text when the
+ * recovery text includes text sampled from the model (the prune default), 3× the steps 1.02×
+ * (docs/recovery-budget-report.md).
  */
 export const defaultRecoveryOptions: RecoveryOptions = {
   kind: 'full',
@@ -130,6 +134,21 @@ export function trainingRowsPerRun(spec: ModelSpec, seqLen: number, batch: numbe
   return Math.min(batch, Math.max(1, Math.floor(RUN_FLOPS / perRow), Math.ceil(MIN_RUN_TOKENS / seqLen)));
 }
 
+/**
+ * Trainable parameters from which AdamW and the gradient norm run in worker threads (one per
+ * ONNX Runtime thread): below it an update takes milliseconds, less than starting a thread.
+ */
+export const THREADED_OPTIMIZER_MIN_PARAMETERS = 1 << 22;
+
+export type OptimizerFactory = (params: ReadonlyMap<string, OptimizedTensor>, weightDecay: number, threads: number) => StepOptimizer;
+
+/** The optimizer for `params`: in this thread for small models, spread over `threads` worker threads from THREADED_OPTIMIZER_MIN_PARAMETERS. */
+export const recoveryOptimizer: OptimizerFactory = (params, weightDecay, threads) => {
+  const trainable = [...params.values()].reduce((n, p) => n + p.data.length, 0);
+  if (threads < 2 || trainable < THREADED_OPTIMIZER_MIN_PARAMETERS) return new InThreadAdamW(params, { weightDecay });
+  return ThreadedAdamW.start(params, { weightDecay }, threads);
+};
+
 function loraConfig(o: RecoveryOptions): LoraConfig {
   return { rank: o.loraRank, alpha: o.loraAlpha, targets: o.loraTargets };
 }
@@ -156,6 +175,8 @@ export interface RecoveryData {
 export interface RecoveryHooks {
   signal?: AbortSignal;
   onProgress?: (p: TrainProgress) => void;
+  /** Makes the optimizer (default: recoveryOptimizer). */
+  optimizer?: OptimizerFactory;
 }
 
 export interface RecoveryReport {
@@ -196,6 +217,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
   }
 
   const session = await TrainingSession.create(spec, model.weights, { seqLen: o.seqLen, loss: o.loss, ...(lora && { lora }) }, o.threads);
+  const optimizer = (hooks.optimizer ?? recoveryOptimizer)(params, o.weightDecay, o.threads ?? os.availableParallelism());
   let teacher: CachedTeacher | undefined;
   let teacherSession: TeacherSession | undefined;
   let passesBefore = 0;
@@ -212,12 +234,11 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
     const cache = teacher;
     const rowsPerRun = o.rowsPerRun ?? trainingRowsPerRun(spec, o.seqLen, o.batch);
     const pieces = { rowsPerRun, ...(hooks.signal && { signal: hooks.signal }) };
-    outcome = await trainSteps(session, params, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed, data.trainMasks), {
+    outcome = await trainSteps(session, params, optimizer, new BatchSampler(data.windows, o.batch, o.seqLen, o.seed, data.trainMasks), {
       steps: o.steps,
       rowsPerRun,
       ...(o.seconds !== undefined && { seconds: o.seconds }),
       schedule: { lr: o.lr, steps: o.steps, warmup: o.warmup },
-      weightDecay: o.weightDecay,
       clip: o.clip,
       ...(hooks.signal && { signal: hooks.signal }),
       ...(hooks.onProgress && { onProgress: hooks.onProgress }),
@@ -226,6 +247,7 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
   } finally {
     await session.release();
     await teacherSession?.release();
+    await optimizer.close();
   }
 
   let weights: Weights;

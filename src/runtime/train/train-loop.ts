@@ -1,11 +1,12 @@
-import { AdamW, type OptimizedTensor } from './adamw.ts';
+import type { OptimizedTensor } from './adamw.ts';
 import type { BatchSampler, TrainingBatch } from './batch-sampler.ts';
-import { clipFactor } from './grad-clip.ts';
+import { clipScale } from './grad-clip.ts';
 import { learningRateAt, learningRateAtFraction, type LrSchedule } from './lr-schedule.ts';
+import type { StepOptimizer } from './step-optimizer.ts';
 import type { TeacherTargets, TrainingSession } from './training-session.ts';
 
 /**
- * The training loop: batch → one graph run (loss + gradients) → clip → AdamW, `steps` times.
+ * The training loop: batch → one graph run (loss + gradients) → clip → optimizer, `steps` times.
  * Between steps it yields to the event loop and checks the AbortSignal (throwing its reason, as
  * MoP does), and reports progress. A non-finite loss or gradient norm stops the run before that
  * step's update and restores the weights of the last step whose loss was finite.
@@ -34,7 +35,6 @@ export interface TrainLoopOptions {
    * the step count depends on the machine's speed.
    */
   seconds?: number;
-  weightDecay: number;
   /** Global gradient-norm limit; ≤ 0 or Infinity = off. */
   clip: number;
   signal?: AbortSignal;
@@ -57,16 +57,14 @@ export interface TrainOutcome {
   seconds: number;
 }
 
+/** Train `params` (the tensors `optimizer` was made over; their `data` may be replaced by it, see StepOptimizer). */
 export async function trainSteps(
   session: TrainingSession,
   params: ReadonlyMap<string, OptimizedTensor>,
+  optimizer: StepOptimizer,
   sampler: BatchSampler,
   options: TrainLoopOptions,
 ): Promise<TrainOutcome> {
-  const values = new Map([...params].map(([name, p]) => [name, p.data]));
-  const optimizer = new AdamW(params, { weightDecay: options.weightDecay });
-  // The weights of the last step with a finite loss, restored if a later step goes non-finite.
-  const lastGood = new Map([...params].map(([name, p]) => [name, Float32Array.from(p.data)]));
   const losses: number[] = [];
   const start = performance.now();
   let tokens = 0;
@@ -80,16 +78,18 @@ export async function trainSteps(
     if (budget !== undefined && step > 0 && before + before / step > budget) break;
     const batch = sampler.next();
     const teacher = options.teacher ? await options.teacher(batch) : undefined;
+    const values = new Map([...params].map(([name, p]) => [name, p.data]));
     const result = await session.run(batch, values, teacher, { ...(options.rowsPerRun !== undefined && { rowsPerRun: options.rowsPerRun }), ...(options.signal && { signal: options.signal }) });
     losses.push(result.loss);
-    const { norm, scale } = clipFactor(result.grads.values(), options.clip);
+    const norm = await optimizer.gradientNorm(result.grads);
     if (!Number.isFinite(result.loss) || !Number.isFinite(norm)) {
-      for (const [name, p] of params) p.data.set(lastGood.get(name)!);
+      // Back to the weights of the last step whose loss was finite (before its update).
+      await optimizer.restoreLastGood();
       return { updates: optimizer.steps === 0 ? 0 : optimizer.steps - 1, losses, stopped: 'non-finite', nonFiniteStep: step + 1, tokens, seconds: (performance.now() - start) / 1000 };
     }
     const lr = budget === undefined ? learningRateAt(step, options.schedule) : learningRateAtFraction(before / budget, options.schedule.lr, warmupShare, options.schedule.minRatio);
     // This step's loss was finite: its weights become the last good ones as the update reads them.
-    optimizer.step(result.grads, lr, scale, lastGood);
+    await optimizer.update(lr, clipScale(norm, options.clip));
     tokens += batch.tokens;
     const elapsed = (performance.now() - start) / 1000;
     const perStep = elapsed / (step + 1);

@@ -8,7 +8,7 @@ import type { MopProgress } from '../../mop/mop.ts';
 import type { PruneReport } from '../../mop/report.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
-import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
+import { siblingModule, startWorkerThread } from '../../runtime/threads/worker-thread.ts';
 import type { FromPruneWorker, PruneWorkerInit, ToPruneWorker } from './prune-protocol.ts';
 import type { PruneCostEstimate } from './prune-estimate.ts';
 

@@ -8,7 +8,7 @@ import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { Weights } from '../../runtime/model/tensor.ts';
 import { EntryInvalidError, type HexDigest, type StoredEntry } from '../model-store/index.ts';
-import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
+import { siblingModule, startWorkerThread } from '../../runtime/threads/worker-thread.ts';
 import type { FromStoredModelWorker, StoredModelTask } from './stored-model-protocol.ts';
 
 export interface StoredModel {

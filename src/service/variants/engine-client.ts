@@ -14,7 +14,7 @@ import { type RequestHandle, type Scheduler, SchedulerClosedError, type Schedule
 import type { GenerationEvent, GenerationRequest } from '../../runtime/engine/sequence.ts';
 import type { ExecutionTarget } from '../../runtime/device/device.ts';
 import type { GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
-import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
+import { siblingModule, startWorkerThread } from '../../runtime/threads/worker-thread.ts';
 import { EngineStalledError, fromWireError, VariantUnavailableError } from './engine-errors.ts';
 import type { EngineInit, FromEngine, ToEngine, WeightBlockCounts } from './engine-protocol.ts';
 

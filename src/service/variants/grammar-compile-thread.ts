@@ -7,7 +7,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { CompileWorkerInit, FromCompileWorker, ToCompileWorker } from '../../runtime/grammar/compile-protocol.ts';
 import { GrammarError, type GrammarSpec } from '../../runtime/grammar/grammar-spec.ts';
-import { siblingModule, startWorkerThread } from '../threads/worker-thread.ts';
+import { siblingModule, startWorkerThread } from '../../runtime/threads/worker-thread.ts';
 
 /** The compile thread's entry module. */
 export const defaultCompileWorker = siblingModule(import.meta.url, '../../runtime/grammar/compile-worker');
