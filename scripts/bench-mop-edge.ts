@@ -21,6 +21,7 @@ import { defaultModelPath, loadModel } from '../src/runtime/model/load.ts';
 import { createTokenizer } from '../src/runtime/tokenizer/create.ts';
 import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/prune-options.ts';
 import { prepareRecovery } from '../src/service/prune/run-prune.ts';
+import { memorySelfTextCache } from './lib/memory-self-text-cache.ts';
 import { intOption, listOption, numberListOption } from './lib/option-values.ts';
 import { evalTexts, loadAverage, meanSd, qualityOn, type TextQuality } from './lib/recovered-quality.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
@@ -36,6 +37,8 @@ const args = parseScriptArgs(import.meta.url, {
   append: { type: 'boolean', default: false },
 });
 const defaults = defaultPruneSettings();
+/** Text sampled from the dense model for recovery: once per calibration seed (its prompts) for the whole run. */
+const selfTextCache = memorySelfTextCache();
 const targets = numberListOption('targets', args.targets, (n) => n > 0 && n < 1);
 const seeds = numberListOption('seeds', args.seeds, (n) => Number.isInteger(n) && n >= 0);
 const strategies = listOption(args.strategies) as Strategy[];
@@ -148,7 +151,7 @@ for (const target of targets) {
     for (const strategy of strategies) {
       if (report.runs.some((x) => x.strategy === strategy && x.target === target && x.seed === seed)) continue;
       const recipe: PruneRecipe = { ...defaults, target, strategy, seed, finalRecoverySteps: finalSteps };
-      const recovery = await prepareRecovery(recipe, { tokenizer, model, threads, calibration });
+      const recovery = await prepareRecovery(recipe, { tokenizer, model, threads, calibration, selfTextCache });
       const load = loadAverage();
       const t0 = performance.now();
       const mop = await runMop(model, { target, strategy, calibration, seed, threads, criterion: recipe.criterion, depthRule: recipe.depthRule, ...(recovery && { recovery }) });

@@ -35,6 +35,7 @@ import { type MopOptions, runMop } from '../src/mop/mop.ts';
 import type { PruneReport, Strategy } from '../src/mop/report.ts';
 import { defaultPruneSettings, type PruneRecipe } from '../src/service/prune/prune-options.ts';
 import { prepareRecovery } from '../src/service/prune/run-prune.ts';
+import { memorySelfTextCache } from './lib/memory-self-text-cache.ts';
 import { parseScriptArgs } from './lib/script-args.ts';
 import { f, pct, type Row } from './quality/quality-rows.ts';
 import { recoveryLines } from './quality/recovery-report.ts';
@@ -122,10 +123,12 @@ type Knobs = Partial<Pick<MopOptions, 'criterion' | 'stepLayers' | 'depthUnit' |
 
 /** The shared option table's defaults: what `mop prune` runs without flags. */
 const tableDefaults = defaultPruneSettings();
+/** Text sampled from the dense model for recovery: once for every prune of this run. */
+const selfTextCache = memorySelfTextCache();
 
 async function measure(variant: string, strategy: Strategy, target: number, knobs: Knobs = {}, recoveryOverrides?: Partial<PruneRecipe>): Promise<Row> {
   const recipe: PruneRecipe = { ...tableDefaults, ...recoveryOverrides, target };
-  const recovery = recoveryOverrides ? await prepareRecovery(recipe, { tokenizer, model, threads }) : undefined;
+  const recovery = recoveryOverrides ? await prepareRecovery(recipe, { tokenizer, model, threads, selfTextCache }) : undefined;
   const { model: pruned, report } = await runMop(model, {
     target,
     strategy,

@@ -7,7 +7,7 @@
  * Markdown report and its JSON after every run.
  *
  *   npm run bench:recovery-budget -- [--budgets 100,300,1000,3000] [--kd-alphas 0.75] [--lrs 2e-3]
- *                                    [--target 0.4] [--recovery-seq-len T] [--recovery-batch B] [--threads N]
+ *                                    [--target 0.4] [--recovery-seq-len T] [--recovery-batch B] [--recovery-self-tokens N] [--threads N]
  *                                    [--out docs/recovery-budget-report.md]
  *                                    [--render-only [--also OTHER.json,…]]
  *   --render-only: rewrite the report from its JSON; --also adds other runs' JSON (other recipes) as sections.
@@ -32,6 +32,7 @@ const args = parseScriptArgs(import.meta.url, {
   target: { type: 'string', default: '0.4' },
   'recovery-seq-len': { type: 'string' },
   'recovery-batch': { type: 'string' },
+  'recovery-self-tokens': { type: 'string' },
   threads: { type: 'string', default: String(os.availableParallelism()) },
   out: { type: 'string', default: 'docs/recovery-budget-report.md' },
   'render-only': { type: 'boolean', default: false },
@@ -43,6 +44,7 @@ const defaults = {
   ...tableDefaults,
   ...(args['recovery-seq-len'] !== undefined && { recoverySeqLen: intOption('recovery-seq-len', args['recovery-seq-len'], 2) }),
   ...(args['recovery-batch'] !== undefined && { recoveryBatch: intOption('recovery-batch', args['recovery-batch'], 1) }),
+  ...(args['recovery-self-tokens'] !== undefined && { recoverySelfTokens: intOption('recovery-self-tokens', args['recovery-self-tokens'], 0) }),
 };
 const target = numberOption('target', args.target, (n) => n > 0 && n < 1);
 const budgets = numberListOption('budgets', args.budgets, (n) => Number.isInteger(n) && n >= 0);
@@ -55,7 +57,7 @@ interface Row {
   steps: number;
   kdAlpha: number;
   lr: number;
-  /** Final recovery wall seconds, and the whole prune's (MoP with candidate recoveries + this final). */
+  /** Final recovery wall seconds, and the whole prune's (recovery text, MoP with candidate recoveries, this final). */
   finalSeconds: number;
   totalSeconds: number;
   loadAverage: number;
@@ -66,10 +68,14 @@ interface Report {
   command: string;
   cpu: string;
   target: number;
-  defaults: { finalSteps: number; kdAlpha: number; lr: number; batch: number; seqLen: number; candidateSteps: number };
+  /** selfTokens: tokens sampled from the model and added to the recovery text (absent in runs before that default: none). */
+  defaults: { finalSteps: number; kdAlpha: number; lr: number; batch: number; seqLen: number; candidateSteps: number; selfTokens?: number };
   dense: Record<string, TextQuality>;
   texts: Record<string, number>;
   pruneSeconds: number;
+  /** Reading (and sampling) the recovery text, seconds; its sources. Absent in runs before these were recorded. */
+  recoveryTextSeconds?: number;
+  recoveryText?: string[];
   pruneLoadAverage: number;
   path: string;
   rows: Row[];
@@ -88,14 +94,18 @@ function table(r: Report): string[] {
       const q = row.quality[n]!;
       return `${q.perplexity.toFixed(3)} (${(q.perplexity / r.dense[n]!.perplexity).toFixed(3)}×) | ${q.kl.toFixed(4)}`;
     });
-    const isDefault = row.steps === t.finalRecoverySteps && row.kdAlpha === t.recoveryKdAlpha && row.lr === t.recoveryLr && r.defaults.batch === t.recoveryBatch && r.defaults.seqLen === t.recoverySeqLen;
+    const isDefault =
+      row.steps === t.finalRecoverySteps && row.kdAlpha === t.recoveryKdAlpha && row.lr === t.recoveryLr && r.defaults.batch === t.recoveryBatch && r.defaults.seqLen === t.recoverySeqLen && (r.defaults.selfTokens ?? 0) === t.recoverySelfTokens;
     lines.push(`| ${isDefault ? `**${row.steps}** (default)` : row.steps} | ${row.kdAlpha} | ${row.lr} | ${cells.join(' | ')} | ${row.finalSeconds.toFixed(0)} | ${row.totalSeconds.toFixed(0)} | ${row.loadAverage.toFixed(1)} |`);
   }
   return lines;
 }
 
 const setting = (r: Report) =>
-  `the bundled model pruned to ${(100 * r.target).toFixed(0)}% by MoP with ${r.defaults.candidateSteps} recovery steps per candidate (batch ${r.defaults.batch} × ${r.defaults.seqLen}, kd; path ${r.path}) once, in ${r.pruneSeconds.toFixed(0)} s at load average ${r.pruneLoadAverage.toFixed(1)}, then final recoveries of each budget from that same model; "total" adds the final recovery to the prune.`;
+  `the bundled model pruned to ${(100 * r.target).toFixed(0)}% by MoP with ${r.defaults.candidateSteps} recovery steps per candidate (batch ${r.defaults.batch} × ${r.defaults.seqLen}, kd; path ${r.path}) once, in ${r.pruneSeconds.toFixed(0)} s at load average ${r.pruneLoadAverage.toFixed(1)}, then final recoveries of each budget from that same model; ` +
+  (r.recoveryText
+    ? `recovery text ${r.recoveryText.join(' + ')} (read and sampled in ${r.recoveryTextSeconds!.toFixed(0)} s); "total" adds the recovery text, the prune and the final recovery.`
+    : 'recovery text the bundled TinyStories slices only (the default before sampled text was added); "total" adds the final recovery to the prune.');
 
 /** The main run's report, then each further run (other recipes) as a section of its own. */
 function render(r: Report, more: Report[] = []): string {
@@ -130,7 +140,9 @@ const texts = evalTexts(tokenizer);
 const dense = { spec: model.spec, weights: model.weights };
 const calibration = await loadCalibration(tokenizer, { samples: defaults.samples, seqLen: defaults.seqLen, seed: defaults.seed });
 const recipe: PruneRecipe = { ...defaults, target, finalRecoverySteps: 0 };
+const textStart = performance.now();
 const recovery = (await prepareRecovery(recipe, { tokenizer, model, threads, calibration }))!;
+const recoveryTextSeconds = (performance.now() - textStart) / 1000;
 const pruneLoad = loadAverage();
 const t0 = performance.now();
 const mop = await runMop(model, { target, calibration, seed: defaults.seed, threads, criterion: recipe.criterion, depthRule: recipe.depthRule, recovery });
@@ -139,10 +151,12 @@ const report: Report = {
   command: `npm run bench:recovery-budget${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
   cpu: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}`,
   target,
-  defaults: { finalSteps: defaults.finalRecoverySteps, kdAlpha: defaults.recoveryKdAlpha, lr: defaults.recoveryLr, batch: defaults.recoveryBatch, seqLen: defaults.recoverySeqLen, candidateSteps: defaults.recoverySteps },
+  defaults: { finalSteps: defaults.finalRecoverySteps, kdAlpha: defaults.recoveryKdAlpha, lr: defaults.recoveryLr, batch: defaults.recoveryBatch, seqLen: defaults.recoverySeqLen, candidateSteps: defaults.recoverySteps, selfTokens: defaults.recoverySelfTokens },
   dense: await qualityOn(texts, dense, dense, threads),
   texts: Object.fromEntries(texts.map((t) => [t.name, t.windows.tokens])),
   pruneSeconds,
+  recoveryTextSeconds,
+  recoveryText: recovery.description?.sources ?? [],
   pruneLoadAverage: Math.max(pruneLoad, loadAverage()),
   path: mop.report.steps.map((s) => (s.chosen === 'depth' ? 'D' : 'W')).join(''),
   rows: [],
@@ -154,7 +168,7 @@ for (const steps of budgets) {
       const load = loadAverage();
       const run = await runRecovery(mop.model, { ...recovery, recipe: { ...recovery.recipe, kdAlpha, lr } }, { steps }, {});
       const quality = await qualityOn(texts, run.model, dense, threads);
-      const row: Row = { steps, kdAlpha, lr, finalSeconds: run.record.wallSeconds, totalSeconds: pruneSeconds + run.record.wallSeconds, loadAverage: Math.max(load, loadAverage()), quality };
+      const row: Row = { steps, kdAlpha, lr, finalSeconds: run.record.wallSeconds, totalSeconds: recoveryTextSeconds + pruneSeconds + run.record.wallSeconds, loadAverage: Math.max(load, loadAverage()), quality };
       report.rows.push(row);
       save(report);
       process.stderr.write(`${steps} steps α ${kdAlpha} lr ${lr}: ${Object.entries(quality).map(([n, q]) => `${n} ${(q.perplexity / report.dense[n]!.perplexity).toFixed(3)}×`).join(', ')} (${row.finalSeconds.toFixed(0)} s, load ${row.loadAverage.toFixed(1)})\n`);

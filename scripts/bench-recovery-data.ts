@@ -42,7 +42,7 @@ const dense = await perplexity(model, heldout, evalOptions);
 log(`dense held-out perplexity ${dense.perplexity.toFixed(3)} over ${dense.tokens} tokens`);
 
 const arms: { name: string; recipe: Partial<PruneRecipe> }[] = [
-  { name: 'TinyStories text (bundled recovery slices, the default)', recipe: {} },
+  { name: 'TinyStories text (bundled recovery slices alone)', recipe: { recoverySelfTokens: 0 } },
   { name: `self-generated text (--recovery-data self, the default ${defaultPruneSettings().recoverySelfTokens.toLocaleString('en-US')} tokens)`, recipe: { recoveryData: 'self' } },
   { name: 'self-generated text, 131,072 tokens', recipe: { recoveryData: 'self', recoverySelfTokens: 131_072 } },
   { name: 'no recovery', recipe: { recovery: 'none' } },

@@ -9,6 +9,7 @@ import type { EstimateRecipe, MeasuredStepTimes } from './estimate.ts';
 import { median } from '../runtime/stats/sample-stats.ts';
 import { fullPlan } from './pruning-plan.ts';
 import { CandidateScorer } from './selection.ts';
+import { generateSelfText, SELF_TEXT_PARALLEL } from './self-text.ts';
 import type { ModelWeights } from './surgery.ts';
 
 /**
@@ -118,9 +119,36 @@ async function timeTraining(model: ModelWeights, rec: NonNullable<EstimateRecipe
   }
 }
 
+/**
+ * Sampling a token of recovery text: the sampler itself timed (batched decode, drawing, new
+ * samples' prefills) from BOS, so the samples are the model's own text and end at its own EOS as
+ * the real ones do. A run of 2n tokens minus a run of n, over n: what every run pays once (its
+ * session's build and first runs of each shape) cancels out; n doubles until a run of n takes two
+ * seconds, so the difference stands above the noise on a small model.
+ */
+async function timeSampling(model: ModelWeights, o: TimingOptions): Promise<number> {
+  const ids = { bosTokenId: model.spec.bosTokenId, eosTokenIds: model.spec.eosTokenIds };
+  const run = async (tokens: number): Promise<number> => {
+    const t0 = performance.now();
+    await generateSelfText(model, ids, { tokens, seed: 0, prompts: [[]], ...(o.threads !== undefined && { threads: o.threads }), ...(o.signal && { signal: o.signal }) });
+    return (performance.now() - t0) / 1000;
+  };
+  await run(SELF_TEXT_PARALLEL * 4);
+  let n = SELF_TEXT_PARALLEL * 32;
+  let once = await run(n);
+  while (once < 2 && n < 2 ** 15) {
+    n *= 2;
+    once = await run(n);
+  }
+  const twice = await run(2 * n);
+  // A difference lost in noise: the whole run over its tokens, an upper bound.
+  return twice > once ? (twice - once) / n : twice / (2 * n);
+}
+
 /** Measure the step times `estimatePrune` extrapolates from (see TimingOptions). */
 export async function measureStepTimes(model: ModelWeights, r: EstimateRecipe, o: TimingOptions = {}): Promise<MeasuredStepTimes> {
   const scoring = await timeScoring(model, r, o);
   const training = r.recovery && (r.recovery.candidateSteps > 0 || r.recovery.finalSteps > 0 || r.recovery.candidateSeconds !== undefined || r.recovery.finalSeconds !== undefined) ? await timeTraining(model, r.recovery, o) : { trainStepSeconds: 0, recoveryStartSeconds: 0 };
-  return { ...scoring, ...training };
+  const sampling = (r.recovery?.sampledTokens ?? 0) > 0 ? { sampleTokenSeconds: await timeSampling(model, o) } : {};
+  return { ...scoring, ...training, ...sampling };
 }

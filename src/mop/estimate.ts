@@ -30,6 +30,8 @@ export interface EstimateRecovery {
   candidateSeconds?: number | undefined;
   finalSeconds?: number | undefined;
   loraRank: number;
+  /** Tokens sampled from the model for the recovery text before MoP starts (0: none). */
+  sampledTokens?: number | undefined;
 }
 
 /** Step times measured on the model's shape (estimate-timing.ts), at the input model's size. */
@@ -44,6 +46,8 @@ export interface MeasuredStepTimes {
   tapsPassSeconds: number;
   /** Building a scoring session and its first pass's extra time, seconds. */
   scoringOpenSeconds: number;
+  /** Sampling one token of recovery text (batched decode as the sampler runs it), seconds; absent when nothing is sampled. */
+  sampleTokenSeconds?: number;
 }
 
 export interface MemoryEstimate {
@@ -51,12 +55,14 @@ export interface MemoryEstimate {
   parts: { weights: number; training: number; activations: number; teacher: number };
 }
 
-/** Seconds of a prune: in all, and its candidates' recovery and scoring, the final recovery, the other passes. */
+/** Seconds of a prune: in all, and its candidates' recovery and scoring, the final recovery, the other passes, sampling recovery text. */
 export interface EstimateSeconds {
   total: number;
   candidates: number;
   final: number;
   scoring: number;
+  /** Sampling recovery text from the model (none when a model store already holds the sample). */
+  sampling: number;
 }
 
 /** The cost along one path MoP's steps can take (PlannedPath). */
@@ -219,13 +225,14 @@ export function estimatePrune(spec: ModelSpec, r: EstimateRecipe, measured?: Mea
     const plan = plannedSchedule(spec, r, measured, path);
     const scoring = plan.other + plan.steps.reduce((n, s) => n + s.scoring, 0);
     const candidateSeconds = plan.steps.reduce((n, s) => n + s.candidates, 0);
-    return { ...out, seconds: { total: scoring + candidateSeconds + plan.final, candidates: candidateSeconds, final: plan.final, scoring } };
+    const sampling = (rec?.sampledTokens ?? 0) * (measured.sampleTokenSeconds ?? 0);
+    return { ...out, seconds: { total: sampling + scoring + candidateSeconds + plan.final, candidates: candidateSeconds, final: plan.final, scoring, sampling } };
   });
   const mean = (f: (p: PathEstimate) => number) => paths.reduce((n, p) => n + f(p), 0) / paths.length;
   const out: PruneEstimate = { parameters: parameterCounts(spec).total, steps: mean((p) => p.steps), candidates: mean((p) => p.candidates), trainingTokens: mean((p) => p.trainingTokens), memory: memoryEstimate(spec, r, rowsPerRun), paths };
   if (!measured) return out;
-  const seconds = (k: 'total' | 'candidates' | 'final' | 'scoring') => mean((p) => p.seconds![k]);
-  return { ...out, seconds: { total: seconds('total'), candidates: seconds('candidates'), final: seconds('final'), scoring: seconds('scoring') }, measured };
+  const seconds = (k: keyof EstimateSeconds) => mean((p) => p.seconds![k]);
+  return { ...out, seconds: { total: seconds('total'), candidates: seconds('candidates'), final: seconds('final'), scoring: seconds('scoring'), sampling: seconds('sampling') }, measured };
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;

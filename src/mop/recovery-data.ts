@@ -120,6 +120,22 @@ export async function loadRecoveryText(tokenizer: Tokenizer, options: RecoveryTe
   };
 }
 
+/** Several recovery texts as one: their windows in order, their sources listed (texts with train masks are not joined to others). */
+export function joinRecoveryTexts(texts: readonly RecoveryText[]): RecoveryText {
+  if (texts.length === 1) return texts[0]!;
+  if (texts.length === 0 || texts.some((t) => t.trainMasks)) throw new Error('joinRecoveryTexts: needs texts without train masks');
+  const first = texts[0]!.description;
+  return {
+    windows: texts.flatMap((t) => t.windows),
+    description: {
+      ...first,
+      sources: texts.flatMap((t) => t.description.sources),
+      textTokens: texts.reduce((n, t) => n + t.description.textTokens, 0),
+      windows: texts.reduce((n, t) => n + t.description.windows, 0),
+    },
+  };
+}
+
 /** At least one batch of windows, or an error naming both token counts. */
 export function checkOneBatch(labels: readonly string[], windows: number, textTokens: number, options: { seqLen: number; batch: number }): void {
   if (windows >= options.batch) return;

@@ -44,13 +44,21 @@ export interface SelfTextCache {
   save(recipe: SelfTextRecipe, tokens: readonly number[]): Promise<void>;
 }
 
+/** Samples generated at once by default. */
+export const SELF_TEXT_PARALLEL = 8;
+
+/** The longest sample, prompt included: `maxSampleTokens` (default 512) within the model's context. */
+export function selfTextContext(spec: ModelWeights['spec'], maxSampleTokens = 512): number {
+  return Math.min(maxSampleTokens, spec.maxContext);
+}
+
 export function selfTextRecipe(model: ModelWeights, o: SelfTextOptions): SelfTextRecipe {
   return {
     kind: 'self-recovery-text',
     tokens: o.tokens,
     seed: o.seed,
     temperature: 1,
-    maxSampleTokens: Math.min(o.maxSampleTokens ?? 512, model.spec.maxContext),
+    maxSampleTokens: selfTextContext(model.spec, o.maxSampleTokens),
     prompts: o.prompts.map((p) => [...p]),
   };
 }
@@ -76,11 +84,11 @@ interface Slot {
 }
 
 /** Sample `options.tokens` tokens of text from the model (see SelfTextOptions); deterministic for a seed and thread count. */
-export async function generateSelfText(model: ModelWeights, tokenizer: Tokenizer, options: SelfTextOptions): Promise<number[]> {
+export async function generateSelfText(model: ModelWeights, tokenizer: Pick<Tokenizer, 'bosTokenId' | 'eosTokenIds'>, options: SelfTextOptions): Promise<number[]> {
   const bos = tokenizer.bosTokenId;
   if (bos === undefined) throw new MopInputError('--recovery-data self needs a tokenizer with a BOS token to start samples from');
   const r = selfTextRecipe(model, options);
-  const parallel = Math.max(1, options.parallel ?? 8);
+  const parallel = Math.max(1, options.parallel ?? SELF_TEXT_PARALLEL);
   const eos = new Set(tokenizer.eosTokenIds);
   const session = await createDecoderSession(model.spec, model.weights, { maxBatch: parallel, maxContext: r.maxSampleTokens, ...(options.threads !== undefined && { threads: options.threads }) });
   const rng = new Xoshiro128ss(options.seed ^ 0x5e1f);

@@ -27,8 +27,8 @@ describe('mop prune / mop eval', () => {
     try {
       const out = path.join(dir, 'pruned');
       // Recovery is on by default; a tiny budget keeps this test fast (flags and MOP_PRUNE_* alike).
-      // 128 tokens per candidate at 2 × 32 tokens a step: 2 steps.
-      const tiny = ['--recovery-tokens', '128', '--final-recovery-steps', '10', '--recovery-batch', '2', '--recovery-seq-len', '32'];
+      // 128 tokens per candidate at 2 × 32 tokens a step: 2 steps; 2048 tokens sampled from the model added to the text.
+      const tiny = ['--recovery-tokens', '128', '--final-recovery-steps', '10', '--recovery-batch', '2', '--recovery-seq-len', '32', '--recovery-self-tokens', '2048'];
       const p = await mop(['prune', '--samples', '8', '--seq-len', '64', '--strategy', 'width', ...tiny, '--out', out], { MOP_PRUNE_TARGET: '0.2', MOP_PRUNE_RECOVERY_LOSS: 'ce' });
       assert.equal(p.code, 0, p.stderr);
       assert.match(p.stderr, /\[prune \d+\/\d+\] step 1/, 'plain progress lines when stderr is not a terminal');
@@ -40,6 +40,7 @@ describe('mop prune / mop eval', () => {
       assert.equal(report.target, 0.2);
       assert.equal(report.recovery.recipe.kind, 'full');
       assert.equal(report.recovery.recipe.loss, 'ce');
+      assert.match(report.recovery.data.sources.at(-1), /^self: 2048 tokens sampled from the model/);
       assert.equal(report.recovery.final.updates, 10);
       assert.equal(report.steps[0].candidates[0].recovery.steps, 2);
 
@@ -125,7 +126,7 @@ describe('mop prune / mop eval', () => {
     assert.match(e.stdout, /MoP steps: 2 \(depth-first\) to 3 \(width-first\), candidates scored: 4 \(depth-first\) to 5 \(width-first\)/);
     // The mean of the two paths: (4.5 candidates × 2 steps + 10 final) × 2 × 32 tokens.
     assert.match(e.stdout, /recovery training tokens: ~1,216/);
-    assert.match(e.stdout, /predicted wall time: \d+(\.\d)? (s|min)/);
+    assert.match(e.stdout, /predicted wall time: \d+(\.\d)? (s|min) \(.*, sampling recovery text \d+(\.\d)? (s|min) \(none when the model store holds the sample\)/);
     assert.match(e.stdout, /peak memory: ~\d+\.\d+ GiB .* of \d+\.\d+ GiB available/);
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mop-cli-memory-'));
     try {

@@ -70,6 +70,12 @@ describe('prune cost estimate', () => {
     // 990 more steps on the model at the target (about 60% of its blocks, all its embeddings).
     assert.ok(b.seconds!.final - a.seconds!.final > 990 * measured.trainStepSeconds * 0.6, `${b.seconds!.final} vs ${a.seconds!.final}`);
     assert.equal(b.seconds!.candidates, a.seconds!.candidates);
+    // The default recovery text adds tokens sampled from the model: their decode time is in the total.
+    assert.equal(small.recovery!.sampledTokens, defaults.recoverySelfTokens);
+    assert.equal(a.seconds!.sampling, defaults.recoverySelfTokens * measured.sampleTokenSeconds!);
+    const none = estimateRecipeOf({ ...defaults, samples: 4, seqLen: 32, recoveryBatch: 2, recoverySeqLen: 32, recoverySteps: 2, finalRecoverySteps: 10, recoverySelfTokens: 0 });
+    assert.equal(none.recovery!.sampledTokens, 0);
+    assert.equal(estimatePrune(model.spec, none, measured).seconds!.sampling, 0);
   });
 
   it('a prune whose recipe cannot fit in the memory limit is refused before anything runs', async () => {

@@ -16,13 +16,16 @@ describe('POST /admin/prune with dry_run', () => {
   it("answers the recipe's cost measured on this machine and starts no job", async () => {
     const res = await admin(s, 'POST', '/admin/prune', { target: 0.4, dry_run: true, ...small });
     assert.equal(res.status, 200);
-    const e = (await res.json()) as Record<string, unknown> & { seconds: { total: number; candidates: number; final: number; scoring: number }; memory: { peakBytes: number }; measured: { trainStepSeconds: number } };
+    const e = (await res.json()) as Record<string, unknown> & { seconds: { total: number; candidates: number; final: number; scoring: number; sampling: number }; memory: { peakBytes: number }; measured: { trainStepSeconds: number; sampleTokenSeconds: number } };
     assert.equal(e.object, 'prune.estimate');
     // Five layers at 40%: two whole-layer steps (4 candidates) or three narrowing ones (5); the mean of the two.
     assert.deepEqual((e.paths as { path: string; candidates: number }[]).map((p) => [p.path, p.candidates]), [['depth-first', 4], ['width-first', 5]]);
     assert.equal(e.candidates, 4.5);
     assert.equal(e.trainingTokens, (4.5 * 2 + 10) * 2 * 32);
-    assert.ok(e.seconds.total > 0 && Math.abs(e.seconds.total - (e.seconds.candidates + e.seconds.final + e.seconds.scoring)) < 1e-9 * e.seconds.total, JSON.stringify(e.seconds));
+    assert.ok(e.seconds.total > 0 && Math.abs(e.seconds.total - (e.seconds.candidates + e.seconds.final + e.seconds.scoring + e.seconds.sampling)) < 1e-9 * e.seconds.total, JSON.stringify(e.seconds));
+    // The default recovery text adds 524,288 tokens sampled from the model: their time, measured here, is in the total.
+    assert.ok(e.measured.sampleTokenSeconds > 0);
+    assert.ok(Math.abs(e.seconds.sampling - 524_288 * e.measured.sampleTokenSeconds) < 1e-9 * e.seconds.sampling);
     assert.ok(e.memory.peakBytes > 0 && (e.availableBytes as number) > e.memory.peakBytes);
     assert.equal(e.fits, true);
     assert.ok(e.measured.trainStepSeconds > 0);

@@ -27,4 +27,37 @@ describe('POST /admin/prune with recovery_data "self"', () => {
     assert.match(data.sources[0]!, /^self: 2048 tokens sampled from the model \(seed 0, temperature 1\)/);
     assert.equal(data.textTokens, 2048);
   });
+
+  const finished = async (body: object) => {
+    const res = await admin(s, 'POST', '/admin/prune', body);
+    assert.equal(res.status, 202, await res.clone().text());
+    const job = (await res.json()) as { id: string };
+    let view: { status: string; error: string | null; report?: { recovery?: { data?: { sources: string[]; textTokens: number; windows: number } } } } = { status: 'running', error: null };
+    await waitFor(async () => {
+      view = (await (await admin(s, 'GET', `/admin/prune/${job.id}`)).json()) as typeof view;
+      return view.status !== 'running';
+    }, 120_000, 'the prune job to finish');
+    assert.equal(view.status, 'succeeded', view.error ?? '');
+    return view.report!.recovery!.data!;
+  };
+
+  it('adds recovery_self_tokens of sampled text to the bundled recovery text by default, and none with 0', async () => {
+    const quick = { target: 0.2, strategy: 'width', samples: 8, seq_len: 64, recovery_steps: 0, final_recovery_steps: 2, recovery_batch: 2, recovery_seq_len: 32, activate: false };
+    const mixed = await finished({ ...quick, id: 'mixed-20', recovery_self_tokens: 2048 });
+    const plain = await finished({ ...quick, id: 'plain-20', recovery_self_tokens: 0 });
+    assert.deepEqual(plain.sources, ['bundled:data/tinystories-recovery-start.txt', 'bundled:data/tinystories-recovery.txt']);
+    assert.deepEqual(mixed.sources.slice(0, 2), plain.sources);
+    assert.match(mixed.sources[2]!, /^self: 2048 tokens sampled from the model \(seed 0, temperature 1/);
+    assert.equal(mixed.sources.length, 3);
+    assert.equal(mixed.textTokens, plain.textTokens + 2048);
+    // 2048 sampled tokens cut into windows of 32 (each after a BOS): 64 more windows.
+    assert.equal(mixed.windows, plain.windows + 2048 / 32);
+  });
+
+  it('refuses recovery_data "self" with fewer than 1024 tokens to sample, in one line naming both options', async () => {
+    const res = await admin(s, 'POST', '/admin/prune', { target: 0.2, recovery_data: 'self', recovery_self_tokens: 0 });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { error: { message: string } };
+    assert.match(body.error.message, /^recovery-data self samples recovery-self-tokens tokens from the model: give at least 1024, got 0$/);
+  });
 });

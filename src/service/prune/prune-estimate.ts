@@ -52,11 +52,12 @@ export function describeEstimate(e: PruneCostEstimate): string {
   if (e.seconds) {
     const s = e.seconds;
     const paths = e.paths.length > 1 ? `; ${range(e.paths, (p) => duration(p.seconds!.total))}` : '';
-    lines.push(`predicted wall time: ${duration(s.total)} (candidate recovery ${duration(s.candidates)}, final recovery ${duration(s.final)}, scoring ${duration(s.scoring)}${paths})`);
+    const sampling = s.sampling > 0 ? `, sampling recovery text ${duration(s.sampling)} (none when the model store holds the sample)` : '';
+    lines.push(`predicted wall time: ${duration(s.total)} (candidate recovery ${duration(s.candidates)}, final recovery ${duration(s.final)}, scoring ${duration(s.scoring)}${sampling}${paths})`);
   }
   if (e.measured) {
     const t = e.measured;
-    lines.push(`measured here: training step ${t.trainStepSeconds.toFixed(3)} s, recovery start ${t.recoveryStartSeconds.toFixed(2)} s, scoring pass ${t.scoringPassSeconds.toFixed(3)} s (with importance taps ${t.tapsPassSeconds.toFixed(3)} s), scoring session ${t.scoringOpenSeconds.toFixed(2)} s`);
+    lines.push(`measured here: training step ${t.trainStepSeconds.toFixed(3)} s, recovery start ${t.recoveryStartSeconds.toFixed(2)} s, scoring pass ${t.scoringPassSeconds.toFixed(3)} s (with importance taps ${t.tapsPassSeconds.toFixed(3)} s), scoring session ${t.scoringOpenSeconds.toFixed(2)} s${t.sampleTokenSeconds !== undefined ? `, sampling ${(1 / t.sampleTokenSeconds).toFixed(0)} tokens/s` : ''}`);
   }
   lines.push(
     `peak memory: ~${gib(m.peakBytes)} (weights and copies ${gib(m.parts.weights)}, training state ${gib(m.parts.training)}, activations ${gib(m.parts.activations)}, teacher ${gib(m.parts.teacher)}) of ${gib(e.availableBytes)} available${e.fits ? '' : ': does NOT fit'}`,

@@ -120,7 +120,7 @@ export const pruneOptions: readonly PruneOption[] = [
   option('depthRule', 'depth-rule', "depth branch ranks layers by block-influence score (score) or removes the third-to-last layer (third-to-last, the paper's rule)", { kind: 'choice', choices: depthRules }, 'score'),
   option('recovery', 'recovery', 'recovery fine-tuning of each candidate and of the result: none, lora or full', { kind: 'choice', choices: recoveryModes }, 'full'),
   option('recoverySteps', 'recovery-steps', 'recovery steps per candidate, before it is scored (0 = score candidates as cut)', { kind: 'int', min: 0, max: 100_000 }, 25),
-  // 1000: the best held-out quality bench:recovery-budget measured at 40% (3000 overfits the bundled recovery text).
+  // 1000: 1.06× dense at 40% with the default recovery text (bundled + sampled) in about 3 minutes; 3000 reach 1.02× in about 6 (docs/recovery-budget-report.md).
   option('finalRecoverySteps', 'final-recovery-steps', 'recovery steps after the target is reached', { kind: 'int', min: 0, max: 1_000_000 }, 1000),
   option('recoveryTokens', 'recovery-tokens', 'per-candidate recovery budget in trained tokens, instead of --recovery-steps (steps = ⌈tokens / (recovery-batch × recovery-seq-len)⌉)', { kind: 'int', min: 1, max: 1e12 }, undefined),
   option('finalRecoveryTokens', 'final-recovery-tokens', 'final recovery budget in trained tokens, instead of --final-recovery-steps', { kind: 'int', min: 1, max: 1e12 }, undefined),
@@ -137,8 +137,8 @@ export const pruneOptions: readonly PruneOption[] = [
     undefined,
   ),
   option('recoveryLossTokens', 'recovery-loss-tokens', 'which tokens recovery trains on: all, or assistant (only the assistant turns of chat records)', { kind: 'choice', choices: ['all', 'assistant'] }, 'all'),
-  // Default: docs/recovery-data-report.md (131,072 sampled tokens recovered 6.4% worse than TinyStories text, 524,288 within 5%).
-  option('recoverySelfTokens', 'recovery-self-tokens', 'with --recovery-data self: tokens sampled from the model (temperature 1, seeded; sampled once per model and recipe with a model store)', { kind: 'int', min: 1024, max: 100_000_000 }, 524_288),
+  // Default: docs/recovery-budget-report.md (the bundled text plus 524,288 sampled tokens: 1.07× dense at 40% vs 1.19× on the bundled text alone; 131,072 tokens of self text alone recovered 6.4% worse than 524,288, docs/recovery-data-report.md).
+  option('recoverySelfTokens', 'recovery-self-tokens', 'tokens sampled from the model being pruned (temperature 1, seeded; once per model and recipe with a model store) and added to the recovery text, or all of it with --recovery-data self; 0 = none (not added with --recovery-loss-tokens assistant)', { kind: 'int', min: 0, max: 100_000_000 }, 524_288),
   option('recoveryBatch', 'recovery-batch', 'recovery sequences per step', { kind: 'int', min: 1, max: 1024 }, 16),
   option('recoverySeqLen', 'recovery-seq-len', 'tokens trained per recovery sequence', { kind: 'int', min: 2, max: 8192 }, 128),
   option('recoveryLoraRank', 'recovery-lora-rank', 'LoRA rank with --recovery lora (at most the narrowest adapted projection)', { kind: 'int', min: 1, max: 4096 }, 8),

@@ -6,7 +6,7 @@ import { type CalibrationDescription, type CalibrationSet, loadCalibration } fro
 import { MopInputError } from '../../mop/errors.ts';
 import { type MopProgress, type MopResult, runMop, validateMopOptions } from '../../mop/mop.ts';
 import { budgetTrains, type MopRecoveryOptions, type RecoveryBudget } from '../../mop/mop-recovery.ts';
-import { loadRecoveryText } from '../../mop/recovery-data.ts';
+import { joinRecoveryTexts, loadRecoveryText, type RecoveryText } from '../../mop/recovery-data.ts';
 import { checkMemoryFits, type EstimateRecipe } from '../../mop/estimate.ts';
 import { PruneEta } from './prune-eta.ts';
 import os from 'node:os';
@@ -55,6 +55,9 @@ export function validateRecipe(recipe: PruneRecipe, spec?: ModelSpec): void {
   }
   const r = recoveryRecipe(recipe);
   if (!r) return;
+  if (recipe.recoveryData === SELF_RECOVERY_DATA && recipe.recoverySelfTokens < MIN_SELF_TOKENS) {
+    throw new MopInputError(`recovery-data self samples recovery-self-tokens tokens from the model: give at least ${MIN_SELF_TOKENS}, got ${recipe.recoverySelfTokens}`);
+  }
   if (recipe.recoveryLossTokens === 'assistant' && (recipe.recoveryData === undefined || recipe.recoveryData === SELF_RECOVERY_DATA)) {
     throw new MopInputError(`recovery-loss-tokens assistant needs chat records: name a .jsonl file of {"messages": [...]} as recovery-data (${recipe.recoveryData ?? 'the bundled text'} has no assistant turns)`);
   }
@@ -123,6 +126,7 @@ export function estimateRecipeOf(recipe: PruneRecipe): EstimateRecipe {
             candidateSeconds: 'seconds' in b.candidate ? b.candidate.seconds : undefined,
             finalSeconds: 'seconds' in b.final ? b.final.seconds : undefined,
             loraRank: recipe.recoveryLoraRank,
+            sampledTokens: samplesRecoveryText(recipe) ? recipe.recoverySelfTokens : 0,
           },
   };
 }
@@ -143,35 +147,57 @@ export interface RecoveryInputs {
   onProgress?: ((p: MopProgress) => void) | undefined;
 }
 
+/** Fewest tokens of `self` recovery text: a smaller sample repeats too often to help (docs/recovery-data-report.md). */
+export const MIN_SELF_TOKENS = 1024;
+
 /**
- * MoP's recovery options for a recipe: the recovery text read and cut (MopInputError when it is
- * missing, empty, malformed or too short; `self`: sampled from the model), the model being pruned
- * as the distillation teacher. Undefined when the recipe asks for no recovery.
+ * Whether a recipe's recovery text includes text sampled from the model: all of it (recovery-data
+ * `self`), or added to the files' text (recovery-self-tokens > 0; not with assistant-only loss,
+ * which trains on chat records' assistant turns alone).
  */
-export async function prepareRecovery(recipe: PruneRecipe, inputs: RecoveryInputs): Promise<MopRecoveryOptions | undefined> {
+export function samplesRecoveryText(recipe: PruneRecipe): boolean {
+  if (!recoveryRecipe(recipe)) return false;
+  return recipe.recoveryData === SELF_RECOVERY_DATA || (recipe.recoverySelfTokens > 0 && recipe.recoveryLossTokens !== 'assistant');
+}
+
+/** The recipe's recovery files (the bundled text by default) read and cut; undefined when it trains on sampled text alone or has no recovery. */
+export async function readRecoveryFiles(recipe: PruneRecipe, inputs: Pick<RecoveryInputs, 'tokenizer' | 'model'>): Promise<RecoveryText | undefined> {
+  if (!recoveryRecipe(recipe) || recipe.recoveryData === SELF_RECOVERY_DATA) return undefined;
+  return loadRecoveryText(inputs.tokenizer, {
+    seqLen: recipe.recoverySeqLen,
+    batch: recipe.recoveryBatch,
+    ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }),
+    chatTemplate: inputs.model.chatTemplate,
+    assistantOnly: recipe.recoveryLossTokens === 'assistant',
+  });
+}
+
+/**
+ * MoP's recovery options for a recipe: the recovery text (the files, `files` when already read,
+ * and the text sampled from the model when the recipe asks for it; MopInputError when a file is
+ * missing, empty, malformed or too short), the model being pruned as the distillation teacher.
+ * Undefined when the recipe asks for no recovery.
+ */
+export async function prepareRecovery(recipe: PruneRecipe, inputs: RecoveryInputs, files?: RecoveryText): Promise<MopRecoveryOptions | undefined> {
   const options = recoveryRecipe(recipe);
   if (!options) return undefined;
   const { tokenizer, model } = inputs;
   const budgets = recoveryBudgets(recipe);
-  const shape = { seqLen: recipe.recoverySeqLen, batch: recipe.recoveryBatch };
-  const text =
-    recipe.recoveryData === SELF_RECOVERY_DATA
-      ? await loadSelfRecoveryText(model, tokenizer, {
-          ...shape,
-          tokens: recipe.recoverySelfTokens,
-          seed: recipe.seed,
-          prompts: promptsFromCalibration(inputs.calibration?.sequences ?? []),
-          cache: inputs.selfTextCache,
-          ...(inputs.threads !== undefined && { threads: inputs.threads }),
-          ...(inputs.signal && { signal: inputs.signal }),
-          onProgress: (done, total) => inputs.onProgress?.({ step: 0, totalEstimate: 1, ratio: 0, message: `sampling recovery text from the model: ${done}/${total} tokens` }),
-        })
-      : await loadRecoveryText(tokenizer, {
-          ...shape,
-          ...(recipe.recoveryData !== undefined && { path: recipe.recoveryData }),
-          chatTemplate: model.chatTemplate,
-          assistantOnly: recipe.recoveryLossTokens === 'assistant',
-        });
+  const read = files ?? (await readRecoveryFiles(recipe, inputs));
+  const sampled = samplesRecoveryText(recipe)
+    ? await loadSelfRecoveryText(model, tokenizer, {
+        seqLen: recipe.recoverySeqLen,
+        batch: recipe.recoveryBatch,
+        tokens: recipe.recoverySelfTokens,
+        seed: recipe.seed,
+        prompts: promptsFromCalibration(inputs.calibration?.sequences ?? []),
+        cache: inputs.selfTextCache,
+        ...(inputs.threads !== undefined && { threads: inputs.threads }),
+        ...(inputs.signal && { signal: inputs.signal }),
+        onProgress: (done, total) => inputs.onProgress?.({ step: 0, totalEstimate: 1, ratio: 0, message: `sampling recovery text from the model: ${done}/${total} tokens` }),
+      })
+    : undefined;
+  const text = joinRecoveryTexts([read, sampled].filter((t): t is RecoveryText => t !== undefined));
   return {
     recipe: { ...options, ...(inputs.threads !== undefined && { threads: inputs.threads }) },
     candidateSteps: 'steps' in budgets.candidate ? budgets.candidate.steps : 0,
@@ -197,12 +223,11 @@ export async function runPrune(run: PruneRun): Promise<MopResult> {
     seqLen: recipe.seqLen,
     seed: recipe.seed,
   });
-  const sampled = recipe.recoveryData === SELF_RECOVERY_DATA;
   const inputs: RecoveryInputs = { tokenizer, model, threads: run.threads, calibration, selfTextCache: run.selfTextCache, signal: run.signal, onProgress: run.onProgress };
   // Files are read before the inputs count as good; text sampled from the model (minutes on a large one) after.
-  let recovery = sampled ? undefined : await prepareRecovery(recipe, inputs);
+  const files = await readRecoveryFiles(recipe, inputs);
   run.onCalibrated?.(calibration.description);
-  if (sampled) recovery = await prepareRecovery(recipe, inputs);
+  const recovery = await prepareRecovery(recipe, inputs, files);
   let latencyProfile: LatencyProfile | undefined;
   if (recipe.budget === 'latency') {
     const target = run.servingTarget ?? cpuTarget;
