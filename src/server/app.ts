@@ -16,7 +16,7 @@ import { outcomeOf, toApiError } from './service-errors.ts';
 import { handleDetokenize, handleTokenize, TOKENIZE_PATHS } from './tokenize-routes.ts';
 import type { TokenizeThread } from './tokenize-thread.ts';
 import { bodyTooLarge, invalidRequest, modelNotFound, notFound, unavailable } from './errors.ts';
-import type { RequestOutcome, ServerMetrics } from './metrics.ts';
+import type { RequestOutcome, ServerMetrics, TokenizeRoute } from './metrics.ts';
 import type { ModelCard, ModelList } from './protocol.ts';
 import type { ModelService } from '../service/model-service.ts';
 import type { ServedVariant } from '../service/variants/served-variant.ts';
@@ -66,10 +66,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
 
   // CORS first: a preflight carries no API key. Then the key, then the content type (415 before a
-  // byte of the body is read), then the body limit. /tokenize and /detokenize follow the /v1 rules;
-  // only generation requests are counted.
+  // byte of the body is read), then the body limit. /tokenize and /detokenize follow the /v1 rules
+  // and are counted apart from generations.
   for (const path of ['/v1/*', ...TOKENIZE_PATHS]) {
-    const count = (outcome: RequestOutcome) => path === '/v1/*' && countFailure(deps, undefined, outcome);
+    const count = (outcome: RequestOutcome) => (path === '/v1/*' ? countFailure(deps, undefined, outcome) : deps.metrics.countTokenize(tokenizeRoute(path), outcome));
     if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use(path, corsFor(deps.allowedOrigins));
     if (deps.apiKeys && deps.apiKeys.length > 0) app.use(path, requireApiKey(deps.apiKeys, () => count('unauthorized')));
     app.use(path, requireJsonBody(() => count('invalid')));
@@ -106,16 +106,20 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.post('/v1/completions', generation(handleCompletion));
   app.post('/v1/chat/completions', generation(handleChatCompletion));
-  // Not generations: neither counted nor refused while draining.
-  const tokenizing = (handler: (json: unknown, d: AppDeps, signal: AbortSignal) => Promise<object>) => async (c: Context<Env>) => {
+  // Not generations: not refused while draining, counted in mop_tokenize_requests_total.
+  const tokenizing = (route: TokenizeRoute, handler: (json: unknown, d: AppDeps, signal: AbortSignal) => Promise<object>) => async (c: Context<Env>) => {
     try {
-      return c.json(await handler(await readJson(c), deps, c.get('clientSignal')));
+      const answer = await handler(await readJson(c), deps, c.get('clientSignal'));
+      deps.metrics.countTokenize(route, 'success');
+      return c.json(answer);
     } catch (e) {
-      return toApiError(e, log).toResponse();
+      const err = toApiError(e, log);
+      deps.metrics.countTokenize(route, outcomeOf(err));
+      return err.toResponse();
     }
   };
-  app.post('/tokenize', tokenizing(handleTokenize));
-  app.post('/detokenize', tokenizing(handleDetokenize));
+  app.post('/tokenize', tokenizing('tokenize', handleTokenize));
+  app.post('/detokenize', tokenizing('detokenize', handleDetokenize));
 
   app.get('/v1/models', (c) => {
     const list: ModelList = { object: 'list', data: deps.service.list().map(modelCard) };
@@ -173,6 +177,10 @@ async function readJson(c: Context<Env>): Promise<unknown> {
 }
 
 /** Failed requests are counted under the variant they named, or "unknown" (bounded label values). */
+function tokenizeRoute(path: string): TokenizeRoute {
+  return path === '/detokenize' ? 'detokenize' : 'tokenize';
+}
+
 function countFailure(deps: AppDeps, variant: ServedVariant | undefined, outcome: RequestOutcome): void {
   deps.metrics.countRequest(variant?.id ?? 'unknown', outcome);
 }

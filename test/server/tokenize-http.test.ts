@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server/main.ts';
-import { assertOpenAIError, okJson, postJson, startTestServer } from './helpers/server.ts';
+import { assertOpenAIError, okJson, postJson, scrape, startTestServer } from './helpers/server.ts';
 
 const PROMPT = 'Once upon a time, there was a little dog.';
 const MESSAGES = [
@@ -51,7 +51,8 @@ describe('POST /tokenize and /detokenize', () => {
     assert.deepEqual(t.tokens.slice(0, noCue.count - 1), noCue.tokens.slice(0, -1));
   });
 
-  it('answers bad input with OpenAI-shaped 400s naming the field', async () => {
+  it('answers bad input with OpenAI-shaped 400s naming the field, each counted by outcome in mop_tokenize_requests_total', async () => {
+    const before = await scrape(s.url);
     const bad = async (path: string, body: unknown, param: string) => assertOpenAIError(await postJson(`${s.url}${path}`, body), 400, param);
     await bad('/tokenize', {}, 'prompt');
     await bad('/tokenize', { prompt: PROMPT, messages: MESSAGES }, 'messages');
@@ -69,6 +70,12 @@ describe('POST /tokenize and /detokenize', () => {
     await bad('/detokenize', {}, 'tokens');
     await assertOpenAIError(await postJson(`${s.url}/tokenize`, '{"prompt": '), 400);
     await assertOpenAIError(await postJson(`${s.url}/tokenize`, { model: 'nope', prompt: PROMPT }), 404);
+    const m = await scrape(s.url);
+    const added = (route: string, outcome: string) => {
+      const k = `mop_tokenize_requests_total{outcome="${outcome}",route="${route}"}`;
+      return m.get(k)! - before.get(k)!;
+    };
+    assert.deepEqual([added('tokenize', 'invalid'), added('detokenize', 'invalid'), added('tokenize', 'not_found'), added('tokenize', 'success')], [11, 4, 1, 0]);
   });
 });
 
@@ -92,6 +99,12 @@ describe('/tokenize and /detokenize follow the /v1 rules on keys, content type, 
       assert.equal(preflight.headers.get('access-control-allow-origin'), 'https://app.example.com');
       const other = await fetch(`${s.url}${path}`, { method: 'OPTIONS', headers: { origin: 'https://evil.example.com', 'access-control-request-method': 'POST' } });
       assert.equal(other.headers.get('access-control-allow-origin'), null);
+      // Every one of them is counted where Prometheus looks, apart from generations.
+      const route = path.slice(1);
+      const m = await scrape(s.url);
+      const count = (outcome: string) => m.get(`mop_tokenize_requests_total{outcome="${outcome}",route="${route}"}`);
+      assert.deepEqual(['success', 'unauthorized', 'invalid', 'too_large', 'error'].map(count), [1, 1, 1, 1, 0]);
+      assert.equal([...m.keys()].filter((k) => k.startsWith('mop_requests_total') && m.get(k)! > 0).length, 0, 'not counted as generation requests');
     });
   }
 });
