@@ -11,6 +11,7 @@ import { handleChatCompletion } from './chat.ts';
 import { handleCompletion } from './completions.ts';
 import { requireJsonBody } from './content-type.ts';
 import { corsFor } from './cors.ts';
+import { type HostPolicy, requireAllowedHost } from './host-check.ts';
 import type { EndpointContext, EndpointLimits } from './endpoint.ts';
 import { outcomeOf, toApiError } from './service-errors.ts';
 import { handleDetokenize, handleTokenize, TOKENIZE_PATHS } from './tokenize-routes.ts';
@@ -47,6 +48,8 @@ export interface AppDeps {
   apiKeys?: readonly string[] | undefined;
   /** Origins (or '*') browsers may call /v1 from (--allowed-origins); unset: no CORS headers at all. */
   allowedOrigins?: readonly string[] | undefined;
+  /** Which Host headers are answered (host-check.ts); unset: any. */
+  hostPolicy?: HostPolicy | undefined;
 }
 
 type Env = { Variables: { clientSignal: AbortSignal } };
@@ -65,11 +68,20 @@ export function createApp(deps: AppDeps): Hono<Env> {
     await next();
   });
 
+  // A name the server does not answer to (DNS rebinding) is refused before anything else; counted on the API's paths.
+  if (deps.hostPolicy?.check) {
+    const tokenizePaths: readonly string[] = TOKENIZE_PATHS;
+    app.use('*', requireAllowedHost(deps.hostPolicy, (path) => {
+      if (path.startsWith('/v1/')) countFailure(deps, undefined, 'forbidden');
+      else if (tokenizePaths.includes(path)) deps.metrics.countTokenize('unknown', tokenizeRoute(path), 'forbidden');
+    }));
+  }
+
   // CORS first: a preflight carries no API key. Then the key, then the content type (415 before a
   // byte of the body is read), then the body limit. /tokenize and /detokenize follow the /v1 rules
   // and are counted apart from generations.
   for (const path of ['/v1/*', ...TOKENIZE_PATHS]) {
-    const count = (outcome: RequestOutcome) => (path === '/v1/*' ? countFailure(deps, undefined, outcome) : deps.metrics.countTokenize(tokenizeRoute(path), outcome));
+    const count = (outcome: RequestOutcome) => (path === '/v1/*' ? countFailure(deps, undefined, outcome) : deps.metrics.countTokenize('unknown', tokenizeRoute(path), outcome));
     if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use(path, corsFor(deps.allowedOrigins));
     if (deps.apiKeys && deps.apiKeys.length > 0) app.use(path, requireApiKey(deps.apiKeys, () => count('unauthorized')));
     app.use(path, requireJsonBody(() => count('invalid')));
@@ -108,13 +120,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.post('/v1/chat/completions', generation(handleChatCompletion));
   // Not generations: not refused while draining, counted in mop_tokenize_requests_total.
   const tokenizing = (route: TokenizeRoute, handler: (json: unknown, d: AppDeps, signal: AbortSignal) => Promise<object>) => async (c: Context<Env>) => {
+    let json: unknown;
+    // The variant the request names (the active one without a name), as generations are counted.
+    const model = () => deps.service.lookup((json as { model?: unknown } | undefined)?.model)?.id ?? 'unknown';
     try {
-      const answer = await handler(await readJson(c), deps, c.get('clientSignal'));
-      deps.metrics.countTokenize(route, 'success');
+      json = await readJson(c);
+      const answer = await handler(json, deps, c.get('clientSignal'));
+      deps.metrics.countTokenize(model(), route, 'success');
       return c.json(answer);
     } catch (e) {
       const err = toApiError(e, log);
-      deps.metrics.countTokenize(route, outcomeOf(err));
+      deps.metrics.countTokenize(model(), route, outcomeOf(err));
       return err.toResponse();
     }
   };
