@@ -78,6 +78,8 @@ export interface ServerConfig {
   apiKeys: string[] | undefined;
   /** Origins a browser may call the API from (CORS); undefined = no CORS headers (browsers refuse cross-site reads). */
   allowedOrigins: string[] | undefined;
+  /** Names requests may address the server by (Host), besides IP addresses and loopback names; ['*'] = any; undefined = any, but only those on a loopback listener without an API key (host-check.ts). */
+  allowedHosts: string[] | undefined;
   /** Server-side files an admin request names (calibration, recovery_data) must lie under this directory; undefined = the bundled data/. */
   dataDir: string | undefined;
   /** Most model variants served at once (dense included); a prune or restore past it gets 409. */
@@ -132,6 +134,7 @@ export const defaultServerConfig: Readonly<ServerConfig> = {
   pruneNice: 10,
   apiKeys: undefined,
   allowedOrigins: undefined,
+  allowedHosts: undefined,
   dataDir: undefined,
   maxVariants: 8,
   engineStallMs: 60_000,
@@ -219,6 +222,14 @@ const origins = (raw: string): string[] => {
   return items;
 };
 
+const hostNames = (raw: string): string[] => {
+  const items = list(raw);
+  for (const h of items) {
+    if (h !== '*' && !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.?$/i.test(h)) throw new Error(`expected '*' or host names like api.example.com (no scheme, port or path), got '${h}'`);
+  }
+  return items;
+};
+
 export const configKnobs: readonly ConfigKnob[] = [
   { key: 'port', flag: '--port <n>', env: 'PORT', description: 'TCP port to listen on', parse: int(0, 65535) },
   { key: 'host', flag: '--host <address>', env: 'HOST', description: 'address to listen on', parse: text },
@@ -239,6 +250,13 @@ export const configKnobs: readonly ConfigKnob[] = [
   // Commander files --api-key under apiKey; the config holds the list as apiKeys.
   { key: 'apiKey', flag: '--api-key <keys>', env: 'MOP_API_KEY', description: 'comma-separated bearer keys accepted on /v1 (unset = /v1 needs no key; each at least 16 characters)', parse: secretList, secret: true, assign: (config, value) => (config.apiKeys = value as string[]), read: (config) => config.apiKeys },
   { key: 'allowedOrigins', flag: '--allowed-origins <origins>', env: 'MOP_ALLOWED_ORIGINS', description: "comma-separated origins browsers may call the API from, or '*' (unset = no CORS)", parse: origins },
+  {
+    key: 'allowedHosts',
+    flag: '--allowed-hosts <names>',
+    env: 'MOP_ALLOWED_HOSTS',
+    description: "comma-separated names clients address the server by (the Host header; IP addresses and loopback names always pass), or '*' (unset = any, except on a loopback --host without --api-key: only IP addresses and loopback names, a defence against DNS rebinding)",
+    parse: hostNames,
+  },
   { key: 'dataDir', flag: '--data-dir <dir>', env: 'MOP_DATA_DIR', description: 'directory that files named in admin requests (calibration, recovery_data) must lie under (default: the bundled data/ directory)', parse: text },
   { key: 'maxVariants', flag: '--max-variants <n>', env: 'MOP_MAX_VARIANTS', description: 'most model variants served at once, dense included (a prune or restore past it: 409)', parse: int(1, 256) },
   { key: 'engineStallMs', flag: '--engine-stall-ms <ms>', env: 'MOP_ENGINE_STALL_MS', description: 'an engine step or heartbeat older than this marks the variant stalled: 503 engine_stalled, /ready and then /health fail', parse: int(100) },

@@ -14,7 +14,7 @@ export interface OpenAIErrorBody {
   };
 }
 
-export type ErrorStatus = 400 | 401 | 404 | 409 | 413 | 415 | 429 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 429 | 500 | 503;
 
 /** An error meant for the client: status, OpenAI type/code, the offending request field. */
 export class ApiError extends Error {

@@ -20,6 +20,7 @@ import { createApp, type ServerState } from './app.ts';
 import { type ChatTemplate, loadChatTemplate } from './chat-template.ts';
 import { formatConfig, modelNameFromPath, type ServerConfig } from './config.ts';
 import { baseUrl, type Listeners, listenAddress, openListeners, portOf } from './listeners.ts';
+import { describeHostPolicy, hostPolicy } from './host-check.ts';
 import { ServerMetrics } from './metrics.ts';
 import { errorText, releaseEngines, shutdownOnce } from './shutdown.ts';
 import { abortable, StartupAbortedError } from './startup-abort.ts';
@@ -209,6 +210,7 @@ function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync |
     admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune, draining: () => state.draining, dataDir: config.dataDir }),
     apiKeys: config.apiKeys,
     allowedOrigins: config.allowedOrigins,
+    hostPolicy: hostPolicy(config.host, config.allowedHosts, config.apiKeys),
     service,
     chatTemplate,
     tokenizeThread,
@@ -230,6 +232,7 @@ function announceListeners(config: ServerConfig, { api, admin }: Listeners, dens
   const adminWhere = admin ? `on ${listenAddress(config.host, portOf(admin))} only (--admin-port; /admin on port ${port} answers 404)` : `on port ${port}`;
   log(config.adminToken === undefined ? `admin API: off (set --admin-token / MOP_ADMIN_TOKEN to enable /admin and /admin/events${admin ? `, served ${adminWhere}` : ''})` : `admin API: on (/admin/*, WebSocket /admin/events; bearer token required) ${adminWhere}`);
   log(`listening on ${listenAddress(config.host, port)} (model id '${denseId}')`);
+  log(describeHostPolicy(hostPolicy(config.host, config.allowedHosts, config.apiKeys)));
   return { url, port, adminUrl };
 }
 

@@ -56,6 +56,8 @@ export function outcomeOf(err: ApiError): RequestOutcome {
       return 'invalid';
     case 401:
       return 'unauthorized';
+    case 403:
+      return 'forbidden';
     case 404:
       return 'not_found';
     case 413:
