@@ -97,7 +97,10 @@ function rejectUnsupported(body: CompletionRequest): void {
 }
 
 /** Builds response objects and stream chunks for one request. */
-class CompletionShape {
+export class CompletionShape {
+  /** Per prompt, its echoed log-probabilities, built once for all its choices (n × a long prompt's top entries would otherwise be built n times on the HTTP thread). */
+  private readonly promptParts = new Map<number, PromptLogprobs>();
+
   constructor(
     private readonly envelope: ResponseEnvelope,
     private readonly tokenizer: Tokenizer,
@@ -117,6 +120,18 @@ class CompletionShape {
     return this.promptScores?.[Math.floor(index / this.n)];
   }
 
+  private promptPart(index: number): PromptLogprobs {
+    const key = Math.floor(index / this.n);
+    let part = this.promptParts.get(key);
+    if (!part) {
+      const b = new LogprobsBuilder(this.tokenizer);
+      b.addPrompt(this.prompt(index).tokens, this.scores(index));
+      part = b.takePart();
+      this.promptParts.set(key, part);
+    }
+    return part;
+  }
+
   private framing(includeUsage: boolean): ChunkFraming<'text_completion', CompletionChoice> {
     return new ChunkFraming(this.envelope, 'text_completion', includeUsage, this.promptTokens());
   }
@@ -127,7 +142,7 @@ class CompletionShape {
     for (let index = 0; index < this.prompts.length * this.n; index++) {
       const p = this.prompt(index);
       const lp = this.logprobs ? new LogprobsBuilder(this.tokenizer) : undefined;
-      lp?.addPrompt(p.tokens, this.scores(index));
+      lp?.addPart(this.promptPart(index));
       yield framing.chunk({ text: p.text, index, logprobs: lp?.take() ?? null, finish_reason: 'length' });
     }
     yield* framing.usageChunk(0);
@@ -140,7 +155,7 @@ class CompletionShape {
       let text = '';
       if (this.echo) {
         text = this.prompt(index).text;
-        lp?.addPrompt(this.prompt(index).tokens, this.scores(index));
+        lp?.addPart(this.promptPart(index));
       }
       // No events: max_tokens 0, finished by the length limit before any token.
       let finish: FinishReasonWire | null = evs.length === 0 ? 'length' : null;
@@ -182,7 +197,7 @@ class CompletionShape {
     if (!this.echo) return;
     for (let index = 0; index < this.prompts.length * this.n; index++) {
       const p = this.prompt(index);
-      yield { text: p.text, index, logprobs: logprobsOf(index, (b) => b.addPrompt(p.tokens, this.scores(index))), finish_reason: null };
+      yield { text: p.text, index, logprobs: logprobsOf(index, (b) => b.addPart(this.promptPart(index))), finish_reason: null };
     }
   }
 
@@ -231,6 +246,24 @@ class LogprobsBuilder {
     this.offset += e.text.length;
   }
 
+  /** A prompt's entries as built once (takePart), at the start of a choice: shared, not copied entry by entry. */
+  addPart(part: PromptLogprobs): void {
+    // A loop, not push(...): a long prompt's entries would overflow the argument limit.
+    const e = part.entries;
+    for (let i = 0; i < e.tokens.length; i++) {
+      this.pending.tokens.push(e.tokens[i]!);
+      this.pending.token_logprobs.push(e.token_logprobs[i]!);
+      this.pending.top_logprobs.push(e.top_logprobs[i]!);
+      this.pending.text_offset.push(this.offset + e.text_offset[i]!);
+    }
+    this.offset += part.length;
+  }
+
+  /** What was added so far, with the text length it covers (for addPart). */
+  takePart(): PromptLogprobs {
+    return { entries: this.take(), length: this.offset };
+  }
+
   /** Text released without a token (held-back text at the end). */
   addText(text: string): void {
     this.offset += text.length;
@@ -249,6 +282,12 @@ class LogprobsBuilder {
     this.pending.top_logprobs.push(top);
     this.pending.text_offset.push(this.offset);
   }
+}
+
+/** A prompt's echoed log-probabilities and the length of its text. */
+interface PromptLogprobs {
+  entries: CompletionLogprobs;
+  length: number;
 }
 
 function empty(): CompletionLogprobs {
