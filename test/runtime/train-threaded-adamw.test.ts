@@ -107,6 +107,25 @@ describe('AdamW in worker threads', () => {
   });
 });
 
+describe('AdamW threads that fail between calls', () => {
+  for (const [what, code, expected] of [
+    ['exits', 'setTimeout(() => process.exit(4), 20)', /AdamW thread exited \(code 4\)/],
+    ['throws', "setTimeout(() => { throw new Error('boom') }, 20)", /AdamW thread failed: boom/],
+  ] as const) {
+    it(`a thread that ${what} while the graph runs fails the next call at once, not never, and does not crash the process`, async () => {
+      const { params, grads } = problem(9);
+      // The thread keeps the process busy for a moment, then fails: no call is in flight.
+      const opt = ThreadedAdamW.start(params(), { weightDecay: 0 }, 2, () => new Worker(`${code}; setInterval(() => {}, 1000)`, { eval: true }));
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        await assert.rejects(opt.gradientNorm(grads[0]!), expected);
+      } finally {
+        await opt.close();
+      }
+    });
+  }
+});
+
 describe('partitionBySize', () => {
   it('puts the largest tensors first on the least loaded thread and keeps each list in input order', () => {
     const parts = partitionBySize([['a', 10], ['b', 60], ['c', 30], ['d', 25], ['e', 5]], 2);

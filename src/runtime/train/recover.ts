@@ -217,12 +217,14 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
   }
 
   const session = await TrainingSession.create(spec, model.weights, { seqLen: o.seqLen, loss: o.loss, ...(lora && { lora }) }, o.threads);
-  const optimizer = (hooks.optimizer ?? recoveryOptimizer)(params, o.weightDecay, o.threads ?? os.availableParallelism());
+  let optimizer: StepOptimizer | undefined;
+  let trained = false;
   let teacher: CachedTeacher | undefined;
   let teacherSession: TeacherSession | undefined;
   let passesBefore = 0;
   let outcome: TrainOutcome;
   try {
+    optimizer = (hooks.optimizer ?? recoveryOptimizer)(params, o.weightDecay, o.threads ?? os.availableParallelism());
     const cacheBytes = (o.teacherCacheMiB ?? 256) * 2 ** 20;
     if (o.loss === 'kd' && data.sharedTeacher) {
       teacher = await data.sharedTeacher.cached(o.seqLen, o.threads, cacheBytes);
@@ -244,10 +246,13 @@ export async function recover(model: ModelWeights, overrides: Partial<RecoveryOp
       ...(hooks.onProgress && { onProgress: hooks.onProgress }),
       ...(cache && { teacher: async (batch) => ({ logProbs: await cache.logProbs(batch, pieces), alpha: o.kdAlpha }) }),
     });
+    trained = true;
   } finally {
-    await session.release();
-    await teacherSession?.release();
-    await optimizer.close();
+    // Each released whatever the others do: a failed release must not leave the optimizer's threads running.
+    const released = await Promise.allSettled([optimizer?.close(), session.release(), teacherSession?.release()]);
+    const failed = released.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    // After a failed run its own error is the one to report.
+    if (failed && trained) throw failed.reason;
   }
 
   let weights: Weights;

@@ -23,6 +23,8 @@ const startAdamWThread: StartThread = (init) => startWorkerThread(siblingModule(
 interface Share {
   worker: Worker;
   names: string[];
+  /** The call waiting for this thread's answer. */
+  pending?: { resolve: (reply: AdamWThreadReply) => void; reject: (e: Error) => void; request: AdamWThreadRequest['kind'] };
 }
 
 export class ThreadedAdamW implements StepOptimizer {
@@ -30,21 +32,32 @@ export class ThreadedAdamW implements StepOptimizer {
   /** The weights are in the workers (between gradientNorm and update or restore). */
   private held = false;
   private failure: Error | undefined;
+  private closing = false;
+  private readonly shares: Share[] = [];
 
-  private constructor(
-    private readonly params: ReadonlyMap<string, OptimizedTensor>,
-    private readonly shares: Share[],
-  ) {}
+  private constructor(private readonly params: ReadonlyMap<string, OptimizedTensor>) {}
 
-  /** Start `threads` worker threads (fewer when there are fewer tensors) over `params`. */
+  /**
+   * Start `threads` worker threads (fewer when there are fewer tensors) over `params`. A thread
+   * that errs or exits, even between calls, fails the call in flight and every later one.
+   */
   static start(params: ReadonlyMap<string, OptimizedTensor>, options: AdamWOptions, threads: number, startThread: StartThread = startAdamWThread): ThreadedAdamW {
     for (const p of params.values()) if (!ownsBuffer(p.data)) p.data = p.data.slice();
-    const groups = partitionBySize([...params].map(([name, p]) => [name, p.data.length] as const), threads);
-    const shares = groups.map((names) => ({
-      names,
-      worker: startThread({ options, tensors: names.map((name) => ({ name, data: params.get(name)!.data, decay: params.get(name)!.decay })) }),
-    }));
-    return new ThreadedAdamW(params, shares);
+    const optimizer = new ThreadedAdamW(params);
+    try {
+      for (const names of partitionBySize([...params].map(([name, p]) => [name, p.data.length] as const), threads)) {
+        const worker = startThread({ options, tensors: names.map((name) => ({ name, data: params.get(name)!.data, decay: params.get(name)!.decay })) });
+        const share: Share = { worker, names };
+        optimizer.shares.push(share);
+        worker.on('message', (reply: AdamWThreadReply) => optimizer.answered(share, reply));
+        worker.on('error', (e: Error) => optimizer.fail(new Error(`AdamW thread failed: ${e.message}`)));
+        worker.on('exit', (code: number) => optimizer.closing || optimizer.fail(new Error(`AdamW thread exited (code ${code})${share.pending ? ` during ${share.pending.request}` : ''}`)));
+      }
+    } catch (e) {
+      void optimizer.close();
+      throw e;
+    }
+    return optimizer;
   }
 
   get steps(): number {
@@ -90,6 +103,7 @@ export class ThreadedAdamW implements StepOptimizer {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.shares.map((s) => s.worker.terminate()));
   }
 
@@ -104,32 +118,33 @@ export class ThreadedAdamW implements StepOptimizer {
     s.names.forEach((name, i) => (this.params.get(name)!.data = r.weights[i]!));
   }
 
-  /** One request to one thread; a thread that errs or exits fails this call and every later one. */
+  /** One request to one thread (one at a time per thread). */
   private call(s: Share, request: AdamWThreadRequest, transfer: ArrayBuffer[]): Promise<AdamWThreadReply> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      const done = () => {
-        s.worker.off('message', onMessage);
-        s.worker.off('error', onError);
-        s.worker.off('exit', onExit);
-      };
-      const fail = (e: Error) => {
-        done();
-        this.failure ??= e;
-        reject(e);
-      };
-      const onMessage = (reply: AdamWThreadReply) => {
-        done();
-        if (reply.kind === 'error') fail(new Error(`AdamW thread: ${reply.message}`));
-        else resolve(reply);
-      };
-      const onError = (e: Error) => fail(new Error(`AdamW thread failed: ${e.message}`));
-      const onExit = (code: number) => fail(new Error(`AdamW thread exited (code ${code}) during ${request.kind}`));
-      s.worker.on('message', onMessage);
-      s.worker.on('error', onError);
-      s.worker.on('exit', onExit);
+      s.pending = { resolve, reject, request: request.kind };
       s.worker.postMessage(request, transfer);
     });
+  }
+
+  private answered(s: Share, reply: AdamWThreadReply): void {
+    const pending = s.pending;
+    s.pending = undefined;
+    if (!pending) return;
+    if (reply.kind === 'error') {
+      this.fail(new Error(`AdamW thread: ${reply.message}`));
+      pending.reject(this.failure!);
+    } else pending.resolve(reply);
+  }
+
+  /** The first failure sticks; every waiting call is rejected with it. */
+  private fail(e: Error): void {
+    this.failure ??= e;
+    for (const s of this.shares) {
+      const pending = s.pending;
+      s.pending = undefined;
+      pending?.reject(this.failure);
+    }
   }
 }
 
