@@ -142,7 +142,8 @@ export function promptsFromCalibration(sequences: readonly Int32Array[], length 
 export async function loadSelfRecoveryText(
   model: ModelWeights,
   tokenizer: Tokenizer,
-  options: SelfTextOptions & { seqLen: number; batch: number; cache?: SelfTextCache | undefined },
+  /** `alone`: the whole recovery text, so it must hold a batch (default); added to files that hold one, it need not. */
+  options: SelfTextOptions & { seqLen: number; batch: number; cache?: SelfTextCache | undefined; alone?: boolean },
 ): Promise<RecoveryText> {
   const recipe = selfTextRecipe(model, options);
   let tokens = await options.cache?.load(recipe);
@@ -153,6 +154,6 @@ export async function loadSelfRecoveryText(
   }
   const label = `self: ${tokens.length} tokens sampled from the model (seed ${options.seed}, temperature 1${cached ? ', cached' : ''})`;
   const { windows } = streamWindows(tokenizer, tokens, options.seqLen);
-  checkOneBatch([label], windows.length, tokens.length, options);
+  if (options.alone !== false) checkOneBatch([label], windows.length, tokens.length, options);
   return { windows, description: { sources: [label], textTokens: tokens.length, windows: windows.length, seqLen: options.seqLen } };
 }

@@ -41,7 +41,7 @@ describe('POST /admin/prune with recovery_data "self"', () => {
     return view.report!.recovery!.data!;
   };
 
-  it('adds recovery_self_tokens of sampled text to the bundled recovery text by default, and none with 0', async () => {
+  it('adds recovery_self_tokens of sampled text to the bundled recovery files (as the default recipe does), none with 0, and fewer tokens than a batch when the files hold one', async () => {
     const quick = { target: 0.2, strategy: 'width', samples: 8, seq_len: 64, recovery_steps: 0, final_recovery_steps: 2, recovery_batch: 2, recovery_seq_len: 32, activate: false };
     const mixed = await finished({ ...quick, id: 'mixed-20', recovery_self_tokens: 2048 });
     const plain = await finished({ ...quick, id: 'plain-20', recovery_self_tokens: 0 });
@@ -52,6 +52,9 @@ describe('POST /admin/prune with recovery_data "self"', () => {
     assert.equal(mixed.textTokens, plain.textTokens + 2048);
     // 2048 sampled tokens cut into windows of 32 (each after a BOS): 64 more windows.
     assert.equal(mixed.windows, plain.windows + 2048 / 32);
+    // 1024 sampled tokens are not a batch of 64 × 32 on their own; with the files they need not be.
+    const few = await finished({ ...quick, id: 'few-20', recovery_self_tokens: 1024, recovery_batch: 64, final_recovery_steps: 1 });
+    assert.equal(few.windows, plain.windows + 1024 / 32);
   });
 
   it('refuses recovery_data "self" with fewer than 1024 tokens to sample, in one line naming both options', async () => {

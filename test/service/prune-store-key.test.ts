@@ -83,6 +83,13 @@ describe('prune store keys', () => {
     assert.deepEqual(k.recipe.calibration, { sha256: await (await import('../../src/service/model-store/index.ts')).digestFile(defaultCalibrationPath()) });
   });
 
+  it('record the sampled text added to the recovery files, so entries made when the same values meant the files alone do not answer', async () => {
+    assert.equal((await pruneStoreKey(source, base, 1000)).recipe.recoverySelfAdded, base.recoverySelfTokens);
+    for (const other of [{ ...base, recoverySelfTokens: 0 }, { ...base, recovery: 'none' as const }, { ...base, recoveryData: 'self' }]) {
+      assert.equal((await pruneStoreKey(source, other, 1000)).recipe.recoverySelfAdded, undefined, JSON.stringify(other).slice(0, 80));
+    }
+  });
+
   it('spell out the defaults runMop actually uses: the option table’s defaults are MoP’s (as its report records them)', async () => {
     const { model, calibration } = await bundled();
     const { report } = await runMop(model, { target: 0.1, calibration });

@@ -137,7 +137,7 @@ export const pruneOptions: readonly PruneOption[] = [
     undefined,
   ),
   option('recoveryLossTokens', 'recovery-loss-tokens', 'which tokens recovery trains on: all, or assistant (only the assistant turns of chat records)', { kind: 'choice', choices: ['all', 'assistant'] }, 'all'),
-  // Default: docs/recovery-budget-report.md (the bundled text plus 524,288 sampled tokens: 1.07× dense at 40% vs 1.19× on the bundled text alone; 131,072 tokens of self text alone recovered 6.4% worse than 524,288, docs/recovery-data-report.md).
+  // Default: docs/recovery-budget-report.md (the bundled text plus 524,288 sampled tokens: 1.06× dense at 40% vs 1.19× on the bundled text alone; 131,072 tokens of self text alone recovered 6.4% worse than 524,288, docs/recovery-data-report.md).
   option('recoverySelfTokens', 'recovery-self-tokens', 'tokens sampled from the model being pruned (temperature 1, seeded; once per model and recipe with a model store) and added to the recovery text, or all of it with --recovery-data self; 0 = none (not added with --recovery-loss-tokens assistant)', { kind: 'int', min: 0, max: 100_000_000 }, 524_288),
   option('recoveryBatch', 'recovery-batch', 'recovery sequences per step', { kind: 'int', min: 1, max: 1024 }, 16),
   option('recoverySeqLen', 'recovery-seq-len', 'tokens trained per recovery sequence', { kind: 'int', min: 2, max: 8192 }, 128),

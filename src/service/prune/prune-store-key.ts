@@ -12,7 +12,8 @@ import { cpuTarget, describeTarget, type ExecutionTarget } from '../../runtime/d
 import { defaultRecoverySources } from '../../mop/recovery-data.ts';
 import { type EntryRecipe, type HexDigest, storeKey } from '../model-store/index.ts';
 import { digestInputFile, type InputFileLimits } from './prune-input-files.ts';
-import { namesFile, type PruneRecipe, pruneOptions } from './prune-options.ts';
+import { namesFile, type PruneRecipe, pruneOptions, SELF_RECOVERY_DATA } from './prune-options.ts';
+import { samplesRecoveryText } from './run-prune.ts';
 
 /**
  * Files a text option reads when it is unset (the option table leaves the default unstated). A
@@ -40,6 +41,9 @@ export interface PruneStoreKey {
 export async function pruneStoreKey(sourceDigest: HexDigest, recipe: PruneRecipe, referenceBlocks: number, servingTarget: ExecutionTarget = cpuTarget, limits: InputFileLimits = {}): Promise<PruneStoreKey> {
   const material: Record<string, unknown> = { ...recipe, referenceBlocks };
   if (recipe.budget === 'latency') material.latencyTarget = describeTarget(servingTarget);
+  // Sampled text added to the files' (the default since 2026-12-07): the same recipe values meant
+  // the files alone before, so entries made then must not answer for it.
+  if (samplesRecoveryText(recipe) && recipe.recoveryData !== SELF_RECOVERY_DATA) material.recoverySelfAdded = recipe.recoverySelfTokens;
   for (const o of pruneOptions) {
     if (o.type.kind !== 'text') continue;
     const set = recipe[o.key] as string | undefined;

@@ -189,6 +189,7 @@ export async function prepareRecovery(recipe: PruneRecipe, inputs: RecoveryInput
         seqLen: recipe.recoverySeqLen,
         batch: recipe.recoveryBatch,
         tokens: recipe.recoverySelfTokens,
+        alone: read === undefined,
         seed: recipe.seed,
         prompts: promptsFromCalibration(inputs.calibration?.sequences ?? []),
         cache: inputs.selfTextCache,
