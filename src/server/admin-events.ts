@@ -8,6 +8,7 @@
  * not answer the previous ping is cut), and a client that does not read (more than `maxBufferedBytes`
  * still unsent when the next event comes) is cut instead of buffered for.
  */
+import { hostAllowed, hostNotAllowed, type HostPolicy } from './host-check.ts';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -37,6 +38,8 @@ export interface AdminEventOptions {
   pingIntervalMs?: number;
   /** Unsent bytes past which a client is cut (default EVENTS_MAX_BUFFERED_BYTES). */
   maxBufferedBytes?: number;
+  /** Which Host names are answered (host-check.ts), as on every HTTP path; unset: any. */
+  hostPolicy?: HostPolicy | undefined;
   /** One line per client cut or refused (default: stderr). */
   log?: (line: string) => void;
 }
@@ -57,6 +60,7 @@ export function attachAdminEventSocket(server: Server, events: EventSource, opti
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '').split('?')[0];
     if (path !== ADMIN_EVENTS_PATH) return refuse(socket, 404, 'Not Found');
+    if (options.hostPolicy && !hostAllowed(req.headers.host, options.hostPolicy)) return refuse(socket, 403, 'Forbidden', hostNotAllowed(req.headers.host ?? '').message);
     if (adminToken === undefined) return refuse(socket, 404, 'Not Found');
     if (!tokenMatches(req.headers.authorization)) return refuse(socket, 401, 'Unauthorized');
     if (wss.clients.size >= maxClients) {

@@ -11,7 +11,7 @@ import { handleChatCompletion } from './chat.ts';
 import { handleCompletion } from './completions.ts';
 import { requireJsonBody } from './content-type.ts';
 import { corsFor } from './cors.ts';
-import { type HostPolicy, requireAllowedHost } from './host-check.ts';
+import { type HostPolicy, refusalLog, requireAllowedHost } from './host-check.ts';
 import type { EndpointContext, EndpointLimits } from './endpoint.ts';
 import { outcomeOf, toApiError } from './service-errors.ts';
 import { handleDetokenize, handleTokenize, TOKENIZE_PATHS } from './tokenize-routes.ts';
@@ -71,7 +71,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // A name the server does not answer to (DNS rebinding) is refused before anything else; counted on the API's paths.
   if (deps.hostPolicy?.check) {
     const tokenizePaths: readonly string[] = TOKENIZE_PATHS;
-    app.use('*', requireAllowedHost(deps.hostPolicy, (path) => {
+    const logRefusal = refusalLog(log);
+    app.use('*', requireAllowedHost(deps.hostPolicy, (path, host) => {
+      logRefusal(path, host);
       if (path.startsWith('/v1/')) countFailure(deps, undefined, 'forbidden');
       else if (tokenizePaths.includes(path)) deps.metrics.countTokenize('unknown', tokenizeRoute(path), 'forbidden');
     }));

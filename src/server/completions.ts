@@ -246,7 +246,7 @@ class LogprobsBuilder {
     this.offset += e.text.length;
   }
 
-  /** A prompt's entries as built once (takePart), at the start of a choice: shared, not copied entry by entry. */
+  /** A prompt's entries as built once (takePart), at the start of a choice: copied as they are (the top entries' objects shared), not spelled again. */
   addPart(part: PromptLogprobs): void {
     // A loop, not push(...): a long prompt's entries would overflow the argument limit.
     const e = part.entries;

@@ -225,7 +225,7 @@ const origins = (raw: string): string[] => {
 const hostNames = (raw: string): string[] => {
   const items = list(raw);
   for (const h of items) {
-    if (h !== '*' && !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.?$/i.test(h)) throw new Error(`expected '*' or host names like api.example.com (no scheme, port or path), got '${h}'`);
+    if (h !== '*' && !/^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?$/i.test(h)) throw new Error(`expected '*' or host names like api.example.com (no scheme, port or path), got '${h}'`);
   }
   return items;
 };

@@ -52,12 +52,12 @@ export function hostAllowed(header: string | undefined, policy: HostPolicy): boo
   return isIP(name) !== 0 || isLoopback(name) || policy.names.has(name);
 }
 
-/** 403 for a request addressed by a name outside the policy; `onRefused` counts it (by path). */
-export function requireAllowedHost(policy: HostPolicy, onRefused: (path: string) => void = () => undefined): MiddlewareHandler {
+/** 403 for a request addressed by a name outside the policy; `onRefused` counts and logs it. */
+export function requireAllowedHost(policy: HostPolicy, onRefused: (path: string, host: string) => void = () => undefined): MiddlewareHandler {
   return async (c, next) => {
     const header = c.req.header('host');
     if (!hostAllowed(header, policy)) {
-      onRefused(c.req.path);
+      onRefused(c.req.path, header ?? '');
       return hostNotAllowed(header ?? '').toResponse();
     }
     await next();
@@ -75,6 +75,22 @@ export const hostNotAllowed = (header: string): ApiError =>
 
 function normalizeName(name: string): string {
   return name.trim().toLowerCase().replace(/\.$/, '');
+}
+
+/**
+ * Log lines for refused requests: the first at once, then at most one a `intervalMs` with how many
+ * were refused since, so a page probing the server cannot flood the log.
+ */
+export function refusalLog(log: (line: string) => void, intervalMs = 60_000, now: () => number = Date.now): (path: string, host: string) => void {
+  let last = -Infinity;
+  let since = 0;
+  return (path, host) => {
+    since++;
+    if (now() - last < intervalMs) return;
+    log(`host check: refused ${since} request(s) addressed to names this server does not answer to (last: '${host.slice(0, 100)}' on ${path.slice(0, 100)}); a proxy's name belongs in --allowed-hosts`);
+    last = now();
+    since = 0;
+  };
 }
 
 /** The start-up log line. */

@@ -108,7 +108,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     throw e;
   }
   // With --admin-port, /admin and its WebSocket live on a listener of their own; the API port answers 404 for them.
-  const closeSocket = attachAdminEventSocket(listeners.admin ?? listeners.api, service.events, { adminToken: config.adminToken, maxClients: config.maxEventClients, log });
+  const closeSocket = attachAdminEventSocket(listeners.admin ?? listeners.api, service.events, { adminToken: config.adminToken, maxClients: config.maxEventClients, hostPolicy: hostPolicy(config.host, config.allowedHosts, config.apiKeys), log });
   const closeEvents = () => {
     closeSocket();
     // The tokenizer thread goes with the admin socket, when shutdown begins.

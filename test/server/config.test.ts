@@ -61,7 +61,7 @@ describe('server configuration', () => {
     assert.throws(() => resolveConfig({ allowedOrigins: 'https://app.example.com/path' }), /--allowed-origins \/ MOP_ALLOWED_ORIGINS: expected '\*' or origins like https:\/\/app\.example\.com \(scheme and host, no path\), got 'https:\/\/app\.example\.com\/path'/);
     assert.throws(() => resolveConfig({ allowedHosts: 'http://api.example.com' }), /--allowed-hosts \/ MOP_ALLOWED_HOSTS: expected '\*' or host names like api\.example\.com \(no scheme, port or path\), got 'http:\/\/api\.example\.com'/);
     assert.throws(() => resolveConfig({ allowedHosts: 'api.example.com:8000' }), /--allowed-hosts \/ MOP_ALLOWED_HOSTS: expected '\*' or host names/);
-    assert.deepEqual(resolveConfig({ allowedHosts: 'api.example.com,proxy.internal' }).allowedHosts, ['api.example.com', 'proxy.internal']);
+    assert.deepEqual(resolveConfig({ allowedHosts: 'api.example.com,proxy.internal,mop_api' }).allowedHosts, ['api.example.com', 'proxy.internal', 'mop_api']);
     assert.throws(() => resolveConfig({ engineStallMs: '50' }), /--engine-stall-ms \/ MOP_ENGINE_STALL_MS: expected an integer in \[100, /);
     assert.throws(() => resolveConfig({ maxVariants: '0' }), /--max-variants \/ MOP_MAX_VARIANTS: expected an integer in \[1, 256\]/);
     assert.throws(() => resolveConfig({ adminPort: '70000' }), /--admin-port \/ MOP_ADMIN_PORT/);

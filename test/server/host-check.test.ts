@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { hostAllowed, hostName, hostPolicy } from '../../src/server/host-check.ts';
+import { WebSocket } from 'ws';
+import { hostAllowed, hostName, hostPolicy, refusalLog } from '../../src/server/host-check.ts';
 import type { RunningServer } from '../../src/server/main.ts';
 import { scrape, startTestServer } from './helpers/server.ts';
 
@@ -16,8 +17,14 @@ const COMPLETION = { prompt: 'Once upon a time', max_tokens: 2 };
 
 describe('Host check: a loopback server without an API key answers only IP addresses and loopback names (DNS rebinding)', () => {
   let s: RunningServer;
-  before(async () => (s = await startTestServer()));
+  const lines: string[] = [];
+  const ADMIN = 'host-check-admin-token-0123456789';
+  before(async () => (s = await startTestServer({ adminToken: ADMIN }, { log: (line) => lines.push(line) })));
   after(() => s.close());
+
+  it('says at start-up that the check is on', () => {
+    assert.ok(lines.some((l) => /^host check: on \(only IP addresses, loopback names are answered/.test(l)), lines.join('\n'));
+  });
 
   it('refuses a request addressed by another name with a 403 naming the option, counted as forbidden, and answers the same request addressed by IP or localhost', async () => {
     const refused = await post(s, '/v1/completions', `rebind.attacker.example:${port(s)}`, COMPLETION);
@@ -33,6 +40,20 @@ describe('Host check: a loopback server without an API key answers only IP addre
     const m = await scrape(s.url);
     assert.equal(m.get('mop_requests_total{model="unknown",outcome="forbidden"}'), 1);
     assert.equal(m.get('mop_tokenize_requests_total{model="unknown",outcome="forbidden",route="tokenize"}'), 1);
+    // Logged once, not once per refusal (a probing page cannot flood the log).
+    assert.deepEqual(lines.filter((l) => l.startsWith('host check: refused')), [
+      "host check: refused 1 request(s) addressed to names this server does not answer to (last: 'rebind.attacker.example:" + port(s) + "' on /v1/completions); a proxy's name belongs in --allowed-hosts",
+    ]);
+  });
+
+  it('refuses the /admin/events WebSocket upgrade addressed by another name, even with the admin token', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(s.url.replace('http', 'ws') + '/admin/events', { headers: { authorization: `Bearer ${ADMIN}`, host: 'rebind.attacker.example' } });
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => (ws.close(), resolve(101)));
+      ws.on('error', reject);
+    });
+    assert.equal(status, 403);
   });
 
   it('refuses every path, health and metrics included, to a name it does not answer to', async () => {
@@ -78,6 +99,20 @@ describe('hostPolicy, hostName, hostAllowed', () => {
     assert.equal(hostPolicy('0.0.0.0', ['api.example.com'], undefined).check, true);
     assert.equal(hostPolicy('127.0.0.1', ['*'], undefined).check, false);
   });
+  it('logs the first refusal at once, then at most a line a minute with the count since', () => {
+    const lines: string[] = [];
+    let t = 0;
+    const log = refusalLog((l) => lines.push(l), 60_000, () => t);
+    log('/v1/completions', 'a.example');
+    t = 30_000;
+    log('/health', 'b.example');
+    log('/health', 'c.example');
+    t = 61_000;
+    log('/metrics', 'd.example');
+    assert.equal(lines.length, 2);
+    assert.match(lines[1]!, /^host check: refused 3 request\(s\) .*last: 'd\.example' on \/metrics/);
+  });
+
   it('reads the name out of a Host value and refuses malformed ones', () => {
     assert.equal(hostName('Example.COM.:8080'), 'example.com');
     assert.equal(hostName('[::1]:80'), '::1');

@@ -108,6 +108,10 @@ describe('/tokenize and /detokenize follow the /v1 rules on keys, content type, 
       const m = await scrape(s.url);
       const count = (outcome: string) => tokenizeCount(m, route, outcome);
       assert.deepEqual(['success', 'unauthorized', 'invalid', 'too_large', 'error'].map(count), [1, 1, 1, 1, 0]);
+      // A success under the variant it ran on (the active one: no model named), refusals before the body under 'unknown'.
+      const id = ((await okJson<{ data: { id: string }[] }>(fetch(`${s.url}/v1/models`, { headers: auth }))).data[0]!).id;
+      assert.equal(m.get(`mop_tokenize_requests_total{model="${id}",outcome="success",route="${route}"}`), 1);
+      assert.equal(m.get(`mop_tokenize_requests_total{model="unknown",outcome="unauthorized",route="${route}"}`), 1);
       assert.equal([...m.keys()].filter((k) => k.startsWith('mop_requests_total') && m.get(k)! > 0).length, 0, 'not counted as generation requests');
     });
   }
