@@ -4,7 +4,7 @@
  * outcome `mop_requests_total` counts. Anything unexpected is logged here and answered as a bare
  * 500 (internals stay in the log).
  */
-import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from '../runtime/engine/errors.ts';
+import { ContextLengthError, EngineStepError, InvalidRequestError, RequestAbortedError, RequestTimeoutError } from '../runtime/engine/errors.ts';
 import { QueueFullError, SchedulerClosedError } from '../runtime/engine/scheduler-types.ts';
 import { GrammarError } from '../runtime/grammar/grammar-spec.ts';
 import { EngineStalledError, VariantUnavailableError } from '../service/variants/engine-errors.ts';
@@ -16,8 +16,6 @@ export const RETRY_AFTER_SECONDS = 1;
 
 const SHUTTING_DOWN = 'The server is shutting down and takes no new requests.';
 
-/** V8's own RangeErrors (a string or array too long, the stack exhausted, an allocation refused): the server's failure, not the request's. */
-const V8_LIMIT = /^(Invalid (string|array|typed array) length|Maximum call stack size exceeded|Array buffer allocation failed)/;
 
 /** `param`: the request field a context-length error names (prompt, prompt[i], messages). */
 export function toApiError(e: unknown, log: (line: string) => void, param = 'prompt'): ApiError {
@@ -33,7 +31,8 @@ export function toApiError(e: unknown, log: (line: string) => void, param = 'pro
   if (e instanceof EngineStepError) return new ApiError(500, 'The model failed while generating this request; the server logged the cause. Retry; if it persists, tell the operator.', 'server_error', null, 'engine_error');
   if (e instanceof RequestTimeoutError) return unavailable(e.message, 'request_timeout');
   if (e instanceof RequestAbortedError) return new ApiError(400, e.message, 'invalid_request_error', null, 'client_closed_request');
-  if (e instanceof RangeError && !V8_LIMIT.test(e.message)) return invalidRequest(e.message);
+  // The engine's own refusals of a request; any other error (a RangeError from V8 or an engine invariant included) is ours.
+  if (e instanceof InvalidRequestError) return invalidRequest(e.message);
   // A structured output the model could not continue (endpoints check grammars before they stream, naming the field).
   if (e instanceof GrammarError) return invalidRequest(`The structured output cannot be produced: ${e.message}`, null, 'invalid_grammar');
   log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { GenerationEvent, GenerationRequest } from '../../src/runtime/engine/sequence.ts';
 import { Fanout } from '../../src/server/fanout.ts';
 import { toApiError } from '../../src/server/service-errors.ts';
+import { InvalidRequestError } from '../../src/runtime/engine/errors.ts';
 
 /** A variant whose every generation yields two tokens and a stop, and metrics that record the outcome. */
 function fakes() {
@@ -53,7 +54,14 @@ describe('a non-streamed answer is counted once, by how it ended', () => {
     assert.match(lines.join('\n'), /Invalid string length/);
   });
 
-  it('a RangeError a request caused (an engine refusing it) is still its 400', () => {
-    assert.equal(toApiError(new RangeError('the prompt has no tokens'), () => undefined).status, 400);
+  it("the engine's refusal of a request is its 400; any other RangeError (an engine invariant broken) is a logged 500 that names nothing internal", () => {
+    const refused = toApiError(new InvalidRequestError('the prompt has no tokens'), () => undefined);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.message, 'the prompt has no tokens');
+    const lines: string[] = [];
+    const broken = toApiError(new RangeError('slot 3 already holds 17 tokens'), (l) => lines.push(l));
+    assert.equal(broken.status, 500);
+    assert.ok(!broken.message.includes('slot 3'), broken.message);
+    assert.match(lines.join('\n'), /slot 3 already holds 17 tokens/);
   });
 });

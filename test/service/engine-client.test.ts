@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ContextLengthError } from '../../src/runtime/engine/errors.ts';
+import { ContextLengthError, InvalidRequestError } from '../../src/runtime/engine/errors.ts';
 import { defaultSamplingParams } from '../../src/runtime/engine/sampling-params.ts';
 import { QueueFullError, SchedulerClosedError } from '../../src/runtime/engine/scheduler-types.ts';
 import type { GenerationEvent } from '../../src/runtime/engine/sequence.ts';
@@ -65,9 +65,9 @@ describe('EngineClient', () => {
   });
 
   it('refuses bad requests synchronously, as BatchScheduler does', () => {
-    assert.throws(() => engine.submit({ promptTokens: [], maxTokens: 1, sampling: greedy }), RangeError);
+    assert.throws(() => engine.submit({ promptTokens: [], maxTokens: 1, sampling: greedy }), InvalidRequestError);
     assert.throws(() => engine.submit({ promptTokens: Array(64).fill(5), maxTokens: 1, sampling: greedy }), ContextLengthError);
-    assert.throws(() => engine.submit({ promptTokens: [1], maxTokens: 0, sampling: greedy }), RangeError);
+    assert.throws(() => engine.submit({ promptTokens: [1], maxTokens: 0, sampling: greedy }), InvalidRequestError);
     assert.throws(() => engine.submit({ promptTokens: [1], maxTokens: 1, sampling: { ...greedy, topP: 2 } }), /topP/);
   });
 

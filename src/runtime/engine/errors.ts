@@ -1,3 +1,11 @@
+/**
+ * A request the engine cannot run as asked (an empty prompt, a token budget below one): the
+ * client's to fix, answered 400. Every other error thrown while serving is the server's.
+ */
+export class InvalidRequestError extends Error {
+  override name = 'InvalidRequestError';
+}
+
 /** The prompt (plus requested tokens) does not fit the context the model is served with. */
 export class ContextLengthError extends Error {
   override name = 'ContextLengthError';

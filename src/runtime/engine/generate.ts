@@ -1,5 +1,5 @@
 import type { Tokenizer } from '../tokenizer/types.ts';
-import { ContextLengthError } from './errors.ts';
+import { ContextLengthError, InvalidRequestError } from './errors.ts';
 import type { DecoderSession } from './decoder-session.ts';
 import { type GenerationEvent, type GenerationRequest, Sequence } from './sequence.ts';
 
@@ -14,11 +14,11 @@ export async function* generate(
   slot = 0,
 ): AsyncGenerator<GenerationEvent> {
   const prompt = request.promptTokens;
-  if (prompt.length === 0) throw new RangeError('the prompt has no tokens');
+  if (prompt.length === 0) throw new InvalidRequestError('the prompt has no tokens');
   if (prompt.length >= session.maxContext) {
     throw new ContextLengthError(`the prompt has ${prompt.length} tokens; the context holds ${session.maxContext} (prompt + at least one generated token)`);
   }
-  if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
+  if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new InvalidRequestError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
   const seq = new Sequence(request, tokenizer, session.spec.vocabSize);
   session.reset(slot);
   try {

@@ -2,7 +2,7 @@ import type { FileBlocks } from '../model/block-quantization.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Weights } from '../model/tensor.ts';
 import type { ExecutionTarget } from '../device/device.ts';
-import { ContextLengthError } from './errors.ts';
+import { ContextLengthError, InvalidRequestError } from './errors.ts';
 import { ModelSession } from './ort-decoder-session.ts';
 
 /**
@@ -110,7 +110,7 @@ export class ScoringSession implements PromptScorer, PieceScorer {
   ) {}
 
   check(tokens: readonly number[]): void {
-    if (tokens.length === 0) throw new RangeError('the prompt has no tokens');
+    if (tokens.length === 0) throw new InvalidRequestError('the prompt has no tokens');
     if (tokens.length > this.options.maxContext) throw new ContextLengthError(`the prompt has ${tokens.length} tokens; the context holds ${this.options.maxContext}`);
   }
 

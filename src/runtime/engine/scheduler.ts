@@ -1,6 +1,6 @@
 import type { Tokenizer } from '../tokenizer/types.ts';
 import { admitOrThrow, type HeldRequests, waitingRequests } from './admission.ts';
-import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from './errors.ts';
+import { ContextLengthError, EngineStepError, InvalidRequestError, RequestAbortedError, RequestTimeoutError } from './errors.ts';
 import { EventChannel } from './event-channel.ts';
 import type { DecoderSession } from './decoder-session.ts';
 import { SlotPrefixCache } from './prefix-cache-slots.ts';
@@ -80,11 +80,11 @@ export class BatchScheduler implements Scheduler {
   submit(request: GenerationRequest): RequestHandle {
     if (this.closed) throw new SchedulerClosedError('the server is shutting down and accepts no new requests');
     const promptLength = request.promptTokens.length;
-    if (promptLength === 0) throw new RangeError('the prompt has no tokens');
+    if (promptLength === 0) throw new InvalidRequestError('the prompt has no tokens');
     if (promptLength >= this.session.maxContext) {
       throw new ContextLengthError(`the prompt has ${promptLength} tokens; the context holds ${this.session.maxContext} (prompt + at least one generated token)`);
     }
-    if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
+    if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new InvalidRequestError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
     admitOrThrow('generations', this.held(), this.session.maxBatch, this.options.maxQueue);
     // Built now so invalid sampling parameters fail the submission, not the batch.
     const sequence = new Sequence(request, this.tokenizer, this.session.spec.vocabSize);

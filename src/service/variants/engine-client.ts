@@ -6,7 +6,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { admitOrThrow, type HeldRequests, waitingRequests } from '../../runtime/engine/admission.ts';
-import { ContextLengthError } from '../../runtime/engine/errors.ts';
+import { ContextLengthError, InvalidRequestError } from '../../runtime/engine/errors.ts';
 import { EventChannel } from '../../runtime/engine/event-channel.ts';
 import type { PromptScores } from '../../runtime/engine/prompt-scores.ts';
 import { validateSamplingParams } from '../../runtime/engine/sampling-params.ts';
@@ -176,9 +176,9 @@ export class EngineClient implements Scheduler {
   submit(request: GenerationRequest): RequestHandle {
     this.refuseIfDown();
     const promptLength = request.promptTokens.length;
-    if (promptLength === 0) throw new RangeError('the prompt has no tokens');
+    if (promptLength === 0) throw new InvalidRequestError('the prompt has no tokens');
     if (promptLength >= this.maxContext) throw new ContextLengthError(`the prompt has ${promptLength} tokens; the context holds ${this.maxContext} (prompt + at least one generated token)`);
-    if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
+    if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) throw new InvalidRequestError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
     validateSamplingParams({ ...request.sampling });
     admitOrThrow('generations', this.held(), this.init.session.maxBatch, this.init.scheduling.maxQueue);
     const id = this.nextId++;
@@ -200,7 +200,7 @@ export class EngineClient implements Scheduler {
   scorePrompt(tokens: readonly number[], topN: number, signal?: AbortSignal): Promise<PromptScores> {
     try {
       this.refuseIfDown();
-      if (tokens.length === 0) throw new RangeError('the prompt has no tokens');
+      if (tokens.length === 0) throw new InvalidRequestError('the prompt has no tokens');
       if (tokens.length > this.maxContext) throw new ContextLengthError(`the prompt has ${tokens.length} tokens; the context holds ${this.maxContext}`);
       admitOrThrow('scorings', this.held(), this.init.session.maxBatch, this.init.scheduling.maxQueue);
     } catch (e) {

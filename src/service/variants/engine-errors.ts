@@ -1,4 +1,4 @@
-import { ContextLengthError, EngineStepError, RequestAbortedError, RequestTimeoutError } from '../../runtime/engine/errors.ts';
+import { ContextLengthError, EngineStepError, InvalidRequestError, RequestAbortedError, RequestTimeoutError } from '../../runtime/engine/errors.ts';
 import { QueueFullError, SchedulerClosedError } from '../../runtime/engine/scheduler-types.ts';
 import { GrammarError } from '../../runtime/grammar/grammar-spec.ts';
 import type { WireError } from './engine-protocol.ts';
@@ -30,6 +30,7 @@ const wireErrorClasses: Record<string, new (message: string) => Error> = {
   QueueFullError,
   SchedulerClosedError,
   ContextLengthError,
+  InvalidRequestError,
   RangeError,
   EngineStepError,
   RequestTimeoutError,
