@@ -17,7 +17,8 @@ export async function tempDir(t: TestContext, prefix = 'mop-store-'): Promise<st
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
   t.after(async () => {
     await fs.chmod(dir, 0o755).catch(() => undefined);
-    await fs.rm(dir, { recursive: true, force: true });
+    // Retried: an after hook registered later (a StoreSync's stop) may not have run yet, and its poll can still write here.
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   });
   return dir;
 }
