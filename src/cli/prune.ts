@@ -59,7 +59,9 @@ export function registerPruneCommand(program: Command): void {
       const referenceBlocks = await readReferenceBlocks(modelPath);
       const memoryLimit = o.memoryLimit !== undefined ? o.memoryLimit * 2 ** 30 : undefined;
       if (o.estimate) {
-        const estimate = await estimatePruneCost(model, recipe, { threads: o.threads, device, memoryLimit });
+        // With a store: text a prune of this model already sampled for the recipe costs nothing.
+        const selfTextCache = o.modelStore === undefined ? undefined : storeSelfTextCache(await ModelStore.open(o.modelStore), digestWeights(model.spec, model.weights));
+        const estimate = await estimatePruneCost(model, recipe, { threads: o.threads, device, memoryLimit, selfTextCache });
         process.stdout.write(`${describeEstimate(estimate)}\n`);
         return;
       }

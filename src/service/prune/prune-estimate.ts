@@ -8,23 +8,32 @@ import { measureStepTimes } from '../../mop/estimate-timing.ts';
 import type { ModelWeights } from '../../mop/surgery.ts';
 import type { DeviceName } from '../../runtime/device/device.ts';
 import type { PruneRecipe } from './prune-options.ts';
-import { availableMemory, estimateRecipeOf, rowsPerRunOf, validateRecipe } from './run-prune.ts';
+import { availableMemory, estimateRecipeOf, rowsPerRunOf, sampledTextCached, validateRecipe } from './run-prune.ts';
+import type { LoadedModel } from '../../runtime/model/loaded-model.ts';
+import type { SelfTextCache } from '../../mop/self-text.ts';
 
-/** An estimate with the memory it was checked against. */
-export type PruneCostEstimate = PruneEstimate & { availableBytes: number; fits: boolean };
+/** An estimate with the memory it was checked against; `sampleCached`: the model store holds the recovery text the recipe samples, so none is sampled. */
+export type PruneCostEstimate = PruneEstimate & { availableBytes: number; fits: boolean; sampleCached?: boolean };
 
-/** The recipe's cost on this machine: step times measured on the model's shape, then extrapolated. */
+/**
+ * The recipe's cost on this machine: step times measured on the model's shape, then extrapolated.
+ * With `selfTextCache` (the model store) and the model's tokenizer, text already sampled for this
+ * recipe costs nothing: a re-prune at a new ratio samples nothing.
+ */
 export async function estimatePruneCost(
-  model: ModelWeights,
+  model: ModelWeights & Partial<Pick<LoadedModel, 'tokenizer' | 'chatTemplate'>>,
   recipe: PruneRecipe,
-  options: { threads?: number | undefined; device?: DeviceName | undefined; signal?: AbortSignal | undefined; memoryLimit?: number | undefined } = {},
+  options: { threads?: number | undefined; device?: DeviceName | undefined; signal?: AbortSignal | undefined; memoryLimit?: number | undefined; selfTextCache?: SelfTextCache | undefined } = {},
 ): Promise<PruneCostEstimate> {
   validateRecipe(recipe, model.spec);
-  const r = estimateRecipeOf(recipe);
+  const tokenizer = model.tokenizer;
+  const sampleCached = options.selfTextCache !== undefined && tokenizer !== undefined && (await sampledTextCached({ ...model, tokenizer, chatTemplate: model.chatTemplate }, recipe, options.selfTextCache));
+  const estimated = estimateRecipeOf(recipe);
+  const r = sampleCached && estimated.recovery ? { ...estimated, recovery: { ...estimated.recovery, sampledTokens: 0 } } : estimated;
   const measured = await measureStepTimes(model, r, options);
   const e = estimatePrune(model.spec, r, measured, rowsPerRunOf(model.spec, recipe));
   const availableBytes = availableMemory(options.memoryLimit);
-  return { ...e, availableBytes, fits: e.memory.peakBytes <= availableBytes };
+  return { ...e, availableBytes, fits: e.memory.peakBytes <= availableBytes, ...(sampleCached && { sampleCached }) };
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
@@ -52,7 +61,7 @@ export function describeEstimate(e: PruneCostEstimate): string {
   if (e.seconds) {
     const s = e.seconds;
     const paths = e.paths.length > 1 ? `; ${range(e.paths, (p) => duration(p.seconds!.total))}` : '';
-    const sampling = s.sampling > 0 ? `, sampling recovery text ${duration(s.sampling)} (none when the model store holds the sample)` : '';
+    const sampling = e.sampleCached ? ', no sampling (the model store holds the recovery text sampled for this recipe)' : s.sampling > 0 ? `, sampling recovery text ${duration(s.sampling)} (none when the model store holds the sample)` : '';
     lines.push(`predicted wall time: ${duration(s.total)} (candidate recovery ${duration(s.candidates)}, final recovery ${duration(s.final)}, scoring ${duration(s.scoring)}${sampling}${paths})`);
   }
   if (e.measured) {

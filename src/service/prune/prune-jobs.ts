@@ -190,9 +190,18 @@ export class PruneJobs {
     const sourceId = request.source ?? this.deps.denseId;
     const source = this.deps.registry.get(sourceId);
     if (!source) throw new MopInputError(`no model variant '${sourceId}' to prune`);
-    const { spec, weights, tokenizer, path } = source.model;
+    const { spec, weights, tokenizer, path, chatTemplate } = source.model;
+    const store = this.deps.store?.();
+    const sourceDigest = store?.sourceDigest(sourceId);
     return estimateInWorker(
-      { model: { spec, weights, tokenizer, path }, recipe: recipeOf(request), ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }), device: source.target.device, nice: this.deps.pruneNice },
+      {
+        model: { spec, weights, tokenizer, path, chatTemplate },
+        recipe: recipeOf(request),
+        ...(this.deps.pruneThreads !== undefined && { threads: this.deps.pruneThreads }),
+        device: source.target.device,
+        nice: this.deps.pruneNice,
+        ...(store && sourceDigest !== undefined && { selfTextStore: { root: store.root, sourceDigest } }),
+      },
       this.deps.pruneHeapMb !== undefined ? { heapMb: this.deps.pruneHeapMb } : {},
     );
   }

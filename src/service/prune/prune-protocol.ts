@@ -29,6 +29,8 @@ export interface PruneWorkerInit {
   store?: PruneStoreTarget;
   /** Measure and answer the recipe's cost (a dry run) instead of pruning. */
   estimateOnly?: boolean;
+  /** With estimateOnly: the store that may hold recovery text sampled from this source (then the estimate counts no sampling). */
+  selfTextStore?: { root: string; sourceDigest: HexDigest };
 }
 
 export interface PruneStoreTarget {

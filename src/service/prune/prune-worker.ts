@@ -53,7 +53,10 @@ async function prune(): Promise<void> {
 }
 
 try {
-  if (init.estimateOnly) post({ type: 'estimate', estimate: await estimatePruneCost(init.model, init.recipe, { threads: init.threads, device: init.device, signal: ac.signal }) });
+  if (init.estimateOnly) {
+    const selfTextCache = init.selfTextStore && storeSelfTextCache(await ModelStore.open(init.selfTextStore.root, { cleanOnOpen: false }), init.selfTextStore.sourceDigest);
+    post({ type: 'estimate', estimate: await estimatePruneCost(init.model, init.recipe, { threads: init.threads, device: init.device, signal: ac.signal, selfTextCache }) });
+  }
   else await prune();
 } catch (e) {
   post({ type: 'failed', error: toWireError(e), cancelled: ac.signal.aborted });

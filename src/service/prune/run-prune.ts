@@ -10,7 +10,7 @@ import { joinRecoveryTexts, loadRecoveryText, type RecoveryText } from '../../mo
 import { checkMemoryFits, type EstimateRecipe } from '../../mop/estimate.ts';
 import { PruneEta } from './prune-eta.ts';
 import os from 'node:os';
-import { loadSelfRecoveryText, promptsFromCalibration, type SelfTextCache } from '../../mop/self-text.ts';
+import { loadSelfRecoveryText, promptsFromCalibration, type SelfTextCache, type SelfTextOptions, selfTextRecipe } from '../../mop/self-text.ts';
 import type { ModelSpec } from '../../runtime/model/spec.ts';
 import type { ModelWeights } from '../../mop/surgery.ts';
 import type { Tokenizer } from '../../runtime/tokenizer/types.ts';
@@ -188,10 +188,8 @@ export async function prepareRecovery(recipe: PruneRecipe, inputs: RecoveryInput
     ? await loadSelfRecoveryText(model, tokenizer, {
         seqLen: recipe.recoverySeqLen,
         batch: recipe.recoveryBatch,
-        tokens: recipe.recoverySelfTokens,
+        ...selfTextOptionsOf(recipe, inputs.calibration),
         alone: read === undefined,
-        seed: recipe.seed,
-        prompts: promptsFromCalibration(inputs.calibration?.sequences ?? []),
         cache: inputs.selfTextCache,
         ...(inputs.threads !== undefined && { threads: inputs.threads }),
         ...(inputs.signal && { signal: inputs.signal }),
@@ -211,19 +209,36 @@ export async function prepareRecovery(recipe: PruneRecipe, inputs: RecoveryInput
   };
 }
 
+/** What a recipe samples from the model (and its cache is keyed by, with the model): prompts from the calibration sequences, BOS alone without. */
+function selfTextOptionsOf(recipe: PruneRecipe, calibration: CalibrationSet | undefined): Pick<SelfTextOptions, 'tokens' | 'seed' | 'prompts'> {
+  return { tokens: recipe.recoverySelfTokens, seed: recipe.seed, prompts: promptsFromCalibration(calibration?.sequences ?? []) };
+}
+
+/** The recipe's calibration text, read as its prune reads it. */
+function loadRecipeCalibration(recipe: PruneRecipe, tokenizer: Tokenizer, chatTemplate: string | undefined): Promise<CalibrationSet> {
+  return loadCalibration(tokenizer, {
+    ...(recipe.calibration !== undefined && { path: recipe.calibration }),
+    chatTemplate,
+    samples: recipe.samples,
+    seqLen: recipe.seqLen,
+    seed: recipe.seed,
+  });
+}
+
+/** Whether `cache` already holds the text this recipe would sample from `model`: its prune then samples nothing. */
+export async function sampledTextCached(model: ModelWeights & Pick<LoadedModel, 'tokenizer' | 'chatTemplate'>, recipe: PruneRecipe, cache: SelfTextCache): Promise<boolean> {
+  if (!samplesRecoveryText(recipe)) return false;
+  const calibration = await loadRecipeCalibration(recipe, createTokenizer(model.tokenizer), model.chatTemplate);
+  return (await cache.load(selfTextRecipe(model, selfTextOptionsOf(recipe, calibration)))) !== undefined;
+}
+
 export async function runPrune(run: PruneRun): Promise<MopResult> {
   const { recipe, model } = run;
   validateRecipe(recipe, model.spec);
   checkMemoryFits(model.spec, estimateRecipeOf(recipe), availableMemory(run.memoryLimit), rowsPerRunOf(model.spec, recipe));
   const tokenizer = createTokenizer(model.tokenizer);
   checkTokenizerMatchesModel(tokenizer, model.spec.vocabSize, model.path);
-  const calibration = await loadCalibration(tokenizer, {
-    ...(recipe.calibration !== undefined && { path: recipe.calibration }),
-    chatTemplate: model.chatTemplate,
-    samples: recipe.samples,
-    seqLen: recipe.seqLen,
-    seed: recipe.seed,
-  });
+  const calibration = await loadRecipeCalibration(recipe, tokenizer, model.chatTemplate);
   const inputs: RecoveryInputs = { tokenizer, model, threads: run.threads, calibration, selfTextCache: run.selfTextCache, signal: run.signal, onProgress: run.onProgress };
   // Files are read before the inputs count as good; text sampled from the model (minutes on a large one) after.
   const files = await readRecoveryFiles(recipe, inputs);
