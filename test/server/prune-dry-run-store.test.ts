@@ -41,5 +41,8 @@ describe('POST /admin/prune dry_run with a model store', () => {
     assert.equal(after.seconds.sampling, 0);
     const other = (await (await admin(s, 'POST', '/admin/prune', { ...quick, recovery_self_tokens: 4096, target: 0.3, dry_run: true })).json()) as Estimate;
     assert.ok(other.seconds.sampling > 0 && other.sampleCached === undefined);
+    // A dry run reads no file a request names, so with one (here the bundled text by name) the sampling is counted.
+    const named = (await (await admin(s, 'POST', '/admin/prune', { ...quick, calibration: 'tinystories-calibration.txt', target: 0.3, dry_run: true })).json()) as Estimate;
+    assert.ok(named.seconds.sampling > 0 && named.sampleCached === undefined, JSON.stringify(named).slice(0, 300));
   });
 });

@@ -191,7 +191,9 @@ export class PruneJobs {
     const source = this.deps.registry.get(sourceId);
     if (!source) throw new MopInputError(`no model variant '${sourceId}' to prune`);
     const { spec, weights, tokenizer, path, chatTemplate } = source.model;
-    const store = this.deps.store?.();
+    // Whether the store already holds the recipe's sampled text is known from its calibration prompts: checked only
+    // with the bundled calibration text, since a dry run reads no file a request names (a prune bounds that reading; an estimate does not).
+    const store = request.calibration === undefined ? this.deps.store?.() : undefined;
     const sourceDigest = store?.sourceDigest(sourceId);
     return estimateInWorker(
       {

@@ -29,7 +29,7 @@ export interface PruneWorkerInit {
   store?: PruneStoreTarget;
   /** Measure and answer the recipe's cost (a dry run) instead of pruning. */
   estimateOnly?: boolean;
-  /** With estimateOnly: the store that may hold recovery text sampled from this source (then the estimate counts no sampling). */
+  /** With estimateOnly: the store that may hold recovery text sampled from this source (then the estimate counts no sampling); only with the bundled calibration text, which the check reads. */
   selfTextStore?: { root: string; sourceDigest: HexDigest };
 }
 
