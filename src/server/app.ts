@@ -68,36 +68,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     await next();
   });
 
-  // A name the server does not answer to (DNS rebinding) is refused before anything else; counted on the API's paths.
-  if (deps.hostPolicy?.check) {
-    const tokenizePaths: readonly string[] = TOKENIZE_PATHS;
-    const logRefusal = refusalLog(log);
-    app.use('*', requireAllowedHost(deps.hostPolicy, (path, host) => {
-      logRefusal(path, host);
-      if (path.startsWith('/v1/')) countFailure(deps, undefined, 'forbidden');
-      else if (tokenizePaths.includes(path)) deps.metrics.countTokenize('unknown', tokenizeRoute(path), 'forbidden');
-    }));
-  }
-
-  // CORS first: a preflight carries no API key. Then the key, then the content type (415 before a
-  // byte of the body is read), then the body limit. /tokenize and /detokenize follow the /v1 rules
-  // and are counted apart from generations.
-  for (const path of ['/v1/*', ...TOKENIZE_PATHS]) {
-    const count = (outcome: RequestOutcome) => (path === '/v1/*' ? countFailure(deps, undefined, outcome) : deps.metrics.countTokenize('unknown', tokenizeRoute(path), outcome));
-    if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use(path, corsFor(deps.allowedOrigins));
-    if (deps.apiKeys && deps.apiKeys.length > 0) app.use(path, requireApiKey(deps.apiKeys, () => count('unauthorized')));
-    app.use(path, requireJsonBody(() => count('invalid')));
-    app.use(
-      path,
-      bodyLimit({
-        maxSize: deps.maxBodyBytes,
-        onError: () => {
-          count('too_large');
-          return bodyTooLarge(deps.maxBodyBytes).toResponse();
-        },
-      }),
-    );
-  }
+  guardRequests(app, deps, log);
 
   const generation = (handler: Handler) => async (c: Context<Env>) => {
     let json: unknown;
@@ -120,24 +91,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.post('/v1/completions', generation(handleCompletion));
   app.post('/v1/chat/completions', generation(handleChatCompletion));
-  // Not generations: not refused while draining, counted in mop_tokenize_requests_total.
-  const tokenizing = (route: TokenizeRoute, handler: (json: unknown, d: AppDeps, signal: AbortSignal) => Promise<object>) => async (c: Context<Env>) => {
-    let json: unknown;
-    // The variant the request names (the active one without a name), as generations are counted.
-    const model = () => deps.service.lookup((json as { model?: unknown } | undefined)?.model)?.id ?? 'unknown';
-    try {
-      json = await readJson(c);
-      const answer = await handler(json, deps, c.get('clientSignal'));
-      deps.metrics.countTokenize(model(), route, 'success');
-      return c.json(answer);
-    } catch (e) {
-      const err = toApiError(e, log);
-      deps.metrics.countTokenize(model(), route, outcomeOf(err));
-      return err.toResponse();
-    }
-  };
-  app.post('/tokenize', tokenizing('tokenize', handleTokenize));
-  app.post('/detokenize', tokenizing('detokenize', handleDetokenize));
+  mountTokenizeRoutes(app, deps, log);
 
   app.get('/v1/models', (c) => {
     const list: ModelList = { object: 'list', data: deps.service.list().map(modelCard) };
@@ -176,6 +130,65 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.notFound((c) => notFound(`${c.req.method} ${c.req.path}`).toResponse());
   app.onError((e) => toApiError(e, log).toResponse());
   return app;
+}
+
+/**
+ * What every request passes before its handler: a name the server does not answer to (DNS
+ * rebinding) is refused first, on every path. Then, on /v1 and the tokenize routes: CORS (a
+ * preflight carries no API key), the key, the content type (415 before a byte of the body is
+ * read), the body limit. Each refusal is counted (countRefused).
+ */
+function guardRequests(app: Hono<Env>, deps: AppDeps, log: (line: string) => void): void {
+  if (deps.hostPolicy?.check) {
+    const logRefusal = refusalLog(log);
+    app.use('*', requireAllowedHost(deps.hostPolicy, (path, host) => {
+      logRefusal(path, host);
+      countRefused(deps, path, 'forbidden');
+    }));
+  }
+  for (const path of ['/v1/*', ...TOKENIZE_PATHS]) {
+    const count = (outcome: RequestOutcome) => countRefused(deps, path === '/v1/*' ? '/v1/' : path, outcome);
+    if (deps.allowedOrigins && deps.allowedOrigins.length > 0) app.use(path, corsFor(deps.allowedOrigins));
+    if (deps.apiKeys && deps.apiKeys.length > 0) app.use(path, requireApiKey(deps.apiKeys, () => count('unauthorized')));
+    app.use(path, requireJsonBody(() => count('invalid')));
+    app.use(
+      path,
+      bodyLimit({
+        maxSize: deps.maxBodyBytes,
+        onError: () => {
+          count('too_large');
+          return bodyTooLarge(deps.maxBodyBytes).toResponse();
+        },
+      }),
+    );
+  }
+}
+
+/** A request refused before its handler: /v1 in mop_requests_total, the tokenize routes in mop_tokenize_requests_total (model unknown: no body read); other paths are not counted. */
+function countRefused(deps: AppDeps, path: string, outcome: RequestOutcome): void {
+  if (path.startsWith('/v1/')) countFailure(deps, undefined, outcome);
+  else if ((TOKENIZE_PATHS as readonly string[]).includes(path)) deps.metrics.countTokenize('unknown', tokenizeRoute(path), outcome);
+}
+
+/** POST /tokenize and /detokenize: not generations, so not refused while draining; counted in mop_tokenize_requests_total. */
+function mountTokenizeRoutes(app: Hono<Env>, deps: AppDeps, log: (line: string) => void): void {
+  const tokenizing = (route: TokenizeRoute, handler: (json: unknown, d: AppDeps, signal: AbortSignal) => Promise<object>) => async (c: Context<Env>) => {
+    let json: unknown;
+    // The variant the request names (the active one without a name), as generations are counted.
+    const model = () => deps.service.lookup((json as { model?: unknown } | undefined)?.model)?.id ?? 'unknown';
+    try {
+      json = await readJson(c);
+      const answer = await handler(json, deps, c.get('clientSignal'));
+      deps.metrics.countTokenize(model(), route, 'success');
+      return c.json(answer);
+    } catch (e) {
+      const err = toApiError(e, log);
+      deps.metrics.countTokenize(model(), route, outcomeOf(err));
+      return err.toResponse();
+    }
+  };
+  app.post('/tokenize', tokenizing('tokenize', handleTokenize));
+  app.post('/detokenize', tokenizing('detokenize', handleDetokenize));
 }
 
 /** The body as JSON: it must be UTF-8 (decoded strictly, no silent U+FFFD) and parse. */
