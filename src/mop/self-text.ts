@@ -48,7 +48,7 @@ export interface SelfTextCache {
 export const SELF_TEXT_PARALLEL = 8;
 
 /** The longest sample, prompt included: `maxSampleTokens` (default 512) within the model's context. */
-export function selfTextContext(spec: ModelWeights['spec'], maxSampleTokens = 512): number {
+function selfTextContext(spec: ModelWeights['spec'], maxSampleTokens = 512): number {
   return Math.min(maxSampleTokens, spec.maxContext);
 }
 

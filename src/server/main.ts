@@ -20,7 +20,7 @@ import { createApp, type ServerState } from './app.ts';
 import { type ChatTemplate, loadChatTemplate } from './chat-template.ts';
 import { formatConfig, modelNameFromPath, type ServerConfig } from './config.ts';
 import { baseUrl, type Listeners, listenAddress, openListeners, portOf } from './listeners.ts';
-import { describeHostPolicy, hostPolicy } from './host-check.ts';
+import { describeHostPolicy, type HostPolicy, hostPolicy } from './host-check.ts';
 import { ServerMetrics } from './metrics.ts';
 import { errorText, releaseEngines, shutdownOnce } from './shutdown.ts';
 import { abortable, StartupAbortedError } from './startup-abort.ts';
@@ -99,7 +99,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // Every variant serves the loaded model's tokenizer (pruning keeps it).
   // A prompt's encode waits no longer than its request may.
   const tokenizeThread = new TokenizeThread({ tokenizer: served.model.tokenizer, chatTemplate: served.chatTemplate.text }, { timeoutMs: config.requestTimeoutMs, maxQueued: config.maxQueue, log });
-  const { app, metrics, state } = buildApp(config, service, sync, served.chatTemplate, tokenizeThread, log);
+  // Which Host names are answered, on every HTTP path and the admin WebSocket alike.
+  const hosts = hostPolicy(config.host, config.allowedHosts, config.apiKeys);
+  const { app, metrics, state } = buildApp(config, service, sync, served.chatTemplate, tokenizeThread, hosts, log);
   let listeners: Listeners;
   try {
     listeners = await openListeners(app.fetch, config);
@@ -108,13 +110,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     throw e;
   }
   // With --admin-port, /admin and its WebSocket live on a listener of their own; the API port answers 404 for them.
-  const closeSocket = attachAdminEventSocket(listeners.admin ?? listeners.api, service.events, { adminToken: config.adminToken, maxClients: config.maxEventClients, hostPolicy: hostPolicy(config.host, config.allowedHosts, config.apiKeys), log });
+  const closeSocket = attachAdminEventSocket(listeners.admin ?? listeners.api, service.events, { adminToken: config.adminToken, maxClients: config.maxEventClients, hostPolicy: hosts, log });
   const closeEvents = () => {
     closeSocket();
     // The tokenizer thread goes with the admin socket, when shutdown begins.
     void tokenizeThread.close();
   };
   const reachable = announceListeners(config, listeners, dense.id, log);
+  log(describeHostPolicy(hosts));
   const servers = listeners.admin ? [listeners.api, listeners.admin] : [listeners.api];
   const close = shutdownOnce({ service, state, servers, closeEvents, graceMs: config.shutdownGraceMs, log });
 
@@ -201,7 +204,7 @@ function logServing(config: ServerConfig, { model, resolved, chatTemplate }: Ser
 }
 
 /** Metrics attached to the service, and the app (API and /admin) with the state /ready reports. */
-function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync | undefined, chatTemplate: ChatTemplate, tokenizeThread: TokenizeThread, log: Log): { app: ReturnType<typeof createApp>; metrics: ServerMetrics; state: ServerState } {
+function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync | undefined, chatTemplate: ChatTemplate, tokenizeThread: TokenizeThread, hosts: HostPolicy, log: Log): { app: ReturnType<typeof createApp>; metrics: ServerMetrics; state: ServerState } {
   const metrics = new ServerMetrics(() => service.list(), sync && (() => service.storeSync));
   service.attachMetrics(metrics);
   service.events.subscribe((e) => e.type === 'model_removed' && metrics.forgetModel(e.id));
@@ -210,7 +213,7 @@ function buildApp(config: ServerConfig, service: ModelService, sync: StoreSync |
     admin: adminRoutes({ token: config.adminToken, service, unloadGraceMs: config.shutdownGraceMs, log, pruneDefaults: config.prune, draining: () => state.draining, dataDir: config.dataDir }),
     apiKeys: config.apiKeys,
     allowedOrigins: config.allowedOrigins,
-    hostPolicy: hostPolicy(config.host, config.allowedHosts, config.apiKeys),
+    hostPolicy: hosts,
     service,
     chatTemplate,
     tokenizeThread,
@@ -232,7 +235,6 @@ function announceListeners(config: ServerConfig, { api, admin }: Listeners, dens
   const adminWhere = admin ? `on ${listenAddress(config.host, portOf(admin))} only (--admin-port; /admin on port ${port} answers 404)` : `on port ${port}`;
   log(config.adminToken === undefined ? `admin API: off (set --admin-token / MOP_ADMIN_TOKEN to enable /admin and /admin/events${admin ? `, served ${adminWhere}` : ''})` : `admin API: on (/admin/*, WebSocket /admin/events; bearer token required) ${adminWhere}`);
   log(`listening on ${listenAddress(config.host, port)} (model id '${denseId}')`);
-  log(describeHostPolicy(hostPolicy(config.host, config.allowedHosts, config.apiKeys)));
   return { url, port, adminUrl };
 }
 

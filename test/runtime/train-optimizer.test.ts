@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AdamW } from '../../src/runtime/train/adamw.ts';
 import { BatchSampler } from '../../src/runtime/train/batch-sampler.ts';
-import { clipFactor } from '../../src/runtime/train/grad-clip.ts';
+import { clipScale, normOfSums, sumOfSquares } from '../../src/runtime/train/grad-clip.ts';
 import { learningRateAt } from '../../src/runtime/train/lr-schedule.ts';
 
 describe('AdamW', () => {
@@ -74,6 +74,10 @@ describe('learning-rate schedule', () => {
 });
 
 describe('global gradient-norm clipping', () => {
+  const clipFactor = (grads: Float32Array[], maxNorm: number) => {
+    const norm = normOfSums(grads.map(sumOfSquares));
+    return { norm, scale: clipScale(norm, maxNorm) };
+  };
   it('measures the norm over all tensors together and scales down to the limit', () => {
     const { norm, scale } = clipFactor([Float32Array.of(3), Float32Array.of(0, 4)], 1);
     assert.equal(norm, 5);

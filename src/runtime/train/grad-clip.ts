@@ -24,9 +24,3 @@ export function clipScale(norm: number, maxNorm: number): number {
   if (!(maxNorm > 0) || !Number.isFinite(maxNorm) || !Number.isFinite(norm) || norm <= maxNorm) return 1;
   return maxNorm / norm;
 }
-
-/** The norm of `grads` and its clip factor. */
-export function clipFactor(grads: Iterable<Float32Array>, maxNorm: number): { norm: number; scale: number } {
-  const norm = normOfSums([...grads].map(sumOfSquares));
-  return { norm, scale: clipScale(norm, maxNorm) };
-}
